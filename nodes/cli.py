@@ -1,10 +1,22 @@
-"""The ``statledger`` command line (typer)."""
+"""The ``statledger`` command line (typer).  Every command is documented in README.md."""
 
 from __future__ import annotations
 
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
-app = typer.Typer(help="statledger: a verifiable statistics ledger.", no_args_is_help=True)
+from proofs.errors import MalformedError, StatledgerError
+
+app = typer.Typer(help="statledger: a verifiable statistics ledger.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+node_app = typer.Typer(help="Run and configure the parties of a real deployment.",
+                       no_args_is_help=True)
+app.add_typer(node_app, name="node")
 
 
 @app.callback()
@@ -12,10 +24,250 @@ def main() -> None:
     """statledger: a verifiable statistics ledger."""
 
 
+def _fail(msg: str, code: int = 1) -> None:
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
 @app.command()
-def demo() -> None:
-    """Start a local cluster, run a tour of queries and verify their certificates."""
-    typer.echo("statledger demo: the cluster is not built yet.")
+def demo(
+    out: Annotated[Path | None, typer.Option(help="folder for certificates and summary")] = None,
+) -> None:
+    """Start a local cluster (1 ledger, 3 compute nodes, 4 data owners), run a tour of
+    statistics, print the results, write and verify one certificate per query."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from nodes.demo import TOUR, run_demo
+
+    lines: list[str] = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  transient=False) as progress:
+        task = progress.add_task("starting the cluster", total=len(TOUR) + 1)
+
+        def step(name: str) -> None:
+            progress.update(task, advance=1, description=f"query: {name}")
+
+        try:
+            summary = run_demo(out, lines.append, step)
+        except StatledgerError as exc:
+            progress.stop()
+            _fail(str(exc))
+            return
+        progress.update(task, advance=1, description="done")
+    for line in lines:
+        typer.echo(line)
+    typer.echo("")
+    for q in summary["queries"]:
+        typer.echo(f"{q['name']:<22} {q['seconds']:>7.2f} s  {q['rounds']} round(s)  "
+                   f"certificate {max(q['certificate_bytes']) / 1024:.0f} KiB")
+    typer.echo(f"\n{summary['verified']} certificates verified offline in "
+               f"{summary['verify_s']:.2f} s; demo wall time {summary['total_s']:.1f} s")
+    typer.echo(f"certificates: {summary['out']}/certificates/")
+    Path(summary["out"], "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+
+
+@app.command()
+def run(
+    query: Annotated[Path, typer.Argument(help="query spec (JSON)")],
+    data: Annotated[list[Path], typer.Option("--data", help="one CSV per provider")],
+    out: Annotated[Path | None, typer.Option(help="write the certificate here")] = None,
+) -> None:
+    """Run one query on an ephemeral local cluster with one provider per CSV file."""
+    from nodes.demo import querier_for, start_cluster
+    from nodes.querier import run_rounds
+    from protocol.query import QuerySpec
+
+    try:
+        spec = QuerySpec.parse(query.read_bytes())
+    except OSError as exc:
+        _fail(f"{query}: {exc.strerror}", 2)
+    except MalformedError as exc:
+        _fail(f"{query}: {exc}", 2)
+    for d in data:
+        if not d.is_file():
+            _fail(f"{d}: no such file", 2)
+    providers = {f"provider-{i}": {"data": str(d.resolve())} for i, d in enumerate(data, 1)}
+    with tempfile.TemporaryDirectory(prefix="statledger-run-") as tmp:
+        cluster = start_cluster(Path(tmp), providers)
+        try:
+            with querier_for(cluster) as q:
+                outcomes = run_rounds(q, spec, datasets="data",
+                                      progress=lambda m: typer.echo(f"  {m}...", err=True))
+        except StatledgerError as exc:
+            _fail(str(exc))
+            return
+        finally:
+            cluster.stop()
+    typer.echo(outcomes[-1].result.summary())
+    if out is not None:
+        out.write_text(outcomes[-1].certificate.to_json(), encoding="utf-8")
+        typer.echo(f"certificate: {out}")
+
+
+@app.command()
+def query(
+    spec_file: Annotated[Path, typer.Argument(help="query spec (JSON)")],
+    config: Annotated[Path, typer.Option(help="client config (TOML): party_id, identity "
+                                              "key, ledger_url, compute and providers URLs")],
+    dataset: Annotated[str | None, typer.Option(help="dataset name at the providers")] = None,
+    out: Annotated[Path | None, typer.Option(help="write the certificate here")] = None,
+) -> None:
+    """Run a query against a running cluster."""
+    import tomllib
+
+    from nodes.keys import load_identity_key
+    from nodes.querier import Querier, run_rounds
+    from protocol.query import QuerySpec
+
+    try:
+        cfg = tomllib.loads(config.read_text(encoding="utf-8"))
+        spec = QuerySpec.parse(spec_file.read_bytes())
+        key = load_identity_key(Path(cfg["identity_key"]))
+        q = Querier(cfg["party_id"], key, cfg["ledger_url"], cfg["compute"], cfg["providers"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError, StatledgerError) as exc:
+        _fail(f"{exc}", 2)
+        return
+    try:
+        with q:
+            outcomes = run_rounds(q, spec, datasets=dataset,
+                                  progress=lambda m: typer.echo(f"  {m}...", err=True))
+    except StatledgerError as exc:
+        _fail(str(exc))
+        return
+    typer.echo(outcomes[-1].result.summary())
+    if out is not None:
+        out.write_text(outcomes[-1].certificate.to_json(), encoding="utf-8")
+        typer.echo(f"certificate: {out}")
+
+
+@app.command()
+def verify(
+    paths: Annotated[list[Path], typer.Argument(help="certificate files or folders")],
+    trust: Annotated[Path | None, typer.Option(help="trust policy (JSON): log_key, "
+                                                    "witness_keys, quorum")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per file")] = False,
+) -> None:
+    """Verify certificates offline.  Exit 0: all valid; 1: some invalid; 2: not a
+    certificate."""
+    from verifier.verify import load_trust, verify_certificate_file
+
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files.extend(sorted(p.rglob("*.json")))
+        else:
+            files.append(p)
+    if not files:
+        _fail("no certificate files given", 2)
+    try:
+        policy = load_trust(trust) if trust is not None else None
+    except MalformedError as exc:
+        _fail(str(exc), 2)
+        return
+    code = 0
+    for f in files:
+        try:
+            report = verify_certificate_file(f, policy)
+        except MalformedError as exc:
+            code = max(code, 2)
+            if as_json:
+                typer.echo(json.dumps({"file": str(f), "valid": False, "step": 1,
+                                       "reason": f"not a certificate: {exc}", "party": None,
+                                       "steps": []}))
+            else:
+                typer.secho(f"{f}: NOT A CERTIFICATE: {exc}", fg=typer.colors.RED)
+            continue
+        if not report.valid:
+            code = max(code, 1)
+        if as_json:
+            typer.echo(json.dumps(report.to_json_obj()))
+            continue
+        status = "VALID" if report.valid else "INVALID"
+        color = typer.colors.GREEN if report.valid else typer.colors.RED
+        typer.secho(f"{f}: {status}", fg=color, bold=True)
+        typer.echo(f"  trust: {report.trust}")
+        for s in report.steps:
+            mark = "ok " if s.ok else "FAIL"
+            typer.echo(f"  ({s.step:>2}) {mark} {s.title}: {s.detail}")
+        if not report.valid:
+            typer.echo(f"  -> step {report.step} failed: {report.reason}"
+                       + (f" (blamed: {report.party})" if report.party else ""))
+    raise typer.Exit(code)
+
+
+@app.command()
+def audit(
+    log: Annotated[str, typer.Argument(help="ledger SQLite file or ledger node URL")],
+    resume: Annotated[Path | None, typer.Option(help="save/resume position in this file")
+                      ] = None,
+    workers: Annotated[int, typer.Option(help="processes for per-query checks")] = 2,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON summary")] = False,
+) -> None:
+    """Replay a whole log: the tree, every checkpoint, every query's checks."""
+    from verifier.audit import audit_log
+
+    try:
+        summary = audit_log(log, resume=resume, workers=workers,
+                            progress=None if as_json else lambda m: typer.echo(m, err=True))
+    except MalformedError as exc:
+        _fail(str(exc), 2)
+        return
+    if as_json:
+        typer.echo(json.dumps(summary, indent=1))
+    else:
+        typer.echo(f"log {summary['origin']}: {summary['size']} entries, "
+                   f"{summary['checkpoints']} checkpoints, tree and checkpoints "
+                   f"{'OK' if summary['tree_ok'] else 'BROKEN: ' + str(summary['tree_error'])}")
+        for q in summary["queries"]:
+            mark = "ok " if q["valid"] else "FAIL"
+            typer.echo(f"  {mark} {q['query_id'][:16]} {q['statistic'] or '?':<20} "
+                       + ("" if q["valid"] else f"step {q['step']}: {q['reason']} "
+                          f"(blamed: {q['party']})"))
+        typer.echo(f"{summary['valid']} of {len(summary['queries'])} queries valid in "
+                   f"{summary['seconds']:.2f} s")
+    raise typer.Exit(0 if summary["ok"] else 1)
+
+
+@node_app.command("serve")
+def node_serve(
+    role: Annotated[str, typer.Option(help="ledger, compute or provider")],
+    config: Annotated[Path, typer.Option(help="the party's config (TOML)")],
+) -> None:
+    """Serve one party (blocks until stopped)."""
+    from nodes.serve import main as serve_main
+
+    sys.exit(serve_main(["--role", role, "--config", str(config)]))
+
+
+@node_app.command("init")
+def node_init(
+    base_dir: Annotated[Path, typer.Argument(help="folder for keys and configs")],
+    compute: Annotated[int, typer.Option(help="number of compute nodes")] = 3,
+    provider: Annotated[list[str], typer.Option(
+        help="provider as ID=NAME:PATH[,NAME:PATH...] (repeatable)")] = [],  # noqa: B006
+    querier: Annotated[list[str], typer.Option(help="querier id (repeatable)")
+                       ] = ["querier"],  # noqa: B006
+    host: Annotated[str, typer.Option(help="address the services bind")] = "127.0.0.1",
+) -> None:
+    """Create keys (0600) and TOML configs for every party of a deployment."""
+    from nodes.launcher import init_cluster
+
+    providers: dict[str, dict[str, Any]] = {}
+    for spec in provider:
+        pid, _, rest = spec.partition("=")
+        if not pid or not rest:
+            _fail(f"--provider {spec!r}: expected ID=NAME:PATH", 2)
+        ds: dict[str, Any] = {}
+        for item in rest.split(","):
+            name, _, path = item.partition(":")
+            if not name or not path:
+                _fail(f"--provider {spec!r}: expected NAME:PATH", 2)
+            ds[name] = str(Path(path).resolve())
+        providers[pid] = ds
+    layout = init_cluster(base_dir, n_compute=compute, providers=providers,
+                          queriers=querier, host=host)
+    for p in layout.parties.values():
+        typer.echo(f"{p.party_id:<14} {p.role:<9} {p.url or '-':<26} {p.config_path}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,217 @@
+"""The FastAPI scaffolding every statledger service shares.
+
+:func:`create_app` returns a FastAPI app with
+
+* JSON error bodies ``{"error": reason, "party": blamed-or-null, "step": ..., "node": me}``;
+* the error tree mapped to statuses: ``MalformedError`` -> 400, ``VerificationError`` -> 422
+  (with its ``step`` and ``party``), ``DecryptionError`` -> 422, ``PolicyError`` -> 403,
+  ``ProtocolError`` -> 409, :class:`NotFoundError` -> 404, authentication errors -> 401/403/409
+  (:mod:`nodes.auth`), request validation errors -> 400 naming the field, oversized bodies ->
+  413; anything else is a bug: logged with its traceback and answered with a bare 500;
+* a request-body limit enforced while the body streams in (``Content-Length`` checked first);
+* ``GET /v1/health`` -> ``{"status": "ok", "party": ..., "role": ...}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from nodes.auth import AuthError
+from nodes.config import DEFAULT_MAX_BODY
+from proofs.errors import (
+    DecryptionError,
+    MalformedError,
+    PolicyError,
+    ProtocolError,
+    StatledgerError,
+    VerificationError,
+)
+
+__all__ = [
+    "NotFoundError",
+    "BodyTooLargeError",
+    "BodyLimitMiddleware",
+    "create_app",
+    "error_body",
+]
+
+log = logging.getLogger("statledger.nodes")
+
+
+class NotFoundError(StatledgerError):
+    """An unknown id (query, entry index, party) -> 404."""
+
+
+class BodyTooLargeError(StatledgerError):
+    """A request body over the service's limit -> 413."""
+
+
+def error_body(reason: str, *, node: str | None, party: str | None = None,
+               step: str | None = None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": reason, "party": party, "node": node}
+    if step is not None:
+        body["step"] = step
+    body.update(extra)
+    return body
+
+
+class BodyLimitMiddleware:
+    """Pure ASGI middleware: refuse bodies over ``max_body`` bytes with 413.
+
+    A declared ``Content-Length`` over the limit is refused before reading anything; a body
+    that streams past the limit (chunked) raises :class:`BodyTooLargeError` inside the app,
+    which the exception handler turns into 413.
+    """
+
+    def __init__(self, app: ASGIApp, max_body: int, node: str | None) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.node = node
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0 or declared > self.max_body:
+                    reason = (
+                        f"request body of {declared} bytes exceeds the limit of "
+                        f"{self.max_body} bytes"
+                        if declared >= 0
+                        else "malformed Content-Length"
+                    )
+                    status = 413 if declared >= 0 else 400
+                    resp = JSONResponse(error_body(reason, node=self.node), status_code=status)
+                    await resp(scope, receive, send)
+                    return
+        seen = 0
+        limit = self.max_body
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLargeError(
+                        f"request body exceeds the limit of {limit} bytes"
+                    )
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def _loc(loc: Any) -> str:
+    parts = [str(x) for x in loc if x not in ("body",)] if isinstance(loc, list | tuple) else []
+    return ".".join(parts) or "body"
+
+
+def create_app(
+    *,
+    title: str,
+    party_id: str | None,
+    role: str,
+    max_body: int = DEFAULT_MAX_BODY,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]] | None = None,
+    version: str = "0.1.0",
+) -> FastAPI:
+    """A FastAPI app with statledger's error handling, body limit and health endpoint."""
+    app = FastAPI(title=title, version=version, lifespan=lifespan)
+    app.state.party_id = party_id
+    app.state.role = role
+    node = party_id
+
+    def reply(status: int, reason: str, **kw: Any) -> JSONResponse:
+        return JSONResponse(error_body(reason, node=node, **kw), status_code=status)
+
+    async def on_malformed(_: Request, exc: Exception) -> JSONResponse:
+        return reply(400, str(exc))
+
+    async def on_verification(_: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, VerificationError):
+            return reply(422, exc.reason, party=exc.party, step=exc.step)
+        return reply(422, str(exc))
+
+    async def on_decryption(_: Request, exc: Exception) -> JSONResponse:
+        return reply(422, str(exc))
+
+    async def on_policy(_: Request, exc: Exception) -> JSONResponse:
+        return reply(403, str(exc))
+
+    async def on_protocol(_: Request, exc: Exception) -> JSONResponse:
+        return reply(409, str(exc))
+
+    async def on_not_found(_: Request, exc: Exception) -> JSONResponse:
+        return reply(404, str(exc))
+
+    async def on_too_large(_: Request, exc: Exception) -> JSONResponse:
+        return reply(413, str(exc))
+
+    async def on_auth(_: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, AuthError):
+            return reply(exc.status, exc.reason, party=exc.party)
+        return reply(401, str(exc))
+
+    async def on_other_statledger(_: Request, exc: Exception) -> JSONResponse:
+        return reply(400, str(exc))
+
+    async def on_validation(_: Request, exc: Exception) -> JSONResponse:
+        errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+        fields = []
+        for e in errors:
+            fields.append({"field": _loc(e.get("loc", ())), "message": str(e.get("msg", ""))})
+        if fields:
+            reason = "invalid request: " + "; ".join(f"{f['field']}: {f['message']}"
+                                                     for f in fields)
+        else:
+            reason = "invalid request"
+        return reply(400, reason, fields=fields)
+
+    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, StarletteHTTPException):
+            return JSONResponse(
+                error_body(str(exc.detail), node=node),
+                status_code=exc.status_code,
+                headers=getattr(exc, "headers", None),
+            )
+        return reply(500, "internal error")
+
+    async def on_bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+        return reply(500, "internal error")
+
+    # Specific subclasses before their parents: Starlette looks handlers up along the MRO,
+    # so registration order does not matter, but keep it readable.
+    app.add_exception_handler(AuthError, on_auth)
+    app.add_exception_handler(MalformedError, on_malformed)
+    app.add_exception_handler(VerificationError, on_verification)
+    app.add_exception_handler(DecryptionError, on_decryption)
+    app.add_exception_handler(PolicyError, on_policy)
+    app.add_exception_handler(ProtocolError, on_protocol)
+    app.add_exception_handler(NotFoundError, on_not_found)
+    app.add_exception_handler(BodyTooLargeError, on_too_large)
+    app.add_exception_handler(StatledgerError, on_other_statledger)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_bug)
+    app.add_middleware(BodyLimitMiddleware, max_body=max_body, node=node)
+
+    @app.get("/v1/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "party": party_id, "role": role}
+
+    return app

@@ -1,0 +1,173 @@
+"""The compute node: holds one key share ``x_i``; adds DP noise; decrypts aggregates only.
+
+Routes (``auth`` = signed request from a registered querier)::
+
+    POST /v1/queries/{query_id}/noise    auth  add this node's DP noise share -> {"index"}
+    POST /v1/queries/{query_id}/decrypt  auth  decryption shares + batched DLEQ -> {"index"}
+    POST /v1/witness/cosign                    cosign a newer consistent checkpoint (ledger)
+    GET  /v1/health
+
+Before decrypting, the node re-runs verification steps 5-11 on the log (every submission's
+range proof, the aggregate recomputed, at least ``min_providers`` providers and never fewer
+than two): it never decrypts a single submission.  Its actions are recorded in SQLite, so a
+repeated request returns the same log index and a restarted node resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI
+
+from nodes.app import create_app as create_base_app
+from nodes.auth import Authenticator, NonceStore
+from nodes.config import ComputeConfig
+from nodes.keys import load_elgamal_share, load_identity_key
+from nodes.ledger_client import LedgerClient
+from nodes.ledger_service import witness_from_config, witness_router
+from nodes.peers import PartyDirectory
+from proofs.errors import PolicyError
+from proofs.group import base_mul
+from proofs.vector import encrypt_vector_with_proof
+from protocol import entries, flow
+from verifier.checks import check_query, parse_entries
+
+__all__ = ["ComputeNode", "create_app", "MIN_PROVIDERS_FLOOR"]
+
+log = logging.getLogger("statledger.compute")
+
+#: A compute node never decrypts an aggregate of fewer providers, whatever the query says.
+MIN_PROVIDERS_FLOOR = 2
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS actions(
+  query_id TEXT NOT NULL, action TEXT NOT NULL, log_index INTEGER NOT NULL,
+  PRIMARY KEY (query_id, action));
+"""
+
+
+class ComputeNode:
+    """The node's logic (no HTTP): noise shares and decryption shares, recorded in SQLite."""
+
+    def __init__(self, config: ComputeConfig) -> None:
+        self.config = config
+        self.party_id = config.party_id
+        self.identity = load_identity_key(config.identity_key_path)
+        self.x = load_elgamal_share(config.elgamal_key_path)
+        self.X = base_mul(self.x)
+        self.ledger = LedgerClient(str(config.ledger_url), config.party_id, self.identity)
+        self._db = sqlite3.connect(str(config.state_db_path), check_same_thread=False,
+                                   isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.ledger.close()
+        self._db.close()
+
+    def _done(self, query_id: str, action: str) -> int | None:
+        row = self._db.execute("SELECT log_index FROM actions WHERE query_id=? AND action=?",
+                               (query_id, action)).fetchone()
+        return None if row is None else int(row[0])
+
+    def _record(self, query_id: str, action: str, index: int) -> None:
+        self._db.execute("INSERT OR REPLACE INTO actions VALUES (?, ?, ?)",
+                         (query_id, action, index))
+
+    def noise(self, query_id: str) -> int:
+        """Sample, encrypt and range-prove this node's DP noise share; log it."""
+        with self._lock:
+            done = self._done(query_id, "noise")
+            if done is not None:
+                return done
+            view = check_query(parse_entries(self.ledger.query_entries(query_id)), through=8)
+            spec = view.spec
+            if spec is None:  # pragma: no cover - check_query sets it
+                raise PolicyError("no query")
+            for idx, n in view.noise:  # logged before a crash: resume, never add twice
+                if n.node == self.party_id:
+                    self._record(query_id, "noise", idx)
+                    return idx
+            plan = flow.noise_plan(spec, len(view.compute_nodes()))
+            if plan is None:
+                raise PolicyError(f"query {query_id} asks for no DP noise")
+            share = plan.sample_share()
+            ev = encrypt_vector_with_proof(
+                view.setup.collective_point(),  # type: ignore[union-attr]
+                share, plan.ranges(), flow.noise_context(query_id, self.party_id))
+            entry = entries.sign(
+                entries.NoiseEntry(query_id, self.party_id, ev.to_bytes().hex()), self.identity)
+            index = self.ledger.append(entry)
+            self._record(query_id, "noise", index)
+            log.info("noise share for %s logged at %d", query_id, index)
+            return index
+
+    def decrypt(self, query_id: str) -> int:
+        """Check steps 5-11 on the log, then publish decryption shares with a batched DLEQ."""
+        with self._lock:
+            done = self._done(query_id, "decrypt")
+            if done is not None:
+                return done
+            view = parse_entries(self.ledger.query_entries(query_id))
+            for idx, d in view.decryptions:  # logged before a crash: resume
+                if d.node == self.party_id:
+                    self._record(query_id, "decrypt", idx)
+                    return idx
+            view = check_query(view, through=11)
+            if len(view.submissions) < MIN_PROVIDERS_FLOOR:
+                raise PolicyError(
+                    f"{self.party_id} refuses to decrypt an aggregate of "
+                    f"{len(view.submissions)} provider(s): at least {MIN_PROVIDERS_FLOOR}")
+            if self.party_id not in view.setup.compute:  # type: ignore[union-attr]
+                raise PolicyError(f"{self.party_id} is not a compute node of this cluster")
+            if view.aggregate is None:  # pragma: no cover - step 11 requires it
+                raise PolicyError("no aggregate")
+            cts = view.aggregate[1].decode_ciphertexts()
+            shares, proof = flow.make_decryption(
+                self.x, self.X, cts, flow.decryption_context(query_id, self.party_id))
+            entry = entries.sign(entries.DecryptionEntry(
+                query_id, self.party_id, tuple(s.to_bytes().hex() for s in shares),
+                proof.to_bytes().hex()), self.identity)
+            index = self.ledger.append(entry)
+            self._record(query_id, "decrypt", index)
+            log.info("decryption shares for %s logged at %d", query_id, index)
+            return index
+
+
+def create_app(config: ComputeConfig) -> FastAPI:
+    node = ComputeNode(config)
+    directory = PartyDirectory(str(config.ledger_url))
+    nonces = NonceStore(config.state_db_path)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            node.close()
+            directory.close()
+
+    app = create_base_app(title="statledger compute node", party_id=config.party_id,
+                          role="compute", max_body=config.max_body, lifespan=lifespan)
+    auth = Authenticator(directory.key_of, nonces, directory.role_of)
+
+    @app.post("/v1/queries/{query_id}/noise")
+    def post_noise(query_id: str, _party: str = Depends(auth.require("querier"))
+                   ) -> dict[str, Any]:
+        return {"index": node.noise(query_id), "node": config.party_id}
+
+    @app.post("/v1/queries/{query_id}/decrypt")
+    def post_decrypt(query_id: str, _party: str = Depends(auth.require("querier"))
+                     ) -> dict[str, Any]:
+        return {"index": node.decrypt(query_id), "node": config.party_id}
+
+    if config.witness is not None:
+        app.include_router(witness_router(witness_from_config(config)))
+    return app
+

@@ -1,0 +1,310 @@
+"""Per-role node configuration, loaded from TOML (``tomllib``) into strict pydantic models.
+
+One file per party.  Every model forbids unknown keys, so a typo in a config file is an error
+that names the field, not a silently ignored setting.  Example (a compute node)::
+
+    party_id = "compute-1"
+    role = "compute"
+    port = 8101
+    data_dir = "compute-1"            # relative paths resolve against the config file's folder
+    ledger_url = "http://127.0.0.1:8100"
+
+    [peers]
+    compute-2 = "http://127.0.0.1:8102"
+
+    [witness]
+    origin = "statledger.local/log"
+    log_key = "0f1e...(hex of the ledger's Ed25519 key)"
+
+Layout of ``data_dir`` (created on demand): ``identity.key`` (Ed25519, 0600),
+``elgamal.key`` and ``witness.key`` (compute only, 0600), ``log.key`` (ledger only: the
+checkpoint signing key, 0600), ``state.sqlite`` (the service's own state: nonces,
+indexes), ``ledger.sqlite`` (ledger only: the log).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+from proofs.errors import MalformedError
+
+__all__ = [
+    "ROLES",
+    "PARTY_ID_PATTERN",
+    "DEFAULT_MAX_BODY",
+    "ConfigError",
+    "RosterMember",
+    "WitnessPeer",
+    "WitnessSettings",
+    "DatasetConfig",
+    "LedgerConfig",
+    "ComputeConfig",
+    "ProviderConfig",
+    "QuerierConfig",
+    "NodeConfig",
+    "load_config",
+    "parse_config",
+    "dump_config_toml",
+]
+
+ROLES = ("ledger", "compute", "provider", "querier")
+Role = Literal["ledger", "compute", "provider", "querier"]
+PARTY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+DEFAULT_MAX_BODY = 16 * 1024 * 1024
+
+PartyId = Annotated[str, Field(pattern=PARTY_ID_PATTERN)]
+HexKey = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+Url = Annotated[str, Field(pattern=r"^https?://[^\s/]+(/[^\s]*)?$")]
+
+
+class ConfigError(MalformedError):
+    """A configuration file that is missing, not TOML, or does not match its role's schema."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RosterMember(_Strict):
+    """A party the ledger accepts a ``party`` entry from: its role and Ed25519 key (hex)."""
+
+    role: Role
+    sig_key: HexKey
+
+
+class WitnessPeer(_Strict):
+    """A witness the ledger asks to cosign checkpoints (a compute node's witness endpoint)."""
+
+    url: Url
+    key: str = ""  # the witness's note verifier key (C2SP vkey), used to check cosignatures
+
+
+class WitnessSettings(_Strict):
+    """What a compute node needs to act as a witness for the log."""
+
+    origin: str = Field(min_length=1)
+    log_key: str = Field(min_length=1)  # the ledger's note verifier key / public key
+
+
+class DatasetConfig(_Strict):
+    """A provider's dataset: a CSV, Parquet or SQLite file (``table`` for SQLite)."""
+
+    path: Path
+    format: Literal["csv", "parquet", "sqlite"] | None = None  # None: from the file suffix
+    table: str | None = None
+
+
+class _Common(_Strict):
+    party_id: PartyId
+    host: str = "127.0.0.1"
+    port: StrictInt = Field(default=0, ge=0, le=65535)
+    data_dir: Path
+    max_body: StrictInt = Field(default=DEFAULT_MAX_BODY, ge=1024)
+    log_level: Literal["debug", "info", "warning", "error"] = "warning"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def identity_key_path(self) -> Path:
+        return self.data_dir / "identity.key"
+
+    @property
+    def state_db_path(self) -> Path:
+        return self.data_dir / "state.sqlite"
+
+
+class LedgerConfig(_Common):
+    """The ledger node: hosts the log named ``origin``."""
+
+    role: Literal["ledger"]
+    origin: str = Field(min_length=1, pattern=r"^[^\s]+$")
+    roster: dict[PartyId, RosterMember] = Field(default_factory=dict)
+    witnesses: dict[PartyId, WitnessPeer] = Field(default_factory=dict)
+    witness_quorum: StrictInt = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _quorum_reachable(self) -> LedgerConfig:
+        if self.witness_quorum > len(self.witnesses):
+            raise ValueError(
+                f"witness_quorum {self.witness_quorum} exceeds the {len(self.witnesses)} "
+                "configured witnesses")
+        return self
+
+    @property
+    def ledger_db_path(self) -> Path:
+        return self.data_dir / "ledger.sqlite"
+
+    @property
+    def log_key_path(self) -> Path:
+        """The checkpoint (signed-note) key: an Ed25519 seed, key name = ``origin``."""
+        return self.data_dir / "log.key"
+
+
+class ComputeConfig(_Common):
+    """A computing node: one key share, a witness for the log."""
+
+    role: Literal["compute"]
+    ledger_url: Url
+    peers: dict[PartyId, Url] = Field(default_factory=dict)
+    witness: WitnessSettings | None = None
+
+    @property
+    def elgamal_key_path(self) -> Path:
+        return self.data_dir / "elgamal.key"
+
+    @property
+    def witness_key_path(self) -> Path:
+        """The witness cosigning key: an Ed25519 seed, key name = ``party_id``."""
+        return self.data_dir / "witness.key"
+
+
+class ProviderConfig(_Common):
+    """A data owner: datasets and a policy file."""
+
+    role: Literal["provider"]
+    ledger_url: Url
+    peers: dict[PartyId, Url] = Field(default_factory=dict)
+    datasets: dict[str, DatasetConfig] = Field(default_factory=dict)
+    policy: Path | None = None
+
+
+class QuerierConfig(_Common):
+    """A researcher's client (no server; ``port`` unused)."""
+
+    role: Literal["querier"]
+    ledger_url: Url
+    peers: dict[PartyId, Url] = Field(default_factory=dict)
+
+
+NodeConfig = Annotated[
+    LedgerConfig | ComputeConfig | ProviderConfig | QuerierConfig, Field(discriminator="role")
+]
+_ADAPTER: TypeAdapter[LedgerConfig | ComputeConfig | ProviderConfig | QuerierConfig] = (
+    TypeAdapter(NodeConfig)
+)
+
+AnyConfig = LedgerConfig | ComputeConfig | ProviderConfig | QuerierConfig
+
+
+def _describe(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
+        parts.append(f"{loc}: {e['msg']}")
+    return "; ".join(parts)
+
+
+def _resolve(base: Path, raw: dict[str, Any]) -> dict[str, Any]:
+    """Resolve relative paths (data_dir, policy, dataset paths) against the config's folder."""
+    out = dict(raw)
+
+    def fix(v: Any) -> Any:
+        if isinstance(v, str) and not Path(v).is_absolute():
+            return str(base / v)
+        return v
+
+    for key in ("data_dir", "policy"):
+        if key in out:
+            out[key] = fix(out[key])
+    ds = out.get("datasets")
+    if isinstance(ds, dict):
+        new: dict[str, Any] = {}
+        for name, d in ds.items():
+            if isinstance(d, str):
+                d = {"path": d}
+            if isinstance(d, dict) and "path" in d:
+                d = {**d, "path": fix(d["path"])}
+            new[name] = d
+        out["datasets"] = new
+    return out
+
+
+def parse_config(raw: dict[str, Any], *, base_dir: Path | None = None,
+                 role: str | None = None) -> AnyConfig:
+    """Validate a config mapping; relative paths resolve against ``base_dir`` when given."""
+    if not isinstance(raw, dict):
+        raise ConfigError("config: expected a table at the top level")
+    if role is not None:
+        if role not in ROLES:
+            raise ConfigError(f"config: unknown role {role!r} (expected one of {', '.join(ROLES)})")
+        if raw.get("role") != role:
+            raise ConfigError(f"config: role is {raw.get('role')!r}, but {role!r} was asked for")
+    if base_dir is not None:
+        raw = _resolve(base_dir, raw)
+    try:
+        return _ADAPTER.validate_python(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"config: {_describe(exc)}") from None
+
+
+def load_config(path: str | Path, *, role: str | None = None) -> AnyConfig:
+    """Load and validate one party's TOML config; raise :class:`ConfigError` naming the field."""
+    p = Path(path)
+    try:
+        text = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"config {p}: cannot read ({exc.strerror})") from None
+    try:
+        raw = tomllib.loads(text.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config {p}: not valid TOML ({exc})") from None
+    try:
+        return parse_config(raw, base_dir=p.resolve().parent, role=role)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, Path):
+        v = str(v)
+    if isinstance(v, str):
+        esc = v.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{esc}"'
+    raise ConfigError(f"config: cannot write {type(v).__name__} to TOML")
+
+
+def _toml_key(k: str) -> str:
+    return k if all(c.isalnum() or c in "_-" for c in k) and k else _toml_value(k)
+
+
+def dump_config_toml(cfg: AnyConfig) -> str:
+    """Write a config back to TOML (the inverse of :func:`load_config` for absolute paths)."""
+    data = cfg.model_dump(mode="python", exclude_none=True)
+    scalars: list[str] = []
+    tables: list[str] = []
+
+    def emit(prefix: str, obj: dict[str, Any]) -> None:
+        lines: list[str] = []
+        subs: list[tuple[str, dict[str, Any]]] = []
+        for k, v in obj.items():
+            if isinstance(v, dict):
+                subs.append((k, v))
+            else:
+                lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
+        if prefix:
+            tables.append(f"[{prefix}]\n" + "".join(x + "\n" for x in lines))
+        else:
+            scalars.extend(lines)
+        for k, v in subs:
+            emit(f"{prefix}.{_toml_key(k)}" if prefix else _toml_key(k), v)
+
+    emit("", data)
+    return "\n".join(scalars) + "\n\n" + "\n".join(tables)

@@ -1,0 +1,153 @@
+"""``statledger demo``: a local cluster of real processes and a tour of five statistics.
+
+1 ledger, 3 compute nodes (also witnesses), 4 data owners -- each holding one site of the
+bundled datasets -- and a querier.  Every query's certificate is written under
+``OUT/certificates/`` and verified again offline at the end.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nodes.launcher import Cluster
+from nodes.querier import Querier, QueryOutcome, run_rounds
+from protocol import datasets
+from protocol.query import QuerySpec
+
+__all__ = ["TOUR", "TourItem", "start_cluster", "run_demo"]
+
+PROVIDERS = ["hospital-a", "hospital-b", "hospital-c", "hospital-d"]
+DATASETS = ["diabetes", "breast_cancer", "waltons", "rossi"]
+
+
+@dataclass(frozen=True)
+class TourItem:
+    name: str
+    dataset: str
+    spec: dict[str, Any]
+
+
+TOUR: list[TourItem] = [
+    TourItem("mean", "diabetes", {
+        "version": 1, "statistic": "mean", "columns": ["bmi"],
+        "bounds": {"bmi": [15.0, 50.0]},
+    }),
+    TourItem("linear_regression", "diabetes", {
+        "version": 1, "statistic": "linear_regression",
+        "columns": ["bmi", "bp", "s5", "target"],
+        "bounds": {"bmi": [15.0, 50.0], "bp": [60.0, 140.0], "s5": [3.0, 6.5],
+                   "target": [25.0, 350.0]},
+        "params": {"target": "target", "features": ["bmi", "bp", "s5"]},
+    }),
+    TourItem("logistic_regression", "breast_cancer", {
+        "version": 1, "statistic": "logistic_irls",
+        "columns": ["mean_radius", "mean_texture", "mean_smoothness", "benign"],
+        "bounds": {"mean_radius": [5.0, 30.0], "mean_texture": [9.0, 40.0],
+                   "mean_smoothness": [0.05, 0.17], "benign": [0.0, 1.0]},
+        "params": {"target": "benign",
+                   "features": ["mean_radius", "mean_texture", "mean_smoothness"],
+                   "standardize": {"mean_radius": [14.0, 3.5], "mean_texture": [19.0, 4.3],
+                                   "mean_smoothness": [0.096, 0.014]}},
+    }),
+    TourItem("kaplan_meier", "waltons", {
+        "version": 1, "statistic": "kaplan_meier", "columns": ["time", "event", "group"],
+        "bounds": {"time": [0.0, 80.0], "event": [0.0, 1.0]},
+        "group_by": ["group"], "categories": {"group": ["control", "miR-137"]},
+        "params": {"time": "time", "event": "event", "max_time": 75},
+    }),
+    TourItem("crosstab", "waltons", {
+        "version": 1, "statistic": "crosstab", "group_by": ["group"],
+        "categories": {"group": ["control", "miR-137"]},
+        "bounds": {"time": [0.0, 80.0]}, "params": {"value": "time"}, "min_cell_size": 5,
+    }),
+]
+
+
+def provider_datasets() -> dict[str, dict[str, str]]:
+    """Each hospital holds site k of every bundled dataset."""
+    out: dict[str, dict[str, str]] = {}
+    for k, pid in enumerate(PROVIDERS, start=1):
+        out[pid] = {name: str(datasets.path(name, datasets.sites(name)[k - 1]))
+                    for name in DATASETS}
+    return out
+
+
+def start_cluster(base: Path, providers: dict[str, dict[str, str]],
+                  n_compute: int = 3) -> Cluster:
+    cluster = Cluster(base, n_compute=n_compute, providers=providers, queriers=["querier"])
+    cluster.start()
+    with cluster.client("ledger", as_party="querier") as c:
+        c.post("/v1/setup")
+    return cluster
+
+
+def querier_for(cluster: Cluster) -> Querier:
+    layout = cluster.layout
+    return Querier(
+        "querier", cluster.signing_key("querier"), cluster.url("ledger"),
+        {p.party_id: p.url for p in layout.compute},
+        {p.party_id: p.url for p in layout.providers},
+    )
+
+
+def run_demo(out: Path | None, say: Callable[[str], None],
+             step: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the tour; returns a summary (timings, certificate sizes, verification)."""
+    from verifier.verify import verify_certificate_file
+
+    t0 = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="statledger-demo-"))
+    out_dir = Path(out) if out is not None else work / "out"
+    cert_dir = out_dir / "certificates"
+    cert_dir.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"queries": []}
+    cluster = start_cluster(work / "cluster", provider_datasets())
+    summary["startup_s"] = round(time.perf_counter() - t0, 2)
+    try:
+        with querier_for(cluster) as q:
+            for item in TOUR:
+                if step is not None:
+                    step(item.name)
+                spec = QuerySpec.parse(item.spec)
+                tq = time.perf_counter()
+                outcomes: list[QueryOutcome] = run_rounds(q, spec, datasets=item.dataset)
+                final = outcomes[-1]
+                paths = []
+                for i, o in enumerate(outcomes, start=1):
+                    suffix = f"-round{i}" if len(outcomes) > 1 else ""
+                    p = cert_dir / f"{item.name}{suffix}.json"
+                    p.write_text(o.certificate.to_json(), encoding="utf-8")
+                    paths.append(p)
+                say(f"\n== {item.name} ({item.dataset}, {len(final.contributors)} owners"
+                    + (f", {len(outcomes)} IRLS rounds" if len(outcomes) > 1 else "") + ")")
+                say(final.result.summary())
+                summary["queries"].append({
+                    "name": item.name, "query_id": final.query_id,
+                    "rounds": len(outcomes), "seconds": round(time.perf_counter() - tq, 2),
+                    "certificates": [str(p) for p in paths],
+                    "certificate_bytes": [p.stat().st_size for p in paths],
+                })
+    finally:
+        cluster.stop()
+    # offline verification of every certificate written
+    tv = time.perf_counter()
+    verified = 0
+    for p in sorted(cert_dir.glob("*.json")):
+        report = verify_certificate_file(p)
+        if not report.valid:
+            raise RuntimeError(f"{p.name}: step {report.step}: {report.reason}")
+        verified += 1
+    summary["verified"] = verified
+    summary["verify_s"] = round(time.perf_counter() - tv, 2)
+    summary["total_s"] = round(time.perf_counter() - t0, 2)
+    summary["out"] = str(out_dir)
+    if out is None:
+        summary["out"] = str(out_dir)
+    shutil.rmtree(work / "cluster", ignore_errors=True)
+    return summary

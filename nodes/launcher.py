@@ -1,0 +1,464 @@
+"""A local cluster of real processes on loopback (demo, ``statledger run``, integration tests).
+
+:func:`init_cluster` writes keys (0600) and one TOML config per party under ``base_dir`` --
+also what ``statledger node init`` uses -- and a ``cluster.json`` index of the layout.
+:class:`Cluster` starts every service as ``python -m nodes.serve --role R --config FILE``
+(``sys.executable``; output to ``base_dir/logs/<party>.log``) in parallel, waits for each
+``/v1/health`` and for every party's ``party`` entry on the ledger, and stops them with
+SIGTERM, then SIGKILL after a timeout (context manager; an ``atexit`` hook as a safety net).
+``kill(party)`` and ``restart(party)`` exist for failure tests.
+
+Layout::
+
+    base_dir/cluster.json
+    base_dir/<party>/config.toml      base_dir/<party>/identity.key ...
+    base_dir/logs/<party>.log
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from nodes.config import (
+    ComputeConfig,
+    DatasetConfig,
+    LedgerConfig,
+    ProviderConfig,
+    QuerierConfig,
+    RosterMember,
+    WitnessPeer,
+    WitnessSettings,
+    dump_config_toml,
+)
+from nodes.keys import (
+    load_or_create_elgamal_share,
+    load_or_create_identity_key,
+    load_or_create_seed,
+)
+from proofs.errors import StatledgerError
+
+__all__ = [
+    "ClusterError",
+    "PartyInfo",
+    "ClusterLayout",
+    "free_ports",
+    "init_cluster",
+    "load_layout",
+    "Cluster",
+]
+
+LAYOUT_FILE = "cluster.json"
+DEFAULT_ORIGIN = "statledger.local/log"
+
+
+class ClusterError(StatledgerError):
+    """A cluster that could not be created, started or stopped; names the party."""
+
+
+@dataclass(frozen=True)
+class PartyInfo:
+    party_id: str
+    role: str
+    config_path: str
+    data_dir: str
+    url: str
+    log_path: str
+
+    @property
+    def serves(self) -> bool:
+        return self.role != "querier"
+
+
+@dataclass
+class ClusterLayout:
+    base_dir: str
+    origin: str
+    parties: dict[str, PartyInfo] = field(default_factory=dict)
+
+    def by_role(self, role: str) -> list[PartyInfo]:
+        return [p for p in self.parties.values() if p.role == role]
+
+    @property
+    def ledger(self) -> PartyInfo:
+        return self.by_role("ledger")[0]
+
+    @property
+    def compute(self) -> list[PartyInfo]:
+        return self.by_role("compute")
+
+    @property
+    def providers(self) -> list[PartyInfo]:
+        return self.by_role("provider")
+
+    @property
+    def queriers(self) -> list[PartyInfo]:
+        return self.by_role("querier")
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"base_dir": self.base_dir, "origin": self.origin,
+             "parties": {k: asdict(v) for k, v in self.parties.items()}},
+            indent=2, sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ClusterLayout:
+        obj = json.loads(text)
+        return cls(obj["base_dir"], obj["origin"],
+                   {k: PartyInfo(**v) for k, v in obj["parties"].items()})
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """``n`` distinct currently free TCP ports (sockets held open until all are chosen)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _witness_vkey(name: str, seed: bytes) -> str:
+    """The C2SP cosignature verifier key of a witness (ledger.witness), if available."""
+    try:
+        from ledger import witness as _w
+    except ImportError:
+        return ""
+    signer_cls = getattr(_w, "CosignatureSigner", None) or getattr(_w, "WitnessSigner", None)
+    if signer_cls is None:
+        return ""
+    try:
+        return str(signer_cls(name, seed).vkey())
+    except Exception:  # noqa: BLE001 -- optional metadata only
+        return ""
+
+
+def _log_vkey(origin: str, seed: bytes) -> str:
+    from ledger.note import NoteSigner
+
+    return NoteSigner(origin, seed).vkey()
+
+
+def init_cluster(
+    base_dir: str | Path,
+    *,
+    n_compute: int = 3,
+    providers: Mapping[str, Mapping[str, Any]] | None = None,
+    queriers: Iterable[str] = ("querier",),
+    origin: str = DEFAULT_ORIGIN,
+    host: str = "127.0.0.1",
+    ports: Mapping[str, int] | None = None,
+    policies: Mapping[str, str | Path] | None = None,
+    witness_quorum: int | None = None,
+    log_level: str = "warning",
+    max_body: int | None = None,
+) -> ClusterLayout:
+    """Create keys and configs for a whole cluster under ``base_dir``; return its layout.
+
+    ``providers`` maps a provider id to its datasets (``name -> path`` or ``name -> {"path":
+    ..., "format": ..., "table": ...}``).  Compute nodes are ``compute-1..n``, the ledger is
+    ``ledger``.  ``ports`` pins ports per party id; the others are picked free.  Existing key
+    files are kept (so re-running init rewrites configs but never rotates keys).
+    """
+    base = Path(base_dir).resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "logs").mkdir(exist_ok=True)
+    providers = dict(providers or {})
+    queriers = list(queriers)
+    compute_ids = [f"compute-{i}" for i in range(1, n_compute + 1)]
+    served = ["ledger", *compute_ids, *providers]
+    all_ids = [*served, *queriers]
+    if len(set(all_ids)) != len(all_ids):
+        raise ClusterError("party ids must be distinct")
+    pinned = dict(ports or {})
+    picked = iter(free_ports(len([p for p in served if p not in pinned]), host))
+    port = {p: pinned[p] if p in pinned else next(picked) for p in served}
+    url = {p: f"http://{host}:{port[p]}" for p in served}
+    ledger_url = url["ledger"]
+
+    # keys first: the roster needs every public key
+    sig_keys: dict[str, str] = {}
+    for pid in all_ids:
+        sk = load_or_create_identity_key(base / pid / "identity.key")
+        sig_keys[pid] = sk.public_key().to_bytes().hex()
+    log_seed = load_or_create_seed(base / "ledger" / "log.key")
+    log_vkey = _log_vkey(origin, log_seed)
+    witnesses: dict[str, WitnessPeer] = {}
+    for pid in compute_ids:
+        load_or_create_elgamal_share(base / pid / "elgamal.key")
+        wseed = load_or_create_seed(base / pid / "witness.key")
+        witnesses[pid] = WitnessPeer(url=url[pid], key=_witness_vkey(pid, wseed))
+
+    role_of = {"ledger": "ledger", **{c: "compute" for c in compute_ids},
+               **{p: "provider" for p in providers}, **{q: "querier" for q in queriers}}
+    roster = {pid: RosterMember(role=role_of[pid], sig_key=sig_keys[pid])  # type: ignore[arg-type]
+              for pid in all_ids}
+    layout = ClusterLayout(str(base), origin)
+    quorum = len(compute_ids) if witness_quorum is None else witness_quorum
+    common: dict[str, Any] = {"host": host, "log_level": log_level}
+    if max_body is not None:
+        common["max_body"] = max_body
+
+    def write(pid: str, cfg: Any) -> None:
+        path = base / pid / "config.toml"
+        path.write_text(dump_config_toml(cfg), encoding="utf-8")
+        layout.parties[pid] = PartyInfo(
+            party_id=pid, role=role_of[pid], config_path=str(path), data_dir=str(base / pid),
+            url=url.get(pid, ""), log_path=str(base / "logs" / f"{pid}.log"),
+        )
+
+    write("ledger", LedgerConfig(
+        party_id="ledger", role="ledger", port=port["ledger"], data_dir=base / "ledger",
+        origin=origin, roster=roster, witnesses=witnesses, witness_quorum=quorum, **common))
+    peers_compute = {c: url[c] for c in compute_ids}
+    for pid in compute_ids:
+        write(pid, ComputeConfig(
+            party_id=pid, role="compute", port=port[pid], data_dir=base / pid,
+            ledger_url=ledger_url, peers={k: v for k, v in peers_compute.items() if k != pid},
+            witness=WitnessSettings(origin=origin, log_key=log_vkey), **common))
+    for pid, datasets in providers.items():
+        ds = {name: DatasetConfig(**(d if isinstance(d, Mapping) else {"path": d}))
+              for name, d in datasets.items()}
+        pol = (policies or {}).get(pid)
+        write(pid, ProviderConfig(
+            party_id=pid, role="provider", port=port[pid], data_dir=base / pid,
+            ledger_url=ledger_url, peers=peers_compute, datasets=ds,
+            policy=Path(pol).resolve() if pol is not None else None, **common))
+    all_peers = {p: url[p] for p in served if p != "ledger"}
+    for pid in queriers:
+        write(pid, QuerierConfig(
+            party_id=pid, role="querier", port=0, data_dir=base / pid,
+            ledger_url=ledger_url, peers=all_peers, **common))
+    (base / LAYOUT_FILE).write_text(layout.to_json(), encoding="utf-8")
+    return layout
+
+
+def load_layout(base_dir: str | Path) -> ClusterLayout:
+    """Read ``base_dir/cluster.json`` written by :func:`init_cluster`."""
+    p = Path(base_dir) / LAYOUT_FILE
+    try:
+        return ClusterLayout.from_json(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ClusterError(f"{p}: not a cluster layout ({exc})") from None
+
+
+def _tail(path: str, n: int = 30) -> str:
+    try:
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(lines[-n:])
+
+
+class Cluster:
+    """Start/stop a local cluster (see the module docstring).
+
+    ``Cluster(base_dir, n_compute=3, providers={...})`` initialises ``base_dir`` when it has
+    no ``cluster.json`` yet, else reuses it (keys, ports and state persist across runs).
+    """
+
+    def __init__(
+        self,
+        base_dir: str | Path,
+        *,
+        startup_timeout: float = 60.0,
+        stop_timeout: float = 5.0,
+        wait_registered: bool = True,
+        env: Mapping[str, str] | None = None,
+        **init_kwargs: Any,
+    ) -> None:
+        self.base_dir = Path(base_dir).resolve()
+        if (self.base_dir / LAYOUT_FILE).exists() and not init_kwargs:
+            self.layout = load_layout(self.base_dir)
+        else:
+            self.layout = init_cluster(self.base_dir, **init_kwargs)
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self.wait_registered = wait_registered
+        self.env = dict(os.environ if env is None else env)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._atexit = False
+
+    # -- helpers -------------------------------------------------------------------------
+    def url(self, party_id: str) -> str:
+        return self.layout.parties[party_id].url
+
+    def config_path(self, party_id: str) -> Path:
+        return Path(self.layout.parties[party_id].config_path)
+
+    def signing_key(self, party_id: str) -> Any:
+        from nodes.keys import load_identity_key
+
+        return load_identity_key(Path(self.layout.parties[party_id].data_dir) / "identity.key")
+
+    def client(self, target: str, as_party: str | None = None, **kw: Any) -> Any:
+        """A :class:`~nodes.http.SignedClient` to ``target``, signed as ``as_party``."""
+        from nodes.http import SignedClient
+
+        if as_party is None:
+            return SignedClient(self.url(target), **kw)
+        return SignedClient(self.url(target), as_party, self.signing_key(as_party), **kw)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def _spawn(self, party_id: str) -> subprocess.Popen[bytes]:
+        info = self.layout.parties[party_id]
+        logf = open(info.log_path, "ab")  # noqa: SIM115 -- handed to the child
+        try:
+            proc = subprocess.Popen(  # noqa: S603 -- fixed argv, our own interpreter
+                [sys.executable, "-m", "nodes.serve", "--role", info.role,
+                 "--config", info.config_path],
+                stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=self.env, cwd=str(self.base_dir), start_new_session=True,
+            )
+        finally:
+            logf.close()
+        self.procs[party_id] = proc
+        return proc
+
+    def _wait_healthy(self, party_ids: Iterable[str], deadline: float) -> None:
+        pending = set(party_ids)
+        with httpx.Client(timeout=2.0) as http:
+            while pending:
+                for pid in sorted(pending):
+                    proc = self.procs[pid]
+                    code = proc.poll()
+                    if code is not None:
+                        raise ClusterError(
+                            f"{pid} exited with code {code} during startup; log tail:\n"
+                            + _tail(self.layout.parties[pid].log_path))
+                    try:
+                        r = http.get(self.url(pid) + "/v1/health")
+                        if r.status_code == 200:
+                            pending.discard(pid)
+                    except httpx.HTTPError:
+                        pass
+                if pending and time.monotonic() > deadline:
+                    pid = sorted(pending)[0]
+                    raise ClusterError(
+                        f"{', '.join(sorted(pending))} not healthy after "
+                        f"{self.startup_timeout:.0f} s; log tail of {pid}:\n"
+                        + _tail(self.layout.parties[pid].log_path))
+                if pending:
+                    time.sleep(0.05)
+
+    def _wait_registered(self, party_ids: Iterable[str], deadline: float) -> None:
+        pending = set(party_ids)
+        with httpx.Client(timeout=2.0) as http:
+            while pending:
+                try:
+                    r = http.get(self.url("ledger") + "/v1/parties")
+                    if r.status_code == 200:
+                        pending -= set(r.json())
+                except httpx.HTTPError:
+                    pass
+                if pending and time.monotonic() > deadline:
+                    pid = sorted(pending)[0]
+                    raise ClusterError(
+                        f"{', '.join(sorted(pending))} not registered on the ledger after "
+                        f"{self.startup_timeout:.0f} s; log tail of {pid}:\n"
+                        + _tail(self.layout.parties[pid].log_path))
+                if pending:
+                    time.sleep(0.05)
+
+    def start(self, only: Iterable[str] | None = None) -> Cluster:
+        """Start every serving party (or those in ``only``) in parallel; wait for health and
+        registration on the ledger."""
+        if not self._atexit:
+            atexit.register(self.stop)
+            self._atexit = True
+        served = [p.party_id for p in self.layout.parties.values() if p.serves]
+        if only is not None:
+            wanted = set(only)
+            unknown = wanted - set(served)
+            if unknown:
+                raise ClusterError(f"no such serving party: {', '.join(sorted(unknown))}")
+            served = [p for p in served if p in wanted]
+        for pid in served:
+            if pid not in self.procs or self.procs[pid].poll() is not None:
+                self._spawn(pid)
+        deadline = time.monotonic() + self.startup_timeout
+        try:
+            self._wait_healthy(served, deadline)
+            if self.wait_registered:
+                self._wait_registered([p for p in served if p != "ledger"], deadline)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _stop_one(self, party_id: str, sig: int) -> None:
+        proc = self.procs.get(party_id)
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+
+    def stop(self) -> None:
+        """SIGTERM every process, then SIGKILL whatever is still alive after the timeout."""
+        for pid in list(self.procs):
+            self._stop_one(pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout
+        for pid, proc in list(self.procs.items()):
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._stop_one(pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        self.procs.clear()
+
+    def kill(self, party_id: str) -> None:
+        """SIGKILL one party (a crash, for failure tests)."""
+        self._stop_one(party_id, signal.SIGKILL)
+        proc = self.procs.pop(party_id, None)
+        if proc is not None:
+            proc.wait(timeout=5)
+
+    def terminate(self, party_id: str) -> None:
+        """Stop one party cleanly (SIGTERM, SIGKILL after the timeout)."""
+        proc = self.procs.get(party_id)
+        if proc is None:
+            return
+        self._stop_one(party_id, signal.SIGTERM)
+        try:
+            proc.wait(timeout=self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            self._stop_one(party_id, signal.SIGKILL)
+            proc.wait(timeout=5)
+        self.procs.pop(party_id, None)
+
+    def restart(self, party_id: str, *, hard: bool = False) -> None:
+        """Stop (``hard``: SIGKILL) and start one party again; wait until it is healthy."""
+        if hard:
+            self.kill(party_id)
+        else:
+            self.terminate(party_id)
+        self._spawn(party_id)
+        self._wait_healthy([party_id], time.monotonic() + self.startup_timeout)
+
+    def alive(self, party_id: str) -> bool:
+        proc = self.procs.get(party_id)
+        return proc is not None and proc.poll() is None
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

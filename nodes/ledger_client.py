@@ -1,0 +1,103 @@
+"""A party's view of the ledger node: append signed entries, read a query's entries back.
+
+Thin wrapper over :class:`nodes.http.SignedClient` and the routes of
+:mod:`nodes.ledger_service`.  No cryptography here beyond what the entries carry.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from typing import Any
+
+from nodes.http import RemoteError, SignedClient
+from proofs.signatures import SigningKey
+from protocol.entries import Entry
+
+__all__ = ["LedgerClient"]
+
+
+def _ranges(indices: Iterable[int]) -> list[tuple[int, int]]:
+    """Contiguous ``[start, end)`` runs of sorted unique indices."""
+    runs: list[tuple[int, int]] = []
+    for i in sorted(set(indices)):
+        if runs and runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], i + 1)
+        else:
+            runs.append((i, i + 1))
+    return runs
+
+
+class LedgerClient:
+    def __init__(self, url: str, party_id: str, signing_key: SigningKey,
+                 *, timeout: float = 120.0) -> None:
+        self.url = url
+        self.party_id = party_id
+        self.http = SignedClient(url, party_id, signing_key, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> LedgerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writes --------------------------------------------------------------------------
+    def append(self, entry: Entry) -> int:
+        """Append one signed entry; idempotent for identical bytes.  Returns its index."""
+        out = self.http.post("/v1/entries", content=entry.to_bytes())
+        return int(out["index"])
+
+    def checkpoint(self) -> str:
+        """Ask the ledger to sign a checkpoint and collect the witnesses' cosignatures."""
+        out = self.http.post("/v1/checkpoint")
+        return str(out["checkpoint"])
+
+    # -- reads ---------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        out: dict[str, Any] = self.http.get("/v1/log")
+        return out
+
+    def entries(self, indices: Iterable[int]) -> list[tuple[int, bytes]]:
+        """The bytes of the given entries, in index order."""
+        out: list[tuple[int, bytes]] = []
+        for start, end in _ranges(indices):
+            pos = start
+            while pos < end:
+                stop = min(end, pos + 1000)
+                rows = self.http.get("/v1/entries", params={"start": pos, "end": stop})
+                for row in rows:
+                    out.append((int(row["index"]), base64.b64decode(row["data"], validate=True)))
+                pos = stop
+        return out
+
+    def query_indices(self, query_id: str) -> list[int]:
+        try:
+            out = self.http.get(f"/v1/queries/{query_id}/entries")
+        except RemoteError as exc:
+            if exc.status == 404:
+                return []
+            raise
+        return [int(i) for i in out["indices"]]
+
+    def roster_indices(self) -> list[int]:
+        """Indices of every ``party`` entry and of the ``setup`` entry."""
+        parties = self.http.get("/v1/parties")
+        idx = [int(p["index"]) for p in parties.values()]
+        setup = self.http.get("/v1/setup")
+        idx.append(int(setup["index"]))
+        return sorted(idx)
+
+    def query_entries(self, query_id: str) -> list[tuple[int, bytes]]:
+        """Roster + every entry of the query (what :func:`verifier.checks.check_query` needs)."""
+        return self.entries(self.roster_indices() + self.query_indices(query_id))
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        out = self.http.get("/v1/proofs/inclusion", params={"index": index, "size": size})
+        return [bytes.fromhex(h) for h in out["proof"]]
+
+    def parties(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = self.http.get("/v1/parties")
+        return out

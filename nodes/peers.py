@@ -1,0 +1,59 @@
+"""Who is who: a party directory read from the ledger's registered ``party`` entries.
+
+Services use it to authenticate requests (key and role of the sender).  A miss refreshes the
+cache once, so a party registered after this node started is found.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from nodes.http import SignedClient
+from proofs.errors import MalformedError
+from proofs.signatures import VerifyKey
+
+__all__ = ["PartyDirectory"]
+
+
+class PartyDirectory:
+    def __init__(self, ledger_url: str, *, min_refresh: float = 0.5) -> None:
+        self._http = SignedClient(ledger_url, timeout=30.0)
+        self._parties: dict[str, dict[str, Any]] = {}
+        self._keys: dict[str, VerifyKey] = {}
+        self._lock = threading.Lock()
+        self._last = 0.0
+        self._min_refresh = min_refresh
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._last < self._min_refresh:
+            return
+        self._last = now
+        parties = self._http.get("/v1/parties")
+        keys: dict[str, VerifyKey] = {}
+        for pid, p in parties.items():
+            try:
+                keys[pid] = VerifyKey.from_bytes(bytes.fromhex(p["sig_key"]))
+            except (MalformedError, ValueError, KeyError):
+                continue
+        self._parties, self._keys = parties, keys
+
+    def _lookup(self, party_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            if party_id not in self._parties:
+                self._refresh()
+            return self._parties.get(party_id)
+
+    def key_of(self, party_id: str) -> VerifyKey | None:
+        if self._lookup(party_id) is None:
+            return None
+        return self._keys.get(party_id)
+
+    def role_of(self, party_id: str) -> str | None:
+        p = self._lookup(party_id)
+        return None if p is None else str(p.get("role"))
+
+    def close(self) -> None:
+        self._http.close()

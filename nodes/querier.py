@@ -1,0 +1,275 @@
+"""The researcher's client: run a query across the cluster, get a result and a certificate.
+
+``Querier.run(spec)`` drives DESIGN.md's flow over HTTP, every step a log entry:
+
+1. post the ``query`` entry (signed);
+2. ask every provider to contribute (in parallel); refusals are collected with their reasons;
+3. if the query asks for DP, ask every compute node for its noise share;
+4. recompute the aggregate from the logged submissions and post the ``aggregate`` entry;
+5. ask every compute node to decrypt (in parallel); verify each node's batched DLEQ proof
+   (a wrong share is caught here and the node named);
+6. combine the shares, take exact discrete logs, decode, post the ``result`` entry;
+7. ask the contributing providers to endorse the result;
+8. ask the ledger for a checkpoint cosigned by the witnesses;
+9. assemble the certificate (entries + inclusion proofs + checkpoint) and verify it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from nodes.http import RemoteError, SignedClient
+from nodes.ledger_client import LedgerClient
+from proofs.errors import PolicyError, StatledgerError, VerificationError
+from proofs.signatures import SigningKey
+from protocol import entries, flow
+from protocol.query import QuerySpec
+from protocol.stats import get as get_statistic
+from protocol.stats.base import StatResult
+from verifier.certificate import Certificate, build_certificate
+from verifier.checks import parse_entries
+from verifier.verify import verify_certificate
+
+__all__ = ["Querier", "QueryOutcome", "QueryFailed"]
+
+log = logging.getLogger("statledger.querier")
+
+Progress = Callable[[str], None]
+
+
+class QueryFailed(StatledgerError):
+    """The query could not complete; the message says at which step and why."""
+
+
+@dataclass
+class QueryOutcome:
+    query_id: str
+    spec: QuerySpec
+    result: StatResult
+    certificate: Certificate
+    contributors: list[str]
+    refusals: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Querier:
+    def __init__(
+        self,
+        party_id: str,
+        signing_key: SigningKey,
+        ledger_url: str,
+        compute: Mapping[str, str],
+        providers: Mapping[str, str],
+        *,
+        timeout: float = 600.0,
+    ) -> None:
+        self.party_id = party_id
+        self.key = signing_key
+        self.ledger = LedgerClient(ledger_url, party_id, signing_key, timeout=timeout)
+        self.compute = dict(compute)
+        self.providers = dict(providers)
+        self.timeout = timeout
+        self._pool = ThreadPoolExecutor(max_workers=max(4, len(providers) + len(compute)))
+
+    def close(self) -> None:
+        self.ledger.close()
+        self._pool.shutdown(wait=False)
+
+    def __enter__(self) -> Querier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, url: str, path: str, body: Any = None) -> Any:
+        with SignedClient(url, self.party_id, self.key, timeout=self.timeout, retries=2) as c:
+            return c.post(path, json=body)
+
+    def _fan_out(self, targets: Mapping[str, str], path: str,
+                 body: Callable[[str], Any] | None = None) -> tuple[dict[str, Any],
+                                                                    dict[str, str]]:
+        futures = {pid: self._pool.submit(self._call, url, path,
+                                          body(pid) if body is not None else None)
+                   for pid, url in targets.items()}
+        ok: dict[str, Any] = {}
+        failed: dict[str, str] = {}
+        for pid, fut in futures.items():
+            try:
+                ok[pid] = fut.result()
+            except RemoteError as exc:
+                failed[pid] = str(exc)
+            except StatledgerError as exc:
+                failed[pid] = str(exc)
+        return ok, failed
+
+    def run(
+        self,
+        spec: QuerySpec,
+        *,
+        datasets: Mapping[str, str] | str | None = None,
+        progress: Progress | None = None,
+    ) -> QueryOutcome:
+        """Run one query end to end; raises :class:`QueryFailed` naming the step and party."""
+        import time
+
+        say = progress or (lambda _msg: None)
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal t
+            now = time.perf_counter()
+            timings[name] = now - t
+            t = now
+
+        qid = spec.query_id
+        stat = get_statistic(spec.statistic)
+        # 1. the query entry
+        say("query")
+        query = entries.sign(entries.QueryEntry.for_spec(spec, self.party_id), self.key)
+        self.ledger.append(query)
+        # 2. contributions
+        say("contributions")
+
+        def ds_body(pid: str) -> Any:
+            if datasets is None:
+                return None
+            name = datasets if isinstance(datasets, str) else datasets.get(pid)
+            return None if name is None else {"dataset": name}
+
+        ok, refusals = self._fan_out(self.providers, f"/v1/queries/{qid}/contribute", ds_body)
+        if len(ok) < spec.min_providers:
+            why = "; ".join(f"{p}: {r}" for p, r in sorted(refusals.items()))
+            raise QueryFailed(f"contributions: {len(ok)} provider(s) answered, the query needs "
+                              f"{spec.min_providers} ({why})")
+        lap("encrypt+prove")
+        # 3. DP noise shares
+        plan = flow.noise_plan(spec, len(self.compute))
+        if plan is not None:
+            say("noise")
+            _, failed = self._fan_out(self.compute, f"/v1/queries/{qid}/noise")
+            if failed:
+                raise QueryFailed("noise: " + "; ".join(f"{p}: {r}" for p, r in failed.items()))
+            lap("noise")
+        # 4. the aggregate
+        say("aggregate")
+        view = parse_entries(self.ledger.query_entries(qid))
+        ranges = tuple(stat.layout(spec).ranges)
+        contributions: list[flow.Contribution] = []
+        for _, s in view.submissions:
+            contributions.append(flow.Contribution(s.decode_vector(ranges), ranges))
+        noise_idx: list[int] = []
+        if plan is not None:
+            nr = tuple(plan.ranges())
+            for i, n in view.noise:
+                contributions.append(flow.Contribution(n.decode_vector(nr), nr))
+                noise_idx.append(i)
+        agg = flow.aggregate(contributions)
+        flat = flow.flatten(agg)
+        agg_entry = entries.sign(entries.AggregateEntry(
+            qid, tuple(i for i, _ in view.submissions), tuple(noise_idx),
+            tuple(c.to_bytes().hex() for c in flat)), self.key)
+        self.ledger.append(agg_entry)
+        lap("aggregate")
+        # 5. decryption shares, each checked as it arrives
+        say("decryption")
+        _, failed = self._fan_out(self.compute, f"/v1/queries/{qid}/decrypt")
+        if failed:
+            raise QueryFailed("decryption: " + "; ".join(f"{p}: {r}" for p, r in failed.items()))
+        view = parse_entries(self.ledger.query_entries(qid))
+        by_node = {d.node: d for _, d in view.decryptions}
+        shares_by_node = []
+        for node, p in ((n, view.parties[n]) for n in view.setup.compute):  # type: ignore[union-attr]
+            d = by_node.get(node)
+            if d is None:
+                raise QueryFailed(f"decryption: no shares from {node}")
+            shares = d.share_points()
+            try:
+                flow.verify_decryption(p.elgamal_point(), flat, shares, d.decode_proof(),
+                                       flow.decryption_context(qid, node), party=node,
+                                       step="decryption")
+            except VerificationError as exc:
+                raise QueryFailed(f"decryption: compute node {node} returned invalid "
+                                  f"decryption shares ({exc.reason})") from None
+            shares_by_node.append(shares)
+        totals = flow.decrypt_totals(agg, shares_by_node, [c.ranges for c in contributions])
+        lap("decrypt")
+        # 6. decode and publish
+        result = stat.decode(spec, totals)
+        result_entry = entries.sign(
+            entries.ResultEntry.for_totals(qid, totals, result.to_dict()), self.key)
+        self.ledger.append(result_entry)
+        # 7. endorsements by the contributing owners
+        say("endorsements")
+        contributors = sorted(s.provider for _, s in view.submissions)
+        _, failed = self._fan_out({p: self.providers[p] for p in contributors},
+                                  f"/v1/queries/{qid}/endorse")
+        if failed:
+            raise QueryFailed("endorsement: " + "; ".join(f"{p}: {r}" for p, r in
+                                                           failed.items()))
+        lap("sign")
+        # 8-9. cosigned checkpoint and certificate
+        say("certificate")
+        cert = self.certificate(qid)
+        report = verify_certificate(cert.to_json(), source=f"query {qid[:12]}")
+        if not report.valid:
+            raise QueryFailed(f"the fresh certificate does not verify: step {report.step}: "
+                              f"{report.reason} (party {report.party})")
+        lap("certificate")
+        return QueryOutcome(qid, spec, result, cert, contributors, refusals, timings)
+
+    def certificate(self, query_id: str) -> Certificate:
+        """Checkpoint (cosigned) + the query's entries with inclusion proofs."""
+        note = self.ledger.checkpoint()
+        from ledger.checkpoint import Checkpoint
+        from ledger.note import Note
+
+        parsed = Note.parse(note)
+        cp = Checkpoint.parse(parsed.text)
+        info = self.ledger.info()
+        indices = self.ledger.roster_indices() + self.ledger.query_indices(query_id)
+        rows = self.ledger.entries(indices)
+        triples = [(i, data, self.ledger.inclusion_proof(i, cp.size)) for i, data in rows]
+        return build_certificate(cp.origin, str(info["log_key"]), note, triples)
+
+
+def run_rounds(
+    querier: Querier,
+    spec: QuerySpec,
+    *,
+    datasets: Mapping[str, str] | str | None = None,
+    progress: Progress | None = None,
+    max_rounds: int = 25,
+) -> list[QueryOutcome]:
+    """Run a multi-round statistic (exact logistic regression by IRLS) to convergence.
+
+    Each round is its own query (public input: the current coefficients) with its own
+    certificate.  Single-round statistics return one outcome.
+    """
+    from protocol.stats import logistic
+
+    outcomes: list[QueryOutcome] = []
+    current: QuerySpec | None = spec
+    if spec.statistic == "logistic_irls" and hasattr(logistic, "irls_start"):
+        current = logistic.irls_start(spec)
+    while current is not None:
+        out = querier.run(current, datasets=datasets, progress=progress)
+        outcomes.append(out)
+        if spec.statistic != "logistic_irls" or len(outcomes) >= max_rounds:
+            break
+        current = logistic.irls_next_spec(current, out.result)
+    if spec.statistic == "logistic_irls" and current is not None:
+        raise PolicyError(f"IRLS did not converge in {max_rounds} rounds")
+    return outcomes
+
+
+def parse_providers(items: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for it in items:
+        pid, _, url = it.partition("=")
+        out[pid] = url
+    return out

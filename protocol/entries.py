@@ -1,0 +1,703 @@
+"""Log entry kinds: typed, strictly decoded, canonically encoded, Ed25519-signed.
+
+Every entry is a JSON object ``{"v": 1, "kind": ..., <fields>, "sig": <hex>}``; its bytes are
+the RFC 8785 canonical bytes of that object (:func:`protocol.canonical.canonical_bytes`) and
+are the Merkle leaf data of the log.  ``sig`` is the author's Ed25519 signature over::
+
+    b"statledger/entry/v1\\n" + canonical_bytes(entry without "sig")
+
+:meth:`Entry.from_bytes` is the exact inverse of :meth:`Entry.to_bytes`: duplicate keys,
+a missing or extra key, a wrong type, upper-case or odd-length hex, a wrong length, a point off
+the curve, or *any* byte that is not the canonical encoding raise
+:class:`~proofs.errors.MalformedError`.  Heavy objects (encrypted vectors, ciphertexts,
+proofs) are checked for their hex shape here and fully decoded by accessors that take what
+they need (the ranges).  Field-by-field documentation: ``docs/entries.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from proofs import sigma
+from proofs.errors import MalformedError, VerificationError
+from proofs.group import Point
+from proofs.signatures import SigningKey, VerifyKey
+from protocol.canonical import MAX_SAFE_INT, canonical_bytes, parse_json, sha256_hex
+
+if TYPE_CHECKING:  # pragma: no cover
+    from proofs.vector import EncryptedVector
+
+    from proofs.elgamal import Ciphertext
+    from protocol.query import QuerySpec
+
+__all__ = [
+    "ENTRY_VERSION",
+    "SIG_DOMAIN",
+    "ROLES",
+    "KINDS",
+    "Entry",
+    "PartyEntry",
+    "SetupEntry",
+    "QueryEntry",
+    "SubmissionEntry",
+    "NoiseEntry",
+    "AggregateEntry",
+    "DecryptionEntry",
+    "ResultEntry",
+    "EndorsementEntry",
+    "sign",
+    "sign_entry",
+    "verify_signature",
+    "verify_entry_signature",
+    "result_digest",
+    "check_party_id",
+]
+
+ENTRY_VERSION = 1
+SIG_DOMAIN = b"statledger/entry/v1\n"
+ROLES = ("ledger", "compute", "provider", "querier")
+MAX_LIST = 1 << 20
+MAX_DECIMAL_DIGITS = 400
+
+_PARTY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+_HEX_RE = re.compile(r"^(?:[0-9a-f]{2})+$")
+_DECIMAL_RE = re.compile(r"^(?:0|-?[1-9][0-9]*)$")
+_POINT_HEX = 66
+_CIPHERTEXT_HEX = 132
+_SIG_HEX = 128
+_KEY_HEX = 64
+_DIGEST_HEX = 64
+
+E = TypeVar("E", bound="Entry")
+
+
+# ---------------------------------------------------------------------------------------
+# field checks (each raises MalformedError naming the kind and field)
+# ---------------------------------------------------------------------------------------
+
+
+def _fail(kind: str, name: str, why: str) -> MalformedError:
+    return MalformedError(f"{kind}.{name}: {why}")
+
+
+def check_party_id(value: object, where: str = "party id") -> str:
+    """A party id: 1-128 chars of ``[A-Za-z0-9._:@-]``, starting alphanumeric."""
+    if not isinstance(value, str) or not _PARTY_ID_RE.fullmatch(value):
+        raise MalformedError(f"{where}: {value!r} is not a valid party id")
+    return value
+
+
+def _party(kind: str, name: str, value: object) -> str:
+    if not isinstance(value, str) or not _PARTY_ID_RE.fullmatch(value):
+        raise _fail(kind, name, f"{value!r} is not a valid party id")
+    return value
+
+
+def _hex(kind: str, name: str, value: object, n_hex: int | None = None) -> str:
+    if not isinstance(value, str):
+        raise _fail(kind, name, "expected a lowercase hex string")
+    if not _HEX_RE.fullmatch(value):
+        raise _fail(kind, name, "not lowercase hex of whole bytes")
+    if n_hex is not None and len(value) != n_hex:
+        raise _fail(kind, name, f"expected {n_hex // 2} bytes, got {len(value) // 2}")
+    return value
+
+
+def _query_id(kind: str, value: object) -> str:
+    return _hex(kind, "query_id", value, _DIGEST_HEX)
+
+
+def _point(kind: str, name: str, value: object, *, allow_identity: bool = False) -> Point:
+    h = _hex(kind, name, value, _POINT_HEX)
+    try:
+        p = Point.from_bytes(bytes.fromhex(h))
+    except MalformedError as exc:
+        raise _fail(kind, name, str(exc)) from None
+    if p.is_identity() and not allow_identity:
+        raise _fail(kind, name, "point at infinity is not allowed here")
+    return p
+
+
+def _decode(kind: str, name: str, value: object, decoder: Callable[[bytes], Any]) -> str:
+    h = _hex(kind, name, value)
+    try:
+        decoder(bytes.fromhex(h))
+    except MalformedError as exc:
+        raise _fail(kind, name, str(exc)) from None
+    return h
+
+
+def _int(kind: str, name: str, value: object, lo: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(kind, name, f"expected an integer, got {type(value).__name__}")
+    if not lo <= value <= MAX_SAFE_INT:
+        raise _fail(kind, name, f"{value} out of range [{lo}, 2^53]")
+    return value
+
+
+def _seq(kind: str, name: str, value: object, *, allow_empty: bool) -> tuple[Any, ...]:
+    if not isinstance(value, list | tuple):
+        raise _fail(kind, name, "expected a list")
+    if not value and not allow_empty:
+        raise _fail(kind, name, "must not be empty")
+    if len(value) > MAX_LIST:
+        raise _fail(kind, name, f"more than {MAX_LIST} items")
+    return tuple(value)
+
+
+def _indices(kind: str, name: str, value: object, *, allow_empty: bool) -> tuple[int, ...]:
+    items = _seq(kind, name, value, allow_empty=allow_empty)
+    out = tuple(_int(kind, f"{name}[{i}]", v) for i, v in enumerate(items))
+    if any(b <= a for a, b in zip(out, out[1:], strict=False)):
+        raise _fail(kind, name, "log indices must be strictly increasing")
+    return out
+
+
+def _json_object(kind: str, name: str, value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _fail(kind, name, "expected a JSON object")
+    try:
+        canonical_bytes(value)
+    except MalformedError as exc:
+        raise _fail(kind, name, str(exc)) from None
+    return copy.deepcopy(value)
+
+
+# ---------------------------------------------------------------------------------------
+# the base class
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Base of every entry kind.  ``sig`` is ``None`` until :func:`sign` fills it."""
+
+    KIND: ClassVar[str] = ""
+    sig: str | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if self.sig is not None:
+            _hex(self.KIND, "sig", self.sig, _SIG_HEX)
+        self._validate()
+
+    def _validate(self) -> None:  # pragma: no cover - every kind overrides it
+        raise NotImplementedError
+
+    # -- JSON / bytes -------------------------------------------------------------------
+
+    def _fields_json(self) -> dict[str, Any]:  # pragma: no cover - every kind overrides it
+        raise NotImplementedError
+
+    def to_json_obj(self, *, include_sig: bool = True) -> dict[str, Any]:
+        """The JSON object of the entry (``sig`` included when signed and asked for)."""
+        obj: dict[str, Any] = {"v": ENTRY_VERSION, "kind": self.KIND}
+        obj.update(self._fields_json())
+        if include_sig and self.sig is not None:
+            obj["sig"] = self.sig
+        return obj
+
+    def unsigned_bytes(self) -> bytes:
+        """Canonical bytes of the entry without ``sig``."""
+        return canonical_bytes(self.to_json_obj(include_sig=False))
+
+    def signing_message(self) -> bytes:
+        """``b"statledger/entry/v1\\n" + canonical_bytes(entry without sig)``."""
+        return SIG_DOMAIN + self.unsigned_bytes()
+
+    def to_bytes(self) -> bytes:
+        """Canonical bytes of the signed entry: the Merkle leaf data."""
+        if self.sig is None:
+            raise MalformedError(f"{self.KIND}: entry is not signed")
+        return canonical_bytes(self.to_json_obj())
+
+    def digest(self) -> str:
+        """SHA-256 (hex) of :meth:`to_bytes`."""
+        return sha256_hex(self.to_bytes())
+
+    def signature_bytes(self) -> bytes:
+        if self.sig is None:
+            raise MalformedError(f"{self.KIND}: entry is not signed")
+        return bytes.fromhex(self.sig)
+
+    def claimed_author(self) -> str | None:
+        """The party id the entry names as its author, if it names one.
+
+        ``setup`` (the ledger), ``aggregate`` and ``result`` (the querier of the query entry)
+        do not carry their author; the caller resolves it from the roster / query entry.
+        """
+        return None
+
+    @classmethod
+    def _from_fields(cls: type[E], obj: dict[str, Any]) -> E:  # pragma: no cover
+        raise NotImplementedError
+
+    @staticmethod
+    def from_json_obj(obj: object) -> Entry:
+        """Strictly build the entry of ``obj`` (exact key set per kind, types, encodings)."""
+        if not isinstance(obj, dict):
+            raise MalformedError("entry: expected a JSON object")
+        if "v" not in obj or "kind" not in obj:
+            raise MalformedError("entry: missing 'v' or 'kind'")
+        v = obj["v"]
+        if isinstance(v, bool) or not isinstance(v, int) or v != ENTRY_VERSION:
+            raise MalformedError(f"entry: unsupported version {v!r}")
+        kind = obj["kind"]
+        if not isinstance(kind, str) or kind not in KINDS:
+            raise MalformedError(f"entry: unknown kind {kind!r}")
+        cls = KINDS[kind]
+        expected = cls._json_keys(obj)
+        got = set(obj)
+        if got != expected:
+            missing = sorted(expected - got)
+            extra = sorted(got - expected)
+            raise MalformedError(f"{kind}: wrong keys (missing {missing}, unexpected {extra})")
+        body = {k: obj[k] for k in expected if k not in ("v", "kind")}
+        _hex(kind, "sig", body["sig"], _SIG_HEX)
+        return cls._from_fields(body)
+
+    @classmethod
+    def _json_keys(cls, obj: dict[str, Any]) -> set[str]:
+        return {"v", "kind", "sig"} | {f.name for f in fields(cls) if f.name != "sig"}
+
+    @staticmethod
+    def from_bytes(data: bytes) -> Entry:
+        """Strict decoding of a signed entry's canonical bytes (the exact inverse of to_bytes)."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise MalformedError("entry: data must be bytes")
+        raw = bytes(data)
+        entry = Entry.from_json_obj(parse_json(raw))
+        if entry.to_bytes() != raw:
+            raise MalformedError(f"{entry.KIND}: bytes are not the canonical encoding")
+        return entry
+
+
+# ---------------------------------------------------------------------------------------
+# the kinds
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartyEntry(Entry):
+    """Registration of a party's identity key (and, for compute nodes, its ElGamal key share)."""
+
+    KIND: ClassVar[str] = "party"
+    party_id: str
+    role: str
+    sig_key: str
+    elgamal_key: str | None = None
+    pok: str | None = None
+
+    def _validate(self) -> None:
+        k = self.KIND
+        _party(k, "party_id", self.party_id)
+        if not isinstance(self.role, str) or self.role not in ROLES:
+            raise _fail(k, "role", f"{self.role!r} is not one of {list(ROLES)}")
+        _hex(k, "sig_key", self.sig_key, _KEY_HEX)
+        try:
+            VerifyKey.from_bytes(bytes.fromhex(self.sig_key))
+        except MalformedError as exc:
+            raise _fail(k, "sig_key", str(exc)) from None
+        if self.role == "compute":
+            if self.elgamal_key is None or self.pok is None:
+                raise _fail(k, "elgamal_key", "a compute node needs elgamal_key and pok")
+            _point(k, "elgamal_key", self.elgamal_key)
+            _decode(k, "pok", self.pok, sigma.SchnorrProof.from_bytes)
+        elif self.elgamal_key is not None or self.pok is not None:
+            raise _fail(k, "elgamal_key", f"role {self.role} carries no elgamal_key / pok")
+
+    def _fields_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"party_id": self.party_id, "role": self.role,
+                               "sig_key": self.sig_key}
+        if self.role == "compute":
+            out["elgamal_key"] = self.elgamal_key
+            out["pok"] = self.pok
+        return out
+
+    @classmethod
+    def _json_keys(cls, obj: dict[str, Any]) -> set[str]:
+        keys = {"v", "kind", "sig", "party_id", "role", "sig_key"}
+        if obj.get("role") == "compute":
+            keys |= {"elgamal_key", "pok"}
+        return keys
+
+    @classmethod
+    def _from_fields(cls, obj: dict[str, Any]) -> PartyEntry:
+        return cls(obj["party_id"], obj["role"], obj["sig_key"], obj.get("elgamal_key"),
+                   obj.get("pok"), sig=obj["sig"])
+
+    def claimed_author(self) -> str | None:
+        return self.party_id
+
+    def verify_key(self) -> VerifyKey:
+        return VerifyKey.from_bytes(bytes.fromhex(self.sig_key))
+
+    def elgamal_point(self) -> Point:
+        """The compute node's key share ``X_i`` (MalformedError for other roles)."""
+        if self.elgamal_key is None:
+            raise MalformedError(f"party {self.party_id} ({self.role}) has no elgamal_key")
+        return Point.from_bytes(bytes.fromhex(self.elgamal_key))
+
+    def verify_pok(self, *, step: str | None = None) -> None:
+        """Verify the Schnorr proof of knowledge of ``x_i`` for ``X_i``, bound to ``party_id``.
+
+        Context = :func:`protocol.flow.keyreg_context` (``b"statledger/keyreg/v1\\n"`` +
+        length-prefixed party id).  Raises :class:`VerificationError` blaming this party.
+        """
+        from protocol.flow import keyreg_context
+
+        if self.pok is None:
+            raise VerificationError("no proof of knowledge", step=step, party=self.party_id)
+        X = self.elgamal_point()
+        try:
+            proof = sigma.SchnorrProof.from_bytes(bytes.fromhex(self.pok))
+        except MalformedError as exc:
+            raise VerificationError(f"malformed proof of knowledge: {exc}", step=step,
+                                    party=self.party_id) from None
+        try:
+            sigma.verify_schnorr(X, proof, keyreg_context(self.party_id))
+        except VerificationError as exc:
+            raise VerificationError(f"proof of knowledge: {exc.reason}", step=step,
+                                    party=self.party_id) from None
+
+
+@dataclass(frozen=True)
+class SetupEntry(Entry):
+    """The cluster: compute node ids (sorted), collective key ``X = sum X_i``, witness quorum."""
+
+    KIND: ClassVar[str] = "setup"
+    cluster_id: str
+    compute: tuple[str, ...]
+    collective_key: str
+    witness_quorum: int
+
+    def _validate(self) -> None:
+        k = self.KIND
+        _party(k, "cluster_id", self.cluster_id)
+        ids = _seq(k, "compute", self.compute, allow_empty=False)
+        for i, p in enumerate(ids):
+            _party(k, f"compute[{i}]", p)
+        if list(ids) != sorted(set(ids)):
+            raise _fail(k, "compute", "party ids must be sorted and unique")
+        object.__setattr__(self, "compute", ids)
+        _point(k, "collective_key", self.collective_key)
+        _int(k, "witness_quorum", self.witness_quorum)
+
+    def _fields_json(self) -> dict[str, Any]:
+        return {"cluster_id": self.cluster_id, "compute": list(self.compute),
+                "collective_key": self.collective_key, "witness_quorum": self.witness_quorum}
+
+    @classmethod
+    def _from_fields(cls, obj: dict[str, Any]) -> SetupEntry:
+        return cls(obj["cluster_id"], obj["compute"], obj["collective_key"],
+                   obj["witness_quorum"], sig=obj["sig"])
+
+    def collective_point(self) -> Point:
+        return Point.from_bytes(bytes.fromhex(self.collective_key))
+
+
+@dataclass(frozen=True)
+class QueryEntry(Entry):
+    """A query: its id (sha256 of the spec's canonical bytes), the full spec, the querier."""
+
+    KIND: ClassVar[str] = "query"
+    query_id: str
+    spec: dict[str, Any]
+    querier: str
+
+    def _validate(self) -> None:
+        from protocol.query import QuerySpec
+
+        k = self.KIND
+        _query_id(k, self.query_id)
+        spec_obj = _json_object(k, "spec", self.spec)
+        try:
+            parsed = QuerySpec.parse(spec_obj)
+        except MalformedError as exc:
+            raise _fail(k, "spec", str(exc)) from None
+        if parsed.canonical_bytes() != canonical_bytes(spec_obj):
+            raise _fail(k, "spec", "not the normalised spec (every field, defaults included)")
+        if parsed.query_id != self.query_id:
+            raise _fail(k, "query_id", "does not match sha256 of the spec's canonical bytes")
+        object.__setattr__(self, "spec", spec_obj)
+        _party(k, "querier", self.querier)
+
+    @classmethod
+    def for_spec(cls, spec: QuerySpec, querier: str) -> QueryEntry:
+        """The (unsigned) query entry of a parsed spec."""
+        return cls(spec.query_id, spec.to_json_obj(), querier)
+
+    def _fields_json(self) -> dict[str, Any]:
+        return {"query_id": self.query_id, "spec": copy.deepcopy(self.spec),
+                "querier": self.querier}
+
+    @classmethod
+    def _from_fields(cls, obj: dict[str, Any]) -> QueryEntry:
+        return cls(obj["query_id"], obj["spec"], obj["querier"], sig=obj["sig"])
+
+    def claimed_author(self) -> str | None:
+        return self.querier
+
+    def query_spec(self) -> QuerySpec:
+        from protocol.query import QuerySpec
+
+        return QuerySpec.parse(self.spec)
+
+
+@dataclass(frozen=True)
+class SubmissionEntry(Entry):
+    """A provider's encrypted, range-proven vector (hex of ``EncryptedVector.to_bytes()``)."""
+
+    KIND: ClassVar[str] = "submission"
+    query_id: str
+    provider: str
+    vector: str
+
+    def _validate(self) -> None:
+        _query_id(self.KIND, self.query_id)
+        _party(self.KIND, "provider", self.provider)
+        _hex(self.KIND, "vector", self.vector)
+
+    def _fields_json(self) -> dict[str, Any]:
+        return {"query_id": self.query_id, "provider": self.provider, "vector": self.vector}
+
+    @classmethod
+    def _from_fields(cls, obj: dict[str, Any]) -> SubmissionEntry:
+        return cls(obj["query_id"], obj["provider"], obj["vector"], sig=obj["sig"])
+
+    def claimed_author(self) -> str | None:
+        return self.provider
+
+    def decode_vector(self, ranges: Sequence[tuple[int, int]]) -> EncryptedVector:
+        """Strictly decode the vector against the public ranges (MalformedError otherwise)."""
+        from proofs.vector import EncryptedVector
+
+        return EncryptedVector.from_bytes(bytes.fromhex(self.vector), list(ranges))
+
+
+@dataclass(frozen=True)
+class NoiseEntry(Entry):
+    """A compute node's DP noise share: an encrypted vector range-proven in ``[-B, B]``."""
+
+    KIND: ClassVar[str] = "noise"
+    query_id: str
+    node: str
+    vector: str
+
+    def _validate(self) -> None:
+        _query_id(self.KIND, self.query_id)
+        _party(self.KIND, "node", self.node)
+        _hex(self.KIND, "vector", self.vector)
+
+    def _fields_json(self) -> dict[str, Any]:
+        return {"query_id": self.query_id, "node": self.node, "vector": self.vector}
+
+    @classmethod
+    def _from_fields(cls, obj: dict[str, Any]) -> NoiseEntry:
+        return cls(obj["query_id"], obj["node"], obj["vector"], sig=obj["sig"])
+
+    def claimed_author(self) -> str | None:
+        return self.node
+
+    def decode_vector(self, ranges: Sequence[tuple[int, int]]) -> EncryptedVector:
+        from proofs.vector import EncryptedVector
+
+        return EncryptedVector.from_bytes(bytes.fromhex(self.vector), list(ranges))
+
+
+@dataclass(frozen=True)
+class AggregateEntry(Entry):
+    """The limb-wise sum of the listed submissions and noise shares (publicly recomputable).
+
+    ``ciphertexts`` is the row-major flattening (:func:`protocol.flow.flatten`) of the
+    aggregate, one hex 66-byte ElGamal ciphertext ``C1 || C2`` per limb; both points are
+    decoded strictly here.
+    """
+
+    KIND: ClassVar[str] = "aggregate"
+    query_id: str
+    submissions: tuple[int, ...]
+    noise: tuple[int, ...]
+    ciphertexts: tuple[str, ...]
+
+    def _validate(self) -> None:
+        k = self.KIND
+        _query_id(k, self.query_id)
+        object.__setattr__(self, "submissions",
+                           _indices(k, "submissions", self.submissions, allow_empty=False))
+        object.__setattr__(self, "noise", _indices(k, "noise", self.noise, allow_empty=True))
+        if set(self.submissions) & set(self.noise):
+            raise _fail(k, "noise", "an index is listed as both submission and noise")
+        cts = _seq(k, "ciphertexts", self.ciphertexts, allow_empty=False)
+        for i, c in enumerate(cts):
+            h = _hex(k, f"ciphertexts[{i}]", c, _CIPHERTEXT_HEX)
+            _point(k, f"ciphertexts[{i}].C1", h[:_POINT_HEX], allow_identity=True)
+            _point(k, f"ciphertexts[{i}].C2", h[_POINT_HEX:], allow_identity=True)
+        object.__setattr__(self, "ciphertexts", cts)
+
+    def _fields_json(self) -> dict[str, Any]:
+        return {"query_id": self.query_id, "submissions": list(self.submissions),
+                "noise": list(self.noise), "ciphertexts": list(self.ciphertexts)}
+
+    @classmethod
+    def _from_fields(cls, obj: dict[str, Any]) -> AggregateEntry:
+        return cls(obj["query_id"], obj["submissions"], obj["noise"], obj["ciphertexts"],
+                   sig=obj["sig"])
+
+    def decode_ciphertexts(self) -> list[Ciphertext]:
+        from proofs.elgamal import Ciphertext
+
+        return [Ciphertext.from_bytes(bytes.fromhex(c)) for c in self.ciphertexts]
+
+
+@dataclass(frozen=True)
+class DecryptionEntry(Entry):
+    """A compute node's decryption shares ``D_k = x_i * C1_k`` and one batched DLEQ proof."""
+
+    KIND: ClassVar[str] = "decryption"
+    query_id: str
+    node: str
+    shares: tuple[str, ...]
+    proof: str
+
+    def _validate(self) -> None:
+        k = self.KIND
+        _query_id(k, self.query_id)
+        _party(k, "node", self.node)
+        items = _seq(k, "shares", self.shares, allow_empty=False)
+        for i, s in enumerate(items):
+            _point(k, f"shares[{i}]", s, allow_identity=True)
+        object.__setattr__(self, "shares", items)
+        _decode(k, "proof", self.proof, sigma.DLEQBatchProof.from_bytes)
+
+    def _fields_json(self) -> dict[str, Any]:
+        return {"query_id": self.query_id, "node": self.node, "shares": list(self.shares),
+                "proof": self.proof}
+
+    @classmethod
+    def _from_fields(cls, obj: dict[str, Any]) -> DecryptionEntry:
+        return cls(obj["query_id"], obj["node"], obj["shares"], obj["proof"], sig=obj["sig"])
+
+    def claimed_author(self) -> str | None:
+        return self.node
+
+    def share_points(self) -> list[Point]:
+        return [Point.from_bytes(bytes.fromhex(s)) for s in self.shares]
+
+    def decode_proof(self) -> sigma.DLEQBatchProof:
+        """The batched DLEQ proof, strictly decoded."""
+        return sigma.DLEQBatchProof.from_bytes(bytes.fromhex(self.proof))
+
+
+@dataclass(frozen=True)
+class ResultEntry(Entry):
+    """The decrypted integer totals (decimal strings) and the decoded result (plain JSON)."""
+
+    KIND: ClassVar[str] = "result"
+    query_id: str
+    totals: tuple[str, ...]
+    result: dict[str, Any]
+
+    def _validate(self) -> None:
+        k = self.KIND
+        _query_id(k, self.query_id)
+        items = _seq(k, "totals", self.totals, allow_empty=False)
+        for i, t in enumerate(items):
+            if (not isinstance(t, str) or len(t) > MAX_DECIMAL_DIGITS
+                    or not _DECIMAL_RE.fullmatch(t)):
+                raise _fail(k, f"totals[{i}]", f"{t!r} is not a canonical decimal integer")
+        object.__setattr__(self, "totals", items)
+        object.__setattr__(self, "result", _json_object(k, "result", self.result))
+
+    @classmethod
+    def for_totals(cls, query_id: str, totals: Sequence[int],
+                   result: dict[str, Any]) -> ResultEntry:
+        return cls(query_id, tuple(str(int(t)) for t in totals), result)
+
+    def _fields_json(self) -> dict[str, Any]:
+        return {"query_id": self.query_id, "totals": list(self.totals),
+                "result": copy.deepcopy(self.result)}
+
+    @classmethod
+    def _from_fields(cls, obj: dict[str, Any]) -> ResultEntry:
+        return cls(obj["query_id"], obj["totals"], obj["result"], sig=obj["sig"])
+
+    def totals_int(self) -> list[int]:
+        return [int(t) for t in self.totals]
+
+
+@dataclass(frozen=True)
+class EndorsementEntry(Entry):
+    """A provider's signature on the released result: ``result_digest`` = sha256(result bytes)."""
+
+    KIND: ClassVar[str] = "endorsement"
+    query_id: str
+    provider: str
+    result_digest: str
+
+    def _validate(self) -> None:
+        _query_id(self.KIND, self.query_id)
+        _party(self.KIND, "provider", self.provider)
+        _hex(self.KIND, "result_digest", self.result_digest, _DIGEST_HEX)
+
+    def _fields_json(self) -> dict[str, Any]:
+        return {"query_id": self.query_id, "provider": self.provider,
+                "result_digest": self.result_digest}
+
+    @classmethod
+    def _from_fields(cls, obj: dict[str, Any]) -> EndorsementEntry:
+        return cls(obj["query_id"], obj["provider"], obj["result_digest"], sig=obj["sig"])
+
+    def claimed_author(self) -> str | None:
+        return self.provider
+
+
+KINDS: dict[str, type[Entry]] = {
+    cls.KIND: cls
+    for cls in (PartyEntry, SetupEntry, QueryEntry, SubmissionEntry, NoiseEntry,
+                AggregateEntry, DecryptionEntry, ResultEntry, EndorsementEntry)
+}
+
+
+# ---------------------------------------------------------------------------------------
+# signatures and digests
+# ---------------------------------------------------------------------------------------
+
+
+def sign(entry: E, signing_key: SigningKey) -> E:
+    """Return ``entry`` with ``sig`` = Ed25519(signing_key, SIG_DOMAIN + unsigned bytes)."""
+    if not isinstance(entry, Entry):
+        raise MalformedError("sign: not an entry")
+    unsigned = replace(entry, sig=None)
+    return replace(entry, sig=signing_key.sign(unsigned.signing_message()).hex())
+
+
+def verify_signature(entry: Entry, verify_key: VerifyKey, party: str | None = None,
+                     *, step: str | None = None) -> None:
+    """Raise :class:`VerificationError` (blaming ``party``) unless ``sig`` verifies."""
+    if entry.sig is None:
+        raise VerificationError(f"{entry.KIND} entry is not signed", step=step, party=party)
+    try:
+        verify_key.verify(entry.signing_message(), bytes.fromhex(entry.sig), party=party)
+    except VerificationError as exc:
+        raise VerificationError(f"{entry.KIND} entry: {exc.reason}", step=step,
+                                party=party) from None
+
+
+sign_entry = sign
+verify_entry_signature = verify_signature
+
+
+def result_digest(result: ResultEntry | bytes) -> str:
+    """sha256 (hex) of the signed result entry's bytes: what an endorsement signs."""
+    if isinstance(result, ResultEntry):
+        return sha256_hex(result.to_bytes())
+    if isinstance(result, bytes | bytearray | memoryview):
+        entry = Entry.from_bytes(bytes(result))
+        if not isinstance(entry, ResultEntry):
+            raise MalformedError(f"result_digest: expected a result entry, got {entry.KIND}")
+        return sha256_hex(bytes(result))
+    raise MalformedError("result_digest: expected a ResultEntry or its bytes")

@@ -1,0 +1,377 @@
+"""The query state machine: a pure function ``advance(state, entry) -> state``.
+
+One query's lifecycle on the log (docs/entries.md, "Order of a query")::
+
+    query --> submission* (providers) --+--> aggregate --> decryption* (every node)
+          \\-> noise* (every node, iff DP) -/                  --> result --> endorsement*
+
+Phases: ``created`` (query logged) -> ``collecting`` (>= 1 submission or noise share) ->
+``aggregated`` -> ``decrypting`` (>= 1 decryption share) -> ``decrypted`` (every compute
+node) -> ``released`` (result) -> ``endorsed`` (every provider that submitted endorsed).
+
+Noise shares are collected *before* the aggregate, because the ``aggregate`` entry lists the
+noise shares it summed (docs/architecture.md); the ``noised`` condition is therefore a
+precondition of the aggregate (every compute node sent its share), not a phase after it.
+
+Every rejected event raises :class:`~proofs.errors.ProtocolError` whose message names the
+event (kind) and the party.  The machine checks order, uniqueness, membership and the
+cross-references it can see (query id, listed log indices, result digest); cryptographic
+checks (signatures, range proofs, DLEQ) are the verifier's job.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from proofs.errors import ProtocolError
+from protocol.entries import (
+    AggregateEntry,
+    DecryptionEntry,
+    EndorsementEntry,
+    Entry,
+    NoiseEntry,
+    PartyEntry,
+    QueryEntry,
+    ResultEntry,
+    SetupEntry,
+    SubmissionEntry,
+    check_party_id,
+)
+
+__all__ = [
+    "Phase",
+    "Roster",
+    "QueryState",
+    "start",
+    "advance",
+    "expected_next",
+    "replay",
+]
+
+
+class Phase(enum.Enum):
+    CREATED = "created"
+    COLLECTING = "collecting"
+    AGGREGATED = "aggregated"
+    DECRYPTING = "decrypting"
+    DECRYPTED = "decrypted"
+    RELEASED = "released"
+    ENDORSED = "endorsed"
+
+
+@dataclass(frozen=True)
+class Roster:
+    """Who may take part: compute node ids, provider ids, querier ids (``None`` = anyone)."""
+
+    compute: tuple[str, ...]
+    providers: tuple[str, ...]
+    queriers: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("compute", "providers"):
+            ids = tuple(getattr(self, name))
+            if not ids:
+                raise ProtocolError(f"roster: no {name}")
+            for p in ids:
+                check_party_id(p, f"roster.{name}")
+            if len(set(ids)) != len(ids):
+                raise ProtocolError(f"roster: duplicate id in {name}")
+            object.__setattr__(self, name, ids)
+        if self.queriers is not None:
+            qs = tuple(self.queriers)
+            for p in qs:
+                check_party_id(p, "roster.queriers")
+            object.__setattr__(self, "queriers", qs)
+        if set(self.compute) & set(self.providers):
+            raise ProtocolError("roster: an id is both compute node and provider")
+
+    @classmethod
+    def from_entries(cls, entries: Iterable[Entry]) -> Roster:
+        """Roster from the log's ``party`` entries and the (single) ``setup`` entry."""
+        providers: list[str] = []
+        queriers: list[str] = []
+        registered_compute: set[str] = set()
+        setup: SetupEntry | None = None
+        for e in entries:
+            if isinstance(e, PartyEntry):
+                if e.role == "provider":
+                    providers.append(e.party_id)
+                elif e.role == "querier":
+                    queriers.append(e.party_id)
+                elif e.role == "compute":
+                    registered_compute.add(e.party_id)
+            elif isinstance(e, SetupEntry):
+                if setup is not None:
+                    raise ProtocolError("setup: more than one setup entry")
+                setup = e
+        if setup is None:
+            raise ProtocolError("setup: no setup entry")
+        missing = [c for c in setup.compute if c not in registered_compute]
+        if missing:
+            raise ProtocolError(f"setup: compute node(s) {missing} have no party entry")
+        return cls(setup.compute, tuple(providers), tuple(queriers))
+
+
+@dataclass(frozen=True)
+class QueryState:
+    """Everything the machine knows about one query after some prefix of its entries.
+
+    ``submissions`` / ``noise`` / ``decryptions`` / ``endorsements`` are tuples of
+    ``(party, log index or None)`` in arrival order.
+    """
+
+    query_id: str
+    querier: str
+    roster: Roster
+    min_providers: int
+    noise_required: bool
+    phase: Phase = Phase.CREATED
+    submissions: tuple[tuple[str, int | None], ...] = ()
+    noise: tuple[tuple[str, int | None], ...] = ()
+    decryptions: tuple[tuple[str, int | None], ...] = ()
+    result_digest: str | None = None
+    endorsements: tuple[tuple[str, int | None], ...] = ()
+
+    @property
+    def submitted(self) -> tuple[str, ...]:
+        return tuple(p for p, _ in self.submissions)
+
+    @property
+    def noised(self) -> tuple[str, ...]:
+        return tuple(p for p, _ in self.noise)
+
+    @property
+    def decrypted(self) -> tuple[str, ...]:
+        return tuple(p for p, _ in self.decryptions)
+
+    @property
+    def endorsed(self) -> tuple[str, ...]:
+        return tuple(p for p, _ in self.endorsements)
+
+
+def start(query: QueryEntry, roster: Roster, *, min_providers: int | None = None,
+          noise_required: bool | None = None) -> QueryState:
+    """Initial state from the query entry; ``min_providers`` / ``noise_required`` default to
+    the spec's ``min_providers`` and ``privacy.mechanism != "none"``."""
+    if not isinstance(query, QueryEntry):
+        raise ProtocolError(f"{_kind(query)} entry cannot start a query (expected query)")
+    if roster.queriers is not None and query.querier not in roster.queriers:
+        raise ProtocolError(f"query from unknown querier {query.querier}")
+    if min_providers is None or noise_required is None:
+        spec = query.query_spec()
+        if min_providers is None:
+            min_providers = spec.min_providers
+        if noise_required is None:
+            noise_required = spec.privacy.mechanism != "none"
+    if min_providers < 1:
+        raise ProtocolError(f"query {query.query_id}: min_providers must be >= 1")
+    if min_providers > len(roster.providers):
+        raise ProtocolError(
+            f"query {query.query_id}: needs {min_providers} providers, roster has "
+            f"{len(roster.providers)}"
+        )
+    return QueryState(query.query_id, query.querier, roster, min_providers, noise_required)
+
+
+def _kind(entry: object) -> str:
+    return entry.KIND if isinstance(entry, Entry) else type(entry).__name__
+
+
+def _fmt(p: str | None) -> str:
+    return "" if p is None else f" from {p}"
+
+
+def advance(state: QueryState, entry: Entry, index: int | None = None) -> QueryState:
+    """The state after ``entry`` (at log ``index``, if known), or :class:`ProtocolError`.
+
+    When every submission and noise share was advanced with its index, the aggregate's
+    ``submissions`` / ``noise`` lists must equal those indices exactly (no dropped or extra
+    contribution); without indices only their counts are compared.
+    """
+    if not isinstance(entry, Entry):
+        raise ProtocolError(f"{_kind(entry)} is not a log entry")
+    kind = entry.KIND
+    who = entry.claimed_author()
+    if isinstance(entry, QueryEntry):
+        raise ProtocolError(f"query entry{_fmt(who)}: duplicate query (already started "
+                            f"{state.query_id})")
+    if isinstance(entry, PartyEntry | SetupEntry):
+        raise ProtocolError(f"{kind} entry{_fmt(who)} is not an event of query "
+                            f"{state.query_id}")
+    qid = getattr(entry, "query_id", None)
+    if qid != state.query_id:
+        raise ProtocolError(f"{kind} entry{_fmt(who)}: wrong query id {qid} (expected "
+                            f"{state.query_id})")
+    if isinstance(entry, SubmissionEntry):
+        return _submission(state, entry, index)
+    if isinstance(entry, NoiseEntry):
+        return _noise(state, entry, index)
+    if isinstance(entry, AggregateEntry):
+        return _aggregate(state, entry)
+    if isinstance(entry, DecryptionEntry):
+        return _decryption(state, entry, index)
+    if isinstance(entry, ResultEntry):
+        return _result(state, entry)
+    if isinstance(entry, EndorsementEntry):
+        return _endorsement(state, entry, index)
+    raise ProtocolError(f"{kind} entry: unknown kind")  # pragma: no cover
+
+
+_BEFORE_AGGREGATE = (Phase.CREATED, Phase.COLLECTING)
+
+
+def _submission(state: QueryState, e: SubmissionEntry, index: int | None) -> QueryState:
+    p = e.provider
+    if p not in state.roster.providers:
+        raise ProtocolError(f"submission from unknown provider {p}")
+    if state.phase not in _BEFORE_AGGREGATE:
+        raise ProtocolError(f"submission from provider {p} after the aggregate "
+                            f"(phase {state.phase.value})")
+    if p in state.submitted:
+        raise ProtocolError(f"duplicate submission from provider {p}")
+    return replace(state, phase=Phase.COLLECTING,
+                   submissions=state.submissions + ((p, index),))
+
+
+def _noise(state: QueryState, e: NoiseEntry, index: int | None) -> QueryState:
+    n = e.node
+    if n not in state.roster.compute:
+        raise ProtocolError(f"noise from unknown compute node {n}")
+    if not state.noise_required:
+        raise ProtocolError(f"noise from node {n}, but query {state.query_id} asks for no "
+                            "differential privacy")
+    if state.phase not in _BEFORE_AGGREGATE:
+        raise ProtocolError(f"noise from node {n} after the aggregate "
+                            f"(phase {state.phase.value})")
+    if n in state.noised:
+        raise ProtocolError(f"duplicate noise from node {n}")
+    return replace(state, phase=Phase.COLLECTING, noise=state.noise + ((n, index),))
+
+
+def _check_listed(state: QueryState, what: str, listed: tuple[int, ...],
+                  have: tuple[tuple[str, int | None], ...]) -> None:
+    indices = [i for _, i in have]
+    if len(listed) != len(have):
+        raise ProtocolError(f"aggregate lists {len(listed)} {what}, the log has {len(have)}")
+    if all(i is not None for i in indices) and sorted(
+        i for i in indices if i is not None
+    ) != list(listed):
+        raise ProtocolError(f"aggregate lists {what} {list(listed)}, the log has "
+                            f"{sorted(i for i in indices if i is not None)}")
+
+
+def _aggregate(state: QueryState, e: AggregateEntry) -> QueryState:
+    if state.phase not in _BEFORE_AGGREGATE:
+        raise ProtocolError(f"aggregate: duplicate or late (phase {state.phase.value})")
+    k = len(state.submissions)
+    if k < state.min_providers:
+        raise ProtocolError(f"aggregate before enough submissions: {k} of "
+                            f"{state.min_providers} required")
+    if state.noise_required:
+        missing = [n for n in state.roster.compute if n not in state.noised]
+        if missing:
+            raise ProtocolError(f"aggregate before noise from node(s) {', '.join(missing)}")
+    _check_listed(state, "submissions", e.submissions, state.submissions)
+    _check_listed(state, "noise shares", e.noise, state.noise)
+    return replace(state, phase=Phase.AGGREGATED)
+
+
+def _decryption(state: QueryState, e: DecryptionEntry, index: int | None) -> QueryState:
+    n = e.node
+    if n not in state.roster.compute:
+        raise ProtocolError(f"decryption from unknown compute node {n}")
+    if state.phase in _BEFORE_AGGREGATE:
+        raise ProtocolError(f"decryption from node {n} before the aggregate")
+    if state.phase not in (Phase.AGGREGATED, Phase.DECRYPTING):
+        if n in state.decrypted:
+            raise ProtocolError(f"duplicate decryption from node {n}")
+        raise ProtocolError(f"decryption from node {n} after phase {state.phase.value}")
+    if n in state.decrypted:
+        raise ProtocolError(f"duplicate decryption from node {n}")
+    decs = state.decryptions + ((n, index),)
+    done = len(decs) == len(state.roster.compute)
+    return replace(state, phase=Phase.DECRYPTED if done else Phase.DECRYPTING,
+                   decryptions=decs)
+
+
+def _result(state: QueryState, e: ResultEntry) -> QueryState:
+    if state.phase in (Phase.RELEASED, Phase.ENDORSED):
+        raise ProtocolError("result: duplicate result")
+    if state.phase is not Phase.DECRYPTED:
+        missing = [n for n in state.roster.compute if n not in state.decrypted]
+        raise ProtocolError(f"result before decryption by node(s) {', '.join(missing)} "
+                            f"(phase {state.phase.value})")
+    digest = e.digest() if e.sig is not None else None
+    return replace(state, phase=Phase.RELEASED, result_digest=digest)
+
+
+def _endorsement(state: QueryState, e: EndorsementEntry, index: int | None) -> QueryState:
+    p = e.provider
+    if p not in state.roster.providers:
+        raise ProtocolError(f"endorsement from unknown provider {p}")
+    if state.phase not in (Phase.RELEASED, Phase.ENDORSED):
+        raise ProtocolError(f"endorsement from provider {p} before the result "
+                            f"(phase {state.phase.value})")
+    if p not in state.submitted:
+        raise ProtocolError(f"endorsement from provider {p}, which did not submit")
+    if p in state.endorsed:
+        raise ProtocolError(f"duplicate endorsement from provider {p}")
+    if state.result_digest is None or e.result_digest != state.result_digest:
+        raise ProtocolError(f"endorsement from provider {p} names result digest "
+                            f"{e.result_digest}, not the released result's")
+    ends = state.endorsements + ((p, index),)
+    done = len(ends) == len(state.submissions)
+    return replace(state, phase=Phase.ENDORSED if done else Phase.RELEASED, endorsements=ends)
+
+
+def expected_next(state: QueryState) -> list[tuple[str, str | None]]:
+    """What the machine would accept next: ``(kind, party or None)`` pairs.
+
+    Before the aggregate: a submission from every roster provider that has not submitted,
+    a noise share from every node still owing one (DP queries), and ``("aggregate", None)``
+    once its preconditions hold.  Then one decryption per missing node, the result, and one
+    endorsement per submitting provider not yet endorsed.  Empty once ``endorsed``.
+    """
+    ph = state.phase
+    out: list[tuple[str, str | None]] = []
+    if ph in _BEFORE_AGGREGATE:
+        out += [("submission", p) for p in state.roster.providers if p not in state.submitted]
+        if state.noise_required:
+            out += [("noise", n) for n in state.roster.compute if n not in state.noised]
+        noise_ok = not state.noise_required or all(
+            n in state.noised for n in state.roster.compute)
+        if len(state.submissions) >= state.min_providers and noise_ok:
+            out.append(("aggregate", None))
+    elif ph in (Phase.AGGREGATED, Phase.DECRYPTING):
+        out += [("decryption", n) for n in state.roster.compute if n not in state.decrypted]
+    elif ph is Phase.DECRYPTED:
+        out.append(("result", None))
+    elif ph is Phase.RELEASED:
+        out += [("endorsement", p) for p in state.submitted if p not in state.endorsed]
+    return out
+
+
+def replay(entries: Sequence[Entry], roster: Roster, *,
+           indices: Sequence[int] | None = None,
+           min_providers: int | None = None,
+           noise_required: bool | None = None) -> QueryState:
+    """Fold :func:`advance` over one query's entries (the first must be its query entry).
+
+    ``indices`` are the entries' log indices (default: their positions 0, 1, ...).
+    """
+    if not entries:
+        raise ProtocolError("replay: no entries")
+    if indices is None:
+        indices = range(len(entries))
+    if len(indices) != len(entries):
+        raise ProtocolError("replay: indices and entries differ in length")
+    first = entries[0]
+    if not isinstance(first, QueryEntry):
+        raise ProtocolError(f"{_kind(first)} entry{_fmt(first.claimed_author())} before the "
+                            "query entry")
+    state = start(first, roster, min_providers=min_providers, noise_required=noise_required)
+    for e, i in zip(entries[1:], indices[1:], strict=True):
+        state = advance(state, e, i)
+    return state

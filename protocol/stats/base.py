@@ -1,0 +1,668 @@
+"""Shared machinery of every statistic: layout, the ``Statistic`` base class, results,
+row selection (filters, missing values, declared categories), group-by cells, exact integer
+sums, and small-cell + complementary suppression.
+
+A statistic turns a provider's local rows into a vector of Python ints (``encode``) whose
+public per-entry ranges (``layout``) are derived only from the spec; the crypto layer proves
+each entry is in its range and adds the vectors of all providers; ``decode`` turns the summed
+totals into a :class:`StatResult`.
+
+Row selection (the same for every statistic, see ``docs/queries.md``):
+
+1. every referenced column must be present in the table and all must have the same length;
+2. rows with a missing value (NaN / None) in any referenced column are dropped (listwise);
+3. rows whose value of a referenced categorical column is not among the declared categories
+   are dropped (non-string cells are compared by their text; integral numbers without
+   ``.0``, so a 0/1 float column matches categories ``"0"``/``"1"``);
+4. filters are applied to the raw (unclipped) values; all filters are AND-ed;
+5. numeric values of the selected rows are clipped to their public bounds and encoded at the
+   spec's fixed-point scale.
+
+The counts of 2-5 go into the provider's :class:`LocalReport` (never published).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from itertools import product
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from proofs.errors import MalformedError
+from protocol.fixedpoint import clip, fixed_bounds, to_fixed
+
+if TYPE_CHECKING:
+    from protocol.query import QuerySpec
+
+__all__ = [
+    "Layout",
+    "LocalReport",
+    "Selection",
+    "StatResult",
+    "Statistic",
+    "REGISTRY",
+    "register",
+    "get",
+    "Table",
+    "select_rows",
+    "group_cells",
+    "cell_label",
+    "cell_prefix",
+    "int_sum",
+    "int_dot",
+    "count_range",
+    "sum_range",
+    "product_range",
+    "check_totals",
+    "suppress_cells",
+    "json_safe",
+    "format_table",
+    "require_numeric",
+    "require_categorical",
+    "require_no_group_by",
+    "require_params",
+    "fmt",
+]
+
+Table = Mapping[str, Any]
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+# ---------------------------------------------------------------------------- layout
+@dataclass(frozen=True)
+class Layout:
+    """Public description of an encoded vector: one label and one inclusive range per entry."""
+
+    labels: list[str]
+    ranges: list[tuple[int, int]]
+
+    def __post_init__(self) -> None:
+        if len(self.labels) != len(self.ranges):
+            raise MalformedError("layout: labels and ranges differ in length")
+        for label, r in zip(self.labels, self.ranges, strict=True):
+            lo, hi = r
+            if (
+                isinstance(lo, bool)
+                or isinstance(hi, bool)
+                or not (isinstance(lo, int) and isinstance(hi, int))
+            ):
+                raise MalformedError(f"layout: range of {label!r} is not a pair of ints")
+            if lo > hi:
+                raise MalformedError(f"layout: range of {label!r} is empty ({lo} > {hi})")
+
+    def __len__(self) -> int:
+        return len(self.ranges)
+
+    def bits(self) -> list[int]:
+        """Bit width of each entry (``bit_length(hi - lo)``, at least 1)."""
+        return [max(1, (hi - lo).bit_length()) for lo, hi in self.ranges]
+
+    def check(self, values: Sequence[int]) -> None:
+        """Raise :class:`MalformedError` unless ``values`` fits this layout exactly."""
+        if len(values) != len(self.ranges):
+            raise MalformedError(
+                f"vector has {len(values)} entries, layout declares {len(self.ranges)}"
+            )
+        for i, (v, (lo, hi)) in enumerate(zip(values, self.ranges, strict=True)):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise MalformedError(f"entry {i} ({self.labels[i]}): not an int")
+            if not lo <= v <= hi:
+                raise MalformedError(
+                    f"entry {i} ({self.labels[i]}): {v} outside declared range [{lo}, {hi}]"
+                )
+
+
+def count_range(spec: QuerySpec) -> tuple[int, int]:
+    """Range of a row count: ``[0, max_rows]``."""
+    return (0, spec.max_rows)
+
+
+def sum_range(spec: QuerySpec, column: str) -> tuple[int, int]:
+    """Range of ``sum(to_fixed(clip(x)))`` over 0..max_rows rows."""
+    lo_f, hi_f = fixed_bounds(*spec.bounds[column], spec.scale)
+    return (min(0, spec.max_rows * lo_f), max(0, spec.max_rows * hi_f))
+
+
+def product_range(spec: QuerySpec, a: str, b: str) -> tuple[int, int]:
+    """Range of ``sum(x_f * y_f)`` (fixed-point at ``scale**2``) over 0..max_rows rows.
+
+    For ``a == b`` this is the tight range of a sum of squares.
+    """
+    alo, ahi = fixed_bounds(*spec.bounds[a], spec.scale)
+    if a == b:
+        top = max(alo * alo, ahi * ahi)
+        return (0, spec.max_rows * top)
+    blo, bhi = fixed_bounds(*spec.bounds[b], spec.scale)
+    prods = [alo * blo, alo * bhi, ahi * blo, ahi * bhi]
+    return (min(0, spec.max_rows * min(prods)), max(0, spec.max_rows * max(prods)))
+
+
+def max_abs_fixed(spec: QuerySpec, column: str) -> int:
+    """``max(|to_fixed(lo)|, |to_fixed(hi)|)``: the per-row sensitivity of a sum."""
+    lo_f, hi_f = fixed_bounds(*spec.bounds[column], spec.scale)
+    return max(abs(lo_f), abs(hi_f))
+
+
+def max_abs_product(spec: QuerySpec, a: str, b: str) -> int:
+    """Per-row sensitivity of ``sum(x_f * y_f)``."""
+    alo, ahi = fixed_bounds(*spec.bounds[a], spec.scale)
+    blo, bhi = fixed_bounds(*spec.bounds[b], spec.scale)
+    return max(abs(alo * blo), abs(alo * bhi), abs(ahi * blo), abs(ahi * bhi))
+
+
+# ---------------------------------------------------------------------------- results
+def json_safe(obj: Any) -> Any:
+    """Plain JSON value: numpy scalars -> Python, NaN/inf -> None, tuples -> lists."""
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating, Fraction)):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, Mapping):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    raise MalformedError(f"result value of type {type(obj).__name__} is not JSON")
+
+
+def fmt(v: Any) -> str:
+    """Format one table cell: floats with 6 significant digits, None as a dot."""
+    if v is None:
+        return "."
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating, Fraction)):
+        f = float(v)
+        if not math.isfinite(f):
+            return "."
+        return f"{f:.6g}"
+    return str(v)
+
+
+def format_table(
+    title: str, header: Sequence[str], rows: Sequence[Sequence[Any]], notes: Sequence[str] = ()
+) -> str:
+    """A plain-text table in the style of statsmodels' ``summary()``."""
+    cells = [[fmt(c) for c in r] for r in rows]
+    ncol = max([len(header)] + [len(r) for r in cells]) if (header or cells) else 0
+    head = list(header) + [""] * (ncol - len(header))
+    widths = [len(h) for h in head]
+    for r in cells:
+        for j, c in enumerate(r):
+            widths[j] = max(widths[j], len(c))
+    total = max(sum(widths) + 2 * max(ncol - 1, 0), len(title), 20)
+    lines = [title.center(total).rstrip(), "=" * total]
+    if head:
+        lines.append(
+            "  ".join(
+                (h.ljust(w) if j == 0 else h.rjust(w))
+                for j, (h, w) in enumerate(zip(head, widths, strict=True))
+            ).rstrip()
+        )
+        lines.append("-" * total)
+    for r in cells:
+        r = r + [""] * (ncol - len(r))
+        lines.append(
+            "  ".join(
+                (c.ljust(w) if j == 0 else c.rjust(w))
+                for j, (c, w) in enumerate(zip(r, widths, strict=True))
+            ).rstrip()
+        )
+    lines.append("=" * total)
+    lines.extend(notes)
+    return "\n".join(lines)
+
+
+@dataclass
+class StatResult:
+    """A decoded result.
+
+    ``values`` is the machine-readable body (merged into :meth:`to_dict`); ``header``/``rows``
+    is the human table printed by :meth:`summary`; ``notes`` explain suppression, clipping or
+    DP.  Subclasses may override :meth:`summary` for richer layouts.
+    """
+
+    statistic: str
+    values: dict[str, Any]
+    title: str = ""
+    header: list[str] = field(default_factory=list)
+    rows: list[list[Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON: ``{"statistic": ..., **values, "notes": [...]}``; NaN -> None."""
+        out: dict[str, Any] = {"statistic": self.statistic}
+        body = json_safe(self.values)
+        if not isinstance(body, dict):  # pragma: no cover - values is a dict by type
+            raise MalformedError("result values must be a dict")
+        out.update(body)
+        out["notes"] = [str(n) for n in self.notes]
+        return out
+
+    def summary(self) -> str:
+        """A text table like statsmodels' ``summary()``."""
+        return format_table(self.title or self.statistic, self.header, self.rows, self.notes)
+
+
+# ---------------------------------------------------------------------------- statistic
+class Statistic(ABC):
+    """One statistic.  Subclasses set ``name`` and implement the abstract methods."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def validate(self, spec: QuerySpec) -> None:
+        """Raise :class:`MalformedError` naming the field (``params.bins: ...``)."""
+
+    @abstractmethod
+    def layout(self, spec: QuerySpec) -> Layout:
+        """Public labels and ranges of the encoded vector, from the spec only."""
+
+    @abstractmethod
+    def encode_with_report(self, spec: QuerySpec, table: Table) -> tuple[list[int], LocalReport]:
+        """Encode local rows; also return the (unpublished) local report."""
+
+    def encode(self, spec: QuerySpec, table: Table) -> list[int]:
+        """Encode local rows into a vector of ints, each within :meth:`layout`'s range."""
+        return self.encode_with_report(spec, table)[0]
+
+    @abstractmethod
+    def decode(self, spec: QuerySpec, totals: Sequence[int]) -> StatResult:
+        """Turn summed (possibly DP-noised) totals into a result; deterministic."""
+
+    @abstractmethod
+    def sensitivity(self, spec: QuerySpec) -> list[int]:
+        """Per-entry L1 sensitivity to adding or removing one row (for DP calibration)."""
+
+    def _finish(
+        self, spec: QuerySpec, values: list[int], report: LocalReport
+    ) -> tuple[list[int], LocalReport]:
+        """Check ``values`` against the layout (defence in depth) and return them."""
+        self.layout(spec).check(values)
+        return values, report
+
+
+REGISTRY: dict[str, Statistic] = {}
+
+
+def register(stat: Statistic) -> Statistic:
+    """Add ``stat`` to :data:`REGISTRY` under ``stat.name`` (one line per statistic)."""
+    if stat.name in REGISTRY and type(REGISTRY[stat.name]) is not type(stat):
+        raise MalformedError(f"statistic {stat.name!r} registered twice")
+    REGISTRY[stat.name] = stat
+    return stat
+
+
+def get(name: str) -> Statistic:
+    """The registered statistic ``name``; :class:`MalformedError` if unknown."""
+    try:
+        return REGISTRY[name]
+    except (KeyError, TypeError):
+        known = ", ".join(sorted(REGISTRY))
+        raise MalformedError(f"statistic: unknown statistic {name!r} (known: {known})") from None
+
+
+# ---------------------------------------------------------------------------- validation helpers
+def require_numeric(spec: QuerySpec, column: str, where: str) -> None:
+    """``column`` must have public bounds."""
+    if column not in spec.bounds:
+        raise MalformedError(f"{where}: column {column!r} needs public bounds (numeric)")
+
+
+def require_categorical(spec: QuerySpec, column: str, where: str) -> None:
+    """``column`` must have declared categories."""
+    if column not in spec.categories:
+        raise MalformedError(f"{where}: column {column!r} needs declared categories")
+
+
+def require_no_group_by(spec: QuerySpec, name: str) -> None:
+    """Reject ``group_by`` for statistics that do not support it."""
+    if spec.group_by:
+        raise MalformedError(f"group_by: statistic {name!r} does not support group_by")
+
+
+def require_params(spec: QuerySpec, allowed: Sequence[str], required: Sequence[str] = ()) -> None:
+    """Reject unknown ``params`` keys and missing required ones."""
+    for key in spec.params:
+        if key not in allowed:
+            raise MalformedError(
+                f"params.{key}: unknown parameter for {spec.statistic!r} "
+                f"(allowed: {', '.join(allowed) or 'none'})"
+            )
+    for key in required:
+        if key not in spec.params:
+            raise MalformedError(f"params.{key}: required for {spec.statistic!r}")
+
+
+# ---------------------------------------------------------------------------- row selection
+@dataclass
+class LocalReport:
+    """What a provider learns about its own rows while encoding; never published."""
+
+    n_rows: int = 0
+    n_selected: int = 0
+    n_missing: int = 0
+    n_undeclared_category: int = 0
+    n_filtered_out: int = 0
+    clipped: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON."""
+        return {
+            "n_rows": self.n_rows,
+            "n_selected": self.n_selected,
+            "n_missing": self.n_missing,
+            "n_undeclared_category": self.n_undeclared_category,
+            "n_filtered_out": self.n_filtered_out,
+            "clipped": dict(self.clipped),
+        }
+
+
+def _is_missing_obj(v: Any) -> bool:
+    return v is None or (isinstance(v, (float, np.floating)) and math.isnan(float(v)))
+
+
+def _as_float(table: Table, col: str) -> FloatArray:
+    raw = table[col]
+    try:
+        arr = np.asarray(raw)
+        if arr.dtype == object:
+            arr = np.array([np.nan if _is_missing_obj(v) else v for v in arr], dtype=np.float64)
+        return np.asarray(arr, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise MalformedError(f"table.{col}: numeric column has non-numeric values") from None
+
+
+def _as_str(table: Table, col: str) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.bool_]]:
+    arr = np.asarray(table[col], dtype=object).reshape(-1)
+    missing = np.fromiter((_is_missing_obj(v) for v in arr), dtype=bool, count=arr.size)
+    out = np.array([_category_text(v) for v in arr], dtype=object)
+    return out, missing
+
+
+def _category_text(v: Any) -> str:
+    """Category label of a cell: strings as they are, integral numbers without ``.0``."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (float, np.floating)) and math.isfinite(float(v)) and float(v).is_integer():
+        return str(int(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    return str(v)
+
+
+@dataclass
+class Selection:
+    """Selected rows of a local table, ready to encode.
+
+    ``cell`` gives, per selected row, the index of its group-by cell (see :func:`group_cells`);
+    ``fixed[col]`` the clipped fixed-point values (int64) and ``values[col]`` the clipped
+    floats of every numeric column asked for; ``labels[col]`` the strings of categorical ones.
+    """
+
+    n: int
+    cell: IntArray
+    n_cells: int
+    fixed: dict[str, IntArray]
+    values: dict[str, FloatArray]
+    labels: dict[str, npt.NDArray[np.object_]]
+    report: LocalReport
+
+    def cell_mask(self, k: int) -> npt.NDArray[np.bool_]:
+        """Boolean mask of the selected rows in cell ``k``."""
+        return np.asarray(self.cell == k)
+
+    def cell_counts(self) -> list[int]:
+        """Number of selected rows per cell."""
+        return [int(c) for c in np.bincount(self.cell, minlength=self.n_cells)]
+
+
+def _filter_mask(
+    f: Any, num: FloatArray | None, cat: npt.NDArray[np.object_] | None
+) -> npt.NDArray[np.bool_]:
+    vals = f.values()
+    if num is not None:
+        fv = [float(v) for v in vals]
+        if f.op == "in":
+            return np.isin(num, np.asarray(fv, dtype=np.float64))
+        ops = {
+            "==": operator.eq,
+            "!=": operator.ne,
+            "<": operator.lt,
+            "<=": operator.le,
+            ">": operator.gt,
+            ">=": operator.ge,
+        }
+        return np.asarray(ops[f.op](num, fv[0]), dtype=bool)
+    if cat is None:  # pragma: no cover - callers pass one of the two
+        raise MalformedError("filter: no column values")
+    if f.op == "in":
+        return np.isin(cat, np.asarray(vals, dtype=object))
+    eq = np.asarray(cat == vals[0], dtype=bool)
+    return eq if f.op == "==" else ~eq
+
+
+def select_rows(
+    spec: QuerySpec,
+    table: Table,
+    numeric: Sequence[str] = (),
+    categorical: Sequence[str] = (),
+    *,
+    clip_values: bool = True,
+) -> Selection:
+    """Apply the row-selection rules (module docstring) and encode the asked-for columns.
+
+    ``numeric`` columns are clipped and fixed-point encoded; ``categorical`` columns (plus the
+    spec's group_by and filter columns) are checked against their declared categories.
+    """
+    if not isinstance(table, Mapping):
+        raise MalformedError("table: expected a mapping of column name -> array")
+    num_cols = list(
+        dict.fromkeys(list(numeric) + [f.column for f in spec.filters if spec.is_numeric(f.column)])
+    )
+    cat_cols = list(
+        dict.fromkeys(
+            list(categorical)
+            + list(spec.group_by)
+            + [f.column for f in spec.filters if spec.is_categorical(f.column)]
+        )
+    )
+    for c in num_cols + cat_cols:
+        if c not in table:
+            raise MalformedError(f"table: missing column {c!r}")
+    nums = {c: _as_float(table, c) for c in num_cols}
+    cats: dict[str, npt.NDArray[np.object_]] = {}
+    missing_cat: dict[str, npt.NDArray[np.bool_]] = {}
+    for c in cat_cols:
+        cats[c], missing_cat[c] = _as_str(table, c)
+    lengths = {c: a.size for c, a in nums.items()} | {c: a.size for c, a in cats.items()}
+    if len(set(lengths.values())) > 1:
+        raise MalformedError(f"table: columns have different lengths {lengths}")
+    n_rows = next(iter(lengths.values())) if lengths else _table_len(table)
+    report = LocalReport(n_rows=n_rows)
+
+    keep = np.ones(n_rows, dtype=bool)
+    for a in nums.values():
+        keep &= ~np.isnan(a)
+    for c in cat_cols:
+        keep &= ~missing_cat[c]
+    report.n_missing = int(n_rows - np.count_nonzero(keep))
+
+    before = int(np.count_nonzero(keep))
+    for c in cat_cols:
+        keep &= np.isin(cats[c], np.asarray(spec.categories[c], dtype=object))
+    report.n_undeclared_category = before - int(np.count_nonzero(keep))
+
+    before = int(np.count_nonzero(keep))
+    for f in spec.filters:
+        m = _filter_mask(f, nums.get(f.column), cats.get(f.column))
+        keep &= m
+    report.n_filtered_out = before - int(np.count_nonzero(keep))
+    report.n_selected = int(np.count_nonzero(keep))
+
+    cell = np.zeros(report.n_selected, dtype=np.int64)
+    n_cells = 1
+    for g in spec.group_by:
+        levels = spec.categories[g]
+        index = {v: i for i, v in enumerate(levels)}
+        idx = np.fromiter(
+            (index[v] for v in cats[g][keep]), dtype=np.int64, count=report.n_selected
+        )
+        cell = cell * len(levels) + idx
+        n_cells *= len(levels)
+
+    fixed: dict[str, IntArray] = {}
+    values: dict[str, FloatArray] = {}
+    for c in numeric:
+        sel = nums[c][keep]
+        if clip_values:
+            lo, hi = spec.bounds[c]
+            sel, n_clip = clip(sel, lo, hi)
+            report.clipped[c] = n_clip
+            fixed[c] = to_fixed(sel, spec.scale)
+        values[c] = sel
+    labels = {c: cats[c][keep] for c in categorical}
+    return Selection(
+        n=report.n_selected,
+        cell=cell,
+        n_cells=n_cells,
+        fixed=fixed,
+        values=values,
+        labels=labels,
+        report=report,
+    )
+
+
+def _table_len(table: Table) -> int:
+    for v in table.values():
+        return int(np.asarray(v, dtype=object).reshape(-1).size)
+    return 0
+
+
+# ---------------------------------------------------------------------------- cells
+def group_cells(spec: QuerySpec) -> list[tuple[str, ...]]:
+    """The group-by cells in encoding order (row-major product of declared categories)."""
+    return list(product(*(spec.categories[g] for g in spec.group_by)))
+
+
+def cell_label(spec: QuerySpec, cell: tuple[str, ...]) -> str:
+    """Human label of a cell: ``"sex=F, arm=A"`` (``"all"`` without group_by)."""
+    if not spec.group_by:
+        return "all"
+    return ", ".join(f"{g}={v}" for g, v in zip(spec.group_by, cell, strict=True))
+
+
+def cell_prefix(spec: QuerySpec, cell: tuple[str, ...]) -> str:
+    """Entry-label prefix of a cell: ``""`` or ``"[sex=F,arm=A]"``."""
+    if not spec.group_by:
+        return ""
+    return "[" + ",".join(f"{g}={v}" for g, v in zip(spec.group_by, cell, strict=True)) + "]"
+
+
+# ---------------------------------------------------------------------------- exact sums
+def int_sum(a: IntArray) -> int:
+    """Exact Python-int sum of an int64 array (no overflow)."""
+    return int(sum(a.tolist(), 0))
+
+
+def int_dot(a: IntArray, b: IntArray) -> int:
+    """Exact Python-int dot product of two int64 arrays (no overflow)."""
+    return int(sum(map(operator.mul, a.tolist(), b.tolist()), 0))
+
+
+def check_totals(spec: QuerySpec, layout: Layout, totals: Sequence[int]) -> list[int]:
+    """Check the totals vector has the layout's length and int entries; return a list."""
+    if isinstance(totals, (str, bytes)):
+        raise MalformedError("totals: expected a sequence of ints")
+    out = list(totals)
+    if len(out) != len(layout):
+        raise MalformedError(
+            f"totals: {len(out)} entries, layout of {spec.statistic!r} has {len(layout)}"
+        )
+    for i, v in enumerate(out):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise MalformedError(f"totals[{i}]: not an int")
+    return [int(v) for v in out]
+
+
+# ---------------------------------------------------------------------------- suppression
+def suppress_cells(counts: Sequence[Sequence[int]], min_cell_size: int) -> list[list[bool]]:
+    """Primary and complementary suppression of a 2-D table of cell counts.
+
+    Returns a same-shape mask, ``True`` = suppressed.  Rule (``docs/queries.md``):
+
+    1. primary: a cell with ``0 < n < min_cell_size`` is suppressed (zeros are published);
+    2. complementary: while some row or column has exactly one suppressed cell, suppress the
+       smallest unsuppressed cell of that line -- preferring cells with ``n > 0``, ties broken
+       by position -- and repeat until no line has exactly one suppressed cell (a line with no
+       other cell stays as it is; its published margin excludes the suppressed cell).
+
+    A 1-D table is passed as a single row: its total acts as the margin.  Rows are processed
+    before columns, top to bottom / left to right, so the result is deterministic.
+    """
+    grid = [list(r) for r in counts]
+    supp = [[0 < c < min_cell_size for c in r] for r in grid]
+    nrow = len(grid)
+    ncol = len(grid[0]) if nrow else 0
+
+    def _pick(cands: list[tuple[int, int]]) -> tuple[int, int] | None:
+        if not cands:
+            return None
+        pos = [rc for rc in cands if grid[rc[0]][rc[1]] > 0]
+        pool = pos or cands
+        return min(pool, key=lambda rc: (grid[rc[0]][rc[1]], rc))
+
+    changed = True
+    while changed:
+        changed = False
+        for i in range(nrow):
+            if sum(supp[i]) == 1:
+                pick = _pick([(i, j) for j in range(ncol) if not supp[i][j]])
+                if pick is not None:
+                    supp[pick[0]][pick[1]] = True
+                    changed = True
+        if nrow > 1:
+            for j in range(ncol):
+                if sum(supp[i][j] for i in range(nrow)) == 1:
+                    pick = _pick([(i, j) for i in range(nrow) if not supp[i][j]])
+                    if pick is not None:
+                        supp[pick[0]][pick[1]] = True
+                        changed = True
+    return supp
+
+
+def suppress_group_cells(spec: QuerySpec, counts: Sequence[int]) -> list[bool]:
+    """Suppression mask for the flat list of group-by cells of ``spec``.
+
+    Without group_by the single cell is suppressed when ``0 < n < min_cell_size``.  With one
+    group_by column the cells form one row (the overall total is the margin); with two, the
+    table is rows = first column's categories, columns = second's.
+    """
+    k = spec.min_cell_size
+    if not spec.group_by:
+        return [0 < counts[0] < k]
+    if len(spec.group_by) == 1:
+        return suppress_cells([list(counts)], k)[0]
+    ncol = len(spec.categories[spec.group_by[1]])
+    grid = [list(counts[i : i + ncol]) for i in range(0, len(counts), ncol)]
+    mask = suppress_cells(grid, k)
+    return [m for row in mask for m in row]

@@ -1,0 +1,194 @@
+"""Crosstab: counts, or means of a value column, by one or two categorical columns.
+
+``group_by`` names the one or two categorical columns (rows, then columns of the table);
+``params.value`` (optional) names a numeric column whose mean is reported per cell.
+
+Encoding per cell (row-major): ``n`` and, with a value column, ``S = sum v_f``.
+
+Disclosure control (see ``docs/queries.md``): primary suppression of cells with
+``0 < n < min_cell_size``, then complementary suppression
+(:func:`~protocol.stats.base.suppress_cells`) so that no row or column has exactly one
+suppressed cell -- this protects the suppressed cells even against someone who knows the
+true margins from another release.  The margins we publish are computed from published
+cells only (and say so), so they reveal nothing about suppressed cells either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+from proofs.errors import MalformedError
+from protocol.stats.base import (
+    Layout,
+    LocalReport,
+    Statistic,
+    StatResult,
+    Table,
+    cell_prefix,
+    check_totals,
+    count_range,
+    group_cells,
+    int_sum,
+    max_abs_fixed,
+    register,
+    require_params,
+    select_rows,
+    sum_range,
+    suppress_cells,
+)
+
+if TYPE_CHECKING:
+    from protocol.query import QuerySpec
+
+__all__ = ["Crosstab"]
+
+
+def _value_col(spec: QuerySpec) -> str | None:
+    v = spec.params.get("value")
+    return v if isinstance(v, str) else None
+
+
+def _mean(s: int, n: int, scale: int) -> float | None:
+    return float(Fraction(s, n * scale)) if n > 0 else None
+
+
+class Crosstab(Statistic):
+    """Counts or means by one or two categorical columns, with suppression."""
+
+    name = "crosstab"
+
+    def validate(self, spec: QuerySpec) -> None:
+        require_params(spec, ("value",))
+        if not 1 <= len(spec.group_by) <= 2:
+            raise MalformedError("group_by: crosstab needs one or two categorical columns")
+        if spec.columns:
+            raise MalformedError(
+                "columns: crosstab takes no columns (use group_by, and params.value for means)"
+            )
+        if "value" in spec.params:
+            v = spec.params["value"]
+            if not isinstance(v, str):
+                raise MalformedError("params.value: must be a column name")
+            if v not in spec.bounds:
+                raise MalformedError(f"params.value: column {v!r} needs public bounds (numeric)")
+
+    def _width(self, spec: QuerySpec) -> int:
+        return 2 if _value_col(spec) is not None else 1
+
+    def layout(self, spec: QuerySpec) -> Layout:
+        v = _value_col(spec)
+        labels: list[str] = []
+        ranges: list[tuple[int, int]] = []
+        for cell in group_cells(spec):
+            p = cell_prefix(spec, cell)
+            labels.append(f"{p}n")
+            ranges.append(count_range(spec))
+            if v is not None:
+                labels.append(f"{p}sum({v})")
+                ranges.append(sum_range(spec, v))
+        return Layout(labels, ranges)
+
+    def sensitivity(self, spec: QuerySpec) -> list[int]:
+        v = _value_col(spec)
+        block = [1] if v is None else [1, max_abs_fixed(spec, v)]
+        return block * len(group_cells(spec))
+
+    def encode_with_report(self, spec: QuerySpec, table: Table) -> tuple[list[int], LocalReport]:
+        v = _value_col(spec)
+        sel = select_rows(spec, table, numeric=[v] if v is not None else [])
+        out: list[int] = []
+        for k in range(sel.n_cells):
+            m = sel.cell_mask(k)
+            out.append(int(m.sum()))
+            if v is not None:
+                out.append(int_sum(sel.fixed[v][m]))
+        return self._finish(spec, out, sel.report)
+
+    def decode(self, spec: QuerySpec, totals: Sequence[int]) -> StatResult:
+        t = check_totals(spec, self.layout(spec), totals)
+        v = _value_col(spec)
+        w = self._width(spec)
+        row_cats = spec.categories[spec.group_by[0]]
+        col_cats = spec.categories[spec.group_by[1]] if len(spec.group_by) == 2 else ["all"]
+        R, C = len(row_cats), len(col_cats)
+        n = [[t[(i * C + j) * w] for j in range(C)] for i in range(R)]
+        s = [[t[(i * C + j) * w + 1] if v else 0 for j in range(C)] for i in range(R)]
+        if C == 1:
+            # One categorical column: the categories form one line whose margin is the total.
+            mask = [
+                [m] for m in suppress_cells([[n[i][0] for i in range(R)]], spec.min_cell_size)[0]
+            ]
+        else:
+            mask = suppress_cells(n, spec.min_cell_size)
+        pub_n = [[None if mask[i][j] else n[i][j] for j in range(C)] for i in range(R)]
+
+        def _sum_n(cells: list[tuple[int, int]]) -> int:
+            return sum(n[i][j] for i, j in cells if not mask[i][j])
+
+        def _sum_s(cells: list[tuple[int, int]]) -> int:
+            return sum(s[i][j] for i, j in cells if not mask[i][j])
+
+        row_cells = [[(i, j) for j in range(C)] for i in range(R)]
+        col_cells = [[(i, j) for i in range(R)] for j in range(C)]
+        all_cells = [(i, j) for i in range(R) for j in range(C)]
+        values: dict[str, Any] = {
+            "rows": {"column": spec.group_by[0], "categories": list(row_cats)},
+            "columns": (
+                {"column": spec.group_by[1], "categories": list(col_cats)}
+                if len(spec.group_by) == 2
+                else None
+            ),
+            "value": v,
+            "counts": pub_n,
+            "suppressed": mask,
+            "row_totals": [_sum_n(rc) for rc in row_cells],
+            "column_totals": [_sum_n(cc) for cc in col_cells],
+            "total": _sum_n(all_cells),
+            "margins": "published cells only",
+        }
+        if v is not None:
+            pub_mean = [
+                [None if mask[i][j] else _mean(s[i][j], n[i][j], spec.scale) for j in range(C)]
+                for i in range(R)
+            ]
+            values["means"] = pub_mean
+            values["row_means"] = [_mean(_sum_s(rc), _sum_n(rc), spec.scale) for rc in row_cells]
+            values["column_means"] = [_mean(_sum_s(cc), _sum_n(cc), spec.scale) for cc in col_cells]
+            values["overall_mean"] = _mean(_sum_s(all_cells), _sum_n(all_cells), spec.scale)
+            body: list[list[Any]] = [list(r) for r in pub_mean]
+            row_m = values["row_means"]
+            col_m = values["column_means"]
+            tot: Any = values["overall_mean"]
+        else:
+            body = [list(r) for r in pub_n]
+            row_m = values["row_totals"]
+            col_m = values["column_totals"]
+            tot = values["total"]
+        corner = spec.group_by[0] + (f" \\ {spec.group_by[1]}" if len(spec.group_by) == 2 else "")
+        margin_name = "mean" if v is not None else "total"
+        header = [corner] + list(col_cats if C > 1 else ["n" if v is None else f"mean({v})"])
+        rows: list[list[Any]] = []
+        for i in range(R):
+            rows.append([row_cats[i]] + list(body[i]) + ([row_m[i]] if C > 1 else []))
+        rows.append([margin_name] + list(col_m if C > 1 else [tot]) + ([tot] if C > 1 else []))
+        if C > 1:
+            header.append(margin_name)
+        notes = [f"margins ({margin_name}) computed from published cells only"]
+        if any(any(r) for r in mask):
+            notes.append(
+                f"'.' = suppressed (fewer than {spec.min_cell_size} rows, or complementary)"
+            )
+        what = "counts" if v is None else f"mean({v})"
+        return StatResult(
+            statistic=self.name,
+            values=values,
+            title=f"crosstab: {what} by {' x '.join(spec.group_by)}",
+            header=header,
+            rows=rows,
+            notes=notes,
+        )
+
+
+register(Crosstab())

@@ -1,0 +1,511 @@
+"""Logistic regression two ways: ``"logistic_approx"`` (one round) and ``"logistic_irls"``.
+
+Common spec: ``params.target`` (numeric column with values exactly 0/1 and bounds containing
+[0, 1]), ``params.features`` (numeric columns with bounds), optional ``params.standardize``
+``{column: [center, spread]}`` (public constants, ``spread > 0``): the feature used is
+``x' = (clip(x) - center) / spread``, so coefficients are on that scale.  ``columns`` must
+list exactly target + features.  An intercept is always included.  No ``group_by``.  The
+feature value actually used by every party is the dequantised ``a = to_fixed(x', scale) /
+scale``.  Full math and measured accuracy: ``docs/statistics.md``.
+
+(a) ``logistic_approx`` -- Drynx-style degree-2 Taylor expansion of the log-likelihood at
+``beta = 0``: ``log(1 + e^z) ~ log 2 + z/2 + z^2/8`` gives
+``l(beta) ~ sum (y - 1/2) z - z^2/8 - n log 2`` with ``z = a . beta``, maximised in closed
+form by ``beta = 4 (A^T A)^-1 A^T (y - 1/2)`` -- i.e. 4 x the OLS coefficients of
+``y - 1/2`` on ``[1, a]``.  Encoded: the gram block (``n``, sums, upper-triangle products) of
+the shifted fixed-point features and of ``u = 2y - 1`` (at scale 1), exactly as in
+:mod:`protocol.stats.ols`.  Approximate: it is the linear-probability model rescaled.
+
+(b) ``logistic_irls`` -- exact federated Newton/IRLS.  Round ``t`` is a query whose public
+``params.beta`` (``k = p + 1`` floats, intercept first; default zeros) and ``params.round``
+(default 0) are in the spec; ``params.tol`` (default 1e-6) and ``params.max_rounds``
+(default 25).  Each provider encodes, for its rows with ``z = a . beta``, ``p = 1/(1+e^-z)``,
+``w = p (1 - p)``:
+
+* ``n``;
+* ``xwx(i*j) = sum rint(S w a_i a_j)`` for ``i <= j`` (``a_0 = 1``), per-row range
+  ``[floor(S min(0, m_ij) / 4), ceil(S max(0, M_ij) / 4)]`` where ``m_ij, M_ij`` are
+  the extreme corner products of the bounds (``0 <= w <= 1/4``);
+* ``xr(i) = sum rint(S a_i (y - p))``, per-row range ``+-ceil(S max|a_i|)``;
+* ``loglik = sum rint(S (y log p + (1-y) log(1-p)))``, per-row range
+  ``[floor(-S (Z + log 2)) - 1, 0]`` with ``Z = sum |beta_i| max|a_i|`` (so
+  ``|z| <= Z``).
+
+All three are real-valued per row, so they are encoded at ``S = scale**2`` (the resolution
+of a product of two fixed-point values, as for OLS' ``x_i x_j``): per-row rounding error
+``<= 1/(2 S)``, which keeps the Newton iteration's noise floor far below ``tol`` at the
+default scale.
+
+Every per-row value is clamped into its per-row range (a no-op except for floating-point
+rounding at the very edge), so the declared totals ranges (``max_rows`` x per-row) are
+sound.  Decoding: ``H = xwx / S``, ``g = xr / S``, Newton step ``delta = H^-1 g``,
+``beta_next = beta + delta``; standard errors ``sqrt(diag H^-1)``, Wald z, normal p values,
+95 % CI, log-likelihood at ``beta``; ``converged = max|delta| < tol``.  Use
+:func:`irls_start` and :func:`irls_next_spec` to loop the rounds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import special as _spf
+from scipy import stats as _sps
+
+from proofs.errors import MalformedError
+from protocol.fixedpoint import to_fixed
+from protocol.query import QuerySpec
+from protocol.stats.base import (
+    Layout,
+    LocalReport,
+    Statistic,
+    StatResult,
+    Table,
+    check_totals,
+    count_range,
+    register,
+    require_no_group_by,
+    require_params,
+    select_rows,
+)
+from protocol.stats.ols import (
+    GramColumn,
+    _RegressionResult,
+    centered_moments,
+    check_column_list,
+    check_columns_listed,
+    coef_table,
+    gram_encode,
+    gram_layout,
+    gram_sensitivity,
+    spd_inverse,
+    two_col,
+)
+
+__all__ = ["LogisticApprox", "LogisticIRLS", "irls_start", "irls_next_spec"]
+
+DEFAULT_TOL = 1e-6
+DEFAULT_MAX_ROUNDS = 25
+_MAX_ROUNDS_CAP = 100
+_MAX_ABS_BETA = 1e6
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# ---------------------------------------------------------------------------- shared
+class _LogisticBase(Statistic):
+    _extra_params: tuple[str, ...] = ()
+
+    def _features(self, spec: QuerySpec) -> tuple[list[str], str]:
+        feats = check_column_list(spec, "features")
+        t = spec.params.get("target")
+        if not isinstance(t, str):
+            raise MalformedError("params.target: must be a column name (string)")
+        if t not in spec.bounds:
+            raise MalformedError(f"params.target: column {t!r} has no bounds (numeric)")
+        if t in feats:
+            raise MalformedError(f"params.target: column {t!r} is also a feature")
+        return feats, t
+
+    def _standardize(self, spec: QuerySpec, feats: Sequence[str]) -> dict[str, tuple[float, float]]:
+        raw = spec.params.get("standardize", {})
+        if not isinstance(raw, dict):
+            raise MalformedError("params.standardize: must be an object {column: [center, spread]}")
+        out: dict[str, tuple[float, float]] = {}
+        for col, cs in raw.items():
+            where = f"params.standardize.{col}"
+            if col not in feats:
+                raise MalformedError(f"{where}: not one of params.features")
+            if not isinstance(cs, list) or len(cs) != 2 or not all(_is_num(v) for v in cs):
+                raise MalformedError(f"{where}: must be [center, spread] (two finite numbers)")
+            if not cs[1] > 0:
+                raise MalformedError(f"{where}: spread must be > 0")
+            out[col] = (float(cs[0]), float(cs[1]))
+        return out
+
+    def _transform(
+        self, spec: QuerySpec, col: str, x: FloatArray, std: dict[str, tuple[float, float]]
+    ) -> FloatArray:
+        if col not in std:
+            return x
+        c, s = std[col]
+        out: FloatArray = (x - c) / s
+        return out
+
+    def _feature_bounds(self, spec: QuerySpec, feats: Sequence[str]) -> list[tuple[int, int]]:
+        """Encoded (fixed-point) bounds of every transformed feature."""
+        std = self._standardize(spec, feats)
+        out = []
+        for f in feats:
+            lo, hi = spec.bounds[f]
+            arr = self._transform(spec, f, np.array([lo, hi], dtype=np.float64), std)
+            qlo, qhi = to_fixed(float(arr[0]), spec.scale), to_fixed(float(arr[1]), spec.scale)
+            out.append((qlo, qhi))
+        return out
+
+    def _common_validate(self, spec: QuerySpec) -> tuple[list[str], str]:
+        require_params(
+            spec, ("target", "features", "standardize", *self._extra_params), ("target", "features")
+        )
+        require_no_group_by(spec, self.name)
+        feats, target = self._features(spec)
+        check_columns_listed(spec, [*feats, target])
+        lo, hi = spec.bounds[target]
+        if lo > 0 or hi < 1:
+            raise MalformedError(f"bounds.{target}: a 0/1 target needs bounds containing [0, 1]")
+        self._standardize(spec, feats)
+        return feats, target
+
+    def _rows(
+        self, spec: QuerySpec, table: Table
+    ) -> tuple[list[IntArray], FloatArray, LocalReport]:
+        feats, target = self._features(spec)
+        std = self._standardize(spec, feats)
+        sel = select_rows(spec, table, numeric=[*feats, target])
+        y = sel.values[target]
+        if np.any((y != 0.0) & (y != 1.0)):
+            raise MalformedError(f"table.{target}: values must be 0 or 1")
+        qs: list[IntArray] = []
+        for f in feats:
+            qs.append(to_fixed(self._transform(spec, f, sel.values[f], std), spec.scale))
+        return qs, y, sel.report
+
+
+# ---------------------------------------------------------------------------- (a) approx
+class LogisticApprox(_LogisticBase):
+    """One-round degree-2 Taylor approximation of the logistic log-likelihood (Drynx-style)."""
+
+    name = "logistic_approx"
+    description = "approximate logistic regression (degree-2 Taylor at beta = 0), one round"
+
+    def _gram(self, spec: QuerySpec) -> list[GramColumn]:
+        feats, _ = self._features(spec)
+        cols = [
+            GramColumn(f, lo, hi, (lo + hi) // 2, spec.scale)
+            for f, (lo, hi) in zip(feats, self._feature_bounds(spec, feats), strict=True)
+        ]
+        cols.append(GramColumn("2y-1", -1, 1, 0, 1))
+        return cols
+
+    def validate(self, spec: QuerySpec) -> None:
+        self._common_validate(spec)
+
+    def layout(self, spec: QuerySpec) -> Layout:
+        return gram_layout(spec, self._gram(spec))
+
+    def sensitivity(self, spec: QuerySpec) -> list[int]:
+        return gram_sensitivity(self._gram(spec))
+
+    def encode_with_report(self, spec: QuerySpec, table: Table) -> tuple[list[int], LocalReport]:
+        qs, y, report = self._rows(spec, table)
+        u = (2 * y - 1).astype(np.int64)
+        out = gram_encode([*qs, u], self._gram(spec), int(y.size))
+        return self._finish(spec, out, report)
+
+    def decode(self, spec: QuerySpec, totals: Sequence[int]) -> StatResult:
+        feats, target = self._features(spec)
+        cols = self._gram(spec)
+        t = check_totals(spec, self.layout(spec), totals)
+        terms = ["const", *feats]
+        n = t[0]
+        notes = [
+            "approximate: degree-2 Taylor expansion of the log-likelihood at beta = 0 "
+            "(= 4 x OLS of y - 1/2); no standard errors",
+        ]
+        coef: list[float] | None = None
+        if n < spec.min_cell_size:
+            notes.append(f"suppressed: n = {n} < min_cell_size {spec.min_cell_size}")
+        else:
+            _, means, cm = centered_moments(cols, t)
+            p = len(feats)
+            cinv = spd_inverse(cm[:p, :p])
+            if cinv is None:
+                notes.append("singular design: a feature is constant or collinear")
+            else:
+                b = cinv @ cm[:p, p]
+                b0 = float(means[p] - means[:p] @ b)
+                # u = 2y - 1 = 2 (y - 1/2): beta = 4 OLS(y - 1/2) = 2 OLS(u)
+                coef = [2.0 * b0, *(2.0 * b).tolist()]
+        values: dict[str, Any] = {
+            "target": target,
+            "features": feats,
+            "terms": terms,
+            "n": n if n >= spec.min_cell_size else None,
+            "coef": coef if coef is not None else [None] * len(terms),
+            "standardize": {k: list(v) for k, v in self._standardize(spec, feats).items()},
+        }
+        lines = ["Logistic Regression (one-round Taylor approximation)"]
+        lines += two_col([("Dep. Variable", target), ("No. Observations", values["n"])])
+        lines.append("")
+        lines.append(f"{'':<24} {'coef':>12}")
+        lines.append("-" * 37)
+        for term, c in zip(terms, values["coef"], strict=True):
+            lines.append(f"{term:<24} {('.' if c is None else f'{c:.6g}'):>12}")
+        return _RegressionResult(self.name, values, lines, notes)
+
+
+# ---------------------------------------------------------------------------- (b) IRLS
+def _floor_div4(x: Fraction, scale: int) -> int:
+    return math.floor(x * scale / 4)
+
+
+def _ceil_div4(x: Fraction, scale: int) -> int:
+    return math.ceil(x * scale / 4)
+
+
+class LogisticIRLS(_LogisticBase):
+    """Exact logistic regression by federated Newton (IRLS) rounds."""
+
+    name = "logistic_irls"
+    description = "logistic regression, exact: one Newton/IRLS step per round"
+    _extra_params = ("beta", "round", "tol", "max_rounds")
+
+    # ------------------------------------------------------------------ params
+    def _beta(self, spec: QuerySpec, k: int) -> list[float]:
+        b = spec.params.get("beta")
+        if b is None:
+            return [0.0] * k
+        if not isinstance(b, list) or len(b) != k:
+            raise MalformedError(f"params.beta: must be a list of {k} numbers (intercept first)")
+        for i, v in enumerate(b):
+            if not _is_num(v) or abs(v) > _MAX_ABS_BETA:
+                raise MalformedError(f"params.beta[{i}]: must be a finite number, |b| <= 1e6")
+        return [float(v) for v in b]
+
+    def _round(self, spec: QuerySpec) -> int:
+        r = spec.params.get("round", 0)
+        if isinstance(r, bool) or not isinstance(r, int) or not 0 <= r < _MAX_ROUNDS_CAP:
+            raise MalformedError(f"params.round: must be an integer in 0..{_MAX_ROUNDS_CAP - 1}")
+        return r
+
+    def _tol(self, spec: QuerySpec) -> float:
+        t = spec.params.get("tol", DEFAULT_TOL)
+        if not _is_num(t) or not 0 < float(t) < 1:
+            raise MalformedError("params.tol: must be a number in (0, 1)")
+        return float(t)
+
+    def _max_rounds(self, spec: QuerySpec) -> int:
+        m = spec.params.get("max_rounds", DEFAULT_MAX_ROUNDS)
+        if isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= _MAX_ROUNDS_CAP:
+            raise MalformedError(f"params.max_rounds: must be an integer in 1..{_MAX_ROUNDS_CAP}")
+        return m
+
+    def validate(self, spec: QuerySpec) -> None:
+        feats, _ = self._common_validate(spec)
+        self._beta(spec, len(feats) + 1)
+        self._round(spec)
+        self._tol(spec)
+        self._max_rounds(spec)
+
+    # ------------------------------------------------------------------ layout
+    def _row_ranges(self, spec: QuerySpec) -> tuple[list[str], list[tuple[int, int]]]:
+        """Labels and *per-row* ranges (after ``n``) of the encoded entries."""
+        feats, _ = self._features(spec)
+        fs = spec.scale
+        s = fs * fs  # the IRLS sums are encoded at scale^2 (see the module docstring)
+        ab = [(Fraction(1), Fraction(1))] + [
+            (Fraction(lo, fs), Fraction(hi, fs)) for lo, hi in self._feature_bounds(spec, feats)
+        ]
+        terms = ["const", *feats]
+        k = len(terms)
+        labels: list[str] = []
+        ranges: list[tuple[int, int]] = []
+        for i in range(k):
+            for j in range(i, k):
+                corners = [x * y for x in ab[i] for y in ab[j]]
+                if i == j and ab[i][0] <= 0 <= ab[i][1]:
+                    corners.append(Fraction(0))
+                lo, hi = min(min(corners), Fraction(0)), max(max(corners), Fraction(0))
+                labels.append(f"xwx({terms[i]}*{terms[j]})")
+                ranges.append((_floor_div4(lo, s), _ceil_div4(hi, s)))
+        amax = [max(abs(a), abs(b)) for a, b in ab]
+        for i in range(k):
+            m = math.ceil(amax[i] * s)
+            labels.append(f"xr({terms[i]})")
+            ranges.append((-m, m))
+        beta = self._beta(spec, k)
+        zmax = sum(abs(b) * float(a) for b, a in zip(beta, amax, strict=True))
+        labels.append("loglik")
+        ranges.append((math.floor(-(zmax * (1 + 1e-9) + math.log(2)) * s) - 1, 0))
+        return labels, ranges
+
+    def layout(self, spec: QuerySpec) -> Layout:
+        labels, ranges = self._row_ranges(spec)
+        m = spec.max_rows
+        return Layout(
+            ["n", *labels],
+            [count_range(spec)] + [(min(0, m * lo), max(0, m * hi)) for lo, hi in ranges],
+        )
+
+    def sensitivity(self, spec: QuerySpec) -> list[int]:
+        _, ranges = self._row_ranges(spec)
+        return [1] + [max(abs(lo), abs(hi)) for lo, hi in ranges]
+
+    # ------------------------------------------------------------------ encode
+    def encode_with_report(self, spec: QuerySpec, table: Table) -> tuple[list[int], LocalReport]:
+        qs, y, report = self._rows(spec, table)
+        fs = spec.scale
+        s = fs * fs
+        k = len(qs) + 1
+        beta = np.asarray(self._beta(spec, k), dtype=np.float64)
+        n = int(y.size)
+        a = np.ones((n, k), dtype=np.float64)
+        for j, q in enumerate(qs):
+            a[:, j + 1] = q / fs
+        z = a @ beta
+        p = _spf.expit(z)
+        w = p * (1.0 - p)
+        r = y - p
+        ll = np.where(y == 1.0, -np.logaddexp(0.0, -z), -np.logaddexp(0.0, z))
+        _, ranges = self._row_ranges(spec)
+        cols: list[FloatArray] = []
+        for i in range(k):
+            for j in range(i, k):
+                cols.append(w * a[:, i] * a[:, j])
+        cols += [a[:, i] * r for i in range(k)]
+        cols.append(ll)
+        out = [n]
+        for col, (lo, hi) in zip(cols, ranges, strict=True):
+            q = np.rint(col * float(s)).tolist()
+            # exact float -> int conversion (values may exceed int64 at large scales)
+            out.append(sum(min(max(int(v), lo), hi) for v in q))
+        return self._finish(spec, out, report)
+
+    # ------------------------------------------------------------------ decode
+    def decode(self, spec: QuerySpec, totals: Sequence[int]) -> StatResult:
+        feats, target = self._features(spec)
+        terms = ["const", *feats]
+        k = len(terms)
+        t = check_totals(spec, self.layout(spec), totals)
+        beta = np.asarray(self._beta(spec, k), dtype=np.float64)
+        tol = self._tol(spec)
+        rnd = self._round(spec)
+        s = spec.scale * spec.scale
+        n = t[0]
+        h = np.empty((k, k), dtype=np.float64)
+        pos = 1
+        for i in range(k):
+            for j in range(i, k):
+                h[i, j] = h[j, i] = t[pos] / s
+                pos += 1
+        g = np.array([t[pos + i] / s for i in range(k)], dtype=np.float64)
+        ll = t[pos + k] / s
+        none = [None] * k
+        values: dict[str, Any] = {
+            "target": target,
+            "features": feats,
+            "terms": terms,
+            "standardize": {kk: list(v) for kk, v in self._standardize(spec, feats).items()},
+            "round": rnd,
+            "beta": beta.tolist(),
+            "n": n,
+            "log_likelihood": ll,
+            "coef": none,
+            "std_err": none,
+            "z": none,
+            "p_value": none,
+            "ci_lower": none,
+            "ci_upper": none,
+            "beta_next": None,
+            "max_abs_step": None,
+            "converged": False,
+        }
+        notes = [
+            f"IRLS round {rnd}; tol {tol:g}; log-likelihood at the round's input beta",
+        ]
+        if n < spec.min_cell_size:
+            notes.append(f"suppressed: n = {n} < min_cell_size {spec.min_cell_size}")
+            values["n"] = None
+            values["log_likelihood"] = None
+        else:
+            hinv = spd_inverse(h)
+            if hinv is None:
+                notes.append("singular information matrix (separation or collinearity)")
+            else:
+                delta = hinv @ g
+                nxt = beta + delta
+                se = np.sqrt(np.diag(hinv))
+                zv = nxt / se
+                q = float(_sps.norm.ppf(0.975))
+                step = float(np.max(np.abs(delta)))
+                values.update(
+                    {
+                        "coef": nxt.tolist(),
+                        "std_err": se.tolist(),
+                        "z": zv.tolist(),
+                        "p_value": (2.0 * _sps.norm.sf(np.abs(zv))).tolist(),
+                        "ci_lower": (nxt - q * se).tolist(),
+                        "ci_upper": (nxt + q * se).tolist(),
+                        "beta_next": nxt.tolist(),
+                        "max_abs_step": step,
+                        "converged": step < tol,
+                    }
+                )
+        return _RegressionResult(self.name, values, _irls_summary(values), notes)
+
+
+def _irls_summary(v: dict[str, Any]) -> list[str]:
+    lines = ["Logit Regression Results (federated IRLS)"]
+    lines += two_col(
+        [
+            ("Dep. Variable", v["target"]),
+            ("No. Observations", v["n"]),
+            ("Model", "Logit"),
+            ("Log-Likelihood", v["log_likelihood"]),
+            ("Method", "IRLS"),
+            ("Round", v["round"]),
+            ("converged", v["converged"]),
+            ("max |step|", v["max_abs_step"]),
+        ]
+    )
+    lines.append("")
+    nan = float("nan")
+
+    def col(key: str) -> list[float]:
+        return [nan if x is None else float(x) for x in v[key]]
+
+    lines += coef_table(
+        v["terms"], col("coef"), col("std_err"), col("z"), col("p_value"),
+        col("ci_lower"), col("ci_upper"), "z",
+    )
+    return lines
+
+
+def irls_start(spec: QuerySpec) -> QuerySpec:
+    """The first IRLS round: ``params.beta`` = zeros, ``params.round`` = 0."""
+    stat = _IRLS
+    if spec.statistic != stat.name:
+        raise MalformedError(f"statistic: irls_start needs {stat.name!r}")
+    feats, _ = stat._features(spec)
+    obj = spec.to_json_obj()
+    obj["params"] = {**obj["params"], "beta": [0.0] * (len(feats) + 1), "round": 0}
+    return QuerySpec.parse(obj)
+
+
+def irls_next_spec(spec: QuerySpec, result: StatResult) -> QuerySpec | None:
+    """The next round's spec, or None when ``result`` converged, failed or rounds ran out."""
+    if spec.statistic != _IRLS.name or result.statistic != _IRLS.name:
+        raise MalformedError(f"statistic: irls_next_spec needs {_IRLS.name!r}")
+    v = result.values
+    if v.get("converged") or v.get("beta_next") is None:
+        return None
+    rnd = _IRLS._round(spec) + 1
+    if rnd >= _IRLS._max_rounds(spec):
+        return None
+    obj = spec.to_json_obj()
+    obj["params"] = {**obj["params"], "beta": [float(b) for b in v["beta_next"]], "round": rnd}
+    return QuerySpec.parse(obj)
+
+
+register(LogisticApprox())
+_IRLS = LogisticIRLS()
+register(_IRLS)

@@ -1,0 +1,299 @@
+"""The ledger node as a real process on loopback: authenticated appends, refusals, restarts."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import httpx
+import pytest
+
+from nodes.auth import sign_request
+from nodes.http import RemoteError, SignedClient
+from nodes.launcher import Cluster, ClusterError
+from proofs.signatures import SigningKey
+from protocol import entries
+from protocol.query import QuerySpec
+
+MAX_BODY = 256 * 1024
+SPEC = {"version": 1, "statistic": "mean", "columns": ["age"], "bounds": {"age": [0, 120]}}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    base = tmp_path_factory.mktemp("ledger-cluster")
+    c = Cluster(base, n_compute=0, queriers=["querier", "q2", "q3"], max_body=MAX_BODY,
+                startup_timeout=60)
+    c.start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def registered(cluster):
+    """querier and q2 registered (q3 stays unregistered, on the roster only)."""
+    out = {}
+    for pid in ("querier", "q2"):
+        sk = cluster.signing_key(pid)
+        pe = entries.sign(entries.PartyEntry(pid, "querier", sk.public_key().to_bytes().hex()),
+                          sk)
+        with cluster.client("ledger", as_party=pid) as cl:
+            out[pid] = cl.post("/v1/entries", content=pe.to_bytes())["index"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def query(cluster, registered):
+    sk = cluster.signing_key("querier")
+    spec = QuerySpec.parse(SPEC)
+    qe = entries.sign(entries.QueryEntry.for_spec(spec, "querier"), sk)
+    with cluster.client("ledger", as_party="querier") as cl:
+        idx = cl.post("/v1/entries", content=qe.to_bytes())["index"]
+    return spec.query_id, idx, qe.to_bytes()
+
+
+def raw_post(cluster, path, body, *, party="querier", sk=None, headers=None, now=None):
+    sk = sk or cluster.signing_key(party)
+    h = sign_request(sk, party, "POST", path, body, now=now)
+    if headers:
+        h.update(headers)
+    return httpx.post(cluster.url("ledger") + path, content=body, headers=h, timeout=10)
+
+
+def test_health(cluster):
+    r = httpx.get(cluster.url("ledger") + "/v1/health")
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok", "party": "ledger", "role": "ledger"}
+
+
+def test_ledger_registered_itself(cluster):
+    parties = httpx.get(cluster.url("ledger") + "/v1/parties").json()
+    assert parties["ledger"]["role"] == "ledger"
+    assert parties["ledger"]["index"] == 0
+
+
+def test_authenticated_append_and_idempotence(cluster, registered, query):
+    qid, idx, data = query
+    with cluster.client("ledger", as_party="querier") as cl:
+        again = cl.post("/v1/entries", content=data)
+        assert again["index"] == idx and again["kind"] == "query"
+        got = cl.get("/v1/entries", params={"start": idx, "end": idx + 1})
+    assert base64.b64decode(got[0]["data"]) == data
+    r = httpx.get(cluster.url("ledger") + f"/v1/queries/{qid}/entries")
+    assert r.json() == {"query_id": qid, "indices": [idx]}
+    p = httpx.get(cluster.url("ledger") + "/v1/parties/querier").json()
+    assert p["index"] == registered["querier"] and p["role"] == "querier"
+
+
+def test_unsigned_401(cluster, query):
+    r = httpx.post(cluster.url("ledger") + "/v1/entries", content=query[2])
+    assert r.status_code == 401
+    assert r.json()["error"].startswith("missing header")
+
+
+def test_unknown_party_401(cluster):
+    sk = SigningKey.generate()
+    r = raw_post(cluster, "/v1/entries", b"{}", party="mallory", sk=sk)
+    assert r.status_code == 401
+    assert r.json()["error"] == "unknown party 'mallory'"
+
+
+def test_wrong_key_401(cluster):
+    r = raw_post(cluster, "/v1/entries", b"{}", party="querier", sk=SigningKey.generate())
+    assert r.status_code == 401
+    assert r.json()["error"] == "bad request signature"
+
+
+def test_stale_401(cluster):
+    r = raw_post(cluster, "/v1/entries", b"{}", now=time.time() - 3600)
+    assert r.status_code == 401 and "window" in r.json()["error"]
+
+
+def test_replay_409(cluster, query):
+    body = query[2]
+    h = sign_request(cluster.signing_key("querier"), "querier", "POST", "/v1/entries", body)
+    url = cluster.url("ledger") + "/v1/entries"
+    assert httpx.post(url, content=body, headers=h).status_code == 200
+    r = httpx.post(url, content=body, headers=h)
+    assert r.status_code == 409 and "replayed" in r.json()["error"]
+
+
+def test_author_must_be_sender_403(cluster, query):
+    r = raw_post(cluster, "/v1/entries", query[2], party="q2")
+    assert r.status_code == 403
+    assert "authored by 'querier'" in r.json()["error"]
+
+
+def test_role_may_not_write_kind_403(cluster, query):
+    sk = cluster.signing_key("querier")
+    sub = entries.sign(entries.SubmissionEntry(query[0], "querier", "00" * 8), sk)
+    r = raw_post(cluster, "/v1/entries", sub.to_bytes())
+    assert r.status_code == 403
+    assert "may not write submission" in r.json()["error"]
+
+
+def test_unregistered_roster_party_403(cluster, query):
+    sk = cluster.signing_key("q3")
+    spec = QuerySpec.parse({**SPEC, "min_cell_size": 7})
+    qe = entries.sign(entries.QueryEntry.for_spec(spec, "q3"), sk)
+    r = raw_post(cluster, "/v1/entries", qe.to_bytes(), party="q3")
+    assert r.status_code == 403 and "not registered" in r.json()["error"]
+
+
+def test_party_entry_not_matching_roster_403(cluster):
+    sk = cluster.signing_key("q3")
+    pe = entries.sign(entries.PartyEntry("q3", "provider", sk.public_key().to_bytes().hex()), sk)
+    r = raw_post(cluster, "/v1/entries", pe.to_bytes(), party="q3")
+    assert r.status_code == 403 and "roster" in r.json()["error"]
+    other = SigningKey.generate()
+    pe = entries.sign(entries.PartyEntry("q3", "querier", other.public_key().to_bytes().hex()),
+                      other)
+    r = raw_post(cluster, "/v1/entries", pe.to_bytes(), party="q3")
+    assert r.status_code == 403
+
+
+def test_bad_entry_signature_422(cluster, query):
+    sk = cluster.signing_key("querier")
+    spec = QuerySpec.parse({**SPEC, "min_cell_size": 9})
+    qe = entries.QueryEntry.for_spec(spec, "querier")
+    forged = entries.sign(qe, SigningKey.generate())
+    r = raw_post(cluster, "/v1/entries", forged.to_bytes(), sk=sk)
+    assert r.status_code == 422
+    assert r.json()["party"] == "querier"
+
+
+def test_unknown_query_404(cluster, registered):
+    sk = cluster.signing_key("querier")
+    e = entries.sign(entries.ResultEntry.for_totals("ab" * 32, [1, 2], {"x": 1}), sk) \
+        if hasattr(entries.ResultEntry, "for_totals") else None
+    if e is not None:
+        r = raw_post(cluster, "/v1/entries", e.to_bytes())
+        assert r.status_code == 404 and "unknown query id" in r.json()["error"]
+    r = httpx.get(cluster.url("ledger") + f"/v1/queries/{'cd' * 32}/entries")
+    assert r.status_code == 404
+    r = httpx.get(cluster.url("ledger") + "/v1/parties/nobody")
+    assert r.status_code == 404
+
+
+def _mutations(data: bytes) -> list[bytes]:
+    obj = json.loads(data)
+    swapped = dict(obj)
+    swapped["sig"] = "00" * 64
+    return [
+        b"",
+        b"{",
+        b"not json",
+        data[:-1],  # truncated
+        data + b" ",  # trailing garbage
+        data + b"{}",
+        b" " + data,
+        json.dumps(obj, indent=1).encode(),  # not canonical
+        json.dumps({**obj, "extra": 1}, sort_keys=True, separators=(",", ":")).encode(),
+        json.dumps({**obj, "v": 2}, sort_keys=True, separators=(",", ":")).encode(),
+        json.dumps({**obj, "v": "1"}, sort_keys=True, separators=(",", ":")).encode(),
+        json.dumps({**obj, "kind": "nope"}, sort_keys=True, separators=(",", ":")).encode(),
+        json.dumps([obj]).encode(),
+        b"\xff\xfe\x00",
+        bytes([data[0] ^ 1]) + data[1:],
+    ]
+
+
+def test_malformed_entries_400_never_500(cluster, query):
+    for body in _mutations(query[2]):
+        r = raw_post(cluster, "/v1/entries", body)
+        assert r.status_code == 400, (body[:60], r.status_code, r.text)
+        assert r.json()["error"]
+
+
+def test_signature_swapped_is_4xx(cluster, query):
+    obj = json.loads(query[2])
+    obj["sig"] = "00" * 64
+    body = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+    r = raw_post(cluster, "/v1/entries", body)
+    assert 400 <= r.status_code < 500
+
+
+def test_oversized_body_413(cluster):
+    r = raw_post(cluster, "/v1/entries", b"x" * (MAX_BODY + 1))
+    assert r.status_code == 413 and "exceeds the limit" in r.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/entries?start=-1", "/v1/entries?start=abc", "/v1/entries?start=0&end=999999",
+     "/v1/entries?start=3&end=1", "/v1/proofs/inclusion?index=99999",
+     "/v1/proofs/inclusion", "/v1/proofs/inclusion?index=x", "/v1/proofs/consistency?size1=99",
+     "/v1/proofs/consistency?size1=-2", "/v1/bundles/99999", "/v1/bundles/abc",
+     "/v1/nope", "/v1/queries/%00/entries", "/v1/parties/" + "x" * 5000,
+     "/v1/entries?start=" + "9" * 30, "/v1/entries?start=0&end=" + "9" * 30,
+     "/v1/bundles/" + "9" * 30, "/v1/bundles/-1", "/v1/proofs/inclusion?index=" + "9" * 25,
+     "/v1/proofs/consistency?size1=1&size2=" + "9" * 25, "/v1/entries?start=1e3",
+     "/v1/setup/x"],
+)
+def test_bad_reads_are_4xx_with_reason(cluster, query, path):
+    r = httpx.get(cluster.url("ledger") + path, timeout=10)
+    assert 400 <= r.status_code < 500, (path, r.status_code, r.text)
+    assert r.json()["error"]
+
+
+def test_wrong_method_and_json_types(cluster):
+    r = httpx.put(cluster.url("ledger") + "/v1/entries", content=b"{}")
+    assert r.status_code == 405
+    r = httpx.post(cluster.url("ledger") + "/v1/entries", json={"a": 1})
+    assert r.status_code == 401
+
+
+def test_checkpoint_and_proofs(cluster, query):
+    with cluster.client("ledger", as_party="querier") as cl:
+        out = cl.post("/v1/checkpoint")
+        assert out["quorum_met"] and out["size"] >= 3
+        note = cl.get("/v1/checkpoint")
+        assert note.startswith("statledger.local/log\n")
+        bundle = cl.get(f"/v1/bundles/{query[1]}")
+        assert base64.b64decode(bundle["entry"]) == query[2]
+        inc = cl.get("/v1/proofs/inclusion", params={"index": query[1], "size": out["size"]})
+        assert inc["proof"] == bundle["inclusion"]
+        info = cl.get("/v1/log")
+        assert info["origin"] == "statledger.local/log" and info["quorum"] == 0
+    with pytest.raises(RemoteError) as exc:
+        SignedClient(cluster.url("ledger")).post("/v1/checkpoint")
+    assert exc.value.status == 401
+
+
+def test_kill_and_restart_keeps_state(cluster, query):
+    base = cluster.url("ledger")
+    before_parties = httpx.get(base + "/v1/parties").json()
+    before_log = httpx.get(base + "/v1/log").json()
+    before_cp = httpx.get(base + "/v1/checkpoint").text
+    body = query[2]
+    h = sign_request(cluster.signing_key("querier"), "querier", "POST", "/v1/entries", body)
+    assert httpx.post(base + "/v1/entries", content=body, headers=h).status_code == 200
+    cluster.restart("ledger", hard=True)  # SIGKILL, then start again
+    assert httpx.get(base + "/v1/parties").json() == before_parties
+    after_log = httpx.get(base + "/v1/log").json()
+    assert after_log == before_log
+    assert httpx.get(base + "/v1/checkpoint").text == before_cp
+    # nonces persist: the same signed request is still a replay after the restart
+    r = httpx.post(base + "/v1/entries", content=body, headers=h)
+    assert r.status_code == 409
+    # appends continue where the log stopped
+    sk = cluster.signing_key("querier")
+    spec = QuerySpec.parse({**SPEC, "min_cell_size": 11})
+    qe = entries.sign(entries.QueryEntry.for_spec(spec, "querier"), sk)
+    with cluster.client("ledger", as_party="querier") as cl:
+        out = cl.post("/v1/entries", content=qe.to_bytes())
+    assert out["index"] == before_log["size"]
+    cluster.restart("ledger")  # clean SIGTERM restart too
+    got = httpx.get(base + f"/v1/queries/{spec.query_id}/entries").json()
+    assert got["indices"] == [out["index"]]
+
+
+def test_startup_failure_names_party(tmp_path):
+    c = Cluster(tmp_path / "bad", n_compute=0, queriers=["querier"], startup_timeout=30)
+    cfg = c.config_path("ledger")
+    cfg.write_text(cfg.read_text() + '\nbogus = 1\n')
+    with pytest.raises(ClusterError, match="ledger exited") as info:
+        c.start()
+    assert "bogus" in str(info.value)
+    assert not c.procs

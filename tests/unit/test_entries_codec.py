@@ -1,0 +1,328 @@
+"""Entries: canonical round trips, signatures, and mechanical reject twins for every kind."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from test_entries_helpers import AUTHOR, KEYS, QID, SPEC, point_hex, signed_entries, spec
+
+from proofs.errors import MalformedError, VerificationError
+from protocol import entries as E
+from protocol.canonical import canonical_bytes
+
+SIGNED = signed_entries()
+NAMES = sorted(SIGNED)
+
+
+def _obj(name: str) -> dict:
+    return json.loads(SIGNED[name].to_bytes())
+
+
+def _enc(obj: dict) -> bytes:
+    return canonical_bytes(obj)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_round_trip_and_signature(name):
+    e = SIGNED[name]
+    data = e.to_bytes()
+    back = E.Entry.from_bytes(data)
+    assert back == e and type(back) is type(e)
+    assert back.to_bytes() == data
+    assert data == canonical_bytes(e.to_json_obj())
+    obj = json.loads(data)
+    assert obj["v"] == 1 and obj["kind"] == e.KIND and len(obj["sig"]) == 128
+    vk = KEYS[AUTHOR[name]].public_key()
+    E.verify_signature(back, vk, AUTHOR[name])
+    E.verify_entry_signature(back, vk, AUTHOR[name])
+    # the signed message is the domain + canonical bytes without sig
+    del obj["sig"]
+    assert e.signing_message() == b"statledger/entry/v1\n" + canonical_bytes(obj)
+    vk.verify(e.signing_message(), bytes.fromhex(e.sig))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_wrong_key_and_unsigned(name):
+    e = SIGNED[name]
+    other = KEYS["ledger" if AUTHOR[name] != "ledger" else "prov-1"].public_key()
+    with pytest.raises(VerificationError, match="party mallory"):
+        E.verify_signature(e, other, "mallory")
+    from dataclasses import replace
+
+    bare = replace(e, sig=None)
+    with pytest.raises(MalformedError, match="not signed"):
+        bare.to_bytes()
+    with pytest.raises(VerificationError, match="not signed"):
+        E.verify_signature(bare, KEYS[AUTHOR[name]].public_key(), AUTHOR[name])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bit_flips_never_verify(name):
+    data = SIGNED[name].to_bytes()
+    vk = KEYS[AUTHOR[name]].public_key()
+    step = max(1, len(data) // 60)
+    for pos in range(0, len(data), step):
+        for bit in (0, 1, 5):
+            mutated = bytearray(data)
+            mutated[pos] ^= 1 << bit
+            try:
+                e2 = E.Entry.from_bytes(bytes(mutated))
+            except MalformedError:
+                continue
+            with pytest.raises(VerificationError):
+                E.verify_signature(e2, vk, AUTHOR[name])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_truncation_and_garbage(name):
+    data = SIGNED[name].to_bytes()
+    for cut in list(range(0, len(data), max(1, len(data) // 60))) + [len(data) - 1]:
+        with pytest.raises(MalformedError):
+            E.Entry.from_bytes(data[:cut])
+    for junk in (b" ", b"\n", b"{}", b"\x00", b"0"):
+        with pytest.raises(MalformedError):
+            E.Entry.from_bytes(data + junk)
+        with pytest.raises(MalformedError):
+            E.Entry.from_bytes(junk + data)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_non_canonical_encodings_rejected(name):
+    obj = _obj(name)
+    for variant in (json.dumps(obj).encode(), json.dumps(obj, sort_keys=True, indent=1).encode(),
+                    json.dumps(dict(reversed(list(obj.items()))), separators=(",", ":")).encode()):
+        if variant == SIGNED[name].to_bytes():
+            continue
+        with pytest.raises(MalformedError, match="canonical"):
+            E.Entry.from_bytes(variant)
+    # escaped characters where RFC 8785 writes them raw
+    data = SIGNED[name].to_bytes()
+    escaped = data.replace(b'"kind"', b'"\\u006bind"', 1)
+    with pytest.raises(MalformedError):
+        E.Entry.from_bytes(escaped)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_duplicate_missing_extra_keys(name):
+    data = SIGNED[name].to_bytes()
+    dup = data[:-1] + b',"v":1}'
+    with pytest.raises(MalformedError, match="duplicate"):
+        E.Entry.from_bytes(dup)
+    obj = _obj(name)
+    for key in list(obj):
+        partial = {k: v for k, v in obj.items() if k != key}
+        with pytest.raises(MalformedError):
+            E.Entry.from_bytes(_enc(partial))
+    with pytest.raises(MalformedError, match="unexpected"):
+        E.Entry.from_bytes(_enc({**obj, "zzz": 1}))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_version_kind_and_type_confusion(name):
+    obj = _obj(name)
+    for bad in ({**obj, "v": 2}, {**obj, "v": "1"}, {**obj, "v": True}, {**obj, "v": 1.5},
+                {**obj, "kind": "Party"}, {**obj, "kind": "nope"}, {**obj, "kind": 1}):
+        with pytest.raises(MalformedError):
+            E.Entry.from_bytes(_enc(bad))
+    # every field replaced by a value of a different JSON type
+    for key in obj:
+        if key in ("v", "kind"):
+            continue
+        for wrong in (None, 7, [], {}, True):
+            if type(wrong) is type(obj[key]):
+                continue
+            with pytest.raises(MalformedError):
+                E.Entry.from_bytes(_enc({**obj, key: wrong}))
+    with pytest.raises(MalformedError):
+        E.Entry.from_bytes(b"[]")
+    with pytest.raises(MalformedError):
+        E.Entry.from_bytes("{}")  # type: ignore[arg-type]
+
+
+def _hex_fields(obj: dict) -> list[str]:
+    hexes = []
+    for k, v in obj.items():
+        if isinstance(v, str) and len(v) >= 2 and all(c in "0123456789abcdef" for c in v) \
+                and k not in ("party_id", "provider", "node", "querier", "cluster_id"):
+            hexes.append(k)
+    return hexes
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_hex_fields_strict(name):
+    obj = _obj(name)
+    for key in _hex_fields(obj):
+        v = obj[key]
+        for bad in (v.upper() if v.upper() != v else "AB" + v[2:], v[:-1], v + "0", "zz" + v[2:],
+                    " " + v[1:], "0x" + v[2:], ""):
+            with pytest.raises(MalformedError):
+                E.Entry.from_bytes(_enc({**obj, key: bad}))
+
+
+@pytest.mark.parametrize("key, nbytes", [("sig", 64), ("sig_key", 32)])
+def test_fixed_lengths(key, nbytes):
+    obj = _obj("party")
+    for n in (nbytes - 1, nbytes + 1):
+        with pytest.raises(MalformedError, match="bytes"):
+            E.Entry.from_bytes(_enc({**obj, key: "11" * n}))
+    for name in ("submission", "endorsement", "aggregate"):
+        o = _obj(name)
+        with pytest.raises(MalformedError, match="query_id"):
+            E.Entry.from_bytes(_enc({**o, "query_id": o["query_id"][:-2]}))
+    o = _obj("endorsement")
+    with pytest.raises(MalformedError, match="result_digest"):
+        E.Entry.from_bytes(_enc({**o, "result_digest": "ee" * 33}))
+
+
+@pytest.mark.parametrize("bad_id", ["", "-x", "a b", "é", "a" * 129, "x\n", "a/b", "ab\n",
+                                    "ab\r\n"])
+def test_party_ids(bad_id):
+    for name, key in (("party", "party_id"), ("submission", "provider"), ("noise", "node"),
+                      ("query", "querier"), ("endorsement", "provider"),
+                      ("decryption", "node"), ("setup", "cluster_id")):
+        with pytest.raises(MalformedError):
+            E.Entry.from_bytes(_enc({**_obj(name), key: bad_id}))
+    assert E.check_party_id("a" * 128) == "a" * 128
+
+
+def test_party_roles_and_keys():
+    obj = _obj("party_compute")
+    # compute without elgamal_key or pok
+    for key in ("elgamal_key", "pok"):
+        with pytest.raises(MalformedError):
+            E.Entry.from_bytes(_enc({k: v for k, v in obj.items() if k != key}))
+    # provider / querier / ledger must not carry them
+    for role in ("provider", "querier", "ledger"):
+        with pytest.raises(MalformedError):
+            E.Entry.from_bytes(_enc({**obj, "role": role}))
+    with pytest.raises(MalformedError, match="role"):
+        E.Entry.from_bytes(_enc({**_obj("party"), "role": "admin"}))
+    # points: identity, off curve, bad prefix, x >= p
+    for bad in ("00" * 33, "02" + "00" * 31 + "07", "04" + point_hex(3)[2:],
+                "02" + "ff" * 32):
+        with pytest.raises(MalformedError, match="elgamal_key"):
+            E.Entry.from_bytes(_enc({**obj, "elgamal_key": bad}))
+    # Ed25519 key: small-order point refused
+    with pytest.raises(MalformedError, match="sig_key"):
+        E.Entry.from_bytes(_enc({**_obj("party"), "sig_key": "01" + "00" * 31}))
+    e = E.Entry.from_bytes(SIGNED["party_compute"].to_bytes())
+    assert isinstance(e, E.PartyEntry)
+    assert e.elgamal_point().to_bytes().hex() == point_hex(11)
+    assert e.verify_key() == KEYS["node-a"].public_key()
+    with pytest.raises(MalformedError):
+        SIGNED["party"].elgamal_point()  # type: ignore[attr-defined]
+
+
+def test_setup_rules():
+    obj = _obj("setup")
+    for bad in (["node-b", "node-a"], ["node-a", "node-a"], []):
+        with pytest.raises(MalformedError, match="compute"):
+            E.Entry.from_bytes(_enc({**obj, "compute": bad}))
+    for bad in (-1, 1.5, True, "1"):
+        with pytest.raises(MalformedError, match="witness_quorum"):
+            E.Entry.from_bytes(_enc({**obj, "witness_quorum": bad}))
+    with pytest.raises(MalformedError, match="witness_quorum"):
+        E.SetupEntry("c", ("n",), point_hex(2), 2**53 + 1)
+    with pytest.raises(MalformedError, match="collective_key"):
+        E.Entry.from_bytes(_enc({**obj, "collective_key": "00" * 33}))
+    assert SIGNED["setup"].collective_point().to_bytes().hex() == point_hex(23)  # type: ignore
+
+
+def test_query_rules():
+    obj = _obj("query")
+    other = spec(min_providers=3)
+    # query id of another spec
+    with pytest.raises(MalformedError, match="query_id"):
+        E.Entry.from_bytes(_enc({**obj, "query_id": other.query_id}))
+    # a spec that is not normalised (defaults dropped) is refused
+    short = {"version": 1, "statistic": "mean", "columns": ["age"],
+             "bounds": {"age": [0, 120]}, "min_providers": 2}
+    with pytest.raises(MalformedError, match="spec"):
+        E.Entry.from_bytes(_enc({**obj, "spec": short}))
+    # an invalid spec
+    with pytest.raises(MalformedError, match="spec"):
+        E.Entry.from_bytes(_enc({**obj, "spec": {**obj["spec"], "version": 9}}))
+    q = E.Entry.from_bytes(SIGNED["query"].to_bytes())
+    assert isinstance(q, E.QueryEntry)
+    assert q.query_spec() == SPEC and q.query_id == QID
+    assert q.query_id == hashlib.sha256(SPEC.canonical_bytes()).hexdigest()
+
+
+def test_aggregate_rules():
+    obj = _obj("aggregate")
+    for key, bad in (("submissions", [4, 3]), ("submissions", [3, 3]), ("submissions", []),
+                     ("submissions", [-1, 2]), ("submissions", [True]), ("noise", [3]),
+                     ("noise", [1.5]), ("ciphertexts", []),
+                     ("ciphertexts", [obj["ciphertexts"][0][:-2]]),
+                     ("ciphertexts", ["02" + "00" * 31 + "07" + point_hex(2)])):
+        with pytest.raises(MalformedError):
+            E.Entry.from_bytes(_enc({**obj, key: bad}))
+    assert E.Entry.from_bytes(_enc({**obj, "noise": []})).noise == ()  # type: ignore
+
+
+def test_decryption_and_result_rules():
+    obj = _obj("decryption")
+    for bad in ([], ["02" + "00" * 31 + "07"], [point_hex(3)[:-2]]):
+        with pytest.raises(MalformedError, match="shares"):
+            E.Entry.from_bytes(_enc({**obj, "shares": bad}))
+    d = SIGNED["decryption"]
+    assert [p.to_bytes().hex() for p in d.share_points()] == [point_hex(5), point_hex(6)]
+    r = _obj("result")
+    for bad in (["01"], ["-0"], ["+1"], [5], ["1.0"], ["1e3"], [], [" 1"], ["9" * 401]):
+        with pytest.raises(MalformedError, match="totals"):
+            E.Entry.from_bytes(_enc({**r, "totals": bad}))
+    with pytest.raises(MalformedError, match="result"):
+        E.Entry.from_bytes(_enc({**r, "result": [1, 2]}))
+    res = SIGNED["result"]
+    assert res.totals_int() == [12345, -7, 0, 2**80]  # type: ignore[attr-defined]
+
+
+def test_swapped_fields_do_not_verify():
+    # provider ids swapped between two otherwise valid submissions: signature breaks
+    obj = _obj("submission")
+    swapped = E.Entry.from_bytes(_enc({**obj, "provider": "prov-2"}))
+    with pytest.raises(VerificationError):
+        E.verify_signature(swapped, KEYS["prov-1"].public_key(), "prov-1")
+    # a signature moved from one kind to another
+    n = _obj("noise")
+    moved = E.Entry.from_bytes(_enc({**n, "sig": obj["sig"]}))
+    with pytest.raises(VerificationError):
+        E.verify_signature(moved, KEYS["prov-1"].public_key(), "prov-1")
+    # submission and noise with the same fields are different messages (kind is signed)
+    sub = E.sign(E.SubmissionEntry(QID, "node-a", "aa55"), KEYS["node-a"])
+    noise_obj = {**json.loads(sub.to_bytes()), "kind": "noise", "node": "node-a"}
+    del noise_obj["provider"]
+    as_noise = E.Entry.from_bytes(_enc(noise_obj))
+    with pytest.raises(VerificationError):
+        E.verify_signature(as_noise, KEYS["node-a"].public_key(), "node-a")
+
+
+def test_result_digest():
+    res = SIGNED["result"]
+    d = E.result_digest(res)  # type: ignore[arg-type]
+    assert d == hashlib.sha256(res.to_bytes()).hexdigest()
+    assert E.result_digest(res.to_bytes()) == d
+    with pytest.raises(MalformedError):
+        E.result_digest(SIGNED["submission"].to_bytes())
+    with pytest.raises(MalformedError):
+        E.result_digest(res.to_bytes() + b" ")
+    with pytest.raises(MalformedError):
+        E.result_digest("abc")  # type: ignore[arg-type]
+    from dataclasses import replace
+    with pytest.raises(MalformedError):
+        E.result_digest(replace(res, sig=None))  # type: ignore[arg-type]
+
+
+def test_entries_are_immutable_and_construction_validates():
+    e = SIGNED["submission"]
+    with pytest.raises(AttributeError):
+        e.provider = "x"  # type: ignore[misc]
+    with pytest.raises(MalformedError):
+        E.SubmissionEntry(QID, "prov-1", "XYZ")
+    with pytest.raises(MalformedError):
+        E.SubmissionEntry(QID, "prov-1", "00", sig="00")
+    # lists given to the constructor become tuples (deep immutability of sequences)
+    agg = E.AggregateEntry(QID, [1], [], [point_hex(2) + point_hex(3)])  # type: ignore[arg-type]
+    assert agg.submissions == (1,) and agg.ciphertexts == (point_hex(2) + point_hex(3),)

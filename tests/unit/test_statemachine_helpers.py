@@ -1,0 +1,71 @@
+"""A valid, signed event sequence of one query (shared by the state-machine tests; no tests)."""
+
+from __future__ import annotations
+
+from proofs.group import Scalar, base_mul
+from proofs.signatures import SigningKey
+from protocol import entries as E
+from protocol.query import QuerySpec
+from protocol.statemachine import Roster
+
+KEYS = {n: SigningKey.from_bytes(bytes([i + 40]) * 32) for i, n in enumerate(
+    ["node-a", "node-b", "prov-1", "prov-2", "prov-3", "prov-4", "researcher", "ledger"])}
+COMPUTE = ("node-a", "node-b")
+PROVIDERS = ("prov-1", "prov-2", "prov-3")
+ROSTER = Roster(COMPUTE, PROVIDERS + ("prov-4",), ("researcher",))
+
+
+def _pt(k: int) -> str:
+    return base_mul(Scalar(k)).to_bytes().hex()
+
+
+def make_spec(dp: bool, min_providers: int = 2) -> QuerySpec:
+    obj = {"version": 1, "statistic": "mean", "columns": ["age"], "bounds": {"age": [0, 120]},
+           "min_providers": min_providers}
+    if dp:
+        obj["privacy"] = {"mechanism": "zcdp", "rho": 0.5}
+    return QuerySpec.parse(obj)
+
+
+def sign(e: E.Entry, who: str) -> E.Entry:
+    return E.sign(e, KEYS[who])
+
+
+def events(dp: bool = True, providers: tuple[str, ...] = PROVIDERS,
+           min_providers: int = 2) -> dict[str, E.Entry]:
+    """Named events; aggregate lists indices as in the canonical order of ``order()``."""
+    spec = make_spec(dp, min_providers)
+    q = spec.query_id
+    ev: dict[str, E.Entry] = {"query": sign(E.QueryEntry.for_spec(spec, "researcher"),
+                                            "researcher")}
+    for p in providers:
+        ev[f"sub:{p}"] = sign(E.SubmissionEntry(q, p, "00" + p.encode().hex()), p)
+    if dp:
+        for n in COMPUTE:
+            ev[f"noise:{n}"] = sign(E.NoiseEntry(q, n, "11" + n.encode().hex()), n)
+    n_sub = len(providers)
+    n_noise = len(COMPUTE) if dp else 0
+    ev["aggregate"] = sign(E.AggregateEntry(
+        q, tuple(range(1, 1 + n_sub)), tuple(range(1 + n_sub, 1 + n_sub + n_noise)),
+        (_pt(2) + _pt(3),)), "researcher")
+    for i, n in enumerate(COMPUTE):
+        ev[f"dec:{n}"] = sign(E.DecryptionEntry(q, n, (_pt(10 + i),), "cd" * 64), n)
+    res = sign(E.ResultEntry.for_totals(q, [1, 2], {"mean": 0.5}), "researcher")
+    ev["result"] = res
+    assert isinstance(res, E.ResultEntry)
+    for p in providers:
+        ev[f"end:{p}"] = sign(E.EndorsementEntry(q, p, E.result_digest(res)), p)
+    return ev
+
+
+def order(ev: dict[str, E.Entry]) -> list[str]:
+    """The canonical valid order (dict insertion order)."""
+    return list(ev)
+
+
+def respects_partial_order(names: list[str]) -> bool:
+    """query < {sub, noise} < aggregate < dec < result < end (the documented partial order)."""
+    rank = {"query": 0, "sub": 1, "noise": 1, "aggregate": 2, "dec": 3, "result": 4, "end": 5}
+    ranks = [rank[n.split(":")[0]] for n in names]
+    return all(a <= b for a, b in zip(ranks, ranks[1:], strict=False)) and ranks.count(0) == 1 \
+        and ranks[0] == 0

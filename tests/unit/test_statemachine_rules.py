@@ -1,0 +1,245 @@
+"""The query state machine: happy paths and every out-of-order / duplicate / unknown event."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from test_statemachine_helpers import (
+    COMPUTE,
+    KEYS,
+    ROSTER,
+    events,
+    make_spec,
+    sign,
+)
+
+from proofs.errors import ProtocolError
+from protocol import entries as E
+from protocol.statemachine import Phase, QueryState, Roster, advance, expected_next, replay, start
+
+EV = events(dp=True)
+EV_PLAIN = events(dp=False)
+
+
+def _run(ev: dict[str, E.Entry], names: list[str], **kw) -> QueryState:
+    return replay([ev[n] for n in names], ROSTER, **kw)
+
+
+def test_happy_path_dp_phases_and_expected():
+    names = list(EV)
+    state = start(EV["query"], ROSTER)  # type: ignore[arg-type]
+    assert state.phase is Phase.CREATED and state.noise_required and state.min_providers == 2
+    assert ("submission", "prov-4") in expected_next(state)
+    assert ("aggregate", None) not in expected_next(state)
+    phases = []
+    for i, n in enumerate(names[1:], start=1):
+        state = advance(state, EV[n], i)
+        phases.append((n, state.phase))
+    assert dict(phases) == {
+        "sub:prov-1": Phase.COLLECTING, "sub:prov-2": Phase.COLLECTING,
+        "sub:prov-3": Phase.COLLECTING, "noise:node-a": Phase.COLLECTING,
+        "noise:node-b": Phase.COLLECTING, "aggregate": Phase.AGGREGATED,
+        "dec:node-a": Phase.DECRYPTING, "dec:node-b": Phase.DECRYPTED,
+        "result": Phase.RELEASED, "end:prov-1": Phase.RELEASED, "end:prov-2": Phase.RELEASED,
+        "end:prov-3": Phase.ENDORSED}
+    assert state.submitted == ("prov-1", "prov-2", "prov-3")
+    assert state.noised == COMPUTE and state.decrypted == COMPUTE
+    assert state.endorsed == ("prov-1", "prov-2", "prov-3")
+    assert state.result_digest == E.result_digest(EV["result"])  # type: ignore[arg-type]
+    assert expected_next(state) == []
+    assert _run(EV, names) == state
+
+
+def test_expected_next_along_the_way():
+    s = _run(EV, ["query", "sub:prov-1", "sub:prov-2"])
+    nxt = expected_next(s)
+    assert ("noise", "node-a") in nxt and ("submission", "prov-3") in nxt
+    assert ("aggregate", None) not in nxt  # noise still missing
+    s = _run(EV, ["query", "sub:prov-1", "sub:prov-2", "noise:node-a", "noise:node-b"])
+    assert ("aggregate", None) in expected_next(s)
+    s = _run(EV, list(EV)[:8])
+    assert s.phase is Phase.DECRYPTING and expected_next(s) == [("decryption", "node-b")]
+    s = _run(EV, list(EV)[:10])
+    assert expected_next(s) == [("endorsement", p) for p in ("prov-1", "prov-2", "prov-3")]
+    s = _run(EV, list(EV)[:9])
+    assert expected_next(s) == [("result", None)]
+
+
+def test_happy_path_without_dp():
+    s = _run(EV_PLAIN, list(EV_PLAIN))
+    assert s.phase is Phase.ENDORSED and not s.noise_required and s.noised == ()
+    s = _run(EV_PLAIN, ["query", "sub:prov-1", "sub:prov-2"])
+    assert ("aggregate", None) in expected_next(s)
+    assert not any(k == "noise" for k, _ in expected_next(s))
+
+
+def test_noise_may_precede_submissions():
+    names = ["query", "noise:node-b", "sub:prov-2", "noise:node-a", "sub:prov-1", "sub:prov-3"]
+    s = _run(EV, names, indices=[0, 5, 2, 4, 1, 3])
+    assert s.phase is Phase.COLLECTING
+    s = advance(s, EV["aggregate"])
+    assert s.phase is Phase.AGGREGATED
+
+
+PREFIX_AGG = ["query", "sub:prov-1", "sub:prov-2", "sub:prov-3", "noise:node-a", "noise:node-b",
+              "aggregate"]
+
+
+@pytest.mark.parametrize("names, match", [
+    (["query", "dec:node-a"], "decryption from node node-a before the aggregate"),
+    (["query", "sub:prov-1", "result"], "result before decryption by node"),
+    (["query", "sub:prov-1", "end:prov-1"], "endorsement from provider prov-1 before the result"),
+    (["query", "sub:prov-1", "noise:node-a", "noise:node-b", "aggregate"],
+     "aggregate before enough submissions: 1 of 2"),
+    (["query", "sub:prov-1", "sub:prov-2", "sub:prov-3", "noise:node-a", "aggregate"],
+     "aggregate before noise from node.*node-b"),
+    (PREFIX_AGG + ["sub:prov-1"], "submission from provider prov-1 after the aggregate"),
+    (PREFIX_AGG + ["noise:node-a"], "noise from node node-a after the aggregate"),
+    (PREFIX_AGG + ["result"], "result before decryption by node.*node-a"),
+    (PREFIX_AGG + ["dec:node-a", "result"], "result before decryption by node.*node-b"),
+    (PREFIX_AGG + ["dec:node-a", "end:prov-1"], "endorsement from provider prov-1 before"),
+    (["sub:prov-1", "query"], "submission entry from prov-1 before the query entry"),
+])
+def test_out_of_order_rejected(names, match):
+    with pytest.raises(ProtocolError, match=match):
+        _run(EV, names)
+    # twin: the same prefix without its last event is accepted
+    if len(names) > 1 and names[0] == "query":
+        _run(EV, names[:-1])
+
+
+@pytest.mark.parametrize("names, match", [
+    (["query", "sub:prov-1", "sub:prov-1"], "duplicate submission from provider prov-1"),
+    (["query", "noise:node-a", "noise:node-a"], "duplicate noise from node node-a"),
+    (PREFIX_AGG + ["dec:node-b", "dec:node-b"], "duplicate decryption from node node-b"),
+    (PREFIX_AGG + ["dec:node-a", "dec:node-b", "dec:node-b"],
+     "duplicate decryption from node node-b"),
+    (PREFIX_AGG + ["aggregate"], "aggregate: duplicate"),
+    (PREFIX_AGG + ["dec:node-a", "dec:node-b", "result", "result"], "duplicate result"),
+    (PREFIX_AGG + ["dec:node-a", "dec:node-b", "result", "end:prov-2", "end:prov-2"],
+     "duplicate endorsement from provider prov-2"),
+    (["query", "query"], "query entry from researcher: duplicate query"),
+])
+def test_duplicates_rejected(names, match):
+    with pytest.raises(ProtocolError, match=match):
+        _run(EV, names)
+    _run(EV, names[:-1])
+
+
+def test_unknown_parties_rejected():
+    q = EV["query"].query_id  # type: ignore[attr-defined]
+    s = _run(EV, ["query", "sub:prov-1"])
+    cases = [
+        (E.SubmissionEntry(q, "prov-9", "00"), "submission from unknown provider prov-9"),
+        (E.SubmissionEntry(q, "node-a", "00"), "submission from unknown provider node-a"),
+        (E.NoiseEntry(q, "node-z", "00"), "noise from unknown compute node node-z"),
+        (E.NoiseEntry(q, "prov-1", "00"), "noise from unknown compute node prov-1"),
+    ]
+    for e, match in cases:
+        with pytest.raises(ProtocolError, match=match):
+            advance(s, e)
+    s = _run(EV, list(EV)[:7])
+    with pytest.raises(ProtocolError, match="decryption from unknown compute node node-z"):
+        advance(s, replace(EV["dec:node-a"], node="node-z"))
+    s = _run(EV, list(EV)[:10])
+    digest = E.result_digest(EV["result"])  # type: ignore[arg-type]
+    with pytest.raises(ProtocolError, match="endorsement from unknown provider prov-9"):
+        advance(s, E.EndorsementEntry(q, "prov-9", digest))
+    with pytest.raises(ProtocolError, match="endorsement from provider prov-4, which did not"):
+        advance(s, E.EndorsementEntry(q, "prov-4", digest))
+    # twin: the same endorsement from a submitter is accepted
+    advance(s, E.EndorsementEntry(q, "prov-1", digest))
+
+
+def test_unknown_querier_and_roster_checks():
+    spec = make_spec(True)
+    other = sign(E.QueryEntry.for_spec(spec, "mallory"), "researcher")
+    with pytest.raises(ProtocolError, match="unknown querier mallory"):
+        start(other, ROSTER)  # type: ignore[arg-type]
+    start(other, replace(ROSTER, queriers=None))  # type: ignore[arg-type]
+    big = sign(E.QueryEntry.for_spec(make_spec(True, min_providers=5), "researcher"),
+               "researcher")
+    with pytest.raises(ProtocolError, match="needs 5 providers, roster has 4"):
+        start(big, ROSTER)  # type: ignore[arg-type]
+    for bad in (dict(compute=(), providers=("p",)), dict(compute=("a", "a"), providers=("p",)),
+                dict(compute=("a",), providers=("a",)), dict(compute=("a",), providers=())):
+        with pytest.raises(ProtocolError):
+            Roster(**bad)  # type: ignore[arg-type]
+
+
+def test_wrong_query_id_rejected():
+    other = events(dp=True, min_providers=3)
+    s = _run(EV, ["query", "sub:prov-1"])
+    for name in ("sub:prov-2", "noise:node-a", "aggregate", "dec:node-a", "result", "end:prov-1"):
+        e = other[name]
+        who = e.claimed_author()
+        pattern = f"{e.KIND} entry{' from ' + who if who else ''}: wrong query id"
+        with pytest.raises(ProtocolError, match=pattern):
+            advance(s, e)
+
+
+def test_noise_on_query_without_dp_rejected():
+    s = _run(EV_PLAIN, ["query", "sub:prov-1"])
+    q = EV_PLAIN["query"].query_id  # type: ignore[attr-defined]
+    with pytest.raises(ProtocolError, match="noise from node node-a, but query .* no differen"):
+        advance(s, sign(E.NoiseEntry(q, "node-a", "00"), "node-a"))
+
+
+def test_non_query_kinds_rejected():
+    s = _run(EV, ["query"])
+    party = E.PartyEntry("prov-1", "provider", KEYS["prov-1"].public_key().to_bytes().hex())
+    with pytest.raises(ProtocolError, match="party entry from prov-1 is not an event"):
+        advance(s, party)
+    with pytest.raises(ProtocolError, match="not a log entry"):
+        advance(s, "hello")  # type: ignore[arg-type]
+    with pytest.raises(ProtocolError, match="cannot start"):
+        start(EV["aggregate"], ROSTER)  # type: ignore[arg-type]
+    with pytest.raises(ProtocolError, match="no entries"):
+        replay([], ROSTER)
+
+
+def test_aggregate_must_list_exactly_the_logged_contributions():
+    names = PREFIX_AGG[:-1]
+    agg = EV["aggregate"]
+    assert isinstance(agg, E.AggregateEntry)
+    s = _run(EV, names)  # indices 0..5
+    advance(s, agg)  # lists (1, 2, 3) and (4, 5): accepted
+    for subs, noise, match in [
+        ((1, 2), (4, 5), "lists 2 submissions, the log has 3"),
+        ((1, 2, 3, 9), (4, 5), "lists 4 submissions"),
+        ((1, 2, 9), (4, 5), r"lists submissions \[1, 2, 9\], the log has \[1, 2, 3\]"),
+        ((1, 2, 3), (4,), "lists 1 noise shares, the log has 2"),
+        ((1, 2, 3), (5, 6), "lists noise shares"),
+        ((2, 3, 4), (1, 5), "lists submissions"),
+    ]:
+        with pytest.raises(ProtocolError, match=match):
+            advance(s, replace(agg, submissions=subs, noise=noise))
+
+
+def test_endorsement_must_name_the_released_result():
+    s = _run(EV, list(EV)[:10])
+    e = EV["end:prov-1"]
+    with pytest.raises(ProtocolError, match="endorsement from provider prov-1 names result"):
+        advance(s, replace(e, result_digest="00" * 32))
+    advance(s, e)
+
+
+def test_min_providers_override_and_roster_from_entries():
+    s = _run(EV, ["query", "sub:prov-1", "noise:node-a", "noise:node-b"], min_providers=1)
+    assert ("aggregate", None) in expected_next(s)
+    vk = {n: k.public_key().to_bytes().hex() for n, k in KEYS.items()}
+    parties = [E.PartyEntry(n, "compute", vk[n], "02" + "79be667ef9dcbbac55a06295ce870b07029bfcd"
+                            "b2dce28d959f2815b16f81798", "ab" * 64) for n in COMPUTE]
+    parties += [E.PartyEntry(p, "provider", vk[p]) for p in ("prov-1", "prov-2")]
+    parties += [E.PartyEntry("researcher", "querier", vk["researcher"])]
+    setup = E.SetupEntry("c1", COMPUTE, "02" + "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d9"
+                         "59f2815b16f81798", 0)
+    r = Roster.from_entries([*parties, setup])
+    assert r == Roster(COMPUTE, ("prov-1", "prov-2"), ("researcher",))
+    with pytest.raises(ProtocolError, match="no setup"):
+        Roster.from_entries(parties)
+    with pytest.raises(ProtocolError, match="more than one setup"):
+        Roster.from_entries([*parties, setup, setup])
+    with pytest.raises(ProtocolError, match="have no party entry"):
+        Roster.from_entries([*parties[1:], setup])

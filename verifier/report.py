@@ -1,0 +1,89 @@
+"""Verification reports: the per-step outcome of a certificate or audit check."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from proofs.errors import VerificationError
+
+__all__ = ["StepResult", "Report", "STEPS"]
+
+#: Step titles, numbered as in docs/verification.md.
+STEPS: dict[int, str] = {
+    1: "certificate format",
+    2: "trust policy",
+    3: "checkpoint signature",
+    4: "inclusion in the log",
+    5: "entry encoding",
+    6: "roster and key proofs",
+    7: "witness quorum",
+    8: "query",
+    9: "submissions and range proofs",
+    10: "DP noise shares",
+    11: "aggregate",
+    12: "decryption shares",
+    13: "totals",
+    14: "result",
+    15: "owners' endorsements",
+}
+
+
+@dataclass
+class StepResult:
+    step: int
+    title: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class Report:
+    """Outcome of one verification.  ``valid`` is False as soon as one step fails.
+
+    Callers must look at ``valid`` (the CLI maps it to the exit code) or call
+    :meth:`raise_for_invalid`.
+    """
+
+    source: str
+    valid: bool = True
+    step: int | None = None
+    reason: str | None = None
+    party: str | None = None
+    trust: str = ""
+    query_id: str | None = None
+    statistic: str | None = None
+    steps: list[StepResult] = field(default_factory=list)
+    result: dict[str, Any] | None = None
+
+    def passed(self, step: int, detail: str = "") -> None:
+        self.steps.append(StepResult(step, STEPS[step], True, detail))
+
+    def failed(self, err: VerificationError, step: int) -> None:
+        self.valid = False
+        self.step = step
+        self.reason = err.reason
+        self.party = err.party
+        self.steps.append(StepResult(step, STEPS[step], False, err.reason))
+
+    def raise_for_invalid(self) -> None:
+        if not self.valid:
+            raise VerificationError(
+                self.reason or "invalid", step=f"step {self.step}", party=self.party
+            )
+
+    def to_json_obj(self) -> dict[str, Any]:
+        return {
+            "file": self.source,
+            "valid": self.valid,
+            "step": self.step,
+            "reason": self.reason,
+            "party": self.party,
+            "trust": self.trust,
+            "query_id": self.query_id,
+            "statistic": self.statistic,
+            "steps": [
+                {"step": s.step, "title": s.title, "ok": s.ok, "detail": s.detail}
+                for s in self.steps
+            ],
+        }
