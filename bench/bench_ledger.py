@@ -52,18 +52,21 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. batched appends (entry generation excluded from the timing)
     append_time = 0.0
+    append_cpu = 0.0
     chunk = 65_536
     done = 0
     while done < args.entries:
         n = min(chunk, args.entries - done)
         datas = _entries(n, args.size, done)
         items = [("bench", d) for d in datas]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for i in range(0, n, args.batch):
             store.append_many(items[i : i + args.batch])
         append_time += time.perf_counter() - t0
+        append_cpu += time.process_time() - c0
         done += n
     result["append_per_s"] = round(args.entries / append_time)
+    result["append_per_cpu_s"] = round(args.entries / append_cpu)
     note = store.sign_checkpoint()
     result["checkpoint_note_bytes"] = len(note.encode())
 
@@ -72,13 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     root = store.root()
     rng = secrets.SystemRandom()
     idx = [rng.randrange(size) for _ in range(args.proofs)]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     proofs = [store.inclusion_proof(i, size) for i in idx]
     result["inclusion_proof_ms"] = round((time.perf_counter() - t0) * 1000 / args.proofs, 4)
+    result["inclusion_proof_cpu_ms"] = round((time.process_time() - c0) * 1000 / args.proofs, 4)
     sizes1 = [rng.randrange(1, size) for _ in range(args.proofs)]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     cproofs = [store.consistency_proof(s1, size) for s1 in sizes1]
     result["consistency_proof_ms"] = round((time.perf_counter() - t0) * 1000 / args.proofs, 4)
+    result["consistency_proof_cpu_ms"] = round((time.process_time() - c0) * 1000 / args.proofs, 4)
     for i, p in list(zip(idx, proofs, strict=True))[:200]:
         verify_inclusion(i, size, store.leaf_hash(i), p, root)
     for s1, p in list(zip(sizes1, cproofs, strict=True))[:200]:
@@ -95,8 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     result["root_at_size_ms_median"] = round(statistics.median(lat) * 1000, 4)
 
     # 3. full replay
+    c0 = time.process_time()
     rep = replay(store)
     result["replay_per_s"] = round(rep.entries_per_second)
+    result["replay_per_cpu_s"] = round(rep.size / (time.process_time() - c0))
+    result["load_average_1min"] = os.getloadavg()[0]
 
     # 4. database size
     store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -106,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     result["raw_bytes"] = raw
     result["overhead_bytes_per_entry"] = round((db_bytes - raw) / args.entries, 1)
 
+    # wall-clock figures depend on how many other processes share the 2 cores; the *_cpu
+    # figures (process CPU time, including SQLite's syscalls) do not.
     result["targets_met"] = {
         "append_per_s>=50000": result["append_per_s"] >= 50_000,  # type: ignore[operator]
         "inclusion_proof_ms<=0.5": result["inclusion_proof_ms"] <= 0.5,  # type: ignore[operator]

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ledger.checkpoint import Checkpoint
 from ledger.merkle import HASH_SIZE, leaf_hash, verify_inclusion
 from ledger.note import Note, b64decode_strict
 from ledger.witness import WitnessPolicy
@@ -61,7 +62,9 @@ class ProofBundle:
         for i, h in enumerate(self.proof):
             if not isinstance(h, bytes) or len(h) != HASH_SIZE:
                 raise MalformedError(f"inclusion proof hash {i} is not {HASH_SIZE} bytes")
-        Note.parse(self.checkpoint)
+        if not isinstance(self.checkpoint, str):
+            raise MalformedError("bundle checkpoint must be a str")
+        Checkpoint.parse(Note.parse(self.checkpoint).text)
 
     # -- text (tlog-proof) ------------------------------------------------------------------
 

@@ -107,4 +107,3 @@ def open_checkpoint(
             f"checkpoint origin {cp.origin!r} is not the expected {want!r}", step="checkpoint"
         )
     return cp, parsed
-

@@ -11,7 +11,8 @@ pinned, the first bad entry index):
    the first bad index is in ``[previous good checkpoint size, size)``: reported as a range);
 4. successive checkpoints never shrink, and a consistency proof generated from the stored
    interior nodes verifies between them (this also exercises the stored ``nodes`` table);
-5. the root served from stored nodes equals the recomputed root of the whole log.
+5. every stored interior node equals its recomputed hash (``check_nodes``), and the root
+   served from stored nodes equals the recomputed root of the whole log.
 
 The tree is rebuilt in aligned blocks of ``2**block_level`` leaves reduced level by level,
 so the cost is one SHA-256 per leaf and about one per interior node.
@@ -31,7 +32,7 @@ from ledger.merkle import (
     perfect_subtrees,
     verify_consistency,
 )
-from ledger.store import LedgerStore, StoredCheckpoint
+from ledger.store import LedgerStore, StoredCheckpoint, node_key
 from proofs.errors import StatledgerError, VerificationError
 
 __all__ = ["ReplayError", "ReplayReport", "replay"]
@@ -71,24 +72,34 @@ class ReplayReport:
         return self.size / self.seconds if self.seconds > 0 else float("inf")
 
 
-def _reduce(hashes: list[bytes]) -> bytes:
-    """MTH of a perfect block (length a power of two)."""
+def _reduce(
+    hashes: list[bytes], start: int = 0, stride: int = 0, out: list[tuple[int, bytes]] | None = None
+) -> bytes:
+    """MTH of a perfect block (length a power of two) starting at leaf ``start``; records the
+    subtrees at levels that are multiples of ``stride`` in ``out`` as (node key, hash)."""
     sha = hashlib.sha256
+    level = 0
     while len(hashes) > 1:
         it = iter(hashes)
         hashes = [sha(NODE_PREFIX + a + b).digest() for a, b in zip(it, it, strict=True)]
+        level += 1
+        if out is not None and level % stride == 0:
+            first = start >> level
+            out.extend((node_key(level, first + j), h) for j, h in enumerate(hashes))
     return hashes[0]
 
 
 class _Rebuilder:
     """Streaming tree: full blocks of ``2**level`` leaves go into a frontier of subtrees."""
 
-    def __init__(self, block_level: int) -> None:
+    def __init__(self, block_level: int, stride: int = 0) -> None:
         self.block_level = block_level
         self.block = 1 << block_level
         self.frontier: list[tuple[int, bytes]] = []
         self.buf: list[bytes] = []
         self.size = 0
+        self.stride = stride
+        self.nodes: list[tuple[int, bytes]] | None = [] if stride else None
 
     def add(self, leaf_hashes: list[bytes]) -> None:
         pos = 0
@@ -98,7 +109,8 @@ class _Rebuilder:
             pos += take
             self.size += take
             if len(self.buf) == self.block:
-                self._push(self.block_level, _reduce(self.buf))
+                start = self.size - self.block
+                self._push(self.block_level, _reduce(self.buf, start, self.stride, self.nodes))
                 self.buf = []
 
     def _push(self, level: int, h: bytes) -> None:
@@ -106,7 +118,23 @@ class _Rebuilder:
         while fr and fr[-1][0] == level:
             h = hashlib.sha256(NODE_PREFIX + fr.pop()[1] + h).digest()
             level += 1
+            if self.nodes is not None and level % self.stride == 0:
+                self.nodes.append((((self.size - 1) << 6) | level, h))
         fr.append((level, h))
+
+    def finish_nodes(self) -> list[tuple[int, bytes]]:
+        """Every stored-level subtree completed so far (including the partial block)."""
+        if self.nodes is None:
+            return []
+        extra: list[tuple[int, bytes]] = []
+        if self.buf:
+            start = self.size - len(self.buf)
+            for level, index in perfect_subtrees(0, len(self.buf)):
+                lo = index << level
+                _reduce(self.buf[lo : lo + (1 << level)], start + lo, self.stride, extra)
+            # subtrees below the block level that complete inside the partial block: only the
+            # aligned perfect ones are complete; _reduce recorded exactly those
+        return sorted(self.nodes + extra)
 
     def root(self) -> bytes:
         if self.size == 0:
@@ -119,9 +147,18 @@ class _Rebuilder:
 
 
 def replay(
-    store: LedgerStore, *, verify_signatures: bool = True, batch: int = 8192, block_level: int = 10
+    store: LedgerStore,
+    *,
+    verify_signatures: bool = True,
+    check_nodes: bool = True,
+    batch: int = 8192,
+    block_level: int = 10,
 ) -> ReplayReport:
-    """Replay the whole log in ``store``; returns a report or raises :class:`ReplayError`."""
+    """Replay the whole log in ``store``; returns a report or raises :class:`ReplayError`.
+
+    ``check_nodes`` also compares every stored interior node with its recomputed hash
+    (step 5), pinning a tampered node to the first leaf it covers.
+    """
     t0 = time.perf_counter()
     cps = store.checkpoints()
     stops: dict[int, list[StoredCheckpoint]] = {}
@@ -135,7 +172,8 @@ def replay(
             body, _ = open_checkpoint(cp.note, store.log_verifier, origin=store.origin)
         except StatledgerError as exc:
             raise ReplayError(
-                f"checkpoint {cp.id} (size {cp.size}): {exc}", step="replay step 2",
+                f"checkpoint {cp.id} (size {cp.size}): {exc}",
+                step="replay step 2",
                 checkpoint_size=cp.size,
             ) from None
         if (body.size, body.root) != (cp.size, bytes(cp.root)):
@@ -144,7 +182,7 @@ def replay(
                 step="replay step 2",
                 checkpoint_size=cp.size,
             )
-    tree = _Rebuilder(block_level)
+    tree = _Rebuilder(block_level, store.stride if check_nodes else 0)
     recomputed: dict[int, bytes] = {}
     if 0 in stops:
         recomputed[0] = EMPTY_ROOT
@@ -215,9 +253,7 @@ def replay(
             if 0 < prev.size < cp.size:
                 try:
                     proof = store.consistency_proof(prev.size, cp.size)
-                    verify_consistency(
-                        prev.size, cp.size, bytes(prev.root), bytes(cp.root), proof
-                    )
+                    verify_consistency(prev.size, cp.size, bytes(prev.root), bytes(cp.root), proof)
                 except StatledgerError as exc:
                     raise ReplayError(
                         f"checkpoints {prev.size} -> {cp.size}: {exc}",
@@ -227,6 +263,8 @@ def replay(
         good = max(good, cp.size)
         prev = cp
     # step 5: the stored interior nodes agree with the recomputation
+    if check_nodes:
+        _check_nodes(store, tree.finish_nodes())
     served = store.root(tree.size) if tree.size <= store.size() else None
     if served != final_root:
         raise ReplayError(
@@ -234,3 +272,21 @@ def replay(
             step="replay step 5",
         )
     return ReplayReport(tree.size, final_root, len(cps), time.perf_counter() - t0)
+
+
+def _check_nodes(store: LedgerStore, want: list[tuple[int, bytes]]) -> None:
+    with store._lock:
+        got = store._conn.execute("SELECT id, hash FROM nodes ORDER BY id").fetchall()
+    for k in range(max(len(got), len(want))):
+        g = got[k] if k < len(got) else None
+        w = want[k] if k < len(want) else None
+        if g is None or w is None or g[0] != w[0] or bytes(g[1]) != w[1]:
+            key = min(x[0] for x in (g, w) if x is not None)
+            level, last = key & 63, key >> 6
+            first = last + 1 - (1 << level)
+            raise ReplayError(
+                f"stored interior node (level {level}, leaves [{first}, {last + 1})) does not "
+                "match the recomputed tree",
+                step="replay step 5",
+                index=first,
+            )

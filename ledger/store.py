@@ -67,6 +67,8 @@ SCHEMA_VERSION = "statledger-ledger/1"
 MAX_KIND_LEN = 64
 MAX_ENTRY_BYTES = 16 << 20
 _PARAMS_PER_QUERY = 500
+_CACHE_MIN_LEVEL = 6
+_CACHE_MAX = 1 << 17
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -242,6 +244,8 @@ class LedgerStore:
         self.stride = int(meta["stride"])
         self._size = -1
         self._frontier: list[tuple[int, bytes]] = []
+        # complete perfect subtrees never change: cache the high ones (proofs touch few)
+        self._cache: dict[tuple[int, int], bytes] = {}
         with self._lock:
             self._sync()
 
@@ -298,10 +302,16 @@ class LedgerStore:
     def _subtrees(self, wanted: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         """Hashes of complete perfect subtrees, from stored nodes and leaf hashes (lock held)."""
         k = self.stride
+        cache = self._cache
+        out: dict[tuple[int, int], bytes] = {}
         need_nodes: set[int] = set()
         need_leaves: set[int] = set()
         plans: list[tuple[int, int, int, int]] = []  # (level, index, stored level, first child)
         for level, index in wanted:
+            hit = cache.get((level, index))
+            if hit is not None:
+                out[(level, index)] = hit
+                continue
             s = level - level % k
             first = index << (level - s)
             count = 1 << (level - s)
@@ -312,7 +322,6 @@ class LedgerStore:
                 need_nodes.update(node_key(s, j) for j in range(first, first + count))
         nodes = self._fetch("SELECT id, hash FROM nodes WHERE id IN ({})", need_nodes)
         leaves = self._fetch("SELECT idx, leaf_hash FROM entries WHERE idx IN ({})", need_leaves)
-        out: dict[tuple[int, int], bytes] = {}
         for level, index, s, first in plans:
             count = 1 << (level - s)
             try:
@@ -327,6 +336,10 @@ class LedgerStore:
             while len(row) > 1:
                 row = [node_hash(row[i], row[i + 1]) for i in range(0, len(row), 2)]
             out[(level, index)] = row[0]
+            if level >= _CACHE_MIN_LEVEL:
+                if len(cache) >= _CACHE_MAX:
+                    cache.clear()
+                cache[(level, index)] = row[0]
         return out
 
     def _fetch(self, sql: str, keys: set[int]) -> dict[int, bytes]:
@@ -627,4 +640,3 @@ class LedgerStore:
         """Parse a note and check the log's own signature on it (helper for services)."""
         cp, _ = open_checkpoint(note, self.log_verifier, origin=self.origin)
         return cp
-

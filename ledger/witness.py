@@ -245,7 +245,7 @@ class Witness:
 
 
 class WitnessPolicy:
-    """"The log's signature plus at least ``quorum`` of these witnesses" on a checkpoint."""
+    """ "The log's signature plus at least ``quorum`` of these witnesses" on a checkpoint."""
 
     def __init__(
         self,

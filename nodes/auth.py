@@ -228,6 +228,7 @@ class NonceStore:
         self._retain = retain
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS http_nonces (party TEXT NOT NULL, nonce TEXT NOT NULL,"
             " ts INTEGER NOT NULL, PRIMARY KEY (party, nonce))"

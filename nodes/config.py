@@ -14,11 +14,11 @@ that names the field, not a silently ignored setting.  Example (a compute node):
 
     [witness]
     origin = "statledger.local/log"
-    log_key = "0f1e...(hex of the ledger's Ed25519 key)"
+    log_key = "statledger.local/log+1a2b3c4d+AQAA..."   # the log's note verifier key
 
-Layout of ``data_dir`` (created on demand): ``identity.key`` (Ed25519, 0600),
-``elgamal.key`` and ``witness.key`` (compute only, 0600), ``log.key`` (ledger only: the
-checkpoint signing key, 0600), ``state.sqlite`` (the service's own state: nonces,
+Layout of ``data_dir`` (created on demand): ``identity.key`` (Ed25519, 0600; the ledger
+also signs checkpoints with it, a compute node its witness cosignatures),
+``elgamal.key`` (compute only, 0600), ``state.sqlite`` (the service's own state: nonces,
 indexes), ``ledger.sqlite`` (ledger only: the log).
 """
 
@@ -35,6 +35,7 @@ from pydantic import (
     StrictInt,
     TypeAdapter,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -131,10 +132,20 @@ class LedgerConfig(_Common):
     """The ledger node: hosts the log named ``origin``."""
 
     role: Literal["ledger"]
-    origin: str = Field(min_length=1, pattern=r"^[^\s]+$")
+    # Not "statledger/..." nor "cosignature/...": the identity key also signs HTTP requests,
+    # entries and cosignatures, whose messages start with those prefixes; a checkpoint's
+    # text starts with the origin, so keeping the prefixes apart keeps the formats apart.
+    origin: str = Field(min_length=1, pattern=r"^[^\s+]+$")
     roster: dict[PartyId, RosterMember] = Field(default_factory=dict)
     witnesses: dict[PartyId, WitnessPeer] = Field(default_factory=dict)
     witness_quorum: StrictInt = Field(default=0, ge=0)
+
+    @field_validator("origin")
+    @classmethod
+    def _origin_prefix(cls, v: str) -> str:
+        if v.startswith(("statledger/", "cosignature/")):
+            raise ValueError("origin must not start with 'statledger/' or 'cosignature/'")
+        return v
 
     @model_validator(mode="after")
     def _quorum_reachable(self) -> LedgerConfig:
@@ -148,11 +159,6 @@ class LedgerConfig(_Common):
     def ledger_db_path(self) -> Path:
         return self.data_dir / "ledger.sqlite"
 
-    @property
-    def log_key_path(self) -> Path:
-        """The checkpoint (signed-note) key: an Ed25519 seed, key name = ``origin``."""
-        return self.data_dir / "log.key"
-
 
 class ComputeConfig(_Common):
     """A computing node: one key share, a witness for the log."""
@@ -165,11 +171,6 @@ class ComputeConfig(_Common):
     @property
     def elgamal_key_path(self) -> Path:
         return self.data_dir / "elgamal.key"
-
-    @property
-    def witness_key_path(self) -> Path:
-        """The witness cosigning key: an Ed25519 seed, key name = ``party_id``."""
-        return self.data_dir / "witness.key"
 
 
 class ProviderConfig(_Common):

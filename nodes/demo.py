@@ -36,7 +36,7 @@ class TourItem:
 TOUR: list[TourItem] = [
     TourItem("mean", "diabetes", {
         "version": 1, "statistic": "mean", "columns": ["bmi"],
-        "bounds": {"bmi": [15.0, 50.0]},
+        "bounds": {"bmi": [15.0, 50.0]}, "max_rows": 1000,
     }),
     TourItem("linear_regression", "diabetes", {
         "version": 1, "statistic": "linear_regression",
@@ -44,6 +44,7 @@ TOUR: list[TourItem] = [
         "bounds": {"bmi": [15.0, 50.0], "bp": [60.0, 140.0], "s5": [3.0, 6.5],
                    "target": [25.0, 350.0]},
         "params": {"target": "target", "features": ["bmi", "bp", "s5"]},
+        "scale": 10000, "max_rows": 1000,
     }),
     TourItem("logistic_regression", "breast_cancer", {
         "version": 1, "statistic": "logistic_irls",
@@ -54,17 +55,19 @@ TOUR: list[TourItem] = [
                    "features": ["mean_radius", "mean_texture", "mean_smoothness"],
                    "standardize": {"mean_radius": [14.0, 3.5], "mean_texture": [19.0, 4.3],
                                    "mean_smoothness": [0.096, 0.014]}},
+        "max_rows": 1000,
     }),
     TourItem("kaplan_meier", "waltons", {
-        "version": 1, "statistic": "kaplan_meier", "columns": ["time", "event", "group"],
+        "version": 1, "statistic": "kaplan_meier", "columns": ["time", "event"],
         "bounds": {"time": [0.0, 80.0], "event": [0.0, 1.0]},
         "group_by": ["group"], "categories": {"group": ["control", "miR-137"]},
-        "params": {"time": "time", "event": "event", "max_time": 75},
+        "params": {"time": "time", "event": "event", "max_time": 75}, "max_rows": 1000,
     }),
     TourItem("crosstab", "waltons", {
         "version": 1, "statistic": "crosstab", "group_by": ["group"],
         "categories": {"group": ["control", "miR-137"]},
         "bounds": {"time": [0.0, 80.0]}, "params": {"value": "time"}, "min_cell_size": 5,
+        "max_rows": 1000,
     }),
 ]
 
@@ -82,9 +85,23 @@ def start_cluster(base: Path, providers: dict[str, dict[str, str]],
                   n_compute: int = 3) -> Cluster:
     cluster = Cluster(base, n_compute=n_compute, providers=providers, queriers=["querier"])
     cluster.start()
-    with cluster.client("ledger", as_party="querier") as c:
-        c.post("/v1/setup")
+    try:
+        register_queriers(cluster)
+        with cluster.client("ledger", as_party="querier") as c:
+            c.post("/v1/setup")
+    except BaseException:
+        cluster.stop()
+        raise
     return cluster
+
+
+def register_queriers(cluster: Cluster) -> None:
+    """Queriers serve nothing, so they post their own ``party`` entry (self-signed)."""
+    from nodes.config import load_config
+    from nodes.serve import register_self
+
+    for p in cluster.layout.queriers:
+        register_self(load_config(p.config_path))
 
 
 def querier_for(cluster: Cluster) -> Querier:

@@ -149,10 +149,11 @@ def load_or_create_identity_key(path: str | Path) -> SigningKey:
 
 
 def load_or_create_seed(path: str | Path) -> bytes:
-    """A raw Ed25519 seed (checkpoint ``log.key``, witness ``witness.key``), 0600 file.
+    """A raw 32-byte Ed25519 seed in a 0600 key file (for extra note-signing keys).
 
-    These keys sign C2SP notes (:mod:`ledger.note`), so they are kept apart from the identity
-    key that signs HTTP requests and log entries: one key, one message format.
+    The cluster currently signs checkpoints and cosignatures with the identity key (so a
+    verifier finds those keys in the ``party`` entries); this helper stays for deployments
+    that want separate keys.
     """
     p = Path(path)
     if not p.exists():

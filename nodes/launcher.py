@@ -47,7 +47,6 @@ from nodes.config import (
 from nodes.keys import (
     load_or_create_elgamal_share,
     load_or_create_identity_key,
-    load_or_create_seed,
 )
 from proofs.errors import StatledgerError
 
@@ -199,12 +198,12 @@ def init_cluster(
     for pid in all_ids:
         sk = load_or_create_identity_key(base / pid / "identity.key")
         sig_keys[pid] = sk.public_key().to_bytes().hex()
-    log_seed = load_or_create_seed(base / "ledger" / "log.key")
+    log_seed = load_or_create_identity_key(base / "ledger" / "identity.key").to_bytes()
     log_vkey = _log_vkey(origin, log_seed)
     witnesses: dict[str, WitnessPeer] = {}
     for pid in compute_ids:
         load_or_create_elgamal_share(base / pid / "elgamal.key")
-        wseed = load_or_create_seed(base / pid / "witness.key")
+        wseed = load_or_create_identity_key(base / pid / "identity.key").to_bytes()
         witnesses[pid] = WitnessPeer(url=url[pid], key=_witness_vkey(pid, wseed))
 
     role_of = {"ledger": "ledger", **{c: "compute" for c in compute_ids},

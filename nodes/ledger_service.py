@@ -60,7 +60,7 @@ from nodes.app import NotFoundError, create_app, error_body
 from nodes.auth import Authenticator, NonceStore
 from nodes.config import LedgerConfig
 from nodes.http import AsyncSignedClient, RemoteError
-from nodes.keys import load_or_create_identity_key, load_or_create_seed
+from nodes.keys import load_or_create_identity_key
 from proofs.errors import (
     MalformedError,
     PolicyError,
@@ -117,7 +117,9 @@ class LedgerNode:
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.identity = load_or_create_identity_key(config.identity_key_path)
-        self.log_seed = load_or_create_seed(config.log_key_path)
+        # The log signs checkpoints with the ledger's registered identity key, so a verifier
+        # reads the log key from the ledger's own `party` entry (docs/verification.md step 6).
+        self.log_seed = self.identity.to_bytes()
         self.witness_verifiers: dict[str, Any] = {}
         for pid, w in config.witnesses.items():
             if w.key:
@@ -127,6 +129,7 @@ class LedgerNode:
         self._db = sqlite3.connect(str(config.state_db_path), check_same_thread=False,
                                    isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(_STATE_SCHEMA)
         self.nonces = NonceStore(config.state_db_path)
         self._lock = threading.RLock()
@@ -594,13 +597,15 @@ class CosignRequest(BaseModel):
 
 def witness_from_config(config: Any) -> Any:
     """A :class:`ledger.witness.Witness` for a compute node's config (``witness`` section):
-    state in ``data_dir/witness.sqlite``, key ``data_dir/witness.key``, name = party id."""
+    state in ``data_dir/witness.sqlite``, key = the node's identity key, name = party id."""
     from ledger.note import NoteVerifier
     from ledger.witness import Witness
 
     if config.witness is None:
         raise PolicyError(f"{config.party_id} has no [witness] settings")
-    seed = load_or_create_seed(config.witness_key_path)
+    # A witness cosigns with the node's registered identity key (name = party id), so the
+    # verifier derives witness keys from the compute nodes' `party` entries.
+    seed = load_or_create_identity_key(config.identity_key_path).to_bytes()
     log_key = NoteVerifier.from_vkey(config.witness.log_key)
     if log_key.name != config.witness.origin:
         raise PolicyError("witness.log_key is not the key of witness.origin")

@@ -72,8 +72,6 @@ _POINT = 33
 _SCALAR = 32
 _PK_SIZE = 64  # sizeof(secp256k1_pubkey)
 
-#: MSMs with fewer terms use one multiplication per term; larger ones the bucket method.
-PIPPENGER_THRESHOLD = 192
 #: IPA folds of at least this many pairs, and MSMs of at least this many terms, use the
 #: helper process (measured: below this the transfer costs more than it saves).
 PARALLEL_FOLD_THRESHOLD = 512
@@ -201,32 +199,59 @@ def _raw_matrix(addrs: np.ndarray) -> np.ndarray:
 
 def _matrix_of(arr: Any, count: int) -> np.ndarray:
     """(count, 64) uint8 view of a raw array (no copy)."""
-    return np.frombuffer(ffi.buffer(arr, count * _PK_SIZE), dtype=np.uint8).reshape(
-        count, _PK_SIZE
-    )
+    return np.frombuffer(ffi.buffer(arr, count * _PK_SIZE), dtype=np.uint8).reshape(count, _PK_SIZE)
 
 
 def _msm_addrs(addrs: np.ndarray, ks: Sequence[int]) -> Any | None:
     """``sum k_i * P_i`` for points given by address (non-identity) and ints in [0, n)."""
-    if len(ks) < PIPPENGER_THRESHOLD:
+    if _window_bits(len(ks)) == 0:
         return _msm_naive(np.ascontiguousarray(addrs, dtype=np.uint64), ks)
     return _msm_matrix(_raw_matrix(addrs), ks)
+
+
+def _window_bits(n: int) -> int:
+    """Bucket window for an n-term MSM (0 = one multiplication per term), from the cost
+    model ceil(256/c) * (n*t_add + 2^c*t_call + c*2^(c-1)*t_add) against n*t_mul with
+    t_add ~ 0.3 us, t_call ~ 3.5 us (a combine call ends with a field inversion), t_mul ~ 26 us.
+    """
+    best_c, best = 0, 26.0 * n
+    for c in range(3, 11):  # c <= 10 keeps digits in uint16 (numpy radix sort)
+        cost = -(-256 // c) * (0.3 * n + 3.5 * (1 << c) + 0.3 * c * (1 << (c - 1)))
+        if cost < best:
+            best_c, best = c, cost
+    return best_c
+
+
+def _digits(ks: Sequence[int], c: int) -> np.ndarray:
+    """(n, W) array: column w holds bits [c*w, c*w + c) of each scalar."""
+    n = len(ks)
+    raw = np.frombuffer(b"".join(k.to_bytes(32, "big") for k in ks), dtype=np.uint8)
+    if c == 8:
+        return raw.reshape(n, 32)[:, ::-1]
+    bits = np.unpackbits(raw.reshape(n, 32), axis=1)[:, ::-1]  # column b = bit b
+    W = -(-256 // c)
+    if W * c > 256:
+        bits = np.concatenate((bits, np.zeros((n, W * c - 256), dtype=np.uint8)), axis=1)
+    weights = (1 << np.arange(c, dtype=np.uint16)).astype(np.uint16)
+    return (bits.reshape(n, W, c).astype(np.uint16) @ weights).astype(np.uint16)
 
 
 def _msm_matrix(raw: np.ndarray, ks: Sequence[int]) -> Any | None:
     """``sum k_i * P_i`` for points given as rows of a (n, 64) raw matrix; None = identity.
 
-    Bucket method with 8-bit windows: for each of the 32 byte positions, the points are
-    sorted by that byte of their scalar (numpy radix sort, then a contiguous gather so that
-    the additions walk memory in order), each bucket is summed by one ``pubkey_combine`` call,
-    buckets are combined by bit (``sum_j j*B_j = sum_t 2^t sum_{j: bit t} B_j``) and the 256
-    partial sums joined by Horner's rule.  A bucket that sums to the identity is simply
-    empty, so adversarial points cannot make it fail.
+    Bucket (Pippenger) method with c-bit windows (c from :func:`_window_bits`): for each
+    window the points are sorted by their digit (numpy sort, then a contiguous gather so that
+    the additions walk memory in order), each bucket is summed by one ``pubkey_combine``
+    call, buckets are combined by bit (``sum_j j*B_j = sum_t 2^t sum_{j: bit t} B_j``) and
+    the partial sums joined by Horner's rule.  A bucket that sums to the identity is simply
+    empty, so adversarial points cannot make it fail.  Small MSMs use one multiplication per
+    term.
     """
     n = len(ks)
     if n == 0:
         return None
-    if n < PIPPENGER_THRESHOLD:
+    c = _window_bits(n)
+    if c == 0:
         keep = np.ascontiguousarray(raw)
         base = _addr(ffi.from_buffer("secp256k1_pubkey[]", keep))
         addrs = np.arange(n, dtype=np.uint64) * np.uint64(_PK_SIZE) + np.uint64(base)
@@ -235,19 +260,20 @@ def _msm_matrix(raw: np.ndarray, ks: Sequence[int]) -> Any | None:
     _COUNTS["msm_calls"] += 1
     ctx = _ctx()
     combine = lib.secp256k1_ec_pubkey_combine
-    digits = np.frombuffer(b"".join(k.to_bytes(32, "big") for k in ks), dtype=np.uint8)
-    digits = digits.reshape(n, 32)
+    digits = _digits(ks, c)
+    W = digits.shape[1]
+    nb = 1 << c
     gathered = np.empty((n, _PK_SIZE), dtype=np.uint8)
     gbase = _addr(ffi.from_buffer("secp256k1_pubkey[]", gathered))
     ptr_addrs = np.arange(n, dtype=np.uint64) * np.uint64(_PK_SIZE) + np.uint64(gbase)
     ptrs = ffi.from_buffer("secp256k1_pubkey *[]", ptr_addrs)
-    buckets = ffi.new("secp256k1_pubkey[256]")
-    bucket_ptrs = [buckets + j for j in range(256)]
-    partial: list[Any | None] = [None] * 256
+    buckets = ffi.new("secp256k1_pubkey[]", nb)
+    bucket_ptrs = [buckets + j for j in range(nb)]
+    partial: list[Any | None] = [None] * (W * c)
     adds = 0
-    for w in range(32):
-        col = digits[:, 31 - w]
-        counts = np.bincount(col, minlength=256)
+    for w in range(W):
+        col = np.ascontiguousarray(digits[:, w])
+        counts = np.bincount(col, minlength=nb)
         if counts[0] == n:
             continue
         order = np.argsort(col, kind="stable")
@@ -255,22 +281,22 @@ def _msm_matrix(raw: np.ndarray, ks: Sequence[int]) -> Any | None:
         starts = np.concatenate(([0], np.cumsum(counts))).tolist()
         counts_l = counts.tolist()
         nonempty: list[int] = []
-        for j in range(1, 256):
-            c = counts_l[j]
-            if c and combine(ctx, bucket_ptrs[j], ptrs + starts[j], c) == 1:
+        for j in range(1, nb):
+            cnt = counts_l[j]
+            if cnt and combine(ctx, bucket_ptrs[j], ptrs + starts[j], cnt) == 1:
                 nonempty.append(j)
         adds += n - counts_l[0]
-        for t in range(8):
+        for t in range(c):
             sel = [bucket_ptrs[j] for j in nonempty if (j >> t) & 1]
             if sel:
                 out = ffi.new("secp256k1_pubkey *")
                 if combine(ctx, out, ffi.new("secp256k1_pubkey *[]", sel), len(sel)) == 1:
-                    partial[8 * w + t] = out
+                    partial[c * w + t] = out
                 adds += len(sel)
     _COUNTS["adds"] += adds
     acc: Any | None = None
     pair = ffi.new("secp256k1_pubkey *[3]")
-    for k in range(255, -1, -1):
+    for k in range(W * c - 1, -1, -1):
         p = partial[k]
         if acc is None:
             if p is not None:
@@ -487,8 +513,9 @@ class RangeProof:
         a, b = sc(), sc()
         A1, A2, A3 = pt(), pt(), pt()
         z_a, z_b, z_c = sc(), sc(), sc()
-        return cls(A, S, T1, T2, tau_x, mu, t_hat, tuple(Ls), tuple(Rs), a, b, A1, A2, A3,
-                   z_a, z_b, z_c)
+        return cls(
+            A, S, T1, T2, tau_x, mu, t_hat, tuple(Ls), tuple(Rs), a, b, A1, A2, A3, z_a, z_b, z_c
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -581,8 +608,10 @@ def _add_raw(p: Any | None, q: Any | None) -> Any | None:
     if q is None:
         return p
     out = ffi.new("secp256k1_pubkey *")
-    if lib.secp256k1_ec_pubkey_combine(_ctx(), out, ffi.new("secp256k1_pubkey *[2]", [p, q]),
-                                       2) != 1:
+    if (
+        lib.secp256k1_ec_pubkey_combine(_ctx(), out, ffi.new("secp256k1_pubkey *[2]", [p, q]), 2)
+        != 1
+    ):
         return None
     return out
 
@@ -627,19 +656,6 @@ def _msm_par(raw: np.ndarray, ks: Sequence[int]) -> Any | None:
     return _add_raw(mine, _raw_from_bytes(theirs))
 
 
-def _msm_pair(
-    raw1: np.ndarray, ks1: Sequence[int], raw2: np.ndarray, ks2: Sequence[int]
-) -> tuple[Any | None, Any | None]:
-    """Two independent MSMs, the first in the helper process when large."""
-    if not USE_PARALLEL or len(ks1) < PARALLEL_MSM_THRESHOLD:
-        return _msm_matrix(raw1, ks1), _msm_matrix(raw2, ks2)
-    fut = _submit_msm(raw1, ks1)
-    second = _msm_matrix(raw2, ks2)
-    first, cnt = fut.result()
-    _merge_counts(cnt)
-    return _raw_from_bytes(first), second
-
-
 def _fold_raw(lo: bytes, hi: bytes, e: int) -> bytes:
     """``lo_i + e*hi_i`` for raw 64-byte structs (one multiplication per pair)."""
     ctx = _ctx()
@@ -670,29 +686,18 @@ def _rows(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8).reshape(len(data) // _PK_SIZE, _PK_SIZE)
 
 
-def _fold_pair(
-    Gm: np.ndarray, eG: int, Hm: np.ndarray, eH: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """``G'_i = G_2i + eG*G_2i+1`` and ``H'_i = H_2i + eH*H_2i+1``; G in the helper if large."""
-    g_lo, g_hi = Gm[0::2].tobytes(), Gm[1::2].tobytes()
-    h_lo, h_hi = Hm[0::2].tobytes(), Hm[1::2].tobytes()
-    if USE_PARALLEL and len(Gm) // 2 >= PARALLEL_FOLD_THRESHOLD:
-        fut = _pool().submit(_fold_job, g_lo, g_hi, eG)
-        newH = _fold_raw(h_lo, h_hi, eH)
-        newG, cnt = fut.result()
-        _merge_counts(cnt)
-    else:
-        newG = _fold_raw(g_lo, g_hi, eG)
-        newH = _fold_raw(h_lo, h_hi, eH)
-    return _rows(newG), _rows(newH)
-
-
 def _inner(a: Sequence[int], b: Sequence[int]) -> int:
     return sum(x * y for x, y in zip(a, b, strict=True)) % _Q
 
 
 def _rand() -> int:
     return secrets.randbelow(_Q - 1) + 1
+
+
+def _rand_vector(count: int) -> list[int]:
+    """``count`` uniform scalars: 512 random bits each reduced mod n (bias < 2^-256)."""
+    data = secrets.token_bytes(64 * count)
+    return [int.from_bytes(data[64 * i : 64 * i + 64], "big") % _Q for i in range(count)]
 
 
 def prove_range_and_link(
@@ -742,8 +747,8 @@ def prove_range_and_link(
     zeros = _to_point(_combine_addrs(h_all[~aL_np]))
     A = H * Scalar(alpha) + ones - zeros
     # (2) S = rho*H + <sL, G> + <sR, H>
-    sL = [secrets.randbelow(_Q) for _ in range(N)]
-    sR = [secrets.randbelow(_Q) for _ in range(N)]
+    sL = _rand_vector(N)
+    sR = _rand_vector(N)
     rho = _rand()
     Gm, Hm = _matrix_of(gvec, N), _matrix_of(hvec, N)
     S = H * Scalar(rho) + _to_point(_msm_par(np.concatenate((Gm, Hm)), sL + sR))
@@ -769,7 +774,7 @@ def prove_range_and_link(
     x = _challenge(t, b"x")
     if x == 0:
         raise ArithmeticError("zero challenge")  # pragma: no cover
-    tau_x = (tau2 * x * x + tau1 * x + sum(zz * g for zz, g in zip(zk, seg_blinds, strict=True)))
+    tau_x = tau2 * x * x + tau1 * x + sum(zz * g for zz, g in zip(zk, seg_blinds, strict=True))
     tau_x %= _Q
     mu = (alpha + rho * x) % _Q
     av = [(u + v * x) % _Q for u, v in zip(l0, sL, strict=True)]
@@ -797,13 +802,19 @@ def prove_range_and_link(
         kL = [x1 * c % _Q for x1, c in zip(a_lo, cG[1::2], strict=True)]
         kL += [x1 * c % _Q for x1, c in zip(b_hi, cH[0::2], strict=True)]
         kL.append(_inner(a_lo, b_hi))
+        matL = np.concatenate((Gm[1::2], Hm[0::2], q_row))
+        # L goes to the helper process (if large) while this process computes R.
+        futL = _submit_msm(matL, kL) if USE_PARALLEL and n >= PARALLEL_MSM_THRESHOLD else None
         kR = [x1 * c % _Q for x1, c in zip(a_hi, cG[0::2], strict=True)]
         kR += [x1 * c % _Q for x1, c in zip(b_lo, cH[1::2], strict=True)]
         kR.append(_inner(a_hi, b_lo))
-        rawL, rawR = _msm_pair(
-            np.concatenate((Gm[1::2], Hm[0::2], q_row)), kL,
-            np.concatenate((Gm[0::2], Hm[1::2], q_row)), kR,
-        )
+        rawR = _msm_matrix(np.concatenate((Gm[0::2], Hm[1::2], q_row)), kR)
+        if futL is None:
+            rawL = _msm_matrix(matL, kL)
+        else:
+            dataL, cnt = futL.result()
+            _merge_counts(cnt)
+            rawL = _raw_from_bytes(dataL)
         Lk, Rk = _to_point(rawL), _to_point(rawR)
         Ls.append(Lk)
         Rs.append(Rk)
@@ -813,12 +824,22 @@ def prove_range_and_link(
         if u == 0:
             raise ArithmeticError("zero challenge")  # pragma: no cover
         ui = pow(u, -1, _Q)
+        # G'new_i = u^-1 G'_2i + u G'_2i+1 = u^-1 fG rG^2i (Gm_2i + u^2 rG Gm_2i+1)
+        # H'new_i = u H'_2i + u^-1 H'_2i+1 = u fH rH^2i (Hm_2i + u^-2 rH Hm_2i+1)
+        eG, eH = u * u * rG % _Q, ui * ui * rH % _Q
+        futG = None
+        if half > 1 and USE_PARALLEL and half >= PARALLEL_FOLD_THRESHOLD:
+            futG = _pool().submit(_fold_job, Gm[0::2].tobytes(), Gm[1::2].tobytes(), eG)
         av = [(p * u + q * ui) % _Q for p, q in zip(a_lo, a_hi, strict=True)]
         bv = [(p * ui + q * u) % _Q for p, q in zip(b_lo, b_hi, strict=True)]
         if half > 1:
-            # G'new_i = u^-1 G'_2i + u G'_2i+1 = u^-1 fG rG^2i (Gm_2i + u^2 rG Gm_2i+1)
-            # H'new_i = u H'_2i + u^-1 H'_2i+1 = u fH rH^2i (Hm_2i + u^-2 rH Hm_2i+1)
-            Gm, Hm = _fold_pair(Gm, u * u * rG % _Q, Hm, ui * ui * rH % _Q)
+            Hm = _rows(_fold_raw(Hm[0::2].tobytes(), Hm[1::2].tobytes(), eH))
+            if futG is None:
+                Gm = _rows(_fold_raw(Gm[0::2].tobytes(), Gm[1::2].tobytes(), eG))
+            else:
+                dataG, cnt = futG.result()
+                _merge_counts(cnt)
+                Gm = _rows(dataG)
             fG, rG = fG * ui % _Q, rG * rG % _Q
             fH, rH = fH * u % _Q, rH * rH % _Q
         n = half
@@ -840,12 +861,22 @@ def prove_range_and_link(
     t.append_point(b"A3", A3)
     e = _challenge(t, b"e")
     return RangeProof(
-        A=A, S=S, T1=T1, T2=T2,
-        tau_x=Scalar(tau_x), mu=Scalar(mu), t_hat=Scalar(t_hat),
-        L=tuple(Ls), R=tuple(Rs),
-        a=Scalar(a_fin), b=Scalar(b_fin),
-        A1=A1, A2=A2, A3=A3,
-        z_a=Scalar((ka + e * fa) % _Q), z_b=Scalar((kb + e * fb) % _Q),
+        A=A,
+        S=S,
+        T1=T1,
+        T2=T2,
+        tau_x=Scalar(tau_x),
+        mu=Scalar(mu),
+        t_hat=Scalar(t_hat),
+        L=tuple(Ls),
+        R=tuple(Rs),
+        a=Scalar(a_fin),
+        b=Scalar(b_fin),
+        A1=A1,
+        A2=A2,
+        A3=A3,
+        z_a=Scalar((ka + e * fa) % _Q),
+        z_b=Scalar((kb + e * fb) % _Q),
         z_c=Scalar((kc + e * fc) % _Q),
     )
 
@@ -1041,9 +1072,7 @@ def _terms_is_identity(terms: VerificationTerms) -> bool:
     return _msm_par(np.concatenate(mats), ks) is None
 
 
-def check_terms(
-    rng: VerificationTerms, lk: VerificationTerms, *, party: str | None = None
-) -> None:
+def check_terms(rng: VerificationTerms, lk: VerificationTerms, *, party: str | None = None) -> None:
     """One MSM for both parts; if it fails, a second look names the failing part."""
     both = VerificationTerms.empty()
     both.add(rng)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from proofs import sigma
@@ -29,9 +29,8 @@ from proofs.signatures import SigningKey, VerifyKey
 from protocol.canonical import MAX_SAFE_INT, canonical_bytes, parse_json, sha256_hex
 
 if TYPE_CHECKING:  # pragma: no cover
-    from proofs.vector import EncryptedVector
-
     from proofs.elgamal import Ciphertext
+    from proofs.vector import EncryptedVector
     from protocol.query import QuerySpec
 
 __all__ = [
@@ -135,7 +134,7 @@ def _int(kind: str, name: str, value: object, lo: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _fail(kind, name, f"expected an integer, got {type(value).__name__}")
     if not lo <= value <= MAX_SAFE_INT:
-        raise _fail(kind, name, f"{value} out of range [{lo}, 2^53]")
+        raise _fail(kind, name, f"{value} out of range [{lo}, {MAX_SAFE_INT}]")
     return value
 
 
@@ -671,8 +670,11 @@ def sign(entry: E, signing_key: SigningKey) -> E:
     """Return ``entry`` with ``sig`` = Ed25519(signing_key, SIG_DOMAIN + unsigned bytes)."""
     if not isinstance(entry, Entry):
         raise MalformedError("sign: not an entry")
-    unsigned = replace(entry, sig=None)
-    return replace(entry, sig=signing_key.sign(unsigned.signing_message()).hex())
+    sig = signing_key.sign(entry.signing_message()).hex()
+    # the fields were validated when ``entry`` was built; only ``sig`` changes
+    signed = copy.copy(entry)
+    object.__setattr__(signed, "sig", sig)
+    return signed
 
 
 def verify_signature(entry: Entry, verify_key: VerifyKey, party: str | None = None,

@@ -112,7 +112,12 @@ _Name = Annotated[StrictStr, Field(min_length=1, max_length=128)]
 
 
 class QuerySpec(BaseModel):
-    """A versioned query specification (see ``docs/queries.md``)."""
+    """A versioned query specification (see ``docs/queries.md``).
+
+    Build it with :meth:`parse` (dict, JSON text or bytes), which raises
+    :class:`MalformedError`; the pydantic constructor is strict (tuples for ``bounds``) and
+    raises pydantic's ``ValidationError``.
+    """
 
     model_config = _CONFIG
 
@@ -220,6 +225,14 @@ class QuerySpec(BaseModel):
     def is_declared(self, column: str) -> bool:
         """True if ``column`` is declared numeric (bounds) or categorical (categories)."""
         return column in self.bounds or column in self.categories
+
+    def used_columns(self) -> list[str]:
+        """Every column the query may read (what an owner's policy checks): the listed
+        columns, group-by and filter columns, and every column declared with bounds or
+        categories (statistic parameters may only name declared columns)."""
+        used = set(self.columns) | set(self.group_by) | {f.column for f in self.filters}
+        used |= set(self.bounds) | set(self.categories)
+        return sorted(used)
 
     def is_numeric(self, column: str) -> bool:
         """True if ``column`` has public clipping bounds."""

@@ -131,6 +131,7 @@ class QueryState:
     submissions: tuple[tuple[str, int | None], ...] = ()
     noise: tuple[tuple[str, int | None], ...] = ()
     decryptions: tuple[tuple[str, int | None], ...] = ()
+    n_ciphertexts: int | None = None
     result_digest: str | None = None
     endorsements: tuple[tuple[str, int | None], ...] = ()
 
@@ -275,7 +276,7 @@ def _aggregate(state: QueryState, e: AggregateEntry) -> QueryState:
             raise ProtocolError(f"aggregate before noise from node(s) {', '.join(missing)}")
     _check_listed(state, "submissions", e.submissions, state.submissions)
     _check_listed(state, "noise shares", e.noise, state.noise)
-    return replace(state, phase=Phase.AGGREGATED)
+    return replace(state, phase=Phase.AGGREGATED, n_ciphertexts=len(e.ciphertexts))
 
 
 def _decryption(state: QueryState, e: DecryptionEntry, index: int | None) -> QueryState:
@@ -290,6 +291,9 @@ def _decryption(state: QueryState, e: DecryptionEntry, index: int | None) -> Que
         raise ProtocolError(f"decryption from node {n} after phase {state.phase.value}")
     if n in state.decrypted:
         raise ProtocolError(f"duplicate decryption from node {n}")
+    if len(e.shares) != state.n_ciphertexts:
+        raise ProtocolError(f"decryption from node {n} has {len(e.shares)} shares for "
+                            f"{state.n_ciphertexts} aggregate ciphertexts")
     decs = state.decryptions + ((n, index),)
     done = len(decs) == len(state.roster.compute)
     return replace(state, phase=Phase.DECRYPTED if done else Phase.DECRYPTING,

@@ -30,14 +30,19 @@ from proofs.group import FIELD, ORDER, G, Point, Scalar, base_mul
 T = 1 << 14  # small table for these tests: bound 2^24 needs 512 giant steps
 
 
-@pytest.fixture(scope="module")
-def default_table(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The default 2^20 table, built once into a temporary cache (~2 s)."""
+@pytest.fixture(scope="module", autouse=True)
+def _tmp_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tables built by this module go to a temporary cache, not ~/.cache/statledger."""
     mp = pytest.MonkeyPatch()
     mp.setenv("STATLEDGER_CACHE", str(tmp_path_factory.mktemp("dlogcache")))
-    dlog.get_table()
     yield
     mp.undo()
+
+
+@pytest.fixture(scope="module")
+def default_table() -> None:
+    """The default 2^20 table (built once per process, ~2-4 s)."""
+    dlog.get_table()
 
 
 def test_roundtrip_encoding() -> None:

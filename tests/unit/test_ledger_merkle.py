@@ -57,11 +57,24 @@ def test_prefixes_and_known_answers() -> None:
     assert leaf_hash(b"").hex() == (
         "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
     )
-    leaves = [bytes.fromhex(h) for h in ["", "00", "10", "2021", "3031", "40414243",
-                                          "5051525354555657", "606162636465666768696a6b6c6d6e6f"]]
+    leaves = [
+        bytes.fromhex(h)
+        for h in [
+            "",
+            "00",
+            "10",
+            "2021",
+            "3031",
+            "40414243",
+            "5051525354555657",
+            "606162636465666768696a6b6c6d6e6f",
+        ]
+    ]
     root = root_from_leaf_hashes([leaf_hash(x) for x in leaves])
     assert root.hex() == "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"
-    assert node_hash(b"a" * 32, b"b" * 32) == hashlib.sha256(b"\x01" + b"a" * 32 + b"b" * 32).digest()
+    assert (
+        node_hash(b"a" * 32, b"b" * 32) == hashlib.sha256(b"\x01" + b"a" * 32 + b"b" * 32).digest()
+    )
 
 
 def test_root_matches_recursive_definition() -> None:
@@ -95,7 +108,9 @@ def _inclusion_twins(i: int, n: int, proof: list[bytes]) -> list[tuple[str, tupl
         ("size+1 with its root", (i, n + 1, leaf, proof, ROOTS[n + 1] if n < N else root)),
         ("size-1 with its root", (i, n - 1, leaf, proof, ROOTS[n - 1])),
         ("index+1", (i + 1, n, leaf, proof, root)),
-        ("index-1", (i - 1, n, leaf, proof, root)) if i > 0 else ("index xor 1", (i ^ 1, n, leaf, proof, root)),
+        ("index-1", (i - 1, n, leaf, proof, root))
+        if i > 0
+        else ("index xor 1", (i ^ 1, n, leaf, proof, root)),
         ("extended", (i, n, leaf, [*proof, leaf], root)),
         ("preceded", (i, n, leaf, [leaf, *proof], root)),
         ("root of other size", (i, n, leaf, proof, ROOTS[n - 1] if n > 1 else EMPTY_ROOT)),
@@ -165,7 +180,7 @@ def test_consistency_exhaustive_with_twins() -> None:
             assert len(proof) == len(consistency_plan(m, n))
             assert (proof == []) == (m == n)
             verify_consistency(m, n, ROOTS[m], ROOTS[n], proof)
-            for desc, args in _consistency_twins(m, n, proof):
+            for _desc, args in _consistency_twins(m, n, proof):
                 with pytest.raises(StatledgerError):
                     verify_consistency(*args)
                 checked += 1

@@ -138,14 +138,14 @@ def _raw(tmp_path: Path) -> sqlite3.Connection:
         "DELETE FROM checkpoints",
         "UPDATE meta SET value = 'x'",
         "DELETE FROM meta",
-        "INSERT INTO entries(idx, kind, data, leaf_hash, ts) VALUES (7, 'k', x'00', zeroblob(32), 0)",
-        "INSERT INTO entries(idx, kind, data, leaf_hash, ts) VALUES (3, 'k', x'00', zeroblob(32), 0)",
-        "INSERT INTO entries(idx, kind, data, leaf_hash, ts) VALUES (4, 'k', x'00', zeroblob(31), 0)",
+        "INSERT INTO entries(idx, kind, data, leaf_hash, ts) VALUES (12, 'k', x'00', zeroblob(32), 0)",  # noqa: E501
+        "INSERT INTO entries(idx, kind, data, leaf_hash, ts) VALUES (3, 'k', x'00', zeroblob(32), 0)",  # noqa: E501
+        "INSERT INTO entries(idx, kind, data, leaf_hash, ts) VALUES (10, 'k', x'00', zeroblob(31), 0)",  # noqa: E501
     ],
 )
 def test_database_refuses_rewrites(tmp_path: Path, sql: str) -> None:
     s = _store(tmp_path)
-    s.append_many([("k", _data(i)) for i in range(4)])
+    s.append_many([("k", _data(i)) for i in range(10)])  # 10 leaves: one stored level-3 node
     s.sign_checkpoint()
     before = (s.root(), s.size())
     conn = _raw(tmp_path)
@@ -214,20 +214,22 @@ def test_refuses_to_sign_inconsistent_checkpoint(tmp_path: Path) -> None:
     # the table is append-only, not content-checked)
     conn = _raw(tmp_path)
     bad_root = bytes(32)
-    conn.execute(
-        "INSERT INTO checkpoints(size, root, note, ts) VALUES (8, ?, 'x', 0)", (bad_root,)
-    )
+    conn.execute("INSERT INTO checkpoints(size, root, note, ts) VALUES (8, ?, 'x', 0)", (bad_root,))
     conn.close()
     s.append("k", b"more")
     with pytest.raises(InconsistentCheckpointError, match="does not extend"):
         s.sign_checkpoint()
     conn = _raw(tmp_path)
-    conn.execute("INSERT INTO checkpoints(size, root, note, ts) VALUES (11, ?, 'x', 0)", (bad_root,))
+    conn.execute(
+        "INSERT INTO checkpoints(size, root, note, ts) VALUES (11, ?, 'x', 0)", (bad_root,)
+    )
     conn.close()
     with pytest.raises(InconsistentCheckpointError, match="differs"):
         s.sign_checkpoint()
     conn = _raw(tmp_path)
-    conn.execute("INSERT INTO checkpoints(size, root, note, ts) VALUES (99, ?, 'x', 0)", (bad_root,))
+    conn.execute(
+        "INSERT INTO checkpoints(size, root, note, ts) VALUES (99, ?, 'x', 0)", (bad_root,)
+    )
     conn.close()
     with pytest.raises(InconsistentCheckpointError, match="shrank"):
         s.sign_checkpoint()

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import time
 
+import httpx
 import pytest
 from fastapi import Depends, Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from nodes.app import NotFoundError, create_app
-from nodes.auth import HEADER_NONCE, Authenticator, NonceStore, sign_request
+from nodes.auth import HEADER_NONCE, Authenticator, NonceStore, sign_request, verify_request
 from nodes.http import RemoteError, SignedClient
 from proofs.errors import (
     DecryptionError,
@@ -248,3 +249,43 @@ def test_signed_client_roundtrip_and_remote_error(tmp_path):
             anon.post("/v1/any", content=b"x")
         assert info.value.status == 401
         assert json.loads(json.dumps(info.value.body))["error"].startswith("missing header")
+
+
+def test_unreachable_peer_retries_then_typed_error():
+    from nodes.http import UnreachableError
+    from nodes.launcher import free_ports
+
+    port = free_ports(1)[0]  # nothing listens there
+    cl = SignedClient(f"http://127.0.0.1:{port}", "prov-1", SK_A, retries=2, backoff=0.01)
+    with pytest.raises(UnreachableError) as info:
+        cl.post("/v1/any", content=b"x")
+    assert info.value.status is None and "cannot connect" in info.value.reason
+    cl.close()
+
+
+def test_each_attempt_is_signed_afresh(tmp_path):
+    seen = []
+
+    def handler(request):
+        seen.append(dict(request.headers))
+        if len(seen) == 1:
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(200, json={"ok": True})
+
+    cl = SignedClient("http://peer", "prov-1", SK_A, retries=1, backoff=0.0,
+                      transport=httpx.MockTransport(handler))
+    assert cl.post("/v1/any", content=b"abc") == {"ok": True}
+    assert len(seen) == 2
+    assert seen[0]["x-statledger-nonce"] != seen[1]["x-statledger-nonce"]
+    for h in seen:
+        verify_request(h, "POST", "/v1/any", b"abc", KEYS.get)
+
+
+def test_non_json_error_body_is_carried():
+    def handler(request):
+        return httpx.Response(502, text="bad gateway from proxy")
+
+    cl = SignedClient("http://peer", transport=httpx.MockTransport(handler))
+    with pytest.raises(RemoteError) as info:
+        cl.get("/x")
+    assert info.value.status == 502 and info.value.reason == "bad gateway from proxy"

@@ -243,3 +243,13 @@ def test_min_providers_override_and_roster_from_entries():
         Roster.from_entries([*parties, setup, setup])
     with pytest.raises(ProtocolError, match="have no party entry"):
         Roster.from_entries([*parties[1:], setup])
+
+
+def test_decryption_share_count_must_match_aggregate():
+    s = _run(EV, PREFIX_AGG)
+    assert s.n_ciphertexts == 1
+    d = EV["dec:node-a"]
+    assert isinstance(d, E.DecryptionEntry)
+    with pytest.raises(ProtocolError, match="decryption from node node-a has 2 shares for 1"):
+        advance(s, replace(d, shares=d.shares * 2))
+    advance(s, d)

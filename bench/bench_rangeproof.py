@@ -1,0 +1,225 @@
+"""Range-proof benchmark with the ElectionGuard comparison, printed as one JSON object.
+
+    python bench/bench_rangeproof.py            # full run (about a minute, plus EG install once)
+    python bench/bench_rangeproof.py --quick    # small sizes only, no ElectionGuard
+
+Measures, for several submission shapes, encrypt + range-prove time (whole
+``encrypt_vector_with_proof``), verification time, proof and submission sizes, and the
+operation counts (one-by-one variable-base multiplications, bucket-MSM terms, additions
+inside libsecp256k1).  Then batch verification of 12 submissions of 256 x 32 bits against
+12 single verifications, and ElectionGuard 1.4.0 (its own Python 3.10 virtualenv under
+``bench/.eg-venv``, created on first use) timing one 0/1 selection encrypt + disjunctive
+proof and its verification, side by side in the same run.  Per-value ratios count 32
+selections per 32-bit value.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+EG_VENV = HERE / ".eg-venv"
+EG_PYTHON = Path("/root/.pyenv/versions/3.10.13/bin/python")
+QUOTED_EG = {"encrypt_prove_ms": 8.1, "verify_ms": 12.6}
+
+
+def _median_time(fn: Any, reps: int) -> tuple[float, Any]:
+    times = []
+    out = None
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def _floor_us() -> dict[str, float]:
+    from proofs.group import Point, Scalar, base_mul
+
+    P = base_mul(Scalar.random())
+    ks = [Scalar.random() for _ in range(400)]
+    t0 = time.perf_counter()
+    for k in ks:
+        _ = P * k
+    var = (time.perf_counter() - t0) / len(ks) * 1e6
+    t0 = time.perf_counter()
+    for k in ks:
+        base_mul(k)
+    fixed = (time.perf_counter() - t0) / len(ks) * 1e6
+    Q = P + P
+    t0 = time.perf_counter()
+    for _ in range(400):
+        _ = P + Q
+    add = (time.perf_counter() - t0) / 400 * 1e6
+    del Point
+    return {"var_mul_us": var, "base_mul_us": fixed, "add_us": add}
+
+
+def _shape(m: int, bits: int, reps: int) -> dict[str, Any]:
+    from proofs import rangeproof as rp
+    from proofs import vector as vec
+    from proofs.elgamal import keygen
+
+    _, X = keygen()
+    ranges = [(0, 2**bits - 1)] * m if bits > 0 else [(0, 50_000)] * m
+    hi = ranges[0][1]
+    values = [secrets.randbelow(hi + 1) for _ in range(m)]
+    layout = vec._layout(ranges)[1]
+    t0 = time.perf_counter()
+    rp.warm_up(layout.N)
+    warm = time.perf_counter() - t0
+    ctx = b"bench|provider"
+    rp.reset_counters()
+    prove_s, ev = _median_time(lambda: vec.encrypt_vector_with_proof(X, values, ranges, ctx), reps)
+    prove_counts = {k: v // reps for k, v in rp.counters().items()}
+    rp.reset_counters()
+    verify_s, _ = _median_time(lambda: vec.verify_encrypted_vector(X, ev, ranges, ctx), reps)
+    verify_counts = {k: v // reps for k, v in rp.counters().items()}
+    return {
+        "values": m,
+        "range": [0, hi],
+        "bits_per_value": layout.bits[0],
+        "N": layout.N,
+        "ipa_rounds": layout.rounds,
+        "generator_warmup_s": warm,
+        "encrypt_prove_s": prove_s,
+        "verify_s": verify_s,
+        "encrypt_prove_ms_per_value": 1000 * prove_s / m,
+        "verify_ms_per_value": 1000 * verify_s / m,
+        "proof_bytes": len(ev.proof.to_bytes()),
+        "submission_bytes": len(ev.to_bytes()),
+        "prove_counts": prove_counts,
+        "verify_counts": verify_counts,
+    }
+
+
+def _serial_vs_parallel() -> dict[str, float]:
+    from proofs import rangeproof as rp
+    from proofs import vector as vec
+    from proofs.elgamal import keygen
+
+    _, X = keygen()
+    ranges = [(0, 2**32 - 1)] * 256
+    values = [secrets.randbelow(2**32) for _ in range(256)]
+    out = {}
+    for flag in (False, True):
+        rp.USE_PARALLEL = flag
+        p, ev = _median_time(lambda: vec.encrypt_vector_with_proof(X, values, ranges, b"c"), 3)
+        v, _ = _median_time(lambda ev=ev: vec.verify_encrypted_vector(X, ev, ranges, b"c"), 3)
+        key = "parallel" if flag else "serial"
+        out[f"encrypt_prove_s_{key}"] = p
+        out[f"verify_s_{key}"] = v
+    rp.USE_PARALLEL = True
+    return out
+
+
+def _batch(k: int = 12) -> dict[str, float]:
+    from proofs import vector as vec
+    from proofs.elgamal import keygen
+
+    _, X = keygen()
+    ranges = [(0, 2**32 - 1)] * 256
+    items = []
+    for i in range(k):
+        ctx = b"bench|p%d" % i
+        vals = [secrets.randbelow(2**32) for _ in range(256)]
+        items.append((X, vec.encrypt_vector_with_proof(X, vals, ranges, ctx), ranges, ctx))
+    parties = [f"p{i}" for i in range(k)]
+    batch_s, _ = _median_time(lambda: vec.verify_encrypted_vectors_batch(items, parties), 3)
+    t0 = time.perf_counter()
+    for X_, ev, r, c in items:
+        vec.verify_encrypted_vector(X_, ev, r, c)
+    single_s = time.perf_counter() - t0
+    return {
+        "proofs": k,
+        "shape": "256 x 32 bits each",
+        "batch_verify_s": batch_s,
+        "individual_verify_total_s": single_s,
+        "batch_ms_per_value": 1000 * batch_s / (256 * k),
+    }
+
+
+def _electionguard(samples: int) -> dict[str, Any]:
+    py = EG_VENV / "bin" / "python"
+    try:
+        if not py.exists():
+            subprocess.run(
+                [str(EG_PYTHON), "-m", "venv", str(EG_VENV)],
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
+        probe = subprocess.run([str(py), "-c", "import electionguard"], capture_output=True)
+        if probe.returncode != 0:
+            subprocess.run(
+                [str(py), "-m", "pip", "install", "-q", "electionguard==1.4.0"],
+                check=True,
+                capture_output=True,
+                timeout=1200,
+            )
+        res = subprocess.run(
+            [str(py), str(HERE / "electionguard_bench.py"), str(samples)],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+        data = json.loads(res.stdout.strip().splitlines()[-1])
+        data["source"] = "measured in this run"
+        return dict(data)
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        err = exc.stderr if isinstance(exc, subprocess.CalledProcessError) else ""
+        return {
+            "source": "QUOTED (not measured): ElectionGuard could not be run here",
+            "error": f"{type(exc).__name__}: {exc} {str(err)[-500:]}",
+            "logging_off": dict(QUOTED_EG),
+        }
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    load_before = os.getloadavg()
+    report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg_start": load_before}}
+    report["floor"] = _floor_us()
+    shapes = (
+        [(4, 8, 5), (16, 32, 3)]
+        if quick
+        else [(16, 32, 3), (64, 32, 3), (256, 32, 3), (256, 0, 3), (256, 64, 1)]
+    )
+    report["shapes"] = [_shape(m, b, r) for m, b, r in shapes]
+    if not quick:
+        report["serial_vs_parallel_256x32"] = _serial_vs_parallel()
+        report["batch"] = _batch()
+        eg = _electionguard(200)
+        report["electionguard"] = eg
+        ours = next(s for s in report["shapes"] if s["values"] == 256 and s["N"] == 8192)
+        eg_prove = 32 * eg["logging_off"]["encrypt_prove_ms"]
+        eg_verify = 32 * eg["logging_off"]["verify_ms"]
+        report["comparison_256x32"] = {
+            "eg_source": eg["source"],
+            "eg_encrypt_prove_ms_per_value": eg_prove,
+            "eg_verify_ms_per_value": eg_verify,
+            "ours_encrypt_prove_ms_per_value": ours["encrypt_prove_ms_per_value"],
+            "ours_verify_ms_per_value": ours["verify_ms_per_value"],
+            "ours_batch_verify_ms_per_value": report["batch"]["batch_ms_per_value"],
+            "encrypt_prove_speedup": eg_prove / ours["encrypt_prove_ms_per_value"],
+            "verify_speedup": eg_verify / ours["verify_ms_per_value"],
+            "batch_verify_speedup": eg_verify / report["batch"]["batch_ms_per_value"],
+            "targets": {"encrypt_prove_speedup": 50, "verify_speedup": 200, "proof_bytes": 2048},
+            "ours_proof_bytes": ours["proof_bytes"],
+            "eg_proof_bytes_per_value": 32 * eg.get("selection_proof_bytes", 2208),
+        }
+    report["machine"]["loadavg_end"] = os.getloadavg()
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

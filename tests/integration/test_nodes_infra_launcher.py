@@ -1,0 +1,109 @@
+"""init_cluster layouts and the serve entry point (processes started for real)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ledger.note import CosignatureVerifier, NoteSigner, NoteVerifier
+from nodes.config import ComputeConfig, LedgerConfig, ProviderConfig, QuerierConfig, load_config
+from nodes.keys import load_identity_key, read_secret_file
+from nodes.launcher import ClusterError, free_ports, init_cluster, load_layout
+
+
+@pytest.fixture
+def layout(tmp_path):
+    data = tmp_path / "a.csv"
+    data.write_text("age\n1\n")
+    return init_cluster(tmp_path / "c", n_compute=3,
+                        providers={"site-a": {"trial": str(data)},
+                                   "site-b": {"t": {"path": str(data), "format": "csv"}}},
+                        queriers=["querier"])
+
+
+def test_layout_roles_and_configs(layout):
+    assert [p.party_id for p in layout.compute] == ["compute-1", "compute-2", "compute-3"]
+    assert {p.party_id for p in layout.providers} == {"site-a", "site-b"}
+    kinds = {"ledger": LedgerConfig, "compute": ComputeConfig, "provider": ProviderConfig,
+             "querier": QuerierConfig}
+    for p in layout.parties.values():
+        cfg = load_config(p.config_path, role=p.role)
+        assert isinstance(cfg, kinds[p.role])
+        assert cfg.party_id == p.party_id
+        if p.role != "querier":
+            assert p.url == cfg.base_url
+    ports = [load_config(p.config_path).port for p in layout.parties.values()
+             if p.role != "querier"]
+    assert len(set(ports)) == len(ports)
+
+
+def test_roster_keys_and_witnesses(layout):
+    ledger = load_config(layout.ledger.config_path)
+    assert set(ledger.roster) == set(layout.parties)
+    for pid, member in ledger.roster.items():
+        sk = load_identity_key(os.path.join(layout.parties[pid].data_dir, "identity.key"))
+        assert member.sig_key == sk.public_key().to_bytes().hex()
+        assert member.role == layout.parties[pid].role
+    assert ledger.witness_quorum == 3
+    log_seed = read_secret_file(ledger.identity_key_path, "ed25519")  # the log key
+    log_vkey = NoteSigner(ledger.origin, log_seed).vkey()
+    for c in layout.compute:
+        cfg = load_config(c.config_path)
+        assert cfg.witness.log_key == log_vkey
+        NoteVerifier.from_vkey(cfg.witness.log_key)
+        w = CosignatureVerifier.from_vkey(ledger.witnesses[c.party_id].key)
+        assert w.name == c.party_id
+        assert ledger.witnesses[c.party_id].url == c.url
+        assert c.party_id not in cfg.peers and len(cfg.peers) == 2
+
+
+def test_key_files_are_private(layout):
+    n = 0
+    for p in layout.parties.values():
+        for name in os.listdir(p.data_dir):
+            if name.endswith(".key"):
+                assert os.stat(os.path.join(p.data_dir, name)).st_mode & 0o777 == 0o600
+                n += 1
+    assert n == 1 + 3 * 2 + 2 + 1  # ledger, compute identity + elgamal, 2 providers, querier
+
+
+def test_reinit_keeps_keys_and_layout_reloads(layout, tmp_path):
+    before = load_config(layout.ledger.config_path).roster
+    again = init_cluster(layout.base_dir, n_compute=3,
+                         providers={"site-a": {}, "site-b": {}}, queriers=["querier"])
+    assert load_config(again.ledger.config_path).roster == before
+    assert load_layout(layout.base_dir).parties.keys() == again.parties.keys()
+    with pytest.raises(ClusterError):
+        load_layout(tmp_path / "nowhere")
+    with pytest.raises(ClusterError, match="distinct"):
+        init_cluster(tmp_path / "d", n_compute=1, queriers=["compute-1"])
+
+
+def test_free_ports_distinct():
+    ports = free_ports(8)
+    assert len(set(ports)) == 8 and all(1024 <= p < 65536 for p in ports)
+
+
+def _serve(*args):
+    return subprocess.run([sys.executable, "-m", "nodes.serve", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_serve_refuses_bad_config(layout, tmp_path):
+    r = _serve("--role", "compute", "--config", layout.ledger.config_path)
+    assert r.returncode == 2 and "'compute' was asked for" in r.stderr
+    r = _serve("--role", "ledger", "--config", str(tmp_path / "missing.toml"))
+    assert r.returncode == 2 and "cannot read" in r.stderr
+    r = _serve("--role", "admin", "--config", layout.ledger.config_path)
+    assert r.returncode == 2
+
+
+def test_serve_refuses_readable_key(layout):
+    key = os.path.join(layout.ledger.data_dir, "identity.key")
+    os.chmod(key, 0o644)
+    r = _serve("--role", "ledger", "--config", layout.ledger.config_path)
+    assert r.returncode == 2
+    assert "chmod 600" in r.stderr and "identity.key" in r.stderr

@@ -1,0 +1,90 @@
+"""Registry, Layout and StatResult basics."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from proofs.errors import MalformedError
+from protocol.stats import REGISTRY, Layout, StatResult, get, register
+from protocol.stats.basic import Mean
+from protocol.stats.moments import Covariance
+
+MINE = {
+    "count", "sum", "mean", "variance", "std", "covariance", "correlation", "cosine",
+    "histogram", "crosstab", "min", "max", "set_union", "set_intersection", "bool_or",
+    "bool_and",
+}  # fmt: skip
+
+
+def test_registry_has_every_simple_statistic() -> None:
+    assert MINE <= set(REGISTRY)
+    for name in MINE:
+        assert get(name).name == name
+
+
+@pytest.mark.parametrize("bad", ["meen", "", "MEAN", None, 3])
+def test_unknown_statistic(bad: object) -> None:
+    with pytest.raises(MalformedError, match="unknown statistic"):
+        get(bad)  # type: ignore[arg-type]
+
+
+def test_register_idempotent_but_no_hijack() -> None:
+    register(Mean())  # same type again: fine
+    assert isinstance(get("mean"), Mean)
+
+    class Fake(Covariance):
+        name = "mean"
+
+    with pytest.raises(MalformedError, match="registered twice"):
+        register(Fake())
+    assert isinstance(get("mean"), Mean)
+
+
+def test_layout_checks() -> None:
+    lay = Layout(["a", "b"], [(0, 3), (-2, 2)])
+    lay.check([3, -2])
+    assert lay.bits() == [2, 3] and len(lay) == 2
+    for bad, match in [
+        ([4, 0], "outside"),
+        ([0, -3], "outside"),
+        ([0], "entries"),
+        ([0, 0, 0], "entries"),
+        ([0, 1.0], "not an int"),
+        ([True, 0], "not an int"),
+    ]:
+        with pytest.raises(MalformedError, match=match):
+            lay.check(bad)  # type: ignore[arg-type]
+    with pytest.raises(MalformedError):
+        Layout(["a"], [(1, 0)])
+    with pytest.raises(MalformedError):
+        Layout(["a", "b"], [(0, 1)])
+    with pytest.raises(MalformedError):
+        Layout(["a"], [(0, 1.5)])  # type: ignore[list-item]
+
+
+def test_stat_result_json_safe() -> None:
+    import numpy as np
+
+    r = StatResult(
+        "x",
+        {"a": float("nan"), "b": np.int64(3), "c": (1.5, np.float64("inf")), "d": {"e": None}},
+        header=["k", "v"],
+        rows=[["a", float("nan")], ["b", 2.5]],
+        notes=["n1"],
+    )
+    d = r.to_dict()
+    assert d == {
+        "statistic": "x",
+        "a": None,
+        "b": 3,
+        "c": [1.5, None],
+        "d": {"e": None},
+        "notes": ["n1"],
+    }
+    json.dumps(d, allow_nan=False)
+    text = r.summary()
+    assert "2.5" in text and "n1" in text
+    with pytest.raises(MalformedError):
+        StatResult("x", {"a": object()}).to_dict()
