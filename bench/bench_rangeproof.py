@@ -90,6 +90,7 @@ def _shape(m: int, bits: int, reps: int) -> dict[str, Any]:
         "N": layout.N,
         "ipa_rounds": layout.rounds,
         "generator_warmup_s": warm,
+        "helper_process": rp._parallel(),
         "encrypt_prove_s": prove_s,
         "verify_s": verify_s,
         "encrypt_prove_ms_per_value": 1000 * prove_s / m,
@@ -117,7 +118,7 @@ def _serial_vs_parallel() -> dict[str, float]:
         key = "parallel" if flag else "serial"
         out[f"encrypt_prove_s_{key}"] = p
         out[f"verify_s_{key}"] = v
-    rp.USE_PARALLEL = True
+    rp.USE_PARALLEL = None
     return out
 
 

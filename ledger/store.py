@@ -4,11 +4,18 @@ Tables (all append-only: ``BEFORE UPDATE`` / ``BEFORE DELETE`` triggers abort)::
 
     meta(key PRIMARY KEY, value)                  origin, schema version, node stride
     entries(idx INTEGER PRIMARY KEY, kind, data, leaf_hash, ts)
-        + index on substr(leaf_hash, 1, 8)        idempotent append (same bytes -> same idx)
         + BEFORE INSERT trigger: idx must be MAX(idx) + 1 (no gaps, no reordering)
     nodes(id INTEGER PRIMARY KEY, hash)           perfect-subtree hashes, see below
     checkpoints(id INTEGER PRIMARY KEY, size, root, note, ts)     log-signed checkpoints
     cosignatures(id INTEGER PRIMARY KEY, checkpoint_id, name, key_id, line, ts)
+    dedup(prefix, idx) WITHOUT ROWID, dedup_mark(upto)   idempotent-append index, see below
+
+Idempotent append.  Same bytes -> same index.  Entries ``idx < MAX(dedup_mark.upto)`` are
+indexed in ``dedup`` by the first 8 bytes of their leaf hash (a candidate list; the full hash
+is compared); newer ones are held in memory (rebuilt from ``entries`` on open, at most
+``dedup_flush`` rows) and moved into ``dedup`` every ``dedup_flush`` (65,536) entries as one
+sorted bulk insert inside an append transaction.  A per-entry random index insert would
+instead dirty about one index page per entry on every commit (measured: ~40% of append cost).
 
 Interior nodes.  The hash of every perfect subtree ``(level, index)`` (leaves
 ``[index * 2**level, (index + 1) * 2**level)``) whose level is a positive multiple of
@@ -63,11 +70,12 @@ __all__ = [
     "node_key",
 ]
 
-SCHEMA_VERSION = "statledger-ledger/1"
+SCHEMA_VERSION = "statledger-ledger/2"
 MAX_KIND_LEN = 64
 MAX_ENTRY_BYTES = 16 << 20
 _PARAMS_PER_QUERY = 500
 _CACHE_MIN_LEVEL = 6
+_DEDUP_FLUSH = 1 << 16
 _CACHE_MAX = 1 << 17
 
 _SCHEMA = """
@@ -79,7 +87,12 @@ CREATE TABLE IF NOT EXISTS entries(
     leaf_hash BLOB NOT NULL CHECK (length(leaf_hash) = 32),
     ts INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS entries_lh8 ON entries(substr(leaf_hash, 1, 8));
+CREATE TABLE IF NOT EXISTS dedup(
+    prefix INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    PRIMARY KEY(prefix, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dedup_mark(upto INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS nodes(id INTEGER PRIMARY KEY, hash BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints(
     id INTEGER PRIMARY KEY,
@@ -102,7 +115,7 @@ WHEN NEW.idx IS NOT (SELECT COALESCE(MAX(idx), -1) + 1 FROM entries)
 BEGIN SELECT RAISE(ABORT, 'entries: index must be the next one'); END;
 """
 
-_APPEND_ONLY = ("meta", "entries", "nodes", "checkpoints", "cosignatures")
+_APPEND_ONLY = ("meta", "entries", "nodes", "checkpoints", "cosignatures", "dedup", "dedup_mark")
 
 
 def _triggers() -> str:
@@ -114,6 +127,11 @@ def _triggers() -> str:
                 f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END;"
             )
     return "\n".join(out)
+
+
+def _prefix(h: bytes) -> int:
+    """The dedup key of a leaf hash: its first 8 bytes as a signed 64-bit integer."""
+    return int.from_bytes(h[:8], "big", signed=True)
 
 
 def node_key(level: int, index: int) -> int:
@@ -194,6 +212,7 @@ class LedgerStore:
         witnesses: Sequence[CosignatureVerifier] = (),
         stride: int = 3,
         durable: bool = False,
+        dedup_flush: int = _DEDUP_FLUSH,
     ) -> None:
         self._signer: NoteSigner | None
         if signing_key is None:
@@ -246,6 +265,12 @@ class LedgerStore:
         self._frontier: list[tuple[int, bytes]] = []
         # complete perfect subtrees never change: cache the high ones (proofs touch few)
         self._cache: dict[tuple[int, int], bytes] = {}
+        # leaf hash -> (idx, kind) for entries not yet in the dedup table (idx >= _mark)
+        self._pending: dict[bytes, tuple[int, str]] = {}
+        self._mark = 0
+        if dedup_flush < 1:
+            raise MalformedError("dedup_flush must be positive")
+        self.dedup_flush = dedup_flush
         with self._lock:
             self._sync()
 
@@ -294,6 +319,16 @@ class LedgerStore:
         """Reload size and frontier if another writer changed the database (lock held)."""
         n = self._db_size()
         if n != self._size:
+            row = self._conn.execute("SELECT MAX(upto) FROM dedup_mark").fetchone()
+            mark = 0 if row[0] is None else int(row[0])
+            if self._size < 0 or n < self._size or mark != self._mark:
+                self._pending, self._mark, start = {}, mark, mark
+            else:
+                start = self._size
+            for idx, kind, lh in self._conn.execute(
+                "SELECT idx, kind, leaf_hash FROM entries WHERE idx >= ?", (start,)
+            ):
+                self._pending[bytes(lh)] = (idx, kind)
             subs = perfect_subtrees(0, n) if n else []
             got = self._subtrees(subs)
             self._frontier = [(lv, got[(lv, ix)]) for lv, ix in subs]
@@ -387,6 +422,13 @@ class LedgerStore:
             return []
         hashes = [leaf_hash(d) for _, d in checked]
         ts = _now_ms()
+        try:
+            return self._append(checked, hashes, ts)
+        except BaseException:
+            self._size = -1  # in-memory state may be ahead of the database: reload it
+            raise
+
+    def _append(self, checked: list[tuple[str, bytes]], hashes: list[bytes], ts: int) -> list[int]:
         with self._tx():
             self._sync()
             known = self._lookup(hashes)
@@ -422,23 +464,54 @@ class LedgerStore:
             )
             if new_nodes:
                 self._conn.executemany("INSERT INTO nodes(id, hash) VALUES (?, ?)", new_nodes)
-            # Only after the statements succeeded; on COMMIT failure _sync() repairs it.
+            pending = self._pending
+            for idx, kind, _, h, _ in rows:
+                pending[h] = (idx, kind)
+            if n - self._mark >= self.dedup_flush:
+                self._flush_dedup(n)
+            # Only after the statements succeeded; on failure append_many forces a reload.
             self._size, self._frontier = n, frontier
         return out
 
+    def _flush_dedup(self, n: int) -> None:
+        """Move the pending hashes into the dedup table as one sorted bulk insert (in the
+        caller's transaction).  Sorted bulk inserts touch each index page about once, where
+        per-batch random inserts would rewrite ~one page per entry on every commit."""
+        keys = sorted((_prefix(h), idx) for h, (idx, _) in self._pending.items())
+        self._conn.executemany("INSERT INTO dedup(prefix, idx) VALUES (?, ?)", keys)
+        self._conn.execute("INSERT INTO dedup_mark(upto) VALUES (?)", (n,))
+        self._pending, self._mark = {}, n
+
     def _lookup(self, hashes: Sequence[bytes]) -> dict[bytes, tuple[int, str]]:
-        prefixes = sorted({h[:8] for h in hashes})
-        wanted = set(hashes)
+        """Existing entries with these leaf hashes: pending ones from memory, older ones via
+        the dedup table (8-byte prefix -> candidate indices -> full hash compare)."""
         out: dict[bytes, tuple[int, str]] = {}
-        for i in range(0, len(prefixes), _PARAMS_PER_QUERY):
-            chunk = prefixes[i : i + _PARAMS_PER_QUERY]
-            # only "?" placeholders are formatted in; values go through parameters
-            marks = ",".join("?" * len(chunk))
-            q = f"SELECT idx, kind, leaf_hash FROM entries WHERE substr(leaf_hash, 1, 8) IN ({marks})"  # noqa: S608, E501
-            for idx, kind, h in self._conn.execute(q, chunk):
-                if h in wanted:
-                    out[h] = (idx, kind)
+        rest: set[bytes] = set()
+        for h in hashes:
+            hit = self._pending.get(h)
+            if hit is not None:
+                out[h] = hit
+            else:
+                rest.add(h)
+        if not rest or self._mark == 0:
+            return out
+        cands = self._fetch_all(
+            "SELECT idx FROM dedup WHERE prefix IN ({})", {_prefix(h) for h in rest}
+        )
+        if cands:
+            q = "SELECT idx, kind, leaf_hash FROM entries WHERE idx IN ({})"
+            for idx, kind, lh in self._fetch_all(q, {c[0] for c in cands}):
+                if lh in rest:
+                    out[bytes(lh)] = (idx, kind)
         return out
+
+    def _fetch_all(self, sql: str, keys: set[int]) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = []
+        ordered = sorted(keys)
+        for i in range(0, len(ordered), _PARAMS_PER_QUERY):
+            chunk = ordered[i : i + _PARAMS_PER_QUERY]
+            rows += self._conn.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall()
+        return rows
 
     def index_of(self, data: bytes) -> int | None:
         """The index of an entry with exactly these bytes, or None."""

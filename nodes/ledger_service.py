@@ -34,6 +34,8 @@ Append checks (POST /v1/entries), in order -- each failure names its reason:
    registered key                                                             -> 403/422
 5. entries that refer to a query (``query_id``) need its ``query`` entry first
    (``query`` entries must not repeat a query id)                               -> 404/409
+5b. ``submission`` and ``noise`` entries: the vector decodes with the query's public
+   ranges and its range proof verifies (refused at submission, author named)   -> 422
 6. append (idempotent: identical bytes return the existing index).
 
 Side tables (``state.sqlite``) -- registered parties, query id -> indices -- are derived from
@@ -317,6 +319,8 @@ class LedgerNode:
                     raise ProtocolError(f"query {qid} is already on the log")
                 if kind != "query" and known is None:
                     raise NotFoundError(f"unknown query id {qid}")
+                if kind in ("submission", "noise"):  # (5b)
+                    self._check_vector(entry)
         idx = self.store.append(kind, data)  # (6)
         self._db.execute("BEGIN IMMEDIATE")
         try:
@@ -332,6 +336,46 @@ class LedgerNode:
         if self._indexed_size() <= idx:
             self.catch_up()
         return idx
+
+    def _check_vector(self, entry: Any) -> None:
+        """(5b) A submission or DP noise share is refused at append time unless its vector
+        decodes with the query's public ranges and its range proof verifies (the same check
+        as verification steps 9/10); the error names the author."""
+        from proofs.vector import verify_encrypted_vector
+        from protocol import flow
+        from protocol.entries import Entry
+        from protocol.stats import get as get_statistic
+
+        qid = entry.query_id
+        row = self._db.execute(
+            "SELECT idx FROM ledger_queries WHERE query_id = ?", (qid,)).fetchone()
+        setup_idx = self.setup_index()
+        if row is None or setup_idx is None:
+            raise ProtocolError(f"query {qid}: no query or setup entry on the log yet")
+        spec = Entry.from_bytes(self.store.entry(int(row[0])).data).query_spec()  # type: ignore[attr-defined]
+        setup = Entry.from_bytes(self.store.entry(setup_idx).data)
+        if entry.KIND == "submission":
+            party = str(entry.provider)
+            ranges = list(get_statistic(spec.statistic).layout(spec).ranges)
+            context = flow.submission_context(qid, party)
+        else:
+            party = str(entry.node)
+            plan = flow.noise_plan(spec, len(setup.compute))  # type: ignore[attr-defined]
+            if plan is None:
+                raise VerificationError(f"noise share by {party} for a query without DP",
+                                        step="append", party=party)
+            ranges = plan.ranges()
+            context = flow.noise_context(qid, party)
+        try:
+            ev = entry.decode_vector(ranges)
+            verify_encrypted_vector(setup.collective_point(),  # type: ignore[attr-defined]
+                                    ev, ranges, context, party=party)
+        except MalformedError as exc:
+            raise VerificationError(f"{entry.KIND} by {party} refused: {exc}",
+                                    step="append", party=party) from None
+        except VerificationError as exc:
+            raise VerificationError(f"{entry.KIND} by {party} refused: {exc.reason}",
+                                    step=exc.step, party=party) from None
 
     def write_setup(self, cluster_id: str | None = None) -> int:
         """Append the ``setup`` entry from the registered compute nodes of the roster."""

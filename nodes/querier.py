@@ -159,21 +159,33 @@ class Querier:
         say("aggregate")
         view = parse_entries(self.ledger.query_entries(qid))
         ranges = tuple(stat.layout(spec).ranges)
+        # A resumed query (same id, e.g. after a compute node crashed) reuses the aggregate
+        # already on the log instead of appending a second one.
+        logged = view.aggregate[1] if view.aggregate is not None else None
+        subs = dict(view.submissions)
+        sub_idx = list(logged.submissions) if logged is not None else list(subs)
+        noises = dict(view.noise) if plan is not None else {}
+        noise_idx = list(logged.noise) if logged is not None else list(noises)
+        if not set(sub_idx) <= set(subs) or not set(noise_idx) <= set(noises):
+            raise QueryFailed(f"aggregate: the logged aggregate of query {qid} lists entries "
+                              "that are not its contributions")
         contributions: list[flow.Contribution] = []
-        for _, s in view.submissions:
-            contributions.append(flow.Contribution(s.decode_vector(ranges), ranges))
-        noise_idx: list[int] = []
+        for i in sub_idx:
+            contributions.append(flow.Contribution(subs[i].decode_vector(ranges), ranges))
         if plan is not None:
             nr = tuple(plan.ranges())
-            for i, n in view.noise:
-                contributions.append(flow.Contribution(n.decode_vector(nr), nr))
-                noise_idx.append(i)
+            for i in noise_idx:
+                contributions.append(flow.Contribution(noises[i].decode_vector(nr), nr))
         agg = flow.aggregate(contributions)
         flat = flow.flatten(agg)
-        agg_entry = entries.sign(entries.AggregateEntry(
-            qid, tuple(i for i, _ in view.submissions), tuple(noise_idx),
-            tuple(c.to_bytes().hex() for c in flat)), self.key)
-        self.ledger.append(agg_entry)
+        if logged is None:
+            agg_entry = entries.sign(entries.AggregateEntry(
+                qid, tuple(sub_idx), tuple(noise_idx),
+                tuple(c.to_bytes().hex() for c in flat)), self.key)
+            self.ledger.append(agg_entry)
+        elif flat != logged.decode_ciphertexts():
+            raise QueryFailed(f"aggregate: the logged aggregate of query {qid} is not the sum "
+                              "of the contributions it lists")
         lap("aggregate")
         # 5. decryption shares, each checked as it arrives
         say("decryption")

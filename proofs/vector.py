@@ -104,6 +104,18 @@ class EncryptedVector:
     commitments: tuple[tuple[Point, ...], ...]
     proof: RangeProof
 
+    def __post_init__(self) -> None:
+        rows_ok = isinstance(self.limbs, tuple) and all(
+            isinstance(r, tuple) and all(isinstance(c, Ciphertext) for c in r) for r in self.limbs
+        )
+        coms_ok = isinstance(self.commitments, tuple) and all(
+            isinstance(r, tuple) and all(isinstance(V, Point) for V in r) for r in self.commitments
+        )
+        if not rows_ok or not coms_ok or not isinstance(self.proof, RangeProof):
+            raise TypeError(
+                "EncryptedVector needs tuples of Ciphertexts, tuples of Points and a RangeProof"
+            )
+
     @staticmethod
     def encoded_size(ranges: Ranges) -> int:
         _, layout = _layout(ranges)

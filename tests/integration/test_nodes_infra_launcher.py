@@ -87,23 +87,36 @@ def test_free_ports_distinct():
     assert len(set(ports)) == 8 and all(1024 <= p < 65536 for p in ports)
 
 
-def _serve(*args):
-    return subprocess.run([sys.executable, "-m", "nodes.serve", *args],
-                          capture_output=True, text=True, timeout=60)
+def _serve(capsys, *args):
+    """``python -m nodes.serve`` failure paths, run in-process (they exit before uvicorn)."""
+    from nodes.serve import main
+
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse errors
+        code = exc.code
+    return code, capsys.readouterr().err
 
 
-def test_serve_refuses_bad_config(layout, tmp_path):
-    r = _serve("--role", "compute", "--config", layout.ledger.config_path)
-    assert r.returncode == 2 and "'compute' was asked for" in r.stderr
-    r = _serve("--role", "ledger", "--config", str(tmp_path / "missing.toml"))
-    assert r.returncode == 2 and "cannot read" in r.stderr
-    r = _serve("--role", "admin", "--config", layout.ledger.config_path)
-    assert r.returncode == 2
+def test_serve_refuses_bad_config(layout, tmp_path, capsys):
+    code, err = _serve(capsys, "--role", "compute", "--config", layout.ledger.config_path)
+    assert code == 2 and "'compute' was asked for" in err
+    code, err = _serve(capsys, "--role", "ledger", "--config", str(tmp_path / "missing.toml"))
+    assert code == 2 and "cannot read" in err
+    code, err = _serve(capsys, "--role", "admin", "--config", layout.ledger.config_path)
+    assert code == 2 and "invalid choice" in err
 
 
-def test_serve_refuses_readable_key(layout):
+def test_serve_refuses_readable_key(layout, capsys):
     key = os.path.join(layout.ledger.data_dir, "identity.key")
     os.chmod(key, 0o644)
-    r = _serve("--role", "ledger", "--config", layout.ledger.config_path)
-    assert r.returncode == 2
-    assert "chmod 600" in r.stderr and "identity.key" in r.stderr
+    code, err = _serve(capsys, "--role", "ledger", "--config", layout.ledger.config_path)
+    assert code == 2
+    assert "chmod 600" in err and "identity.key" in err
+
+
+def test_serve_as_a_process_reports_config_errors(layout):
+    r = subprocess.run([sys.executable, "-m", "nodes.serve", "--role", "provider",
+                        "--config", layout.ledger.config_path],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "'provider' was asked for" in r.stderr

@@ -196,6 +196,10 @@ def _mutations(data: bytes) -> list[bytes]:
         json.dumps([obj]).encode(),
         b"\xff\xfe\x00",
         bytes([data[0] ^ 1]) + data[1:],
+        b"[" * 50_000 + b"]" * 50_000,  # nesting bomb
+        b'{"v":' + b"1" * 5000 + b"}",  # huge integer
+        b'{"v":1e400}',
+        b'{"a":NaN}',
     ]
 
 
@@ -296,3 +300,23 @@ def test_startup_failure_names_party(tmp_path):
         c.start()
     assert "bogus" in str(info.value)
     assert not c.procs
+
+
+def test_concurrent_appends_get_distinct_indices(cluster, registered):
+    from concurrent.futures import ThreadPoolExecutor
+
+    sk = cluster.signing_key("querier")
+    bodies = [entries.sign(entries.QueryEntry.for_spec(
+        QuerySpec.parse({**SPEC, "min_cell_size": 100 + i}), "querier"), sk).to_bytes()
+        for i in range(12)]
+    size0 = httpx.get(cluster.url("ledger") + "/v1/log").json()["size"]
+
+    def post(body):
+        with cluster.client("ledger", as_party="querier") as cl:
+            return cl.post("/v1/entries", content=body)["index"]
+
+    with ThreadPoolExecutor(6) as pool:
+        idx = list(pool.map(post, bodies + bodies))  # every body twice, concurrently
+    assert idx[:12] == idx[12:]
+    assert sorted(idx[:12]) == list(range(size0, size0 + 12))
+    assert httpx.get(cluster.url("ledger") + "/v1/log").json()["size"] == size0 + 12

@@ -84,6 +84,14 @@ def _register_querier(c):
         return cl.post("/v1/entries", content=pe.to_bytes())["index"]
 
 
+def _checkpoint(c):
+    """Make sure a cosigned checkpoint exists (tests may run alone, e.g. under xdist)."""
+    _register_querier(c)
+    with c.client("ledger", as_party="querier") as cl:
+        cl.post("/v1/checkpoint")
+    return httpx.get(c.url("ledger") + "/v1/checkpoint").text
+
+
 def _policy(c):
     info = httpx.get(c.url("ledger") + "/v1/log").json()
     from ledger.note import CosignatureVerifier
@@ -122,7 +130,7 @@ def test_cosigned_checkpoints_grow(setup):
 
 def test_log_signature_alone_fails_quorum(setup):
     c, _ = setup
-    note = httpx.get(c.url("ledger") + "/v1/checkpoint").text
+    note = _checkpoint(c)
     own_only = note.split("\n\n")[0] + "\n\n" + note.split("\n\n")[1].splitlines()[0] + "\n"
     with pytest.raises(VerificationError, match="quorum"):
         _policy(c).verify(own_only)
@@ -131,7 +139,7 @@ def test_log_signature_alone_fails_quorum(setup):
 def test_witness_rejects_bad_requests(setup):
     c, _ = setup
     url = c.url("compute-1") + "/v1/witness/cosign"
-    note = httpx.get(c.url("ledger") + "/v1/checkpoint").text
+    note = _checkpoint(c)
     # unauthenticated: the router was mounted with auth (ledger only)
     r = httpx.post(url, json={"checkpoint": note, "old_size": 0, "proof": []})
     assert r.status_code == 401

@@ -175,3 +175,20 @@ def test_parallel_build_equals_serial() -> None:
     a = dlog._build_keys(size, 1)
     b = dlog._build_keys(size, 2)
     assert np.array_equal(a, b)
+
+
+def test_pure_python_backend_matches(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The int fallback (no gmpy2) builds the same table and finds the same logs."""
+    from proofs.group import FIELD
+
+    with_backend = DlogTable.build(3000)
+    monkeypatch.setattr(dlog, "_gmpy", None)
+    monkeypatch.setattr(dlog, "_fe", int)
+    monkeypatch.setattr(dlog, "_P", FIELD)
+    plain = DlogTable.build(3000)
+    assert np.array_equal(with_backend.keys, plain.keys)
+    assert np.array_equal(with_backend.idx, plain.idx)
+    ms = [0, 1, -3000, 3001, -(2**20) + 5, 2**21]
+    assert plain.solve_many([_pt(m) for m in ms], 2**21) == ms
+    with pytest.raises(DecryptionError):
+        plain.solve(_pt(2**21 + 1), 2**21)

@@ -266,3 +266,51 @@ def test_cosignatures_and_bundle(tmp_path: Path) -> None:
     other.append("k", b"x")
     with pytest.raises(ProtocolError, match="not signed by this log"):
         s.add_cosignature(other.sign_checkpoint())
+
+
+def test_idempotence_across_dedup_flushes_and_reopen(tmp_path: Path) -> None:
+    s = _store(tmp_path, dedup_flush=10)
+    first = s.append_many([("k", _data(i)) for i in range(12)])
+    first += [s.append("k", _data(i)) for i in range(12, 25)]
+    assert first == list(range(25))
+    marks = [r[0] for r in s._conn.execute("SELECT upto FROM dedup_mark ORDER BY upto")]
+    assert marks == [12, 22]  # flushed at batch ends; 3 entries still pending in memory
+    assert s._conn.execute("SELECT COUNT(*) FROM dedup").fetchone()[0] == 22
+    # old (flushed), pending and in-batch duplicates all map to their first index
+    assert s.append_many([("k", _data(3)), ("k", _data(22)), ("k", b"new"), ("k", b"new")]) == [
+        3,
+        22,
+        25,
+        25,
+    ]
+    with pytest.raises(ProtocolError):
+        s.append("other-kind", _data(3))
+    s.close()
+    r = _store(tmp_path, dedup_flush=10)
+    for i in (0, 9, 10, 19, 20, 24):
+        assert r.append("k", _data(i)) == i
+        assert r.index_of(_data(i)) == i
+    assert r.append("k", b"newer") == 26 and r.size() == 27
+
+
+def test_dedup_survives_prefix_collision(tmp_path: Path) -> None:
+    # two different leaf hashes with the same 8-byte prefix must not be confused
+    s = _store(tmp_path, dedup_flush=2)
+    s.append_many([("k", b"a"), ("k", b"b")])  # flushed to the dedup table
+    h = leaf_hash(b"a")
+    conn = _raw(tmp_path)
+    conn.execute(
+        "INSERT INTO dedup(prefix, idx) VALUES (?, 1)", (int.from_bytes(h[:8], "big", signed=True),)
+    )
+    conn.close()
+    assert s.index_of(b"a") == 0 and s.append("k", b"a") == 0
+    assert s.append("k", b"c") == 2
+
+
+def test_other_handle_sees_pending_entries(tmp_path: Path) -> None:
+    a = _store(tmp_path, dedup_flush=1000)
+    b = _store(tmp_path, dedup_flush=1000)
+    a.append_many([("k", _data(i)) for i in range(5)])
+    assert b.append("k", _data(4)) == 4  # b learns a's pending entries on its next write
+    assert b.append("k", _data(5)) == 5
+    assert a.append("k", _data(5)) == 5

@@ -404,3 +404,54 @@ def test_parallel_paths_agree(key, monkeypatch) -> None:
     ser = rp._to_point(rp._msm_matrix(raw, ks))
     assert par == ser == base_mul(Scalar.reduce(sum((i + 1) * k for i, k in enumerate(ks))))
     rp.shutdown_pool()
+
+
+def test_types_checked(key, small_ev) -> None:
+    ev = small_ev
+    with pytest.raises(TypeError):
+        V.EncryptedVector(list(ev.limbs), ev.commitments, ev.proof)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        V.EncryptedVector(ev.limbs, ((G,), (b"x",)), ev.proof)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        V.EncryptedVector(ev.limbs, ev.commitments, ev.proof.to_bytes())  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        V.verify_encrypted_vector(key[1], ev.to_bytes(), SMALL, CTX)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        V.verify_encrypted_vector(key[1], ev, SMALL, "ctx")  # type: ignore[arg-type]
+    with pytest.raises(MalformedError):
+        rp.RangeProof.from_bytes("00", 1)  # type: ignore[arg-type]
+
+
+def test_generator_cache_pinned(tmp_path, monkeypatch) -> None:
+    from proofs.group import generators
+
+    monkeypatch.setenv("STATLEDGER_CACHE", str(tmp_path))
+    # the pinned digests are those of the derivation (catches a change of generators())
+    for N in (1, 2, 64):
+        g = rp._array_from_points(generators(rp._LABEL_GVEC, N))
+        h = rp._array_from_points(generators(rp._LABEL_HVEC, N))
+        data = rp._generator_bytes(g, h, N)
+        import hashlib
+
+        assert hashlib.sha256(data).hexdigest() == rp._GEN_DIGESTS[N]
+    assert sorted(rp._GEN_DIGESTS) == [2**k for k in range(16)]
+    fresh = rp._Gens()
+    gvec, hvec, Q = fresh.get(64)  # derives and writes the cache file
+    path = tmp_path / "range-generators-v1-64.bin"
+    assert path.stat().st_size == 2 * 64 * 65
+    again = rp._Gens()
+    loaded = rp._load_cached_generators(64)
+    assert loaded is not None
+    assert rp._generator_bytes(*loaded, 64) == rp._generator_bytes(gvec, hvec, 64)
+    g2, h2, _ = again.get(64)
+    assert rp._generator_bytes(g2, h2, 64) == path.read_bytes()
+    # a tampered cache is ignored (and the generators are derived again)
+    data = bytearray(path.read_bytes())
+    data[70] ^= 1
+    path.write_bytes(bytes(data))
+    assert rp._load_cached_generators(64) is None
+    g3, h3, _ = rp._Gens().get(64)
+    assert rp._generator_bytes(g3, h3, 64) == rp._generator_bytes(gvec, hvec, 64)
+    path.write_bytes(b"short")
+    assert rp._load_cached_generators(64) is None
+    assert rp._load_cached_generators(3) is None  # not a pinned size

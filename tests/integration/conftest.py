@@ -1,0 +1,141 @@
+"""Shared session fixtures of the integration tests.
+
+Engineers ADD fixtures here; never rewrite someone else's.  Each fixture says who uses it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# ---------------------------------------------------------------------------------------
+# verifier test suite (tests/integration/test_verifier_*.py)
+# ---------------------------------------------------------------------------------------
+
+#: The queries the verifier suite runs once on one real cluster.  ``mean_other`` has the same
+#: public layout as ``mean`` (only ``min_cell_size`` differs, so another query id): the
+#: replay tests move a submission from one to the other.
+VERIFIER_QUERIES: dict[str, tuple[str, dict[str, Any]]] = {
+    "mean": ("diabetes", {
+        "version": 1, "statistic": "mean", "columns": ["bmi"],
+        "bounds": {"bmi": [15.0, 50.0]}, "max_rows": 1000,
+    }),
+    "mean_other": ("diabetes", {
+        "version": 1, "statistic": "mean", "columns": ["bmi"],
+        "bounds": {"bmi": [15.0, 50.0]}, "max_rows": 1000, "min_cell_size": 6,
+    }),
+    "crosstab": ("waltons", {
+        "version": 1, "statistic": "crosstab", "group_by": ["group"],
+        "categories": {"group": ["control", "miR-137"]},
+        "bounds": {"time": [0.0, 80.0]}, "params": {"value": "time"}, "min_cell_size": 5,
+        "max_rows": 1000,
+    }),
+    "dp_sum": ("diabetes", {
+        "version": 1, "statistic": "sum", "columns": ["bmi"], "bounds": {"bmi": [15, 50]},
+        "privacy": {"mechanism": "zcdp", "rho": 1.0}, "max_rows": 1000,
+    }),
+}
+
+
+@dataclass
+class VerifierRun:
+    """What one real cluster run leaves behind for the verifier tests.
+
+    ``base_dir`` keeps every party's keys (``<party>/identity.key``, compute nodes'
+    ``elgamal.key``) for :mod:`tests.integration.forge`; ``ledger_db`` is a consistent
+    snapshot of the ledger's SQLite file taken after the last query.
+    """
+
+    base_dir: Path
+    origin: str
+    certificates: dict[str, str] = field(default_factory=dict)
+    query_ids: dict[str, str] = field(default_factory=dict)
+    ledger_db: Path | None = None
+
+    def cert(self, name: str) -> str:
+        return self.certificates[name]
+
+
+@pytest.fixture(scope="session")
+def verifier_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VerifierRun]:
+    """ONE cluster (1 ledger, 3 compute, 4 hospitals, 1 querier) for the whole session: runs
+    :data:`VERIFIER_QUERIES`, keeps the certificates, snapshots the ledger, stops the cluster.
+
+    Used by tests/integration/test_verifier_*.py.
+    """
+    from nodes.demo import provider_datasets, querier_for, register_queriers
+    from nodes.launcher import Cluster
+    from protocol.query import QuerySpec
+
+    work = tmp_path_factory.mktemp("verifier")
+    base = work / "cluster"
+    policy = work / "policy.json"
+    policy.write_text(json.dumps({"budget_rho": 100.0}), encoding="utf-8")
+    providers = provider_datasets()
+    cluster = Cluster(base, n_compute=3, providers=providers, queriers=["querier"],
+                      policies={p: policy for p in providers}, startup_timeout=120)
+    run = VerifierRun(base_dir=cluster.base_dir, origin=cluster.layout.origin)
+    cluster.start()
+    try:
+        register_queriers(cluster)
+        with cluster.client("ledger", as_party="querier") as c:
+            c.post("/v1/setup")
+        with querier_for(cluster) as q:
+            for name, (dataset, spec) in VERIFIER_QUERIES.items():
+                out = q.run(QuerySpec.parse(spec), datasets=dataset)
+                run.certificates[name] = out.certificate.to_json()
+                run.query_ids[name] = out.query_id
+        snapshot = work / "ledger-snapshot.sqlite"
+        src = sqlite3.connect(f"file:{base / 'ledger' / 'ledger.sqlite'}?mode=ro", uri=True)
+        dst = sqlite3.connect(snapshot)
+        try:
+            src.backup(dst)
+        finally:
+            src.close()
+            dst.close()
+        run.ledger_db = snapshot
+    finally:
+        cluster.stop()
+    yield run
+
+
+# ---------------------------------------------------------------------------------------
+# end-to-end and failure suite (tests/integration/test_e2e_*.py)
+# ---------------------------------------------------------------------------------------
+
+#: Every hospital of :func:`e2e_cluster` has this zCDP budget per dataset.
+E2E_BUDGET_RHO = 1.0
+
+
+@pytest.fixture(scope="session")
+def e2e_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """ONE running cluster (1 ledger, 3 compute, 4 hospitals with the bundled sites, policy
+    ``budget_rho = E2E_BUDGET_RHO``, 1 querier), set up, for the whole session.  Tests that
+    kill or restart a party must leave it running again.
+
+    Used by tests/integration/test_e2e_*.py.
+    """
+    from nodes.demo import provider_datasets, register_queriers
+    from nodes.launcher import Cluster
+
+    work = tmp_path_factory.mktemp("e2e")
+    policy = work / "policy.json"
+    policy.write_text(json.dumps({"budget_rho": E2E_BUDGET_RHO}), encoding="utf-8")
+    providers = provider_datasets()
+    cluster = Cluster(work / "cluster", n_compute=3, providers=providers,
+                      queriers=["querier"], policies={p: policy for p in providers},
+                      startup_timeout=120)
+    cluster.start()
+    try:
+        register_queriers(cluster)
+        with cluster.client("ledger", as_party="querier") as c:
+            c.post("/v1/setup")
+        yield cluster
+    finally:
+        cluster.stop()

@@ -1,0 +1,221 @@
+"""Test helper: build malicious certificates with an adversary that holds EVERY key.
+
+The adversary reads the cluster directory left by the real run (every party's Ed25519
+identity seed, every compute node's ElGamal share, the log key = the ledger's identity seed
+named by the origin).  A :class:`Forgery` starts from a real certificate, lets a test change,
+add or drop entries (re-signing them with their author's key when asked), recomputes the
+downstream protocol messages honestly (:meth:`Forgery.reissue`), and rebuilds a whole log
+around them: a fresh Merkle tree (entries the certificate does not carry are filler
+leaves), a checkpoint signed by the log key and cosigned by the witnesses.  Signatures,
+inclusion proofs, the checkpoint and the cosignatures are therefore all valid, and only the
+check a test targets can fail.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ledger.checkpoint import Checkpoint
+from ledger.merkle import inclusion_proof, leaf_hash, root_from_leaf_hashes
+from ledger.note import Note, NoteSigner, Signature
+from ledger.witness import CosignatureSigner
+from nodes.keys import load_elgamal_share, load_identity_key
+from proofs.group import G, Point, Scalar
+from proofs.signatures import SigningKey
+from protocol import entries as E
+from protocol import flow
+from protocol.query import QuerySpec
+from protocol.stats import get as get_statistic
+from verifier.certificate import build_certificate, parse_certificate
+
+__all__ = ["Adversary", "Forgery", "filler"]
+
+
+def filler(index: int) -> bytes:
+    """Leaf data of a log position the certificate does not carry (any bytes will do)."""
+    return f"forged-filler/{index}".encode()
+
+
+class Adversary:
+    """Every secret of one cluster directory."""
+
+    def __init__(self, base_dir: Path, origin: str) -> None:
+        self.base_dir = Path(base_dir)
+        self.origin = origin
+
+    def identity(self, party_id: str) -> SigningKey:
+        return load_identity_key(self.base_dir / party_id / "identity.key")
+
+    def share(self, node: str) -> Scalar:
+        return load_elgamal_share(self.base_dir / node / "elgamal.key")
+
+    def log_signer(self) -> NoteSigner:
+        return NoteSigner(self.origin, self.identity("ledger").to_bytes())
+
+    def witness(self, node: str) -> CosignatureSigner:
+        return CosignatureSigner(node, self.identity(node).to_bytes())
+
+    def sign(self, entry: E.Entry, party_id: str) -> E.Entry:
+        return E.sign(entry, self.identity(party_id))
+
+
+class Forgery:
+    """A mutable copy of a certificate's entries inside a log the adversary rebuilds."""
+
+    def __init__(self, adversary: Adversary, certificate_json: str) -> None:
+        cert = parse_certificate(certificate_json)
+        self.adv = adversary
+        self.origin = cert.origin
+        self.log_key = cert.log_key
+        self.size = Checkpoint.parse(Note.parse(cert.checkpoint).text).size
+        #: what the certificate carries, index -> leaf bytes
+        self.items: dict[int, bytes] = {e.index: e.data for e in cert.entries}
+        #: log positions whose leaf differs from what the certificate claims
+        self.log_overrides: dict[int, bytes] = {}
+
+    # -- reading -------------------------------------------------------------------------
+    def entry(self, index: int) -> E.Entry:
+        return E.Entry.from_bytes(self.items[index])
+
+    def all(self, kind: str) -> list[tuple[int, Any]]:
+        out = []
+        for i in sorted(self.items):
+            e = self.entry(i)
+            if e.KIND == kind:
+                out.append((i, e))
+        return out
+
+    def find(self, kind: str, **match: Any) -> tuple[int, Any]:
+        for i, e in self.all(kind):
+            if all(getattr(e, k) == v for k, v in match.items()):
+                return i, e
+        raise KeyError(f"no {kind} entry with {match}")
+
+    def query(self) -> tuple[QuerySpec, E.QueryEntry]:
+        _, q = self.find("query")
+        return q.query_spec(), q
+
+    # -- writing -------------------------------------------------------------------------
+    def put(self, index: int, entry: E.Entry | bytes) -> None:
+        self.items[index] = entry if isinstance(entry, bytes) else entry.to_bytes()
+        if index >= self.size:
+            self.size = index + 1
+
+    def resign(self, index: int, entry: E.Entry, author: str) -> E.Entry:
+        signed = self.adv.sign(entry, author)
+        self.put(index, signed)
+        return signed
+
+    def drop(self, index: int) -> None:
+        """Remove an entry from the certificate AND from the log (its leaf becomes filler)."""
+        del self.items[index]
+
+    # -- the honest downstream protocol --------------------------------------------------
+    def reissue(
+        self,
+        *,
+        tamper_shares: Callable[[str, list[Point]], list[Point]] | None = None,
+        tamper_totals: Callable[[list[int]], list[int]] | None = None,
+        tamper_result: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> None:
+        """Recompute aggregate, decryption shares, totals, result and endorsements from the
+        current submissions and noise shares, each signed by its author, each at the index
+        of the entry it replaces.  The hooks let a test corrupt exactly one of them (the
+        DLEQ proofs and the totals stay those of the honest computation)."""
+        spec, q = self.query()
+        qid = spec.query_id
+        stat = get_statistic(spec.statistic)
+        ranges = tuple(stat.layout(spec).ranges)
+        _, setup = self.find("setup")
+        plan = flow.noise_plan(spec, len(setup.compute))
+        subs = self.all("submission")
+        noise = self.all("noise")
+        contributions = [flow.Contribution(s.decode_vector(ranges), ranges) for _, s in subs]
+        if plan is not None:
+            nr = tuple(plan.ranges())
+            contributions += [flow.Contribution(n.decode_vector(nr), nr) for _, n in noise]
+        agg = flow.aggregate(contributions)
+        flat = flow.flatten(agg)
+        aidx, _ = self.find("aggregate")
+        self.resign(aidx, E.AggregateEntry(
+            qid, tuple(i for i, _ in subs), tuple(i for i, _ in noise),
+            tuple(c.to_bytes().hex() for c in flat)), q.querier)
+        honest_shares = []
+        for node in setup.compute:
+            x = self.adv.share(node)
+            shares, proof = flow.make_decryption(x, G * x, flat,
+                                                 flow.decryption_context(qid, node))
+            honest_shares.append(shares)
+            published = tamper_shares(node, list(shares)) if tamper_shares else shares
+            didx, _ = self.find("decryption", node=node)
+            self.resign(didx, E.DecryptionEntry(
+                qid, node, tuple(s.to_bytes().hex() for s in published),
+                proof.to_bytes().hex()), node)
+        totals = flow.decrypt_totals(agg, honest_shares, [c.ranges for c in contributions])
+        if tamper_totals is not None:
+            totals = tamper_totals(list(totals))
+        result = stat.decode(spec, totals).to_dict()
+        if tamper_result is not None:
+            result = tamper_result(copy.deepcopy(result))
+        ridx, _ = self.find("result")
+        res = self.resign(ridx, E.ResultEntry.for_totals(qid, totals, result), q.querier)
+        digest = E.result_digest(res.to_bytes())
+        for eidx, en in self.all("endorsement"):
+            self.resign(eidx, E.EndorsementEntry(qid, en.provider, digest), en.provider)
+
+    # -- the log ---------------------------------------------------------------------------
+    def leaves(self) -> list[bytes]:
+        data = {**self.items, **self.log_overrides}
+        return [leaf_hash(data.get(i, filler(i))) for i in range(self.size)]
+
+    def checkpoint_body(self, leaves: Sequence[bytes] | None = None) -> str:
+        hashes = self.leaves() if leaves is None else list(leaves)
+        return Checkpoint(self.origin, self.size, root_from_leaf_hashes(hashes)).body()
+
+    def sign_checkpoint(
+        self,
+        body: str,
+        *,
+        cosigners: Iterable[str] | None = None,
+        log_signer: NoteSigner | None = None,
+        extra: Iterable[Signature] = (),
+    ) -> str:
+        """The signed note: log signature + a cosignature by each of ``cosigners`` (default:
+        every compute node of the setup entry) + ``extra`` signature lines."""
+        if cosigners is None:
+            _, setup = self.find("setup")
+            cosigners = setup.compute
+        signer = log_signer or self.adv.log_signer()
+        ts = int(time.time())
+        sigs = [signer.sign(body)]
+        sigs += [self.adv.witness(w).cosign(body, ts) for w in cosigners]
+        sigs += list(extra)
+        return Note(body, tuple(sigs)).to_text()
+
+    def build(
+        self,
+        *,
+        checkpoint: str | None = None,
+        cosigners: Iterable[str] | None = None,
+        log_signer: NoteSigner | None = None,
+        log_key: str | None = None,
+        extra: Iterable[Signature] = (),
+    ) -> str:
+        """The certificate JSON: every carried entry with its inclusion proof in the rebuilt
+        tree, and a checkpoint over that tree (or ``checkpoint`` as given)."""
+        hashes = self.leaves()
+        if checkpoint is None:
+            checkpoint = self.sign_checkpoint(self.checkpoint_body(hashes), cosigners=cosigners,
+                                              log_signer=log_signer, extra=extra)
+        triples = [(i, d, inclusion_proof(i, hashes)) for i, d in sorted(self.items.items())]
+        return build_certificate(self.origin, log_key or self.log_key, checkpoint,
+                                 triples).to_json()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
