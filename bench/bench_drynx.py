@@ -70,13 +70,18 @@ FEATURES: list[tuple[str, float, float]] = [
 BETA = [-0.8, 0.55, 0.35, 0.4, -0.1, 0.25, -0.45, 0.3, 0.6, 0.15, 0.2, -0.35, -0.05]
 
 
-def generate(base: Path, records: int, providers: int, seed: int = SEED) -> dict[str, str]:
-    """Write ``providers`` CSVs of ``records / providers`` rows each; return id -> path."""
+def generate(
+    base: Path, records: int, providers: int, seed: int = SEED
+) -> tuple[dict[str, str], np.ndarray, np.ndarray]:
+    """Write ``providers`` CSVs of ``records / providers`` rows each; return id -> path and
+    the pooled (standardized features, labels) for the plaintext reference."""
     rng = np.random.default_rng(seed)
     base.mkdir(parents=True, exist_ok=True)
     out: dict[str, str] = {}
     per = records // providers
     beta = np.asarray(BETA)
+    zs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
     for k in range(providers):
         cols = []
         z = np.full(per, beta[0])
@@ -85,6 +90,9 @@ def generate(base: Path, records: int, providers: int, seed: int = SEED) -> dict
             cols.append(x)
             z += beta[j + 1] * (x - mu) / sd
         y = (rng.random(per) < 1.0 / (1.0 + np.exp(-z))).astype(np.int64)
+        zs.append(np.column_stack([(x - mu) / sd for x, (_, mu, sd) in zip(cols, FEATURES,
+                                                                           strict=True)]))
+        ys.append(y)
         path = base / f"provider-{k + 1:02d}.csv"
         with path.open("w", encoding="utf-8") as fh:
             fh.write(",".join([f for f, _, _ in FEATURES] + ["y"]) + "\n")
@@ -93,7 +101,23 @@ def generate(base: Path, records: int, providers: int, seed: int = SEED) -> dict
                      for row, t in zip(mat.tolist(), y.tolist(), strict=True)]
             fh.write("\n".join(lines) + "\n")
         out[f"provider-{k + 1:02d}"] = str(path)
-    return out
+    return out, np.vstack(zs), np.concatenate(ys).astype(np.float64)
+
+
+def plaintext_reference(z: np.ndarray, y: np.ndarray) -> dict[str, list[float]]:
+    """What the encrypted pipeline should reproduce, in float64 on the pooled rows:
+    the one-round Taylor estimate 4 x OLS(y - 1/2), and one Newton step from beta = 0."""
+    a = np.column_stack([np.ones(len(y)), z])
+    approx = 4.0 * np.linalg.lstsq(a, y - 0.5, rcond=None)[0]
+    # IRLS round 0: p = 1/2, w = 1/4: beta_1 = (A^T A / 4)^-1 A^T (y - 1/2)
+    newton = np.linalg.solve(a.T @ a / 4.0, a.T @ (y - 0.5))
+    return {"approx": approx.tolist(), "irls_round0": newton.tolist(), "true_beta": BETA}
+
+
+def _max_abs_diff(a: list[Any], b: list[float]) -> float | None:
+    if any(v is None for v in a):
+        return None
+    return float(max(abs(float(x) - y) for x, y in zip(a, b, strict=True)))
 
 
 def spec_obj(statistic: str, max_rows: int, scale: int) -> dict[str, Any]:
@@ -118,14 +142,7 @@ def spec_obj(statistic: str, max_rows: int, scale: int) -> dict[str, Any]:
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_tree(root: int | None = None) -> float:
-    """CPU seconds (user + system, live and reaped children) of ``root`` and every descendant.
-
-    Load-independent: the box is shared, so wall times include waiting for the CPU; the CPU
-    seconds of the whole system under test (this process, the cluster's processes and their
-    worker pools) are what the work costs.
-    """
-    root = os.getpid() if root is None else root
+def _proc_table() -> dict[int, tuple[int, float]]:
     stats: dict[int, tuple[int, float]] = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -138,15 +155,37 @@ def cpu_tree(root: int | None = None) -> float:
         # fields[0] is field 3 (state): ppid = 4, utime..cstime = 14..17
         ticks = sum(int(x) for x in fields[11:15])
         stats[int(d)] = (int(fields[1]), ticks / _TICK)
+    return stats
+
+
+def cpu_snapshot(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds of each root's process tree (a root nested in another is excluded from
+    the outer one), from one scan of /proc."""
+    stats = _proc_table()
     children: dict[int, list[int]] = {}
     for pid, (ppid, _) in stats.items():
         children.setdefault(ppid, []).append(pid)
-    total, todo = 0.0, [root]
-    while todo:
-        pid = todo.pop()
-        total += stats.get(pid, (0, 0.0))[1]
-        todo.extend(children.get(pid, []))
-    return total
+    rootset = set(roots.values())
+    out: dict[str, float] = {}
+    for name, root in roots.items():
+        total, todo = 0.0, [root]
+        while todo:
+            pid = todo.pop()
+            total += stats.get(pid, (0, 0.0))[1]
+            todo.extend(c for c in children.get(pid, []) if c not in rootset)
+        out[name] = total
+    return out
+
+
+def cpu_tree(root: int | None = None) -> float:
+    """CPU seconds (user + system, live and reaped children) of ``root`` and every descendant.
+
+    Load-independent: the box is shared, so wall times include waiting for the CPU; the CPU
+    seconds of the whole system under test (this process, the cluster's processes and their
+    worker pools) are what the work costs.
+    """
+    root = os.getpid() if root is None else root
+    return cpu_snapshot({"all": root})["all"]
 
 
 def load_average() -> list[float]:
@@ -167,7 +206,7 @@ def layout_figures(spec: Any) -> dict[str, Any]:
     }
 
 
-def provider_side(spec: Any, csv_path: str, reps: int) -> dict[str, float]:
+def provider_side(spec: Any, csv_path: str, reps: int) -> dict[str, Any]:
     """Encode and encrypt+prove one provider's rows in this process (median of ``reps``)."""
     from nodes.data import load_table
     from proofs.elgamal import keygen
@@ -233,50 +272,60 @@ def _verify_time(raw: str, reps: int) -> tuple[float, list[float]]:
     return statistics.median(times), times
 
 
-_MARKS = {"aggregate": "encrypt+prove", "decryption": "aggregate",
-          "endorsements": "decrypt", "certificate": "sign"}
+# the querier's progress message that opens each phase of QueryOutcome.timings
+_PHASE_OPENED_BY = {"query": "encrypt+prove", "aggregate": "aggregate",
+                    "decryption": "decrypt", "endorsements": "sign",
+                    "certificate": "certificate"}
 
 
-def run_query(q: Any, spec: Any, verify_reps: int) -> dict[str, Any]:
-    """One query through the cluster: querier phase timings, CPU seconds of the whole system
-    per phase (sampled at the querier's progress marks), certificate size, verification."""
-    marks: list[tuple[str, float, float]] = []
+def run_query(q: Any, spec: Any, roots: dict[str, int], verify_reps: int) -> dict[str, Any]:
+    """One query through the cluster: the querier's phase timings; CPU seconds per phase and
+    per party (sampled at the querier's progress marks); certificate size; verification."""
+    marks: list[tuple[str, dict[str, float]]] = []
 
     def progress(msg: str) -> None:
-        marks.append((msg, time.perf_counter(), cpu_tree()))
+        if msg in _PHASE_OPENED_BY:
+            marks.append((_PHASE_OPENED_BY[msg], cpu_snapshot(roots)))
 
     la = load_average()
-    t0, c0 = time.perf_counter(), cpu_tree()
+    t0 = time.perf_counter()
     out = q.run(spec, progress=progress)
     wall = time.perf_counter() - t0
-    c1 = cpu_tree()
-    cpu: dict[str, float] = {}
-    prev_name, prev_cpu = "encrypt+prove", c0
-    for msg, _, c in marks:
-        if msg in _MARKS:
-            cpu[prev_name] = round(c - prev_cpu, 2)
-            prev_cpu = c
-            prev_name = {"aggregate": "aggregate", "decryption": "decrypt",
-                         "endorsements": "sign", "certificate": "certificate"}[msg]
-    cpu[prev_name] = round(c1 - prev_cpu, 2)
+    marks.append(("end", cpu_snapshot(roots)))
+    per_phase: dict[str, dict[str, float]] = {}
+    for (name, before), (_, after) in zip(marks, marks[1:], strict=False):
+        per_phase[name] = {p: round(after[p] - before[p], 3) for p in roots}
+    cpu = {ph: round(sum(v.values()), 2) for ph, v in per_phase.items()}
+    # One machine per party: within a phase the providers (or the compute nodes) work in
+    # parallel, the querier and the ledger in between; estimate = sum over phases of
+    # (slowest provider or compute node) + querier + ledger.
+    crit: dict[str, float] = {}
+    for ph, v in per_phase.items():
+        workers = [c for p, c in v.items() if p not in ("querier", "ledger")]
+        crit[ph] = round(max(workers, default=0.0) + v["querier"] + v["ledger"], 3)
     raw = out.certificate.to_json()
     cv0 = cpu_tree()
     ver, all_ver = _verify_time(raw, verify_reps)
     verify_cpu = (cpu_tree() - cv0) / verify_reps
     cli = _verify_cli(raw, verify_reps)
     timings = {k: round(v, 3) for k, v in out.timings.items()}
-    # "result" = everything up to the decrypted totals (decode, the result entry, the owners'
+    # "result" = up to the decrypted totals (decode, the result entry, the owners'
     # endorsements and the certificate come after the numbers are known).
     to_result = sum(v for k, v in out.timings.items() if k not in ("sign", "certificate"))
+    crit_result = sum(v for k, v in crit.items() if k not in ("sign", "certificate"))
     return {
         "query_id": out.query_id,
         "providers": len(out.contributors),
         "phases_s": timings,
         "phases_cpu_s": cpu,
+        "phases_cpu_by_party_s": per_phase,
+        "phases_critical_path_cpu_s": crit,
         "result_s": round(to_result, 3),
+        "result_critical_path_cpu_s": round(crit_result, 3),
         "wall_s": round(wall, 3),
-        "cpu_s": round(c1 - c0, 2),
+        "cpu_s": round(sum(cpu.values()), 2),
         "load_average_before": la,
+        "load_average_after": load_average(),
         "certificate_bytes": len(raw.encode("utf-8")),
         "verify_s": round(ver, 3),
         "verify_runs_s": [round(v, 3) for v in all_ver],
@@ -293,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--providers", type=int, default=12)
     ap.add_argument("--compute", type=int, default=6)
     ap.add_argument("--max-rows", type=int, default=60_000)
-    ap.add_argument("--scale", type=int, default=1 << 12)
+    ap.add_argument("--scale", type=int, default=1 << 10)
     ap.add_argument("--verify-reps", type=int, default=3)
     ap.add_argument("--probe-reps", type=int, default=1)
     ap.add_argument("--no-irls", action="store_true")
@@ -310,11 +359,13 @@ def main(argv: list[str] | None = None) -> int:
         "bench": "drynx", "python": sys.version.split()[0], "cpus": os.cpu_count(),
         "machine": platform.machine(), "records": args.records, "providers": args.providers,
         "compute_nodes": args.compute, "features": N_FEATURES, "max_rows": args.max_rows,
-        "scale": args.scale, "seed": SEED, "drynx": DRYNX,
+        "scale": args.scale, "seed": SEED, "drynx": DRYNX, "load_average_start": load_average(),
     }
     t0 = time.perf_counter()
-    files = generate(base / "data", args.records, args.providers)
+    files, z, y = generate(base / "data", args.records, args.providers)
     res["generate_s"] = round(time.perf_counter() - t0, 2)
+    ref = plaintext_reference(z, y)
+    res["plaintext_reference"] = ref
     approx = QuerySpec.parse(spec_obj("logistic_approx", args.max_rows, args.scale))
     irls = QuerySpec.parse(spec_obj("logistic_irls", args.max_rows, args.scale))
     first = next(iter(files.values()))
@@ -328,26 +379,40 @@ def main(argv: list[str] | None = None) -> int:
         from nodes.demo import querier_for, start_cluster
 
         t0 = time.perf_counter()
+        c0 = cpu_tree()
         cluster = start_cluster(base / "cluster", {p: {"drynx": f} for p, f in files.items()},
                                 n_compute=args.compute)
         res["cluster_startup_s"] = round(time.perf_counter() - t0, 2)
+        res["cluster_startup_cpu_s"] = round(cpu_tree() - c0, 2)
+        roots = {"querier": os.getpid(), **{p: proc.pid for p, proc in cluster.procs.items()}}
         try:
             with querier_for(cluster) as q:
-                res["approx"] = run_query(q, approx, args.verify_reps)
+                res["approx"] = run_query(q, approx, roots, args.verify_reps)
                 if not args.no_irls:
-                    res["irls_round"] = run_query(q, irls, args.verify_reps)
+                    res["irls_round"] = run_query(q, irls, roots, args.verify_reps)
         finally:
             cluster.stop()
         a = res["approx"]
+        a["max_abs_coef_diff_vs_plaintext"] = _max_abs_diff(a["result"]["coef"], ref["approx"])
         res["ratios"] = {
-            "approx_result_vs_drynx": round(a["result_s"] / DRYNX["result_s"], 2),
+            "approx_result_wall_over_drynx": round(a["result_s"] / DRYNX["result_s"], 2),
+            "approx_result_critical_path_over_drynx": round(
+                a["result_critical_path_cpu_s"] / DRYNX["result_s"], 2),
             "approx_verify_speedup_vs_drynx": round(DRYNX["verify_s"] / a["verify_s"], 2),
+            "approx_verify_cli_speedup_vs_drynx": round(DRYNX["verify_s"] / a["verify_cli_s"],
+                                                        2),
+            "approx_verify_cpu_speedup_vs_drynx": round(DRYNX["verify_s"] / a["verify_cpu_s"],
+                                                        2),
             "verify_target_met": a["verify_s"] <= DRYNX["verify_s"] / 4,
             "result_target_met": a["result_s"] < 10.0,
         }
         if "irls_round" in res:
+            r = res["irls_round"]
+            r["max_abs_coef_diff_vs_plaintext"] = _max_abs_diff(r["result"]["coef"],
+                                                                ref["irls_round0"])
             res["ratios"]["irls_round_verify_speedup_vs_drynx"] = round(
-                DRYNX["verify_s"] / res["irls_round"]["verify_s"], 2)
+                DRYNX["verify_s"] / r["verify_s"], 2)
+    res["load_average_end"] = load_average()
     text = json.dumps(res, indent=2, sort_keys=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text + "\n", encoding="utf-8")

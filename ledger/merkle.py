@@ -214,8 +214,14 @@ def root_from_leaf_hashes(leaf_hashes: Sequence[bytes]) -> bytes:
     n = len(leaf_hashes)
     if n == 0:
         return EMPTY_ROOT
-    acc = _list_accessor(leaf_hashes)
-    return fold_subtrees([acc(lv, ix) for lv, ix in perfect_subtrees(0, n)])
+    parts = []
+    for level, index in perfect_subtrees(0, n):
+        row = list(leaf_hashes[index << level : (index + 1) << level])
+        while len(row) > 1:
+            it = iter(row)
+            row = [_sha256(NODE_PREFIX + a + b).digest() for a, b in zip(it, it, strict=True)]
+        parts.append(row[0])
+    return fold_subtrees(parts)
 
 
 def inclusion_proof(index: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:

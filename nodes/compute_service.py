@@ -16,6 +16,7 @@ repeated request returns the same log index and a restarted node resumes.
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
+from nodes.app import NotFoundError
 from nodes.app import create_app as create_base_app
 from nodes.auth import Authenticator, NonceStore
 from nodes.config import ComputeConfig
@@ -31,18 +33,31 @@ from nodes.keys import load_elgamal_share, load_identity_key
 from nodes.ledger_client import LedgerClient
 from nodes.ledger_service import witness_from_config, witness_router
 from nodes.peers import PartyDirectory
-from proofs.errors import PolicyError
+from proofs.errors import MalformedError, PolicyError
 from proofs.group import base_mul
 from proofs.vector import encrypt_vector_with_proof
 from protocol import entries, flow
-from verifier.checks import check_query, parse_entries
+from verifier.checks import QueryView, check_query, parse_entries
 
-__all__ = ["ComputeNode", "create_app", "MIN_PROVIDERS_FLOOR"]
+__all__ = ["ComputeNode", "create_app", "MIN_PROVIDERS_FLOOR", "query_view"]
 
 log = logging.getLogger("statledger.compute")
 
 #: A compute node never decrypts an aggregate of fewer providers, whatever the query says.
 MIN_PROVIDERS_FLOOR = 2
+
+
+_QUERY_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def query_view(ledger: LedgerClient, query_id: str) -> QueryView:
+    """The log's entries of ``query_id``: 400 for a malformed id, 404 for an unknown one."""
+    if not _QUERY_ID.fullmatch(query_id):
+        raise MalformedError("query_id: expected 64 lowercase hex digits (a sha256)")
+    view = parse_entries(ledger.query_entries(query_id))
+    if view.query is None:
+        raise NotFoundError(f"unknown query id {query_id} (no query entry on the log)")
+    return view
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS actions(
@@ -86,7 +101,7 @@ class ComputeNode:
             done = self._done(query_id, "noise")
             if done is not None:
                 return done
-            view = check_query(parse_entries(self.ledger.query_entries(query_id)), through=8)
+            view = check_query(query_view(self.ledger, query_id), through=8)
             spec = view.spec
             if spec is None:  # pragma: no cover - check_query sets it
                 raise PolicyError("no query")
@@ -114,7 +129,7 @@ class ComputeNode:
             done = self._done(query_id, "decrypt")
             if done is not None:
                 return done
-            view = parse_entries(self.ledger.query_entries(query_id))
+            view = query_view(self.ledger, query_id)
             for idx, d in view.decryptions:  # logged before a crash: resume
                 if d.node == self.party_id:
                     self._record(query_id, "decrypt", idx)

@@ -453,17 +453,29 @@ class LedgerNode:
 
         results = await asyncio.gather(
             *(ask(pid, w.url) for pid, w in self.config.witnesses.items()))
-        lines = [line for _, line, _ in results if line]
         failures = {pid: err for pid, _, err in results if err}
-        if lines:
-            cosigned = note + "".join(line if line.endswith("\n") else line + "\n"
-                                      for line in lines)
-            try:
-                self.store.add_cosignature(cosigned)
-            except (VerificationError, MalformedError, ProtocolError) as exc:
-                failures["(cosignatures)"] = str(exc)
+        cosigners: list[str] = []
+        for pid, line, _ in results:
+            if line is None:
+                continue
+            text = line if line.endswith("\n") else line + "\n"
+            try:  # each witness's line on its own: one bad witness cannot spoil the others
+                v = self.witness_verifiers.get(pid)
+                if v is None:
+                    raise PolicyError("no cosignature key configured for this witness")
+                cosigned = Note.parse(note + text)
+                mine = [sg for sg in cosigned.signatures
+                        if sg.name == v.name and sg.key_id == v.key_id]
+                if not mine:
+                    raise VerificationError("the cosignature is not from this witness's key",
+                                            step="cosignature", party=pid)
+                v.verify(cosigned.text.encode("utf-8"), mine[0].sig)
+                self.store.add_cosignature(note + text)
+                cosigners.append(pid)
+            except (VerificationError, MalformedError, ProtocolError, PolicyError) as exc:
+                failures[pid] = f"bad cosignature: {exc}"
         final = self.store.latest_checkpoint() or note
-        cosigners = sorted(pid for pid, line, _ in results if line)
+        cosigners.sort()
         return {"checkpoint": final, "size": size, "cosigners": cosigners,
                 "failures": failures,
                 "quorum_met": len(cosigners) >= self.config.witness_quorum}

@@ -31,6 +31,7 @@ from fastapi import Body, Depends, FastAPI
 from nodes.app import NotFoundError
 from nodes.app import create_app as create_base_app
 from nodes.auth import Authenticator, NonceStore
+from nodes.compute_service import query_view
 from nodes.config import ProviderConfig
 from nodes.data import Table, load_table
 from nodes.keys import load_identity_key
@@ -42,7 +43,7 @@ from protocol import entries, flow
 from protocol.dp import BudgetLedger
 from protocol.policy import ProviderPolicy
 from protocol.stats import get as get_statistic
-from verifier.checks import check_query, parse_entries
+from verifier.checks import check_query
 
 __all__ = ["ProviderNode", "create_app"]
 
@@ -120,7 +121,7 @@ class ProviderNode:
             done = self._done(query_id, "contribute")
             if done is not None:
                 return done
-            view = check_query(parse_entries(self.ledger.query_entries(query_id)), through=8)
+            view = check_query(query_view(self.ledger, query_id), through=8)
             spec = view.spec
             if spec is None or view.query is None:  # pragma: no cover - check_query sets them
                 raise PolicyError("no query")
@@ -163,7 +164,10 @@ class ProviderNode:
     def endorse(self, query_id: str) -> tuple[int, str]:
         with self._lock:
             done = self._done(query_id, "endorse")
-            view = check_query(parse_entries(self.ledger.query_entries(query_id)), through=14)
+            # Steps 5-14, except other owners' range proofs, which the compute nodes checked
+            # before decrypting and every verifier checks again (step 9).
+            view = check_query(query_view(self.ledger, query_id), through=14,
+                               verify_range_proofs=False)
             if view.result is None:  # pragma: no cover - step 14 requires it
                 raise PolicyError("no result")
             digest = entries.result_digest(view.result[2])

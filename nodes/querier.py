@@ -41,7 +41,7 @@ log = logging.getLogger("statledger.querier")
 Progress = Callable[[str], None]
 
 
-class QueryFailed(StatledgerError):
+class QueryFailed(StatledgerError):  # noqa: N818 - reads as a sentence: raise QueryFailed
     """The query could not complete; the message says at which step and why."""
 
 
@@ -141,7 +141,16 @@ class Querier:
             name = datasets if isinstance(datasets, str) else datasets.get(pid)
             return None if name is None else {"dataset": name}
 
-        ok, refusals = self._fan_out(self.providers, f"/v1/queries/{qid}/contribute", ds_body)
+        # Resuming a query whose aggregate is already logged: only the owners it lists are
+        # asked again (they answer with their logged submission); a late submission could
+        # never be part of the aggregate and would only make it disagree with the log.
+        targets = self.providers
+        prior = parse_entries(self.ledger.query_entries(qid))
+        if prior.aggregate is not None:
+            listed = set(prior.aggregate[1].submissions)
+            targets = {p: u for p, u in self.providers.items()
+                       if any(i in listed and s.provider == p for i, s in prior.submissions)}
+        ok, refusals = self._fan_out(targets, f"/v1/queries/{qid}/contribute", ds_body)
         if len(ok) < spec.min_providers:
             why = "; ".join(f"{p}: {r}" for p, r in sorted(refusals.items()))
             raise QueryFailed(f"contributions: {len(ok)} provider(s) answered, the query needs "

@@ -102,6 +102,7 @@ def _parallel() -> bool:
     except OSError:  # pragma: no cover - no load average on this platform
         return True
 
+
 _CTX: Any = None
 
 
@@ -358,7 +359,24 @@ def _points_msm(ks: Sequence[int], points: Sequence[Point]) -> Point:
 #: SHA-256 of ``G_0..G_{N-1} || H_0..H_{N-1}`` (65-byte uncompressed SEC1 each) for every
 #: power of two N: a disk-cached copy of the generators is used only if it hashes to this
 #: pinned value, so a tampered cache cannot plant generators with known relations.
-_GEN_DIGESTS: dict[int, str] = {}  # filled below
+_GEN_DIGESTS: dict[int, str] = {
+    1: "b4df7e68ed50b73dbca7c1bff9a7ca4765ec6af303c5cd178394dd2d08cd2f37",
+    2: "9727183007a528375b345630e6842d0ffda7eed69ac1a0d28d199ced4151580a",
+    4: "7c23bff51f77208543f457c1254c6a4610fc8c96b485c3d0b700babb3a68d17e",
+    8: "db40d6d9be2cc9d8a41762bfd6e8e884a344709dd500d084a70cbdf5cf1bbdef",
+    16: "c80c39f9fae5bf4c8673870cb41d38fecf6e29928fad828075402c16f1ede60e",
+    32: "c25e881b94bc9f266ccc078ec3f42a335527f4081df69ef5da22fe256d44efd7",
+    64: "17d26c06facfc679d3e431f0b32513c3e28befea9a5cb59ea5849ed75703fae8",
+    128: "96fba30f0c6f0b40031dbc9f391d7b67260dd06b3691d23802365631d97c1209",
+    256: "d2fb3603930ab9aec6b5457f6509a9be0b45a3f1353be61150dccf8e2a1da3aa",
+    512: "e6c3378d003dc32feb1bca115254592caa792132df9b866dd04d417f9200867b",
+    1024: "a14aa47f222c93c6d8b7a922a7b0d9f9b9be9998b9f79825715b0eeb054f3204",
+    2048: "30d3a46b109a525818fa64d2f0c831866767b41f43a52eecf254f44a8d4283e2",
+    4096: "4d2bd63e41cc415e48c7eec98cfbc513709086f5dd41471422fcb61bbde29d58",
+    8192: "3bb6e52eed04323837d3c7a8715d1f049589cb43000a3cf05aa131edc2d4e6f4",
+    16384: "dc832f7b4cea58b07922b8109231ed4b83ca1d502ab03cab2576c8f94316e916",
+    32768: "b2793696285dd5c56f11270193e1427de7a2fe7b3511adf7a2f18387d2c6e10d",
+}
 _GEN_CACHE_NAME = "range-generators-v1-{N}.bin"
 _UNCOMPRESSED = 65
 

@@ -179,7 +179,8 @@ def audit_log(
         for n, (q, rs) in enumerate(jobs, 1):
             r = check_one_query(q, rs)
             results.append(r)
-            say(f"  [{n}/{len(jobs)}] {q[:16]} {'ok' if r['valid'] else 'FAIL ' + str(r['reason'])}")
+            verdict = "ok" if r["valid"] else f"FAIL {r['reason']}"
+            say(f"  [{n}/{len(jobs)}] {q[:16]} {verdict}")
     if resume is not None:
         valid = {r["query_id"]: r["statistic"] for r in results if r["valid"]}
         resume.write_text(json.dumps({"log": log, "size": len(rows), "valid_queries": valid},

@@ -162,9 +162,9 @@ def _check_query_entry(view: QueryView) -> QuerySpec:
     for kind, items in (("submission", view.submissions), ("noise", view.noise),
                         ("decryption", view.decryptions), ("endorsement", view.endorsements)):
         for index, e in items:
-            if e.query_id != q.query_id:  # type: ignore[attr-defined]
+            if e.query_id != q.query_id:
                 raise _fail(8, f"{kind} entry {index} belongs to query "
-                               f"{e.query_id}", e.claimed_author())  # type: ignore[attr-defined]
+                               f"{e.query_id}", e.claimed_author())
     if view.aggregate is not None and view.aggregate[1].query_id != q.query_id:
         raise _fail(8, "the aggregate belongs to another query", q.querier)
     if view.result is not None and view.result[1].query_id != q.query_id:
@@ -182,12 +182,14 @@ def check_query(
     *,
     through: int = 15,
     on_step: StepHook | None = None,
-    verify_proofs: bool = True,
+    verify_range_proofs: bool = True,
 ) -> QueryView:
     """Run steps 6 and 8..``through`` on ``view`` (step 7 needs the checkpoint: see verify.py).
 
     ``on_step(n, detail)`` is called after each step passes.  Returns ``view`` with
-    ``totals`` and ``decoded`` filled in when steps 13/14 ran.
+    ``totals`` and ``decoded`` filled in when steps 13/14 ran.  ``verify_range_proofs=False``
+    skips only the range proofs of steps 9-10 (a data owner endorsing a result relies on the
+    compute nodes and every later verifier for them); every other check still runs.
     """
 
     def ok(step: int, detail: str) -> None:
@@ -224,9 +226,11 @@ def check_query(
         decoded[index] = (s.provider, ev, ranges)
         batch.append((X, ev, ranges, flow.submission_context(qid, s.provider)))
         parties.append(s.provider)
-    if verify_proofs and view.submissions:
+    if verify_range_proofs and view.submissions:
         _batch_verify(batch, parties, 9)
-    ok(9, f"{len(view.submissions)} submissions, every value proven in range")
+    ok(9, f"{len(view.submissions)} submissions"
+       + (", every value proven in range" if verify_range_proofs else
+          " (range proofs not re-checked here)"))
     if through <= 9:
         return view
 
@@ -253,7 +257,7 @@ def check_query(
         decoded[index] = (n.node, ev, noise_ranges)
         batch.append((X, ev, noise_ranges, flow.noise_context(qid, n.node)))
         parties.append(n.node)
-    if verify_proofs and batch:
+    if verify_range_proofs and batch:
         _batch_verify(batch, parties, 10)
     if noise_ranges is not None and view.aggregate is not None:
         missing = sorted(set(view.setup.compute) - nodes_seen)  # type: ignore[union-attr]
@@ -298,18 +302,17 @@ def check_query(
         by_node[d.node] = d
     shares_by_node = []
     for node, X_i in zip(view.setup.compute, keys, strict=True):  # type: ignore[union-attr]
-        d = by_node.get(node)
-        if d is None:
+        node_entry = by_node.get(node)
+        if node_entry is None:
             raise _fail(12, f"no decryption shares from {node}", node)
+        d = node_entry
         try:
             shares = d.share_points()
             proof = d.decode_proof()
         except MalformedError as exc:
             raise _fail(12, f"decryption entry: {exc}", node) from None
-        if verify_proofs:
-            flow.verify_decryption(X_i, recomputed, shares, proof,
-                                   flow.decryption_context(qid, node), party=node,
-                                   step="step 12")
+        flow.verify_decryption(X_i, recomputed, shares, proof,
+                               flow.decryption_context(qid, node), party=node, step="step 12")
         shares_by_node.append(shares)
     ok(12, f"{len(shares_by_node)} nodes' decryption shares proven (batched DLEQ)")
     if through <= 12:

@@ -106,3 +106,46 @@ def test_sigkill_mid_append(tmp_path: Path) -> None:
         start = last + 2
     final = LedgerStore(path, ORIGIN, SEED)
     assert replay(final).size == final.size() == len(log)
+
+
+BIG_CHILD = r"""
+import sys
+from ledger.store import LedgerStore
+s = LedgerStore(sys.argv[1], "ledger.example/crash", bytes(range(32)))
+s.append_many([("small", b"small %d" % i) for i in range(100)])
+s.sign_checkpoint()
+s._conn.execute("PRAGMA cache_size=50")  # small cache: the transaction spills into the WAL
+print("begin", flush=True)
+s.append_many([("big", b"big %d " % i + bytes(200)) for i in range(200_000)])
+print("done", flush=True)
+"""
+
+
+def test_sigkill_inside_one_large_transaction(tmp_path: Path) -> None:
+    """Killed while one 200,000-entry transaction is being written: none of it survives."""
+    path = tmp_path / "big.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BIG_CHILD, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "begin"
+    wal = path.with_name(path.name + "-wal")
+    deadline = time.monotonic() + 60
+    # wait until the open transaction has spilled > 2 MB of frames into the WAL
+    while wal.stat().st_size < 2_000_000 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.stdout.read() == ""  # it really was killed before the batch committed
+    assert wal.stat().st_size >= 2_000_000  # ... while writing it
+    s = LedgerStore(path, ORIGIN, SEED)
+    assert s.size() == 100
+    assert replay(s).size == 100
+    cp, _ = open_checkpoint(s.latest_checkpoint() or "", s.log_verifier)
+    assert cp.size == 100 and cp.root == s.root()
+    assert s.append("after", b"resumed") == 100
+    assert s.append_many([("big", b"big 0 " + bytes(200))]) == [101]
+    assert replay(s).size == 102

@@ -165,6 +165,28 @@ def test_witness_rejects_bad_requests(setup):
             assert 400 <= info.value.status < 500, (body, info.value)
 
 
+def test_forged_cosignature_is_blamed_on_its_witness(setup):
+    import secrets
+
+    from ledger.witness import CosignatureSigner
+
+    c, servers = setup
+    _checkpoint(c)
+    _, w = servers["compute-1"]
+    real = w.signer
+    w.signer = CosignatureSigner("compute-1", secrets.token_bytes(32))  # not the configured key
+    try:
+        with c.client("ledger", as_party="querier") as cl:
+            with pytest.raises(RemoteError) as info:
+                cl.post("/v1/checkpoint")
+    finally:
+        w.signer = real
+    body = info.value.body
+    assert info.value.status == 503
+    assert body["cosigners"] == ["compute-2"]
+    assert "not from this witness's key" in body["failures"]["compute-1"]
+
+
 def test_missing_witness_503_names_it(setup):
     c, servers = setup
     s, _ = servers["compute-2"]

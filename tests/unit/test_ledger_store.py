@@ -137,6 +137,10 @@ def _raw(tmp_path: Path) -> sqlite3.Connection:
         "UPDATE checkpoints SET size = 1",
         "DELETE FROM checkpoints",
         "UPDATE meta SET value = 'x'",
+        "DELETE FROM dedup",
+        "UPDATE dedup SET idx = 3",
+        "DELETE FROM dedup_mark",
+        "UPDATE dedup_mark SET upto = 0",
         "DELETE FROM meta",
         "INSERT INTO entries(idx, kind, data, leaf_hash, ts) VALUES (12, 'k', x'00', zeroblob(32), 0)",  # noqa: E501
         "INSERT INTO entries(idx, kind, data, leaf_hash, ts) VALUES (3, 'k', x'00', zeroblob(32), 0)",  # noqa: E501
@@ -144,7 +148,7 @@ def _raw(tmp_path: Path) -> sqlite3.Connection:
     ],
 )
 def test_database_refuses_rewrites(tmp_path: Path, sql: str) -> None:
-    s = _store(tmp_path)
+    s = _store(tmp_path, dedup_flush=4)
     s.append_many([("k", _data(i)) for i in range(10)])  # 10 leaves: one stored level-3 node
     s.sign_checkpoint()
     before = (s.root(), s.size())

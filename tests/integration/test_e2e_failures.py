@@ -1,0 +1,249 @@
+"""Failures on real processes (shared cluster :func:`e2e_cluster`):
+
+* a compute node killed mid-query (after the aggregate, before its decryption share): the
+  query fails naming the node, nothing half-written is on the log, and after a restart the
+  same query id resumes and completes without any owner spending its privacy budget twice;
+* a provider's out-of-range value or bad range proof: refused by the ledger at submission,
+  naming the provider (its honest twin is accepted);
+* a compute node's wrong decryption share: caught by the querier and by verification step
+  12, naming the node.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nodes.demo import PROVIDERS, querier_for
+from nodes.http import RemoteError
+from nodes.keys import load_elgamal_share
+from nodes.querier import QueryFailed
+from proofs.errors import VerificationError
+from proofs.group import G, Scalar, base_mul
+from proofs.vector import encrypt_vector_with_proof
+from protocol import entries, flow
+from protocol.dp import BudgetLedger
+from protocol.query import QuerySpec
+from protocol.stats import get as get_statistic
+from verifier.checks import check_query, parse_entries
+from verifier.verify import verify_certificate
+
+
+def _spec(**extra: Any) -> QuerySpec:
+    obj: dict[str, Any] = {"version": 1, "statistic": "mean", "columns": ["bmi"],
+                           "bounds": {"bmi": [15.0, 50.0]}, "max_rows": 1000}
+    obj.update(extra)
+    return QuerySpec.parse(obj)
+
+
+def _budget(cluster: Any, provider: str, dataset: str) -> BudgetLedger:
+    db = Path(cluster.layout.parties[provider].data_dir) / "state.sqlite"
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        row = con.execute("SELECT state FROM budgets WHERE dataset=?", (dataset,)).fetchone()
+    finally:
+        con.close()
+    assert row is not None, f"{provider} has no budget state for {dataset}"
+    return BudgetLedger.from_dict(json.loads(row[0]))
+
+
+@pytest.fixture(scope="module")
+def querier(e2e_cluster: Any) -> Any:
+    with querier_for(e2e_cluster) as q:
+        yield q
+
+
+# -- a compute node killed mid-query -------------------------------------------------------
+
+def test_compute_node_killed_mid_query_then_resumed(e2e_cluster: Any, querier: Any) -> None:
+    rho = Fraction(3, 5)
+    spec = QuerySpec.parse({
+        "version": 1, "statistic": "sum", "columns": ["bmi"], "bounds": {"bmi": [15, 50]},
+        "privacy": {"mechanism": "zcdp", "rho": float(rho)}, "max_rows": 1000})
+    qid = spec.query_id
+    killed: list[str] = []
+
+    def crash_before_decryption(step: str) -> None:
+        if step == "decryption" and not killed:
+            e2e_cluster.kill("compute-2")
+            killed.append("compute-2")
+
+    # hospital-d is down for the first attempt: the aggregate is of the other three
+    e2e_cluster.kill("hospital-d")
+    try:
+        with pytest.raises(QueryFailed, match=r"^decryption: .*compute-2") as failed:
+            querier.run(spec, datasets="diabetes", progress=crash_before_decryption)
+        assert killed == ["compute-2"]
+        assert "compute-1" not in str(failed.value) and "compute-3" not in str(failed.value)
+        # nothing half-written: the aggregate is logged once, no share from the dead node,
+        # no result, no endorsement
+        view = parse_entries(querier.ledger.query_entries(qid))
+        assert view.aggregate is not None
+        agg_index = view.aggregate[0]
+        assert sorted(d.node for _, d in view.decryptions) == ["compute-1", "compute-3"]
+        assert view.result is None and view.endorsements == []
+        assert len(view.submissions) == 3 and len(view.noise) == 3
+        check_query(view, through=11)  # what is on the log so far is all valid
+    finally:
+        e2e_cluster.restart("compute-2")
+        e2e_cluster.restart("hospital-d")
+
+    out = querier.run(spec, datasets="diabetes")  # same query id: resumes
+    assert out.query_id == qid
+    report = verify_certificate(out.certificate.to_json(), source="resumed")
+    assert report.valid, (report.step, report.reason, report.party)
+    view = parse_entries(querier.ledger.query_entries(qid))
+    assert view.aggregate is not None and view.aggregate[0] == agg_index  # reused, not re-sent
+    # the owner that came back late was not asked: its submission could not be aggregated
+    assert out.contributors == PROVIDERS[:3]
+    assert len(view.submissions) == 3 and len(view.noise) == 3
+    assert sorted(d.node for _, d in view.decryptions) == ["compute-1", "compute-2",
+                                                           "compute-3"]
+    assert len(view.endorsements) == 3
+    # each owner charged this query once, not once per attempt (hospital-d: never)
+    for p in PROVIDERS[:3]:
+        b = _budget(e2e_cluster, p, "diabetes")
+        assert b.charges == {qid: rho}, p
+        assert b.spent == rho
+    # the rest of the budget is what is left: a query asking for more is refused by all
+    over = QuerySpec.parse({**spec.to_json_obj(),
+                            "privacy": {"mechanism": "zcdp", "rho": 0.5}})
+    assert _budget(e2e_cluster, "hospital-a", "diabetes").remaining < Fraction(1, 2)
+    with pytest.raises(QueryFailed, match=r"contributions: 1 provider.*budget exceeded") as ei:
+        querier.run(over, datasets="diabetes")
+    for p in PROVIDERS[:3]:
+        assert f"{p}: " in str(ei.value)
+        assert _budget(e2e_cluster, p, "diabetes").spent == rho
+    assert _budget(e2e_cluster, "hospital-d", "diabetes").charges == {
+        over.query_id: Fraction(1, 2)}
+
+
+# -- a provider's forged submission --------------------------------------------------------
+
+def _post_as(cluster: Any, party: str, entry: Any) -> int:
+    signed = entries.sign(entry, cluster.signing_key(party))
+    with cluster.client("ledger", as_party=party) as c:
+        return int(c.post("/v1/entries", content=signed.to_bytes())["index"])
+
+
+@pytest.fixture(scope="module")
+def posted_query(e2e_cluster: Any, querier: Any) -> tuple[QuerySpec, Any]:
+    """A query entry on the log that no provider was asked to answer."""
+    spec = _spec(min_cell_size=7)
+    querier.ledger.append(entries.sign(entries.QueryEntry.for_spec(spec, "querier"),
+                                       e2e_cluster.signing_key("querier")))
+    view = parse_entries(querier.ledger.query_entries(spec.query_id))
+    assert view.setup is not None
+    return spec, view.setup.collective_point()
+
+
+def _forgeries(spec: QuerySpec, X: Any) -> dict[str, str]:
+    qid = spec.query_id
+    ranges = list(get_statistic(spec.statistic).layout(spec).ranges)  # [(0, n), (0, sum)]
+    ctx = flow.submission_context(qid, "hospital-a")
+    honest = [100, 100 * 30 * 65536]
+    wide = [ranges[0], (ranges[1][0], ranges[1][1] + 1)]
+    out_of_range = encrypt_vector_with_proof(X, [100, ranges[1][1] + 1], wide, ctx)
+    n_too_big = encrypt_vector_with_proof(
+        X, [ranges[0][1] + 1, honest[1]], [(0, ranges[0][1] + 1), ranges[1]], ctx)
+    other_party = encrypt_vector_with_proof(
+        X, honest, ranges, flow.submission_context(qid, "hospital-b"))
+    other_query = encrypt_vector_with_proof(
+        X, honest, ranges, flow.submission_context("cd" * 32, "hospital-a"))
+    wrong_key = encrypt_vector_with_proof(base_mul(Scalar(7)), honest, ranges, ctx)
+    good = encrypt_vector_with_proof(X, honest, ranges, ctx).to_bytes()
+    flipped = bytearray(good)
+    flipped[-5] ^= 0x01
+    mid = bytearray(good)
+    mid[len(good) // 2] ^= 0x80
+    return {
+        "out-of-range sum (proof for a wider range)": out_of_range.to_bytes().hex(),
+        "n above max_rows": n_too_big.to_bytes().hex(),
+        "proof bound to another provider": other_party.to_bytes().hex(),
+        "proof bound to another query": other_query.to_bytes().hex(),
+        "encrypted under another key": wrong_key.to_bytes().hex(),
+        "bit flip at the end": bytes(flipped).hex(),
+        "bit flip in the middle": bytes(mid).hex(),
+        "truncated": good[:-1].hex(),
+        "trailing garbage": (good + b"\x00").hex(),
+        "one byte": "00",
+    }
+
+
+def test_forged_submissions_refused_at_append_naming_the_provider(
+        e2e_cluster: Any, querier: Any, posted_query: tuple[QuerySpec, Any]) -> None:
+    spec, X = posted_query
+    qid = spec.query_id
+    for name, vector_hex in _forgeries(spec, X).items():
+        with pytest.raises(RemoteError) as ei:
+            _post_as(e2e_cluster, "hospital-a",
+                     entries.SubmissionEntry(qid, "hospital-a", vector_hex))
+        err = ei.value
+        assert err.status == 422, (name, err)
+        assert err.party == "hospital-a", (name, err.body)
+        assert "hospital-a" in err.reason, (name, err.reason)
+    # none of them reached the log
+    assert [k for _, k in _kinds(querier, qid)] == ["query"]
+    # the honest twin of the same submission is accepted
+    ranges = list(get_statistic(spec.statistic).layout(spec).ranges)
+    ev = encrypt_vector_with_proof(X, [100, 100 * 30 * 65536], ranges,
+                                   flow.submission_context(qid, "hospital-a"))
+    idx = _post_as(e2e_cluster, "hospital-a",
+                   entries.SubmissionEntry(qid, "hospital-a", ev.to_bytes().hex()))
+    assert _kinds(querier, qid)[-1] == (idx, "submission")
+    # a compute node's noise share for a query without DP is refused too, naming the node
+    with pytest.raises(RemoteError) as ei:
+        _post_as(e2e_cluster, "compute-1",
+                 entries.NoiseEntry(qid, "compute-1", ev.to_bytes().hex()))
+    assert ei.value.status == 422 and ei.value.party == "compute-1"
+    assert "compute-1" in ei.value.reason
+
+
+def _kinds(querier: Any, qid: str) -> list[tuple[int, str]]:
+    from protocol.entries import Entry
+
+    return [(i, Entry.from_bytes(d).KIND) for i, d in
+            querier.ledger.entries(querier.ledger.query_indices(qid))]
+
+
+# -- a compute node's wrong decryption share -----------------------------------------------
+
+def test_wrong_decryption_share_caught_and_named(e2e_cluster: Any, querier: Any) -> None:
+    spec = _spec(min_cell_size=8)
+    qid = spec.query_id
+    x1 = load_elgamal_share(Path(e2e_cluster.layout.parties["compute-1"].data_dir)
+                            / "elgamal.key")
+    X1 = base_mul(x1)
+
+    def forge_share(step: str) -> None:
+        if step != "decryption":
+            return
+        # compute-1 (its own key) logs a share that is off by G, before it is asked
+        view = parse_entries(querier.ledger.query_entries(qid))
+        assert view.aggregate is not None
+        cts = view.aggregate[1].decode_ciphertexts()
+        shares, proof = flow.make_decryption(x1, X1, cts, flow.decryption_context(qid,
+                                                                                 "compute-1"))
+        shares[0] = shares[0] + G
+        _post_as(e2e_cluster, "compute-1", entries.DecryptionEntry(
+            qid, "compute-1", tuple(s.to_bytes().hex() for s in shares),
+            proof.to_bytes().hex()))
+
+    with pytest.raises(QueryFailed, match=r"decryption: compute node compute-1 returned "
+                                          r"invalid decryption shares"):
+        querier.run(spec, datasets="diabetes", progress=forge_share)
+    view = parse_entries(querier.ledger.query_entries(qid))
+    assert view.result is None
+    with pytest.raises(VerificationError, match="decryption shares") as ei:
+        check_query(view, through=12)
+    assert ei.value.party == "compute-1" and ei.value.step == "step 12"
+    # the honest nodes' shares on the same log pass the same check
+    honest = parse_entries(querier.ledger.query_entries(qid))
+    honest.decryptions = [(i, d) for i, d in honest.decryptions if d.node != "compute-1"]
+    with pytest.raises(VerificationError, match="no decryption shares from compute-1"):
+        check_query(honest, through=12)

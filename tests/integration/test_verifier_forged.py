@@ -1,0 +1,457 @@
+"""Hand-made malicious certificates (issue 6, "Tests").
+
+The adversary holds every key of the cluster (tests/integration/forge.py), so signatures,
+inclusion proofs, the checkpoint and its cosignatures are all valid, and each certificate
+breaks exactly one rule.  Each must be rejected at the expected step of docs/verification.md,
+blaming the expected party.  The controls (a faithful rebuild, an honest re-issue) are
+accepted, so a rejection below is due to the one change, never to the forging machinery.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from forge import Adversary, Forgery
+
+from ledger.checkpoint import Checkpoint, open_checkpoint
+from ledger.note import Note, NoteSigner, NoteVerifier, Signature
+from ledger.witness import CosignatureSigner
+from proofs import sigma
+from proofs.group import G, Scalar
+from proofs.signatures import SigningKey
+from proofs.vector import LIMB_BITS, _encrypt, _layout
+from protocol import entries as E
+from protocol import flow
+from protocol.stats import get as get_statistic
+from verifier.report import Report
+from verifier.verify import TrustPolicy, verify_certificate
+
+CERTS = ["mean", "crosstab", "dp_sum"]
+
+
+@pytest.fixture(scope="module")
+def adversary(verifier_run: Any) -> Adversary:
+    return Adversary(verifier_run.base_dir, verifier_run.origin)
+
+
+@pytest.fixture
+def forgery(verifier_run: Any, adversary: Adversary) -> Callable[[str], Forgery]:
+    def make(name: str) -> Forgery:
+        return Forgery(adversary, verifier_run.cert(name))
+
+    return make
+
+
+def _check(raw: str, step: int, party: str | None, match: str,
+           trust: TrustPolicy | None = None) -> Report:
+    """Rejected at ``step``, blaming ``party``, for a reason matching ``match``."""
+    report = verify_certificate(raw, trust)
+    summary = f"valid={report.valid} step={report.step} party={report.party}: {report.reason}"
+    assert not report.valid, "forged certificate accepted"
+    assert re.search(match, report.reason or ""), summary
+    assert report.step == step, summary
+    assert report.party == party, summary
+    assert report.steps[-1].step == step and not report.steps[-1].ok, summary
+    # every step before the failing one passed, in order
+    assert [s.step for s in report.steps[:-1]] == sorted(s.step for s in report.steps[:-1])
+    assert all(s.ok for s in report.steps[:-1])
+    return report
+
+
+def _valid(raw: str, trust: TrustPolicy | None = None) -> Report:
+    report = verify_certificate(raw, trust)
+    assert report.valid, f"step {report.step}: {report.reason} (party {report.party})"
+    assert [s.step for s in report.steps] == list(range(1, 16))
+    return report
+
+
+# --------------------------------------------------------------------------------------
+# controls: the forging machinery itself produces valid certificates
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CERTS)
+def test_control_rebuilt_log_is_valid(forgery: Callable[[str], Forgery], name: str) -> None:
+    _valid(forgery(name).build())
+
+
+@pytest.mark.parametrize("name", CERTS)
+def test_control_reissued_downstream_is_valid(forgery: Callable[[str], Forgery],
+                                              name: str) -> None:
+    f = forgery(name)
+    f.reissue()
+    _valid(f.build())
+
+
+def test_originals_are_valid(verifier_run: Any) -> None:
+    for name, raw in verifier_run.certificates.items():
+        report = _valid(raw)
+        assert report.query_id == verifier_run.query_ids[name]
+
+
+# --------------------------------------------------------------------------------------
+# step 9: an out-of-range contribution with a forged proof
+# --------------------------------------------------------------------------------------
+
+
+def _out_of_range_vector(f: Forgery, provider: str, qid: str) -> str:
+    spec, _ = f.query()
+    ranges = list(get_statistic(spec.statistic).layout(spec).ranges)
+    _, setup = f.find("setup")
+    X = setup.collective_point()
+    rs, layout = _layout(ranges)
+    limbs: list[list[int]] = []
+    for j, (lo, hi) in enumerate(rs):
+        u = (hi - lo + 1) if j == 0 else 0  # entry 0 is hi + 1: one past its range
+        n = layout.n_limbs[j]
+        row = [(u >> (LIMB_BITS * i)) & 0xFFFF for i in range(n - 1)]
+        row.append(u >> (LIMB_BITS * (n - 1)))  # the top limb keeps the overflow
+        limbs.append(row)
+    ev = _encrypt(X, limbs, rs, layout, flow.submission_context(qid, provider))
+    return ev.to_bytes().hex()
+
+
+@pytest.mark.parametrize("name", ["mean", "dp_sum"])
+def test_out_of_range_contribution(forgery: Callable[[str], Forgery], name: str) -> None:
+    f = forgery(name)
+    spec, _ = f.query()
+    idx, sub = f.find("submission", provider="hospital-b")
+    vec = _out_of_range_vector(f, "hospital-b", spec.query_id)
+    f.resign(idx, E.SubmissionEntry(spec.query_id, "hospital-b", vec), "hospital-b")
+    f.reissue()  # the aggregate, decryption and result follow the forged submission
+    _check(f.build(), 9, "hospital-b", "range proof")
+
+
+# --------------------------------------------------------------------------------------
+# steps 12-15: decryption, totals, result, endorsements
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CERTS)
+def test_wrong_decryption_share(forgery: Callable[[str], Forgery], name: str) -> None:
+    f = forgery(name)
+
+    def bad(node: str, shares: list[Any]) -> list[Any]:
+        if node == "compute-2":
+            shares[-1] = shares[-1] + G
+        return shares
+
+    f.reissue(tamper_shares=bad)
+    _check(f.build(), 12, "compute-2", "decryption shares")
+
+
+@pytest.mark.parametrize("name", CERTS)
+def test_totals_off_by_one(forgery: Callable[[str], Forgery], name: str) -> None:
+    f = forgery(name)
+
+    def plus_one(totals: list[int]) -> list[int]:
+        totals[0] += 1
+        return totals
+
+    f.reissue(tamper_totals=plus_one)  # the result is decode(totals + 1): consistent
+    _check(f.build(), 13, "querier", "not the decryption")
+
+
+def _numbers(obj: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return []
+    if isinstance(obj, int | float):
+        return [path]
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+    return [p for k, v in items for p in _numbers(v, (*path, k))]
+
+
+def _set(obj: Any, path: tuple[Any, ...], fn: Callable[[Any], Any]) -> None:
+    for k in path[:-1]:
+        obj = obj[k]
+    obj[path[-1]] = fn(obj[path[-1]])
+
+
+@pytest.mark.parametrize("name", CERTS)
+def test_result_number_changed(forgery: Callable[[str], Forgery], name: str) -> None:
+    """Every number of the published result, changed one at a time, is caught at step 14."""
+    f0 = forgery(name)
+    _, res = f0.find("result")
+    paths = _numbers(res.result)
+    assert paths, "the result has numbers"
+    for path in paths:
+        f = forgery(name)
+
+        def change(result: dict[str, Any], path: tuple[Any, ...] = path) -> dict[str, Any]:
+            _set(result, path, lambda v: v + 1 if isinstance(v, int) else v * 1.001 + 0.001)
+            return result
+
+        f.reissue(tamper_result=change)
+        report = verify_certificate(f.build())
+        assert not report.valid and report.step == 14 and report.party == "querier", (
+            f"result{list(path)}: step {report.step}: {report.reason}")
+
+
+def test_missing_owner_endorsement(forgery: Callable[[str], Forgery]) -> None:
+    f = forgery("mean")
+    idx, _ = f.find("endorsement", provider="hospital-c")
+    f.drop(idx)
+    _check(f.build(), 15, "hospital-c", "no endorsement")
+
+
+def test_endorsement_of_another_result(forgery: Callable[[str], Forgery]) -> None:
+    f = forgery("mean")
+    idx, en = f.find("endorsement", provider="hospital-d")
+    f.resign(idx, E.EndorsementEntry(en.query_id, "hospital-d", "ab" * 32), "hospital-d")
+    _check(f.build(), 15, "hospital-d", "another result")
+
+
+# --------------------------------------------------------------------------------------
+# step 4: inclusion, and a checkpoint from a fork
+# --------------------------------------------------------------------------------------
+
+
+def test_entry_missing_from_the_log(forgery: Callable[[str], Forgery]) -> None:
+    """The certificate carries the result entry, the log holds something else there."""
+    f = forgery("mean")
+    ridx, _ = f.find("result")
+    f.log_overrides[ridx] = b"not the result"
+    _check(f.build(), 4, "ledger", "entry 19 is not in the log")
+
+
+def test_entry_beyond_the_checkpoint(forgery: Callable[[str], Forgery],
+                                     verifier_run: Any) -> None:
+    f = forgery("mean")
+    cert = json.loads(f.build())
+    extra = dict(cert["entries"][-1])
+    extra["index"] = f.size  # one past the signed tree
+    cert["entries"].append(extra)
+    _check(json.dumps(cert), 4, "ledger", "beyond the checkpoint")
+
+
+def test_checkpoint_from_a_fork(forgery: Callable[[str], Forgery],
+                                adversary: Adversary) -> None:
+    """Two checkpoints of the same size, both signed by the log key and cosigned, with
+    different roots: the certificate's proofs are for one tree, its checkpoint for the other."""
+    honest = forgery("crosstab")
+    fork = forgery("crosstab")
+    outside = next(i for i in range(fork.size) if i not in fork.items)
+    fork.log_overrides[outside] = b"a different history"
+    cp_fork = fork.sign_checkpoint(fork.checkpoint_body())
+    cp_honest = honest.sign_checkpoint(honest.checkpoint_body())
+    log_key = NoteVerifier.from_vkey(honest.log_key)
+    a, _ = open_checkpoint(cp_honest, log_key)
+    b, _ = open_checkpoint(cp_fork, log_key)
+    assert a.size == b.size and a.root != b.root
+    _valid(honest.build(checkpoint=cp_honest))
+    _check(honest.build(checkpoint=cp_fork), 4, "ledger", "not in the log")
+
+
+def test_real_certificate_with_a_forked_checkpoint(verifier_run: Any,
+                                                   adversary: Adversary) -> None:
+    """The real certificate, whose checkpoint is swapped for a validly signed and cosigned
+    one of the same size over another root."""
+    cert = json.loads(verifier_run.cert("mean"))
+    note = Note.parse(cert["checkpoint"])
+    cp = Checkpoint.parse(note.text)
+    forked = Checkpoint(cp.origin, cp.size, bytes(32 - 1) + b"\x01").body()
+    f = Forgery(adversary, verifier_run.cert("mean"))
+    cert["checkpoint"] = f.sign_checkpoint(forked)
+    _check(json.dumps(cert), 4, "ledger", "not in the log")
+
+
+# --------------------------------------------------------------------------------------
+# signatures by unregistered keys
+# --------------------------------------------------------------------------------------
+
+
+def _resign_with(f: Forgery, kind: str, match: dict[str, Any], key: SigningKey) -> None:
+    idx, e = f.find(kind, **match)
+    f.put(idx, E.sign(e, key))
+
+
+@pytest.mark.parametrize(("kind", "match", "step", "party"), [
+    ("query", {}, 8, "querier"),
+    ("submission", {"provider": "hospital-a"}, 9, "hospital-a"),
+    ("decryption", {"node": "compute-1"}, 12, "compute-1"),
+    ("result", {}, 13, "querier"),
+    ("endorsement", {"provider": "hospital-b"}, 15, "hospital-b"),
+])
+def test_signature_by_unregistered_key(forgery: Callable[[str], Forgery], kind: str,
+                                       match: dict[str, Any], step: int, party: str) -> None:
+    f = forgery("dp_sum")
+    _resign_with(f, kind, match, SigningKey.generate())
+    _check(f.build(), step, party, "signature does not verify")
+
+
+def test_noise_share_signed_by_unregistered_key(forgery: Callable[[str], Forgery]) -> None:
+    f = forgery("dp_sum")
+    _resign_with(f, "noise", {"node": "compute-3"}, SigningKey.generate())
+    _check(f.build(), 10, "compute-3", "noise entry: Ed25519 signature")
+
+
+def test_submission_by_unregistered_provider(forgery: Callable[[str], Forgery]) -> None:
+    f = forgery("mean")
+    idx, s = f.find("submission", provider="hospital-d")
+    stranger = E.SubmissionEntry(s.query_id, "hospital-z", s.vector)
+    f.put(idx, E.sign(stranger, SigningKey.generate()))
+    _check(f.build(), 9, "hospital-z", "not a registered party")
+
+
+def test_party_entry_signed_by_another_key(forgery: Callable[[str], Forgery]) -> None:
+    f = forgery("mean")
+    idx, p = f.find("party", party_id="hospital-a")
+    f.put(idx, E.sign(p, SigningKey.generate()))
+    _check(f.build(), 6, "hospital-a", "party entry: Ed25519 signature")
+
+
+# --------------------------------------------------------------------------------------
+# replay of another query's submission
+# --------------------------------------------------------------------------------------
+
+
+def test_replayed_submission_verbatim(forgery: Callable[[str], Forgery]) -> None:
+    """hospital-a's signed submission to ``mean_other`` presented in ``mean``."""
+    f = forgery("mean")
+    other = forgery("mean_other")
+    _, theirs = other.find("submission", provider="hospital-a")
+    idx, _ = f.find("submission", provider="hospital-a")
+    f.put(idx, theirs)
+    _check(f.build(), 8, "hospital-a", "belongs to query")
+
+
+def test_replayed_vector_resigned(forgery: Callable[[str], Forgery]) -> None:
+    """The same encrypted vector (same layout), re-wrapped for this query and signed again:
+    its range proof is bound to the other query id."""
+    f = forgery("mean")
+    other = forgery("mean_other")
+    _, theirs = other.find("submission", provider="hospital-a")
+    spec, _ = f.query()
+    idx, _ = f.find("submission", provider="hospital-a")
+    f.resign(idx, E.SubmissionEntry(spec.query_id, "hospital-a", theirs.vector), "hospital-a")
+    f.reissue()
+    _check(f.build(), 9, "hospital-a", "range proof")
+
+
+def test_submission_of_another_provider_copied(forgery: Callable[[str], Forgery]) -> None:
+    """hospital-b's vector, signed by hospital-c as its own: bound to hospital-b."""
+    f = forgery("mean")
+    _, b = f.find("submission", provider="hospital-b")
+    idx, _ = f.find("submission", provider="hospital-c")
+    f.resign(idx, E.SubmissionEntry(b.query_id, "hospital-c", b.vector), "hospital-c")
+    f.reissue()
+    _check(f.build(), 9, "hospital-c", "range proof")
+
+
+# --------------------------------------------------------------------------------------
+# step 6: compute keys without a valid proof of knowledge
+# --------------------------------------------------------------------------------------
+
+
+def test_pok_for_another_party(forgery: Callable[[str], Forgery],
+                               adversary: Adversary) -> None:
+    f = forgery("mean")
+    idx, p = f.find("party", party_id="compute-2")
+    x = adversary.share("compute-2")
+    pok = sigma.prove_schnorr(x, G * x, flow.keyreg_context("compute-1"))
+    f.resign(idx, E.PartyEntry("compute-2", "compute", p.sig_key, p.elgamal_key,
+                               pok.to_bytes().hex()), "compute-2")
+    _check(f.build(), 6, "compute-2", "proof of knowledge")
+
+
+def test_rogue_key(forgery: Callable[[str], Forgery], adversary: Adversary) -> None:
+    """compute-3 registers X_3' = Y - X_1 - X_2 for a Y it alone knows; the collective key is
+    then Y.  It cannot prove knowledge of log X_3': the proof it shows is for Y."""
+    f = forgery("mean")
+    y = Scalar.random()
+    Y = G * y
+    _, p1 = f.find("party", party_id="compute-1")
+    _, p2 = f.find("party", party_id="compute-2")
+    idx, p3 = f.find("party", party_id="compute-3")
+    rogue = Y - p1.elgamal_point() - p2.elgamal_point()
+    pok = sigma.prove_schnorr(y, Y, flow.keyreg_context("compute-3"))
+    f.resign(idx, E.PartyEntry("compute-3", "compute", p3.sig_key,
+                               rogue.to_bytes().hex(), pok.to_bytes().hex()), "compute-3")
+    sidx, setup = f.find("setup")
+    f.resign(sidx, E.SetupEntry(setup.cluster_id, setup.compute, Y.to_bytes().hex(),
+                                setup.witness_quorum), "ledger")
+    _check(f.build(), 6, "compute-3", "proof of knowledge")
+
+
+def test_collective_key_not_the_sum(forgery: Callable[[str], Forgery]) -> None:
+    f = forgery("mean")
+    sidx, setup = f.find("setup")
+    wrong = setup.collective_point() + G
+    f.resign(sidx, E.SetupEntry(setup.cluster_id, setup.compute, wrong.to_bytes().hex(),
+                                setup.witness_quorum), "ledger")
+    _check(f.build(), 6, "ledger", "collective_key")
+
+
+# --------------------------------------------------------------------------------------
+# step 7: the witness quorum; steps 2/3/6: the log key
+# --------------------------------------------------------------------------------------
+
+
+def test_fewer_cosignatures_than_quorum(forgery: Callable[[str], Forgery]) -> None:
+    f = forgery("mean")
+    _valid(f.build(cosigners=["compute-1", "compute-2", "compute-3"]))
+    _check(f.build(cosigners=["compute-1", "compute-3"]), 7, "ledger", "2 valid")
+    _check(f.build(cosigners=[]), 7, "ledger", "0 valid")
+
+
+def test_cosignature_by_unregistered_witness_key(forgery: Callable[[str], Forgery]) -> None:
+    f = forgery("mean")
+    impostor = CosignatureSigner("compute-3", SigningKey.generate().to_bytes())
+    body = f.checkpoint_body()
+    raw = f.build(cosigners=["compute-1", "compute-2"],
+                  extra=[impostor.cosign(body, 1_700_000_000)])
+    _check(raw, 7, "ledger", "2 valid")
+
+
+def test_invalid_cosignature_by_registered_witness(forgery: Callable[[str], Forgery],
+                                                   adversary: Adversary) -> None:
+    f = forgery("mean")
+    body = f.checkpoint_body()
+    good = adversary.witness("compute-2").cosign(body, 1_700_000_000)
+    bad = Signature(good.name, good.key_id, good.sig[:-1] + bytes([good.sig[-1] ^ 1]))
+    _check(f.build(cosigners=["compute-1", "compute-3"], extra=[bad]), 7, "compute-2",
+           "invalid cosignature")
+
+
+def test_whole_fake_log_under_another_key(forgery: Callable[[str], Forgery]) -> None:
+    """A self-consistent log signed by a key that is not the registered ledger's."""
+    f = forgery("mean")
+    fake = NoteSigner.generate(f.origin)
+    _check(f.build(log_signer=fake, log_key=fake.vkey()), 6, "ledger", "not the log key")
+
+
+def test_checkpoint_not_signed_by_the_log_key(forgery: Callable[[str], Forgery]) -> None:
+    f = forgery("mean")
+    fake = NoteSigner.generate(f.origin)
+    _check(f.build(log_signer=fake), 3, "ledger", "no signature from a known key")
+
+
+def _trust(f: Forgery, adversary: Adversary, *, log_key: str | None = None,
+           witnesses: list[str] | None = None, quorum: int = 3) -> TrustPolicy:
+    keys = witnesses if witnesses is not None else [
+        adversary.witness(w).vkey() for w in ("compute-1", "compute-2", "compute-3")]
+    obj = {"log_key": log_key or f.log_key, "witness_keys": keys, "quorum": quorum}
+    return TrustPolicy.parse(obj, "test-trust.json")
+
+
+def test_trust_file_pins_the_log(verifier_run: Any, adversary: Adversary,
+                                 tmp_path: Path) -> None:
+    f = Forgery(adversary, verifier_run.cert("mean"))
+    raw = verifier_run.cert("mean")
+    report = _valid(raw, _trust(f, adversary))
+    assert report.trust.startswith("pinned by")
+    other = NoteSigner.generate(f.origin).vkey()
+    _check(raw, 2, "ledger", "not the trusted one", _trust(f, adversary, log_key=other))
+    strangers = [CosignatureSigner(w, SigningKey.generate().to_bytes()).vkey()
+                 for w in ("compute-1", "compute-2", "compute-3")]
+    _check(raw, 7, "ledger", "0 valid", _trust(f, adversary, witnesses=strangers))
+    # two pinned witnesses with quorum 2: fine; quorum 3 of those two cannot be parsed
+    two = [adversary.witness(w).vkey() for w in ("compute-1", "compute-2")]
+    _valid(raw, _trust(f, adversary, witnesses=two, quorum=2))
+    with pytest.raises(Exception, match="quorum"):
+        _trust(f, adversary, witnesses=two, quorum=3)
