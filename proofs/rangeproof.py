@@ -37,6 +37,7 @@ import hashlib
 import logging
 import os
 import secrets
+import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -68,7 +69,7 @@ __all__ = [
 ]
 
 LIMB_BITS = 16
-MAX_BITS = 64
+MAX_BITS = 128  # values up to 2^128: sums of 2^20 providers stay far below the group order
 PROOF_LABEL = b"statledger/range/bulletproofs-agg+link/v1"
 _LABEL_GVEC = b"statledger/range/v1/G"
 _LABEL_HVEC = b"statledger/range/v1/H"
@@ -453,8 +454,15 @@ class _Gens:
         self.gvec: Any = None
         self.hvec: Any = None
         self.Q: Point | None = None
+        self._lock = threading.Lock()
 
     def get(self, N: int) -> tuple[Any, Any, Point]:
+        if self.Q is not None and N <= self.n:
+            return self.gvec, self.hvec, self.Q
+        with self._lock:  # one derivation even when server threads ask at once
+            return self._grow(N)
+
+    def _grow(self, N: int) -> tuple[Any, Any, Point]:
         if self.Q is None:
             self.Q = generator(_LABEL_Q)
         if N > self.n:
@@ -686,22 +694,25 @@ def _sum_one(layout: RangeLayout, y: int) -> int:
 
 
 _POOL: ProcessPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 
 
 def _pool() -> ProcessPoolExecutor:
     """One persistent helper process (the calling process does the other half of the work)."""
     global _POOL
-    if _POOL is None:
-        _POOL = ProcessPoolExecutor(max_workers=1)
-    return _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ProcessPoolExecutor(max_workers=1)
+        return _POOL
 
 
 def shutdown_pool() -> None:
     """Stop the helper process started by large proofs (also done at interpreter exit)."""
     global _POOL
-    if _POOL is not None:
-        _POOL.shutdown(wait=True)
-    _POOL = None
+    with _POOL_LOCK:
+        if _POOL is not None:
+            _POOL.shutdown(wait=True)
+        _POOL = None
 
 
 def _raw_bytes(pk: Any | None) -> bytes:

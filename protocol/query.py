@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from proofs.errors import MalformedError, StatledgerError
+from proofs.rangeproof import MAX_BITS as RANGE_PROOF_MAX_BITS
 from protocol.canonical import canonical_bytes, check_json_value, parse_json, sha256_hex
 from protocol.fixedpoint import DEFAULT_SCALE, MAX_FIXED, check_scale
 
@@ -43,8 +44,9 @@ __all__ = [
 
 #: Largest encoded vector a query may declare.
 MAX_ENTRIES = 1 << 16
-#: Largest width (bits of ``hi - lo``) of one declared entry range.
-MAX_ENTRY_BITS = 128
+#: Largest width (bits of ``hi - lo``) of one declared entry range: what the range proofs
+#: can prove (:data:`proofs.rangeproof.MAX_BITS`).
+MAX_ENTRY_BITS = RANGE_PROOF_MAX_BITS
 #: Largest number of declared categories of one column.
 MAX_CATEGORIES = 1024
 DEFAULT_MIN_CELL_SIZE = 5

@@ -82,10 +82,10 @@ def test_n_limbs_and_layout() -> None:
     # 8 bits; 4 bits + 4-bit upper segment; 1 bit + 1-bit upper segment
     assert lay.segments == ((8, 0, 0), (4, 1, 0), (4, 1, -1), (1, 2, 0), (1, 2, -1))
     assert (lay.total_bits, lay.N, lay.rounds) == (18, 32, 5)
-    for bad in ([], [-1], [2**64], [True]):
+    for bad in ([], [-1], [2**rp.MAX_BITS], [True]):
         with pytest.raises(MalformedError):
             rp.RangeLayout.from_spans(bad)
-    for bad_ranges in ([], [(3, 2)], [(0, 2**64)], [(0,)], [(0.0, 1)]):
+    for bad_ranges in ([], [(3, 2)], [(0, 2**rp.MAX_BITS)], [(0,)], [(0.0, 1)]):
         with pytest.raises(MalformedError):
             V.EncryptedVector.encoded_size(bad_ranges)
 
@@ -455,3 +455,23 @@ def test_generator_cache_pinned(tmp_path, monkeypatch) -> None:
     path.write_bytes(b"short")
     assert rp._load_cached_generators(64) is None
     assert rp._load_cached_generators(3) is None  # not a pinned size
+
+
+def test_generators_threadsafe(tmp_path, monkeypatch) -> None:
+    import threading
+
+    monkeypatch.setenv("STATLEDGER_CACHE", str(tmp_path))
+    gens = rp._Gens()
+    out: list[bytes] = []
+
+    def grab() -> None:
+        g, h, _ = gens.get(32)
+        out.append(rp._generator_bytes(g, h, 32))
+
+    threads = [threading.Thread(target=grab) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(out) == 4 and len(set(out)) == 1
+    assert gens.n == 32
