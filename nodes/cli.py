@@ -69,10 +69,14 @@ def demo(
 @app.command()
 def run(
     query: Annotated[Path, typer.Argument(help="query spec (JSON)")],
-    data: Annotated[list[Path], typer.Option("--data", help="one CSV per provider")],
+    data: Annotated[list[Path], typer.Option(
+        "--data", help="one CSV per provider: --data A.csv B.csv or --data A.csv --data B.csv")],
+    more: Annotated[list[Path] | None, typer.Argument(
+        help="more CSV files (the ones listed after --data A.csv)", show_default=False)] = None,
     out: Annotated[Path | None, typer.Option(help="write the certificate here")] = None,
 ) -> None:
     """Run one query on an ephemeral local cluster with one provider per CSV file."""
+    data = [*data, *(more or [])]
     from nodes.demo import querier_for, start_cluster
     from nodes.querier import run_rounds
     from protocol.query import QuerySpec

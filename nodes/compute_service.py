@@ -9,8 +9,10 @@ Routes (``auth`` = signed request from a registered querier)::
 
 Before decrypting, the node re-runs verification steps 5-11 on the log (every submission's
 range proof, the aggregate recomputed, at least ``min_providers`` providers and never fewer
-than two): it never decrypts a single submission.  Its actions are recorded in SQLite, so a
-repeated request returns the same log index and a restarted node resumes.
+than two): it never decrypts a single submission, and never under a key share other than
+the one it registered.  A malformed query id answers 400, an unknown one 404.  Its actions
+are recorded in SQLite, so a repeated request returns the same log index and a restarted
+node resumes.
 """
 
 from __future__ import annotations
@@ -141,6 +143,12 @@ class ComputeNode:
                     f"{len(view.submissions)} provider(s): at least {MIN_PROVIDERS_FLOOR}")
             if self.party_id not in view.setup.compute:  # type: ignore[union-attr]
                 raise PolicyError(f"{self.party_id} is not a compute node of this cluster")
+            if view.parties[self.party_id].elgamal_point() != self.X:
+                # a replaced or restored-wrong key file: shares under it could never verify
+                # and would block the query for good once logged
+                raise PolicyError(
+                    f"{self.party_id}: its key share does not match the key it registered "
+                    "on the log; refusing to decrypt (see docs/deployment.md, key rotation)")
             if view.aggregate is None:  # pragma: no cover - step 11 requires it
                 raise PolicyError("no aggregate")
             cts = view.aggregate[1].decode_ciphertexts()

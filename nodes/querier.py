@@ -113,10 +113,30 @@ class Querier:
         datasets: Mapping[str, str] | str | None = None,
         progress: Progress | None = None,
     ) -> QueryOutcome:
-        """Run one query end to end; raises :class:`QueryFailed` naming the step and party."""
+        """Run one query end to end; raises :class:`QueryFailed` naming the step and party.
+
+        Re-running a query id that failed part-way resumes it from what the log holds.
+        """
+        step = ["query"]
+
+        def say(msg: str) -> None:
+            step[0] = msg
+            if progress is not None:
+                progress(msg)
+
+        try:
+            return self._run(spec, datasets, say)
+        except RemoteError as exc:  # the ledger failed (fan-outs report their own parties)
+            raise QueryFailed(f"{step[0]}: ledger: {exc}") from None
+
+    def _run(
+        self,
+        spec: QuerySpec,
+        datasets: Mapping[str, str] | str | None,
+        say: Progress,
+    ) -> QueryOutcome:
         import time
 
-        say = progress or (lambda _msg: None)
         timings: dict[str, float] = {}
         t = time.perf_counter()
 

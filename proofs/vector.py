@@ -202,13 +202,21 @@ def _encrypt(
     blinds = [[_rand_scalar() for _ in row] for row in limb_values]
     rands = [[_rand_scalar() for _ in row] for row in limb_values]
     enc_vals = limb_values if ct_values is None else ct_values
+    # m*G is shared by the ciphertext and the commitment (one base multiplication per limb
+    # saved); the limb values are small, signed only through the test hook.
+    mG = [[base_mul(Scalar.reduce(m)) for m in row] for row in limb_values]
     cts = tuple(
-        tuple(encrypt(X, m, Scalar(r)) for m, r in zip(mrow, rrow, strict=True))
-        for mrow, rrow in zip(enc_vals, rands, strict=True)
+        tuple(
+            Ciphertext(base_mul(Scalar(r)), M + X * Scalar(r))
+            if ct_values is None
+            else encrypt(X, m, Scalar(r))
+            for M, m, r in zip(mrow, erow, rrow, strict=True)
+        )
+        for mrow, erow, rrow in zip(mG, enc_vals, rands, strict=True)
     )
     coms = tuple(
-        tuple(base_mul(Scalar.reduce(m)) + H * Scalar(s) for m, s in zip(mrow, srow, strict=True))
-        for mrow, srow in zip(limb_values, blinds, strict=True)
+        tuple(M + H * Scalar(s) for M, s in zip(mrow, srow, strict=True))
+        for mrow, srow in zip(mG, blinds, strict=True)
     )
     t = _statement(X, ranges, cts, coms, context)
     proof = prove_range_and_link(t, X, layout, limb_values, blinds, rands)

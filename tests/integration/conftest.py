@@ -139,3 +139,16 @@ def e2e_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def e2e_querier(e2e_cluster: Any) -> Iterator[Any]:
+    """The querier of :func:`e2e_cluster` with a bounded HTTP timeout (a hung party fails the
+    test instead of stalling the session).  Used by tests/integration/test_e2e_*.py."""
+    from nodes.querier import Querier
+
+    layout = e2e_cluster.layout
+    with Querier("querier", e2e_cluster.signing_key("querier"), e2e_cluster.url("ledger"),
+                 {p.party_id: p.url for p in layout.compute},
+                 {p.party_id: p.url for p in layout.providers}, timeout=120.0) as q:
+        yield q

@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
-from nodes.demo import PROVIDERS, querier_for
+from nodes.demo import PROVIDERS
 from nodes.http import RemoteError
 from nodes.keys import load_elgamal_share
 from nodes.querier import QueryFailed
 from proofs.errors import VerificationError
 from proofs.group import G, Scalar, base_mul
-from proofs.vector import encrypt_vector_with_proof
+from proofs.vector import EncryptedVector, encrypt_vector_with_proof
 from protocol import entries, flow
 from protocol.dp import BudgetLedger
 from protocol.query import QuerySpec
@@ -53,9 +53,8 @@ def _budget(cluster: Any, provider: str, dataset: str) -> BudgetLedger:
 
 
 @pytest.fixture(scope="module")
-def querier(e2e_cluster: Any) -> Any:
-    with querier_for(e2e_cluster) as q:
-        yield q
+def querier(e2e_querier: Any) -> Any:
+    return e2e_querier
 
 
 # -- a compute node killed mid-query -------------------------------------------------------
@@ -247,3 +246,96 @@ def test_wrong_decryption_share_caught_and_named(e2e_cluster: Any, querier: Any)
     honest.decryptions = [(i, d) for i, d in honest.decryptions if d.node != "compute-1"]
     with pytest.raises(VerificationError, match="no decryption shares from compute-1"):
         check_query(honest, through=12)
+
+
+def test_compute_node_with_a_wrong_key_share_refuses_then_recovers(
+        e2e_cluster: Any, querier: Any, tmp_path: Path) -> None:
+    """compute-3 restarted with another key file: it refuses to decrypt (its shares could
+    never verify) and is named; nothing of it is logged; with its own key back the same
+    query id completes."""
+    from nodes.keys import load_or_create_elgamal_share
+
+    spec = _spec(min_cell_size=9)
+    key = Path(e2e_cluster.layout.parties["compute-3"].data_dir) / "elgamal.key"
+    original = key.read_bytes()
+    load_or_create_elgamal_share(tmp_path / "other.key")
+    try:
+        key.write_bytes((tmp_path / "other.key").read_bytes())  # keeps the file's 0600
+        e2e_cluster.restart("compute-3")
+        with pytest.raises(QueryFailed, match=r"^decryption: compute-3: .*compute-3: its key "
+                                              r"share does not match") as ei:
+            querier.run(spec, datasets="diabetes")
+        assert "compute-1" not in str(ei.value) and "compute-2" not in str(ei.value)
+        view = parse_entries(querier.ledger.query_entries(spec.query_id))
+        assert sorted(d.node for _, d in view.decryptions) == ["compute-1", "compute-2"]
+        assert view.result is None
+    finally:
+        key.write_bytes(original)
+        e2e_cluster.restart("compute-3")
+    out = querier.run(spec, datasets="diabetes")
+    report = verify_certificate(out.certificate.to_json(), source="recovered")
+    assert report.valid, (report.step, report.reason, report.party)
+
+
+def test_out_of_range_noise_share_refused_naming_the_node(e2e_cluster: Any,
+                                                          querier: Any) -> None:
+    """A DP query's noise share beyond its public bound B (with a proof for a wider range)
+    is refused at append naming the compute node; the honest share is accepted."""
+    spec = QuerySpec.parse({
+        "version": 1, "statistic": "sum", "columns": ["bmi"], "bounds": {"bmi": [15, 50]},
+        "privacy": {"mechanism": "zcdp", "rho": 0.25}, "max_rows": 1000})
+    qid = spec.query_id
+    querier.ledger.append(entries.sign(entries.QueryEntry.for_spec(spec, "querier"),
+                                       e2e_cluster.signing_key("querier")))
+    view = parse_entries(querier.ledger.query_entries(qid))
+    assert view.setup is not None
+    X = view.setup.collective_point()
+    plan = flow.noise_plan(spec, 3)
+    assert plan is not None
+    ranges = plan.ranges()
+    ctx = flow.noise_context(qid, "compute-1")
+    b = plan.bound
+    wide = [(-b - 1, b + 1)] * len(ranges)
+    over = encrypt_vector_with_proof(X, [b + 1] * len(ranges), wide, ctx)
+    under = encrypt_vector_with_proof(X, [-b - 1] * len(ranges), wide, ctx)
+    for ev in (over, under):
+        assert EncryptedVector.encoded_size(wide) == EncryptedVector.encoded_size(ranges)
+        with pytest.raises(RemoteError) as ei:
+            _post_as(e2e_cluster, "compute-1",
+                     entries.NoiseEntry(qid, "compute-1", ev.to_bytes().hex()))
+        assert ei.value.status == 422 and ei.value.party == "compute-1"
+        assert "compute-1" in ei.value.reason
+    assert [k for _, k in _kinds(querier, qid)] == ["query"]
+    honest = encrypt_vector_with_proof(X, plan.sample_share(), ranges, ctx)
+    idx = _post_as(e2e_cluster, "compute-1",
+                   entries.NoiseEntry(qid, "compute-1", honest.to_bytes().hex()))
+    assert _kinds(querier, qid)[-1] == (idx, "noise")
+
+
+def test_ledger_killed_mid_query_then_resumed(e2e_cluster: Any, querier: Any) -> None:
+    """The ledger dies after the contributions: the query fails naming the step and the
+    ledger; after a restart (state from its SQLite) the same query id completes, every
+    entry logged exactly once."""
+    spec = _spec(min_cell_size=10)
+    qid = spec.query_id
+    killed: list[str] = []
+
+    def crash_ledger(step: str) -> None:
+        if step == "aggregate" and not killed:
+            e2e_cluster.kill("ledger")
+            killed.append("ledger")
+
+    try:
+        with pytest.raises(QueryFailed, match=r"^aggregate: ledger: .*cannot connect"):
+            querier.run(spec, datasets="diabetes", progress=crash_ledger)
+        assert killed == ["ledger"]
+    finally:
+        e2e_cluster.restart("ledger")
+    kinds = [k for _, k in _kinds(querier, qid)]
+    assert kinds == ["query"] + ["submission"] * 4
+    out = querier.run(spec, datasets="diabetes")
+    report = verify_certificate(out.certificate.to_json(), source="after ledger restart")
+    assert report.valid, (report.step, report.reason, report.party)
+    kinds = [k for _, k in _kinds(querier, qid)]
+    assert sorted(kinds) == sorted(["query", "aggregate", "result"] + ["submission"] * 4
+                                   + ["decryption"] * 3 + ["endorsement"] * 4)

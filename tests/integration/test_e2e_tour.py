@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from nodes.data import load_table
-from nodes.demo import TOUR, provider_datasets, querier_for
+from nodes.demo import TOUR, provider_datasets
 from nodes.querier import QueryOutcome
 from protocol.query import QuerySpec
 from protocol.stats import get as get_statistic
@@ -54,9 +54,8 @@ def _check_outcome(out: QueryOutcome, spec: QuerySpec, dataset: str) -> Mapping[
 
 
 @pytest.fixture(scope="module")
-def querier(e2e_cluster: Any) -> Any:
-    with querier_for(e2e_cluster) as q:
-        yield q
+def querier(e2e_querier: Any) -> Any:
+    return e2e_querier
 
 
 def test_mean(querier: Any) -> None:
@@ -140,3 +139,18 @@ def test_crosstab(querier: Any) -> None:
         assert count == [int(np.sum(sel))]
         assert mean[0] == pytest.approx(float(np.mean(np.clip(cols["time"][sel], 0, 80))),
                                         rel=1e-6)
+
+
+def test_no_party_logged_an_internal_error(e2e_cluster: Any) -> None:
+    """Runs last in this file: after the tour (and, in a full run, the failure and bad-input
+    tests on the same cluster) every party is alive and none answered a 500."""
+    import httpx
+
+    for pid, info in e2e_cluster.layout.parties.items():
+        if not info.serves:
+            continue
+        assert e2e_cluster.alive(pid), pid
+        assert httpx.get(info.url + "/v1/health", timeout=10).status_code == 200
+        with open(info.log_path, encoding="utf-8", errors="replace") as f:
+            log = f.read()
+        assert "internal error" not in log, (pid, log[-3000:])

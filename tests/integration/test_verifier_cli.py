@@ -1,0 +1,378 @@
+"""``statledger verify`` and ``statledger audit`` on real and broken inputs (issue 6).
+
+Exit codes: 0 all valid, 1 some invalid, 2 not a certificate at all -- always with a
+message, never a traceback.  ``--json`` prints one object per file.  ``audit`` replays the
+real ledger's SQLite file (passes) and a tampered copy (fails).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from forge import Adversary, Forgery
+from typer.testing import CliRunner
+
+from ledger.note import NoteSigner
+from nodes.cli import app
+from protocol import entries as E
+
+JSON_KEYS = {"file", "valid", "step", "reason", "party", "steps"}
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    """Run the CLI in-process; stdout+stderr, exit code; fails on any uncaught exception."""
+    result = CliRunner().invoke(app, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"uncaught {result.exception!r}\n{result.output}")
+    out = result.output + (result.stderr if result.stderr_bytes is not None else "")
+    assert "Traceback" not in out, out
+    return result.exit_code, out
+
+
+def _subprocess(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real console entry point in a fresh interpreter."""
+    return subprocess.run(  # noqa: S603 -- fixed argv
+        [sys.executable, "-m", "nodes.cli", *args], capture_output=True, text=True,
+        timeout=300, check=False)
+
+
+def _json_lines(out: str) -> list[dict[str, Any]]:
+    objs = []
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            objs.append(json.loads(line))
+    return objs
+
+
+@pytest.fixture(scope="module")
+def certs(verifier_run: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Certificate files: the real ones, a forged-invalid one and malformed ones."""
+    d = tmp_path_factory.mktemp("cli-certs")
+    out: dict[str, Path] = {}
+    for name, raw in verifier_run.certificates.items():
+        out[name] = d / f"{name}.json"
+        out[name].write_text(raw, encoding="utf-8")
+    doc = json.loads(verifier_run.cert("mean"))
+    doc["entries"][3]["proof"][0] = "00" * 32
+    out["not_in_log"] = d / "not_in_log.json"
+    out["not_in_log"].write_text(json.dumps(doc), encoding="utf-8")
+    return out
+
+
+def _write(tmp: Path, name: str, data: bytes | str) -> Path:
+    p = tmp / name
+    p.write_bytes(data.encode() if isinstance(data, str) else data)
+    return p
+
+
+# --------------------------------------------------------------------------------------
+# verify: valid / invalid
+# --------------------------------------------------------------------------------------
+
+
+def test_verify_valid_human(certs: dict[str, Path]) -> None:
+    code, out = _cli("verify", str(certs["mean"]))
+    assert code == 0, out
+    assert "VALID" in out and "INVALID" not in out
+    assert "self-asserted" in out  # says which trust policy was used
+    for n in range(1, 16):
+        assert f"({n:>2}) ok" in out
+
+
+def test_verify_json_shape(certs: dict[str, Path]) -> None:
+    code, out = _cli("verify", "--json", str(certs["mean"]), str(certs["not_in_log"]))
+    assert code == 1, out
+    objs = _json_lines(out)
+    assert len(objs) == 2
+    good, bad = objs
+    for o in objs:
+        assert JSON_KEYS <= set(o), o
+        assert isinstance(o["steps"], list)
+        for s in o["steps"]:
+            assert {"step", "title", "ok", "detail"} <= set(s)
+    assert good["valid"] is True and good["step"] is None and good["reason"] is None
+    assert [s["step"] for s in good["steps"]] == list(range(1, 16))
+    assert good["file"] == str(certs["mean"])
+    assert bad["valid"] is False and bad["step"] == 4 and bad["party"] == "ledger"
+    assert "not in the log" in bad["reason"]
+    assert bad["steps"][-1] == {"step": 4, "title": bad["steps"][-1]["title"], "ok": False,
+                                "detail": bad["reason"]}
+
+
+def test_verify_invalid_human(certs: dict[str, Path]) -> None:
+    code, out = _cli("verify", str(certs["not_in_log"]))
+    assert code == 1
+    assert "INVALID" in out and "step 4 failed" in out and "blamed: ledger" in out
+
+
+def test_verify_all_real_certificates_subprocess(certs: dict[str, Path]) -> None:
+    files = [str(certs[n]) for n in ("mean", "mean_other", "crosstab", "dp_sum")]
+    proc = _subprocess("verify", "--json", *files)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    objs = _json_lines(proc.stdout)
+    assert [o["valid"] for o in objs] == [True] * 4
+    assert "Traceback" not in proc.stderr
+
+
+# --------------------------------------------------------------------------------------
+# verify: not a certificate -> exit 2 with a message, never a traceback
+# --------------------------------------------------------------------------------------
+
+
+def _malformed_inputs(verifier_run: Any) -> dict[str, bytes]:
+    raw = verifier_run.cert("mean")
+    doc = json.loads(raw)
+
+    def variant(fn: Any) -> bytes:
+        d = json.loads(raw)
+        fn(d)
+        return json.dumps(d).encode()
+
+    deep = b"[" * 100_000 + b"]" * 100_000
+    return {
+        "truncated": raw.encode()[: len(raw) // 2],
+        "truncated-1": raw.encode()[:-3],
+        "empty": b"",
+        "binary": bytes(range(256)) * 4,
+        "not-utf8": b'{"format": "\xff"}',
+        "list": b"[1, 2, 3]",
+        "string": b'"statledger-certificate/v1"',
+        "deep-nesting": deep,
+        "nan": raw.replace('"index": 0', '"index": NaN', 1).encode(),
+        "duplicate-key": raw.replace('"format"', '"format": "x", "format"', 1).encode(),
+        "wrong-format": variant(lambda d: d.update(format="statledger-certificate/v2")),
+        "missing-key": variant(lambda d: d.pop("log_key")),
+        "extra-key": variant(lambda d: d.update(note="hi")),
+        "entries-not-list": variant(lambda d: d.update(entries="x")),
+        "entries-empty": variant(lambda d: d.update(entries=[])),
+        "entry-not-object": variant(lambda d: d["entries"].__setitem__(0, 5)),
+        "index-as-string": variant(lambda d: d["entries"][0].update(index="0")),
+        "index-float": variant(lambda d: d["entries"][0].update(index=0.0)),
+        "index-bool": variant(lambda d: d["entries"][1].update(index=True)),
+        "index-negative": variant(lambda d: d["entries"][0].update(index=-1)),
+        "index-huge": variant(lambda d: d["entries"][-1].update(index=2**64)),
+        "index-huger": variant(lambda d: d["entries"][-1].update(index=10**400)),
+        "index-1e999": raw.replace('"index": 0', '"index": 1e999', 1).encode(),
+        "indices-unsorted": variant(lambda d: d["entries"].reverse()),
+        "data-not-b64": variant(lambda d: d["entries"][0].update(data="%%%")),
+        "data-non-canonical-b64": variant(
+            lambda d: d["entries"][0].update(data=d["entries"][0]["data"] + "\n")),
+        "data-number": variant(lambda d: d["entries"][0].update(data=12)),
+        "proof-upper-hex": variant(
+            lambda d: d["entries"][0]["proof"].__setitem__(0, d["entries"][0]["proof"][0]
+                                                           .upper() + "")),
+        "proof-short-hash": variant(lambda d: d["entries"][0]["proof"].__setitem__(0, "ab")),
+        "proof-not-list": variant(lambda d: d["entries"][0].update(proof="ab")),
+        "proof-too-long": variant(lambda d: d["entries"][0].update(proof=["00" * 32] * 65)),
+        "origin-number": variant(lambda d: d.update(origin=5)),
+        "checkpoint-null": variant(lambda d: d.update(checkpoint=None)),
+        "log-key-empty": variant(lambda d: d.update(log_key="")),
+        "certificate-list": json.dumps([doc]).encode(),
+    }
+
+
+def test_malformed_inputs_exit_2(verifier_run: Any, tmp_path: Path) -> None:
+    for name, data in _malformed_inputs(verifier_run).items():
+        p = _write(tmp_path, f"{name}.json", data)
+        code, out = _cli("verify", str(p))
+        assert code == 2, f"{name}: exit {code}: {out}"
+        assert "NOT A CERTIFICATE" in out, f"{name}: {out}"
+        code, out = _cli("verify", "--json", str(p))
+        assert code == 2, f"{name}: exit {code}"
+        (obj,) = _json_lines(out)
+        assert JSON_KEYS <= set(obj)
+        assert obj["valid"] is False and obj["step"] == 1 and obj["reason"], name
+
+
+def test_malformed_inputs_subprocess_no_traceback(verifier_run: Any, tmp_path: Path) -> None:
+    """A whole folder of malformed files through the real entry point: exit 2, a message per
+    file, no traceback."""
+    inputs = _malformed_inputs(verifier_run)
+    for name, data in inputs.items():
+        _write(tmp_path, f"{name}.json", data)
+    proc = _subprocess("verify", str(tmp_path))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert proc.stdout.count("NOT A CERTIFICATE") == len(inputs)
+
+
+def test_unreadable_paths_exit_2(tmp_path: Path) -> None:
+    code, out = _cli("verify", str(tmp_path / "nope.json"))
+    assert code == 2 and "cannot read" in out
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out = _cli("verify", str(empty))
+    assert code == 2 and "no certificate files" in out
+
+
+def test_non_canonical_point_inside_an_entry(verifier_run: Any, tmp_path: Path) -> None:
+    """A point that is not canonical SEC1 inside an (authenticated) entry: a certificate, but
+    an invalid one -- step 5 (or, unsigned, step 4) -- with exit 1 and a message.
+
+    Bad points: x >= p, an off-curve x, the 0x04 uncompressed prefix, a wrong prefix.
+    """
+    adv = Adversary(verifier_run.base_dir, verifier_run.origin)
+    p_field = 2**256 - 2**32 - 977
+    bad_points = {
+        "x-over-p": "02" + format(p_field + 1, "064x"),
+        "off-curve": "02" + "00" * 31 + "05",
+        "bad-prefix": "05" + "11" * 32,
+        "uncompressed": "04" + "11" * 32,
+    }
+    for label, hx in bad_points.items():
+        f = Forgery(adv, verifier_run.cert("mean"))
+        sidx, setup = f.find("setup")
+        obj = setup.to_json_obj()
+        obj["collective_key"] = hx
+        unsigned = {k: v for k, v in obj.items() if k != "sig"}
+        sig = adv.identity("ledger").sign(E.SIG_DOMAIN + _canonical(unsigned)).hex()
+        f.put(sidx, _canonical({**unsigned, "sig": sig}))
+        path = _write(tmp_path, f"{label}.json", f.build())
+        code, out = _cli("verify", "--json", str(path))
+        (o,) = _json_lines(out)
+        assert code == 1, f"{label}: {out}"
+        assert o["step"] == 5 and "collective_key" in o["reason"], f"{label}: {o}"
+
+
+def _canonical(obj: Any) -> bytes:
+    from protocol.canonical import canonical_bytes
+
+    return canonical_bytes(obj)
+
+
+def test_directory_with_a_mix(certs: dict[str, Path], tmp_path: Path) -> None:
+    d = tmp_path / "mix"
+    (d / "sub").mkdir(parents=True)
+    shutil.copy(certs["mean"], d / "a-valid.json")
+    shutil.copy(certs["not_in_log"], d / "b-invalid.json")
+    _write(d / "sub", "c-truncated.json", certs["crosstab"].read_bytes()[:100])
+    _write(d, "README.txt", "not a certificate and not *.json: ignored")
+    code, out = _cli("verify", "--json", str(d))
+    assert code == 2, out
+    objs = {Path(o["file"]).name: o for o in _json_lines(out)}
+    assert set(objs) == {"a-valid.json", "b-invalid.json", "c-truncated.json"}
+    assert objs["a-valid.json"]["valid"] is True
+    assert objs["b-invalid.json"]["step"] == 4
+    assert objs["c-truncated.json"]["step"] == 1
+    # valid + invalid only: exit 1
+    (d / "sub" / "c-truncated.json").unlink()
+    code, _ = _cli("verify", str(d))
+    assert code == 1
+
+
+def test_trust_file(certs: dict[str, Path], verifier_run: Any, tmp_path: Path) -> None:
+    adv = Adversary(verifier_run.base_dir, verifier_run.origin)
+    log_key = json.loads(certs["mean"].read_text())["log_key"]
+    witnesses = [adv.witness(w).vkey() for w in ("compute-1", "compute-2", "compute-3")]
+    good = _write(tmp_path, "trust.json", json.dumps(
+        {"log_key": log_key, "witness_keys": witnesses, "quorum": 3}))
+    code, out = _cli("verify", "--trust", str(good), str(certs["mean"]))
+    assert code == 0, out
+    assert "pinned by" in out
+    fresh = NoteSigner.generate(verifier_run.origin).vkey()  # same name, another key
+    bad = _write(tmp_path, "trust-other-log.json", json.dumps(
+        {"log_key": fresh, "witness_keys": witnesses, "quorum": 3}))
+    code, out = _cli("verify", "--json", "--trust", str(bad), str(certs["mean"]))
+    (o,) = _json_lines(out)
+    assert code == 1 and o["step"] == 2 and o["party"] == "ledger", o
+    for name, content in {
+        "not-json": "{",
+        "missing-quorum": json.dumps({"log_key": log_key, "witness_keys": witnesses}),
+        "quorum-too-big": json.dumps({"log_key": log_key, "witness_keys": witnesses,
+                                      "quorum": 4}),
+        "bad-key": json.dumps({"log_key": "nonsense", "witness_keys": [], "quorum": 0}),
+    }.items():
+        p = _write(tmp_path, f"trust-{name}.json", content)
+        code, out = _cli("verify", "--trust", str(p), str(certs["mean"]))
+        assert code == 2 and "error" in out, f"{name}: {code} {out}"
+
+
+# --------------------------------------------------------------------------------------
+# audit
+# --------------------------------------------------------------------------------------
+
+
+def test_audit_real_ledger_passes(verifier_run: Any, tmp_path: Path) -> None:
+    db = tmp_path / "ledger.sqlite"
+    shutil.copy(verifier_run.ledger_db, db)
+    code, out = _cli("audit", "--json", str(db))
+    assert code == 0, out
+    summary = json.loads(out[out.index("{"):])
+    assert summary["ok"] is True and summary["tree_ok"] is True
+    assert summary["checkpoints"] >= 1
+    qids = {q["query_id"] for q in summary["queries"]}
+    assert set(verifier_run.query_ids.values()) <= qids
+    assert all(q["valid"] for q in summary["queries"])
+
+
+def _tamper(db: Path, mutate: Any) -> None:
+    con = sqlite3.connect(db)
+    try:
+        for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type='trigger'"
+                                   ).fetchall():
+            con.execute(f'DROP TRIGGER "{name}"')
+        mutate(con)
+        con.commit()
+    finally:
+        con.close()
+
+
+def _entry_index(db: Path, kind: str) -> tuple[int, bytes]:
+    con = sqlite3.connect(db)
+    try:
+        rows = con.execute("SELECT idx, data FROM entries ORDER BY idx").fetchall()
+    finally:
+        con.close()
+    for idx, data in rows:
+        if json.loads(bytes(data))["kind"] == kind:
+            return int(idx), bytes(data)
+    raise AssertionError(f"no {kind} entry")
+
+
+@pytest.mark.parametrize("what", ["result-bytes", "submission-bit", "drop-last-entry"])
+def test_audit_tampered_ledger_fails(verifier_run: Any, tmp_path: Path, what: str) -> None:
+    db = tmp_path / "ledger.sqlite"
+    shutil.copy(verifier_run.ledger_db, db)
+    if what == "result-bytes":
+        idx, data = _entry_index(db, "result")
+        new = data.replace(b'"totals":["', b'"totals":["1', 1)
+        assert new != data
+
+        def mutate(con: sqlite3.Connection) -> None:
+            con.execute("UPDATE entries SET data=? WHERE idx=?", (new, idx))
+    elif what == "submission-bit":
+        idx, data = _entry_index(db, "submission")
+        pos = data.index(b'"vector":"') + 20
+        new = data[:pos] + (b"1" if data[pos:pos + 1] != b"1" else b"2") + data[pos + 1:]
+
+        def mutate(con: sqlite3.Connection) -> None:
+            con.execute("UPDATE entries SET data=? WHERE idx=?", (new, idx))
+    else:
+        def mutate(con: sqlite3.Connection) -> None:
+            con.execute("DELETE FROM entries WHERE idx=(SELECT MAX(idx) FROM entries)")
+    _tamper(db, mutate)
+    code, out = _cli("audit", "--json", str(db))
+    assert code == 1, out
+    summary = json.loads(out[out.index("{"):])
+    assert summary["ok"] is False
+    assert summary["tree_ok"] is False, summary["tree_error"]
+    if what != "drop-last-entry":
+        bad = [q for q in summary["queries"] if not q["valid"]]
+        assert len(bad) == 1, summary["queries"]
+
+
+def test_audit_not_a_ledger_exit_2(tmp_path: Path) -> None:
+    p = _write(tmp_path, "x.sqlite", b"not sqlite at all" * 100)
+    code, out = _cli("audit", str(p))
+    assert code == 2 and "error" in out
+    code, out = _cli("audit", str(tmp_path / "missing.sqlite"))
+    assert code == 2 and "error" in out
+
