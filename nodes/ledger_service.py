@@ -34,6 +34,9 @@ Append checks (POST /v1/entries), in order -- each failure names its reason:
    registered key                                                             -> 403/422
 5. entries that refer to a query (``query_id``) need its ``query`` entry first
    (``query`` entries must not repeat a query id)                               -> 404/409
+   5b. a submission's / noise share's range proof verifies                      -> 422
+   5c. the query's state machine (``protocol.statemachine``) accepts the entry:
+       no duplicate, nothing out of order                                      -> 409
 5b. ``submission`` and ``noise`` entries: the vector decodes with the query's public
    ranges and its range proof verifies (refused at submission, author named)   -> 422
 6. append (idempotent: identical bytes return the existing index).
@@ -321,6 +324,7 @@ class LedgerNode:
                     raise NotFoundError(f"unknown query id {qid}")
                 if kind in ("submission", "noise"):  # (5b)
                     self._check_vector(entry)
+                self._check_order(entry, qid)  # (5c)
         idx = self.store.append(kind, data)  # (6)
         self._db.execute("BEGIN IMMEDIATE")
         try:
@@ -336,6 +340,40 @@ class LedgerNode:
         if self._indexed_size() <= idx:
             self.catch_up()
         return idx
+
+    def _roster(self) -> Any:
+        from protocol.entries import Entry
+        from protocol.statemachine import Roster
+
+        setup_idx = self.setup_index()
+        if setup_idx is None:
+            raise ProtocolError("no setup entry on the log yet")
+        setup = Entry.from_bytes(self.store.entry(setup_idx).data)
+        parties = self.parties()
+        return Roster(
+            tuple(setup.compute),  # type: ignore[attr-defined]
+            tuple(sorted(p for p, v in parties.items() if v["role"] == "provider")),
+            tuple(sorted(p for p, v in parties.items() if v["role"] == "querier")),
+        )
+
+    def _check_order(self, entry: Any, qid: str) -> None:
+        """(5c) The query's state machine (protocol.statemachine) accepts the new entry:
+        no duplicate submission / noise / decryption / endorsement, no entry out of order
+        (e.g. decryption before the aggregate, a submission after it) -> 409."""
+        from protocol.entries import Entry
+        from protocol.statemachine import advance, replay, start
+
+        if entry.KIND == "query":
+            # A query may be posted before the cluster's setup entry (nothing can answer it
+            # yet); once the roster exists, the query must fit it (e.g. min_providers).
+            if self.setup_index() is not None:
+                start(entry, self._roster())
+            return
+        roster = self._roster()
+        indices = self.query_entries(qid)
+        logged = [Entry.from_bytes(self.store.entry(i).data) for i in indices]
+        state = replay(logged, roster, indices=indices)
+        advance(state, entry, self.store.size())
 
     def _check_vector(self, entry: Any) -> None:
         """(5b) A submission or DP noise share is refused at append time unless its vector
