@@ -58,6 +58,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -557,7 +558,9 @@ def create_ledger_app(config: LedgerConfig, *, node: LedgerNode | None = None) -
     async def post_entry(request: Request,
                          party: str = Depends(auth.require())) -> dict[str, Any]:
         body = await request.body()
-        idx, lh, kind = get_node().append(body, party)
+        # Checks (range proofs) and the SQLite append run in a worker thread, so reads and
+        # other requests are served meanwhile; appends stay serialised by the node's lock.
+        idx, lh, kind = await run_in_threadpool(get_node().append, body, party)
         return {"index": idx, "leaf_hash": lh.hex(), "kind": kind}
 
     @app.get("/v1/entries")

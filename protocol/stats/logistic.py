@@ -53,8 +53,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special as _spf
-from scipy import stats as _sps
 
 from proofs.errors import MalformedError
 from protocol.fixedpoint import to_fixed
@@ -87,6 +85,20 @@ from protocol.stats.ols import (
 )
 
 __all__ = ["LogisticApprox", "LogisticIRLS", "irls_start", "irls_next_spec"]
+
+
+def _sps() -> Any:
+    """scipy.stats, imported on first use (it costs ~0.9 s; services start faster)."""
+    from scipy import stats
+
+    return stats
+
+
+def _spf() -> Any:
+    """scipy.special, imported on first use."""
+    from scipy import special
+
+    return special
 
 DEFAULT_TOL = 1e-6
 DEFAULT_MAX_ROUNDS = 25
@@ -362,7 +374,7 @@ class LogisticIRLS(_LogisticBase):
         for j, q in enumerate(qs):
             a[:, j + 1] = q / fs
         z = a @ beta
-        p = _spf.expit(z)
+        p = _spf().expit(z)
         w = p * (1.0 - p)
         r = y - p
         ll = np.where(y == 1.0, -np.logaddexp(0.0, -z), -np.logaddexp(0.0, z))
@@ -435,14 +447,14 @@ class LogisticIRLS(_LogisticBase):
                 nxt = beta + delta
                 se = np.sqrt(np.diag(hinv))
                 zv = nxt / se
-                q = float(_sps.norm.ppf(0.975))
+                q = float(_sps().norm.ppf(0.975))
                 step = float(np.max(np.abs(delta)))
                 values.update(
                     {
                         "coef": nxt.tolist(),
                         "std_err": se.tolist(),
                         "z": zv.tolist(),
-                        "p_value": (2.0 * _sps.norm.sf(np.abs(zv))).tolist(),
+                        "p_value": (2.0 * _sps().norm.sf(np.abs(zv))).tolist(),
                         "ci_lower": (nxt - q * se).tolist(),
                         "ci_upper": (nxt + q * se).tolist(),
                         "beta_next": nxt.tolist(),

@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats as _sps
 
 from proofs.errors import MalformedError
 from protocol.fixedpoint import fixed_bounds
@@ -76,6 +75,13 @@ __all__ = [
     "centered_moments",
     "coef_table",
 ]
+
+
+def _sps() -> Any:
+    """scipy.stats, imported on first use (it costs ~0.9 s; services start faster)."""
+    from scipy import stats
+
+    return stats
 
 _MAX_FEATURES = 64
 
@@ -397,12 +403,12 @@ def ols_from_totals(
     se = np.sqrt(np.concatenate([[var_b0], var_b]))
     with np.errstate(divide="ignore", invalid="ignore"):
         tv = coef / se
-    pv = 2.0 * _sps.t.sf(np.abs(tv), df)
-    q = float(_sps.t.ppf(0.975, df))
+    pv = 2.0 * _sps().t.sf(np.abs(tv), df)
+    q = float(_sps().t.ppf(0.975, df))
     r2 = 1.0 - rss / cyy if cyy > 0 else float("nan")
     adj = 1.0 - (n - 1) / df * (1.0 - r2) if cyy > 0 else float("nan")
     fstat = ((cyy - rss) / p) / sigma2 if sigma2 > 0 else float("nan")
-    fp = float(_sps.f.sf(fstat, p, df)) if math.isfinite(fstat) else float("nan")
+    fp = float(_sps().f.sf(fstat, p, df)) if math.isfinite(fstat) else float("nan")
     values.update(
         {
             "coef": coef.tolist(),
