@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 import rfc8785
@@ -120,6 +121,24 @@ def _parse_float(text: str) -> float:
     return value
 
 
+#: Deepest nesting accepted.  Checked before ``json.loads``: a deeply nested document
+#: ("[[[[...") could otherwise exhaust the C stack of the JSON decoder.
+MAX_DEPTH = 64
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def check_depth(text: str, limit: int = MAX_DEPTH) -> None:
+    """Raise :class:`MalformedError` if arrays/objects nest deeper than ``limit``."""
+    depth = 0
+    for ch in _STRING.sub("", text):
+        if ch in "[{":
+            depth += 1
+            if depth > limit:
+                raise MalformedError(f"JSON nests deeper than {limit} levels")
+        elif ch in "]}":
+            depth -= 1
+
+
 def parse_json(data: bytes | str) -> Any:
     """Strictly parse JSON text; any deviation raises :class:`MalformedError`."""
     if isinstance(data, (bytes, bytearray, memoryview)):
@@ -133,6 +152,7 @@ def parse_json(data: bytes | str) -> Any:
         raise MalformedError(f"parse_json: expected bytes or str, got {type(data).__name__}")
     if text.startswith("\ufeff"):
         raise MalformedError("JSON must not start with a byte-order mark")
+    check_depth(text)
     try:
         value = json.loads(
             text,

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proofs.errors import MalformedError
+from protocol.canonical import parse_json
 
 __all__ = ["FORMAT", "CertEntry", "Certificate", "parse_certificate", "build_certificate"]
 
@@ -70,19 +71,6 @@ class Certificate:
         return json.dumps(self.to_json_obj(), indent=1) + "\n"
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise MalformedError(f"duplicate JSON key {k!r}")
-        out[k] = v
-    return out
-
-
-def _no_constants(name: str) -> Any:
-    raise MalformedError(f"JSON constant {name} is not allowed")
-
-
 def _str(obj: dict[str, Any], key: str) -> str:
     v = obj[key]
     if not isinstance(v, str) or not v:
@@ -93,16 +81,9 @@ def _str(obj: dict[str, Any], key: str) -> str:
 def parse_certificate(raw: bytes | str) -> Certificate:
     """Parse a certificate strictly; anything unexpected raises :class:`MalformedError`."""
     try:
-        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        obj = json.loads(
-            text, object_pairs_hook=_reject_duplicates, parse_constant=_no_constants
-        )
-    except UnicodeDecodeError as exc:
-        raise MalformedError(f"certificate is not UTF-8: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise MalformedError(f"certificate is not JSON: {exc}") from None
-    except RecursionError:
-        raise MalformedError("certificate JSON is nested too deeply") from None
+        obj = parse_json(raw)
+    except MalformedError as exc:
+        raise MalformedError(f"certificate is not strict JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise MalformedError("certificate: expected a JSON object")
     if set(obj) != _KEYS:

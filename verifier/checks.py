@@ -274,6 +274,9 @@ def check_query(
         raise _fail(11, "no aggregate entry", view.query.querier)  # type: ignore[union-attr]
     aidx, agg = view.aggregate
     querier = view.query.querier  # type: ignore[union-attr]
+    # The aggregate is recomputed below, but it is still the querier's signed statement: an
+    # unchecked signature would be a field anyone (the log operator) could change.
+    _signed(view, agg, querier, "querier", 11)
     if sorted(agg.submissions) != sorted(i for i, _ in view.submissions):
         raise _fail(11, "the aggregate does not list exactly the submissions", querier)
     if sorted(agg.noise) != sorted(i for i, _ in view.noise):

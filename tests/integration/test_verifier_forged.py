@@ -455,3 +455,53 @@ def test_trust_file_pins_the_log(verifier_run: Any, adversary: Adversary,
     _valid(raw, _trust(f, adversary, witnesses=two, quorum=2))
     with pytest.raises(Exception, match="quorum"):
         _trust(f, adversary, witnesses=two, quorum=3)
+
+
+# --------------------------------------------------------------------------------------
+# who contributes: dropped submissions, non-contributors, missing noise
+# --------------------------------------------------------------------------------------
+
+
+def test_endorsement_by_a_non_contributor(forgery: Callable[[str], Forgery]) -> None:
+    """hospital-d's submission is left out (aggregate, decryption and result recomputed
+    without it) but its endorsement stays."""
+    f = forgery("mean")
+    idx, _ = f.find("submission", provider="hospital-d")
+    f.drop(idx)
+    f.reissue()
+    _check(f.build(), 15, "hospital-d", "did not contribute")
+
+
+def test_fewer_providers_than_min_providers(forgery: Callable[[str], Forgery]) -> None:
+    """A single provider's submission presented as the aggregate of the query."""
+    f = forgery("mean")
+    for p in ("hospital-b", "hospital-c", "hospital-d"):
+        f.drop(f.find("submission", provider=p)[0])
+        f.drop(f.find("endorsement", provider=p)[0])
+    f.reissue()
+    _check(f.build(), 11, "querier", "1 providers, the query needs at least 2")
+
+
+def test_missing_noise_share(forgery: Callable[[str], Forgery]) -> None:
+    f = forgery("dp_sum")
+    f.drop(f.find("noise", node="compute-2")[0])
+    f.reissue()
+    _check(f.build(), 10, "compute-2", "no DP noise share from compute-2")
+
+
+def test_aggregate_listing_a_dropped_submission(forgery: Callable[[str], Forgery]) -> None:
+    """The aggregate (honestly summed over four) while the certificate shows three."""
+    f = forgery("mean")
+    f.drop(f.find("submission", provider="hospital-a")[0])
+    _check(f.build(), 11, "querier", "exactly the submissions")
+
+
+def test_unknown_extra_signature_lines_are_ignored(forgery: Callable[[str], Forgery]) -> None:
+    """C2SP signed notes may carry signatures by keys the verifier does not know; they add
+    no fact and are ignored -- but they never count towards the quorum."""
+    f = forgery("mean")
+    stranger = NoteSigner.generate("someone-else")
+    body = f.checkpoint_body()
+    _valid(f.build(extra=[stranger.sign(body)]))
+    _check(f.build(cosigners=["compute-1", "compute-2"], extra=[stranger.sign(body)]),
+           7, "ledger", "2 valid")
