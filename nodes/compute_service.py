@@ -21,20 +21,16 @@ import logging
 import re
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
 
 from nodes.app import NotFoundError
-from nodes.app import create_app as create_base_app
-from nodes.auth import Authenticator, NonceStore
 from nodes.config import ComputeConfig
 from nodes.keys import load_elgamal_share, load_identity_key
 from nodes.ledger_client import LedgerClient
 from nodes.ledger_service import witness_from_config, witness_router
-from nodes.peers import PartyDirectory
+from nodes.peers import create_party_app
 from proofs.errors import MalformedError, PolicyError
 from proofs.group import base_mul
 from proofs.vector import encrypt_vector_with_proof
@@ -169,20 +165,7 @@ class ComputeNode:
 
 def create_app(config: ComputeConfig) -> FastAPI:
     node = ComputeNode(config)
-    directory = PartyDirectory(str(config.ledger_url))
-    nonces = NonceStore(config.state_db_path)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            node.close()
-            directory.close()
-
-    app = create_base_app(title="statledger compute node", party_id=config.party_id,
-                          role="compute", max_body=config.max_body, lifespan=lifespan)
-    auth = Authenticator(directory.key_of, nonces, directory.role_of)
+    app, auth = create_party_app(config, node, title="statledger compute node", role="compute")
 
     @app.post("/v1/queries/{query_id}/noise")
     def post_noise(query_id: str, _party: str = Depends(auth.require("querier"))

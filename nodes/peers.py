@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
 
+from fastapi import FastAPI
+
+from nodes.app import create_app
+from nodes.auth import Authenticator, NonceStore
 from nodes.http import SignedClient
 from proofs.errors import MalformedError
 from proofs.signatures import VerifyKey
 
-__all__ = ["PartyDirectory"]
+__all__ = ["PartyDirectory", "create_party_app"]
 
 
 class PartyDirectory:
@@ -57,3 +63,30 @@ class PartyDirectory:
 
     def close(self) -> None:
         self._http.close()
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+def create_party_app(config: Any, node: _Closable, *, title: str,
+                     role: str) -> tuple[FastAPI, Authenticator]:
+    """The FastAPI app of a compute or provider node and its request authenticator.
+
+    Senders are looked up in the ledger's registered parties; nonces are kept in the node's
+    SQLite state; ``node`` and the directory are closed when the app shuts down.
+    """
+    directory = PartyDirectory(str(config.ledger_url))
+    nonces = NonceStore(config.state_db_path)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            node.close()
+            directory.close()
+
+    app = create_app(title=title, party_id=config.party_id, role=role,
+                     max_body=config.max_body, lifespan=lifespan)
+    return app, Authenticator(directory.key_of, nonces, directory.role_of)

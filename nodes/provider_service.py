@@ -22,21 +22,17 @@ import logging
 import sqlite3
 import threading
 import tomllib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Body, Depends, FastAPI
 
 from nodes.app import NotFoundError
-from nodes.app import create_app as create_base_app
-from nodes.auth import Authenticator, NonceStore
 from nodes.compute_service import query_view
 from nodes.config import ProviderConfig
 from nodes.data import Table, load_table
 from nodes.keys import load_identity_key
 from nodes.ledger_client import LedgerClient
-from nodes.peers import PartyDirectory
+from nodes.peers import create_party_app
 from proofs.errors import MalformedError, PolicyError
 from proofs.vector import encrypt_vector_with_proof
 from protocol import entries, flow
@@ -187,20 +183,7 @@ class ProviderNode:
 
 def create_app(config: ProviderConfig) -> FastAPI:
     node = ProviderNode(config)
-    directory = PartyDirectory(str(config.ledger_url))
-    nonces = NonceStore(config.state_db_path)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            node.close()
-            directory.close()
-
-    app = create_base_app(title="statledger provider node", party_id=config.party_id,
-                          role="provider", max_body=config.max_body, lifespan=lifespan)
-    auth = Authenticator(directory.key_of, nonces, directory.role_of)
+    app, auth = create_party_app(config, node, title="statledger provider node", role="provider")
 
     @app.post("/v1/queries/{query_id}/contribute")
     def post_contribute(query_id: str,
