@@ -15,6 +15,7 @@ from typing import Any
 
 from proofs.errors import DecryptionError, MalformedError, VerificationError
 from proofs.group import Point
+from proofs.signatures import VerifyKey
 from proofs.vector import EncryptedVector, verify_encrypted_vectors_batch
 from protocol import flow
 from protocol.entries import (
@@ -60,6 +61,14 @@ class QueryView:
     endorsements: list[tuple[int, EndorsementEntry]] = field(default_factory=list)
     totals: list[int] | None = None
     decoded: dict[str, Any] | None = None
+    _keys: dict[str, VerifyKey] = field(default_factory=dict)
+
+    def key_of(self, party: PartyEntry) -> VerifyKey:
+        """The party's Ed25519 key, decoded (and validated) once per verification."""
+        key = self._keys.get(party.party_id)
+        if key is None:
+            key = self._keys[party.party_id] = party.verify_key()
+        return key
 
     @property
     def query_id(self) -> str | None:
@@ -126,7 +135,7 @@ def _party(view: QueryView, party_id: str, role: str, step: int) -> PartyEntry:
 
 
 def _signed(view: QueryView, entry: Entry, author: str, role: str, step: int) -> None:
-    key = _party(view, author, role, step).verify_key()
+    key = view.key_of(_party(view, author, role, step))
     verify_signature(entry, key, author, step=f"step {step}")
 
 
@@ -136,10 +145,10 @@ def _check_roster(view: QueryView) -> list[Point]:
     if view.ledger is None:
         raise _fail(6, "no ledger party entry")
     for p in view.parties.values():
-        verify_signature(p, p.verify_key(), p.party_id, step="step 6")
+        verify_signature(p, view.key_of(p), p.party_id, step="step 6")
     if view.setup is None:
         raise _fail(6, "no setup entry")
-    verify_signature(view.setup, view.ledger.verify_key(), view.ledger.party_id, step="step 6")
+    verify_signature(view.setup, view.key_of(view.ledger), view.ledger.party_id, step="step 6")
     keys: list[Point] = []
     for node in view.setup.compute:
         p = _party(view, node, "compute", 6)
@@ -333,7 +342,7 @@ def check_query(
             raise _fail(13, "no result entry", querier)
         return view  # pragma: no cover
     ridx, res, rbytes = view.result
-    verify_signature(res, _party(view, querier, "querier", 13).verify_key(), querier,
+    verify_signature(res, view.key_of(_party(view, querier, "querier", 13)), querier,
                      step="step 13")
     if res.totals_int() != totals:
         raise _fail(13, "the published totals are not the decryption of the aggregate", querier)
