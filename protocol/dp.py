@@ -378,6 +378,25 @@ def _eps_at_alpha(r: float, log_inv_delta: float, alpha: float) -> float:
     ) / (alpha - 1.0)
 
 
+
+def _golden_min(f: Callable[[float], float], lo: float = -30.0, hi: float = 30.0,
+                iterations: int = 200) -> float:
+    """Minimum of a unimodal ``f`` on ``[lo, hi]`` by golden-section search."""
+    phi = (math.sqrt(5.0) - 1.0) / 2.0
+    a = hi - phi * (hi - lo)
+    b = lo + phi * (hi - lo)
+    fa, fb = f(a), f(b)
+    for _ in range(iterations):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - phi * (hi - lo)
+            fa = f(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + phi * (hi - lo)
+            fb = f(b)
+    return min(fa, fb)
+
 def epsilon_from_rho(rho: RationalLike, delta: float) -> float:
     """Tight conversion rho-zCDP -> (epsilon, delta)-DP (CKS 2020, Corollary 13).
 
@@ -397,21 +416,7 @@ def epsilon_from_rho(rho: RationalLike, delta: float) -> float:
     def f(log_a: float) -> float:
         return _eps_at_alpha(r, lid, 1.0 + math.exp(log_a))
 
-    lo, hi = -30.0, 30.0
-    phi = (math.sqrt(5.0) - 1.0) / 2.0
-    a = hi - phi * (hi - lo)
-    b = lo + phi * (hi - lo)
-    fa, fb = f(a), f(b)
-    for _ in range(200):
-        if fa < fb:
-            hi, b, fb = b, a, fa
-            a = hi - phi * (hi - lo)
-            fa = f(a)
-        else:
-            lo, a, fa = a, b, fb
-            b = lo + phi * (hi - lo)
-            fb = f(b)
-    best = min(fa, fb)
+    best = _golden_min(f)
     return max(0.0, min(best, simple))
 
 
@@ -435,21 +440,7 @@ def delta_from_rho(rho: RationalLike, epsilon: float) -> float:
             + alpha * math.log1p(-1.0 / alpha)
         )
 
-    lo, hi = -30.0, 30.0
-    phi = (math.sqrt(5.0) - 1.0) / 2.0
-    a = hi - phi * (hi - lo)
-    b = lo + phi * (hi - lo)
-    fa, fb = logd(a), logd(b)
-    for _ in range(200):
-        if fa < fb:
-            hi, b, fb = b, a, fa
-            a = hi - phi * (hi - lo)
-            fa = logd(a)
-        else:
-            lo, a, fa = a, b, fb
-            b = lo + phi * (hi - lo)
-            fb = logd(b)
-    best = min(fa, fb)
+    best = _golden_min(logd)
     return 1.0 if best >= 0.0 else math.exp(best)
 
 
