@@ -273,8 +273,9 @@ def check_query(
         if missing:
             raise _fail(10, f"no DP noise share from {', '.join(missing)}", missing[0])
     ok(10, "no DP requested" if noise_ranges is None
-       else f"{len(view.noise)} noise shares proven in [-{noise_ranges[0][1]}, "
-            f"{noise_ranges[0][1]}]")
+       else f"DP noise added in shares by the compute nodes (not a verifiable shuffle): "
+            f"{len(view.noise)} discrete-Gaussian shares, each range-proven in "
+            f"[-{noise_ranges[0][1]}, {noise_ranges[0][1]}]")
     if through <= 10:
         return view
 
