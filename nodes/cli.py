@@ -111,25 +111,24 @@ def run(
 @app.command()
 def query(
     spec_file: Annotated[Path, typer.Argument(help="query spec (JSON)")],
-    config: Annotated[Path, typer.Option(help="client config (TOML): party_id, identity "
-                                              "key, ledger_url, compute and providers URLs")],
+    config: Annotated[Path, typer.Option(help="the querier's config.toml, as written by "
+                                              "`statledger node init`")],
     dataset: Annotated[str | None, typer.Option(help="dataset name at the providers")] = None,
     out: Annotated[Path | None, typer.Option(help="write the certificate here")] = None,
 ) -> None:
-    """Run a query against a running cluster."""
-    import tomllib
-
-    from nodes.keys import load_identity_key
-    from nodes.querier import Querier, run_rounds
+    """Run a query against a running cluster (registers the querier and writes the cluster's
+    setup entry on first use)."""
+    from nodes.querier import run_rounds
     from protocol.query import QuerySpec
 
     try:
-        cfg = tomllib.loads(config.read_text(encoding="utf-8"))
         spec = QuerySpec.parse(spec_file.read_bytes())
-        key = load_identity_key(Path(cfg["identity_key"]))
-        q = Querier(cfg["party_id"], key, cfg["ledger_url"], cfg["compute"], cfg["providers"])
-    except (OSError, KeyError, tomllib.TOMLDecodeError, StatledgerError) as exc:
+        q = querier_from_config(config)
+    except OSError as exc:
         _fail(f"{exc}", 2)
+        return
+    except StatledgerError as exc:
+        _fail(str(exc), 2)
         return
     try:
         with q:
@@ -142,6 +141,32 @@ def query(
     if out is not None:
         out.write_text(outcomes[-1].certificate.to_json(), encoding="utf-8")
         typer.echo(f"certificate: {out}")
+
+
+def querier_from_config(path: Path) -> Any:
+    """A :class:`~nodes.querier.Querier` from a querier config: its peers are split into
+    compute nodes and providers by their registered roles on the ledger."""
+    from nodes.config import load_config
+    from nodes.http import RemoteError, SignedClient
+    from nodes.keys import load_identity_key
+    from nodes.querier import Querier
+    from nodes.serve import register_self
+
+    cfg = load_config(path, role="querier")
+    key = load_identity_key(cfg.identity_key_path)
+    register_self(cfg, timeout=10.0)
+    with SignedClient(str(cfg.ledger_url), cfg.party_id, key) as ledger:
+        try:
+            ledger.get("/v1/setup")
+        except RemoteError as exc:
+            if exc.status != 404:
+                raise
+            ledger.post("/v1/setup")
+        roles = {p: v["role"] for p, v in ledger.get("/v1/parties").items()}
+    peers = {p: str(u) for p, u in cfg.peers.items()}
+    compute = {p: u for p, u in peers.items() if roles.get(p) == "compute"}
+    providers = {p: u for p, u in peers.items() if roles.get(p) == "provider"}
+    return Querier(cfg.party_id, key, str(cfg.ledger_url), compute, providers)
 
 
 @app.command()
