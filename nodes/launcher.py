@@ -48,6 +48,7 @@ from nodes.keys import (
     load_or_create_elgamal_share,
     load_or_create_identity_key,
 )
+from nodes.serve import PARENT_ENV
 from proofs.errors import StatledgerError
 
 __all__ = [
@@ -325,7 +326,8 @@ class Cluster:
                 [sys.executable, "-m", "nodes.serve", "--role", info.role,
                  "--config", info.config_path],
                 stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=self.env, cwd=str(self.base_dir), start_new_session=True,
+                env={**self.env, PARENT_ENV: str(os.getpid())}, cwd=str(self.base_dir),
+                start_new_session=True,
             )
         finally:
             logf.close()

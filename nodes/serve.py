@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -123,6 +124,29 @@ def _register_in_background(config: AnyConfig) -> None:
     threading.Thread(target=run, name="statledger-register", daemon=True).start()
 
 
+#: Set by :mod:`nodes.launcher` for the processes it spawns: the launcher's pid.
+PARENT_ENV = "STATLEDGER_PARENT_PID"
+
+
+def _exit_with_parent() -> None:
+    """A launcher-spawned node exits when its launcher is gone (a crashed test run or demo
+    must not leave servers behind: they run in their own session, so no signal reaches them).
+    Nodes started by hand (``statledger node serve``) have no such parent and keep running."""
+    raw = os.environ.get(PARENT_ENV)
+    if not raw or not raw.isdigit():
+        return
+    parent = int(raw)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                log.warning("launcher %d is gone; exiting", parent)
+                os._exit(0)
+
+    threading.Thread(target=watch, name="statledger-parent-watch", daemon=True).start()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nodes.serve", description=__doc__)
     parser.add_argument("--role", required=True,
@@ -148,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if not args.no_register and not isinstance(config, LedgerConfig):
         _register_in_background(config)
+    _exit_with_parent()
     # uvicorn handles SIGTERM/SIGINT itself (graceful shutdown); make SIGTERM the same as
     # SIGINT for anything that runs before uvicorn installs its handlers.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
