@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sqlite3
 import threading
 from typing import Any
 
@@ -30,7 +29,7 @@ from nodes.config import ComputeConfig
 from nodes.keys import load_elgamal_share, load_identity_key
 from nodes.ledger_client import LedgerClient
 from nodes.ledger_service import witness_from_config, witness_router
-from nodes.peers import create_party_app
+from nodes.peers import ActionLog, create_party_app
 from proofs.errors import MalformedError, PolicyError
 from proofs.group import base_mul
 from proofs.vector import encrypt_vector_with_proof
@@ -57,12 +56,6 @@ def query_view(ledger: LedgerClient, query_id: str) -> QueryView:
         raise NotFoundError(f"unknown query id {query_id} (no query entry on the log)")
     return view
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS actions(
-  query_id TEXT NOT NULL, action TEXT NOT NULL, log_index INTEGER NOT NULL,
-  PRIMARY KEY (query_id, action));
-"""
-
 
 class ComputeNode:
     """The node's logic (no HTTP): noise shares and decryption shares, recorded in SQLite."""
@@ -74,29 +67,17 @@ class ComputeNode:
         self.x = load_elgamal_share(config.elgamal_key_path)
         self.X = base_mul(self.x)
         self.ledger = LedgerClient(str(config.ledger_url), config.party_id, self.identity)
-        self._db = sqlite3.connect(str(config.state_db_path), check_same_thread=False,
-                                   isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self.actions = ActionLog(config.state_db_path)
         self._lock = threading.Lock()
 
     def close(self) -> None:
         self.ledger.close()
-        self._db.close()
-
-    def _done(self, query_id: str, action: str) -> int | None:
-        row = self._db.execute("SELECT log_index FROM actions WHERE query_id=? AND action=?",
-                               (query_id, action)).fetchone()
-        return None if row is None else int(row[0])
-
-    def _record(self, query_id: str, action: str, index: int) -> None:
-        self._db.execute("INSERT OR REPLACE INTO actions VALUES (?, ?, ?)",
-                         (query_id, action, index))
+        self.actions.close()
 
     def noise(self, query_id: str) -> int:
         """Sample, encrypt and range-prove this node's DP noise share; log it."""
         with self._lock:
-            done = self._done(query_id, "noise")
+            done = self.actions.done(query_id, "noise")
             if done is not None:
                 return done
             view = check_query(query_view(self.ledger, query_id), through=8)
@@ -105,7 +86,7 @@ class ComputeNode:
                 raise PolicyError("no query")
             for idx, n in view.noise:  # logged before a crash: resume, never add twice
                 if n.node == self.party_id:
-                    self._record(query_id, "noise", idx)
+                    self.actions.record(query_id, "noise", idx)
                     return idx
             plan = flow.noise_plan(spec, len(view.compute_nodes()))
             if plan is None:
@@ -117,20 +98,20 @@ class ComputeNode:
             entry = entries.sign(
                 entries.NoiseEntry(query_id, self.party_id, ev.to_bytes().hex()), self.identity)
             index = self.ledger.append(entry)
-            self._record(query_id, "noise", index)
+            self.actions.record(query_id, "noise", index)
             log.info("noise share for %s logged at %d", query_id, index)
             return index
 
     def decrypt(self, query_id: str) -> int:
         """Check steps 5-11 on the log, then publish decryption shares with a batched DLEQ."""
         with self._lock:
-            done = self._done(query_id, "decrypt")
+            done = self.actions.done(query_id, "decrypt")
             if done is not None:
                 return done
             view = query_view(self.ledger, query_id)
             for idx, d in view.decryptions:  # logged before a crash: resume
                 if d.node == self.party_id:
-                    self._record(query_id, "decrypt", idx)
+                    self.actions.record(query_id, "decrypt", idx)
                     return idx
             # Steps 5-11 without the submissions' range proofs: the ledger verified each one at
             # append (5b) and every verifier re-checks them (step 9).  What this node's own
@@ -158,7 +139,7 @@ class ComputeNode:
                 query_id, self.party_id, tuple(s.to_bytes().hex() for s in shares),
                 proof.to_bytes().hex()), self.identity)
             index = self.ledger.append(entry)
-            self._record(query_id, "decrypt", index)
+            self.actions.record(query_id, "decrypt", index)
             log.info("decryption shares for %s logged at %d", query_id, index)
             return index
 

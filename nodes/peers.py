@@ -6,6 +6,7 @@ cache once, so a party registered after this node started is found.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -20,7 +21,7 @@ from nodes.http import SignedClient
 from proofs.errors import MalformedError
 from proofs.signatures import VerifyKey
 
-__all__ = ["PartyDirectory", "create_party_app"]
+__all__ = ["ActionLog", "PartyDirectory", "create_party_app"]
 
 
 class PartyDirectory:
@@ -90,3 +91,32 @@ def create_party_app(config: Any, node: _Closable, *, title: str,
     app = create_app(title=title, party_id=config.party_id, role=role,
                      max_body=config.max_body, lifespan=lifespan)
     return app, Authenticator(directory.key_of, nonces, directory.role_of)
+
+
+class ActionLog:
+    """A party's own record of what it logged for each query (SQLite, WAL), so a repeated
+    request returns the same log index and a restarted node resumes.  ``extra_schema`` adds
+    the party's own tables to the same database (e.g. a provider's privacy budgets)."""
+
+    _SCHEMA = """
+    CREATE TABLE IF NOT EXISTS actions(
+      query_id TEXT NOT NULL, action TEXT NOT NULL, log_index INTEGER NOT NULL,
+      detail TEXT NOT NULL DEFAULT '', PRIMARY KEY (query_id, action));
+    """
+
+    def __init__(self, path: Any, extra_schema: str = "") -> None:
+        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(self._SCHEMA + extra_schema)
+
+    def done(self, query_id: str, action: str) -> int | None:
+        row = self.db.execute("SELECT log_index FROM actions WHERE query_id=? AND action=?",
+                              (query_id, action)).fetchone()
+        return None if row is None else int(row[0])
+
+    def record(self, query_id: str, action: str, index: int, detail: str = "") -> None:
+        self.db.execute("INSERT OR REPLACE INTO actions VALUES (?, ?, ?, ?)",
+                        (query_id, action, index, detail))
+
+    def close(self) -> None:
+        self.db.close()

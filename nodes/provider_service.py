@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import tomllib
 from typing import Any
@@ -32,7 +31,7 @@ from nodes.config import ProviderConfig
 from nodes.data import Table, load_table
 from nodes.keys import load_identity_key
 from nodes.ledger_client import LedgerClient
-from nodes.peers import create_party_app
+from nodes.peers import ActionLog, create_party_app
 from proofs.errors import MalformedError, PolicyError
 from proofs.vector import encrypt_vector_with_proof
 from protocol import entries, flow
@@ -45,12 +44,7 @@ __all__ = ["ProviderNode", "create_app"]
 
 log = logging.getLogger("statledger.provider")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS actions(
-  query_id TEXT NOT NULL, action TEXT NOT NULL, log_index INTEGER NOT NULL,
-  detail TEXT NOT NULL DEFAULT '', PRIMARY KEY (query_id, action));
-CREATE TABLE IF NOT EXISTS budgets(dataset TEXT PRIMARY KEY, state TEXT NOT NULL);
-"""
+_BUDGETS = "CREATE TABLE IF NOT EXISTS budgets(dataset TEXT PRIMARY KEY, state TEXT NOT NULL);"
 
 
 def load_policy(path: Any) -> ProviderPolicy:
@@ -74,20 +68,13 @@ class ProviderNode:
         self.policy = load_policy(config.policy)
         self.ledger = LedgerClient(str(config.ledger_url), config.party_id, self.identity)
         self._tables: dict[str, Table] = {}
-        self._db = sqlite3.connect(str(config.state_db_path), check_same_thread=False,
-                                   isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self.actions = ActionLog(config.state_db_path, _BUDGETS)
+        self._db = self.actions.db
         self._lock = threading.Lock()
 
     def close(self) -> None:
         self.ledger.close()
-        self._db.close()
-
-    def _done(self, query_id: str, action: str) -> int | None:
-        row = self._db.execute("SELECT log_index FROM actions WHERE query_id=? AND action=?",
-                               (query_id, action)).fetchone()
-        return None if row is None else int(row[0])
+        self.actions.close()
 
     def table(self, name: str | None) -> tuple[str, Table]:
         names = list(self.config.datasets)
@@ -114,7 +101,7 @@ class ProviderNode:
 
     def contribute(self, query_id: str, querier: str, dataset: str | None) -> int:
         with self._lock:
-            done = self._done(query_id, "contribute")
+            done = self.actions.done(query_id, "contribute")
             if done is not None:
                 return done
             view = check_query(query_view(self.ledger, query_id), through=8)
@@ -126,8 +113,7 @@ class ProviderNode:
                                   f"not by {querier}")
             for idx, s in view.submissions:  # logged before a crash: resume, never resubmit
                 if s.provider == self.party_id:
-                    self._db.execute("INSERT OR REPLACE INTO actions VALUES (?, 'contribute', ?, "
-                                     "'')", (query_id, idx))
+                    self.actions.record(query_id, "contribute", idx)
                     return idx
             name, table = self.table(dataset)
             self.policy.check(spec, querier, list(table))
@@ -152,14 +138,13 @@ class ProviderNode:
                 entries.SubmissionEntry(query_id, self.party_id, ev.to_bytes().hex()),
                 self.identity)
             index = self.ledger.append(entry)
-            self._db.execute("INSERT INTO actions VALUES (?, 'contribute', ?, ?)",
-                             (query_id, index, name))
+            self.actions.record(query_id, "contribute", index, name)
             log.info("submission for %s (%s) logged at %d", query_id, name, index)
             return index
 
     def endorse(self, query_id: str) -> tuple[int, str]:
         with self._lock:
-            done = self._done(query_id, "endorse")
+            done = self.actions.done(query_id, "endorse")
             # Steps 5-14, except other owners' range proofs, which the compute nodes checked
             # before decrypting and every verifier checks again (step 9).
             view = check_query(query_view(self.ledger, query_id), through=14,
@@ -169,15 +154,14 @@ class ProviderNode:
             digest = entries.result_digest(view.result[2])
             if done is not None:
                 return done, digest
-            mine = self._done(query_id, "contribute")
+            mine = self.actions.done(query_id, "contribute")
             if mine is None or view.aggregate is None or mine not in view.aggregate[1].submissions:
                 raise PolicyError(f"{self.party_id} did not contribute to the aggregate of "
                                   f"{query_id}; it endorses only results it took part in")
             entry = entries.sign(
                 entries.EndorsementEntry(query_id, self.party_id, digest), self.identity)
             index = self.ledger.append(entry)
-            self._db.execute("INSERT INTO actions VALUES (?, 'endorse', ?, '')",
-                             (query_id, index))
+            self.actions.record(query_id, "endorse", index)
             return index, digest
 
 

@@ -296,7 +296,8 @@ def check_query(
                         f"{spec.min_providers}", querier)
     order = list(agg.submissions) + list(agg.noise)
     contributions = [flow.Contribution(decoded[i][1], tuple(decoded[i][2])) for i in order]
-    recomputed = flow.flatten(flow.aggregate(contributions))
+    agg_tree = flow.aggregate(contributions)
+    recomputed = flow.flatten(agg_tree)
     if recomputed != agg.decode_ciphertexts():
         raise _fail(11, "the logged aggregate is not the sum of the contributions", querier)
     ok(11, f"aggregate of {len(view.submissions)} providers recomputed "
@@ -332,7 +333,6 @@ def check_query(
         return view
 
     # (13) totals: combine, exact discrete logs, recombine limbs, undo shifts.
-    agg_tree = flow.aggregate(contributions)
     try:
         totals = flow.decrypt_totals(agg_tree, shares_by_node, [c.ranges for c in contributions])
     except DecryptionError as exc:

@@ -9,7 +9,6 @@ party.  It raises :class:`MalformedError` only when the input is not a certifica
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,6 +197,3 @@ def verify_certificate_file(path: str | Path, trust: TrustPolicy | None = None) 
         raise MalformedError(f"{p}: cannot read: {exc.strerror}") from None
     return verify_certificate(raw, trust, source=str(p))
 
-
-def verify_many(paths: Sequence[str | Path], trust: TrustPolicy | None = None) -> list[Report]:
-    return [verify_certificate_file(p, trust) for p in paths]
