@@ -9,8 +9,9 @@
    ``--reps``; the first, cold run reported apart) and ``statledger verify FILE`` in a fresh
    process.  Target (issue 6): each under 1 s.
 3. The audit: the demo deletes its cluster (and ledger) on exit, so the same tour
-   (``nodes.demo.TOUR`` through ``nodes.demo.start_cluster`` / ``run_rounds``) is re-run here
-   on a kept cluster, and ``verifier.audit.audit_log`` replays that ledger's SQLite file.
+   (``statledger.nodes.demo.TOUR`` through ``statledger.nodes.demo.start_cluster`` /
+   ``run_rounds``) is re-run here
+   on a kept cluster, and ``statledger.verifier.audit.audit_log`` replays that ledger's SQLite file.
    Target (issue 6): audit at least 10x faster than the demo's wall time.
 
 Prints one JSON object on stdout and writes it to ``bench/results/demo.json``.
@@ -50,7 +51,7 @@ def run_demo_subprocess(out: Path) -> dict[str, Any]:
     c0 = _children_cpu()
     t0 = time.perf_counter()
     proc = subprocess.run(  # noqa: S603 -- our own CLI
-        [sys.executable, "-m", "nodes.cli", "demo", "--out", str(out)],
+        [sys.executable, "-m", "statledger", "demo", "--out", str(out)],
         capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
@@ -69,7 +70,7 @@ def run_demo_subprocess(out: Path) -> dict[str, Any]:
 
 
 def verify_certificates(cert_dir: Path, reps: int) -> list[dict[str, Any]]:
-    from verifier.verify import verify_certificate
+    from statledger.verifier.verify import verify_certificate
 
     out = []
     for p in sorted(cert_dir.glob("*.json")):
@@ -86,7 +87,7 @@ def verify_certificates(cert_dir: Path, reps: int) -> list[dict[str, Any]]:
         cc0 = _children_cpu()
         t0 = time.perf_counter()
         proc = subprocess.run(  # noqa: S603 -- our own CLI
-            [sys.executable, "-m", "nodes.cli", "verify", str(p)],
+            [sys.executable, "-m", "statledger", "verify", str(p)],
             capture_output=True, text=True, check=False)
         cli = time.perf_counter() - t0
         cli_cpu = _children_cpu() - cc0
@@ -112,10 +113,10 @@ def verify_certificates(cert_dir: Path, reps: int) -> list[dict[str, Any]]:
 
 def run_tour_and_audit(base: Path) -> dict[str, Any]:
     """The demo's tour on a kept cluster, then ``audit_log`` on its ledger file."""
-    from nodes.demo import TOUR, provider_datasets, querier_for, start_cluster
-    from nodes.querier import run_rounds
-    from protocol.query import QuerySpec
-    from verifier.audit import audit_log
+    from statledger.nodes.demo import TOUR, provider_datasets, querier_for, start_cluster
+    from statledger.nodes.querier import run_rounds
+    from statledger.protocol.query import QuerySpec
+    from statledger.verifier.audit import audit_log
 
     t0 = time.perf_counter()
     cluster = start_cluster(base / "cluster", provider_datasets())
@@ -140,7 +141,7 @@ def run_tour_and_audit(base: Path) -> dict[str, Any]:
     cc0 = _children_cpu()
     t1 = time.perf_counter()
     proc = subprocess.run(  # noqa: S603 -- our own CLI
-        [sys.executable, "-m", "nodes.cli", "audit", str(ledger_db)],
+        [sys.executable, "-m", "statledger", "audit", str(ledger_db)],
         capture_output=True, text=True, check=False)
     audit_cli = time.perf_counter() - t1
     audit_cli_cpu = _children_cpu() - cc0

@@ -18,11 +18,12 @@ its share as a CSV in a temporary folder.
 Measured:
 
 * in-process, on one provider's rows: ``encode`` (``Statistic.encode``) and
-  ``encrypt+prove`` (``proofs.vector.encrypt_vector_with_proof``) -- the provider-side split;
+  ``encrypt+prove`` (``statledger.proofs.vector.encrypt_vector_with_proof``) -- the provider-side
+  split;
 * end to end (querier -> 12 providers -> ledger -> 6 compute nodes): the querier's per-phase
   timings (``encrypt+prove`` there is the wall time of the parallel contributions, so it
   includes encode, proving, signing and logging), the result wall time, the certificate
-  size, and ``verifier.verify.verify_certificate`` on the certificate (in this process,
+  size, and ``statledger.verifier.verify.verify_certificate`` on the certificate (in this process,
   the certificate's bytes already in memory, median of ``--verify-reps`` runs);
 * the same for one round of ``logistic_irls`` (exact IRLS, round 0).
 
@@ -193,8 +194,8 @@ def load_average() -> list[float]:
 
 
 def layout_figures(spec: Any) -> dict[str, Any]:
-    from proofs.vector import EncryptedVector, n_limbs
-    from protocol.stats import get
+    from statledger.proofs.vector import EncryptedVector, n_limbs
+    from statledger.protocol.stats import get
 
     lay = get(spec.statistic).layout(spec)
     widths = [hi - lo for lo, hi in lay.ranges]
@@ -208,10 +209,10 @@ def layout_figures(spec: Any) -> dict[str, Any]:
 
 def provider_side(spec: Any, csv_path: str, reps: int) -> dict[str, Any]:
     """Encode and encrypt+prove one provider's rows in this process (median of ``reps``)."""
-    from nodes.data import load_table
-    from proofs.elgamal import keygen
-    from proofs.vector import encrypt_vector_with_proof, verify_encrypted_vector
-    from protocol.stats import get
+    from statledger.nodes.data import load_table
+    from statledger.proofs.elgamal import keygen
+    from statledger.proofs.vector import encrypt_vector_with_proof, verify_encrypted_vector
+    from statledger.protocol.stats import get
 
     stat = get(spec.statistic)
     t0 = time.perf_counter()
@@ -259,7 +260,7 @@ def _verify_cli(raw: str, reps: int, keep: Path | None = None) -> dict[str, Any]
             c0 = _children_cpu()
             t0 = time.perf_counter()
             proc = subprocess.run(  # noqa: S603 -- our own CLI
-                [sys.executable, "-m", "nodes.cli", "verify", str(path)],
+                [sys.executable, "-m", "statledger", "verify", str(path)],
                 capture_output=True, text=True, check=False)
             times.append(time.perf_counter() - t0)
             cpus.append(_children_cpu() - c0)
@@ -270,7 +271,7 @@ def _verify_cli(raw: str, reps: int, keep: Path | None = None) -> dict[str, Any]
 
 
 def _verify_time(raw: str, reps: int) -> tuple[float, list[float]]:
-    from verifier.verify import verify_certificate
+    from statledger.verifier.verify import verify_certificate
 
     times = []
     for _ in range(reps):
@@ -370,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-certs", default=None, help="write the certificates to this folder")
     args = ap.parse_args(argv)
 
-    from protocol.query import QuerySpec
+    from statledger.protocol.query import QuerySpec
 
     tmp = tempfile.TemporaryDirectory(prefix="statledger-drynx-", dir=args.dir)
     base = Path(tmp.name)
@@ -395,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         res["irls_provider_inprocess"] = provider_side(irls, first, args.probe_reps)
 
     if not args.no_cluster:
-        from nodes.demo import querier_for, start_cluster
+        from statledger.nodes.demo import querier_for, start_cluster
 
         t0 = time.perf_counter()
         c0 = cpu_tree()

@@ -5,7 +5,7 @@
     python bench/bench_elgamal_sigma.py --quick         # skip the big table
 
 Every figure comes with the number of scalar multiplications it costs ("base" = fixed-base
-k*G, ~15 us; "var" = variable-base, ~27 us: the floor on this machine, DESIGN.md) and the
+k*G, ~15 us; "var" = variable-base, ~27 us: the floor on this machine) and the
 resulting floor in ms, so the overhead above libsecp256k1 is visible.  Tables are cached
 under $STATLEDGER_CACHE (or ~/.cache/statledger): the first run builds them.
 """
@@ -26,10 +26,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from proofs import dlog  # noqa: E402
-from proofs.elgamal import decryption_share, encrypt, keygen  # noqa: E402
-from proofs.group import Scalar, base_mul  # noqa: E402
-from proofs.sigma import (  # noqa: E402
+from statledger.proofs import dlog  # noqa: E402
+from statledger.proofs.elgamal import decryption_share, encrypt, keygen  # noqa: E402
+from statledger.proofs.group import Scalar, base_mul  # noqa: E402
+from statledger.proofs.sigma import (  # noqa: E402
     prove_dleq,
     prove_dleq_batch,
     prove_schnorr,

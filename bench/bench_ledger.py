@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from ledger.merkle import verify_consistency, verify_inclusion
-from ledger.replay import replay
-from ledger.store import LedgerStore
+from statledger.ledger.merkle import verify_consistency, verify_inclusion
+from statledger.ledger.replay import replay
+from statledger.ledger.store import LedgerStore
 
 
 def _entries(count: int, size: int, seed: int) -> list[bytes]:

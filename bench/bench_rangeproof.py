@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from statledger.settings import configure, get_settings
+
 HERE = Path(__file__).resolve().parent
 EG_VENV = HERE / ".eg-venv"
 EG_PYTHON = Path("/root/.pyenv/versions/3.10.13/bin/python")
@@ -54,7 +56,7 @@ _median_times.last = None  # type: ignore[attr-defined]
 
 
 def _floor_us() -> dict[str, float]:
-    from proofs.group import Point, Scalar, base_mul
+    from statledger.proofs.group import Point, Scalar, base_mul
 
     P = base_mul(Scalar.random())
     ks = [Scalar.random() for _ in range(400)]
@@ -76,9 +78,9 @@ def _floor_us() -> dict[str, float]:
 
 
 def _shape(m: int, bits: int, reps: int) -> dict[str, Any]:
-    from proofs import rangeproof as rp
-    from proofs import vector as vec
-    from proofs.elgamal import keygen
+    from statledger.proofs import rangeproof as rp
+    from statledger.proofs import vector as vec
+    from statledger.proofs.elgamal import keygen
 
     _, X = keygen()
     ranges = [(0, 2**bits - 1)] * m if bits > 0 else [(0, 50_000)] * m
@@ -89,8 +91,8 @@ def _shape(m: int, bits: int, reps: int) -> dict[str, Any]:
     rp.warm_up(layout.N)
     warm = time.perf_counter() - t0
     ctx = b"bench|provider"
-    saved = rp.USE_PARALLEL
-    rp.USE_PARALLEL = False  # one process, so that CPU time covers all the work
+    saved = get_settings()
+    configure(range_parallel=False)  # one process, so that CPU time covers all the work
     rp.reset_counters()
     prove_s, prove_cpu = _median_times(
         lambda: vec.encrypt_vector_with_proof(X, values, ranges, ctx), reps
@@ -102,7 +104,7 @@ def _shape(m: int, bits: int, reps: int) -> dict[str, Any]:
         lambda: vec.verify_encrypted_vector(X, ev, ranges, ctx), reps
     )
     verify_counts = {k: v // reps for k, v in rp.counters().items()}
-    rp.USE_PARALLEL = saved
+    configure(saved)
     return {
         "values": m,
         "range": [0, hi],
@@ -127,28 +129,27 @@ def _shape(m: int, bits: int, reps: int) -> dict[str, Any]:
 
 
 def _serial_vs_parallel() -> dict[str, float]:
-    from proofs import rangeproof as rp
-    from proofs import vector as vec
-    from proofs.elgamal import keygen
+    from statledger.proofs import vector as vec
+    from statledger.proofs.elgamal import keygen
 
     _, X = keygen()
     ranges = [(0, 2**32 - 1)] * 256
     values = [secrets.randbelow(2**32) for _ in range(256)]
     out = {}
     for flag in (False, True):
-        rp.USE_PARALLEL = flag
+        configure(range_parallel=flag)
         p, ev = _median_time(lambda: vec.encrypt_vector_with_proof(X, values, ranges, b"c"), 3)
         v, _ = _median_time(lambda ev=ev: vec.verify_encrypted_vector(X, ev, ranges, b"c"), 3)
         key = "parallel" if flag else "serial"
         out[f"encrypt_prove_s_{key}"] = p
         out[f"verify_s_{key}"] = v
-    rp.USE_PARALLEL = None
+    configure(range_parallel=None)
     return out
 
 
 def _batch(k: int = 12) -> dict[str, float]:
-    from proofs import vector as vec
-    from proofs.elgamal import keygen
+    from statledger.proofs import vector as vec
+    from statledger.proofs.elgamal import keygen
 
     _, X = keygen()
     ranges = [(0, 2**32 - 1)] * 256
@@ -158,10 +159,9 @@ def _batch(k: int = 12) -> dict[str, float]:
         vals = [secrets.randbelow(2**32) for _ in range(256)]
         items.append((X, vec.encrypt_vector_with_proof(X, vals, ranges, ctx), ranges, ctx))
     parties = [f"p{i}" for i in range(k)]
-    from proofs import rangeproof as rp
 
-    saved = rp.USE_PARALLEL
-    rp.USE_PARALLEL = False
+    saved = get_settings()
+    configure(range_parallel=False)
     batch_s, batch_cpu = _median_times(
         lambda: vec.verify_encrypted_vectors_batch(items, parties), 3
     )
@@ -171,7 +171,7 @@ def _batch(k: int = 12) -> dict[str, float]:
             vec.verify_encrypted_vector(X_, ev, r, c)
 
     single_s, single_cpu = _median_times(singles, 1)
-    rp.USE_PARALLEL = saved
+    configure(saved)
     return {
         "proofs": k,
         "shape": "256 x 32 bits each",
@@ -210,9 +210,8 @@ def _interleaved(rounds: int = 5, eg_samples: int = 40) -> dict[str, Any]:
     selection encrypt+prove and verify, measured alternately (round by round) so that both
     see the same machine load; wall-clock and CPU time (process_time), ratios from the
     medians.  CPU time is the fairer figure on a shared machine."""
-    from proofs import rangeproof as rp
-    from proofs import vector as vec
-    from proofs.elgamal import keygen
+    from statledger.proofs import vector as vec
+    from statledger.proofs.elgamal import keygen
 
     py = _eg_python()
     _, X = keygen()
@@ -220,8 +219,8 @@ def _interleaved(rounds: int = 5, eg_samples: int = 40) -> dict[str, Any]:
     ours: dict[str, list[float]] = {"p": [], "v": [], "pc": [], "vc": []}
     eg: dict[str, list[float]] = {"p": [], "v": [], "pc": [], "vc": []}
     floors = []
-    saved = rp.USE_PARALLEL
-    rp.USE_PARALLEL = False
+    saved = get_settings()
+    configure(range_parallel=False)
     try:
         for _ in range(rounds):
             floors.append(_floor_us()["var_mul_us"])
@@ -246,7 +245,7 @@ def _interleaved(rounds: int = 5, eg_samples: int = 40) -> dict[str, Any]:
             eg["pc"].append(32 * e["encrypt_prove_cpu_ms"])
             eg["vc"].append(32 * e["verify_cpu_ms"])
     finally:
-        rp.USE_PARALLEL = saved
+        configure(saved)
     med = statistics.median
     return {
         "rounds": rounds,

@@ -1,6 +1,7 @@
 """statledger: ledger -- the append-only RFC 9162 log, C2SP checkpoints and witnesses.
 
-See docs/ledger.md.  Submodules: :mod:`ledger.merkle`, :mod:`ledger.note`,
-:mod:`ledger.checkpoint`, :mod:`ledger.store`, :mod:`ledger.witness`, :mod:`ledger.replay`,
-:mod:`ledger.bundle`.
+See docs/ledger.md.  Submodules: :mod:`statledger.ledger.merkle`, :mod:`statledger.ledger.note`,
+:mod:`statledger.ledger.checkpoint`, :mod:`statledger.ledger.store`,
+:mod:`statledger.ledger.witness`, :mod:`statledger.ledger.replay`,
+:mod:`statledger.ledger.bundle`.
 """

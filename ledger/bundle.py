@@ -26,11 +26,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.checkpoint import Checkpoint
-from ledger.merkle import HASH_SIZE, leaf_hash, verify_inclusion
-from ledger.note import Note, b64decode_strict
-from ledger.witness import WitnessPolicy
-from proofs.errors import MalformedError, VerificationError
+from statledger.ledger.checkpoint import Checkpoint
+from statledger.ledger.merkle import HASH_SIZE, leaf_hash, verify_inclusion
+from statledger.ledger.note import Note, b64decode_strict
+from statledger.ledger.witness import WitnessPolicy
+from statledger.proofs.errors import MalformedError, VerificationError
 
 __all__ = ["HEADER", "JSON_FORMAT", "ProofBundle", "verify_bundle"]
 

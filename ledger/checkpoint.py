@@ -7,7 +7,7 @@ Note text (tlog-checkpoint §"Note text")::
     <base64 root hash>\\n       standard base64 of the 32-byte RFC 6962/9162 root
     [<extension line>\\n ...]   optional, each non-empty
 
-The log signs the text as a signed note (:mod:`ledger.note`, Ed25519, key name = origin,
+The log signs the text as a signed note (:mod:`statledger.ledger.note`, Ed25519, key name = origin,
 §"Signatures": "The log's key name in its signature line SHOULD match the origin line").
 """
 
@@ -17,8 +17,8 @@ import base64
 import re
 from dataclasses import dataclass
 
-from ledger.merkle import HASH_SIZE
-from ledger.note import (
+from statledger.ledger.merkle import HASH_SIZE
+from statledger.ledger.note import (
     Note,
     NoteSigner,
     NoteVerifier,
@@ -26,7 +26,7 @@ from ledger.note import (
     check_note_text,
     open_note,
 )
-from proofs.errors import MalformedError, VerificationError
+from statledger.proofs.errors import MalformedError, VerificationError
 
 __all__ = ["Checkpoint", "sign_checkpoint", "open_checkpoint"]
 
@@ -96,7 +96,7 @@ def open_checkpoint(
     """Verify the log's signature on a checkpoint note and parse its body.
 
     ``origin`` defaults to the log key's name.  Other signatures (witnesses) are ignored here;
-    see :class:`ledger.witness.WitnessPolicy`.  Raises ``MalformedError`` or
+    see :class:`statledger.ledger.witness.WitnessPolicy`.  Raises ``MalformedError`` or
     ``VerificationError``.
     """
     parsed, _ = open_note(note, [log_verifier])

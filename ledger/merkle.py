@@ -12,14 +12,15 @@ Proof *structure* is computed without any hash: every element of an inclusion pr
 leaf range ``[a, b)``, and every such range is the right-fold of its *perfect subtrees*
 (aligned blocks of ``2**level`` leaves, named ``(level, index)``).  Generation therefore only
 needs an accessor ``subtree(level, index) -> bytes``, which the SQLite store serves from
-stored interior nodes in O(log n) reads (:mod:`ledger.store`); the list-based helpers here
+stored interior nodes in O(log n) reads (:mod:`statledger.ledger.store`); the list-based helpers
+here
 build that accessor over an in-memory list of leaf hashes.
 
 Verification follows the RFC 9162 algorithms (§2.1.3.2 inclusion, §2.1.4.2 consistency)
 and **raises**: :class:`RootMismatchError` (naming expected and calculated roots) when the
 recomputed root differs, :class:`ProofError` for a proof that cannot be right for the stated
 sizes (wrong number of elements, index out of range, ``sn != 0``), and
-:class:`~proofs.errors.MalformedError` for hashes that are not 32 bytes.
+:class:`~statledger.proofs.errors.MalformedError` for hashes that are not 32 bytes.
 
 Stated preconditions (all enforced with an explicit error):
 
@@ -39,7 +40,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 
-from proofs.errors import MalformedError, VerificationError
+from statledger.proofs.errors import MalformedError, VerificationError
 
 __all__ = [
     "HASH_SIZE",
@@ -285,7 +286,7 @@ def verify_inclusion(
     """RFC 9162 §2.1.3.2: check that ``leaf`` (a leaf *hash*) is at ``index`` in ``root``.
 
     Returns None or raises :class:`ProofError`, :class:`RootMismatchError` or
-    :class:`~proofs.errors.MalformedError`.
+    :class:`~statledger.proofs.errors.MalformedError`.
     """
     _check_hash(root, "root")
     calculated = root_from_inclusion(index, size, leaf, proof)
@@ -299,7 +300,7 @@ def verify_consistency(
     """RFC 9162 §2.1.4.2: check that the tree ``(size2, root2)`` extends ``(size1, root1)``.
 
     Returns None or raises :class:`ProofError`, :class:`RootMismatchError` or
-    :class:`~proofs.errors.MalformedError`.
+    :class:`~statledger.proofs.errors.MalformedError`.
     """
     _check_size(size1, "size1")
     _check_size(size2, "size2")

@@ -13,7 +13,7 @@ Format (signed-note "Format")::
 * Key ID (signed-note "Signatures", RECOMMENDED and used here):
   ``SHA-256(key name || 0x0A || signature type || public key)[:4]``, with type ``0x01`` for
   Ed25519 note signatures (signed-note "Ed25519 signatures") and ``0x04`` for timestamped
-  Ed25519 witness cosignatures (tlog-cosignature, see :mod:`ledger.witness`).
+  Ed25519 witness cosignatures (tlog-cosignature, see :mod:`statledger.ledger.witness`).
 * Verifier keys ("vkeys"): ``<name>+<8 lowercase hex key ID>+<base64(type || public key)>``.
   Signer keys use the Go note convention ``PRIVATE+KEY+<name>+<hex key ID>+<base64(type ||
   32-byte seed)>``.
@@ -21,7 +21,7 @@ Format (signed-note "Format")::
   not matching a configured verifier) are ignored; a failing signature from a known key
   rejects the whole note; if no known key verified, the note is rejected.
 
-Strictness beyond the spec's MUSTs (each raises :class:`~proofs.errors.MalformedError`):
+Strictness beyond the spec's MUSTs (each raises :class:`~statledger.proofs.errors.MalformedError`):
 non-canonical base64, two signature lines with the same (name, key ID), more than
 ``MAX_SIGNATURES`` signature lines, more than ``MAX_NOTE_BYTES`` bytes.
 """
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from Crypto.PublicKey import ECC
 from Crypto.Signature import eddsa
 
-from proofs.errors import MalformedError, VerificationError
+from statledger.proofs.errors import MalformedError, VerificationError
 
 __all__ = [
     "SIG_TYPE_ED25519",

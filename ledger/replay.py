@@ -24,16 +24,16 @@ import hashlib
 import time
 from dataclasses import dataclass
 
-from ledger.checkpoint import open_checkpoint
-from ledger.merkle import (
+from statledger.ledger.checkpoint import open_checkpoint
+from statledger.ledger.merkle import (
     EMPTY_ROOT,
     NODE_PREFIX,
     fold_subtrees,
     perfect_subtrees,
     verify_consistency,
 )
-from ledger.store import LedgerStore, StoredCheckpoint, node_key
-from proofs.errors import StatledgerError, VerificationError
+from statledger.ledger.store import LedgerStore, StoredCheckpoint, node_key
+from statledger.proofs.errors import StatledgerError, VerificationError
 
 __all__ = ["ReplayError", "ReplayReport", "replay"]
 

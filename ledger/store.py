@@ -45,9 +45,9 @@ from typing import Any, Protocol
 
 import sqlite_utils
 
-from ledger.bundle import ProofBundle
-from ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
-from ledger.merkle import (
+from statledger.ledger.bundle import ProofBundle
+from statledger.ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from statledger.ledger.merkle import (
     EMPTY_ROOT,
     build_proof,
     consistency_plan,
@@ -58,8 +58,8 @@ from ledger.merkle import (
     perfect_subtrees,
     verify_consistency,
 )
-from ledger.note import CosignatureVerifier, Note, NoteSigner, NoteVerifier
-from proofs.errors import MalformedError, PolicyError, ProtocolError, VerificationError
+from statledger.ledger.note import CosignatureVerifier, Note, NoteSigner, NoteVerifier
+from statledger.proofs.errors import MalformedError, PolicyError, ProtocolError, VerificationError
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -196,8 +196,9 @@ class LedgerStore:
     With ``signing_key=None`` and ``log_key`` (the log's verifier) the store can be read,
     proved from and replayed, but not sign checkpoints (auditors).
 
-    ``signing_key`` is a :class:`~ledger.note.NoteSigner`, a 32-byte Ed25519 seed, or any
-    object with ``to_bytes() -> 32-byte seed`` (e.g. ``proofs.signatures.SigningKey``); the
+    ``signing_key`` is a :class:`~statledger.ledger.note.NoteSigner`, a 32-byte Ed25519 seed, or any
+    object with ``to_bytes() -> 32-byte seed`` (e.g. ``statledger.proofs.signatures.SigningKey``);
+    the
     note key name is ``origin``.  ``witnesses`` are the cosigners whose cosignatures
     :meth:`add_cosignature` accepts.  Thread-safe (one lock around the connection).
     """

@@ -30,9 +30,9 @@ import sqlite_utils
 from Crypto.PublicKey import ECC
 from Crypto.Signature import eddsa
 
-from ledger.checkpoint import Checkpoint, open_checkpoint
-from ledger.merkle import EMPTY_ROOT, verify_consistency
-from ledger.note import (
+from statledger.ledger.checkpoint import Checkpoint, open_checkpoint
+from statledger.ledger.merkle import EMPTY_ROOT, verify_consistency
+from statledger.ledger.note import (
     SIG_TYPE_COSIGNATURE_V1,
     CosignatureVerifier,
     Note,
@@ -41,7 +41,7 @@ from ledger.note import (
     check_key_name,
     key_id,
 )
-from proofs.errors import MalformedError, PolicyError, ProtocolError, VerificationError
+from statledger.proofs.errors import MalformedError, PolicyError, ProtocolError, VerificationError
 
 __all__ = [
     "CosignatureSigner",

@@ -6,7 +6,8 @@
 * the error tree mapped to statuses: ``MalformedError`` -> 400, ``VerificationError`` -> 422
   (with its ``step`` and ``party``), ``DecryptionError`` -> 422, ``PolicyError`` -> 403,
   ``ProtocolError`` -> 409, :class:`NotFoundError` -> 404, authentication errors -> 401/403/409
-  (:mod:`nodes.auth`), request validation errors -> 400 naming the field, oversized bodies ->
+  (:mod:`statledger.nodes.auth`), request validation errors -> 400 naming the field, oversized
+  bodies ->
   413; anything else is a bug: logged with its traceback and answered with a bare 500;
 * a request-body limit enforced while the body streams in (``Content-Length`` checked first);
 * ``GET /v1/health`` -> ``{"status": "ok", "party": ..., "role": ...}``.
@@ -25,9 +26,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nodes.auth import AuthError
-from nodes.config import DEFAULT_MAX_BODY
-from proofs.errors import (
+from statledger.nodes.auth import AuthError
+from statledger.nodes.config import DEFAULT_MAX_BODY
+from statledger.proofs.errors import (
     DecryptionError,
     MalformedError,
     PolicyError,

@@ -36,10 +36,10 @@ from typing import TYPE_CHECKING
 
 from fastapi import Request
 
-from proofs.errors import MalformedError, StatledgerError, VerificationError
+from statledger.proofs.errors import MalformedError, StatledgerError, VerificationError
 
 if TYPE_CHECKING:
-    from proofs.signatures import SigningKey, VerifyKey
+    from statledger.proofs.signatures import SigningKey, VerifyKey
 
 __all__ = [
     "DOMAIN",

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from proofs.errors import MalformedError, StatledgerError
+from statledger.proofs.errors import MalformedError, StatledgerError
 
 app = typer.Typer(help="statledger: a verifiable statistics ledger.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -37,7 +37,7 @@ def demo(
     statistics, print the results, write and verify one certificate per query."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from nodes.demo import TOUR, run_demo
+    from statledger.nodes.demo import TOUR, run_demo
 
     lines: list[str] = []
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
@@ -77,9 +77,9 @@ def run(
 ) -> None:
     """Run one query on an ephemeral local cluster with one provider per CSV file."""
     data = [*data, *(more or [])]
-    from nodes.demo import querier_for, start_cluster
-    from nodes.querier import run_rounds
-    from protocol.query import QuerySpec
+    from statledger.nodes.demo import querier_for, start_cluster
+    from statledger.nodes.querier import run_rounds
+    from statledger.protocol.query import QuerySpec
 
     try:
         spec = QuerySpec.parse(query.read_bytes())
@@ -118,8 +118,8 @@ def query(
 ) -> None:
     """Run a query against a running cluster (registers the querier and writes the cluster's
     setup entry on first use)."""
-    from nodes.querier import run_rounds
-    from protocol.query import QuerySpec
+    from statledger.nodes.querier import run_rounds
+    from statledger.protocol.query import QuerySpec
 
     try:
         spec = QuerySpec.parse(spec_file.read_bytes())
@@ -144,15 +144,17 @@ def query(
 
 
 def querier_from_config(path: Path) -> Any:
-    """A :class:`~nodes.querier.Querier` from a querier config: its peers are split into
+    """A :class:`~statledger.nodes.querier.Querier` from a querier config: its peers are split into
     compute nodes and providers by their registered roles on the ledger."""
-    from nodes.config import load_config
-    from nodes.http import RemoteError, SignedClient
-    from nodes.keys import load_identity_key
-    from nodes.querier import Querier
-    from nodes.serve import register_self
+    from statledger.nodes.config import QuerierConfig, load_config
+    from statledger.nodes.http import RemoteError, SignedClient
+    from statledger.nodes.keys import load_identity_key
+    from statledger.nodes.querier import Querier
+    from statledger.nodes.serve import register_self
 
     cfg = load_config(path, role="querier")
+    if not isinstance(cfg, QuerierConfig):  # load_config(role="querier") refuses other roles
+        raise TypeError(f"{path}: not a querier config")
     key = load_identity_key(cfg.identity_key_path)
     register_self(cfg, timeout=10.0)
     with SignedClient(str(cfg.ledger_url), cfg.party_id, key) as ledger:
@@ -178,7 +180,7 @@ def verify(
 ) -> None:
     """Verify certificates offline.  Exit 0: all valid; 1: some invalid; 2: not a
     certificate."""
-    from verifier.verify import load_trust, verify_certificate_file
+    from statledger.verifier.verify import load_trust, verify_certificate_file
 
     files: list[Path] = []
     for p in paths:
@@ -233,7 +235,7 @@ def audit(
     as_json: Annotated[bool, typer.Option("--json", help="JSON summary")] = False,
 ) -> None:
     """Replay a whole log: the tree, every checkpoint, every query's checks."""
-    from verifier.audit import audit_log
+    from statledger.verifier.audit import audit_log
 
     try:
         summary = audit_log(log, resume=resume, workers=workers,
@@ -263,7 +265,7 @@ def node_serve(
     config: Annotated[Path, typer.Option(help="the party's config (TOML)")],
 ) -> None:
     """Serve one party (blocks until stopped)."""
-    from nodes.serve import main as serve_main
+    from statledger.nodes.serve import main as serve_main
 
     sys.exit(serve_main(["--role", role, "--config", str(config)]))
 
@@ -279,7 +281,7 @@ def node_init(
     host: Annotated[str, typer.Option(help="address the services bind")] = "127.0.0.1",
 ) -> None:
     """Create keys (0600) and TOML configs for every party of a deployment."""
-    from nodes.launcher import init_cluster
+    from statledger.nodes.launcher import init_cluster
 
     providers: dict[str, dict[str, Any]] = {}
     for spec in provider:

@@ -24,17 +24,17 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
-from nodes.app import NotFoundError
-from nodes.config import ComputeConfig
-from nodes.keys import load_elgamal_share, load_identity_key
-from nodes.ledger_client import LedgerClient
-from nodes.ledger_service import witness_from_config, witness_router
-from nodes.peers import ActionLog, create_party_app
-from proofs.errors import MalformedError, PolicyError
-from proofs.group import base_mul
-from proofs.vector import encrypt_vector_with_proof
-from protocol import entries, flow
-from verifier.checks import QueryView, check_query, parse_entries
+from statledger.nodes.app import NotFoundError
+from statledger.nodes.config import ComputeConfig
+from statledger.nodes.keys import load_elgamal_share, load_identity_key
+from statledger.nodes.ledger_client import LedgerClient
+from statledger.nodes.ledger_service import witness_from_config, witness_router
+from statledger.nodes.peers import ActionLog, create_party_app
+from statledger.proofs.errors import MalformedError, PolicyError
+from statledger.proofs.group import base_mul
+from statledger.proofs.vector import encrypt_vector_with_proof
+from statledger.protocol import entries, flow
+from statledger.verifier.checks import QueryView, check_query, parse_entries
 
 __all__ = ["ComputeNode", "create_app", "MIN_PROVIDERS_FLOOR", "query_view"]
 

@@ -39,7 +39,7 @@ from pydantic import (
     model_validator,
 )
 
-from proofs.errors import MalformedError
+from statledger.proofs.errors import MalformedError
 
 __all__ = [
     "ROLES",

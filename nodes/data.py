@@ -2,7 +2,7 @@
 
 A column whose every non-empty cell parses as a number becomes float64 (empty cells -> NaN);
 any other column stays a column of ``str`` objects (empty -> ``None``).  The statistic then
-applies the query's filters, categories and public bounds (``protocol.stats.base``).
+applies the query's filters, categories and public bounds (``statledger.protocol.stats.base``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from proofs.errors import MalformedError
+from statledger.proofs.errors import MalformedError
 
 __all__ = ["load_table", "Table"]
 

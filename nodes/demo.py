@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nodes.launcher import Cluster
-from nodes.querier import Querier, QueryOutcome, run_rounds
-from protocol import datasets
-from protocol.query import QuerySpec
+from statledger.nodes.launcher import Cluster
+from statledger.nodes.querier import Querier, QueryOutcome, run_rounds
+from statledger.protocol import datasets
+from statledger.protocol.query import QuerySpec
 
 __all__ = ["TOUR", "TourItem", "start_cluster", "run_demo"]
 
@@ -97,8 +97,8 @@ def start_cluster(base: Path, providers: dict[str, dict[str, str]],
 
 def register_queriers(cluster: Cluster) -> None:
     """Queriers serve nothing, so they post their own ``party`` entry (self-signed)."""
-    from nodes.config import load_config
-    from nodes.serve import register_self
+    from statledger.nodes.config import load_config
+    from statledger.nodes.serve import register_self
 
     for p in cluster.layout.queriers:
         register_self(load_config(p.config_path))
@@ -116,7 +116,7 @@ def querier_for(cluster: Cluster) -> Querier:
 def run_demo(out: Path | None, say: Callable[[str], None],
              step: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the tour; returns a summary (timings, certificate sizes, verification)."""
-    from verifier.verify import verify_certificate_file
+    from statledger.verifier.verify import verify_certificate_file
 
     t0 = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="statledger-demo-"))

@@ -1,4 +1,5 @@
-"""HTTP clients that sign every request with the sender's Ed25519 key (:mod:`nodes.auth`).
+"""HTTP clients that sign every request with the sender's Ed25519 key
+(:mod:`statledger.nodes.auth`).
 
 ``SignedClient`` (sync) and ``AsyncSignedClient`` (async) wrap httpx.  They
 
@@ -21,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from nodes.auth import sign_request
-from proofs.errors import StatledgerError
+from statledger.nodes.auth import sign_request
+from statledger.proofs.errors import StatledgerError
 
 if TYPE_CHECKING:
-    from proofs.signatures import SigningKey
+    from statledger.proofs.signatures import SigningKey
 
 __all__ = ["RemoteError", "UnreachableError", "SignedClient", "AsyncSignedClient"]
 

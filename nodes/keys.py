@@ -21,11 +21,11 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from proofs.errors import MalformedError, StatledgerError
+from statledger.proofs.errors import MalformedError, StatledgerError
 
 if TYPE_CHECKING:
-    from proofs.group import Scalar
-    from proofs.signatures import SigningKey
+    from statledger.proofs.group import Scalar
+    from statledger.proofs.signatures import SigningKey
 
 __all__ = [
     "KEY_FORMAT",
@@ -123,7 +123,7 @@ def read_secret_file(path: str | Path, kind: str) -> bytes:
 
 def create_identity_key(path: str | Path) -> SigningKey:
     """Generate a new Ed25519 identity key and write it to ``path`` (0600)."""
-    from proofs.signatures import SigningKey
+    from statledger.proofs.signatures import SigningKey
 
     sk = SigningKey.generate()
     write_secret_file(path, "ed25519", sk.to_bytes())
@@ -132,7 +132,7 @@ def create_identity_key(path: str | Path) -> SigningKey:
 
 def load_identity_key(path: str | Path) -> SigningKey:
     """Load an Ed25519 identity key (refusing group/other-accessible files)."""
-    from proofs.signatures import SigningKey
+    from statledger.proofs.signatures import SigningKey
 
     raw = read_secret_file(path, "ed25519")
     try:
@@ -168,7 +168,7 @@ def load_or_create_seed(path: str | Path) -> bytes:
 
 def create_elgamal_share(path: str | Path) -> Scalar:
     """Generate a compute node's ElGamal key share ``x_i`` (non-zero scalar), 0600 file."""
-    from proofs.group import Scalar
+    from statledger.proofs.group import Scalar
 
     x = Scalar.random()
     while int(x) == 0:  # a zero share would make X_i the identity
@@ -179,7 +179,7 @@ def create_elgamal_share(path: str | Path) -> Scalar:
 
 def load_elgamal_share(path: str | Path) -> Scalar:
     """Load an ElGamal key share; the scalar is decoded strictly (``0 < x < n``)."""
-    from proofs.group import Scalar
+    from statledger.proofs.group import Scalar
 
     raw = read_secret_file(path, "elgamal-share")
     try:

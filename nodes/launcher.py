@@ -2,7 +2,7 @@
 
 :func:`init_cluster` writes keys (0600) and one TOML config per party under ``base_dir`` --
 also what ``statledger node init`` uses -- and a ``cluster.json`` index of the layout.
-:class:`Cluster` starts every service as ``python -m nodes.serve --role R --config FILE``
+:class:`Cluster` starts every service as ``python -m statledger.nodes.serve --role R --config FILE``
 (``sys.executable``; output to ``base_dir/logs/<party>.log``) in parallel, waits for each
 ``/v1/health`` and for every party's ``party`` entry on the ledger, and stops them with
 SIGTERM, then SIGKILL after a timeout (context manager; an ``atexit`` hook as a safety net).
@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from nodes.config import (
+from statledger.nodes.config import (
     ComputeConfig,
     DatasetConfig,
     LedgerConfig,
@@ -44,12 +44,12 @@ from nodes.config import (
     WitnessSettings,
     dump_config_toml,
 )
-from nodes.keys import (
+from statledger.nodes.keys import (
     load_or_create_elgamal_share,
     load_or_create_identity_key,
 )
-from nodes.serve import PARENT_ENV
-from proofs.errors import StatledgerError
+from statledger.nodes.serve import PARENT_ENV
+from statledger.proofs.errors import StatledgerError
 
 __all__ = [
     "ClusterError",
@@ -137,9 +137,9 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
 
 
 def _witness_vkey(name: str, seed: bytes) -> str:
-    """The C2SP cosignature verifier key of a witness (ledger.witness), if available."""
+    """The C2SP cosignature verifier key of a witness (statledger.ledger.witness), if available."""
     try:
-        from ledger import witness as _w
+        from statledger.ledger import witness as _w
     except ImportError:
         return ""
     signer_cls = getattr(_w, "CosignatureSigner", None) or getattr(_w, "WitnessSigner", None)
@@ -152,7 +152,7 @@ def _witness_vkey(name: str, seed: bytes) -> str:
 
 
 def _log_vkey(origin: str, seed: bytes) -> str:
-    from ledger.note import NoteSigner
+    from statledger.ledger.note import NoteSigner
 
     return NoteSigner(origin, seed).vkey()
 
@@ -305,13 +305,13 @@ class Cluster:
         return Path(self.layout.parties[party_id].config_path)
 
     def signing_key(self, party_id: str) -> Any:
-        from nodes.keys import load_identity_key
+        from statledger.nodes.keys import load_identity_key
 
         return load_identity_key(Path(self.layout.parties[party_id].data_dir) / "identity.key")
 
     def client(self, target: str, as_party: str | None = None, **kw: Any) -> Any:
-        """A :class:`~nodes.http.SignedClient` to ``target``, signed as ``as_party``."""
-        from nodes.http import SignedClient
+        """A :class:`~statledger.nodes.http.SignedClient` to ``target``, signed as ``as_party``."""
+        from statledger.nodes.http import SignedClient
 
         if as_party is None:
             return SignedClient(self.url(target), **kw)
@@ -323,7 +323,7 @@ class Cluster:
         logf = open(info.log_path, "ab")  # noqa: SIM115 -- handed to the child
         try:
             proc = subprocess.Popen(  # noqa: S603 -- fixed argv, our own interpreter
-                [sys.executable, "-m", "nodes.serve", "--role", info.role,
+                [sys.executable, "-m", "statledger.nodes.serve", "--role", info.role,
                  "--config", info.config_path],
                 stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**self.env, PARENT_ENV: str(os.getpid())}, cwd=str(self.base_dir),

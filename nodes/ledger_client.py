@@ -1,7 +1,7 @@
 """A party's view of the ledger node: append signed entries, read a query's entries back.
 
-Thin wrapper over :class:`nodes.http.SignedClient` and the routes of
-:mod:`nodes.ledger_service`.  No cryptography here beyond what the entries carry.
+Thin wrapper over :class:`statledger.nodes.http.SignedClient` and the routes of
+:mod:`statledger.nodes.ledger_service`.  No cryptography here beyond what the entries carry.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import base64
 from collections.abc import Iterable
 from typing import Any
 
-from nodes.http import RemoteError, SignedClient
-from proofs.signatures import SigningKey
-from protocol.entries import Entry
+from statledger.nodes.http import RemoteError, SignedClient
+from statledger.proofs.signatures import SigningKey
+from statledger.protocol.entries import Entry
 
 __all__ = ["LedgerClient"]
 
@@ -91,7 +91,8 @@ class LedgerClient:
         return sorted(idx)
 
     def query_entries(self, query_id: str) -> list[tuple[int, bytes]]:
-        """Roster + every entry of the query (what :func:`verifier.checks.check_query` needs)."""
+        """Roster + every entry of the query (what :func:`statledger.verifier.checks.check_query`
+        needs)."""
         return self.entries(self.roster_indices() + self.query_indices(query_id))
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:

@@ -1,6 +1,7 @@
-"""The ledger node: hosts the append-only log (:class:`ledger.store.LedgerStore`) over HTTP.
+"""The ledger node: hosts the append-only log (:class:`statledger.ledger.store.LedgerStore`) over
+HTTP.
 
-Routes (``auth`` = signed request, :mod:`nodes.auth`)::
+Routes (``auth`` = signed request, :mod:`statledger.nodes.auth`)::
 
     POST /v1/entries                 auth   body = one entry's canonical bytes
                                             -> {"index", "leaf_hash", "kind"}
@@ -22,7 +23,7 @@ Routes (``auth`` = signed request, :mod:`nodes.auth`)::
 
 Append checks (POST /v1/entries), in order -- each failure names its reason:
 
-1. the body parses strictly (``protocol.entries.Entry.from_bytes``)            -> 400
+1. the body parses strictly (``statledger.protocol.entries.Entry.from_bytes``)            -> 400
 2. the author (``claimed_author``; ``setup`` -> the ledger; ``aggregate`` and
    ``result`` -> the querier of the query's ``query`` entry) is the
    authenticated sender                                                        -> 403
@@ -35,7 +36,7 @@ Append checks (POST /v1/entries), in order -- each failure names its reason:
 5. entries that refer to a query (``query_id``) need its ``query`` entry first
    (``query`` entries must not repeat a query id)                               -> 404/409
    5b. a submission's / noise share's range proof verifies                      -> 422
-   5c. the query's state machine (``protocol.statemachine``) accepts the entry:
+   5c. the query's state machine (``statledger.protocol.statemachine``) accepts the entry:
        no duplicate, nothing out of order                                      -> 409
 5b. ``submission`` and ``noise`` entries: the vector decodes with the query's public
    ranges and its range proof verifies (refused at submission, author named)   -> 422
@@ -62,12 +63,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from nodes.app import NotFoundError, create_app, error_body
-from nodes.auth import Authenticator, NonceStore
-from nodes.config import LedgerConfig
-from nodes.http import AsyncSignedClient, RemoteError
-from nodes.keys import load_or_create_identity_key
-from proofs.errors import (
+from statledger.nodes.app import NotFoundError, create_app, error_body
+from statledger.nodes.auth import Authenticator, NonceStore
+from statledger.nodes.config import LedgerConfig
+from statledger.nodes.http import AsyncSignedClient, RemoteError
+from statledger.nodes.keys import load_or_create_identity_key
+from statledger.proofs.errors import (
     MalformedError,
     PolicyError,
     ProtocolError,
@@ -117,8 +118,8 @@ class LedgerNode:
     """The ledger node's state: the log, its side tables and the append rules (no HTTP)."""
 
     def __init__(self, config: LedgerConfig) -> None:
-        from ledger.note import CosignatureVerifier
-        from ledger.store import LedgerStore
+        from statledger.ledger.note import CosignatureVerifier
+        from statledger.ledger.store import LedgerStore
 
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -150,7 +151,7 @@ class LedgerNode:
 
     def catch_up(self) -> None:
         """Index every log entry not yet in the side tables (crash recovery at startup)."""
-        from protocol.entries import Entry
+        from statledger.protocol.entries import Entry
 
         with self._lock:
             start = self._indexed_size()
@@ -198,7 +199,7 @@ class LedgerNode:
 
     def _register_self(self) -> None:
         """The ledger's own ``party`` entry (role ledger), appended once."""
-        from protocol import entries
+        from statledger.protocol import entries
 
         if self.party(self.config.party_id) is not None:
             return
@@ -227,7 +228,7 @@ class LedgerNode:
 
     def key_of(self, party_id: str) -> Any:
         """HTTP key directory: the registered key, else the roster key (for registration)."""
-        from proofs.signatures import VerifyKey
+        from statledger.proofs.signatures import VerifyKey
 
         p = self.party(party_id)
         if p is not None:
@@ -258,7 +259,7 @@ class LedgerNode:
     # -- appends -------------------------------------------------------------------------
     def append(self, data: bytes, sender: str) -> tuple[int, bytes, str]:
         """Check and append one entry sent by ``sender``; ``(index, leaf_hash, kind)``."""
-        from protocol.entries import Entry
+        from statledger.protocol.entries import Entry
 
         entry = Entry.from_bytes(data)  # (1)
         with self._lock:
@@ -287,7 +288,7 @@ class LedgerNode:
         return author
 
     def _append_checked(self, data: bytes, entry: Any) -> int:
-        from protocol import entries
+        from statledger.protocol import entries
 
         kind = entry.KIND
         author = self._author(entry)
@@ -312,7 +313,7 @@ class LedgerNode:
             if kind in KIND_ROLES and reg["role"] not in KIND_ROLES[kind]:  # (3)
                 raise PolicyError(
                     f"a {reg['role']} may not write {kind} entries (party {author!r})")
-            from proofs.signatures import VerifyKey
+            from statledger.proofs.signatures import VerifyKey
 
             vk = VerifyKey.from_bytes(bytes.fromhex(reg["sig_key"]))
             entries.verify_signature(entry, vk, author, step="append")
@@ -343,8 +344,8 @@ class LedgerNode:
         return idx
 
     def _roster(self) -> Any:
-        from protocol.entries import Entry
-        from protocol.statemachine import Roster
+        from statledger.protocol.entries import Entry
+        from statledger.protocol.statemachine import Roster
 
         setup_idx = self.setup_index()
         if setup_idx is None:
@@ -358,11 +359,11 @@ class LedgerNode:
         )
 
     def _check_order(self, entry: Any, qid: str) -> None:
-        """(5c) The query's state machine (protocol.statemachine) accepts the new entry:
+        """(5c) The query's state machine (statledger.protocol.statemachine) accepts the new entry:
         no duplicate submission / noise / decryption / endorsement, no entry out of order
         (e.g. decryption before the aggregate, a submission after it) -> 409."""
-        from protocol.entries import Entry
-        from protocol.statemachine import advance, replay, start
+        from statledger.protocol.entries import Entry
+        from statledger.protocol.statemachine import advance, replay, start
 
         if entry.KIND == "query":
             # A query may be posted before the cluster's setup entry (nothing can answer it
@@ -380,10 +381,10 @@ class LedgerNode:
         """(5b) A submission or DP noise share is refused at append time unless its vector
         decodes with the query's public ranges and its range proof verifies (the same check
         as verification steps 9/10); the error names the author."""
-        from proofs.vector import verify_encrypted_vector
-        from protocol import flow
-        from protocol.entries import Entry
-        from protocol.stats import get as get_statistic
+        from statledger.proofs.vector import verify_encrypted_vector
+        from statledger.protocol import flow
+        from statledger.protocol.entries import Entry
+        from statledger.protocol.stats import get as get_statistic
 
         qid = entry.query_id
         row = self._db.execute(
@@ -418,9 +419,9 @@ class LedgerNode:
 
     def write_setup(self, cluster_id: str | None = None) -> int:
         """Append the ``setup`` entry from the registered compute nodes of the roster."""
-        from protocol import entries
-        from protocol.entries import Entry
-        from protocol.flow import collective_key
+        from statledger.protocol import entries
+        from statledger.protocol.entries import Entry
+        from statledger.protocol.flow import collective_key
 
         with self._lock:
             existing = self.setup_index()
@@ -459,7 +460,7 @@ class LedgerNode:
 
     async def checkpoint(self) -> dict[str, Any]:
         """Sign a checkpoint and ask every witness to cosign it (in parallel)."""
-        from ledger.note import Note
+        from statledger.ledger.note import Note
 
         with self._lock:
             note_full = self.store.sign_checkpoint()
@@ -669,8 +670,8 @@ def create_ledger_app(config: LedgerConfig, *, node: LedgerNode | None = None) -
 
 
 def _bundle_size(b: Any) -> int:
-    from ledger.checkpoint import Checkpoint
-    from ledger.note import Note
+    from statledger.ledger.checkpoint import Checkpoint
+    from statledger.ledger.note import Note
 
     return int(Checkpoint.parse(Note.parse(b.checkpoint).text).size)
 
@@ -693,10 +694,11 @@ class CosignRequest(BaseModel):
 
 
 def witness_from_config(config: Any) -> Any:
-    """A :class:`ledger.witness.Witness` for a compute node's config (``witness`` section):
+    """A :class:`statledger.ledger.witness.Witness` for a compute node's config (``witness``
+    section):
     state in ``data_dir/witness.sqlite``, key = the node's identity key, name = party id."""
-    from ledger.note import NoteVerifier
-    from ledger.witness import Witness
+    from statledger.ledger.note import NoteVerifier
+    from statledger.ledger.witness import Witness
 
     if config.witness is None:
         raise PolicyError(f"{config.party_id} has no [witness] settings")
@@ -711,13 +713,13 @@ def witness_from_config(config: Any) -> Any:
 
 def witness_router(witness: Any, auth: Authenticator | None = None,
                    roles: tuple[str, ...] = ("ledger",)) -> APIRouter:
-    """``POST /v1/witness/cosign`` for a :class:`ledger.witness.Witness`.
+    """``POST /v1/witness/cosign`` for a :class:`statledger.ledger.witness.Witness`.
 
     With ``auth`` the caller must be an authenticated party of one of ``roles``; without,
     the endpoint is open like c2sp.org/tlog-witness (the log signature authenticates the
     checkpoint).  A stale ``old_size`` answers 409 with the witness's ``size``.
     """
-    from ledger.witness import WitnessConflictError
+    from statledger.ledger.witness import WitnessConflictError
 
     router = APIRouter()
     deps = [Depends(auth.require(*roles))] if auth is not None else []

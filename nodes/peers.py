@@ -15,11 +15,11 @@ from typing import Any, Protocol
 
 from fastapi import FastAPI
 
-from nodes.app import create_app
-from nodes.auth import Authenticator, NonceStore
-from nodes.http import SignedClient
-from proofs.errors import MalformedError
-from proofs.signatures import VerifyKey
+from statledger.nodes.app import create_app
+from statledger.nodes.auth import Authenticator, NonceStore
+from statledger.nodes.http import SignedClient
+from statledger.proofs.errors import MalformedError
+from statledger.proofs.signatures import VerifyKey
 
 __all__ = ["ActionLog", "PartyDirectory", "create_party_app"]
 

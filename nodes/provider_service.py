@@ -25,20 +25,20 @@ from typing import Any
 
 from fastapi import Body, Depends, FastAPI
 
-from nodes.app import NotFoundError
-from nodes.compute_service import query_view
-from nodes.config import ProviderConfig
-from nodes.data import Table, load_table
-from nodes.keys import load_identity_key
-from nodes.ledger_client import LedgerClient
-from nodes.peers import ActionLog, create_party_app
-from proofs.errors import MalformedError, PolicyError
-from proofs.vector import encrypt_vector_with_proof
-from protocol import entries, flow
-from protocol.dp import BudgetLedger
-from protocol.policy import ProviderPolicy
-from protocol.stats import get as get_statistic
-from verifier.checks import check_query
+from statledger.nodes.app import NotFoundError
+from statledger.nodes.compute_service import query_view
+from statledger.nodes.config import ProviderConfig
+from statledger.nodes.data import Table, load_table
+from statledger.nodes.keys import load_identity_key
+from statledger.nodes.ledger_client import LedgerClient
+from statledger.nodes.peers import ActionLog, create_party_app
+from statledger.proofs.errors import MalformedError, PolicyError
+from statledger.proofs.vector import encrypt_vector_with_proof
+from statledger.protocol import entries, flow
+from statledger.protocol.dp import BudgetLedger
+from statledger.protocol.policy import ProviderPolicy
+from statledger.protocol.stats import get as get_statistic
+from statledger.verifier.checks import check_query
 
 __all__ = ["ProviderNode", "create_app"]
 

@@ -1,6 +1,6 @@
 """The researcher's client: run a query across the cluster, get a result and a certificate.
 
-``Querier.run(spec)`` drives DESIGN.md's flow over HTTP, every step a log entry:
+``Querier.run(spec)`` drives one query end to end (README, "A tour") over HTTP, every step a log entry:
 
 1. post the ``query`` entry (signed);
 2. ask every provider to contribute (in parallel); refusals are collected with their reasons;
@@ -22,17 +22,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from nodes.http import RemoteError, SignedClient
-from nodes.ledger_client import LedgerClient
-from proofs.errors import PolicyError, StatledgerError, VerificationError
-from proofs.signatures import SigningKey
-from protocol import entries, flow
-from protocol.query import QuerySpec
-from protocol.stats import get as get_statistic
-from protocol.stats.base import StatResult
-from verifier.certificate import Certificate, build_certificate
-from verifier.checks import parse_entries
-from verifier.verify import verify_certificate
+from statledger.nodes.http import RemoteError, SignedClient
+from statledger.nodes.ledger_client import LedgerClient
+from statledger.proofs.errors import PolicyError, StatledgerError, VerificationError
+from statledger.proofs.signatures import SigningKey
+from statledger.protocol import entries, flow
+from statledger.protocol.query import QuerySpec
+from statledger.protocol.stats import get as get_statistic
+from statledger.protocol.stats.base import StatResult
+from statledger.verifier.certificate import Certificate, build_certificate
+from statledger.verifier.checks import parse_entries
+from statledger.verifier.verify import verify_certificate
 
 __all__ = ["Querier", "QueryOutcome", "QueryFailed"]
 
@@ -266,8 +266,8 @@ class Querier:
     def certificate(self, query_id: str) -> Certificate:
         """Checkpoint (cosigned) + the query's entries with inclusion proofs."""
         note = self.ledger.checkpoint()
-        from ledger.checkpoint import Checkpoint
-        from ledger.note import Note
+        from statledger.ledger.checkpoint import Checkpoint
+        from statledger.ledger.note import Note
 
         parsed = Note.parse(note)
         cp = Checkpoint.parse(parsed.text)
@@ -291,7 +291,7 @@ def run_rounds(
     Each round is its own query (public input: the current coefficients) with its own
     certificate.  Single-round statistics return one outcome.
     """
-    from protocol.stats import logistic
+    from statledger.protocol.stats import logistic
 
     outcomes: list[QueryOutcome] = []
     current: QuerySpec | None = spec

@@ -1,11 +1,11 @@
-"""Run one party's service: ``python -m nodes.serve --role R --config FILE``.
+"""Run one party's service: ``python -m statledger.nodes.serve --role R --config FILE``.
 
-Loads the role's config (:mod:`nodes.config`), builds its FastAPI app and runs uvicorn on
+Loads the role's config (:mod:`statledger.nodes.config`), builds its FastAPI app and runs uvicorn on
 ``host:port`` from the config.  Apps come from:
 
-* ``ledger``   -> :func:`nodes.ledger_service.create_ledger_app`
-* ``compute``  -> ``nodes.compute_service.create_app(config)``
-* ``provider`` -> ``nodes.provider_service.create_app(config)``
+* ``ledger``   -> :func:`statledger.nodes.ledger_service.create_ledger_app`
+* ``compute``  -> ``statledger.nodes.compute_service.create_app(config)``
+* ``provider`` -> ``statledger.nodes.provider_service.create_app(config)``
 
 Registration hook: unless ``--no-register`` is given, a non-ledger party posts its own
 ``party`` entry to the ledger once at startup (in a background thread, retrying while the
@@ -27,43 +27,43 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from nodes.config import AnyConfig, ComputeConfig, ConfigError, LedgerConfig, load_config
-from proofs.errors import StatledgerError
+from statledger.nodes.config import AnyConfig, ComputeConfig, ConfigError, LedgerConfig, load_config
+from statledger.proofs.errors import StatledgerError
 
 __all__ = ["build_app", "register_self", "party_entry_builder", "main"]
 
 log = logging.getLogger("statledger.serve")
 
 # The lead (protocol/flow.py, nodes/compute_service.py) may override how the ``party``
-# entry bytes are built; by default :func:`_default_party_entry` uses protocol.entries.
+# entry bytes are built; by default :func:`_default_party_entry` uses statledger.protocol.entries.
 party_entry_builder: Callable[[AnyConfig], bytes] | None = None
 
 
 def build_app(config: AnyConfig) -> Any:
     """The FastAPI app of ``config.role``."""
     if isinstance(config, LedgerConfig):
-        from nodes.ledger_service import create_ledger_app
+        from statledger.nodes.ledger_service import create_ledger_app
 
         return create_ledger_app(config)
     if config.role in ("compute", "provider"):
-        module = importlib.import_module(f"nodes.{config.role}_service")
+        module = importlib.import_module(f"statledger.nodes.{config.role}_service")
         return module.create_app(config)
     raise ConfigError(f"role {config.role!r} has no service to serve")
 
 
 def _default_party_entry(config: AnyConfig) -> bytes:
-    """The canonical bytes of this party's signed ``party`` entry (protocol.entries)."""
-    from nodes.keys import load_identity_key
-    from protocol import entries
+    """The canonical bytes of this party's signed ``party`` entry (statledger.protocol.entries)."""
+    from statledger.nodes.keys import load_identity_key
+    from statledger.protocol import entries
 
     sk = load_identity_key(config.identity_key_path)
     elgamal_key: str | None = None
     pok: str | None = None
     if isinstance(config, ComputeConfig):
-        from nodes.keys import load_elgamal_share
-        from proofs import sigma
-        from proofs.group import base_mul
-        from protocol.flow import keyreg_context
+        from statledger.nodes.keys import load_elgamal_share
+        from statledger.proofs import sigma
+        from statledger.proofs.group import base_mul
+        from statledger.protocol.flow import keyreg_context
 
         x = load_elgamal_share(config.elgamal_key_path)
         X = base_mul(x)
@@ -84,8 +84,8 @@ def register_self(config: AnyConfig, *, timeout: float = 60.0) -> int | None:
     """
     if isinstance(config, LedgerConfig):
         return None
-    from nodes.http import RemoteError, SignedClient, UnreachableError
-    from nodes.keys import load_identity_key
+    from statledger.nodes.http import RemoteError, SignedClient, UnreachableError
+    from statledger.nodes.keys import load_identity_key
 
     sk = load_identity_key(config.identity_key_path)
     deadline = time.monotonic() + timeout
@@ -124,7 +124,7 @@ def _register_in_background(config: AnyConfig) -> None:
     threading.Thread(target=run, name="statledger-register", daemon=True).start()
 
 
-#: Set by :mod:`nodes.launcher` for the processes it spawns: the launcher's pid.
+#: Set by :mod:`statledger.nodes.launcher` for the processes it spawns: the launcher's pid.
 PARENT_ENV = "STATLEDGER_PARENT_PID"
 
 
@@ -148,7 +148,7 @@ def _exit_with_parent() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nodes.serve", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m statledger.nodes.serve", description=__doc__)
     parser.add_argument("--role", required=True,
                         choices=["ledger", "compute", "provider"])
     parser.add_argument("--config", required=True)

@@ -1,7 +1,9 @@
 """statledger proofs: the math, no I/O.
 
-secp256k1 group (:mod:`proofs.group`), Fiat--Shamir transcript (:mod:`proofs.transcript`),
-exponential ElGamal (:mod:`proofs.elgamal`), sigma proofs (:mod:`proofs.sigma`), range proofs
-(:mod:`proofs.rangeproof`) and Ed25519 signatures (:mod:`proofs.signatures`).
+secp256k1 group (:mod:`statledger.proofs.group`), Fiat--Shamir transcript
+(:mod:`statledger.proofs.transcript`),
+exponential ElGamal (:mod:`statledger.proofs.elgamal`), sigma proofs
+(:mod:`statledger.proofs.sigma`), range proofs
+(:mod:`statledger.proofs.rangeproof`) and Ed25519 signatures (:mod:`statledger.proofs.signatures`).
 See ``docs/notes/`` for the notation and one note per proof.
 """

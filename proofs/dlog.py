@@ -3,7 +3,8 @@
 See ``docs/notes/elgamal.md`` (section "Discrete logarithm") for the algorithm and its costs.
 
 Given ``M = m*G`` with ``|m| <= bound`` we return the exact signed ``m`` or raise
-:class:`~proofs.errors.DecryptionError`.  Every answer is re-checked by recomputing ``m*G``
+:class:`~statledger.proofs.errors.DecryptionError`.  Every answer is re-checked by recomputing
+``m*G``
 before it is returned, so a corrupt table, a key collision or a bug can cost time or a
 ``DecryptionError`` but never a wrong value (Drynx's silent 0 past its cap is the trap).
 
@@ -38,8 +39,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from proofs.errors import DecryptionError, MalformedError
-from proofs.group import FIELD, ORDER, Point, Scalar, base_mul
+from statledger.proofs.errors import DecryptionError, MalformedError
+from statledger.proofs.group import FIELD, ORDER, Point, Scalar, base_mul
+from statledger.settings import get_settings
 
 __all__ = [
     "DEFAULT_TABLE_BITS",
@@ -54,7 +56,7 @@ _log = logging.getLogger(__name__)
 
 #: Default table: 2^20 entries (12 MiB, ~2 s to build): limb sums < 2^32 take <= 2048 giant
 #: steps.  Bigger tables (``get_table(1 << 24)``) make |m| < 2^40 fast.
-DEFAULT_TABLE_BITS = 20
+DEFAULT_TABLE_BITS = 20  # the settings default (``dlog_table_bits``); kept as the documented size
 _FORMAT_VERSION = 1
 _MAGIC = b"STATLEDGER-DLOG\x00"
 _HEADER = struct.Struct(">16sIQQ32s")  # magic, version, size N, entry count, sha256(body)
@@ -186,9 +188,8 @@ def _prefixes(xs: Sequence[int]) -> Keys:
 
 
 def cache_dir() -> Path:
-    """``$STATLEDGER_CACHE`` or ``~/.cache/statledger``."""
-    env = os.environ.get("STATLEDGER_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "statledger"
+    """The settings' cache folder: ``$STATLEDGER_CACHE`` or ``~/.cache/statledger``."""
+    return get_settings().cache
 
 
 def _center_block(w: int, k0: int, k1: int) -> bytes:
@@ -264,7 +265,9 @@ class DlogTable:
         if size < 1 or size >= 2**32:
             raise MalformedError("dlog table size must be in [1, 2^32)")
         if workers is None:
-            workers = (os.cpu_count() or 1) if size >= 1 << 22 else 1
+            workers = get_settings().dlog_build_workers or (
+                (os.cpu_count() or 1) if size >= 1 << 22 else 1
+            )
         by_j = _build_keys(size, workers)
         order = np.argsort(by_j, kind="stable")
         keys = np.ascontiguousarray(by_j[order])
@@ -483,8 +486,9 @@ def load_or_build(size: int, directory: Path | None = None) -> DlogTable:
 
 
 def get_table(size: int | None = None) -> DlogTable:
-    """The process-wide table of ``size`` entries (default ``2^DEFAULT_TABLE_BITS``)."""
-    size = (1 << DEFAULT_TABLE_BITS) if size is None else size
+    """The process-wide table of ``size`` entries (default ``2^dlog_table_bits`` of the
+    settings)."""
+    size = (1 << get_settings().dlog_table_bits) if size is None else size
     with _TABLES_LOCK:
         table = _TABLES.get(size)
         if table is None:

@@ -1,13 +1,14 @@
 """Exponential ElGamal on secp256k1 with exact, bounded decryption.
 
 See ``docs/notes/elgamal.md`` for the notation, the homomorphisms, the limb encoding and the
-discrete-log algorithm (:mod:`proofs.dlog`).
+discrete-log algorithm (:mod:`statledger.proofs.dlog`).
 
-Notation: secret key ``x`` (:class:`~proofs.group.Scalar`), public key ``X = x*G``;
+Notation: secret key ``x`` (:class:`~statledger.proofs.group.Scalar`), public key ``X = x*G``;
 ``Enc_X(m; r) = (C1, C2) = (r*G, m*G + r*X)`` for a signed integer ``m`` (``m*G`` for negative
 ``m`` is ``-(|m|*G)``).  A node ``i`` holding ``x_i`` publishes the decryption share
 ``D_i = x_i*C1``; with ``X = sum X_i`` (n-of-n), ``C2 - sum D_i = m*G`` and
-:func:`discrete_log` returns ``m`` exactly or raises :class:`~proofs.errors.DecryptionError`.
+:func:`discrete_log` returns ``m`` exactly or raises
+:class:`~statledger.proofs.errors.DecryptionError`.
 
 Encoding of a :class:`Ciphertext`: ``C1 || C2``, 66 bytes, each point 33-byte compressed SEC1
 (identity = 33 zero bytes, allowed: the sum of ciphertexts may legitimately contain it).
@@ -18,9 +19,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from proofs.dlog import DEFAULT_TABLE_BITS, DlogTable, discrete_log, discrete_log_many, get_table
-from proofs.errors import MalformedError
-from proofs.group import ORDER, Point, Scalar, base_mul
+from statledger.proofs.dlog import (
+    DEFAULT_TABLE_BITS,
+    DlogTable,
+    discrete_log,
+    discrete_log_many,
+    get_table,
+)
+from statledger.proofs.errors import MalformedError
+from statledger.proofs.group import ORDER, Point, Scalar, base_mul
 
 __all__ = [
     "CIPHERTEXT_BYTES",
@@ -152,7 +159,8 @@ def rerandomize(X: Point, c: Ciphertext, r: Scalar | None = None) -> Ciphertext:
 
 
 def decryption_share(x: Scalar, c: Ciphertext) -> Point:
-    """``D = x*C1`` (prove it with :func:`proofs.sigma.prove_dleq` / ``prove_dleq_batch``)."""
+    """``D = x*C1`` (prove it with :func:`statledger.proofs.sigma.prove_dleq` /
+    ``prove_dleq_batch``)."""
     if not isinstance(x, Scalar):
         raise TypeError("secret key must be a Scalar")
     return x * c.C1

@@ -1,4 +1,4 @@
-"""The one error tree of statledger (STYLE.md rule 3).
+"""The one error tree of statledger (docs/architecture.md, "Errors").
 
 Every error raised on purpose by statledger derives from :class:`StatledgerError`:
 

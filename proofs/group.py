@@ -8,7 +8,7 @@ Notation (see ``docs/notes/notation.md`` and ``docs/notes/group.md``):
 * :class:`Point` -- an element of the group, immutable, including the identity O.
   Encoding: 33-byte compressed SEC1 (``02``/``03`` || x); the identity is 33 zero bytes.
   Decoding is strict: wrong length, bad prefix, x >= p, x not on the curve ->
-  :class:`~proofs.errors.MalformedError`.
+  :class:`~statledger.proofs.errors.MalformedError`.
 * ``G`` the standard base point; ``H`` = ``generator(b"statledger/pedersen/H")``, a second
   generator whose discrete log to ``G`` nobody knows (derived by RFC 9380 hash-to-curve).
 
@@ -18,7 +18,7 @@ mult ~26 us, add ~3 us, neg ~0.8 us, decode ~5 us, hash_to_curve ~116 us (~59 us
 
 Side channels: base_mul uses libsecp256k1's constant-time generator multiplication; the
 variable-base multiplication (tweak_mul) is libsecp256k1's and is constant time as well;
-Scalar arithmetic in Python is *not* constant time (DESIGN.md threat model).
+Scalar arithmetic in Python is *not* constant time (README, "What is and is not protected").
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from typing import Any, ClassVar, NoReturn
 from coincurve._libsecp256k1 import ffi, lib
 from coincurve.context import GLOBAL_CONTEXT
 
-from proofs.errors import MalformedError
+from statledger.proofs.errors import MalformedError
+from statledger.settings import get_settings
 
 __all__ = [
     "ORDER",
@@ -402,8 +403,6 @@ def base_mul(k: Scalar) -> Point:
 # Multi-scalar multiplication
 # --------------------------------------------------------------------------------------------
 
-#: MSMs with at least this many terms are split across worker processes when ``workers > 1``.
-PARALLEL_THRESHOLD = 2000
 
 _POOL: ProcessPoolExecutor | None = None
 _POOL_SIZE = 0
@@ -467,7 +466,8 @@ def msm(scalars: Sequence[Scalar], points: Sequence[Point], *, workers: int = 1)
     One libsecp256k1 multiplication per term with a nonzero scalar and a non-identity point,
     then *one* ``combine`` call for the whole sum (no per-term affine additions).  Zero
     scalars and identity points are skipped.  With ``workers > 1`` and at least
-    ``PARALLEL_THRESHOLD`` terms, the terms are split across that many worker processes
+    ``msm_parallel_threshold`` terms (settings), the terms are split across that many worker
+    processes
     (a persistent pool, started on first use).
     """
     if len(scalars) != len(points):
@@ -481,7 +481,7 @@ def msm(scalars: Sequence[Scalar], points: Sequence[Point], *, workers: int = 1)
             continue
         ks.append(k._v)
         pts.append(P)
-    if workers > 1 and len(ks) >= PARALLEL_THRESHOLD:
+    if workers > 1 and len(ks) >= get_settings().msm_parallel_threshold:
         return _msm_parallel(ks, pts, workers)
     return _msm_raw(ks, [P._pk for P in pts])
 

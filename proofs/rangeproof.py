@@ -47,9 +47,10 @@ from typing import Any
 import numpy as np
 from coincurve._libsecp256k1 import ffi, lib
 
-from proofs.errors import MalformedError, VerificationError
-from proofs.group import ORDER, G, H, Point, Scalar, generator, generators
-from proofs.transcript import Transcript
+from statledger.proofs.errors import MalformedError, VerificationError
+from statledger.proofs.group import ORDER, G, H, Point, Scalar, generator, generators
+from statledger.proofs.transcript import Transcript
+from statledger.settings import get_settings
 
 __all__ = [
     "LIMB_BITS",
@@ -65,7 +66,6 @@ __all__ = [
     "reset_counters",
     "warm_up",
     "shutdown_pool",
-    "USE_PARALLEL",
 ]
 
 LIMB_BITS = 16
@@ -81,20 +81,19 @@ _POINT = 33
 _SCALAR = 32
 _PK_SIZE = 64  # sizeof(secp256k1_pubkey)
 
-#: IPA folds of at least this many pairs, and MSMs of at least this many terms, use the
-#: helper process (measured: below this the transfer costs more than it saves).
-PARALLEL_FOLD_THRESHOLD = 512
-PARALLEL_MSM_THRESHOLD = 2048
-#: True / False force the helper process on / off.  None (default): on when the machine has
-#: a spare core (1-minute load average below the CPU count).  Under contention the helper
-#: only adds transfer costs (measured at load average 8 on 2 cores: 256 x 32-bit proof
-#: 2.5 s serial vs 4.1 s with the helper).
-USE_PARALLEL: bool | None = None
+# The helper process is governed by the settings (statledger.settings):
+# ``range_fold_threshold`` / ``range_msm_threshold``: IPA folds of at least that many pairs,
+# and MSMs of at least that many terms, use the helper (measured: below 512 / 2048 the
+# transfer costs more than it saves).  ``range_parallel``: True / False force the helper on /
+# off; None (default): on when the machine has a spare core (1-minute load average below the
+# CPU count).  Under contention the helper only adds transfer costs (measured at load
+# average 8 on 2 cores: 256 x 32-bit proof 2.5 s serial vs 4.1 s with the helper).
 
 
 def _parallel() -> bool:
-    if USE_PARALLEL is not None:
-        return USE_PARALLEL
+    forced = get_settings().range_parallel
+    if forced is not None:
+        return forced
     cpus = os.cpu_count() or 1
     if cpus < 2:
         return False
@@ -396,7 +395,7 @@ def _generator_bytes(gvec: Any, hvec: Any, N: int) -> bytes:
 
 
 def _cache_file(N: int) -> Path:
-    from proofs.dlog import cache_dir
+    from statledger.proofs.dlog import cache_dir
 
     return cache_dir() / _GEN_CACHE_NAME.format(N=N)
 
@@ -445,7 +444,8 @@ def _store_cached_generators(N: int, gvec: Any, hvec: Any) -> None:
 class _Gens:
     """G_0..G_{N-1}, H_0..H_{N-1} as contiguous raw arrays (cached, grown on demand).
 
-    Derived by RFC 9380 hash-to-curve (``proofs.group.generators``, ~0.26 ms each), or read
+    Derived by RFC 9380 hash-to-curve (``statledger.proofs.group.generators``, ~0.26 ms each), or
+    read
     from the disk cache when the file's SHA-256 equals the pinned digest for that N.
     """
 
@@ -771,7 +771,7 @@ def _submit_msm(raw: np.ndarray, ks: Sequence[int]) -> Future[tuple[bytes, dict[
 def _msm_par(raw: np.ndarray, ks: Sequence[int]) -> Any | None:
     """:func:`_msm_matrix`, split in two halves (helper + caller) when large."""
     n = len(ks)
-    if n < PARALLEL_MSM_THRESHOLD or not _parallel():
+    if n < get_settings().range_msm_threshold or not _parallel():
         return _msm_matrix(raw, ks)
     h = n // 2
     fut = _submit_msm(raw[h:], ks[h:])
@@ -918,7 +918,8 @@ def prove_range_and_link(
     n = N
     Ls: list[Point] = []
     Rs: list[Point] = []
-    par = _parallel() and N >= PARALLEL_FOLD_THRESHOLD
+    knobs = get_settings()
+    par = _parallel() and N >= knobs.range_fold_threshold
     while n > 1:
         half = n // 2
         cG = [fG * c % _Q for c in _powers(rG, n)]
@@ -930,7 +931,7 @@ def prove_range_and_link(
         kL.append(_inner(a_lo, b_hi))
         matL = np.concatenate((Gm[1::2], Hm[0::2], q_row))
         # L goes to the helper process (if large) while this process computes R.
-        futL = _submit_msm(matL, kL) if par and n >= PARALLEL_MSM_THRESHOLD else None
+        futL = _submit_msm(matL, kL) if par and n >= knobs.range_msm_threshold else None
         kR = [x1 * c % _Q for x1, c in zip(a_hi, cG[0::2], strict=True)]
         kR += [x1 * c % _Q for x1, c in zip(b_lo, cH[1::2], strict=True)]
         kR.append(_inner(a_hi, b_lo))
@@ -954,7 +955,7 @@ def prove_range_and_link(
         # H'new_i = u H'_2i + u^-1 H'_2i+1 = u fH rH^2i (Hm_2i + u^-2 rH Hm_2i+1)
         eG, eH = u * u * rG % _Q, ui * ui * rH % _Q
         futG = None
-        if half > 1 and par and half >= PARALLEL_FOLD_THRESHOLD:
+        if half > 1 and par and half >= knobs.range_fold_threshold:
             futG = _pool().submit(_fold_job, Gm[0::2].tobytes(), Gm[1::2].tobytes(), eG)
         av = [(p * u + q * ui) % _Q for p, q in zip(a_lo, a_hi, strict=True)]
         bv = [(p * ui + q * u) % _Q for p, q in zip(b_lo, b_hi, strict=True)]

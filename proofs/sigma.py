@@ -5,10 +5,11 @@ and batched Chaum--Pedersen), ``docs/notes/or-proof.md`` (CDS disjunction, 0/1 c
 
 Every proof here is in *challenge--response* form ``(c, s)``: the verifier recomputes the
 commitments from ``(c, s)`` and the statement, re-derives the challenge from a fresh
-:class:`~proofs.transcript.Transcript` and compares.  Each transcript starts with a domain
+:class:`~statledger.proofs.transcript.Transcript` and compares.  Each transcript starts with a
+domain
 separator naming the proof and its version, then absorbs ``context`` (binds the proof to its
 use: query id, party id), then the *whole statement* (bases, public keys, ciphertexts), then
-every commitment, and only then squeezes the challenge (STYLE.md rule 6).
+every commitment, and only then squeezes the challenge (docs/notes/transcript.md).
 
 Relations (``G`` the base point, all points in secp256k1, witnesses in ``Z_n``):
 
@@ -23,10 +24,11 @@ Relations (``G`` the base point, all points in secp256k1, witnesses in ``Z_n``):
 * Known plaintext: ``{ (X, C1, C2, m; r) : C1 = r*G and C2 - m*G = r*X }``.
 
 Encodings: scalars are 32-byte big-endian and must be < n (anything else is
-:class:`~proofs.errors.MalformedError`); ``SchnorrProof``/``DLEQProof``/``DLEQBatchProof``/
+:class:`~statledger.proofs.errors.MalformedError`);
+``SchnorrProof``/``DLEQProof``/``DLEQBatchProof``/
 ``PlaintextProof`` are ``c || s`` (64 bytes), ``ZeroOneProof`` is ``c0 || c1 || s0 || s1``
 (128 bytes).  Verification returns ``None`` or raises
-:class:`~proofs.errors.VerificationError` naming the failed step
+:class:`~statledger.proofs.errors.VerificationError` naming the failed step
 (``"<proof> step N"``: step 1 = statement checks, the last step = challenge comparison).
 
 The provers do not re-check their witness (that would cost as much as verifying); a wrong
@@ -39,10 +41,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Self
 
-from proofs.elgamal import Ciphertext, encode_message
-from proofs.errors import MalformedError, VerificationError
-from proofs.group import G, Point, Scalar, base_mul, msm
-from proofs.transcript import Transcript
+from statledger.proofs.elgamal import Ciphertext, encode_message
+from statledger.proofs.errors import MalformedError, VerificationError
+from statledger.proofs.group import G, Point, Scalar, base_mul, msm
+from statledger.proofs.transcript import Transcript
 
 __all__ = [
     "SCHNORR_DOMAIN",

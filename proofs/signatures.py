@@ -5,8 +5,9 @@
   canonical encoding (re-encodes to the same bytes), on the curve, and *not* of small order
   (the 8-torsion keys, e.g. the identity, would let anyone "sign" some messages).
 * :meth:`VerifyKey.verify` returns ``None`` or raises
-  :class:`~proofs.errors.VerificationError` (``party`` names who is blamed); a signature that
-  is not exactly 64 bytes raises :class:`~proofs.errors.MalformedError`.  pycryptodome
+  :class:`~statledger.proofs.errors.VerificationError` (``party`` names who is blamed); a signature
+  that
+  is not exactly 64 bytes raises :class:`~statledger.proofs.errors.MalformedError`.  pycryptodome
   rejects ``S >= L`` and non-canonical ``R``.
 
 This is the lowest layer: ``ledger`` may import it (docs/architecture.md).
@@ -19,7 +20,7 @@ from typing import Any
 
 from Crypto.Signature import eddsa
 
-from proofs.errors import MalformedError, VerificationError
+from statledger.proofs.errors import MalformedError, VerificationError
 
 __all__ = ["SigningKey", "VerifyKey", "SEED_BYTES", "PUBLIC_KEY_BYTES", "SIGNATURE_BYTES"]
 

@@ -1,4 +1,4 @@
-"""Fiat--Shamir transcript (STYLE.md rule 6): every item typed, labelled and length-prefixed.
+"""Fiat--Shamir transcript (docs/notes/transcript.md): every item typed, labelled and length-prefixed.
 
 The exact byte format is in ``docs/notes/transcript.md``; known-answer traces are in
 ``tests/vectors/transcript_kat.json``.  In short, the transcript is one byte string
@@ -26,7 +26,7 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
-from proofs.group import ORDER, Point, Scalar
+from statledger.proofs.group import ORDER, Point, Scalar
 
 __all__ = ["Transcript", "PROTOCOL_LABEL", "CHALLENGE_SCALAR_BYTES"]
 

@@ -7,7 +7,8 @@ A vector of integers ``v_j`` with public inclusive ranges ``[lo_j, hi_j]`` becom
 ``u_j = v_j - lo_j`` in ``[0, w_j]`` (``w_j = hi_j - lo_j``), split into ``LIMB_BITS``-bit
 limbs ``m_ji`` (``n_limbs(lo_j, hi_j) = ceil(b_j / 16)``, ``b_j = max(1, bitlen(w_j))``).
 Each limb is ElGamal-encrypted under the collective key ``X`` and Pedersen-committed
-(``V_ji = m_ji*G + s_ji*H``); one :class:`~proofs.rangeproof.RangeProof` shows that every limb
+(``V_ji = m_ji*G + s_ji*H``); one :class:`~statledger.proofs.rangeproof.RangeProof` shows that
+every limb
 is a ``16``-bit (top limb: narrower) number, that ``lo_j <= v_j <= hi_j`` exactly, and that
 each ciphertext encrypts the committed limb.  Because every limb is proved small, the
 limb-wise sum of many submissions decrypts with a small discrete-log table and
@@ -15,7 +16,7 @@ limb-wise sum of many submissions decrypts with a small discrete-log table and
 
 Transcript (domain ``statledger/range/v1``): ``context`` (query id || party id, chosen by the
 caller), ``X``, the ranges, all limb ciphertexts, all commitments, then the proof's own
-messages and challenges (see :mod:`proofs.rangeproof`).
+messages and challenges (see :mod:`statledger.proofs.rangeproof`).
 
 Encoding of an :class:`EncryptedVector` (length fixed by the ranges): every limb ciphertext
 (66 bytes, value-major, limb-minor), then every commitment (33 bytes, same order), then the
@@ -28,10 +29,10 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from proofs.elgamal import CIPHERTEXT_BYTES, Ciphertext, encrypt, join_limbs, split_limbs
-from proofs.errors import MalformedError, VerificationError
-from proofs.group import ORDER, H, Point, Scalar, base_mul
-from proofs.rangeproof import (
+from statledger.proofs.elgamal import CIPHERTEXT_BYTES, Ciphertext, encrypt, join_limbs, split_limbs
+from statledger.proofs.errors import MalformedError, VerificationError
+from statledger.proofs.group import ORDER, H, Point, Scalar, base_mul
+from statledger.proofs.rangeproof import (
     LIMB_BITS,
     MAX_BITS,
     RangeLayout,
@@ -42,7 +43,7 @@ from proofs.rangeproof import (
     prove_range_and_link,
     range_and_link_terms,
 )
-from proofs.transcript import Transcript
+from statledger.proofs.transcript import Transcript
 
 __all__ = [
     "DOMAIN",

@@ -4,7 +4,8 @@ Everything statledger hashes or signs is first turned into one unambiguous byte 
 RFC 8785 JSON Canonicalization Scheme via the ``rfc8785`` package (keys sorted by UTF-16
 code units, ECMAScript number formatting, UTF-8, no whitespace).
 
-Rules enforced here, on top of RFC 8785, each raising :class:`~proofs.errors.MalformedError`
+Rules enforced here, on top of RFC 8785, each raising
+:class:`~statledger.proofs.errors.MalformedError`
 with the JSON path of the offending value:
 
 * only ``None``, ``bool``, ``int``, ``float``, ``str``, ``list``/``tuple`` and ``dict`` with
@@ -29,7 +30,7 @@ from typing import Any
 
 import rfc8785
 
-from proofs.errors import MalformedError
+from statledger.proofs.errors import MalformedError
 
 __all__ = ["MAX_SAFE_INT", "canonical_bytes", "sha256_hex", "parse_json", "check_json_value"]
 

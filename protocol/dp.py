@@ -42,7 +42,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from proofs.errors import MalformedError, PolicyError
+from statledger.proofs.errors import MalformedError, PolicyError
 
 __all__ = [
     "RandBelow",

@@ -1,7 +1,8 @@
 """Log entry kinds: typed, strictly decoded, canonically encoded, Ed25519-signed.
 
 Every entry is a JSON object ``{"v": 1, "kind": ..., <fields>, "sig": <hex>}``; its bytes are
-the RFC 8785 canonical bytes of that object (:func:`protocol.canonical.canonical_bytes`) and
+the RFC 8785 canonical bytes of that object (:func:`statledger.protocol.canonical.canonical_bytes`)
+and
 are the Merkle leaf data of the log.  ``sig`` is the author's Ed25519 signature over::
 
     b"statledger/entry/v1\\n" + canonical_bytes(entry without "sig")
@@ -9,7 +10,7 @@ are the Merkle leaf data of the log.  ``sig`` is the author's Ed25519 signature 
 :meth:`Entry.from_bytes` is the exact inverse of :meth:`Entry.to_bytes`: duplicate keys,
 a missing or extra key, a wrong type, upper-case or odd-length hex, a wrong length, a point off
 the curve, or *any* byte that is not the canonical encoding raise
-:class:`~proofs.errors.MalformedError`.  Heavy objects (encrypted vectors, ciphertexts,
+:class:`~statledger.proofs.errors.MalformedError`.  Heavy objects (encrypted vectors, ciphertexts,
 proofs) are checked for their hex shape here and fully decoded by accessors that take what
 they need (the ranges).  Field-by-field documentation: ``docs/entries.md``.
 """
@@ -22,16 +23,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from proofs import sigma
-from proofs.errors import MalformedError, VerificationError
-from proofs.group import Point
-from proofs.signatures import SigningKey, VerifyKey
-from protocol.canonical import MAX_SAFE_INT, canonical_bytes, parse_json, sha256_hex
+from statledger.proofs import sigma
+from statledger.proofs.errors import MalformedError, VerificationError
+from statledger.proofs.group import Point
+from statledger.proofs.signatures import SigningKey, VerifyKey
+from statledger.protocol.canonical import MAX_SAFE_INT, canonical_bytes, parse_json, sha256_hex
 
 if TYPE_CHECKING:  # pragma: no cover
-    from proofs.elgamal import Ciphertext
-    from proofs.vector import EncryptedVector
-    from protocol.query import QuerySpec
+    from statledger.proofs.elgamal import Ciphertext
+    from statledger.proofs.vector import EncryptedVector
+    from statledger.protocol.query import QuerySpec
 
 __all__ = [
     "ENTRY_VERSION",
@@ -343,10 +344,10 @@ class PartyEntry(Entry):
     def verify_pok(self, *, step: str | None = None) -> None:
         """Verify the Schnorr proof of knowledge of ``x_i`` for ``X_i``, bound to ``party_id``.
 
-        Context = :func:`protocol.flow.keyreg_context` (``b"statledger/keyreg/v1\\n"`` +
+        Context = :func:`statledger.protocol.flow.keyreg_context` (``b"statledger/keyreg/v1\\n"`` +
         length-prefixed party id).  Raises :class:`VerificationError` blaming this party.
         """
-        from protocol.flow import keyreg_context
+        from statledger.protocol.flow import keyreg_context
 
         if self.pok is None:
             raise VerificationError("no proof of knowledge", step=step, party=self.party_id)
@@ -408,7 +409,7 @@ class QueryEntry(Entry):
     querier: str
 
     def _validate(self) -> None:
-        from protocol.query import QuerySpec
+        from statledger.protocol.query import QuerySpec
 
         k = self.KIND
         _query_id(k, self.query_id)
@@ -441,7 +442,7 @@ class QueryEntry(Entry):
         return self.querier
 
     def query_spec(self) -> QuerySpec:
-        from protocol.query import QuerySpec
+        from statledger.protocol.query import QuerySpec
 
         return QuerySpec.parse(self.spec)
 
@@ -472,7 +473,7 @@ class SubmissionEntry(Entry):
 
     def decode_vector(self, ranges: Sequence[tuple[int, int]]) -> EncryptedVector:
         """Strictly decode the vector against the public ranges (MalformedError otherwise)."""
-        from proofs.vector import EncryptedVector
+        from statledger.proofs.vector import EncryptedVector
 
         return EncryptedVector.from_bytes(bytes.fromhex(self.vector), list(ranges))
 
@@ -502,7 +503,7 @@ class NoiseEntry(Entry):
         return self.node
 
     def decode_vector(self, ranges: Sequence[tuple[int, int]]) -> EncryptedVector:
-        from proofs.vector import EncryptedVector
+        from statledger.proofs.vector import EncryptedVector
 
         return EncryptedVector.from_bytes(bytes.fromhex(self.vector), list(ranges))
 
@@ -511,7 +512,7 @@ class NoiseEntry(Entry):
 class AggregateEntry(Entry):
     """The limb-wise sum of the listed submissions and noise shares (publicly recomputable).
 
-    ``ciphertexts`` is the row-major flattening (:func:`protocol.flow.flatten`) of the
+    ``ciphertexts`` is the row-major flattening (:func:`statledger.protocol.flow.flatten`) of the
     aggregate, one hex 66-byte ElGamal ciphertext ``C1 || C2`` per limb; both points are
     decoded strictly here.
     """
@@ -547,7 +548,7 @@ class AggregateEntry(Entry):
                    sig=obj["sig"])
 
     def decode_ciphertexts(self) -> list[Ciphertext]:
-        from proofs.elgamal import Ciphertext
+        from statledger.proofs.elgamal import Ciphertext
 
         return [Ciphertext.from_bytes(bytes.fromhex(c)) for c in self.ciphertexts]
 

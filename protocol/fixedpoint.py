@@ -31,7 +31,7 @@ from typing import overload
 import numpy as np
 import numpy.typing as npt
 
-from proofs.errors import MalformedError
+from statledger.proofs.errors import MalformedError
 
 __all__ = [
     "DEFAULT_SCALE",

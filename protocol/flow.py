@@ -1,11 +1,11 @@
 """The query recipes: one function per protocol step, shared by the nodes and the verifier.
 
-No I/O here.  Each step of DESIGN.md ("one query, end to end") is a pure function so the
+No I/O here.  Each step of one query end to end (docs/architecture.md) is a pure function so the
 parties (``nodes/``) and the independent checker (``verifier/``) run the *same* code:
 
 * contexts that bind every proof to its query and party (no replay across queries);
 * the collective key ``X = sum X_i``;
-* a provider's submission: encode -> limb-encrypt -> range-prove (:mod:`proofs.vector`);
+* a provider's submission: encode -> limb-encrypt -> range-prove (:mod:`statledger.proofs.vector`);
 * the aggregate: component-wise (limb-wise) sum of all contributions, publicly recomputable;
 * a compute node's decryption shares ``D_k = x_i * C1_k`` with one batched DLEQ proof;
 * combination of the shares, exact discrete logarithms, limb recombination -> integer totals;
@@ -17,14 +17,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from proofs import elgamal, sigma
-from proofs.elgamal import Ciphertext
-from proofs.errors import DecryptionError, MalformedError, VerificationError
-from proofs.group import Point, Scalar
-from proofs.vector import LIMB_BITS, EncryptedVector, n_limbs
-from protocol import dp
-from protocol.query import QuerySpec
-from protocol.stats import get as get_statistic
+from statledger.proofs import elgamal, sigma
+from statledger.proofs.elgamal import Ciphertext
+from statledger.proofs.errors import DecryptionError, MalformedError, VerificationError
+from statledger.proofs.group import Point, Scalar
+from statledger.proofs.vector import LIMB_BITS, EncryptedVector, n_limbs
+from statledger.protocol import dp
+from statledger.protocol.query import QuerySpec
+from statledger.protocol.stats import get as get_statistic
 
 __all__ = [
     "KEYREG_CONTEXT",

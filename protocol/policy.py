@@ -2,8 +2,10 @@
 
 Pure rule evaluation (no I/O).  The provider node loads the policy from a JSON/TOML file and
 calls :meth:`ProviderPolicy.check` before touching any row; a refusal is a
-:class:`~proofs.errors.PolicyError` whose message names the rule, the requested value and the
-allowed one.  The privacy budget itself is enforced with :class:`protocol.dp.BudgetLedger`
+:class:`~statledger.proofs.errors.PolicyError` whose message names the rule, the requested value
+and the
+allowed one.  The privacy budget itself is enforced with
+:class:`statledger.protocol.dp.BudgetLedger`
 (persisted by the node).
 """
 
@@ -13,8 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from proofs.errors import MalformedError, PolicyError
-from protocol.query import QuerySpec
+from statledger.proofs.errors import MalformedError, PolicyError
+from statledger.protocol.query import QuerySpec
 
 __all__ = ["ProviderPolicy"]
 

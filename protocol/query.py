@@ -3,7 +3,8 @@
 A spec is a JSON object; its RFC 8785 canonical bytes (all fields, defaults included) are
 hashed with SHA-256 to give the ``query_id``.  Field-by-field documentation lives in
 ``docs/queries.md``.  Use :meth:`QuerySpec.parse` (dict, JSON text or bytes): any invalid
-spec raises :class:`~proofs.errors.MalformedError` whose message starts with the field path
+spec raises :class:`~statledger.proofs.errors.MalformedError` whose message starts with the field
+path
 (``bounds.age: ...``, ``params.features: ...``) and says why.
 """
 
@@ -22,10 +23,10 @@ from pydantic import (
     model_validator,
 )
 
-from proofs.errors import MalformedError, StatledgerError
-from proofs.rangeproof import MAX_BITS as RANGE_PROOF_MAX_BITS
-from protocol.canonical import canonical_bytes, check_json_value, parse_json, sha256_hex
-from protocol.fixedpoint import DEFAULT_SCALE, MAX_FIXED, check_scale
+from statledger.proofs.errors import MalformedError, StatledgerError
+from statledger.proofs.rangeproof import MAX_BITS as RANGE_PROOF_MAX_BITS
+from statledger.protocol.canonical import canonical_bytes, check_json_value, parse_json, sha256_hex
+from statledger.protocol.fixedpoint import DEFAULT_SCALE, MAX_FIXED, check_scale
 
 __all__ = [
     "Filter",
@@ -45,7 +46,7 @@ __all__ = [
 #: Largest encoded vector a query may declare.
 MAX_ENTRIES = 1 << 16
 #: Largest width (bits of ``hi - lo``) of one declared entry range: what the range proofs
-#: can prove (:data:`proofs.rangeproof.MAX_BITS`).
+#: can prove (:data:`statledger.proofs.rangeproof.MAX_BITS`).
 MAX_ENTRY_BITS = RANGE_PROOF_MAX_BITS
 #: Largest number of declared categories of one column.
 MAX_CATEGORIES = 1024
@@ -205,8 +206,8 @@ class QuerySpec(BaseModel):
             )
 
     def _check_statistic(self) -> None:
-        # Imported lazily: protocol.stats imports this module.
-        from protocol.stats import get
+        # Imported lazily: statledger.protocol.stats imports this module.
+        from statledger.protocol.stats import get
 
         stat = get(self.statistic)
         stat.validate(self)

@@ -13,7 +13,7 @@ Noise shares are collected *before* the aggregate, because the ``aggregate`` ent
 noise shares it summed (docs/architecture.md); the ``noised`` condition is therefore a
 precondition of the aggregate (every compute node sent its share), not a phase after it.
 
-Every rejected event raises :class:`~proofs.errors.ProtocolError` whose message names the
+Every rejected event raises :class:`~statledger.proofs.errors.ProtocolError` whose message names the
 event (kind) and the party.  The machine checks order, uniqueness, membership and the
 cross-references it can see (query id, listed log indices, result digest); cryptographic
 checks (signatures, range proofs, DLEQ) are the verifier's job.
@@ -25,8 +25,8 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from proofs.errors import ProtocolError
-from protocol.entries import (
+from statledger.proofs.errors import ProtocolError
+from statledger.protocol.entries import (
     AggregateEntry,
     DecryptionEntry,
     EndorsementEntry,

@@ -1,7 +1,9 @@
 """``statledger audit LOG``: replay a whole log (step A) and check every query (steps 5-15).
 
-LOG is a ledger SQLite file (read with :mod:`ledger.store` / :mod:`ledger.replay`) or a ledger
-node URL (entries and checkpoint fetched over HTTP, tree recomputed here).  Queries are
+LOG is a ledger SQLite file (read here with read-only SQL on its ``entries``, ``checkpoints``
+and ``cosignatures`` tables) or a ledger node URL (entries and checkpoint fetched over HTTP);
+either way the tree is recomputed here from the entries.  Step 7 (witness cosignatures) is
+not run by the audit: the stored cosignatures are read and discarded.  Queries are
 checked in parallel worker processes.  ``resume`` names a JSON file recording the queries
 already found valid and the log size they were checked at; a rerun skips them.
 """
@@ -18,12 +20,12 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ledger.checkpoint import open_checkpoint
-from ledger.merkle import leaf_hash, root_from_leaf_hashes
-from ledger.note import NoteVerifier
-from proofs.errors import MalformedError, StatledgerError, VerificationError
-from protocol.entries import Entry, PartyEntry
-from verifier.checks import check_query, parse_entries
+from statledger.ledger.checkpoint import open_checkpoint
+from statledger.ledger.merkle import leaf_hash, root_from_leaf_hashes
+from statledger.ledger.note import NoteVerifier
+from statledger.proofs.errors import MalformedError, StatledgerError, VerificationError
+from statledger.protocol.entries import Entry, PartyEntry
+from statledger.verifier.checks import check_query, parse_entries
 
 __all__ = ["audit_log", "check_one_query"]
 

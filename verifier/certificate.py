@@ -13,7 +13,7 @@ A certificate is one JSON object::
 Every fact the verifier uses is read out of an entry's bytes, and every entry is
 authenticated by its inclusion proof against the signed checkpoint, so no field can change
 without failing verification.  This module only parses (strictly); the checks are in
-:mod:`verifier.verify`.
+:mod:`statledger.verifier.verify`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from proofs.errors import MalformedError
-from protocol.canonical import parse_json
+from statledger.proofs.errors import MalformedError
+from statledger.protocol.canonical import parse_json
 
 __all__ = ["FORMAT", "CertEntry", "Certificate", "parse_certificate", "build_certificate"]
 

@@ -13,12 +13,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from proofs.errors import DecryptionError, MalformedError, VerificationError
-from proofs.group import Point
-from proofs.signatures import VerifyKey
-from proofs.vector import EncryptedVector, verify_encrypted_vectors_batch
-from protocol import flow
-from protocol.entries import (
+from statledger.proofs.errors import DecryptionError, MalformedError, VerificationError
+from statledger.proofs.group import Point
+from statledger.proofs.signatures import VerifyKey
+from statledger.proofs.vector import EncryptedVector, verify_encrypted_vectors_batch
+from statledger.protocol import flow
+from statledger.protocol.entries import (
     AggregateEntry,
     DecryptionEntry,
     EndorsementEntry,
@@ -32,8 +32,8 @@ from protocol.entries import (
     result_digest,
     verify_signature,
 )
-from protocol.query import QuerySpec
-from protocol.stats import get as get_statistic
+from statledger.protocol.query import QuerySpec
+from statledger.protocol.stats import get as get_statistic
 
 __all__ = ["QueryView", "parse_entries", "check_query", "results_match", "StepHook"]
 

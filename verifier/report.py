@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from proofs.errors import VerificationError
+from statledger.proofs.errors import VerificationError
 
 __all__ = ["StepResult", "Report", "STEPS"]
 

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ledger.checkpoint import open_checkpoint
-from ledger.merkle import leaf_hash, verify_inclusion
-from ledger.note import CosignatureVerifier, Note, NoteVerifier
-from proofs.errors import MalformedError, StatledgerError, VerificationError
-from verifier.certificate import Certificate, parse_certificate
-from verifier.checks import QueryView, check_query, parse_entries
-from verifier.report import Report
+from statledger.ledger.checkpoint import open_checkpoint
+from statledger.ledger.merkle import leaf_hash, verify_inclusion
+from statledger.ledger.note import CosignatureVerifier, Note, NoteVerifier
+from statledger.proofs.errors import MalformedError, StatledgerError, VerificationError
+from statledger.verifier.certificate import Certificate, parse_certificate
+from statledger.verifier.checks import QueryView, check_query, parse_entries
+from statledger.verifier.report import Report
 
 __all__ = ["TrustPolicy", "load_trust", "verify_certificate", "verify_certificate_file"]
 

@@ -8,7 +8,7 @@ this module.
 ``load(name)`` returns the pooled table (sites concatenated in site order),
 ``load(name, site="site2")`` one site.  Numeric columns come back as ``float64`` arrays,
 categorical columns (declared below, e.g. waltons' ``group``) as arrays of ``str`` objects --
-exactly the ``table`` shape that :meth:`protocol.stats.base.Statistic.encode` takes.
+exactly the ``table`` shape that :meth:`statledger.protocol.stats.base.Statistic.encode` takes.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from importlib.resources.abc import Traversable
 
 import numpy as np
 
-from proofs.errors import MalformedError
+from statledger.proofs.errors import MalformedError
 
 __all__ = ["NAMES", "load", "sites", "path", "categorical_columns"]
 

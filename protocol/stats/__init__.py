@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from protocol.stats.base import (
+from statledger.protocol.stats.base import (
     REGISTRY,
     Layout,
     LocalReport,
@@ -33,4 +33,4 @@ _MODULES: tuple[str, ...] = (
 )
 
 for _name in _MODULES:
-    import_module(f"protocol.stats.{_name}")
+    import_module(f"statledger.protocol.stats.{_name}")

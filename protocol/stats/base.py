@@ -35,11 +35,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from proofs.errors import MalformedError
-from protocol.fixedpoint import clip, fixed_bounds, to_fixed
+from statledger.proofs.errors import MalformedError
+from statledger.protocol.fixedpoint import clip, fixed_bounds, to_fixed
 
 if TYPE_CHECKING:
-    from protocol.query import QuerySpec
+    from statledger.protocol.query import QuerySpec
 
 __all__ = [
     "Layout",

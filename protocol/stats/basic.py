@@ -1,6 +1,6 @@
 """count, sum, mean, variance and std -- per group-by cell.
 
-Encoding (per cell, in :func:`~protocol.stats.base.group_cells` order), ``x_f =
+Encoding (per cell, in :func:`~statledger.protocol.stats.base.group_cells` order), ``x_f =
 to_fixed(clip(x))``:
 
 ==========  ====================================  ==========================================
@@ -16,7 +16,8 @@ std         same as variance                      ``sqrt(variance)``
 Variance is the *sample* variance (``ddof=1``, like ``numpy.var(ddof=1)`` and pandas).
 ``S2`` is the sum of squares of the fixed-point values (at ``scale**2``), so the decoded
 variance is the exact sample variance of the quantised data (computed with rationals).
-Cells are suppressed by :func:`~protocol.stats.base.suppress_group_cells`; a suppressed cell
+Cells are suppressed by :func:`~statledger.protocol.stats.base.suppress_group_cells`; a suppressed
+cell
 publishes neither its value nor its ``n``.  With DP noise ``n`` can be <= 0: the mean is then
 undefined (None) and a negative variance estimate is clamped to 0.
 """
@@ -28,8 +29,8 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from proofs.errors import MalformedError
-from protocol.stats.base import (
+from statledger.proofs.errors import MalformedError
+from statledger.protocol.stats.base import (
     Layout,
     LocalReport,
     Statistic,
@@ -52,7 +53,7 @@ from protocol.stats.base import (
 )
 
 if TYPE_CHECKING:
-    from protocol.query import QuerySpec
+    from statledger.protocol.query import QuerySpec
 
 __all__ = ["Count", "Sum", "Mean", "Variance", "Std"]
 

@@ -7,7 +7,7 @@ Encoding per cell (row-major): ``n`` and, with a value column, ``S = sum v_f``.
 
 Disclosure control (see ``docs/queries.md``): primary suppression of cells with
 ``0 < n < min_cell_size``, then complementary suppression
-(:func:`~protocol.stats.base.suppress_cells`) so that no row or column has exactly one
+(:func:`~statledger.protocol.stats.base.suppress_cells`) so that no row or column has exactly one
 suppressed cell -- this protects the suppressed cells even against someone who knows the
 true margins from another release.  The margins we publish are computed from published
 cells only (and say so), so they reveal nothing about suppressed cells either.
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from proofs.errors import MalformedError
-from protocol.stats.base import (
+from statledger.proofs.errors import MalformedError
+from statledger.protocol.stats.base import (
     Layout,
     LocalReport,
     Statistic,
@@ -40,7 +40,7 @@ from protocol.stats.base import (
 )
 
 if TYPE_CHECKING:
-    from protocol.query import QuerySpec
+    from statledger.protocol.query import QuerySpec
 
 __all__ = ["Crosstab"]
 

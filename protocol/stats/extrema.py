@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from proofs.errors import MalformedError
-from protocol.stats.base import (
+from statledger.proofs.errors import MalformedError
+from statledger.protocol.stats.base import (
     Layout,
     LocalReport,
     Statistic,
@@ -42,7 +42,7 @@ from protocol.stats.base import (
 )
 
 if TYPE_CHECKING:
-    from protocol.query import QuerySpec
+    from statledger.protocol.query import QuerySpec
 
 __all__ = ["Min", "Max", "MAX_DOMAIN"]
 

@@ -8,7 +8,7 @@ are clipped to the bounds first (reported), so every selected row lands in a bin
 Encoding per group-by cell: the ``m`` bin counts, each in ``[0, max_rows]``.
 
 Suppression: the table rows are the group-by cells (one row without group_by), the columns
-the bins; :func:`~protocol.stats.base.suppress_cells` applies primary and complementary
+the bins; :func:`~statledger.protocol.stats.base.suppress_cells` applies primary and complementary
 suppression, and the published total counts published bins only.
 """
 
@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from proofs.errors import MalformedError
-from protocol.stats.base import (
+from statledger.proofs.errors import MalformedError
+from statledger.protocol.stats.base import (
     Layout,
     LocalReport,
     Statistic,
@@ -39,7 +39,7 @@ from protocol.stats.base import (
 )
 
 if TYPE_CHECKING:
-    from protocol.query import QuerySpec
+    from statledger.protocol.query import QuerySpec
 
 __all__ = ["Histogram", "MAX_BINS"]
 

@@ -14,7 +14,7 @@ scale``.  Full math and measured accuracy: ``docs/statistics.md``.
 form by ``beta = 4 (A^T A)^-1 A^T (y - 1/2)`` -- i.e. 4 x the OLS coefficients of
 ``y - 1/2`` on ``[1, a]``.  Encoded: the gram block (``n``, sums, upper-triangle products) of
 the shifted fixed-point features and of ``u = 2y - 1`` (at scale 1), exactly as in
-:mod:`protocol.stats.ols`.  Approximate: it is the linear-probability model rescaled.
+:mod:`statledger.protocol.stats.ols`.  Approximate: it is the linear-probability model rescaled.
 
 (b) ``logistic_irls`` -- exact federated Newton/IRLS.  Round ``t`` is a query whose public
 ``params.beta`` (``k = p + 1`` floats, intercept first; default zeros) and ``params.round``
@@ -54,10 +54,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from proofs.errors import MalformedError
-from protocol.fixedpoint import to_fixed
-from protocol.query import QuerySpec
-from protocol.stats.base import (
+from statledger.proofs.errors import MalformedError
+from statledger.protocol.fixedpoint import to_fixed
+from statledger.protocol.query import QuerySpec
+from statledger.protocol.stats.base import (
     Layout,
     LocalReport,
     Statistic,
@@ -70,7 +70,7 @@ from protocol.stats.base import (
     require_params,
     select_rows,
 )
-from protocol.stats.ols import (
+from statledger.protocol.stats.ols import (
     GramColumn,
     _RegressionResult,
     centered_moments,

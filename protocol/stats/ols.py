@@ -42,9 +42,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from proofs.errors import MalformedError
-from protocol.fixedpoint import fixed_bounds
-from protocol.stats.base import (
+from statledger.proofs.errors import MalformedError
+from statledger.protocol.fixedpoint import fixed_bounds
+from statledger.protocol.stats.base import (
     Layout,
     LocalReport,
     Statistic,
@@ -62,7 +62,7 @@ from protocol.stats.base import (
 )
 
 if TYPE_CHECKING:
-    from protocol.query import QuerySpec
+    from statledger.protocol.query import QuerySpec
 
 __all__ = [
     "LinearRegression",

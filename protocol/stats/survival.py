@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from proofs.errors import MalformedError
-from protocol.stats.base import (
+from statledger.proofs.errors import MalformedError
+from statledger.protocol.stats.base import (
     Layout,
     LocalReport,
     Statistic,
@@ -53,10 +53,10 @@ from protocol.stats.base import (
     select_rows,
     suppress_group_cells,
 )
-from protocol.stats.ols import check_columns_listed
+from statledger.protocol.stats.ols import check_columns_listed
 
 if TYPE_CHECKING:
-    from protocol.query import QuerySpec
+    from statledger.protocol.query import QuerySpec
 
 __all__ = ["KaplanMeier", "km_curve", "logrank"]
 

@@ -69,9 +69,9 @@ def verifier_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VerifierR
 
     Used by tests/integration/test_verifier_*.py.
     """
-    from nodes.demo import provider_datasets, querier_for, register_queriers
-    from nodes.launcher import Cluster
-    from protocol.query import QuerySpec
+    from statledger.nodes.demo import provider_datasets, querier_for, register_queriers
+    from statledger.nodes.launcher import Cluster
+    from statledger.protocol.query import QuerySpec
 
     work = tmp_path_factory.mktemp("verifier")
     base = work / "cluster"
@@ -121,8 +121,8 @@ def e2e_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     Used by tests/integration/test_e2e_*.py.
     """
-    from nodes.demo import provider_datasets, register_queriers
-    from nodes.launcher import Cluster
+    from statledger.nodes.demo import provider_datasets, register_queriers
+    from statledger.nodes.launcher import Cluster
 
     work = tmp_path_factory.mktemp("e2e")
     policy = work / "policy.json"
@@ -145,7 +145,7 @@ def e2e_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def e2e_querier(e2e_cluster: Any) -> Iterator[Any]:
     """The querier of :func:`e2e_cluster` with a bounded HTTP timeout (a hung party fails the
     test instead of stalling the session).  Used by tests/integration/test_e2e_*.py."""
-    from nodes.querier import Querier
+    from statledger.nodes.querier import Querier
 
     layout = e2e_cluster.layout
     with Querier("querier", e2e_cluster.signing_key("querier"), e2e_cluster.url("ledger"),

@@ -20,19 +20,19 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ledger.checkpoint import Checkpoint
-from ledger.merkle import inclusion_proof, leaf_hash, root_from_leaf_hashes
-from ledger.note import Note, NoteSigner, Signature
-from ledger.witness import CosignatureSigner
-from nodes.keys import load_elgamal_share, load_identity_key
-from proofs.errors import MalformedError
-from proofs.group import G, Point, Scalar
-from proofs.signatures import SigningKey
-from protocol import entries as E
-from protocol import flow
-from protocol.query import QuerySpec
-from protocol.stats import get as get_statistic
-from verifier.certificate import build_certificate, parse_certificate
+from statledger.ledger.checkpoint import Checkpoint
+from statledger.ledger.merkle import inclusion_proof, leaf_hash, root_from_leaf_hashes
+from statledger.ledger.note import Note, NoteSigner, Signature
+from statledger.ledger.witness import CosignatureSigner
+from statledger.nodes.keys import load_elgamal_share, load_identity_key
+from statledger.proofs.errors import MalformedError
+from statledger.proofs.group import G, Point, Scalar
+from statledger.proofs.signatures import SigningKey
+from statledger.protocol import entries as E
+from statledger.protocol import flow
+from statledger.protocol.query import QuerySpec
+from statledger.protocol.stats import get as get_statistic
+from statledger.verifier.certificate import build_certificate, parse_certificate
 
 __all__ = ["Adversary", "Forgery", "filler"]
 

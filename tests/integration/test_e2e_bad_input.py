@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from nodes.auth import sign_request
-from nodes.config import DEFAULT_MAX_BODY
+from statledger.nodes.auth import sign_request
+from statledger.nodes.config import DEFAULT_MAX_BODY
 
 UNKNOWN_QID = "ab" * 32
 SERVICES = ("ledger", "compute-1", "hospital-a")

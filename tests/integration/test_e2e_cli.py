@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from nodes.data import load_table
-from protocol import datasets
+from statledger.nodes.data import load_table
+from statledger.protocol import datasets
 
-CLI = [sys.executable, "-m", "nodes.cli"]
+CLI = [sys.executable, "-m", "statledger"]
 SPEC = {"version": 1, "statistic": "mean", "columns": ["bmi"],
         "bounds": {"bmi": [15.0, 50.0]}, "max_rows": 1000}
 
@@ -32,7 +32,7 @@ def _inproc(*args: str | Path) -> tuple[int, str]:
     """The same CLI in this process (for the cheap refusals and tampered twins)."""
     from typer.testing import CliRunner
 
-    from nodes.cli import app
+    from statledger.nodes.cli import app
 
     res = CliRunner().invoke(app, [str(a) for a in args])
     return res.exit_code, res.output
@@ -142,7 +142,7 @@ def test_node_init_writes_configs_and_private_keys(tmp_path: Path) -> None:
     assert not (base / "clinic-1" / "elgamal.key").exists()
     layout = json.loads((base / "cluster.json").read_text(encoding="utf-8"))
     assert set(layout["parties"]) == set(parties)
-    assert str(_csv("site1")) in (base / "clinic-1" / "config.toml").read_text()
+    assert str(_csv("site1").resolve()) in (base / "clinic-1" / "config.toml").read_text()
     # re-running init keeps the keys (never rotates them silently)
     before = (base / "compute-1" / "elgamal.key").read_bytes()
     assert _inproc("node", "init", base, "--compute", "2")[0] == 0

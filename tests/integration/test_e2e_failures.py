@@ -19,19 +19,19 @@ from typing import Any
 
 import pytest
 
-from nodes.demo import PROVIDERS
-from nodes.http import RemoteError
-from nodes.keys import load_elgamal_share
-from nodes.querier import QueryFailed
-from proofs.errors import VerificationError
-from proofs.group import G, Scalar, base_mul
-from proofs.vector import EncryptedVector, encrypt_vector_with_proof
-from protocol import entries, flow
-from protocol.dp import BudgetLedger
-from protocol.query import QuerySpec
-from protocol.stats import get as get_statistic
-from verifier.checks import check_query, parse_entries
-from verifier.verify import verify_certificate
+from statledger.nodes.demo import PROVIDERS
+from statledger.nodes.http import RemoteError
+from statledger.nodes.keys import load_elgamal_share
+from statledger.nodes.querier import QueryFailed
+from statledger.proofs.errors import VerificationError
+from statledger.proofs.group import G, Scalar, base_mul
+from statledger.proofs.vector import EncryptedVector, encrypt_vector_with_proof
+from statledger.protocol import entries, flow
+from statledger.protocol.dp import BudgetLedger
+from statledger.protocol.query import QuerySpec
+from statledger.protocol.stats import get as get_statistic
+from statledger.verifier.checks import check_query, parse_entries
+from statledger.verifier.verify import verify_certificate
 
 
 def _spec(**extra: Any) -> QuerySpec:
@@ -204,7 +204,7 @@ def test_forged_submissions_refused_at_append_naming_the_provider(
 
 
 def _kinds(querier: Any, qid: str) -> list[tuple[int, str]]:
-    from protocol.entries import Entry
+    from statledger.protocol.entries import Entry
 
     return [(i, Entry.from_bytes(d).KIND) for i, d in
             querier.ledger.entries(querier.ledger.query_indices(qid))]
@@ -253,7 +253,7 @@ def test_compute_node_with_a_wrong_key_share_refuses_then_recovers(
     """compute-3 restarted with another key file: it refuses to decrypt (its shares could
     never verify) and is named; nothing of it is logged; with its own key back the same
     query id completes."""
-    from nodes.keys import load_or_create_elgamal_share
+    from statledger.nodes.keys import load_or_create_elgamal_share
 
     spec = _spec(min_cell_size=9)
     key = Path(e2e_cluster.layout.parties["compute-3"].data_dir) / "elgamal.key"

@@ -11,13 +11,13 @@ from typing import Any
 import httpx
 import pytest
 
-from nodes.http import RemoteError
-from proofs import elgamal
-from proofs.group import Scalar, base_mul
-from proofs.vector import encrypt_vector_with_proof
-from protocol import entries, flow
-from protocol.query import QuerySpec
-from verifier.checks import parse_entries
+from statledger.nodes.http import RemoteError
+from statledger.proofs import elgamal
+from statledger.proofs.group import Scalar, base_mul
+from statledger.proofs.vector import encrypt_vector_with_proof
+from statledger.protocol import entries, flow
+from statledger.protocol.query import QuerySpec
+from statledger.verifier.checks import parse_entries
 
 SPEC = {"version": 1, "statistic": "count", "columns": [], "min_cell_size": 1,
         "max_rows": 1000, "bounds": {"age": [0.0, 120.0]},
@@ -61,7 +61,7 @@ def test_second_submission_after_aggregate_refused(e2e_cluster: Any,
     spec, view = done
     provider = view.submissions[0][1].provider
     X = view.setup.collective_point()
-    from protocol.stats import get
+    from statledger.protocol.stats import get
 
     ranges = list(get(spec.statistic).layout(spec).ranges)
     ev = encrypt_vector_with_proof(X, [0] * len(ranges), ranges,

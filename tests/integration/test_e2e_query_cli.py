@@ -10,15 +10,15 @@ from typing import Any
 
 import numpy as np
 
-from protocol import datasets
+from statledger.protocol import datasets
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "nodes.cli", *args], cwd=cwd, capture_output=True, text=True,
-        timeout=600, check=False)
+        [sys.executable, "-m", "statledger", *args], cwd=cwd, capture_output=True,
+        text=True, timeout=600, check=False)
 
 
 def test_query_with_node_init_config(e2e_cluster: Any, tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """End to end on real processes: every statistic of the demo tour runs on the shared cluster
 (:func:`e2e_cluster`), its certificate verifies offline, and the result equals the pooled
-plaintext computation over the four bundled sites -- ``protocol.stats`` decode of the summed
+plaintext computation over the four bundled sites -- ``statledger.protocol.stats`` decode of the
+summed
 plaintext encodings, and statsmodels for the regressions.
 """
 
@@ -12,14 +13,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from nodes.data import load_table
-from nodes.demo import TOUR, provider_datasets
-from nodes.querier import QueryOutcome
-from protocol.query import QuerySpec
-from protocol.stats import get as get_statistic
-from protocol.stats import logistic
-from verifier.checks import results_match
-from verifier.verify import verify_certificate
+from statledger.nodes.data import load_table
+from statledger.nodes.demo import TOUR, provider_datasets
+from statledger.nodes.querier import QueryOutcome
+from statledger.protocol.query import QuerySpec
+from statledger.protocol.stats import get as get_statistic
+from statledger.protocol.stats import logistic
+from statledger.verifier.checks import results_match
+from statledger.verifier.verify import verify_certificate
 
 TOUR_BY_NAME = {item.name: item for item in TOUR}
 

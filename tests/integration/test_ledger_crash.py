@@ -12,17 +12,17 @@ import sys
 import time
 from pathlib import Path
 
-from ledger.checkpoint import open_checkpoint
-from ledger.merkle import verify_consistency
-from ledger.replay import replay
-from ledger.store import LedgerStore
+from statledger.ledger.checkpoint import open_checkpoint
+from statledger.ledger.merkle import verify_consistency
+from statledger.ledger.replay import replay
+from statledger.ledger.store import LedgerStore
 
 ORIGIN = "ledger.example/crash"
 SEED = bytes(range(32))
 
 CHILD = r"""
 import sys
-from ledger.store import LedgerStore
+from statledger.ledger.store import LedgerStore
 path, start = sys.argv[1], int(sys.argv[2])
 s = LedgerStore(path, "ledger.example/crash", bytes(range(32)))
 b = start
@@ -110,7 +110,7 @@ def test_sigkill_mid_append(tmp_path: Path) -> None:
 
 BIG_CHILD = r"""
 import sys
-from ledger.store import LedgerStore
+from statledger.ledger.store import LedgerStore
 s = LedgerStore(sys.argv[1], "ledger.example/crash", bytes(range(32)))
 s.append_many([("small", b"small %d" % i) for i in range(100)])
 s.sign_checkpoint()

@@ -8,11 +8,11 @@ import base64
 import httpx
 import pytest
 
-from ledger.note import CosignatureVerifier, NoteVerifier
-from ledger.witness import WitnessPolicy
-from nodes.http import RemoteError
-from nodes.launcher import Cluster
-from protocol.entries import Entry
+from statledger.ledger.note import CosignatureVerifier, NoteVerifier
+from statledger.ledger.witness import WitnessPolicy
+from statledger.nodes.http import RemoteError
+from statledger.nodes.launcher import Cluster
+from statledger.protocol.entries import Entry
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,16 @@ import sys
 
 import pytest
 
-from ledger.note import CosignatureVerifier, NoteSigner, NoteVerifier
-from nodes.config import ComputeConfig, LedgerConfig, ProviderConfig, QuerierConfig, load_config
-from nodes.keys import load_identity_key, read_secret_file
-from nodes.launcher import ClusterError, free_ports, init_cluster, load_layout
+from statledger.ledger.note import CosignatureVerifier, NoteSigner, NoteVerifier
+from statledger.nodes.config import (
+    ComputeConfig,
+    LedgerConfig,
+    ProviderConfig,
+    QuerierConfig,
+    load_config,
+)
+from statledger.nodes.keys import load_identity_key, read_secret_file
+from statledger.nodes.launcher import ClusterError, free_ports, init_cluster, load_layout
 
 
 @pytest.fixture
@@ -88,8 +94,9 @@ def test_free_ports_distinct():
 
 
 def _serve(capsys, *args):
-    """``python -m nodes.serve`` failure paths, run in-process (they exit before uvicorn)."""
-    from nodes.serve import main
+    """``python -m statledger.nodes.serve`` failure paths, run in-process (they exit before
+    uvicorn)."""
+    from statledger.nodes.serve import main
 
     try:
         code = main(list(args))
@@ -116,7 +123,7 @@ def test_serve_refuses_readable_key(layout, capsys):
 
 
 def test_serve_as_a_process_reports_config_errors(layout):
-    r = subprocess.run([sys.executable, "-m", "nodes.serve", "--role", "provider",
+    r = subprocess.run([sys.executable, "-m", "statledger.nodes.serve", "--role", "provider",
                         "--config", layout.ledger.config_path],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "'provider' was asked for" in r.stderr

@@ -9,12 +9,12 @@ import time
 import httpx
 import pytest
 
-from nodes.auth import sign_request
-from nodes.http import RemoteError, SignedClient
-from nodes.launcher import Cluster, ClusterError
-from proofs.signatures import SigningKey
-from protocol import entries
-from protocol.query import QuerySpec
+from statledger.nodes.auth import sign_request
+from statledger.nodes.http import RemoteError, SignedClient
+from statledger.nodes.launcher import Cluster, ClusterError
+from statledger.proofs.signatures import SigningKey
+from statledger.protocol import entries
+from statledger.protocol.query import QuerySpec
 
 MAX_BODY = 256 * 1024
 SPEC = {"version": 1, "statistic": "mean", "columns": ["age"], "bounds": {"age": [0, 120]}}

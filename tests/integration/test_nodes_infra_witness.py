@@ -14,17 +14,17 @@ import httpx
 import pytest
 import uvicorn
 
-from ledger.note import NoteVerifier
-from ledger.witness import WitnessPolicy
-from nodes.app import create_app
-from nodes.auth import Authenticator, NonceStore
-from nodes.config import load_config
-from nodes.http import RemoteError
-from nodes.launcher import Cluster
-from nodes.ledger_service import witness_from_config, witness_router
-from proofs.errors import VerificationError
-from proofs.signatures import VerifyKey
-from protocol import entries
+from statledger.ledger.note import NoteVerifier
+from statledger.ledger.witness import WitnessPolicy
+from statledger.nodes.app import create_app
+from statledger.nodes.auth import Authenticator, NonceStore
+from statledger.nodes.config import load_config
+from statledger.nodes.http import RemoteError
+from statledger.nodes.launcher import Cluster
+from statledger.nodes.ledger_service import witness_from_config, witness_router
+from statledger.proofs.errors import VerificationError
+from statledger.proofs.signatures import VerifyKey
+from statledger.protocol import entries
 
 
 class _Server:
@@ -94,7 +94,7 @@ def _checkpoint(c):
 
 def _policy(c):
     info = httpx.get(c.url("ledger") + "/v1/log").json()
-    from ledger.note import CosignatureVerifier
+    from statledger.ledger.note import CosignatureVerifier
 
     keys = [CosignatureVerifier.from_vkey(k) for k in info["witness_keys"].values()]
     return WitnessPolicy(NoteVerifier.from_vkey(info["log_key"]), keys, info["quorum"])
@@ -111,7 +111,7 @@ def test_cosigned_checkpoints_grow(setup):
         policy.verify(out["checkpoint"])
         assert cl.get("/v1/checkpoint") == out["checkpoint"]
         # the log grows; the witnesses need a consistency proof from their old size
-        from protocol.query import QuerySpec
+        from statledger.protocol.query import QuerySpec
 
         spec = QuerySpec.parse({"version": 1, "statistic": "mean", "columns": ["age"],
                                 "bounds": {"age": [0, 120]}})
@@ -143,8 +143,8 @@ def test_witness_rejects_bad_requests(setup):
     # unauthenticated: the router was mounted with auth (ledger only)
     r = httpx.post(url, json={"checkpoint": note, "old_size": 0, "proof": []})
     assert r.status_code == 401
-    from nodes.http import SignedClient
-    from nodes.keys import load_identity_key
+    from statledger.nodes.http import SignedClient
+    from statledger.nodes.keys import load_identity_key
 
     sk = load_identity_key(c.layout.ledger.data_dir + "/identity.key")
     with SignedClient(c.url("compute-1"), "ledger", sk) as cl:
@@ -168,7 +168,7 @@ def test_witness_rejects_bad_requests(setup):
 def test_forged_cosignature_is_blamed_on_its_witness(setup):
     import secrets
 
-    from ledger.witness import CosignatureSigner
+    from statledger.ledger.witness import CosignatureSigner
 
     c, servers = setup
     _checkpoint(c)

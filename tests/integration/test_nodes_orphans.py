@@ -14,7 +14,7 @@ import httpx
 
 SCRIPT = textwrap.dedent("""
     import sys, time
-    from nodes.launcher import Cluster
+    from statledger.nodes.launcher import Cluster
     c = Cluster(sys.argv[1], n_compute=0, queriers=["querier"], startup_timeout=60)
     c.start()
     print(c.url("ledger"), flush=True)
@@ -51,7 +51,7 @@ def test_nodes_exit_when_the_launcher_is_killed(tmp_path: Path) -> None:
 def test_nodes_started_by_hand_ignore_a_missing_parent_variable(tmp_path: Path) -> None:
     import threading
 
-    from nodes.serve import PARENT_ENV, _exit_with_parent
+    from statledger.nodes.serve import PARENT_ENV, _exit_with_parent
 
     def watchers() -> int:
         return sum(t.name == "statledger-parent-watch" for t in threading.enumerate())

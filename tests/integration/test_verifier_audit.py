@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from verifier.audit import audit_log
+from statledger.verifier.audit import audit_log
 
 
 def test_resume_skips_queries_already_valid(verifier_run: Any, tmp_path: Path) -> None:
@@ -43,7 +43,7 @@ def test_resume_does_not_hide_a_broken_tree(verifier_run: Any, tmp_path: Path) -
 
 
 def test_audit_live_ledger_by_url(e2e_cluster: Any, e2e_querier: Any) -> None:
-    from protocol.query import QuerySpec
+    from statledger.protocol.query import QuerySpec
 
     spec = QuerySpec.parse({"version": 1, "statistic": "count", "columns": [],
                             "min_cell_size": 1, "max_rows": 1000})

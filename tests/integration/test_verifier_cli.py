@@ -19,9 +19,9 @@ import pytest
 from forge import Adversary, Forgery
 from typer.testing import CliRunner
 
-from ledger.note import NoteSigner
-from nodes.cli import app
-from protocol import entries as E
+from statledger.ledger.note import NoteSigner
+from statledger.nodes.cli import app
+from statledger.protocol import entries as E
 
 JSON_KEYS = {"file", "valid", "step", "reason", "party", "steps"}
 
@@ -39,7 +39,7 @@ def _cli(*args: str) -> tuple[int, str]:
 def _subprocess(*args: str) -> subprocess.CompletedProcess[str]:
     """The real console entry point in a fresh interpreter."""
     return subprocess.run(  # noqa: S603 -- fixed argv
-        [sys.executable, "-m", "nodes.cli", *args], capture_output=True, text=True,
+        [sys.executable, "-m", "statledger", *args], capture_output=True, text=True,
         timeout=300, check=False)
 
 
@@ -243,7 +243,7 @@ def test_non_canonical_point_inside_an_entry(verifier_run: Any, tmp_path: Path) 
 
 
 def _canonical(obj: Any) -> bytes:
-    from protocol.canonical import canonical_bytes
+    from statledger.protocol.canonical import canonical_bytes
 
     return canonical_bytes(obj)
 

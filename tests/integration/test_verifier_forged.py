@@ -18,18 +18,18 @@ from typing import Any
 import pytest
 from forge import Adversary, Forgery
 
-from ledger.checkpoint import Checkpoint, open_checkpoint
-from ledger.note import Note, NoteSigner, NoteVerifier, Signature
-from ledger.witness import CosignatureSigner
-from proofs import sigma
-from proofs.group import G, Scalar
-from proofs.signatures import SigningKey
-from proofs.vector import LIMB_BITS, _encrypt, _layout
-from protocol import entries as E
-from protocol import flow
-from protocol.stats import get as get_statistic
-from verifier.report import Report
-from verifier.verify import TrustPolicy, verify_certificate
+from statledger.ledger.checkpoint import Checkpoint, open_checkpoint
+from statledger.ledger.note import Note, NoteSigner, NoteVerifier, Signature
+from statledger.ledger.witness import CosignatureSigner
+from statledger.proofs import sigma
+from statledger.proofs.group import G, Scalar
+from statledger.proofs.signatures import SigningKey
+from statledger.proofs.vector import LIMB_BITS, _encrypt, _layout
+from statledger.protocol import entries as E
+from statledger.protocol import flow
+from statledger.protocol.stats import get as get_statistic
+from statledger.verifier.report import Report
+from statledger.verifier.verify import TrustPolicy, verify_certificate
 
 CERTS = ["mean", "crosstab", "dp_sum"]
 

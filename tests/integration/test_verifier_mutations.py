@@ -32,9 +32,9 @@ from typing import Any
 import pytest
 from forge import Adversary, Forgery
 
-from proofs.errors import MalformedError
-from protocol.canonical import canonical_bytes
-from verifier.verify import verify_certificate
+from statledger.proofs.errors import MalformedError
+from statledger.protocol.canonical import canonical_bytes
+from statledger.verifier.verify import verify_certificate
 
 CERTS = ["mean", "crosstab", "dp_sum"]
 Path = tuple[Any, ...]

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proofs.errors import PolicyError
-from protocol import dp
+from statledger.proofs.errors import PolicyError
+from statledger.protocol import dp
 
 pos_frac = st.fractions(min_value=Fraction(1, 10**6), max_value=10**6, max_denominator=10**6)
 SET = settings(max_examples=80, deadline=None)

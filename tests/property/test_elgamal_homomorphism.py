@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proofs.dlog import DlogTable
-from proofs.elgamal import (
+from statledger.proofs.dlog import DlogTable
+from statledger.proofs.elgamal import (
     Ciphertext,
     combine,
     decryption_share,
@@ -16,7 +16,7 @@ from proofs.elgamal import (
     rerandomize,
     split_limbs,
 )
-from proofs.group import Scalar
+from statledger.proofs.group import Scalar
 
 TABLE = DlogTable.build(1 << 12)
 BOUND = 2**22  # 256 giant steps at most

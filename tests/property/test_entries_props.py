@@ -5,10 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proofs.errors import MalformedError, VerificationError
-from proofs.group import Scalar, base_mul
-from proofs.signatures import SigningKey
-from protocol import entries as E
+from statledger.proofs.errors import MalformedError, VerificationError
+from statledger.proofs.group import Scalar, base_mul
+from statledger.proofs.signatures import SigningKey
+from statledger.protocol import entries as E
 
 KEY = SigningKey.from_bytes(b"\x07" * 32)
 VK = KEY.public_key()

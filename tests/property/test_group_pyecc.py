@@ -1,4 +1,5 @@
-"""Cross-check every proofs.group operation against py_ecc's independent pure-Python secp256k1.
+"""Cross-check every statledger.proofs.group operation against py_ecc's independent pure-Python
+secp256k1.
 
 py_ecc multiplies in ~6 ms, so examples are few (max_examples ~30).
 """
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from py_ecc.secp256k1 import secp256k1 as ref
 
-from proofs.group import (
+from statledger.proofs.group import (
     FIELD,
     ORDER,
     G,

@@ -7,12 +7,12 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.bundle import ProofBundle
-from ledger.checkpoint import Checkpoint, sign_checkpoint
-from ledger.merkle import inclusion_proof, leaf_hash, root_from_leaf_hashes
-from ledger.note import Note, NoteSigner, NoteVerifier, open_note
-from ledger.witness import CosignatureSigner
-from proofs.errors import MalformedError, VerificationError
+from statledger.ledger.bundle import ProofBundle
+from statledger.ledger.checkpoint import Checkpoint, sign_checkpoint
+from statledger.ledger.merkle import inclusion_proof, leaf_hash, root_from_leaf_hashes
+from statledger.ledger.note import Note, NoteSigner, NoteVerifier, open_note
+from statledger.ledger.witness import CosignatureSigner
+from statledger.proofs.errors import MalformedError, VerificationError
 
 LOG = NoteSigner("fuzz.example/log", bytes(range(32)))
 W = CosignatureSigner("w.example", bytes(32))

@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.merkle import (
+from statledger.ledger.merkle import (
     consistency_proof,
     inclusion_proof,
     leaf_hash,
@@ -17,8 +17,8 @@ from ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from ledger.store import LedgerStore
-from proofs.errors import StatledgerError
+from statledger.ledger.store import LedgerStore
+from statledger.proofs.errors import StatledgerError
 
 
 @settings(max_examples=25, deadline=None)

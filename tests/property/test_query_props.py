@@ -7,9 +7,9 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.canonical import canonical_bytes, parse_json
-from protocol.fixedpoint import fixed_bounds, to_fixed
-from protocol.query import QuerySpec
+from statledger.protocol.canonical import canonical_bytes, parse_json
+from statledger.protocol.fixedpoint import fixed_bounds, to_fixed
+from statledger.protocol.query import QuerySpec
 
 SETTINGS = settings(max_examples=60, deadline=None)
 
@@ -96,7 +96,7 @@ def test_query_roundtrip_and_id(k: int, rows: int, lo: float, width: float) -> N
 def test_unsafe_ints_rejected_both_ways(i: int) -> None:
     import pytest
 
-    from proofs.errors import MalformedError
+    from statledger.proofs.errors import MalformedError
 
     with pytest.raises(MalformedError):
         canonical_bytes({"n": i})

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proofs.elgamal import decryption_share, encrypt, keygen
-from proofs.errors import MalformedError, VerificationError
-from proofs.group import G, Scalar
-from proofs.sigma import (
+from statledger.proofs.elgamal import decryption_share, encrypt, keygen
+from statledger.proofs.errors import MalformedError, VerificationError
+from statledger.proofs.group import G, Scalar
+from statledger.proofs.sigma import (
     DLEQBatchProof,
     prove_dleq_batch,
     prove_schnorr,

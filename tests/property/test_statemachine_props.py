@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "unit"))
 from test_statemachine_helpers import ROSTER, events, respects_partial_order  # noqa: E402
 
-from proofs.errors import ProtocolError  # noqa: E402
-from protocol.statemachine import Phase, advance, start  # noqa: E402
+from statledger.proofs.errors import ProtocolError  # noqa: E402
+from statledger.protocol.statemachine import Phase, advance, start  # noqa: E402
 
 EV = {True: events(dp=True), False: events(dp=False)}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.stats.base import suppress_cells
+from statledger.protocol.stats.base import suppress_cells
 
 grids = st.integers(1, 5).flatmap(
     lambda c: st.lists(st.lists(st.integers(0, 12), min_size=c, max_size=c), min_size=1, max_size=5)

@@ -9,8 +9,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.query import QuerySpec
-from protocol.stats import get
+from statledger.protocol.query import QuerySpec
+from statledger.protocol.stats import get
 
 BOUNDS = {"a": [-3.0, 5.0], "b": [0.0, 2.5], "y": [0.0, 1.0]}
 

@@ -7,8 +7,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.query import QuerySpec
-from protocol.stats import get
+from statledger.protocol.query import QuerySpec
+from statledger.protocol.stats import get
 
 STAT = get("kaplan_meier")
 SPEC = QuerySpec.parse({

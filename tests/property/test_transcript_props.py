@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proofs.transcript import Transcript
+from statledger.proofs.transcript import Transcript
 
 items = st.lists(st.tuples(st.binary(max_size=6), st.binary(max_size=6)), max_size=4)
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proofs import vector as V
-from proofs.elgamal import decrypt, keygen
+from statledger.proofs import vector as V
+from statledger.proofs.elgamal import decrypt, keygen
 
 KEY = keygen()
 

@@ -13,11 +13,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 import bench_drynx as bd  # noqa: E402
 
-from nodes.data import load_table  # noqa: E402
-from proofs.errors import MalformedError  # noqa: E402
-from proofs.rangeproof import MAX_BITS, RangeLayout  # noqa: E402
-from protocol.query import QuerySpec  # noqa: E402
-from protocol.stats import get  # noqa: E402
+from statledger.nodes.data import load_table  # noqa: E402
+from statledger.proofs.errors import MalformedError  # noqa: E402
+from statledger.proofs.rangeproof import MAX_BITS, RangeLayout  # noqa: E402
+from statledger.protocol.query import QuerySpec  # noqa: E402
+from statledger.protocol.stats import get  # noqa: E402
 
 
 @pytest.fixture(scope="module")

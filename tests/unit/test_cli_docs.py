@@ -1,4 +1,4 @@
-"""Every CLI command is documented in the README and answers --help (STYLE.md rule 12)."""
+"""Every CLI command is documented in the README and answers --help."""
 
 from pathlib import Path
 
@@ -6,7 +6,7 @@ import pytest
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from nodes.cli import app
+from statledger.nodes.cli import app
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 
@@ -46,7 +46,7 @@ def test_unknown_command_fails() -> None:
 
 
 def test_example_specs_parse() -> None:
-    from protocol.query import QuerySpec
+    from statledger.protocol.query import QuerySpec
 
     examples = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.json"))
     assert examples

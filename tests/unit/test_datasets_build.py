@@ -101,7 +101,7 @@ def test_bundled_csv_match_source(built: dict[str, str]) -> None:
 
 
 def test_bundled_pooled_equals_source() -> None:
-    from protocol import datasets
+    from statledger.protocol import datasets
 
     for name, df in _source_tables().items():
         pooled = datasets.load(name)

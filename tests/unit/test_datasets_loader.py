@@ -7,8 +7,8 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from proofs.errors import MalformedError
-from protocol import datasets
+from statledger.proofs.errors import MalformedError
+from statledger.protocol import datasets
 
 EXPECTED = {
     "diabetes": (442, 11),

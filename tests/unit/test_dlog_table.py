@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from proofs import dlog
-from proofs.dlog import DlogTable, load_or_build
-from proofs.errors import DecryptionError, MalformedError
-from proofs.group import G, Point, Scalar, base_mul
+from statledger.proofs import dlog
+from statledger.proofs.dlog import DlogTable, load_or_build
+from statledger.proofs.errors import DecryptionError, MalformedError
+from statledger.proofs.group import G, Point, Scalar, base_mul
+from statledger.settings import reset_settings
 
 SMALL = 1 << 12  # T: one lookup covers -4096..4096; S = 8193
 
@@ -167,6 +168,7 @@ def test_get_table_uses_env_cache_and_memory(tmp_path, monkeypatch) -> None:  # 
     assert dlog.discrete_log(_pt(-2999), 5000, table_size=3000) == -2999
     assert dlog.discrete_log_many([_pt(4), _pt(-4999)], 5000, table_size=3000) == [4, -4999]
     monkeypatch.delenv("STATLEDGER_CACHE")
+    reset_settings()
     assert str(dlog.cache_dir()).endswith(".cache/statledger")
 
 
@@ -179,7 +181,7 @@ def test_parallel_build_equals_serial() -> None:
 
 def test_pure_python_backend_matches(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The int fallback (no gmpy2) builds the same table and finds the same logs."""
-    from proofs.group import FIELD
+    from statledger.proofs.group import FIELD
 
     with_backend = DlogTable.build(3000)
     monkeypatch.setattr(dlog, "_gmpy", None)

@@ -8,8 +8,8 @@ from fractions import Fraction
 
 import pytest
 
-from proofs.errors import MalformedError
-from protocol import dp
+from statledger.proofs.errors import MalformedError
+from statledger.protocol import dp
 
 
 def _brute_eps(rho: float, delta: float) -> float:

@@ -7,8 +7,8 @@ from fractions import Fraction
 
 import pytest
 
-from proofs.errors import MalformedError, PolicyError
-from protocol.dp import BudgetLedger
+from statledger.proofs.errors import MalformedError, PolicyError
+from statledger.protocol.dp import BudgetLedger
 
 
 def _ledger() -> BudgetLedger:

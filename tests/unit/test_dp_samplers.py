@@ -9,7 +9,7 @@ from fractions import Fraction
 import pytest
 from scipy.stats import chisquare
 
-from protocol import dp
+from statledger.protocol import dp
 
 N_DRAWS = 100_000
 P_MIN = 1e-4

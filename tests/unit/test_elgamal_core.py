@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from proofs import dlog
-from proofs.elgamal import (
+from statledger.proofs import dlog
+from statledger.proofs.elgamal import (
     CIPHERTEXT_BYTES,
     Ciphertext,
     combine,
@@ -24,8 +24,8 @@ from proofs.elgamal import (
     rerandomize,
     split_limbs,
 )
-from proofs.errors import DecryptionError, MalformedError
-from proofs.group import FIELD, ORDER, G, Point, Scalar, base_mul
+from statledger.proofs.errors import DecryptionError, MalformedError
+from statledger.proofs.group import FIELD, ORDER, G, Point, Scalar, base_mul
 
 T = 1 << 14  # small table for these tests: bound 2^24 needs 512 giant steps
 

@@ -8,9 +8,9 @@ import json
 import pytest
 from test_entries_helpers import AUTHOR, KEYS, QID, SPEC, point_hex, signed_entries, spec
 
-from proofs.errors import MalformedError, VerificationError
-from protocol import entries as E
-from protocol.canonical import canonical_bytes
+from statledger.proofs.errors import MalformedError, VerificationError
+from statledger.protocol import entries as E
+from statledger.protocol.canonical import canonical_bytes
 
 SIGNED = signed_entries()
 NAMES = sorted(SIGNED)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from test_entries_helpers import KEYS, QID, point_hex
 
-from proofs import elgamal, sigma
-from proofs.errors import MalformedError, VerificationError
-from proofs.group import Scalar, base_mul
-from protocol import entries as E
-from protocol.canonical import canonical_bytes
-from protocol.flow import keyreg_context
+from statledger.proofs import elgamal, sigma
+from statledger.proofs.errors import MalformedError, VerificationError
+from statledger.proofs.group import Scalar, base_mul
+from statledger.protocol import entries as E
+from statledger.protocol.canonical import canonical_bytes
+from statledger.protocol.flow import keyreg_context
 
 
 def _compute_entry(party_id: str, x: Scalar, *, context_id: str | None = None) -> E.PartyEntry:
@@ -92,8 +92,8 @@ def test_decryption_proof_and_aggregate_accessors():
 
 
 def test_submission_and_noise_vectors_decode_against_ranges():
-    from proofs.vector import encrypt_vector_with_proof, verify_encrypted_vector
-    from protocol.flow import noise_context, submission_context
+    from statledger.proofs.vector import encrypt_vector_with_proof, verify_encrypted_vector
+    from statledger.protocol.flow import noise_context, submission_context
 
     x = Scalar(31337)
     X = base_mul(x)

@@ -5,10 +5,10 @@ This module holds no tests; test files in this directory import it by name.
 
 from __future__ import annotations
 
-from proofs.group import Scalar, base_mul
-from proofs.signatures import SigningKey
-from protocol import entries as E
-from protocol.query import QuerySpec
+from statledger.proofs.group import Scalar, base_mul
+from statledger.proofs.signatures import SigningKey
+from statledger.protocol import entries as E
+from statledger.protocol.query import QuerySpec
 
 KEYS = {name: SigningKey.from_bytes(bytes([i + 1]) * 32) for i, name in enumerate(
     ["ledger", "node-a", "node-b", "prov-1", "prov-2", "prov-3", "researcher"])}

@@ -1,6 +1,6 @@
 import pytest
 
-from proofs.errors import MalformedError, StatledgerError, VerificationError
+from statledger.proofs.errors import MalformedError, StatledgerError, VerificationError
 
 
 def test_verification_error_names_step_and_party() -> None:

@@ -1,4 +1,5 @@
-"""proofs.group: Scalar / Point encodings, strict decoding (reject twins), identity rules."""
+"""statledger.proofs.group: Scalar / Point encodings, strict decoding (reject twins), identity
+rules."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import pickle
 
 import pytest
 
-from proofs.errors import MalformedError
-from proofs.group import (
+from statledger.proofs.errors import MalformedError
+from statledger.proofs.group import (
     FIELD,
     ORDER,
     G,

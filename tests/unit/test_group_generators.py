@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 import struct
 
-from proofs.group import (
+from statledger.proofs.group import (
     FIELD,
     GENERATOR_DST,
     GENERATORS_DST,

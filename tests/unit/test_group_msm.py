@@ -1,13 +1,13 @@
-"""proofs.group.msm: equals the naive sum; zero scalars, identity points, cancellation; workers."""
+"""statledger.proofs.group.msm: equals the naive sum; zero scalars, identity points, cancellation;
+workers."""
 
 from __future__ import annotations
 
 import pytest
 
-from proofs.errors import MalformedError
-from proofs.group import (
+from statledger.proofs.errors import MalformedError
+from statledger.proofs.group import (
     ORDER,
-    PARALLEL_THRESHOLD,
     G,
     H,
     Point,
@@ -17,6 +17,7 @@ from proofs.group import (
     msm,
     shutdown_workers,
 )
+from statledger.settings import get_settings
 
 
 def _naive(ks: list[Scalar], ps: list[Point]) -> Point:
@@ -63,7 +64,7 @@ def test_msm_input_errors() -> None:
 
 
 def test_msm_parallel_equals_serial() -> None:
-    m = PARALLEL_THRESHOLD + 37
+    m = get_settings().msm_parallel_threshold + 37
     ps = generators(b"test/msm/parallel", m)
     ks = [Scalar.random() for _ in range(m)]
     ks[5] = Scalar(0)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from ledger.bundle import HEADER, ProofBundle, verify_bundle
-from ledger.store import LedgerStore
-from ledger.witness import Witness, WitnessPolicy
-from proofs.errors import MalformedError, StatledgerError, VerificationError
+from statledger.ledger.bundle import HEADER, ProofBundle, verify_bundle
+from statledger.ledger.store import LedgerStore
+from statledger.ledger.witness import Witness, WitnessPolicy
+from statledger.proofs.errors import MalformedError, StatledgerError, VerificationError
 
 ORIGIN = "ledger.example/bundle"
 

@@ -8,7 +8,7 @@ import hashlib
 
 import pytest
 
-from ledger.merkle import (
+from statledger.ledger.merkle import (
     EMPTY_ROOT,
     LEAF_PREFIX,
     NODE_PREFIX,
@@ -25,7 +25,7 @@ from ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from proofs.errors import MalformedError, StatledgerError, VerificationError
+from statledger.proofs.errors import MalformedError, StatledgerError, VerificationError
 
 N = 64
 LEAVES = [leaf_hash(i.to_bytes(2, "big")) for i in range(N)]

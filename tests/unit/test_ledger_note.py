@@ -6,9 +6,9 @@ import base64
 
 import pytest
 
-from ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
-from ledger.merkle import EMPTY_ROOT
-from ledger.note import (
+from statledger.ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from statledger.ledger.merkle import EMPTY_ROOT
+from statledger.ledger.note import (
     MAX_SIGNATURES,
     Note,
     NoteSigner,
@@ -19,7 +19,7 @@ from ledger.note import (
     parse_vkey,
     sign_note,
 )
-from proofs.errors import MalformedError, VerificationError
+from statledger.proofs.errors import MalformedError, VerificationError
 
 # Known answer from the Go sumdb/note package documentation (also used by C2SP tooling).
 KAT_VKEY = "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k"

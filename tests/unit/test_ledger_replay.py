@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from ledger.checkpoint import Checkpoint, sign_checkpoint
-from ledger.merkle import leaf_hash, root_from_leaf_hashes
-from ledger.note import NoteSigner
-from ledger.replay import ReplayError, replay
-from ledger.store import LedgerStore
+from statledger.ledger.checkpoint import Checkpoint, sign_checkpoint
+from statledger.ledger.merkle import leaf_hash, root_from_leaf_hashes
+from statledger.ledger.note import NoteSigner
+from statledger.ledger.replay import ReplayError, replay
+from statledger.ledger.store import LedgerStore
 
 ORIGIN = "ledger.example/replay"
 SEED = bytes(range(32))

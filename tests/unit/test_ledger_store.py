@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ledger.bundle import verify_bundle
-from ledger.checkpoint import Checkpoint, open_checkpoint
-from ledger.merkle import (
+from statledger.ledger.bundle import verify_bundle
+from statledger.ledger.checkpoint import Checkpoint, open_checkpoint
+from statledger.ledger.merkle import (
     EMPTY_ROOT,
     consistency_proof,
     inclusion_proof,
@@ -19,10 +19,10 @@ from ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from ledger.note import Note, NoteSigner
-from ledger.store import InconsistentCheckpointError, LedgerStore, node_key
-from ledger.witness import Witness, WitnessPolicy
-from proofs.errors import MalformedError, PolicyError, ProtocolError, VerificationError
+from statledger.ledger.note import Note, NoteSigner
+from statledger.ledger.store import InconsistentCheckpointError, LedgerStore, node_key
+from statledger.ledger.witness import Witness, WitnessPolicy
+from statledger.proofs.errors import MalformedError, PolicyError, ProtocolError, VerificationError
 
 ORIGIN = "ledger.example/test"
 SEED = bytes(range(32))

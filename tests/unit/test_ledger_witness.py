@@ -12,10 +12,10 @@ import pytest
 from Crypto.PublicKey import ECC
 from Crypto.Signature import eddsa
 
-from ledger.checkpoint import Checkpoint, sign_checkpoint
-from ledger.merkle import consistency_proof, leaf_hash, root_from_leaf_hashes
-from ledger.note import CosignatureVerifier, Note, NoteSigner, Signature
-from ledger.witness import (
+from statledger.ledger.checkpoint import Checkpoint, sign_checkpoint
+from statledger.ledger.merkle import consistency_proof, leaf_hash, root_from_leaf_hashes
+from statledger.ledger.note import CosignatureVerifier, Note, NoteSigner, Signature
+from statledger.ledger.witness import (
     CosignatureSigner,
     ForkError,
     UnknownLogError,
@@ -23,7 +23,7 @@ from ledger.witness import (
     WitnessConflictError,
     WitnessPolicy,
 )
-from proofs.errors import MalformedError, VerificationError
+from statledger.proofs.errors import MalformedError, VerificationError
 
 ORIGIN = "log.example/w"
 LOG = NoteSigner(ORIGIN, bytes(range(32)))

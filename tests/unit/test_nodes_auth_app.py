@@ -1,4 +1,5 @@
-"""nodes.app + nodes.auth inside FastAPI (in-process TestClient): statuses and JSON reasons."""
+"""statledger.nodes.app + statledger.nodes.auth inside FastAPI (in-process TestClient): statuses
+and JSON reasons."""
 
 from __future__ import annotations
 
@@ -11,17 +12,23 @@ from fastapi import Depends, Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
-from nodes.app import NotFoundError, create_app
-from nodes.auth import HEADER_NONCE, Authenticator, NonceStore, sign_request, verify_request
-from nodes.http import RemoteError, SignedClient
-from proofs.errors import (
+from statledger.nodes.app import NotFoundError, create_app
+from statledger.nodes.auth import (
+    HEADER_NONCE,
+    Authenticator,
+    NonceStore,
+    sign_request,
+    verify_request,
+)
+from statledger.nodes.http import RemoteError, SignedClient
+from statledger.proofs.errors import (
     DecryptionError,
     MalformedError,
     PolicyError,
     ProtocolError,
     VerificationError,
 )
-from proofs.signatures import SigningKey
+from statledger.proofs.signatures import SigningKey
 
 SK_A = SigningKey.from_bytes(bytes(range(32)))
 SK_Q = SigningKey.from_bytes(bytes(range(2, 34)))
@@ -252,8 +259,8 @@ def test_signed_client_roundtrip_and_remote_error(tmp_path):
 
 
 def test_unreachable_peer_retries_then_typed_error():
-    from nodes.http import UnreachableError
-    from nodes.launcher import free_ports
+    from statledger.nodes.http import UnreachableError
+    from statledger.nodes.launcher import free_ports
 
     port = free_ports(1)[0]  # nothing listens there
     cl = SignedClient(f"http://127.0.0.1:{port}", "prov-1", SK_A, retries=2, backoff=0.01)

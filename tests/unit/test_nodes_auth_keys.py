@@ -1,4 +1,5 @@
-"""Key files (nodes.keys) and configs (nodes.config): accept, and reject twins."""
+"""Key files (statledger.nodes.keys) and configs (statledger.nodes.config): accept, and reject
+twins."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import tomllib
 
 import pytest
 
-from nodes.config import ConfigError, dump_config_toml, load_config, parse_config
-from nodes.keys import (
+from statledger.nodes.config import ConfigError, dump_config_toml, load_config, parse_config
+from statledger.nodes.keys import (
     KeyFileError,
     KeyPermissionError,
     create_elgamal_share,
@@ -21,7 +22,7 @@ from nodes.keys import (
     read_secret_file,
     write_secret_file,
 )
-from proofs.group import ORDER
+from statledger.proofs.group import ORDER
 
 
 def test_identity_key_roundtrip_and_mode(tmp_path):

@@ -1,4 +1,4 @@
-"""Request signing (nodes.auth): accept once, and a reject twin for every field."""
+"""Request signing (statledger.nodes.auth): accept once, and a reject twin for every field."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nodes import auth
-from nodes.auth import (
+from statledger.nodes import auth
+from statledger.nodes.auth import (
     HEADER_NONCE,
     HEADER_PARTY,
     HEADER_SIGNATURE,
@@ -21,8 +21,8 @@ from nodes.auth import (
     signing_payload,
     verify_request,
 )
-from proofs.errors import MalformedError
-from proofs.signatures import SigningKey
+from statledger.proofs.errors import MalformedError
+from statledger.proofs.signatures import SigningKey
 
 NOW = 1_700_000_000
 SK_A = SigningKey.from_bytes(bytes(range(32)))

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from proofs.errors import MalformedError
-from protocol.canonical import canonical_bytes, parse_json, sha256_hex
-from protocol.fixedpoint import check_scale, clip, fixed_bounds, from_fixed, to_fixed
+from statledger.proofs.errors import MalformedError
+from statledger.protocol.canonical import canonical_bytes, parse_json, sha256_hex
+from statledger.protocol.fixedpoint import check_scale, clip, fixed_bounds, from_fixed, to_fixed
 
 
 def test_canonical_known_answers() -> None:

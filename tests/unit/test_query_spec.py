@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from proofs.errors import MalformedError
-from protocol.query import QuerySpec
+from statledger.proofs.errors import MalformedError
+from statledger.protocol.query import QuerySpec
 
 
 def base() -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Range proof + linking proof through the proofs.vector API: accept tests and reject twins."""
+"""Range proof + linking proof through the statledger.proofs.vector API: accept tests and reject
+twins."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import secrets
 import numpy as np
 import pytest
 
-from proofs import rangeproof as rp
-from proofs import vector as V
-from proofs.elgamal import Ciphertext, decrypt, keygen
-from proofs.errors import MalformedError, VerificationError
-from proofs.group import FIELD, ORDER, G, H, Point, Scalar, base_mul, msm
+from statledger.proofs import rangeproof as rp
+from statledger.proofs import vector as V
+from statledger.proofs.elgamal import Ciphertext, decrypt, keygen
+from statledger.proofs.errors import MalformedError, VerificationError
+from statledger.proofs.group import FIELD, ORDER, G, H, Point, Scalar, base_mul, msm
+from statledger.settings import reset_settings
 
 CTX = b"query-1|provider-a"
 # 2 values: an 8-bit power-of-two range and a signed range that needs the upper segment.
@@ -385,9 +387,10 @@ def test_window_choice() -> None:
 
 
 def test_parallel_paths_agree(key, monkeypatch) -> None:
-    monkeypatch.setattr(rp, "PARALLEL_FOLD_THRESHOLD", 4)
-    monkeypatch.setattr(rp, "PARALLEL_MSM_THRESHOLD", 64)
-    monkeypatch.setattr(rp, "USE_PARALLEL", True)
+    monkeypatch.setenv("STATLEDGER_RANGE_FOLD_THRESHOLD", "4")
+    monkeypatch.setenv("STATLEDGER_RANGE_MSM_THRESHOLD", "64")
+    monkeypatch.setenv("STATLEDGER_RANGE_PARALLEL", "true")
+    reset_settings()
     X = key[1]
     ranges = [(0, 2**16 - 1)] * 16  # N = 256
     ev = V.encrypt_vector_with_proof(X, list(range(16)), ranges, CTX)
@@ -423,7 +426,7 @@ def test_types_checked(key, small_ev) -> None:
 
 
 def test_generator_cache_pinned(tmp_path, monkeypatch) -> None:
-    from proofs.group import generators
+    from statledger.proofs.group import generators
 
     monkeypatch.setenv("STATLEDGER_CACHE", str(tmp_path))
     # the pinned digests are those of the derivation (catches a change of generators())

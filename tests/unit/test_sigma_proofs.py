@@ -1,4 +1,4 @@
-"""Sigma proofs: every accept test has mechanical reject twins (STYLE.md rule 9)."""
+"""Sigma proofs: every accept test has mechanical reject twins."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import pytest
 
-from proofs.elgamal import Ciphertext, decryption_share, encrypt, keygen
-from proofs.errors import MalformedError, VerificationError
-from proofs.group import ORDER, G, H, Point, Scalar, base_mul
-from proofs.sigma import (
+from statledger.proofs.elgamal import Ciphertext, decryption_share, encrypt, keygen
+from statledger.proofs.errors import MalformedError, VerificationError
+from statledger.proofs.group import ORDER, G, H, Point, Scalar, base_mul
+from statledger.proofs.sigma import (
     DLEQBatchProof,
     DLEQProof,
     PlaintextProof,

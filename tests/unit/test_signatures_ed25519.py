@@ -1,11 +1,12 @@
-"""proofs.signatures: Ed25519 sign/verify, RFC 8032 test 1, bit flips rejected, strict sizes."""
+"""statledger.proofs.signatures: Ed25519 sign/verify, RFC 8032 test 1, bit flips rejected, strict
+sizes."""
 
 from __future__ import annotations
 
 import pytest
 
-from proofs.errors import MalformedError, VerificationError
-from proofs.signatures import SigningKey, VerifyKey
+from statledger.proofs.errors import MalformedError, VerificationError
+from statledger.proofs.signatures import SigningKey, VerifyKey
 
 # RFC 8032 section 7.1, TEST 1 (empty message).
 RFC_SEED = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from proofs.group import Scalar, base_mul
-from proofs.signatures import SigningKey
-from protocol import entries as E
-from protocol.query import QuerySpec
-from protocol.statemachine import Roster
+from statledger.proofs.group import Scalar, base_mul
+from statledger.proofs.signatures import SigningKey
+from statledger.protocol import entries as E
+from statledger.protocol.query import QuerySpec
+from statledger.protocol.statemachine import Roster
 
 KEYS = {n: SigningKey.from_bytes(bytes([i + 40]) * 32) for i, n in enumerate(
     ["node-a", "node-b", "prov-1", "prov-2", "prov-3", "prov-4", "researcher", "ledger"])}

@@ -14,9 +14,17 @@ from test_statemachine_helpers import (
     sign,
 )
 
-from proofs.errors import ProtocolError
-from protocol import entries as E
-from protocol.statemachine import Phase, QueryState, Roster, advance, expected_next, replay, start
+from statledger.proofs.errors import ProtocolError
+from statledger.protocol import entries as E
+from statledger.protocol.statemachine import (
+    Phase,
+    QueryState,
+    Roster,
+    advance,
+    expected_next,
+    replay,
+    start,
+)
 
 EV = events(dp=True)
 EV_PLAIN = events(dp=False)

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from protocol import datasets
-from protocol.fixedpoint import to_fixed
-from protocol.query import QuerySpec
-from protocol.stats import get
+from statledger.protocol import datasets
+from statledger.protocol.fixedpoint import to_fixed
+from statledger.protocol.query import QuerySpec
+from statledger.protocol.stats import get
 
 SCALE = 2**16
 

@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from proofs.errors import MalformedError
-from protocol.fixedpoint import to_fixed
-from protocol.query import QuerySpec
-from protocol.stats import get
+from statledger.proofs.errors import MalformedError
+from statledger.protocol.fixedpoint import to_fixed
+from statledger.protocol.query import QuerySpec
+from statledger.protocol.stats import get
 
 SCALE = 2**16
 RNG_SEED = 20240501

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from proofs.errors import MalformedError
-from protocol.stats import REGISTRY, Layout, StatResult, get, register
-from protocol.stats.basic import Mean
-from protocol.stats.moments import Covariance
+from statledger.proofs.errors import MalformedError
+from statledger.protocol.stats import REGISTRY, Layout, StatResult, get, register
+from statledger.protocol.stats.basic import Mean
+from statledger.protocol.stats.moments import Covariance
 
 MINE = {
     "count", "sum", "mean", "variance", "std", "covariance", "correlation", "cosine",

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from proofs.errors import MalformedError
-from protocol.fixedpoint import to_fixed
-from protocol.query import QuerySpec
-from protocol.stats import get
-from protocol.stats.base import suppress_cells
+from statledger.proofs.errors import MalformedError
+from statledger.protocol.fixedpoint import to_fixed
+from statledger.protocol.query import QuerySpec
+from statledger.protocol.stats import get
+from statledger.protocol.stats.base import suppress_cells
 
 SCALE = 2**16
 ROWS = ["r1", "r2", "r3"]

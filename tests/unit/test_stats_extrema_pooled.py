@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from proofs.errors import MalformedError
-from protocol.query import QuerySpec
-from protocol.stats import get
+from statledger.proofs.errors import MalformedError
+from statledger.protocol.query import QuerySpec
+from statledger.protocol.stats import get
 
 
 def spec(stat: str, **kw: Any) -> QuerySpec:

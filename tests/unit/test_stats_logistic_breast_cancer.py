@@ -21,12 +21,12 @@ import numpy as np
 import pytest
 import statsmodels.api as sm
 
-from proofs.errors import MalformedError
-from protocol import datasets
-from protocol.fixedpoint import to_fixed
-from protocol.query import QuerySpec
-from protocol.stats import get
-from protocol.stats.logistic import irls_next_spec, irls_start
+from statledger.proofs.errors import MalformedError
+from statledger.protocol import datasets
+from statledger.protocol.fixedpoint import to_fixed
+from statledger.protocol.query import QuerySpec
+from statledger.protocol.stats import get
+from statledger.protocol.stats.logistic import irls_next_spec, irls_start
 
 FEATS = ["mean_radius", "mean_texture", "mean_smoothness", "mean_concavity", "mean_symmetry"]
 BOUNDS: dict[str, list[float]] = {  # from the UCI data description (min, max)

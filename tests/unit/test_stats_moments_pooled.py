@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from proofs.errors import MalformedError
-from protocol.fixedpoint import to_fixed
-from protocol.query import QuerySpec
-from protocol.stats import get
+from statledger.proofs.errors import MalformedError
+from statledger.protocol.fixedpoint import to_fixed
+from statledger.protocol.query import QuerySpec
+from statledger.protocol.stats import get
 
 SCALE = 2**16
 BOUNDS = {"a": [-5, 5], "b": [0, 10], "c": [-100, 100], "d": [0, 1]}

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import statsmodels.api as sm
 
-from proofs.errors import MalformedError
-from protocol import datasets
-from protocol.fixedpoint import to_fixed
-from protocol.query import QuerySpec
-from protocol.stats import get
+from statledger.proofs.errors import MalformedError
+from statledger.protocol import datasets
+from statledger.protocol.fixedpoint import to_fixed
+from statledger.protocol.query import QuerySpec
+from statledger.protocol.stats import get
 
 FEATS = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
 BOUNDS: dict[str, list[float]] = {

@@ -15,10 +15,10 @@ import pytest
 from lifelines import KaplanMeierFitter
 from lifelines.statistics import logrank_test, multivariate_logrank_test
 
-from proofs.errors import MalformedError
-from protocol import datasets
-from protocol.query import QuerySpec
-from protocol.stats import get
+from statledger.proofs.errors import MalformedError
+from statledger.protocol import datasets
+from statledger.protocol.query import QuerySpec
+from statledger.protocol.stats import get
 
 STAT = get("kaplan_meier")
 TOL = 1e-12

@@ -1,4 +1,5 @@
-"""proofs.transcript: every change to label, data, order, type or length split changes the
+"""statledger.proofs.transcript: every change to label, data, order, type or length split changes
+the
 challenge; challenges are absorbed; clone() forks; bad inputs are refused."""
 
 from __future__ import annotations
@@ -7,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from proofs.group import ORDER, G, H, Point, Scalar, base_mul
-from proofs.transcript import CHALLENGE_SCALAR_BYTES, Transcript
+from statledger.proofs.group import ORDER, G, H, Point, Scalar, base_mul
+from statledger.proofs.transcript import CHALLENGE_SCALAR_BYTES, Transcript
 
 Script = Callable[[Transcript], None]
 

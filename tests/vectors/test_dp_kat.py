@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from protocol import dp
+from statledger.protocol import dp
 
 
 def test_sampler_vectors():

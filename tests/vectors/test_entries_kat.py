@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from proofs.errors import MalformedError, VerificationError
-from proofs.group import Scalar, base_mul
-from proofs.signatures import SigningKey
-from protocol import entries as E
+from statledger.proofs.errors import MalformedError, VerificationError
+from statledger.proofs.group import Scalar, base_mul
+from statledger.proofs.signatures import SigningKey
+from statledger.protocol import entries as E
 
 KEY = SigningKey.from_bytes(bytes(range(32)))
 QID = "ab" * 32

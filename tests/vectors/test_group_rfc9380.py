@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from proofs.group import (
+from statledger.proofs.group import (
     FIELD,
     Point,
     encode_to_curve,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger.merkle import verify_consistency, verify_inclusion
-from proofs.errors import MalformedError, StatledgerError
+from statledger.ledger.merkle import verify_consistency, verify_inclusion
+from statledger.proofs.errors import MalformedError, StatledgerError
 
 HERE = Path(__file__).parent / "rfc9162"
 FILES = sorted(HERE.rglob("*.json"))

@@ -1,4 +1,5 @@
-"""Known-answer vectors for proofs.vector / proofs.rangeproof (tests/vectors/rangeproof_kat.json).
+"""Known-answer vectors for statledger.proofs.vector / statledger.proofs.rangeproof
+(tests/vectors/rangeproof_kat.json).
 
 Each case has a ``desc``, the statement (X, ranges, context), the encoded EncryptedVector and
 the expected verdict: ``accept``, ``MalformedError`` or ``VerificationError:<step>``.  The
@@ -16,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from proofs import vector as V
-from proofs.elgamal import decrypt
-from proofs.errors import MalformedError, VerificationError
-from proofs.group import Point, Scalar, base_mul
+from statledger.proofs import vector as V
+from statledger.proofs.elgamal import decrypt
+from statledger.proofs.errors import MalformedError, VerificationError
+from statledger.proofs.group import Point, Scalar, base_mul
 
 PATH = Path(__file__).with_name("rangeproof_kat.json")
 
@@ -63,7 +64,7 @@ def test_known_answer(case: dict) -> None:
 
 
 def _regenerate() -> None:  # pragma: no cover - maintenance helper
-    from proofs.elgamal import keygen
+    from statledger.proofs.elgamal import keygen
 
     x, X = keygen()
     ranges = [(0, 255), (-3, 9), (0, 2**20)]

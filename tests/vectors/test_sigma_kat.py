@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from proofs import sigma
-from proofs.elgamal import Ciphertext
-from proofs.errors import MalformedError, VerificationError
-from proofs.group import Point
+from statledger.proofs import sigma
+from statledger.proofs.elgamal import Ciphertext
+from statledger.proofs.errors import MalformedError, VerificationError
+from statledger.proofs.group import Point
 
 DATA = json.loads((Path(__file__).parent / "sigma_kat.json").read_text())
 VECTORS: list[dict[str, Any]] = DATA["vectors"]

@@ -1,4 +1,4 @@
-"""Transcript known-answer traces: reproduced by proofs.transcript AND by an independent
+"""Transcript known-answer traces: reproduced by statledger.proofs.transcript AND by an independent
 re-implementation of the byte format in docs/notes/transcript.md (plain hashlib here)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from proofs.group import ORDER, Point, Scalar
-from proofs.transcript import Transcript
+from statledger.proofs.group import ORDER, Point, Scalar
+from statledger.proofs.transcript import Transcript
 
 KAT = json.loads((Path(__file__).parent / "transcript_kat.json").read_text())
 

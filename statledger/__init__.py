@@ -1,0 +1,35 @@
+"""statledger: a verifiable statistics ledger.
+
+The package is the one namespace of the distribution: ``statledger.proofs`` (the math),
+``statledger.protocol`` (query specs, statistics, log entries), ``statledger.ledger`` (the
+Merkle log), ``statledger.nodes`` (the running parties and the CLI) and
+``statledger.verifier`` (certificate verification and log audit).  In the repository these are
+the top-level folders ``proofs/``, ``protocol/``, ... and ``statledger/<name>`` is a relative
+symbolic link to each of them, so that the source tree, an editable install and a wheel all
+import the same ``statledger.*`` names (see docs/architecture.md, "Packaging").
+
+Importing this package is cheap: it loads nothing of the subpackages.  The public Python
+API grows here; for now it is the version, the settings object and certificate verification.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from statledger.settings import Settings, get_settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from statledger.verifier.verify import verify_certificate_file
+
+__version__ = "0.1.0"
+
+__all__ = ["Settings", "__version__", "get_settings", "verify_certificate_file"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: `import statledger` must not pay for the verifier's imports.
+    if name == "verify_certificate_file":
+        from statledger.verifier.verify import verify_certificate_file
+
+        return verify_certificate_file
+    raise AttributeError(f"module 'statledger' has no attribute {name!r}")
