@@ -1,6 +1,7 @@
 """The researcher's client: run a query across the cluster, get a result and a certificate.
 
-``Querier.run(spec)`` drives one query end to end (README, "A tour") over HTTP, every step a log entry:
+``Querier.run(spec)`` drives one query end to end (README, "A tour") over HTTP, every step a
+log entry:
 
 1. post the ``query`` entry (signed);
 2. ask every provider to contribute (in parallel); refusals are collected with their reasons;

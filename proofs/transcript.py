@@ -1,4 +1,4 @@
-"""Fiat--Shamir transcript (docs/notes/transcript.md): every item typed, labelled and length-prefixed.
+"""Fiat--Shamir transcript: every item typed, labelled and length-prefixed.
 
 The exact byte format is in ``docs/notes/transcript.md``; known-answer traces are in
 ``tests/vectors/transcript_kat.json``.  In short, the transcript is one byte string
