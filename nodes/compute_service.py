@@ -7,12 +7,12 @@ Routes (``auth`` = signed request from a registered querier)::
     POST /v1/witness/cosign                    cosign a newer consistent checkpoint (ledger)
     GET  /v1/health
 
-Before decrypting, the node re-runs verification steps 5-11 on the log (every submission's
-range proof, the aggregate recomputed, at least ``min_providers`` providers and never fewer
-than two): it never decrypts a single submission, and never under a key share other than
-the one it registered.  A malformed query id answers 400, an unknown one 404.  Its actions
-are recorded in SQLite, so a repeated request returns the same log index and a restarted
-node resumes.
+Before decrypting, the node re-runs verification steps 5-11 on the log itself (every
+submission's and noise share's range and linking proofs, batched; the aggregate recomputed;
+at least ``min_providers`` providers and never fewer than two): it never decrypts a single
+submission, and never under a key share other than the one it registered.  A malformed
+query id answers 400, an unknown one 404.  Its actions are recorded in SQLite, so a
+repeated request returns the same log index and a restarted node resumes.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from statledger.nodes.keys import load_elgamal_share, load_identity_key
 from statledger.nodes.ledger_client import LedgerClient
 from statledger.nodes.ledger_service import witness_from_config, witness_router
 from statledger.nodes.peers import ActionLog, create_party_app
-from statledger.proofs.errors import MalformedError, PolicyError
+from statledger.proofs.errors import MalformedError, PolicyError, VerificationError
 from statledger.proofs.group import base_mul
 from statledger.proofs.vector import encrypt_vector_with_proof
 from statledger.protocol import entries, flow
@@ -113,11 +113,17 @@ class ComputeNode:
                 if d.node == self.party_id:
                     self.actions.record(query_id, "decrypt", idx)
                     return idx
-            # Steps 5-11 without the submissions' range proofs: the ledger verified each one at
-            # append (5b) and every verifier re-checks them (step 9).  What this node's own
-            # guarantee needs -- a logged, recomputed aggregate of at least min_providers
-            # registered providers -- is checked in full.
-            view = check_query(view, through=11, verify_range_proofs=False)
+            # Steps 5-11 in full, the submissions' and noise shares' range and linking proofs
+            # included (one batched check): the ledger operator may have admitted anything,
+            # and a submission that cancels others' (e.g. the negation of another hospital's
+            # ciphertexts under a copied proof) would make the "aggregate" one hospital's
+            # vector.  Nothing is decrypted until this node has checked it itself.
+            try:
+                view = check_query(view, through=11)
+            except VerificationError as exc:
+                log.warning("refused to decrypt query %s: %s (party: %s)", query_id, exc,
+                            exc.party or "-")
+                raise
             if len(view.submissions) < MIN_PROVIDERS_FLOOR:
                 raise PolicyError(
                     f"{self.party_id} refuses to decrypt an aggregate of "

@@ -46,7 +46,11 @@ class RemoteError(StatledgerError):
         self.step: str | None = self.body.get("step")
         self.node: str | None = self.body.get("node")
         where = f" from {url}" if url else ""
-        super().__init__(f"HTTP {status}{where}: {reason}" if status else f"{url}: {reason}")
+        # A refusal names the verification step and the party it blames (nodes/app.py).
+        blame = ", ".join(f"{k}: {v}" for k, v in (("step", self.step), ("party", self.party))
+                          if v)
+        detail = f"{reason} ({blame})" if blame else reason
+        super().__init__(f"HTTP {status}{where}: {detail}" if status else f"{url}: {detail}")
 
 
 class UnreachableError(RemoteError):

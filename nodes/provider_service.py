@@ -145,10 +145,9 @@ class ProviderNode:
     def endorse(self, query_id: str) -> tuple[int, str]:
         with self._lock:
             done = self.actions.done(query_id, "endorse")
-            # Steps 5-14, except other owners' range proofs, which the compute nodes checked
-            # before decrypting and every verifier checks again (step 9).
-            view = check_query(query_view(self.ledger, query_id), through=14,
-                               verify_range_proofs=False)
+            # Steps 5-14 in full, every owner's range and linking proofs included: an owner
+            # signs only a result it has checked itself, whatever the ledger admitted.
+            view = check_query(query_view(self.ledger, query_id), through=14)
             if view.result is None:  # pragma: no cover - step 14 requires it
                 raise PolicyError("no result")
             digest = entries.result_digest(view.result[2])

@@ -248,6 +248,10 @@ class Querier:
         # 7. endorsements by the contributing owners
         say("endorsements")
         contributors = sorted(s.provider for _, s in view.submissions)
+        unknown = [p for p in contributors if p not in self.providers]
+        if unknown:
+            raise QueryFailed(f"endorsement: the log holds submissions by {', '.join(unknown)}, "
+                              "whom this querier cannot reach (not in its providers)")
         _, failed = self._fan_out({p: self.providers[p] for p in contributors},
                                   f"/v1/queries/{qid}/endorse")
         if failed:

@@ -1,0 +1,173 @@
+"""Adversary: a malicious ledger operator admits a provider's cancelling submission.
+
+The attack (real processes on loopback): hospital-b contributes honestly; the admitted
+provider ``mallory`` then logs, limb by limb, the *negation* of hospital-b's ciphertexts
+with hospital-b's range proof copied.  The proof is bound to (query, hospital-b), so an
+honest ledger refuses it (the twin below) -- but this ledger's operator skips its own check.
+The honest querier then aggregates every logged submission: a + b - b = hospital-a's vector
+alone.  If the compute nodes trusted the ledger's check they would decrypt it and publish
+hospital-a's private sums as "the aggregate of 3 providers".
+
+What must happen: every compute node verifies every submission's range and linking proofs
+itself before producing any share, refuses at step 9 naming mallory, and nothing of the
+query is decrypted (no decryption entry on the log).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from statledger.nodes.demo import register_queriers
+from statledger.nodes.http import RemoteError, SignedClient
+from statledger.nodes.launcher import Cluster
+from statledger.nodes.ledger_client import LedgerClient
+from statledger.nodes.querier import Querier, QueryFailed
+from statledger.nodes.serve import PARENT_ENV
+from statledger.proofs.vector import EncryptedVector
+from statledger.protocol import datasets, entries
+from statledger.protocol.query import QuerySpec
+from statledger.protocol.stats import get as get_statistic
+from statledger.verifier.checks import parse_entries
+
+pytestmark = pytest.mark.slow
+
+#: The ledger operator's code: the real ledger service with its append-time range-proof
+#: check removed (everything else -- signatures, roster, state machine -- unchanged).
+MALICIOUS_LEDGER = """
+import sys
+from statledger.nodes import ledger_service
+ledger_service.LedgerNode._check_vector = lambda self, entry: None
+from statledger.nodes.serve import main
+sys.exit(main(["--role", "ledger", "--config", sys.argv[1]]))
+"""
+
+SPEC = {"version": 1, "statistic": "mean", "columns": ["bmi"],
+        "bounds": {"bmi": [15.0, 50.0]}, "max_rows": 1000}
+
+
+def _providers() -> dict[str, dict[str, str]]:
+    sites = datasets.sites("diabetes")
+    return {pid: {"diabetes": str(datasets.path("diabetes", sites[k]))}
+            for k, pid in enumerate(["hospital-a", "hospital-b", "mallory"])}
+
+
+def _wait_health(url: str, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def _start(base: Path, *, malicious_ledger: bool) -> Iterator[Cluster]:
+    cluster = Cluster(base, n_compute=3, providers=_providers(), queriers=["querier"],
+                      startup_timeout=120)
+    ledger_proc = None
+    try:
+        if malicious_ledger:
+            cfg = str(cluster.config_path("ledger"))
+            log = open(base / "malicious-ledger.log", "ab")  # noqa: SIM115
+            ledger_proc = subprocess.Popen(  # noqa: S603 - our own interpreter
+                [sys.executable, "-c", MALICIOUS_LEDGER, cfg], stdout=log,
+                stderr=subprocess.STDOUT, env={**os.environ, PARENT_ENV: str(os.getpid())},
+                cwd=str(base))
+            log.close()
+            _wait_health(cluster.url("ledger"), time.monotonic() + 60)
+            cluster.start(only=[p for p in cluster.layout.parties
+                                if p != "ledger" and cluster.layout.parties[p].serves])
+        else:
+            cluster.start()
+        register_queriers(cluster)
+        with cluster.client("ledger", as_party="querier") as c:
+            c.post("/v1/setup")
+        yield cluster
+    finally:
+        cluster.stop()
+        if ledger_proc is not None:
+            ledger_proc.kill()
+            ledger_proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def evil_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    yield from _start(tmp_path_factory.mktemp("evil") / "cluster", malicious_ledger=True)
+
+
+@pytest.fixture(scope="module")
+def honest_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    yield from _start(tmp_path_factory.mktemp("honest") / "cluster", malicious_ledger=False)
+
+
+def _cancelling_submission(cluster: Cluster, spec: QuerySpec) -> tuple[LedgerClient, Any]:
+    """Log the query, let hospital-b contribute, forge mallory's negation of it."""
+    qid = spec.query_id
+    ledger = LedgerClient(cluster.url("ledger"), "querier", cluster.signing_key("querier"))
+    ledger.append(entries.sign(entries.QueryEntry.for_spec(spec, "querier"),
+                               cluster.signing_key("querier")))
+    with SignedClient(cluster.url("hospital-b"), "querier",
+                      cluster.signing_key("querier")) as c:
+        c.post(f"/v1/queries/{qid}/contribute", json={"dataset": "diabetes"})
+    view = parse_entries(ledger.query_entries(qid))
+    (_, sub_b), = view.submissions
+    ranges = list(get_statistic(spec.statistic).layout(spec).ranges)
+    ev = sub_b.decode_vector(ranges)
+    negated = EncryptedVector(tuple(tuple(-c for c in row) for row in ev.limbs),
+                              ev.commitments, ev.proof)
+    forged = entries.sign(entries.SubmissionEntry(qid, "mallory", negated.to_bytes().hex()),
+                          cluster.signing_key("mallory"))
+    return ledger, forged
+
+
+def test_compute_nodes_refuse_a_cancelling_submission(evil_cluster: Cluster) -> None:
+    cluster = evil_cluster
+    spec = QuerySpec.parse(SPEC)
+    qid = spec.query_id
+    ledger, forged = _cancelling_submission(cluster, spec)
+    with SignedClient(cluster.url("ledger"), "mallory", cluster.signing_key("mallory")) as c:
+        c.post("/v1/entries", content=forged.to_bytes())  # the operator lets it in
+    querier = Querier("querier", cluster.signing_key("querier"), cluster.url("ledger"),
+                      {p: cluster.url(p) for p in ("compute-1", "compute-2", "compute-3")},
+                      {p: cluster.url(p) for p in ("hospital-a", "hospital-b")})
+    with querier, pytest.raises(QueryFailed) as failed:
+        querier.run(spec, datasets="diabetes")
+    message = str(failed.value)
+    assert message.startswith("decryption:"), message
+    for node in ("compute-1", "compute-2", "compute-3"):
+        assert node in message
+    assert "step 9" in message and "mallory" in message
+    view = parse_entries(ledger.query_entries(qid))
+    assert {s.provider for _, s in view.submissions} == {"hospital-a", "hospital-b", "mallory"}
+    assert view.aggregate is not None  # the honest querier did aggregate a + b - b
+    assert view.decryptions == []  # ... and no node decrypted hospital-a's vector
+    # The refusal is in the node's own log, naming the step and the culprit.
+    node_log = Path(cluster.layout.parties["compute-1"].log_path).read_text(encoding="utf-8")
+    assert "refused to decrypt query" in node_log and "mallory" in node_log
+    ledger.close()
+
+
+def test_honest_ledger_refuses_the_copied_proof(honest_cluster: Cluster) -> None:
+    # The reject twin at the ledger: the same forged entry is refused at append (422),
+    # naming mallory -- so only a malicious operator can put it on the log.
+    cluster = honest_cluster
+    spec = QuerySpec.parse(SPEC)
+    ledger, forged = _cancelling_submission(cluster, spec)
+    with SignedClient(cluster.url("ledger"), "mallory", cluster.signing_key("mallory")) as c, \
+            pytest.raises(RemoteError) as refused:
+        c.post("/v1/entries", content=forged.to_bytes())
+    assert refused.value.status == 422
+    assert "mallory" in str(refused.value)
+    view = parse_entries(ledger.query_entries(spec.query_id))
+    assert [s.provider for _, s in view.submissions] == ["hospital-b"]
+    ledger.close()
