@@ -36,10 +36,8 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from Crypto.PublicKey import ECC
-from Crypto.Signature import eddsa
-
 from statledger.proofs.errors import MalformedError, VerificationError
+from statledger.proofs.signatures import SigningKey, VerifyKey
 
 __all__ = [
     "SIG_TYPE_ED25519",
@@ -204,12 +202,12 @@ class Note:
         return Note(self.text, tuple(sigs))
 
 
-def _import_public(public_key: bytes) -> ECC.EccKey:
+def _import_public(public_key: bytes) -> VerifyKey:
     if not isinstance(public_key, bytes | bytearray) or len(public_key) != 32:
         raise MalformedError("an Ed25519 public key is 32 bytes")
     try:
-        return eddsa.import_public_key(bytes(public_key))
-    except ValueError as exc:
+        return VerifyKey.from_bytes(bytes(public_key))
+    except MalformedError as exc:
         raise MalformedError(f"invalid Ed25519 public key: {exc}") from None
 
 
@@ -244,8 +242,8 @@ class NoteVerifier:
                 party=self.name,
             )
         try:
-            eddsa.new(self._key, "rfc8032").verify(msg, sig)
-        except ValueError:
+            self._key.verify(msg, sig, party=self.name)
+        except VerificationError:
             raise VerificationError(
                 f"invalid signature by {self.name}+{self.key_id.hex()}",
                 step="note",
@@ -337,9 +335,8 @@ class NoteSigner:
             raise MalformedError("an Ed25519 seed is 32 bytes")
         self.name = name
         self._seed = bytes(seed)
-        self._key = ECC.construct(curve="Ed25519", seed=self._seed)  # type: ignore[arg-type]
-        self._signer = eddsa.new(self._key, "rfc8032")
-        self.public_key: bytes = self._key.public_key().export_key(format="raw")
+        self._signer = SigningKey.from_bytes(self._seed)
+        self.public_key: bytes = self._signer.public_key().to_bytes()
         self.key_id = key_id(name, self.sig_type, self.public_key)
 
     @classmethod

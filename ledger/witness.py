@@ -27,8 +27,6 @@ from pathlib import Path
 from typing import Protocol
 
 import sqlite_utils
-from Crypto.PublicKey import ECC
-from Crypto.Signature import eddsa
 
 from statledger.ledger.checkpoint import Checkpoint, open_checkpoint
 from statledger.ledger.merkle import EMPTY_ROOT, verify_consistency
@@ -42,6 +40,7 @@ from statledger.ledger.note import (
     key_id,
 )
 from statledger.proofs.errors import MalformedError, PolicyError, ProtocolError, VerificationError
+from statledger.proofs.signatures import SigningKey
 
 __all__ = [
     "CosignatureSigner",
@@ -84,9 +83,8 @@ class CosignatureSigner:
         if not isinstance(seed, bytes) or len(seed) != 32:
             raise MalformedError("an Ed25519 seed is 32 bytes")
         self.name = name
-        key = ECC.construct(curve="Ed25519", seed=seed)  # type: ignore[arg-type]
-        self._signer = eddsa.new(key, "rfc8032")
-        self.public_key: bytes = key.public_key().export_key(format="raw")
+        self._signer = SigningKey.from_bytes(seed)
+        self.public_key: bytes = self._signer.public_key().to_bytes()
         self.key_id = key_id(name, SIG_TYPE_COSIGNATURE_V1, self.public_key)
 
     def verifier(self) -> CosignatureVerifier:

@@ -5,10 +5,14 @@
   canonical encoding (re-encodes to the same bytes), on the curve, and *not* of small order
   (the 8-torsion keys, e.g. the identity, would let anyone "sign" some messages).
 * :meth:`VerifyKey.verify` returns ``None`` or raises
-  :class:`~statledger.proofs.errors.VerificationError` (``party`` names who is blamed); a signature
-  that
-  is not exactly 64 bytes raises :class:`~statledger.proofs.errors.MalformedError`.  pycryptodome
-  rejects ``S >= L`` and non-canonical ``R``.
+  :class:`~statledger.proofs.errors.VerificationError` (``party`` names who is blamed); a
+  signature that is not exactly 64 bytes raises
+  :class:`~statledger.proofs.errors.MalformedError`.  ``S >= L`` is rejected here (RFC 8032
+  section 5.1.7: pycryptodome itself only rejects ``S > L``, so ``S = L`` -- a second encoding
+  of ``S = 0`` -- would pass); pycryptodome rejects non-canonical ``R``.
+
+Every Ed25519 key of statledger goes through this module (the log's signed notes and the
+witnesses' cosignatures in ``statledger.ledger`` included).
 
 This is the lowest layer: ``ledger`` may import it (docs/architecture.md).
 """
@@ -27,6 +31,8 @@ __all__ = ["SigningKey", "VerifyKey", "SEED_BYTES", "PUBLIC_KEY_BYTES", "SIGNATU
 SEED_BYTES = 32
 PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
+#: The order of the Ed25519 base point (RFC 8032 section 5.1).
+ED25519_L = 2**252 + 27742317777372353535851937790883648493
 
 
 def _check_bytes(data: object, n: int, what: str) -> bytes:
@@ -79,6 +85,8 @@ class VerifyKey:
         if not isinstance(msg, bytes | bytearray | memoryview):
             raise MalformedError("signed message must be bytes")
         sig = _check_bytes(sig, SIGNATURE_BYTES, "Ed25519 signature")
+        if int.from_bytes(sig[32:], "little") >= ED25519_L:
+            raise VerificationError("Ed25519 signature: S is not reduced (S >= L)", party=party)
         try:
             eddsa.new(self._key, "rfc8032").verify(bytes(msg), sig)
         except ValueError:

@@ -94,6 +94,27 @@ def test_s_not_reduced_rejected() -> None:
             sk.public_key().verify(b"m", sig[:32] + s.to_bytes(32, "little"))
 
 
+@pytest.mark.parametrize("s_value", [L, L + 1, 2**253, 2**256 - 1])
+def test_s_at_or_above_l_rejected_by_our_check(s_value: int) -> None:
+    # pycryptodome alone only rejects S > L; S = L (a second encoding of S = 0) must fail too,
+    # by our explicit check (its message), for signatures and for the log's signed notes.
+    sk = SigningKey.generate()
+    sig = sk.sign(b"m")
+    forged = sig[:32] + s_value.to_bytes(32, "little")
+    with pytest.raises(VerificationError, match=r"S >= L"):
+        sk.public_key().verify(b"m", forged)
+
+
+def test_note_signatures_go_through_the_same_check() -> None:
+    from statledger.ledger.note import NoteSigner
+
+    signer = NoteSigner("example.org/log", bytes(range(32)))
+    sig = signer._ed25519(b"text\n")
+    signer.verifier()._ed25519_verify(b"text\n", sig)
+    with pytest.raises(VerificationError, match="invalid signature"):
+        signer.verifier()._ed25519_verify(b"text\n", sig[:32] + L.to_bytes(32, "little"))
+
+
 @pytest.mark.parametrize("n", [0, 1, 31, 33, 64])
 def test_wrong_sizes_malformed(n: int) -> None:
     with pytest.raises(MalformedError):
