@@ -5,5 +5,6 @@ secp256k1 group (:mod:`statledger.proofs.group`), Fiat--Shamir transcript
 exponential ElGamal (:mod:`statledger.proofs.elgamal`), sigma proofs
 (:mod:`statledger.proofs.sigma`), range proofs
 (:mod:`statledger.proofs.rangeproof`) and Ed25519 signatures (:mod:`statledger.proofs.signatures`).
+Verifiable re-encryption shuffle (Terelius--Wikstrom): :mod:`statledger.proofs.shuffle`.
 See ``docs/notes/`` for the notation and one note per proof.
 """
