@@ -55,6 +55,9 @@ __all__ = [
     "parse_vkey",
     "open_note",
     "sign_note",
+    "QuorumError",
+    "check_quorum",
+    "verify_quorum",
 ]
 
 SIG_TYPE_ED25519 = 0x01  # signed-note §"Signature types"
@@ -390,24 +393,81 @@ def sign_note(text: str, signers: Sequence[NoteSigner]) -> str:
     return Note(text, tuple(s.sign(text) for s in signers)).to_text()
 
 
+class QuorumError(VerificationError):
+    """Fewer than the quorum of known keys signed a note (``valid``: the names that did)."""
+
+    def __init__(
+        self, reason: str, *, step: str | None, party: str | None, valid: Sequence[str],
+        quorum: int,
+    ) -> None:
+        self.valid = tuple(valid)
+        self.quorum = quorum
+        super().__init__(reason, step=step, party=party)
+
+
+def check_quorum(quorum: object, n_keys: int | None = None, *, what: str = "quorum") -> int:
+    """A quorum is an integer >= 1, and at most ``n_keys`` when given; else
+    :class:`MalformedError` naming ``what``.  A quorum of 0 would accept a note nobody signed."""
+    if isinstance(quorum, bool) or not isinstance(quorum, int) or quorum < 1:
+        raise MalformedError(f"{what} must be an integer >= 1, got {quorum!r}")
+    if n_keys is not None and quorum > n_keys:
+        raise MalformedError(f"{what} must be in 1..{n_keys} (the number of keys), "
+                             f"got {quorum}")
+    return quorum
+
+
+def verify_quorum(
+    note: Note,
+    verifiers: Sequence[NoteVerifier],
+    quorum: int,
+    *,
+    step: str,
+    party: str | None = None,
+    kind: str = "signature",
+    signers: str = "known keys",
+) -> list[str]:
+    """The one quorum rule: at least ``quorum`` (>= 1) distinct names among ``verifiers``
+    have a valid signature on ``note``; returns those names, in signature order.
+
+    Signatures of unknown keys (name *and* key ID not matching a verifier) are ignored; an
+    invalid signature of a known key raises :class:`VerificationError` blaming that key's
+    name; too few raise :class:`QuorumError` blaming ``party``.  Used for the log's own
+    signature (:func:`open_note`, quorum 1), witness policies
+    (:class:`statledger.ledger.witness.WitnessPolicy`) and step 7 of a verification
+    (``kind="cosignature"``).
+    """
+    check_quorum(quorum)
+    by_id = {(v.name, v.key_id): v for v in verifiers}
+    msg = note.text.encode("utf-8")
+    valid: list[str] = []
+    for sig in note.signatures:
+        v = by_id.get((sig.name, sig.key_id))
+        if v is None:
+            continue
+        try:
+            v.verify(msg, sig.sig)
+        except VerificationError as exc:
+            raise VerificationError(f"invalid {kind} by {v.name}: {exc.reason}", step=step,
+                                    party=v.name) from None
+        if v.name not in valid:
+            valid.append(v.name)
+    if len(valid) < quorum:
+        reason = (f"found {len(valid)} valid {kind}s of {len(by_id)} {signers}, "
+                  f"quorum is {quorum}")
+        if not valid:
+            reason = f"no {kind} from a known key: {reason}"
+        raise QuorumError(reason, step=step, party=party, valid=valid, quorum=quorum)
+    return valid
+
+
 def open_note(
     data: str | bytes | Note, verifiers: Sequence[NoteVerifier]
 ) -> tuple[Note, list[str]]:
     """Parse and verify a note; returns the note and the names of keys that verified it.
 
     Signatures of unknown keys are ignored; a bad signature of a known key raises
-    :class:`VerificationError`; no verified known key raises :class:`VerificationError`.
+    :class:`VerificationError`; no verified known key raises :class:`VerificationError`
+    (:func:`verify_quorum` with a quorum of 1).
     """
     note = data if isinstance(data, Note) else Note.parse(data)
-    by_id = {(v.name, v.key_id): v for v in verifiers}
-    msg = note.text.encode("utf-8")
-    verified: list[str] = []
-    for sig in note.signatures:
-        v = by_id.get((sig.name, sig.key_id))
-        if v is None:
-            continue
-        v.verify(msg, sig.sig)
-        verified.append(sig.name)
-    if not verified:
-        raise VerificationError("note has no signature from a known key", step="note")
-    return note, verified
+    return note, verify_quorum(note, verifiers, 1, step="note")

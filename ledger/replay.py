@@ -14,6 +14,11 @@ pinned, the first bad entry index):
 5. every stored interior node equals its recomputed hash (``check_nodes``), and the root
    served from stored nodes equals the recomputed root of the whole log.
 
+:func:`replay` runs all five on a :class:`~statledger.ledger.store.LedgerStore`;
+:func:`replay_log` runs steps 1-4 on entries and checkpoint notes read from anywhere (the
+auditor, ``statledger audit``, reading a ledger file with read-only SQL or a ledger node over
+HTTP), with the same tree rebuild and the same checks.
+
 The tree is rebuilt in aligned blocks of ``2**block_level`` leaves reduced level by level,
 so the cost is one SHA-256 per leaf and about one per interior node.
 """
@@ -22,9 +27,10 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from statledger.ledger.checkpoint import open_checkpoint
+from statledger.ledger.checkpoint import Checkpoint, open_checkpoint
 from statledger.ledger.merkle import (
     EMPTY_ROOT,
     NODE_PREFIX,
@@ -32,10 +38,11 @@ from statledger.ledger.merkle import (
     perfect_subtrees,
     verify_consistency,
 )
-from statledger.ledger.store import LedgerStore, StoredCheckpoint, node_key
+from statledger.ledger.note import Note, NoteVerifier
+from statledger.ledger.store import LedgerStore, node_key
 from statledger.proofs.errors import StatledgerError, VerificationError
 
-__all__ = ["ReplayError", "ReplayReport", "replay"]
+__all__ = ["ReplayError", "ReplayReport", "replay", "replay_log"]
 
 _LEAF = b"\x00"
 
@@ -146,6 +153,123 @@ class _Rebuilder:
         return fold_subtrees(parts)
 
 
+@dataclass(frozen=True)
+class _Stop:
+    """A signed checkpoint to compare with the recomputed tree."""
+
+    label: str
+    size: int
+    root: bytes
+
+
+def _open_signed(
+    note: str | bytes | Note, log_verifier: NoteVerifier, origin: str, label: str, size: int | None
+) -> Checkpoint:
+    """Step 2: the checkpoint carries the log's signature; returns its body."""
+    try:
+        body, _ = open_checkpoint(note, log_verifier, origin=origin)
+    except StatledgerError as exc:
+        where = "" if size is None else f" (size {size})"
+        raise ReplayError(
+            f"{label}{where}: {exc}", step="replay step 2", checkpoint_size=size
+        ) from None
+    return body
+
+
+class _Replay:
+    """Steps 1 and 3 (first half): leaf hashes in index order into the tree, recording the
+    root at every checkpoint size."""
+
+    def __init__(self, stop_sizes: Iterable[int], tree: _Rebuilder) -> None:
+        sizes = set(stop_sizes)
+        self.tree = tree
+        self.stops = sorted(s for s in sizes if s > 0)
+        self.si = 0
+        self.recomputed: dict[int, bytes] = {0: EMPTY_ROOT} if 0 in sizes else {}
+
+    def add(self, rows: Sequence[tuple[int, bytes]], stored: Sequence[bytes] | None = None) -> None:
+        """Append a batch of ``(index, data)``; ``stored`` leaf hashes are compared (step 1)."""
+        if not rows:
+            return
+        base = self.tree.size
+        if rows[0][0] != base or rows[-1][0] != base + len(rows) - 1:
+            for off, row in enumerate(rows):
+                if row[0] != base + off:
+                    raise ReplayError(
+                        f"entry index {row[0]} where {base + off} was expected",
+                        step="replay step 1",
+                        index=base + off,
+                    )
+        sha = hashlib.sha256
+        hs = [sha(_LEAF + d).digest() for _, d in rows]
+        if stored is not None and hs != list(stored):  # step 1
+            off = next(i for i, (a, b) in enumerate(zip(hs, stored, strict=True)) if a != b)
+            raise ReplayError(
+                "stored leaf hash does not match the entry bytes",
+                step="replay step 1",
+                index=base + off,
+            )
+        pos = 0
+        while self.si < len(self.stops) and self.stops[self.si] <= base + len(hs):
+            cut = self.stops[self.si] - base
+            self.tree.add(hs[pos:cut])
+            pos = cut
+            self.recomputed[self.stops[self.si]] = self.tree.root()
+            self.si += 1
+        self.tree.add(hs[pos:])
+
+    def finish(self) -> dict[int, bytes]:
+        """The recomputed root at every checkpoint size (step 3: none beyond the log)."""
+        if self.si < len(self.stops):
+            raise ReplayError(
+                f"checkpoint of size {self.stops[self.si]} but the log has {self.tree.size} "
+                "entries",
+                step="replay step 3",
+                index=self.tree.size,
+                checkpoint_size=self.stops[self.si],
+            )
+        return self.recomputed
+
+
+def _check_stops(
+    stops: Sequence[_Stop],
+    recomputed: dict[int, bytes],
+    consistency: Callable[[int, int], list[bytes]] | None,
+) -> None:
+    """Step 3: roots at checkpoint sizes; step 4: order (and, given ``consistency``, a
+    consistency proof) between successive checkpoints."""
+    good = 0
+    prev: _Stop | None = None
+    for cp in stops:
+        if recomputed[cp.size] != cp.root:
+            raise ReplayError(
+                f"{cp.label} root differs from the tree recomputed at size {cp.size}; "
+                f"bad entry in [{good}, {cp.size})",
+                step="replay step 3",
+                index=good,
+                checkpoint_size=cp.size,
+            )
+        if prev is not None:
+            if cp.size < prev.size:
+                raise ReplayError(
+                    f"{cp.label} (size {cp.size}) is smaller than the previous ({prev.size})",
+                    step="replay step 4",
+                    checkpoint_size=cp.size,
+                )
+            if consistency is not None and 0 < prev.size < cp.size:
+                try:
+                    proof = consistency(prev.size, cp.size)
+                    verify_consistency(prev.size, cp.size, prev.root, cp.root, proof)
+                except StatledgerError as exc:
+                    raise ReplayError(
+                        f"checkpoints {prev.size} -> {cp.size}: {exc}",
+                        step="replay step 4",
+                        checkpoint_size=cp.size,
+                    ) from None
+        good = max(good, cp.size)
+        prev = cp
+
+
 def replay(
     store: LedgerStore,
     *,
@@ -161,21 +285,12 @@ def replay(
     """
     t0 = time.perf_counter()
     cps = store.checkpoints()
-    stops: dict[int, list[StoredCheckpoint]] = {}
-    for cp in cps:
-        stops.setdefault(cp.size, []).append(cp)
     # step 2: signatures and bodies (independent of the entries)
     for cp in cps:
         if not verify_signatures:
             break
-        try:
-            body, _ = open_checkpoint(cp.note, store.log_verifier, origin=store.origin)
-        except StatledgerError as exc:
-            raise ReplayError(
-                f"checkpoint {cp.id} (size {cp.size}): {exc}",
-                step="replay step 2",
-                checkpoint_size=cp.size,
-            ) from None
+        body = _open_signed(cp.note, store.log_verifier, store.origin, f"checkpoint {cp.id}",
+                            cp.size)
         if (body.size, body.root) != (cp.size, bytes(cp.root)):
             raise ReplayError(
                 f"checkpoint {cp.id}: signed body does not match stored size/root",
@@ -183,12 +298,7 @@ def replay(
                 checkpoint_size=cp.size,
             )
     tree = _Rebuilder(block_level, store.stride if check_nodes else 0)
-    recomputed: dict[int, bytes] = {}
-    if 0 in stops:
-        recomputed[0] = EMPTY_ROOT
-    stop_sizes = sorted(s for s in stops if s > 0)
-    si = 0
-    sha = hashlib.sha256
+    run = _Replay((cp.size for cp in cps), tree)
     conn = store._conn  # read through the store's connection, under its lock
     with store._lock:
         cur = conn.execute("SELECT idx, data, leaf_hash FROM entries ORDER BY idx")
@@ -196,72 +306,14 @@ def replay(
             rows = cur.fetchmany(batch)
             if not rows:
                 break
-            base = tree.size
-            if rows[0][0] != base or rows[-1][0] != base + len(rows) - 1:
-                for off, row in enumerate(rows):
-                    if row[0] != base + off:
-                        raise ReplayError(
-                            f"entry index {row[0]} where {base + off} was expected",
-                            step="replay step 1",
-                            index=base + off,
-                        )
-            hs = [sha(_LEAF + d).digest() for _, d, _ in rows]
-            stored = [bytes(lh) for _, _, lh in rows]
-            if hs != stored:  # step 1
-                off = next(i for i, (a, b) in enumerate(zip(hs, stored, strict=True)) if a != b)
-                raise ReplayError(
-                    "stored leaf hash does not match the entry bytes",
-                    step="replay step 1",
-                    index=base + off,
-                )
-            pos = 0
-            while si < len(stop_sizes) and stop_sizes[si] <= base + len(hs):
-                cut = stop_sizes[si] - base
-                tree.add(hs[pos:cut])
-                pos = cut
-                recomputed[stop_sizes[si]] = tree.root()
-                si += 1
-            tree.add(hs[pos:])
-    if si < len(stop_sizes):
-        raise ReplayError(
-            f"checkpoint of size {stop_sizes[si]} but the log has {tree.size} entries",
-            step="replay step 3",
-            index=tree.size,
-            checkpoint_size=stop_sizes[si],
-        )
+            run.add([(i, d) for i, d, _ in rows], [bytes(lh) for _, _, lh in rows])
+    recomputed = run.finish()
     final_root = tree.root()
-    # step 3: roots at checkpoint sizes; step 4: order and consistency between successive ones
-    good = 0
-    prev: StoredCheckpoint | None = None
-    for cp in cps:
-        if recomputed[cp.size] != bytes(cp.root):
-            raise ReplayError(
-                f"checkpoint {cp.id} root differs from the tree recomputed at size {cp.size}; "
-                f"bad entry in [{good}, {cp.size})",
-                step="replay step 3",
-                index=good,
-                checkpoint_size=cp.size,
-            )
-        if prev is not None:
-            if cp.size < prev.size:
-                raise ReplayError(
-                    f"checkpoint {cp.id} (size {cp.size}) is smaller than the previous "
-                    f"({prev.size})",
-                    step="replay step 4",
-                    checkpoint_size=cp.size,
-                )
-            if 0 < prev.size < cp.size:
-                try:
-                    proof = store.consistency_proof(prev.size, cp.size)
-                    verify_consistency(prev.size, cp.size, bytes(prev.root), bytes(cp.root), proof)
-                except StatledgerError as exc:
-                    raise ReplayError(
-                        f"checkpoints {prev.size} -> {cp.size}: {exc}",
-                        step="replay step 4",
-                        checkpoint_size=cp.size,
-                    ) from None
-        good = max(good, cp.size)
-        prev = cp
+    _check_stops(
+        [_Stop(f"checkpoint {cp.id}", cp.size, bytes(cp.root)) for cp in cps],
+        recomputed,
+        store.consistency_proof,
+    )
     # step 5: the stored interior nodes agree with the recomputation
     if check_nodes:
         _check_nodes(store, tree.finish_nodes())
@@ -272,6 +324,46 @@ def replay(
             step="replay step 5",
         )
     return ReplayReport(tree.size, final_root, len(cps), time.perf_counter() - t0)
+
+
+def replay_log(
+    origin: str,
+    log_verifier: NoteVerifier,
+    entries: Iterable[tuple[int, bytes]],
+    checkpoints: Sequence[str | bytes | Note],
+    *,
+    batch: int = 8192,
+    block_level: int = 10,
+) -> ReplayReport:
+    """Replay a log read from anywhere (read-only SQL on a ledger file, a ledger node's HTTP
+    API) with the same steps as :func:`replay`, minus the store's own bookkeeping.
+
+    ``entries`` are ``(index, data)`` in index order; ``checkpoints`` the signed checkpoint
+    notes in the order they were signed (cosignature lines may be attached; they are not
+    looked at here).  Steps: (1) indices contiguous from 0; (2) every checkpoint carries the
+    log's signature (``log_verifier``, origin ``origin``); (3) the root recomputed at each
+    checkpoint's size equals its root, and no checkpoint is beyond the log; (4) sizes never
+    shrink.  Two roots recomputed from the same entries are consistent by construction, so
+    step 4 needs no consistency proof here; the stored leaf hashes and interior nodes (steps
+    1 and 5 of a :class:`LedgerStore`) are not part of what such a reader sees.
+    """
+    t0 = time.perf_counter()
+    stops: list[_Stop] = []
+    for n, note in enumerate(checkpoints, 1):
+        body = _open_signed(note, log_verifier, origin, f"checkpoint {n}", None)
+        stops.append(_Stop(f"checkpoint {n}", body.size, body.root))
+    tree = _Rebuilder(block_level)
+    run = _Replay((s.size for s in stops), tree)
+    rows: list[tuple[int, bytes]] = []
+    for row in entries:
+        rows.append(row)
+        if len(rows) >= batch:
+            run.add(rows)
+            rows = []
+    run.add(rows)
+    recomputed = run.finish()
+    _check_stops(stops, recomputed, None)
+    return ReplayReport(tree.size, tree.root(), len(stops), time.perf_counter() - t0)
 
 
 def _check_nodes(store: LedgerStore, want: list[tuple[int, bytes]]) -> None:

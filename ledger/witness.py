@@ -37,7 +37,9 @@ from statledger.ledger.note import (
     NoteVerifier,
     Signature,
     check_key_name,
+    check_quorum,
     key_id,
+    verify_quorum,
 )
 from statledger.proofs.errors import MalformedError, PolicyError, ProtocolError, VerificationError
 from statledger.proofs.signatures import SigningKey
@@ -243,7 +245,8 @@ class Witness:
 
 
 class WitnessPolicy:
-    """ "The log's signature plus at least ``quorum`` of these witnesses" on a checkpoint."""
+    """ "The log's signature plus at least ``quorum`` (>= 1) of these witnesses" on a
+    checkpoint, checked with the one quorum rule :func:`statledger.ledger.note.verify_quorum`."""
 
     def __init__(
         self,
@@ -260,8 +263,7 @@ class WitnessPolicy:
             {k.public_key for k in keys}
         ) != len(keys):
             raise MalformedError("duplicate witness key in policy")
-        if isinstance(quorum, bool) or not isinstance(quorum, int) or not 0 <= quorum <= len(keys):
-            raise MalformedError(f"quorum must be in 0..{len(keys)}, got {quorum!r}")
+        check_quorum(quorum, len(keys))
         self.log_key = log_key
         self.witness_keys = tuple(keys)
         self.quorum = quorum
@@ -270,21 +272,8 @@ class WitnessPolicy:
     def open(self, note: str | bytes | Note) -> Checkpoint:
         """Verify log signature and quorum; return the checkpoint (raises otherwise)."""
         cp, parsed = open_checkpoint(note, self.log_key, origin=self.origin)
-        by_id = {(w.name, w.key_id): w for w in self.witness_keys}
-        msg = parsed.text.encode("utf-8")
-        valid: set[str] = set()
-        for sig in parsed.signatures:
-            w = by_id.get((sig.name, sig.key_id))
-            if w is None:
-                continue
-            w.verify(msg, sig.sig)
-            valid.add(w.name)
-        if len(valid) < self.quorum:
-            raise VerificationError(
-                f"found {len(valid)} valid cosignatures of {len(self.witness_keys)} witnesses, "
-                f"quorum is {self.quorum}",
-                step="witness-quorum",
-            )
+        verify_quorum(parsed, self.witness_keys, self.quorum, step="witness-quorum",
+                      kind="cosignature", signers="witnesses")
         return cp
 
     def verify(self, note: str | bytes | Note) -> None:

@@ -7,8 +7,11 @@
   (with its ``step`` and ``party``), ``DecryptionError`` -> 422, ``PolicyError`` -> 403,
   ``ProtocolError`` -> 409, :class:`NotFoundError` -> 404, authentication errors -> 401/403/409
   (:mod:`statledger.nodes.auth`), request validation errors -> 400 naming the field, oversized
-  bodies ->
-  413; anything else is a bug: logged with its traceback and answered with a bare 500;
+  bodies -> 413 (declared or chunked); a peer this node needs (the ledger) that cannot be
+  reached -> 503, one that answers with a server error -> 502, both with ``Retry-After``
+  (:class:`UnavailableError` too); a client that went away before its body was in -> 408,
+  not logged as a bug; anything else is a bug: logged with its traceback and answered with
+  a bare 500;
 * a request-body limit enforced while the body streams in (``Content-Length`` checked first);
 * ``GET /v1/health`` -> ``{"status": "ok", "party": ..., "role": ...}``.
 """
@@ -24,10 +27,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from statledger.nodes.auth import AuthError
 from statledger.nodes.config import DEFAULT_MAX_BODY
+from statledger.nodes.http import RemoteError, UnreachableError
 from statledger.proofs.errors import (
     DecryptionError,
     MalformedError,
@@ -40,6 +45,8 @@ from statledger.proofs.errors import (
 __all__ = [
     "NotFoundError",
     "BodyTooLargeError",
+    "UnavailableError",
+    "RETRY_AFTER",
     "BodyLimitMiddleware",
     "create_app",
     "error_body",
@@ -56,6 +63,19 @@ class BodyTooLargeError(StatledgerError):
     """A request body over the service's limit -> 413."""
 
 
+#: Seconds a client is told to wait (``Retry-After``) when a peer of this node is down.
+RETRY_AFTER = 5
+
+
+class UnavailableError(StatledgerError):
+    """This node cannot answer now because something it depends on (the ledger) is not
+    answering -> 503 with ``Retry-After``."""
+
+    def __init__(self, reason: str, *, retry_after: int = RETRY_AFTER) -> None:
+        self.retry_after = retry_after
+        super().__init__(reason)
+
+
 def error_body(reason: str, *, node: str | None, party: str | None = None,
                step: str | None = None, **extra: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"error": reason, "party": party, "node": node}
@@ -68,15 +88,22 @@ def error_body(reason: str, *, node: str | None, party: str | None = None,
 class BodyLimitMiddleware:
     """Pure ASGI middleware: refuse bodies over ``max_body`` bytes with 413.
 
-    A declared ``Content-Length`` over the limit is refused before reading anything; a body
-    that streams past the limit (chunked) raises :class:`BodyTooLargeError` inside the app,
-    which the exception handler turns into 413.
+    A declared ``Content-Length`` over the limit is refused before reading anything.  A body
+    that streams past the limit (chunked) raises :class:`BodyTooLargeError` inside the app;
+    whatever the app makes of it (FastAPI turns a failed body read of a route with a body
+    model into a 400), the answer it starts is replaced by the 413.
     """
 
     def __init__(self, app: ASGIApp, max_body: int, node: str | None) -> None:
         self.app = app
         self.max_body = max_body
         self.node = node
+
+    def _too_large(self) -> JSONResponse:
+        return JSONResponse(
+            error_body(f"request body exceeds the limit of {self.max_body} bytes",
+                       node=self.node),
+            status_code=413)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,19 +128,40 @@ class BodyLimitMiddleware:
                     return
         seen = 0
         limit = self.max_body
+        exceeded = False
+        started = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    exceeded = True
                     raise BodyTooLargeError(
                         f"request body exceeds the limit of {limit} bytes"
                     )
             return message
 
-        await self.app(scope, limited_receive, send)
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                if started:  # pragma: no cover - the app started twice
+                    return
+                started = True
+                if exceeded:
+                    await self._too_large()(scope, receive, send)
+                    return
+            elif exceeded and message["type"] == "http.response.body":
+                return  # the body of the answer the 413 replaced
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except BodyTooLargeError:
+            if started:
+                raise
+            await self._too_large()(scope, receive, send)
 
 
 def _loc(loc: Any) -> str:
@@ -167,6 +215,30 @@ def create_app(
             return reply(exc.status, exc.reason, party=exc.party)
         return reply(401, str(exc))
 
+    async def on_unavailable(_: Request, exc: Exception) -> JSONResponse:
+        after = exc.retry_after if isinstance(exc, UnavailableError) else RETRY_AFTER
+        return JSONResponse(error_body(str(exc), node=node), status_code=503,
+                            headers={"retry-after": str(after)})
+
+    async def on_remote(_: Request, exc: Exception) -> JSONResponse:
+        # A peer this node called (the ledger) failed.  Say so without its address.
+        if isinstance(exc, UnreachableError):
+            status, reason = 503, f"a peer of this node is unreachable: {exc.reason}"
+        elif isinstance(exc, RemoteError) and (exc.status is None or exc.status >= 500):
+            status = 502
+            reason = f"a peer of this node failed (HTTP {exc.status}): {exc.reason}"
+        else:
+            return reply(400, str(exc))
+        return JSONResponse(error_body(reason, node=node), status_code=status,
+                            headers={"retry-after": str(RETRY_AFTER)})
+
+    async def on_disconnect(request: Request, _: Exception) -> JSONResponse:
+        # The client went away (or was cut off by the server's request deadline) before its
+        # body was in: nobody reads this answer, and it is not a bug.
+        log.debug("client gone before its request body was in: %s %s", request.method,
+                  request.url.path)
+        return reply(408, "request body not received")
+
     async def on_other_statledger(_: Request, exc: Exception) -> JSONResponse:
         return reply(400, str(exc))
 
@@ -205,6 +277,9 @@ def create_app(
     app.add_exception_handler(ProtocolError, on_protocol)
     app.add_exception_handler(NotFoundError, on_not_found)
     app.add_exception_handler(BodyTooLargeError, on_too_large)
+    app.add_exception_handler(UnavailableError, on_unavailable)
+    app.add_exception_handler(RemoteError, on_remote)
+    app.add_exception_handler(ClientDisconnect, on_disconnect)
     app.add_exception_handler(StatledgerError, on_other_statledger)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from statledger.nodes.consortium_cli import app as consortium_app
 from statledger.proofs.errors import MalformedError, StatledgerError
 
 app = typer.Typer(help="statledger: a verifiable statistics ledger.", no_args_is_help=True,
@@ -17,6 +18,7 @@ app = typer.Typer(help="statledger: a verifiable statistics ledger.", no_args_is
 node_app = typer.Typer(help="Run and configure the parties of a real deployment.",
                        no_args_is_help=True)
 app.add_typer(node_app, name="node")
+app.add_typer(consortium_app, name="consortium")
 
 
 @app.callback()
@@ -234,7 +236,10 @@ def audit(
     workers: Annotated[int, typer.Option(help="processes for per-query checks")] = 2,
     as_json: Annotated[bool, typer.Option("--json", help="JSON summary")] = False,
 ) -> None:
-    """Replay a whole log: the tree, every checkpoint, every query's checks."""
+    """Replay a whole log: the tree, every checkpoint and its witness cosignatures, every
+    query's checks.  Each query is valid, invalid (step, party) or incomplete (stopped before
+    a result).  Exit 0: nothing invalid; 1: a broken tree or an invalid query; 2: not a
+    log."""
     from statledger.verifier.audit import audit_log
 
     try:
@@ -249,13 +254,17 @@ def audit(
         typer.echo(f"log {summary['origin']}: {summary['size']} entries, "
                    f"{summary['checkpoints']} checkpoints, tree and checkpoints "
                    f"{'OK' if summary['tree_ok'] else 'BROKEN: ' + str(summary['tree_error'])}")
+        marks = {"valid": "ok  ", "invalid": "FAIL", "incomplete": "... "}
         for q in summary["queries"]:
-            mark = "ok " if q["valid"] else "FAIL"
-            typer.echo(f"  {mark} {q['query_id'][:16]} {q['statistic'] or '?':<20} "
-                       + ("" if q["valid"] else f"step {q['step']}: {q['reason']} "
-                          f"(blamed: {q['party']})"))
-        typer.echo(f"{summary['valid']} of {len(summary['queries'])} queries valid in "
-                   f"{summary['seconds']:.2f} s")
+            line = f"  {marks[q['status']]} {q['query_id'][:16]} {q['statistic'] or '?':<20} "
+            if q["status"] == "invalid":
+                line += f"step {q['step']}: {q['reason']} (blamed: {q['party']})"
+            elif q["status"] == "incomplete":
+                line += f"incomplete, stopped at step {q['step']}: {q['reason']}"
+            typer.echo(line.rstrip())
+        typer.echo(f"{len(summary['queries'])} queries: {summary['valid']} valid, "
+                   f"{summary['invalid']} invalid, {summary['incomplete']} incomplete "
+                   f"({summary['seconds']:.2f} s)")
     raise typer.Exit(0 if summary["ok"] else 1)
 
 
@@ -279,9 +288,19 @@ def node_init(
     querier: Annotated[list[str], typer.Option(help="querier id (repeatable)")
                        ] = ["querier"],  # noqa: B006
     host: Annotated[str, typer.Option(help="address the services bind")] = "127.0.0.1",
+    witness_quorum: Annotated[int | None, typer.Option(
+        help="cosignatures a checkpoint needs (default: a majority of the compute nodes, "
+             "floor(N/2)+1; see docs/deployment.md for what a smaller quorum costs)",
+        show_default=False)] = None,
 ) -> None:
     """Create keys (0600) and TOML configs for every party of a deployment."""
-    from statledger.nodes.launcher import init_cluster
+    from statledger.nodes.launcher import init_cluster, majority_quorum
+
+    if compute < 1:
+        _fail("--compute: at least one compute node", 2)
+    quorum = majority_quorum(compute) if witness_quorum is None else witness_quorum
+    if not 1 <= quorum <= compute:
+        _fail(f"--witness-quorum: expected 1 to {compute} (the compute nodes)", 2)
 
     providers: dict[str, dict[str, Any]] = {}
     for spec in provider:
@@ -296,9 +315,10 @@ def node_init(
             ds[name] = str(Path(path).resolve())
         providers[pid] = ds
     layout = init_cluster(base_dir, n_compute=compute, providers=providers,
-                          queriers=querier, host=host)
+                          queriers=querier, host=host, witness_quorum=quorum)
     for p in layout.parties.values():
         typer.echo(f"{p.party_id:<14} {p.role:<9} {p.url or '-':<26} {p.config_path}")
+    typer.echo(f"witness quorum: {quorum} of {compute} compute nodes")
 
 
 if __name__ == "__main__":

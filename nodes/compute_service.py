@@ -34,14 +34,12 @@ from statledger.proofs.errors import MalformedError, PolicyError, VerificationEr
 from statledger.proofs.group import base_mul
 from statledger.proofs.vector import encrypt_vector_with_proof
 from statledger.protocol import entries, flow
-from statledger.verifier.checks import QueryView, check_query, parse_entries
+from statledger.protocol.checks import MIN_PROVIDERS_FLOOR, check_min_providers, check_query
+from statledger.protocol.view import QueryView, parse_entries
 
 __all__ = ["ComputeNode", "create_app", "MIN_PROVIDERS_FLOOR", "query_view"]
 
 log = logging.getLogger("statledger.compute")
-
-#: A compute node never decrypts an aggregate of fewer providers, whatever the query says.
-MIN_PROVIDERS_FLOOR = 2
 
 
 _QUERY_ID = re.compile(r"[0-9a-f]{64}")
@@ -124,10 +122,7 @@ class ComputeNode:
                 log.warning("refused to decrypt query %s: %s (party: %s)", query_id, exc,
                             exc.party or "-")
                 raise
-            if len(view.submissions) < MIN_PROVIDERS_FLOOR:
-                raise PolicyError(
-                    f"{self.party_id} refuses to decrypt an aggregate of "
-                    f"{len(view.submissions)} provider(s): at least {MIN_PROVIDERS_FLOOR}")
+            check_min_providers(view)  # never fewer than MIN_PROVIDERS_FLOOR providers
             if self.party_id not in view.setup.compute:  # type: ignore[union-attr]
                 raise PolicyError(f"{self.party_id} is not a compute node of this cluster")
             if view.parties[self.party_id].elgamal_point() != self.X:

@@ -56,6 +56,7 @@ __all__ = [
     "PartyInfo",
     "ClusterLayout",
     "free_ports",
+    "majority_quorum",
     "init_cluster",
     "load_layout",
     "Cluster",
@@ -157,6 +158,16 @@ def _log_vkey(origin: str, seed: bytes) -> str:
     return NoteSigner(origin, seed).vkey()
 
 
+def majority_quorum(n_compute: int) -> int:
+    """``floor(n/2) + 1``: the witness quorum ``statledger node init`` writes by default.
+
+    Any two majorities share a witness, so two conflicting checkpoints (a split view) both
+    reach quorum only if a witness cosigns both, which an honest witness never does; and the
+    log still checkpoints with up to ``n - quorum`` witnesses down.  0 without compute nodes.
+    """
+    return n_compute // 2 + 1 if n_compute > 0 else 0
+
+
 def init_cluster(
     base_dir: str | Path,
     *,
@@ -177,6 +188,8 @@ def init_cluster(
     ..., "format": ..., "table": ...}``).  Compute nodes are ``compute-1..n``, the ledger is
     ``ledger``.  ``ports`` pins ports per party id; the others are picked free.  Existing key
     files are kept (so re-running init rewrites configs but never rotates keys).
+    ``witness_quorum=None`` asks every compute node to cosign (the local test and demo
+    clusters); ``statledger node init`` passes :func:`majority_quorum` unless told otherwise.
     """
     base = Path(base_dir).resolve()
     base.mkdir(parents=True, exist_ok=True)

@@ -91,7 +91,7 @@ class LedgerClient:
         return sorted(idx)
 
     def query_entries(self, query_id: str) -> list[tuple[int, bytes]]:
-        """Roster + every entry of the query (what :func:`statledger.verifier.checks.check_query`
+        """Roster + every entry of the query (what :func:`statledger.protocol.checks.check_query`
         needs)."""
         return self.entries(self.roster_indices() + self.query_indices(query_id))
 

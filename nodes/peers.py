@@ -1,69 +1,142 @@
 """Who is who: a party directory read from the ledger's registered ``party`` entries.
 
-Services use it to authenticate requests (key and role of the sender).  A miss refreshes the
-cache once, so a party registered after this node started is found.
+Services use it to authenticate requests (key and role of the sender).  The lookups the
+authenticator makes (:meth:`PartyDirectory.key_of`, :meth:`PartyDirectory.role_of`) read a
+cache and never touch the network; a sender missing from the cache is fetched first, on the
+event loop without blocking it, by :meth:`PartyDirectory.ensure` (called by
+:class:`DirectoryAuthenticator`), so a party registered after this node started is found.
+Fetches are rate-limited whatever ids are asked for (an attacker sending random party ids
+costs the ledger at most one ``GET /v1/parties`` per ``min_refresh`` seconds), bounded by
+``timeout`` seconds, and after a failed one the node answers 503 with ``Retry-After`` for
+unknown senders until ``retry_after`` seconds have passed, instead of asking a ledger that
+is down again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
 import sqlite3
-import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
-from fastapi import FastAPI
+import httpx
+from fastapi import FastAPI, Request
 
-from statledger.nodes.app import create_app
-from statledger.nodes.auth import Authenticator, NonceStore
-from statledger.nodes.http import SignedClient
+from statledger.nodes.app import UnavailableError, create_app
+from statledger.nodes.auth import HEADER_PARTY, Authenticator, NonceStore
+from statledger.nodes.http import AsyncSignedClient, RemoteError
 from statledger.proofs.errors import MalformedError
 from statledger.proofs.signatures import VerifyKey
 
-__all__ = ["ActionLog", "PartyDirectory", "create_party_app"]
+__all__ = ["ActionLog", "PartyDirectory", "DirectoryAuthenticator", "create_party_app"]
+
+# The syntax of a party id (statledger.nodes.auth checks it again, with the other headers).
+_PARTY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class PartyDirectory:
-    def __init__(self, ledger_url: str, *, min_refresh: float = 0.5) -> None:
-        self._http = SignedClient(ledger_url, timeout=30.0)
+    """The ledger's registered parties (``GET /v1/parties``), cached (see the module
+    docstring).  ``fetches`` counts the requests made to the ledger."""
+
+    def __init__(self, ledger_url: str, *, min_refresh: float = 1.0, timeout: float = 3.0,
+                 retry_after: float = 5.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._http = AsyncSignedClient(ledger_url, timeout=timeout, retries=0,
+                                       transport=transport)
+        self._timeout = timeout
+        self._min_refresh = min_refresh
+        self._retry_after = retry_after
         self._parties: dict[str, dict[str, Any]] = {}
         self._keys: dict[str, VerifyKey] = {}
-        self._lock = threading.Lock()
-        self._last = 0.0
-        self._min_refresh = min_refresh
+        self._next_fetch = 0.0  # monotonic time before which no fetch starts
+        self._failed: str | None = None  # why the last fetch failed (None: it succeeded)
+        self._inflight: asyncio.Task[None] | None = None
+        self.fetches = 0
 
-    def _refresh(self) -> None:
-        now = time.monotonic()
-        if now - self._last < self._min_refresh:
-            return
-        self._last = now
-        parties = self._http.get("/v1/parties")
-        keys: dict[str, VerifyKey] = {}
-        for pid, p in parties.items():
-            try:
-                keys[pid] = VerifyKey.from_bytes(bytes.fromhex(p["sig_key"]))
-            except (MalformedError, ValueError, KeyError):
-                continue
-        self._parties, self._keys = parties, keys
-
-    def _lookup(self, party_id: str) -> dict[str, Any] | None:
-        with self._lock:
-            if party_id not in self._parties:
-                self._refresh()
-            return self._parties.get(party_id)
-
+    # -- lookups (cache only) -------------------------------------------------------------
     def key_of(self, party_id: str) -> VerifyKey | None:
-        if self._lookup(party_id) is None:
-            return None
         return self._keys.get(party_id)
 
     def role_of(self, party_id: str) -> str | None:
-        p = self._lookup(party_id)
+        p = self._parties.get(party_id)
         return None if p is None else str(p.get("role"))
 
-    def close(self) -> None:
-        self._http.close()
+    # -- fetching --------------------------------------------------------------------------
+    def _unavailable(self) -> UnavailableError:
+        wait = max(1, round(self._next_fetch - time.monotonic()))
+        return UnavailableError(
+            f"cannot check the sender against the ledger's registered parties now: the "
+            f"ledger is not answering ({self._failed}); retry later", retry_after=wait)
+
+    async def ensure(self, party_id: str) -> None:
+        """Make sure ``party_id`` is in the cache if the ledger has registered it.
+
+        Returns at once for a cached party.  Otherwise waits for the next fetch (shared by
+        every request that misses meanwhile; at most one per ``min_refresh`` seconds).
+        Raises :class:`~statledger.nodes.app.UnavailableError` (503) when the ledger could
+        not be asked, at once while a failed fetch is less than ``retry_after`` seconds old.
+        """
+        if party_id in self._parties:
+            return
+        if self._failed is not None and time.monotonic() < self._next_fetch:
+            raise self._unavailable()
+        if self._inflight is None or self._inflight.done():
+            self._inflight = asyncio.ensure_future(self._fetch())
+        # shielded: a waiter that goes away does not cancel the fetch the others wait for
+        await asyncio.shield(self._inflight)
+        if party_id not in self._parties and self._failed is not None:
+            raise self._unavailable()
+
+    async def _fetch(self) -> None:
+        wait = self._next_fetch - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._next_fetch = time.monotonic() + self._min_refresh
+        self.fetches += 1
+        try:
+            parties = await asyncio.wait_for(self._http.get("/v1/parties"), self._timeout)
+            if not isinstance(parties, Mapping) or not all(
+                    isinstance(p, Mapping) for p in parties.values()):
+                raise MalformedError("GET /v1/parties: expected an object of objects")
+        except (TimeoutError, RemoteError, MalformedError, ValueError) as exc:
+            self._failed = (exc.reason if isinstance(exc, RemoteError) else
+                            "timed out" if isinstance(exc, TimeoutError) else
+                            "malformed answer")
+            self._next_fetch = time.monotonic() + self._retry_after
+            return
+        keys: dict[str, VerifyKey] = {}
+        for pid, p in parties.items():
+            try:
+                keys[str(pid)] = VerifyKey.from_bytes(bytes.fromhex(p["sig_key"]))
+            except (MalformedError, ValueError, KeyError, TypeError):
+                continue
+        self._parties = {str(pid): dict(p) for pid, p in parties.items() if str(pid) in keys}
+        self._keys = keys
+        self._failed = None
+
+    async def aclose(self) -> None:
+        if self._inflight is not None and not self._inflight.done():
+            self._inflight.cancel()
+        await self._http.aclose()
+
+
+class DirectoryAuthenticator(Authenticator):
+    """An :class:`~statledger.nodes.auth.Authenticator` over a :class:`PartyDirectory`: the
+    claimed sender is looked up (:meth:`PartyDirectory.ensure`, asynchronous and
+    rate-limited) before the synchronous checks run on the cache."""
+
+    def __init__(self, directory: PartyDirectory, nonces: NonceStore) -> None:
+        super().__init__(directory.key_of, nonces, directory.role_of)
+        self.directory = directory
+
+    async def authenticate(self, request: Request, roles: Collection[str] = ()) -> str:
+        claimed = request.headers.get(HEADER_PARTY)
+        if claimed is not None and _PARTY_ID.fullmatch(claimed):
+            await self.directory.ensure(claimed)
+        return await super().authenticate(request, roles)
 
 
 class _Closable(Protocol):
@@ -86,11 +159,11 @@ def create_party_app(config: Any, node: _Closable, *, title: str,
             yield
         finally:
             node.close()
-            directory.close()
+            await directory.aclose()
 
     app = create_app(title=title, party_id=config.party_id, role=role,
                      max_body=config.max_body, lifespan=lifespan)
-    return app, Authenticator(directory.key_of, nonces, directory.role_of)
+    return app, DirectoryAuthenticator(directory, nonces)
 
 
 class ActionLog:

@@ -35,10 +35,10 @@ from statledger.nodes.peers import ActionLog, create_party_app
 from statledger.proofs.errors import MalformedError, PolicyError
 from statledger.proofs.vector import encrypt_vector_with_proof
 from statledger.protocol import entries, flow
+from statledger.protocol.checks import check_query
 from statledger.protocol.dp import BudgetLedger
 from statledger.protocol.policy import ProviderPolicy
 from statledger.protocol.stats import get as get_statistic
-from statledger.verifier.checks import check_query
 
 __all__ = ["ProviderNode", "create_app"]
 

@@ -31,8 +31,8 @@ from statledger.protocol import entries, flow
 from statledger.protocol.query import QuerySpec
 from statledger.protocol.stats import get as get_statistic
 from statledger.protocol.stats.base import StatResult
+from statledger.protocol.view import parse_entries
 from statledger.verifier.certificate import Certificate, build_certificate
-from statledger.verifier.checks import parse_entries
 from statledger.verifier.verify import verify_certificate
 
 __all__ = ["Querier", "QueryOutcome", "QueryFailed"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from itertools import accumulate
 from typing import Any
 
 import rfc8785
@@ -125,19 +126,29 @@ def _parse_float(text: str) -> float:
 #: Deepest nesting accepted.  Checked before ``json.loads``: a deeply nested document
 #: ("[[[[...") could otherwise exhaust the C stack of the JSON decoder.
 MAX_DEPTH = 64
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+# One JSON string, from its opening quote to its closing quote -- or to the end of the text
+# when it is never closed (then ``json.loads`` refuses the text anyway).  Possessive
+# quantifiers and a tail that always matches (``"``, or the end, possibly after one last
+# backslash) mean a match never fails once it has started at a quote, so nothing is ever
+# rescanned: removing every string costs one pass over the text, whatever it holds.  (A
+# pattern that can fail, like ``"(?:[^"\\]|\\.)*"``, is retried from every quote of an
+# unterminated run of escaped quotes: quadratic time, seconds for 64 KB.)
+_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
 def check_depth(text: str, limit: int = MAX_DEPTH) -> None:
-    """Raise :class:`MalformedError` if arrays/objects nest deeper than ``limit``."""
-    depth = 0
-    for ch in _STRING.sub("", text):
-        if ch in "[{":
-            depth += 1
-            if depth > limit:
-                raise MalformedError(f"JSON nests deeper than {limit} levels")
-        elif ch in "]}":
-            depth -= 1
+    """Raise :class:`MalformedError` if arrays/objects nest deeper than ``limit``.
+
+    Linear time in ``len(text)`` for any input (three C-level passes: strings removed,
+    everything but brackets removed, running depth), so it is safe on hostile bodies.
+    """
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    deepest = max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
+    if deepest > limit:
+        raise MalformedError(f"JSON nests deeper than {limit} levels")
 
 
 def parse_json(data: bytes | str) -> Any:

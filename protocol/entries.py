@@ -384,7 +384,8 @@ class SetupEntry(Entry):
             raise _fail(k, "compute", "party ids must be sorted and unique")
         object.__setattr__(self, "compute", ids)
         _point(k, "collective_key", self.collective_key)
-        _int(k, "witness_quorum", self.witness_quorum)
+        # at least one witness: a quorum of 0 would accept a checkpoint nobody witnessed
+        _int(k, "witness_quorum", self.witness_quorum, lo=1)
 
     def _fields_json(self) -> dict[str, Any]:
         return {"cluster_id": self.cluster_id, "compute": list(self.compute),

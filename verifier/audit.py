@@ -1,63 +1,158 @@
 """``statledger audit LOG``: replay a whole log (step A) and check every query (steps 5-15).
 
 LOG is a ledger SQLite file (read here with read-only SQL on its ``entries``, ``checkpoints``
-and ``cosignatures`` tables) or a ledger node URL (entries and checkpoint fetched over HTTP);
-either way the tree is recomputed here from the entries.  Step 7 (witness cosignatures) is
-not run by the audit: the stored cosignatures are read and discarded.  Queries are
-checked in parallel worker processes.  ``resume`` names a JSON file recording the queries
-already found valid and the log size they were checked at; a rerun skips them.
+and ``cosignatures`` tables) or a ledger node URL (every entry, and the latest checkpoint with
+its cosignatures, over HTTP).
+
+* Step A: :func:`statledger.ledger.replay.replay_log` recomputes the tree from the entries and
+  checks every checkpoint against it (log signature, root at its size, sizes never shrink).
+* Step 7: every checkpoint's witness cosignatures are checked with the verifier's step 7
+  (:func:`statledger.verifier.checks.check_witness_quorum`, the one quorum rule): the
+  witnesses are the compute nodes of the setup entry, the quorum its ``witness_quorum``.
+  A query passes step 7 with the first checkpoint that covers all its entries (and the
+  roster) and carries the quorum.
+* Steps 5, 6 and 8-15 (:func:`statledger.protocol.checks.check_query`) run per query, in
+  parallel worker processes.
+
+Each query ends ``valid``, ``invalid`` (the first failing step, by number, and the party
+blamed) or ``incomplete``: it stopped before a result (providers refused, a node did not
+decrypt, ...) -- its entries are a valid prefix of the protocol (every entry present passes
+its checks, and :func:`statledger.protocol.statemachine.replay` accepts their order) but
+there is no result entry.  A query with a result that lacks something (an endorsement, a
+witnessed checkpoint covering it) is invalid.  ``resume`` names a JSON file recording the
+queries already found valid and the log size they were checked at; a rerun skips them
+(incomplete queries are checked again: they may have completed since).
 """
 
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from statledger.ledger.checkpoint import open_checkpoint
-from statledger.ledger.merkle import leaf_hash, root_from_leaf_hashes
-from statledger.ledger.note import NoteVerifier
-from statledger.proofs.errors import MalformedError, StatledgerError, VerificationError
-from statledger.protocol.entries import Entry, PartyEntry
-from statledger.verifier.checks import check_query, parse_entries
+from statledger.ledger.note import CosignatureVerifier, Note, NoteVerifier, QuorumError
+from statledger.ledger.replay import replay_log
+from statledger.proofs.errors import (
+    MalformedError,
+    StatledgerError,
+    VerificationError,
+)
+from statledger.protocol import statemachine
+from statledger.protocol.checks import STEPS, MissingEntryError, check_query
+from statledger.protocol.entries import Entry, PartyEntry, SetupEntry
+from statledger.protocol.view import QueryView, parse_entries
+from statledger.verifier.checks import (
+    WITNESS_STEP,
+    check_witness_quorum,
+    registered_witnesses,
+)
 
-__all__ = ["audit_log", "check_one_query"]
+__all__ = ["VALID", "INVALID", "INCOMPLETE", "audit_log", "check_one_query"]
 
 Progress = Callable[[str], None]
 
+VALID, INVALID, INCOMPLETE = "valid", "invalid", "incomplete"
 
-def check_one_query(
-    query_id: str, rows: list[tuple[int, bytes]]
-) -> dict[str, Any]:
-    """Steps 5-15 on one query's entries (roster included).  Runs in a worker process."""
-    out: dict[str, Any] = {"query_id": query_id, "valid": True, "step": None,
-                           "reason": None, "party": None, "statistic": None}
+#: (verdict, detail or reason, party) of step 7: "ok", "invalid" (a bad cosignature),
+#: "short" (one checkpoint below the quorum) or "missing" (no covering checkpoint has it)
+Step7 = tuple[str, str, str | None]
+
+
+def _step_number(step: str | None, default: int) -> int:
+    if step and step.startswith("step "):
+        try:
+            return int(step.split()[1])
+        except ValueError:
+            return default
+    return default
+
+
+def _outcome(query_id: str, status: str, step: int | None = None, reason: str | None = None,
+             party: str | None = None) -> dict[str, Any]:
+    return {"query_id": query_id, "status": status, "valid": status == VALID, "step": step,
+            "reason": reason, "party": party, "statistic": None}
+
+
+def _check_prefix(rows: Sequence[tuple[int, bytes]]) -> None:
+    """The query's entries, in log order, are a valid prefix of the protocol (the query state
+    machine accepts them); :class:`ProtocolError` otherwise."""
+    roster: list[Entry] = []
+    events: list[Entry] = []
+    indices: list[int] = []
+    for index, data in sorted(rows):
+        e = Entry.from_bytes(data)
+        if isinstance(e, PartyEntry | SetupEntry):
+            roster.append(e)
+        else:
+            events.append(e)
+            indices.append(index)
+    statemachine.replay(events, statemachine.Roster.from_entries(roster), indices=indices)
+
+
+def check_one_query(query_id: str, rows: list[tuple[int, bytes]]) -> dict[str, Any]:
+    """Steps 5, 6 and 8-15 on one query's entries (roster included), with its verdict:
+    ``valid``, ``invalid`` or ``incomplete`` (step 7 is merged in by :func:`audit_log`).
+    Runs in a worker process."""
+    passed: list[int] = []
+    view: QueryView | None = None
     try:
         view = parse_entries(rows)
-        if view.query is not None:
-            out["statistic"] = view.query.spec.get("statistic")
-        check_query(view)
+        passed.append(5)
+        check_query(view, on_step=lambda n, _detail: passed.append(n))
+    except MissingEntryError as exc:
+        step = _step_number(exc.step, 5)
+        if view is None or view.result is not None:
+            out = _outcome(query_id, INVALID, step, exc.reason, exc.party)
+        else:
+            try:
+                _check_prefix(rows)
+            except StatledgerError as perr:
+                # the ledger enforces this order at every append: it admitted the entries
+                blame = view.ledger.party_id if view.ledger is not None else "ledger"
+                out = _outcome(query_id, INVALID, step,
+                               f"not a valid prefix of the protocol: {perr}", blame)
+            else:
+                out = _outcome(query_id, INCOMPLETE, step, exc.reason)
     except VerificationError as exc:
-        out.update(valid=False, step=exc.step, reason=exc.reason, party=exc.party)
-    except StatledgerError as exc:
-        out.update(valid=False, step="step 5", reason=str(exc))
+        out = _outcome(query_id, INVALID, _step_number(exc.step, _next_step(passed)),
+                       exc.reason, exc.party)
+    except StatledgerError as exc:  # malformed content deep inside an authenticated entry
+        out = _outcome(query_id, INVALID, _next_step(passed), str(exc))
+    else:
+        out = _outcome(query_id, VALID)
+    if view is not None and view.query is not None:
+        out["statistic"] = view.query.spec.get("statistic")
     return out
 
 
+def _next_step(passed: list[int]) -> int:
+    """The step that was running when the last passed step is ``passed[-1]``."""
+    if not passed:
+        return 5
+    later = [s.number for s in STEPS if s.number > passed[-1]]
+    return later[0] if later else passed[-1]
+
+
+# -- reading the log ----------------------------------------------------------------------------
+
+
 def _load_sqlite(path: Path) -> tuple[str, list[tuple[int, bytes]], list[str]]:
+    """Origin, entries and every checkpoint note with its stored cosignature lines."""
     if not path.is_file():
         raise MalformedError(f"{path}: no such ledger file")
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         origin_row = con.execute("SELECT value FROM meta WHERE key='origin'").fetchone()
         rows = con.execute("SELECT idx, data FROM entries ORDER BY idx").fetchall()
-        notes = [r[0] for r in con.execute("SELECT note FROM checkpoints ORDER BY id")]
+        cps = con.execute("SELECT id, note FROM checkpoints ORDER BY id").fetchall()
         cosigs = con.execute(
             "SELECT checkpoint_id, line FROM cosignatures ORDER BY id").fetchall()
         con.close()
@@ -65,11 +160,15 @@ def _load_sqlite(path: Path) -> tuple[str, list[tuple[int, bytes]], list[str]]:
         raise MalformedError(f"{path}: not a statledger ledger database ({exc})") from None
     if origin_row is None:
         raise MalformedError(f"{path}: no origin in the ledger's meta table")
-    del cosigs  # witness cosignatures are checked per certificate (step 7)
+    lines: dict[int, list[str]] = defaultdict(list)
+    for cp_id, line in cosigs:
+        lines[int(cp_id)].append(str(line))
+    notes = [str(note) + "".join(lines[int(cp_id)]) for cp_id, note in cps]
     return str(origin_row[0]), [(int(i), bytes(d)) for i, d in rows], notes
 
 
 def _load_url(url: str) -> tuple[str, list[tuple[int, bytes]], list[str]]:
+    """Origin, entries and the latest checkpoint (with its cosignatures) of a ledger node."""
     import httpx
 
     with httpx.Client(base_url=url.rstrip("/"), timeout=60.0) as http:
@@ -90,6 +189,97 @@ def _load_url(url: str) -> tuple[str, list[tuple[int, bytes]], list[str]]:
     return str(info["origin"]), rows, notes
 
 
+# -- step 7 over the log's checkpoints -----------------------------------------------------------
+
+
+class _Witnessing:
+    """Step 7 for the whole log: each checkpoint's cosignatures checked once (lazily)."""
+
+    def __init__(self, checkpoints: list[tuple[int, Note]],
+                 witnesses: list[CosignatureVerifier], quorum: int) -> None:
+        self.checkpoints = sorted(checkpoints, key=lambda c: c[0])
+        self.sizes = [size for size, _ in self.checkpoints]
+        self.witnesses = witnesses
+        self.quorum = quorum
+        self._verdicts: dict[int, Step7] = {}
+
+    def _verdict(self, k: int) -> Step7:
+        if k not in self._verdicts:
+            size, note = self.checkpoints[k]
+            try:
+                detail = check_witness_quorum(note, self.witnesses, self.quorum)
+                self._verdicts[k] = ("ok", f"checkpoint of size {size}: {detail}", None)
+            except QuorumError as exc:
+                self._verdicts[k] = ("short", f"checkpoint of size {size}: {exc.reason}",
+                                     exc.party)
+            except VerificationError as exc:
+                self._verdicts[k] = ("invalid", f"checkpoint of size {size}: {exc.reason}",
+                                     exc.party)
+        return self._verdicts[k]
+
+    def for_entries(self, last_index: int) -> Step7:
+        """Step 7 for entries up to ``last_index``: the first covering checkpoint with the
+        quorum passes; a bad cosignature on a covering checkpoint before it fails; no
+        covering checkpoint with the quorum is "missing" (not witnessed yet)."""
+        first = bisect.bisect_right(self.sizes, last_index)
+        short: Step7 | None = None
+        for k in range(first, len(self.checkpoints)):
+            verdict = self._verdict(k)
+            if verdict[0] in ("ok", "invalid"):
+                return verdict
+            short = verdict
+        if short is not None:
+            return ("missing", f"no checkpoint covering entry {last_index} carries the "
+                               f"witness quorum (the latest: {short[1]})", short[2])
+        largest = self.sizes[-1] if self.sizes else 0
+        return ("missing", f"entry {last_index} is not covered by a signed checkpoint "
+                           f"(the log's largest is of size {largest})", "ledger")
+
+
+def _witnessing(origin: str, ledger_key: NoteVerifier | None, notes: list[str],
+                roster: list[tuple[int, bytes]]) -> _Witnessing | None:
+    """Step 7's inputs from the roster (None when the roster cannot name the witnesses: every
+    query then fails step 5 or 6 anyway)."""
+    try:
+        view = parse_entries(roster)
+        if view.setup is None or ledger_key is None:
+            return None
+        witnesses = registered_witnesses(view)
+        quorum = view.setup.witness_quorum
+    except StatledgerError:
+        return None
+    checkpoints: list[tuple[int, Note]] = []
+    for text in notes:
+        try:
+            cp, note = open_checkpoint(text, ledger_key, origin=origin)
+        except StatledgerError:  # reported by step A
+            continue
+        checkpoints.append((cp.size, note))
+    return _Witnessing(checkpoints, witnesses, quorum)
+
+
+def _merge_step_7(r: dict[str, Any], w7: Step7 | None) -> dict[str, Any]:
+    """Combine a query's steps 5-6, 8-15 with its step 7: the lowest failing step wins; a
+    query not covered by a checkpoint yet stays incomplete if it has no result, else it is
+    invalid."""
+    seven = WITNESS_STEP[0]
+    if r["status"] == INVALID and (r["step"] or 0) < seven:
+        return r
+    if w7 is None:
+        if r["status"] == INVALID:
+            return r
+        return {**r, "status": INVALID, "valid": False, "step": seven,
+                "reason": "the roster names no witnesses", "party": None}
+    verdict, reason, party = w7
+    if verdict == "invalid" or (verdict == "missing" and r["status"] == VALID):
+        return {**r, "status": INVALID, "valid": False, "step": seven, "reason": reason,
+                "party": party}
+    return r
+
+
+# -- the audit ------------------------------------------------------------------------------------
+
+
 def audit_log(
     log: str,
     *,
@@ -105,42 +295,25 @@ def audit_log(
         origin, rows, notes = _load_sqlite(Path(log))
     say(f"read {len(rows)} entries and {len(notes)} checkpoints of {origin}")
 
-    # Step A: the tree and every checkpoint.
-    leaves = [leaf_hash(d) for _, d in rows]
-    tree_ok, tree_error = True, None
-    ledger_key: NoteVerifier | None = None
     parsed: list[tuple[int, Entry | None]] = []
     for i, d in rows:
         try:
             parsed.append((i, Entry.from_bytes(d)))
         except MalformedError:
             parsed.append((i, None))
+    ledger_key: NoteVerifier | None = None
     for _, e in parsed:
         if isinstance(e, PartyEntry) and e.role == "ledger":
             ledger_key = NoteVerifier(origin, e.verify_key().to_bytes())
             break
-    last_size = -1
+
+    # Step A: the tree and every checkpoint (statledger.ledger.replay).
+    tree_ok, tree_error = True, None
     try:
-        if [i for i, _ in rows] != list(range(len(rows))):
-            raise VerificationError("entry indices are not contiguous", step="step A")
         if ledger_key is None:
             raise VerificationError("no ledger party entry: cannot check checkpoints",
                                     step="step A")
-        roots: dict[int, bytes] = {}
-        for note in notes:
-            cp, _ = open_checkpoint(note, ledger_key, origin=origin)
-            if cp.size > len(rows):
-                raise VerificationError(f"checkpoint of size {cp.size} beyond the log",
-                                        step="step A")
-            if cp.size < last_size:
-                raise VerificationError("checkpoints go backwards", step="step A")
-            last_size = cp.size
-            if cp.size not in roots:
-                roots[cp.size] = root_from_leaf_hashes(leaves[: cp.size])
-            if roots[cp.size] != cp.root:
-                raise VerificationError(
-                    f"checkpoint of size {cp.size}: root does not match the entries",
-                    step="step A")
+        replay_log(origin, ledger_key, rows, notes)
     except StatledgerError as exc:
         tree_ok, tree_error = False, str(exc)
     say(f"tree and checkpoints: {'OK' if tree_ok else tree_error}")
@@ -157,6 +330,7 @@ def audit_log(
             qid = getattr(e, "query_id", None)
             if isinstance(qid, str):
                 by_query[qid].append((i, d))
+    witnessing = _witnessing(origin, ledger_key, notes, roster)
     done: dict[str, Any] = {}
     if resume is not None and resume.is_file():
         try:
@@ -165,31 +339,36 @@ def audit_log(
             raise MalformedError(f"resume file {resume}: {exc}") from None
     todo = [q for q in by_query if q not in done]
     results: list[dict[str, Any]] = [
-        {"query_id": q, "valid": True, "step": None, "reason": None, "party": None,
-         "statistic": done[q], "resumed": True}
+        {**_outcome(q, VALID), "statistic": done[q], "resumed": True}
         for q in by_query if q in done]
     say(f"checking {len(todo)} queries ({len(results)} already checked) on {workers} "
         "worker(s)")
     jobs = [(q, sorted(roster + by_query[q])) for q in todo]
+    last_index = {q: max(i for i, _ in rs) for q, rs in jobs}
+
+    def finish(n: int, r: dict[str, Any]) -> None:
+        w7 = None if witnessing is None else witnessing.for_entries(last_index[r["query_id"]])
+        r = _merge_step_7(r, w7)
+        results.append(r)
+        verdict = {VALID: "ok", INCOMPLETE: "incomplete at step {step}: {reason}",
+                   INVALID: "FAIL step {step}: {reason}"}[r["status"]].format(**r)
+        say(f"  [{n}/{len(jobs)}] {r['query_id'][:16]} {verdict}")
+
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             for n, r in enumerate(pool.map(check_one_query, *zip(*jobs, strict=True)), 1):
-                results.append(r)
-                say(f"  [{n}/{len(jobs)}] {r['query_id'][:16]} "
-                    f"{'ok' if r['valid'] else 'FAIL ' + str(r['reason'])}")
+                finish(n, r)
     else:
         for n, (q, rs) in enumerate(jobs, 1):
-            r = check_one_query(q, rs)
-            results.append(r)
-            verdict = "ok" if r["valid"] else f"FAIL {r['reason']}"
-            say(f"  [{n}/{len(jobs)}] {q[:16]} {verdict}")
+            finish(n, check_one_query(q, rs))
     if resume is not None:
-        valid = {r["query_id"]: r["statistic"] for r in results if r["valid"]}
+        valid = {r["query_id"]: r["statistic"] for r in results if r["status"] == VALID}
         resume.write_text(json.dumps({"log": log, "size": len(rows), "valid_queries": valid},
                                      indent=1) + "\n", encoding="utf-8")
-    n_valid = sum(1 for r in results if r["valid"])
+    counts = {s: sum(1 for r in results if r["status"] == s)
+              for s in (VALID, INVALID, INCOMPLETE)}
     return {
         "log": log, "origin": origin, "size": len(rows), "checkpoints": len(notes),
-        "tree_ok": tree_ok, "tree_error": tree_error, "queries": results, "valid": n_valid,
-        "ok": tree_ok and n_valid == len(results), "seconds": time.perf_counter() - t0,
+        "tree_ok": tree_ok, "tree_error": tree_error, "queries": results, **counts,
+        "ok": tree_ok and counts[INVALID] == 0, "seconds": time.perf_counter() - t0,
     }

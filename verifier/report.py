@@ -6,27 +6,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from statledger.proofs.errors import VerificationError
+from statledger.protocol.checks import STEP_NAMES
+from statledger.verifier.checks import WITNESS_STEP
 
 __all__ = ["StepResult", "Report", "STEPS"]
 
-#: Step titles, numbered as in docs/verification.md.
-STEPS: dict[int, str] = {
+#: Step titles, numbered as in docs/verification.md: the certificate's envelope (1-4) here,
+#: step 7 from :mod:`statledger.verifier.checks`, steps 5, 6 and 8-15 from the protocol's
+#: table (:data:`statledger.protocol.checks.STEPS`), so that each name is written once.
+STEPS: dict[int, str] = dict(sorted({
     1: "certificate format",
     2: "trust policy",
     3: "checkpoint signature",
     4: "inclusion in the log",
-    5: "entry encoding",
-    6: "roster and key proofs",
-    7: "witness quorum",
-    8: "query",
-    9: "submissions and range proofs",
-    10: "DP noise shares",
-    11: "aggregate",
-    12: "decryption shares",
-    13: "totals",
-    14: "result",
-    15: "owners' endorsements",
-}
+    WITNESS_STEP[0]: WITNESS_STEP[1],
+    **STEP_NAMES,
+}.items()))
 
 
 @dataclass

@@ -15,10 +15,16 @@ from typing import Any
 
 from statledger.ledger.checkpoint import open_checkpoint
 from statledger.ledger.merkle import leaf_hash, verify_inclusion
-from statledger.ledger.note import CosignatureVerifier, Note, NoteVerifier
+from statledger.ledger.note import CosignatureVerifier, NoteVerifier, check_quorum
 from statledger.proofs.errors import MalformedError, StatledgerError, VerificationError
+from statledger.protocol.checks import StepContext, check_query
+from statledger.protocol.view import parse_entries
 from statledger.verifier.certificate import Certificate, parse_certificate
-from statledger.verifier.checks import QueryView, check_query, parse_entries
+from statledger.verifier.checks import (
+    check_witness_quorum,
+    registered_witnesses,
+    with_witness_step,
+)
 from statledger.verifier.report import Report
 
 __all__ = ["TrustPolicy", "load_trust", "verify_certificate", "verify_certificate_file"]
@@ -43,9 +49,7 @@ class TrustPolicy:
             isinstance(k, str) for k in keys
         ):
             raise MalformedError(f"{source}: log_key must be a string, witness_keys strings")
-        q = obj["quorum"]
-        if type(q) is not int or not 0 <= q <= len(keys):
-            raise MalformedError(f"{source}: quorum must be an integer in 0..{len(keys)}")
+        q = check_quorum(obj["quorum"], len(keys), what=f"{source}: quorum")
         NoteVerifier.from_vkey(obj["log_key"])
         for k in keys:
             CosignatureVerifier.from_vkey(k)
@@ -144,49 +148,17 @@ def _verify(cert: Certificate, trust: TrustPolicy | None, report: Report) -> Non
     if ledger_vkey.vkey() != cert.log_key:
         raise _fail(6, "the ledger's registered key is not the log key", view.ledger.party_id)
 
-    steps_done: list[int] = []
+    def step_7(ctx: StepContext) -> str:
+        # (7) the witness quorum on the checkpoint, once the roster (6) is known: the pinned
+        # witnesses and quorum, or the registered compute nodes and the setup's quorum.
+        if trust is not None:
+            witnesses = [CosignatureVerifier.from_vkey(k) for k in trust.witness_keys]
+            return check_witness_quorum(note, witnesses, trust.quorum)
+        return check_witness_quorum(note, registered_witnesses(ctx.view),
+                                    ctx.setup().witness_quorum)
 
-    def on_step(step: int, detail: str) -> None:
-        if step == 8:
-            # (7) the witness quorum, once the roster (6) is known.
-            _witness_quorum(view, note=note, trust=trust, report=report)
-        report.passed(step, detail)
-        steps_done.append(step)
-
-    check_query(view, on_step=on_step)
+    check_query(view, on_step=report.passed, steps=with_witness_step(step_7))
     report.result = view.decoded
-
-
-def _witness_quorum(
-    view: QueryView, *, note: Note, trust: TrustPolicy | None, report: Report
-) -> None:
-    if view.setup is None:  # pragma: no cover - step 6 requires it
-        raise _fail(7, "no setup entry")
-    if trust is not None:
-        witnesses = [CosignatureVerifier.from_vkey(k) for k in trust.witness_keys]
-        quorum = trust.quorum
-    else:
-        witnesses = [
-            CosignatureVerifier(p.party_id, p.verify_key().to_bytes())
-            for p in view.compute_nodes()
-        ]
-        quorum = view.setup.witness_quorum
-    by_id = {(w.name, w.key_id): w for w in witnesses}
-    msg = note.text.encode("utf-8")
-    valid: set[str] = set()
-    for sig in note.signatures:
-        w = by_id.get((sig.name, sig.key_id))
-        if w is None:
-            continue
-        try:
-            w.verify(msg, sig.sig)
-        except VerificationError as exc:
-            raise _fail(7, f"invalid cosignature by witness {w.name}: {exc.reason}",
-                        w.name) from None
-        valid.add(w.name)
-    if len(valid) < quorum:
-        raise _fail(7, f"{len(valid)} valid witness cosignatures, quorum is {quorum}", "ledger")
-    report.passed(7, f"{len(valid)} of {len(witnesses)} witnesses cosigned (quorum {quorum})")
 
 
 def verify_certificate_file(path: str | Path, trust: TrustPolicy | None = None) -> Report:

@@ -36,7 +36,7 @@ from statledger.proofs.vector import EncryptedVector
 from statledger.protocol import datasets, entries
 from statledger.protocol.query import QuerySpec
 from statledger.protocol.stats import get as get_statistic
-from statledger.verifier.checks import parse_entries
+from statledger.protocol.view import parse_entries
 
 pytestmark = pytest.mark.slow
 

@@ -27,10 +27,11 @@ from statledger.proofs.errors import VerificationError
 from statledger.proofs.group import G, Scalar, base_mul
 from statledger.proofs.vector import EncryptedVector, encrypt_vector_with_proof
 from statledger.protocol import entries, flow
+from statledger.protocol.checks import check_query
 from statledger.protocol.dp import BudgetLedger
 from statledger.protocol.query import QuerySpec
 from statledger.protocol.stats import get as get_statistic
-from statledger.verifier.checks import check_query, parse_entries
+from statledger.protocol.view import parse_entries
 from statledger.verifier.verify import verify_certificate
 
 

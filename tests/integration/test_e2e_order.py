@@ -17,7 +17,7 @@ from statledger.proofs.group import Scalar, base_mul
 from statledger.proofs.vector import encrypt_vector_with_proof
 from statledger.protocol import entries, flow
 from statledger.protocol.query import QuerySpec
-from statledger.verifier.checks import parse_entries
+from statledger.protocol.view import parse_entries
 
 SPEC = {"version": 1, "statistic": "count", "columns": [], "min_cell_size": 1,
         "max_rows": 1000, "bounds": {"age": [0.0, 120.0]},

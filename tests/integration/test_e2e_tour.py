@@ -16,10 +16,10 @@ import pytest
 from statledger.nodes.data import load_table
 from statledger.nodes.demo import TOUR, provider_datasets
 from statledger.nodes.querier import QueryOutcome
+from statledger.protocol.checks import results_match
 from statledger.protocol.query import QuerySpec
 from statledger.protocol.stats import get as get_statistic
 from statledger.protocol.stats import logistic
-from statledger.verifier.checks import results_match
 from statledger.verifier.verify import verify_certificate
 
 TOUR_BY_NAME = {item.name: item for item in TOUR}

@@ -2,7 +2,9 @@
 
 Exit codes: 0 all valid, 1 some invalid, 2 not a certificate at all -- always with a
 message, never a traceback.  ``--json`` prints one object per file.  ``audit`` replays the
-real ledger's SQLite file (passes) and a tampered copy (fails).
+real ledger's SQLite file (passes: every query valid, the three counts shown) and a tampered
+copy (fails: exit 1, the tampered query invalid).  Incomplete queries and step 7 of the audit
+are in test_verifier_audit.py.
 """
 
 from __future__ import annotations
@@ -310,7 +312,13 @@ def test_audit_real_ledger_passes(verifier_run: Any, tmp_path: Path) -> None:
     assert summary["checkpoints"] >= 1
     qids = {q["query_id"] for q in summary["queries"]}
     assert set(verifier_run.query_ids.values()) <= qids
-    assert all(q["valid"] for q in summary["queries"])
+    assert all(q["valid"] and q["status"] == "valid" for q in summary["queries"])
+    # the three counts, separately
+    n = len(summary["queries"])
+    assert (summary["valid"], summary["invalid"], summary["incomplete"]) == (n, 0, 0)
+    code, out = _cli("audit", str(db))
+    assert code == 0, out
+    assert f"{n} queries: {n} valid, 0 invalid, 0 incomplete" in out
 
 
 def _tamper(db: Path, mutate: Any) -> None:
@@ -365,8 +373,11 @@ def test_audit_tampered_ledger_fails(verifier_run: Any, tmp_path: Path, what: st
     assert summary["ok"] is False
     assert summary["tree_ok"] is False, summary["tree_error"]
     if what != "drop-last-entry":
-        bad = [q for q in summary["queries"] if not q["valid"]]
+        bad = [q for q in summary["queries"] if q["status"] == "invalid"]
         assert len(bad) == 1, summary["queries"]
+        assert isinstance(bad[0]["step"], int) and bad[0]["reason"], bad[0]
+        assert summary["invalid"] == 1 and summary["incomplete"] == 0
+        assert summary["valid"] == len(summary["queries"]) - 1
 
 
 def test_audit_not_a_ledger_exit_2(tmp_path: Path) -> None:

@@ -22,11 +22,13 @@ from statledger.ledger.checkpoint import Checkpoint, open_checkpoint
 from statledger.ledger.note import Note, NoteSigner, NoteVerifier, Signature
 from statledger.ledger.witness import CosignatureSigner
 from statledger.proofs import sigma
+from statledger.proofs.errors import MalformedError
 from statledger.proofs.group import G, Scalar
 from statledger.proofs.signatures import SigningKey
-from statledger.proofs.vector import LIMB_BITS, _encrypt, _layout
+from statledger.proofs.vector import LIMB_BITS, _encrypt, _layout, encrypt_vector_with_proof
 from statledger.protocol import entries as E
 from statledger.protocol import flow
+from statledger.protocol.query import QuerySpec
 from statledger.protocol.stats import get as get_statistic
 from statledger.verifier.report import Report
 from statledger.verifier.verify import TrustPolicy, verify_certificate
@@ -455,6 +457,10 @@ def test_trust_file_pins_the_log(verifier_run: Any, adversary: Adversary,
     _valid(raw, _trust(f, adversary, witnesses=two, quorum=2))
     with pytest.raises(Exception, match="quorum"):
         _trust(f, adversary, witnesses=two, quorum=3)
+    # a quorum of 0 would accept a checkpoint no witness cosigned: refused, named
+    for bad in (0, -1, True):
+        with pytest.raises(MalformedError, match="quorum must be an integer >= 1"):
+            _trust(f, adversary, witnesses=two, quorum=bad)
 
 
 # --------------------------------------------------------------------------------------
@@ -480,6 +486,45 @@ def test_fewer_providers_than_min_providers(forgery: Callable[[str], Forgery]) -
         f.drop(f.find("endorsement", provider=p)[0])
     f.reissue()
     _check(f.build(), 11, "querier", "1 providers, the query needs at least 2")
+
+
+def _requery(f: Forgery, keep: tuple[str, ...], min_providers: int) -> None:
+    """The same query asking for ``min_providers``: a new query id, so every entry of the
+    query is made again -- fresh, honest submissions (with range proofs) by the providers in
+    ``keep``, the others dropped, then the downstream entries re-issued."""
+    spec, q = f.query()
+    new = QuerySpec.parse({**spec.to_json_obj(), "min_providers": min_providers})
+    qidx, _ = f.find("query")
+    f.resign(qidx, E.QueryEntry.for_spec(new, q.querier), q.querier)
+    ranges = list(get_statistic(new.statistic).layout(new).ranges)
+    X = f.find("setup")[1].collective_point()
+    for p in ("hospital-a", "hospital-b", "hospital-c", "hospital-d"):
+        sidx, _ = f.find("submission", provider=p)
+        if p not in keep:
+            f.drop(sidx)
+            f.drop(f.find("endorsement", provider=p)[0])
+            continue
+        values = [min(hi, lo + 7) for lo, hi in ranges]
+        ev = encrypt_vector_with_proof(X, values, ranges,
+                                       flow.submission_context(new.query_id, p))
+        f.resign(sidx, E.SubmissionEntry(new.query_id, p, ev.to_bytes().hex()), p)
+    f.reissue()
+
+
+def test_one_provider_with_min_providers_1_rejected_at_step_11(
+        forgery: Callable[[str], Forgery]) -> None:
+    """A query that asks for a single provider still needs two distinct ones: the floor of
+    step 11 (MIN_PROVIDERS_FLOOR), not only the query's own min_providers."""
+    f = forgery("mean")
+    _requery(f, ("hospital-a",), min_providers=1)
+    report = _check(f.build(), 11, "querier",
+                    r"1 providers, the query needs at least 2 \(its min_providers 1 is below "
+                    r"the floor of 2 distinct providers\)")
+    assert [s.step for s in report.steps if s.ok] == list(range(1, 11))
+    # the twin: the same min_providers = 1 query with a second provider is valid
+    twin = forgery("mean")
+    _requery(twin, ("hospital-a", "hospital-c"), min_providers=1)
+    _valid(twin.build())
 
 
 def test_missing_noise_share(forgery: Callable[[str], Forgery]) -> None:

@@ -220,11 +220,15 @@ def test_setup_rules():
     for bad in (["node-b", "node-a"], ["node-a", "node-a"], []):
         with pytest.raises(MalformedError, match="compute"):
             E.Entry.from_bytes(_enc({**obj, "compute": bad}))
-    for bad in (-1, 1.5, True, "1"):
+    for bad in (-1, 0, 1.5, True, "1"):
         with pytest.raises(MalformedError, match="witness_quorum"):
             E.Entry.from_bytes(_enc({**obj, "witness_quorum": bad}))
     with pytest.raises(MalformedError, match="witness_quorum"):
         E.SetupEntry("c", ("n",), point_hex(2), 2**53 + 1)
+    # a quorum of 0 would accept a checkpoint that no witness cosigned: refused by name
+    with pytest.raises(MalformedError, match=r"witness_quorum: 0 out of range \[1,"):
+        E.SetupEntry("c", ("n",), point_hex(2), 0)
+    E.SetupEntry("c", ("n",), point_hex(2), 1)  # the smallest quorum is accepted
     with pytest.raises(MalformedError, match="collective_key"):
         E.Entry.from_bytes(_enc({**obj, "collective_key": "00" * 33}))
     assert SIGNED["setup"].collective_point().to_bytes().hex() == point_hex(23)  # type: ignore

@@ -13,11 +13,14 @@ from statledger.ledger.note import (
     Note,
     NoteSigner,
     NoteVerifier,
+    QuorumError,
     Signature,
+    check_quorum,
     key_id,
     open_note,
     parse_vkey,
     sign_note,
+    verify_quorum,
 )
 from statledger.proofs.errors import MalformedError, VerificationError
 
@@ -228,3 +231,57 @@ def test_checkpoint_wrong_origin_and_key() -> None:
     tampered = note.replace("\n3\n", "\n4\n")
     with pytest.raises(VerificationError):
         open_checkpoint(tampered, SIGNER.verifier())
+
+
+# -- the one quorum rule (verify_quorum): open_note, witness policies and step 7 use it ------
+
+A3 = [NoteSigner(f"w{i}.example", bytes([i + 7]) * 32) for i in range(3)]
+
+
+def _signed_by(signers: list[NoteSigner]) -> Note:
+    return Note.parse(sign_note("checkpoint\n", signers))
+
+
+def test_quorum_met_returns_the_names() -> None:
+    keys = [s.verifier() for s in A3]
+    assert verify_quorum(_signed_by(A3[:2]), keys, 2, step="s") == ["w0.example", "w1.example"]
+    assert verify_quorum(_signed_by(A3), keys, 1, step="s") == [s.name for s in A3]
+    # a signer outside the key list is ignored, not counted
+    stranger = NoteSigner("x.example", bytes(32))
+    assert verify_quorum(_signed_by([A3[0], stranger]), keys, 1, step="s") == ["w0.example"]
+
+
+def test_quorum_reject_twins() -> None:
+    keys = [s.verifier() for s in A3]
+    # one short of the quorum: QuorumError (a VerificationError) naming step, party, count
+    with pytest.raises(QuorumError, match="found 2 valid signatures of 3 known keys, quorum "
+                                          "is 3") as ei:
+        verify_quorum(_signed_by(A3[:2]), keys, 3, step="step 7", party="ledger")
+    assert ei.value.step == "step 7" and ei.value.party == "ledger"
+    assert ei.value.valid == ("w0.example", "w1.example") and ei.value.quorum == 3
+    with pytest.raises(QuorumError, match="no signature from a known key"):
+        verify_quorum(_signed_by([NoteSigner("x.example", bytes(32))]), keys, 1, step="s")
+    # a bad signature by a known key is an error of its own, blaming that key
+    good = _signed_by(A3[:2])
+    bad = Signature(good.signatures[1].name, good.signatures[1].key_id,
+                    bytes([good.signatures[1].sig[0] ^ 1]) + good.signatures[1].sig[1:])
+    forged = Note(good.text, (good.signatures[0], bad))
+    with pytest.raises(VerificationError, match="invalid signature by w1.example") as ev:
+        verify_quorum(forged, keys, 1, step="step 7", party="ledger")
+    assert not isinstance(ev.value, QuorumError) and ev.value.party == "w1.example"
+
+
+@pytest.mark.parametrize("quorum", [0, -1, True, 1.0, "1", None])
+def test_quorum_below_one_is_refused(quorum: object) -> None:
+    """A quorum of 0 would accept a note nobody signed: refused by name, everywhere."""
+    keys = [s.verifier() for s in A3]
+    with pytest.raises(MalformedError, match="quorum must be an integer >= 1"):
+        verify_quorum(_signed_by(A3), keys, quorum, step="s")  # type: ignore[arg-type]
+    with pytest.raises(MalformedError, match="witness_quorum must be an integer >= 1"):
+        check_quorum(quorum, what="witness_quorum")
+
+
+def test_quorum_above_the_keys_is_refused() -> None:
+    assert check_quorum(3, 3) == 3
+    with pytest.raises(MalformedError, match="quorum must be in 1..3"):
+        check_quorum(4, 3)

@@ -11,7 +11,7 @@ import pytest
 from statledger.ledger.checkpoint import Checkpoint, sign_checkpoint
 from statledger.ledger.merkle import leaf_hash, root_from_leaf_hashes
 from statledger.ledger.note import NoteSigner
-from statledger.ledger.replay import ReplayError, replay
+from statledger.ledger.replay import ReplayError, replay, replay_log
 from statledger.ledger.store import LedgerStore
 
 ORIGIN = "ledger.example/replay"
@@ -141,3 +141,49 @@ def test_shrinking_checkpoints(tmp_path: Path) -> None:
     )
     with pytest.raises(ReplayError, match="step 4.*smaller"):
         replay(s)
+
+
+# -- replay_log: the same steps on entries and checkpoint notes read from anywhere ----------
+
+
+def _read(s: LedgerStore) -> tuple[list[tuple[int, bytes]], list[str]]:
+    rows = [(e.index, e.data) for e in s.iter_entries()]
+    return rows, [cp.note for cp in s.checkpoints()]
+
+
+def test_replay_log_agrees_with_the_store(tmp_path: Path) -> None:
+    s = _build(tmp_path)
+    rows, notes = _read(s)
+    rep = replay_log(ORIGIN, s.log_verifier, rows, notes, batch=7, block_level=3)
+    assert (rep.size, rep.root, rep.checkpoints) == (N, s.root(), 3)
+    assert rep.root == replay(s).root
+    # an empty log with no checkpoint, and a checkpoint of size 0
+    assert replay_log(ORIGIN, s.log_verifier, [], []).size == 0
+    assert replay_log(ORIGIN, s.log_verifier, [], notes[:1]).checkpoints == 1
+
+
+def test_replay_log_reject_twins(tmp_path: Path) -> None:
+    s = _build(tmp_path)
+    rows, notes = _read(s)
+    log = s.log_verifier
+    # (1) a gap in the indices
+    with pytest.raises(ReplayError, match="replay step 1.*first bad index 42") as ei:
+        replay_log(ORIGIN, log, rows[:42] + rows[43:], notes)
+    assert ei.value.index == 42
+    # (2) a checkpoint signed by another key, or for another origin
+    forged = sign_checkpoint(Checkpoint(ORIGIN, 100, s.root(100)), NoteSigner(ORIGIN, bytes(32)))
+    with pytest.raises(ReplayError, match="replay step 2.*checkpoint 2"):
+        replay_log(ORIGIN, log, rows, [notes[0], forged, notes[2]])
+    with pytest.raises(ReplayError, match="replay step 2"):
+        replay_log("other.example/log", log, rows, notes)
+    # (3) one changed entry: pinned between the checkpoints around it
+    bad = [(i, b"\x00" if i == 150 else d) for i, d in rows]
+    with pytest.raises(ReplayError, match=r"replay step 3.*\[100, 257\)") as ei:
+        replay_log(ORIGIN, log, bad, notes)
+    assert ei.value.index == 100 and ei.value.checkpoint_size == 257
+    # (3) the last entries dropped: a checkpoint beyond the log
+    with pytest.raises(ReplayError, match="replay step 3.*size 257 but the log has 200"):
+        replay_log(ORIGIN, log, rows[:200], notes)
+    # (4) checkpoints out of order
+    with pytest.raises(ReplayError, match="replay step 4.*smaller"):
+        replay_log(ORIGIN, log, rows, [notes[0], notes[2], notes[1]])

@@ -154,7 +154,6 @@ def test_policy_k_of_n() -> None:
     keys = [w.verifier() for w in W[:3]]
     note2 = _cosigned(5, W[:2])
     WitnessPolicy(LOG.verifier(), keys, 2).verify(note2)
-    WitnessPolicy(LOG.verifier(), keys, 0).verify(cp_note(5))
     with pytest.raises(
         VerificationError, match="found 2 valid cosignatures of 3 witnesses, quorum is 3"
     ):
@@ -199,6 +198,13 @@ def test_policy_construction_checks() -> None:
         WitnessPolicy(LOG.verifier(), keys, 3)
     with pytest.raises(MalformedError):
         WitnessPolicy(LOG.verifier(), keys, -1)
+    # a quorum of 0 would accept a checkpoint no witness cosigned: refused, named
+    with pytest.raises(MalformedError, match="quorum must be an integer >= 1, got 0"):
+        WitnessPolicy(LOG.verifier(), keys, 0)
+    with pytest.raises(MalformedError, match="quorum"):
+        WitnessPolicy(LOG.verifier(), [], 0)
+    with pytest.raises(MalformedError, match="quorum"):
+        WitnessPolicy(LOG.verifier(), keys, True)  # type: ignore[arg-type]
     with pytest.raises(MalformedError):
         WitnessPolicy(LOG.verifier(), [keys[0], keys[0]], 1)
     with pytest.raises(MalformedError):

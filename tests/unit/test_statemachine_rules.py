@@ -242,7 +242,7 @@ def test_min_providers_override_and_roster_from_entries():
     parties += [E.PartyEntry(p, "provider", vk[p]) for p in ("prov-1", "prov-2")]
     parties += [E.PartyEntry("researcher", "querier", vk["researcher"])]
     setup = E.SetupEntry("c1", COMPUTE, "02" + "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d9"
-                         "59f2815b16f81798", 0)
+                         "59f2815b16f81798", 1)
     r = Roster.from_entries([*parties, setup])
     assert r == Roster(COMPUTE, ("prov-1", "prov-2"), ("researcher",))
     with pytest.raises(ProtocolError, match="no setup"):

@@ -1,0 +1,187 @@
+"""``statledger consortium ...``: write, sign, show and export the consortium's genesis.
+
+The genesis lists every founding party of a deployment written by ``statledger node init``
+(its ``cluster.json``): the log (the ledger's identity key, the origin), the compute nodes,
+the data owners and the queriers, with the witness quorum and the admission rule.  Every
+founding member signs it with its own identity key (``consortium sign``, run by each party
+on its own host); ``consortium export-trust`` then writes the file a reviewer or a journal
+pins with ``statledger verify --trust`` (docs/consortium.md).  The cryptography and the
+rules are in :mod:`statledger.protocol.consortium`; this module only reads and writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+from statledger.proofs.errors import StatledgerError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from statledger.protocol.consortium import SignedGenesis
+
+app = typer.Typer(help="Found the consortium: the pinned genesis every party and reviewer "
+                       "checks against.", no_args_is_help=True)
+
+GENESIS_FILE = "consortium.json"
+
+
+def _fail(msg: str, code: int = 1) -> NoReturn:
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _load(path: Path) -> SignedGenesis:
+    from statledger.protocol.consortium import SignedGenesis
+
+    try:
+        return SignedGenesis.from_bytes(path.read_bytes())
+    except OSError as exc:
+        _fail(f"{path}: cannot read ({exc.strerror})", 2)
+    except StatledgerError as exc:
+        _fail(f"{path}: not a consortium genesis: {exc}", 2)
+
+
+def _save(path: Path, signed: SignedGenesis) -> None:
+    _write(path, json.dumps(signed.to_json_obj(), indent=1, sort_keys=True) + "\n")
+
+
+@app.command("init")
+def init(
+    base_dir: Annotated[Path, typer.Argument(help="the folder written by `statledger node init`")],
+    name: Annotated[str, typer.Option(help="the consortium's name")] = "statledger consortium",
+    admission_quorum: Annotated[int | None, typer.Option(
+        help="signatures a membership change needs (default: a majority of the admission "
+             "roles' founding members)", show_default=False)] = None,
+    admission_roles: Annotated[str, typer.Option(
+        help="roles whose members may sign membership changes (comma-separated)")] = "compute",
+    out: Annotated[Path | None, typer.Option(help="genesis file (default DIR/consortium.json)",
+                                             show_default=False)] = None,
+    sign_all: Annotated[bool, typer.Option(
+        "--sign-all", help="sign with every party's key found under DIR (one-machine "
+                           "deployments and demos; in production each party signs on its own "
+                           "host with `consortium sign`)")] = False,
+) -> None:
+    """Write the genesis of a deployment from the configs and keys of `statledger node init`."""
+    from statledger.nodes.config import ConfigError, LedgerConfig, load_config
+    from statledger.nodes.keys import load_identity_key
+    from statledger.nodes.launcher import ClusterError, load_layout
+    from statledger.protocol.consortium import AdmissionRule, Genesis, Member, SignedGenesis
+
+    try:
+        layout = load_layout(base_dir)
+        ledger_cfg = load_config(layout.ledger.config_path, role="ledger")
+    except (ClusterError, ConfigError) as exc:
+        _fail(str(exc), 2)
+    if not isinstance(ledger_cfg, LedgerConfig):  # pragma: no cover - role="ledger" ensures it
+        _fail("the ledger's config is not a ledger config", 2)
+    keys = {}
+    members = []
+    for p in sorted(layout.parties.values(), key=lambda p: (p.role, p.party_id)):
+        try:
+            key = load_identity_key(Path(p.data_dir) / "identity.key")
+        except StatledgerError as exc:
+            _fail(f"{p.party_id}: {exc}", 2)
+        keys[p.party_id] = key
+        members.append(Member(p.party_id, p.role, key.public_key().to_bytes().hex()))
+    roles = tuple(sorted({r.strip() for r in admission_roles.split(",") if r.strip()}))
+    eligible = sum(m.role in roles for m in members)
+    quorum = admission_quorum if admission_quorum is not None else eligible // 2 + 1
+    n_compute = sum(m.role == "compute" for m in members)
+    witness_quorum = ledger_cfg.witness_quorum or (n_compute // 2 + 1)
+    try:
+        genesis = Genesis(name, layout.origin, tuple(members), witness_quorum,
+                          AdmissionRule(quorum, roles))
+    except StatledgerError as exc:
+        _fail(str(exc), 2)
+    signed = SignedGenesis(genesis)
+    if sign_all:
+        for pid, key in keys.items():
+            signed = signed.sign(pid, key)
+    path = out if out is not None else Path(base_dir) / GENESIS_FILE
+    _save(path, signed)
+    typer.echo(f"consortium {genesis.consortium_id}")
+    typer.echo(f"genesis written to {path}: {len(members)} founding members, witness quorum "
+               f"{witness_quorum}, admission {quorum} of {eligible} ({', '.join(roles)})")
+    missing = signed.missing()
+    if missing:
+        typer.echo(f"to sign ({len(missing)}): {', '.join(missing)}  "
+                   "(each: statledger consortium sign FILE --config PARTY/config.toml)")
+
+
+@app.command("sign")
+def sign(
+    genesis_file: Annotated[Path, typer.Argument(help="the genesis (consortium.json)")],
+    config: Annotated[Path, typer.Option(help="this party's config.toml (its identity key)")],
+) -> None:
+    """Sign the genesis as one founding member (with that party's own identity key)."""
+    from statledger.nodes.config import ConfigError, load_config
+    from statledger.nodes.keys import load_identity_key
+
+    signed = _load(genesis_file)
+    try:
+        cfg = load_config(config)
+        key = load_identity_key(cfg.identity_key_path)
+        signed = signed.sign(cfg.party_id, key)
+    except (ConfigError, StatledgerError) as exc:
+        _fail(str(exc), 2)
+    _save(genesis_file, signed)
+    missing = signed.missing()
+    typer.echo(f"{cfg.party_id} signed consortium {signed.genesis.consortium_id}; "
+               + (f"still to sign: {', '.join(missing)}" if missing else "every member signed"))
+
+
+@app.command("show")
+def show(
+    genesis_file: Annotated[Path, typer.Argument(help="the genesis, or a trust file")],
+) -> None:
+    """Print the consortium id, its members and who has signed."""
+    from statledger.protocol.consortium import SignedGenesis
+
+    try:
+        obj = json.loads(genesis_file.read_text(encoding="utf-8"))
+        if isinstance(obj, dict) and "format" in obj:
+            obj = obj.get("genesis")
+        signed = SignedGenesis.from_json_obj(obj)
+    except (OSError, ValueError, StatledgerError) as exc:
+        _fail(f"{genesis_file}: not a consortium genesis: {exc}", 2)
+    g = signed.genesis
+    typer.echo(f"consortium {g.consortium_id}")
+    typer.echo(f"name: {g.name}\nlog origin: {g.origin}\nwitness quorum: {g.witness_quorum}\n"
+               f"admission: {g.admission.quorum} signatures of "
+               f"{', '.join(g.admission.roles)} members")
+    for m in g.members:
+        mark = "signed" if m.party_id in signed.signatures else "NOT SIGNED"
+        typer.echo(f"  {m.party_id:<16} {m.role:<9} {m.sig_key[:16]}...  {mark}")
+    try:
+        signed.verify()
+    except StatledgerError as exc:
+        typer.echo(f"not complete: {exc}")
+        raise typer.Exit(1) from None
+    typer.echo("every founding member signed; the genesis is valid")
+
+
+@app.command("export-trust")
+def export_trust(
+    genesis_file: Annotated[Path, typer.Argument(help="the fully signed genesis")],
+    out: Annotated[Path, typer.Option(help="the trust file to write")],
+) -> None:
+    """Write the trust file a reviewer pins with `statledger verify --trust`."""
+    from statledger.protocol.consortium import trust_document
+
+    signed = _load(genesis_file)
+    try:
+        doc = trust_document(signed)
+    except StatledgerError as exc:
+        _fail(f"the genesis is not complete: {exc}")
+    _write(out, json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    typer.echo(f"trust file for consortium {doc['consortium']} written to {out}")

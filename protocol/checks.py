@@ -1,0 +1,511 @@
+"""Steps 6 and 8-15 of docs/verification.md over the entries of one query.
+
+One function per numbered step, ``step_N_name(ctx) -> str`` (the detail line of the report),
+run in order from the table :data:`STEPS` by :func:`run_steps`; a new step is added by
+extending the table.  Step 5 is :func:`statledger.protocol.view.parse_entries`; step 7 (the
+witness quorum on a checkpoint) needs the ledger's signed notes, so the verifier inserts it
+into the table (:mod:`statledger.verifier.checks`).
+
+:func:`check_query` is used by the certificate verifier, by the log auditor and by the parties
+themselves (a compute node checks steps 5-11 before it decrypts; a data owner checks 5-14
+before it endorses a result).  Every failure raises :class:`VerificationError` with
+``step="step N"`` and the party blamed; a step that finds an entry it needs absent from the
+log (no aggregate, a node's decryption shares, no result, an owner's endorsement) raises the
+subclass :class:`MissingEntryError`, so that an auditor can tell a query that stopped early
+from a query that is wrong.
+
+Step 11 carries the rule on the number of providers (:data:`MIN_PROVIDERS_FLOOR`,
+:func:`check_min_providers`), which compute nodes also apply before they decrypt.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from statledger.proofs.elgamal import Ciphertext
+from statledger.proofs.errors import DecryptionError, MalformedError, VerificationError
+from statledger.proofs.group import Point
+from statledger.proofs.vector import EncryptedVector, verify_encrypted_vectors_batch
+from statledger.protocol import flow
+from statledger.protocol.entries import (
+    AggregateEntry,
+    DecryptionEntry,
+    Entry,
+    PartyEntry,
+    QueryEntry,
+    ResultEntry,
+    SetupEntry,
+    result_digest,
+    verify_signature,
+)
+from statledger.protocol.query import QuerySpec
+from statledger.protocol.stats import get as get_statistic
+from statledger.protocol.stats.base import Statistic
+from statledger.protocol.view import PARSE_STEP, QueryView, fail
+
+__all__ = [
+    "MIN_PROVIDERS_FLOOR",
+    "MissingEntryError",
+    "STEPS",
+    "STEP_NAMES",
+    "Step",
+    "StepContext",
+    "StepHook",
+    "check_min_providers",
+    "check_query",
+    "results_match",
+    "run_steps",
+    "step_6_roster",
+    "step_8_query",
+    "step_9_submissions",
+    "step_10_noise",
+    "step_11_aggregate",
+    "step_12_decryption",
+    "step_13_totals",
+    "step_14_result",
+    "step_15_endorsements",
+]
+
+StepHook = Callable[[int, str], None]
+
+#: An aggregate combines at least this many distinct providers, whatever the query's
+#: ``min_providers`` says: one submission presented as an aggregate would be decrypted alone.
+MIN_PROVIDERS_FLOOR = 2
+
+Ranges = list[tuple[int, int]]
+
+
+class MissingEntryError(VerificationError):
+    """A step needs an entry that is not on the log (yet): the query stopped before it."""
+
+
+def _missing(step: int, reason: str, party: str | None = None) -> MissingEntryError:
+    return MissingEntryError(reason, step=f"step {step}", party=party)
+
+
+@dataclass
+class StepContext:
+    """What the steps of one run share: the view and what earlier steps computed."""
+
+    view: QueryView
+    verify_range_proofs: bool = True
+    #: (6) the compute nodes' ElGamal keys ``X_i``, in the setup entry's order
+    keys: list[Point] = field(default_factory=list)
+    #: (9) the statistic and its public ranges
+    stat: Statistic | None = None
+    ranges: Ranges = field(default_factory=list)
+    #: (9, 10) every decoded contribution by log index: (author, vector, ranges)
+    contributions: dict[int, tuple[str, EncryptedVector, Ranges]] = field(default_factory=dict)
+    #: (10) the ranges of a DP noise share, None without DP
+    noise_ranges: Ranges | None = None
+    #: (11) the recomputed aggregate (limb-wise), flattened, and its contributions' ranges
+    aggregate: list[list[Ciphertext]] = field(default_factory=list)
+    recomputed: list[Ciphertext] = field(default_factory=list)
+    aggregate_ranges: list[tuple[tuple[int, int], ...]] = field(default_factory=list)
+    #: (12) each compute node's decryption shares, in the setup entry's order
+    shares_by_node: list[list[Point]] = field(default_factory=list)
+
+    # Accessors for what an earlier step established (each raises, never asserts).
+    def setup(self) -> SetupEntry:
+        if self.view.setup is None:
+            raise fail(6, "no setup entry")
+        return self.view.setup
+
+    def query(self) -> QueryEntry:
+        if self.view.query is None:
+            raise fail(8, "no query entry")
+        return self.view.query
+
+    def spec(self) -> QuerySpec:
+        if self.view.spec is None:
+            raise fail(8, "the query spec was not checked (step 8)")
+        return self.view.spec
+
+    def statistic(self) -> Statistic:
+        if self.stat is None:
+            raise fail(9, "the statistic was not resolved (step 9)")
+        return self.stat
+
+    def aggregate_entry(self) -> tuple[int, AggregateEntry]:
+        if self.view.aggregate is None:
+            raise _missing(11, "no aggregate entry", self.query().querier)
+        return self.view.aggregate
+
+    def result_entry(self) -> tuple[int, ResultEntry, bytes]:
+        if self.view.result is None:
+            raise _missing(13, "no result entry", self.query().querier)
+        return self.view.result
+
+
+def _party(view: QueryView, party_id: str, role: str, step: int) -> PartyEntry:
+    p = view.parties.get(party_id)
+    if p is None:
+        raise fail(step, f"{party_id} is not a registered party", party_id)
+    if p.role != role:
+        raise fail(step, f"{party_id} is registered as {p.role}, not {role}", party_id)
+    return p
+
+
+def _signed(view: QueryView, entry: Entry, author: str, role: str, step: int) -> None:
+    key = view.key_of(_party(view, author, role, step))
+    verify_signature(entry, key, author, step=f"step {step}")
+
+
+def _batch_verify(
+    batch: list[tuple[Point, EncryptedVector, Ranges, bytes]], parties: list[str], step: int
+) -> None:
+    try:
+        verify_encrypted_vectors_batch(batch, parties)
+    except VerificationError as exc:
+        raise fail(step, f"range proof: {exc.reason}", exc.party) from None
+
+
+# -- the steps --------------------------------------------------------------------------------
+
+
+def step_6_roster(ctx: StepContext) -> str:
+    """(6) Ledger identity, setup signed by the ledger, compute keys with their proofs of
+    knowledge, collective key = sum of the listed compute keys."""
+    view = ctx.view
+    if view.ledger is None:
+        raise fail(6, "no ledger party entry")
+    for p in view.parties.values():
+        verify_signature(p, view.key_of(p), p.party_id, step="step 6")
+    setup = ctx.setup()
+    verify_signature(setup, view.key_of(view.ledger), view.ledger.party_id, step="step 6")
+    keys: list[Point] = []
+    for node in setup.compute:
+        p = _party(view, node, "compute", 6)
+        p.verify_pok(step="step 6")
+        keys.append(p.elgamal_point())
+    if flow.collective_key(keys) != setup.collective_point():
+        raise fail(6, "setup.collective_key is not the sum of the compute nodes' keys",
+                   view.ledger.party_id)
+    ctx.keys = keys
+    return f"{len(keys)} compute node keys with valid proofs of knowledge"
+
+
+def step_8_query(ctx: StepContext) -> str:
+    """(8) The query: signed by a registered querier; id = hash of the canonical spec (checked
+    when the entry was decoded); every other entry is about this query."""
+    view = ctx.view
+    q = ctx.query()
+    _signed(view, q, q.querier, "querier", 8)
+    spec = q.query_spec()
+    for kind, items in (("submission", view.submissions), ("noise", view.noise),
+                        ("decryption", view.decryptions), ("endorsement", view.endorsements)):
+        for index, e in items:
+            if e.query_id != q.query_id:
+                raise fail(8, f"{kind} entry {index} belongs to query {e.query_id}",
+                           e.claimed_author())
+    if view.aggregate is not None and view.aggregate[1].query_id != q.query_id:
+        raise fail(8, "the aggregate belongs to another query", q.querier)
+    if view.result is not None and view.result[1].query_id != q.query_id:
+        raise fail(8, "the result belongs to another query", q.querier)
+    view.spec = spec
+    return f"query {spec.query_id[:16]}... ({spec.statistic}) by {q.querier}"
+
+
+def step_9_submissions(ctx: StepContext) -> str:
+    """(9) Submissions: signed, one per provider, decodable, range proofs valid."""
+    view, spec = ctx.view, ctx.spec()
+    ctx.stat = get_statistic(spec.statistic)
+    ctx.ranges = ranges = list(ctx.stat.layout(spec).ranges)
+    X = ctx.setup().collective_point()
+    seen: set[str] = set()
+    batch: list[tuple[Point, EncryptedVector, Ranges, bytes]] = []
+    parties: list[str] = []
+    for index, s in view.submissions:
+        _signed(view, s, s.provider, "provider", 9)
+        if s.provider in seen:
+            raise fail(9, f"provider {s.provider} submitted twice", s.provider)
+        seen.add(s.provider)
+        try:
+            ev = s.decode_vector(ranges)
+        except MalformedError as exc:
+            raise fail(9, f"submission {index}: {exc}", s.provider) from None
+        ctx.contributions[index] = (s.provider, ev, ranges)
+        batch.append((X, ev, ranges, flow.submission_context(spec.query_id, s.provider)))
+        parties.append(s.provider)
+    if ctx.verify_range_proofs and batch:
+        _batch_verify(batch, parties, 9)
+    return (f"{len(view.submissions)} submissions"
+            + (", every value proven in range" if ctx.verify_range_proofs else
+               " (range proofs not re-checked here)"))
+
+
+def step_10_noise(ctx: StepContext) -> str:
+    """(10) DP noise: one share per compute node iff the query asks for DP."""
+    view, spec, setup = ctx.view, ctx.spec(), ctx.setup()
+    plan = flow.noise_plan(spec, len(setup.compute))
+    ctx.noise_ranges = noise_ranges = None if plan is None else plan.ranges()
+    if noise_ranges is None:
+        if view.noise:
+            raise fail(10, "noise entries for a query without DP", view.noise[0][1].node)
+        return "no DP requested"
+    X = setup.collective_point()
+    nodes_seen: set[str] = set()
+    batch: list[tuple[Point, EncryptedVector, Ranges, bytes]] = []
+    parties: list[str] = []
+    for index, n in view.noise:
+        if n.node not in setup.compute:
+            raise fail(10, f"noise entry {index} by {n.node}, not a compute node", n.node)
+        _signed(view, n, n.node, "compute", 10)
+        if n.node in nodes_seen:
+            raise fail(10, f"node {n.node} sent two noise shares", n.node)
+        nodes_seen.add(n.node)
+        try:
+            ev = n.decode_vector(noise_ranges)
+        except MalformedError as exc:
+            raise fail(10, f"noise entry {index}: {exc}", n.node) from None
+        ctx.contributions[index] = (n.node, ev, noise_ranges)
+        batch.append((X, ev, noise_ranges, flow.noise_context(spec.query_id, n.node)))
+        parties.append(n.node)
+    if ctx.verify_range_proofs and batch:
+        _batch_verify(batch, parties, 10)
+    if view.aggregate is not None:
+        missing = sorted(set(setup.compute) - nodes_seen)
+        if missing:
+            raise fail(10, f"no DP noise share from {', '.join(missing)}", missing[0])
+    bound = noise_ranges[0][1]
+    return (f"DP noise added in shares by the compute nodes (not a verifiable shuffle): "
+            f"{len(view.noise)} discrete-Gaussian shares, each range-proven in "
+            f"[-{bound}, {bound}]")
+
+
+def check_min_providers(view: QueryView) -> None:
+    """(11) The aggregate combines at least ``max(MIN_PROVIDERS_FLOOR, spec.min_providers)``
+    distinct providers.  The one rule for every party: step 11 of every verification and a
+    compute node before it decrypts."""
+    if view.spec is None or view.query is None:
+        raise fail(11, "no checked query: cannot count the providers it needs")
+    distinct = len({s.provider for _, s in view.submissions})
+    wanted = view.spec.min_providers
+    need = max(MIN_PROVIDERS_FLOOR, wanted)
+    if distinct < need:
+        reason = f"{distinct} providers, the query needs at least {need}"
+        if wanted < MIN_PROVIDERS_FLOOR:
+            reason += (f" (its min_providers {wanted} is below the floor of "
+                       f"{MIN_PROVIDERS_FLOOR} distinct providers)")
+        raise fail(11, reason, view.query.querier)
+
+
+def step_11_aggregate(ctx: StepContext) -> str:
+    """(11) Aggregate: signed by the querier, lists exactly the certificate's contributions,
+    enough distinct providers, recomputed."""
+    view = ctx.view
+    querier = ctx.query().querier
+    _, agg = ctx.aggregate_entry()
+    # The aggregate is recomputed below, but it is still the querier's signed statement: an
+    # unchecked signature would be a field anyone (the log operator) could change.
+    _signed(view, agg, querier, "querier", 11)
+    if sorted(agg.submissions) != sorted(i for i, _ in view.submissions):
+        raise fail(11, "the aggregate does not list exactly the submissions", querier)
+    if sorted(agg.noise) != sorted(i for i, _ in view.noise):
+        raise fail(11, "the aggregate does not list exactly the noise shares", querier)
+    check_min_providers(view)
+    order = list(agg.submissions) + list(agg.noise)
+    contributions = [flow.Contribution(ctx.contributions[i][1], tuple(ctx.contributions[i][2]))
+                     for i in order]
+    ctx.aggregate = flow.aggregate(contributions)
+    ctx.aggregate_ranges = [c.ranges for c in contributions]
+    ctx.recomputed = flow.flatten(ctx.aggregate)
+    if ctx.recomputed != agg.decode_ciphertexts():
+        raise fail(11, "the logged aggregate is not the sum of the contributions", querier)
+    return (f"aggregate of {len(view.submissions)} providers recomputed "
+            f"({len(ctx.recomputed)} ciphertexts)")
+
+
+def step_12_decryption(ctx: StepContext) -> str:
+    """(12) Decryption shares: one entry per compute node, signed, batched DLEQ valid.  Every
+    logged entry is checked before a missing node is reported."""
+    view, setup, qid = ctx.view, ctx.setup(), ctx.spec().query_id
+    by_node: dict[str, DecryptionEntry] = {}
+    for index, d in view.decryptions:
+        if d.node not in setup.compute:
+            raise fail(12, f"decryption entry {index} by {d.node}, not a compute node", d.node)
+        _signed(view, d, d.node, "compute", 12)
+        if d.node in by_node:
+            raise fail(12, f"node {d.node} sent two decryption entries", d.node)
+        by_node[d.node] = d
+    shares_by_node: list[list[Point]] = []
+    missing: list[str] = []
+    for node, X_i in zip(setup.compute, ctx.keys, strict=True):
+        entry = by_node.get(node)
+        if entry is None:
+            missing.append(node)
+            continue
+        try:
+            shares = entry.share_points()
+            proof = entry.decode_proof()
+        except MalformedError as exc:
+            raise fail(12, f"decryption entry: {exc}", node) from None
+        flow.verify_decryption(X_i, ctx.recomputed, shares, proof,
+                               flow.decryption_context(qid, node), party=node, step="step 12")
+        shares_by_node.append(list(shares))
+    if missing:
+        raise _missing(12, f"no decryption shares from {missing[0]}", missing[0])
+    ctx.shares_by_node = shares_by_node
+    return f"{len(shares_by_node)} nodes' decryption shares proven (batched DLEQ)"
+
+
+def step_13_totals(ctx: StepContext) -> str:
+    """(13) Totals: combine, exact discrete logs, recombine limbs, undo shifts; the result
+    entry is signed by the querier and publishes exactly these totals."""
+    view = ctx.view
+    try:
+        totals = flow.decrypt_totals(ctx.aggregate, ctx.shares_by_node, ctx.aggregate_ranges)
+    except DecryptionError as exc:
+        raise fail(13, f"the aggregate does not decrypt within its bounds: {exc}") from None
+    view.totals = totals
+    querier = ctx.query().querier
+    _, res, _ = ctx.result_entry()
+    verify_signature(res, view.key_of(_party(view, querier, "querier", 13)), querier,
+                     step="step 13")
+    if res.totals_int() != totals:
+        raise fail(13, "the published totals are not the decryption of the aggregate", querier)
+    return f"{len(totals)} totals decrypted exactly"
+
+
+def step_14_result(ctx: StepContext) -> str:
+    """(14) Result: decoded again from the totals; every number recomputed."""
+    view = ctx.view
+    if view.totals is None:
+        raise fail(14, "no totals (step 13)")
+    _, res, _ = ctx.result_entry()
+    decoded = ctx.statistic().decode(ctx.spec(), view.totals).to_dict()
+    view.decoded = decoded
+    where = results_match(decoded, res.result)
+    if where is not None:
+        raise fail(14, f"the published result differs from decode(totals) at {where}",
+                   ctx.query().querier)
+    return "every number of the result recomputed from the totals"
+
+
+def step_15_endorsements(ctx: StepContext) -> str:
+    """(15) Endorsements: every contributing provider signed the result digest."""
+    view = ctx.view
+    _, _, rbytes = ctx.result_entry()
+    digest = result_digest(rbytes)
+    endorsed: set[str] = set()
+    for index, en in view.endorsements:
+        _signed(view, en, en.provider, "provider", 15)
+        if en.provider in endorsed:
+            raise fail(15, f"provider {en.provider} endorsed twice", en.provider)
+        if en.result_digest != digest:
+            raise fail(15, f"endorsement {index} signs another result", en.provider)
+        endorsed.add(en.provider)
+    contributors = {s.provider for _, s in view.submissions}
+    extra = sorted(endorsed - contributors)
+    if extra:
+        raise fail(15, f"endorsement by {extra[0]}, who did not contribute", extra[0])
+    missing = sorted(contributors - endorsed)
+    if missing:
+        raise _missing(15, f"no endorsement from contributing provider {missing[0]}",
+                       missing[0])
+    return f"{len(endorsed)} owners endorsed the result"
+
+
+# -- the table --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One numbered step: its number and name (docs/verification.md) and its check."""
+
+    number: int
+    name: str
+    run: Callable[[StepContext], str]
+
+
+#: Steps 6 and 8-15, in the order they run.  Names are the report's titles.
+STEPS: tuple[Step, ...] = (
+    Step(6, "roster and key proofs", step_6_roster),
+    Step(8, "query", step_8_query),
+    Step(9, "submissions and range proofs", step_9_submissions),
+    Step(10, "DP noise shares", step_10_noise),
+    Step(11, "aggregate", step_11_aggregate),
+    Step(12, "decryption shares", step_12_decryption),
+    Step(13, "totals", step_13_totals),
+    Step(14, "result", step_14_result),
+    Step(15, "owners' endorsements", step_15_endorsements),
+)
+
+#: The names of the steps this package runs: 5 (:func:`parse_entries`) and :data:`STEPS`.
+STEP_NAMES: dict[int, str] = {PARSE_STEP[0]: PARSE_STEP[1], **{s.number: s.name for s in STEPS}}
+
+
+def run_steps(
+    ctx: StepContext,
+    steps: Sequence[Step] = STEPS,
+    *,
+    through: int = 15,
+    on_step: StepHook | None = None,
+) -> None:
+    """Run every step of ``steps`` numbered up to ``through``, in order; ``on_step(n,
+    detail)`` after each one passes.  The first failure raises."""
+    for step in steps:
+        if step.number > through:
+            break
+        detail = step.run(ctx)
+        if on_step is not None:
+            on_step(step.number, detail)
+
+
+def check_query(
+    view: QueryView,
+    *,
+    through: int = 15,
+    on_step: StepHook | None = None,
+    verify_range_proofs: bool = True,
+    steps: Sequence[Step] = STEPS,
+) -> QueryView:
+    """Run the steps of ``steps`` (default :data:`STEPS`: 6 and 8-15) up to ``through`` on
+    ``view`` (step 7 needs the checkpoint: see :mod:`statledger.verifier.checks`).
+
+    ``on_step(n, detail)`` is called after each step passes.  Returns ``view`` with ``spec``
+    (step 8), ``totals`` (13) and ``decoded`` (14) filled in when those steps ran.
+    ``verify_range_proofs=False`` skips only the range proofs of steps 9-10; every other
+    check still runs.
+    """
+    ctx = StepContext(view, verify_range_proofs=verify_range_proofs)
+    run_steps(ctx, steps, through=through, on_step=on_step)
+    return view
+
+
+_REL_TOL = 1e-9
+_ABS_TOL = 1e-12
+
+
+def results_match(a: Any, b: Any, path: str = "result") -> str | None:
+    """``None`` if ``a`` and ``b`` are the same JSON value (floats to 1e-9 relative), else
+    the path of the first difference."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return None if a is b else path
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        if isinstance(a, int) and isinstance(b, int):
+            return None if a == b else path
+        fa, fb = float(a), float(b)
+        if math.isnan(fa) or math.isnan(fb):
+            return path
+        return None if math.isclose(fa, fb, rel_tol=_REL_TOL, abs_tol=_ABS_TOL) else path
+    if isinstance(a, dict) and isinstance(b, dict):
+        if set(a) != set(b):
+            return f"{path} (keys)"
+        for k in sorted(a):
+            w = results_match(a[k], b[k], f"{path}.{k}")
+            if w is not None:
+                return w
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"{path} (length)"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            w = results_match(x, y, f"{path}[{i}]")
+            if w is not None:
+                return w
+        return None
+    return None if a == b and type(a) is type(b) else path
