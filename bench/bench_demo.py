@@ -73,7 +73,7 @@ def verify_certificates(cert_dir: Path, reps: int) -> list[dict[str, Any]]:
     from statledger.verifier.verify import verify_certificate
 
     out = []
-    for p in sorted(cert_dir.glob("*.json")):
+    for p in sorted(cert_dir.glob("*.cert")):
         raw = p.read_bytes()
         times, cpus = [], []
         for _ in range(reps + 1):

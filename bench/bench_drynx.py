@@ -245,15 +245,15 @@ def _children_cpu() -> float:
     return t.children_user + t.children_system
 
 
-def _verify_cli(raw: str, reps: int, keep: Path | None = None) -> dict[str, Any]:
+def _verify_cli(raw: bytes, reps: int, keep: Path | None = None) -> dict[str, Any]:
     """``statledger verify FILE`` in a fresh process (cold: imports, caches), median and
     minimum wall time, and the child's CPU seconds (median)."""
     import subprocess
 
     with tempfile.TemporaryDirectory(prefix="statledger-cert-") as d:
-        path = (keep if keep is not None else Path(d) / "cert.json")
+        path = (keep if keep is not None else Path(d) / "query.cert")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(raw, encoding="utf-8")
+        path.write_bytes(raw)
         times, cpus = [], []
         errors: list[str] = []
         for _ in range(reps):
@@ -270,7 +270,7 @@ def _verify_cli(raw: str, reps: int, keep: Path | None = None) -> dict[str, Any]
             "cpu_s": round(statistics.median(cpus), 3), "errors": errors}
 
 
-def _verify_time(raw: str, reps: int) -> tuple[float, list[float]]:
+def _verify_time(raw: bytes, reps: int) -> tuple[float, list[float]]:
     from statledger.verifier.verify import verify_certificate
 
     times = []
@@ -315,7 +315,7 @@ def run_query(q: Any, spec: Any, roots: dict[str, int], verify_reps: int,
     for ph, v in per_phase.items():
         workers = [c for p, c in v.items() if p not in ("querier", "ledger")]
         crit[ph] = round(max(workers, default=0.0) + v["querier"] + v["ledger"], 3)
-    raw = out.certificate.to_json()
+    raw = out.certificate.to_bytes()
     cv0 = cpu_tree()
     ver, all_ver = _verify_time(raw, verify_reps)
     verify_cpu = (cpu_tree() - cv0) / verify_reps
@@ -338,7 +338,7 @@ def run_query(q: Any, spec: Any, roots: dict[str, int], verify_reps: int,
         "cpu_s": round(sum(cpu.values()), 2),
         "load_average_before": la,
         "load_average_after": load_average(),
-        "certificate_bytes": len(raw.encode("utf-8")),
+        "certificate_bytes": len(raw),
         "verify_s": round(ver, 3),
         "verify_runs_s": [round(v, 3) for v in all_ver],
         "verify_min_s": round(min(all_ver), 3),
@@ -409,10 +409,10 @@ def main(argv: list[str] | None = None) -> int:
             with querier_for(cluster) as q:
                 keep = Path(args.keep_certs) if args.keep_certs else None
                 res["approx"] = run_query(q, approx, roots, args.verify_reps,
-                                          keep and keep / "drynx-approx.json")
+                                          keep and keep / "drynx-approx.cert")
                 if not args.no_irls:
                     res["irls_round"] = run_query(q, irls, roots, args.verify_reps,
-                                                  keep and keep / "drynx-irls-round0.json")
+                                                  keep and keep / "drynx-irls-round0.cert")
                 if not args.no_warm:
                     # the same workload again on the now warm cluster (tables loaded, code
                     # paths imported); min_providers 3 only to get a new query id
@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
                         spec_obj("logistic_approx", args.max_rows, args.scale, min_providers=3)
                     )
                     res["approx_warm"] = run_query(q, warm, roots, args.verify_reps,
-                                                   keep and keep / "drynx-approx-warm.json")
+                                                   keep and keep / "drynx-approx-warm.cert")
         finally:
             cluster.stop()
         a = res["approx"]

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     with overridden(range_parallel=False):
         for p in parties:
             values = [lo + secrets.randbelow(hi - lo + 1) for lo, hi in ranges]
-            ctx = flow.submission_context(spec.query_id, p)
+            ctx = flow.submission_context(spec.query_id_for("querier"), p)
             items.append((X, encrypt_vector_with_proof(X, values, ranges, ctx), ranges, ctx))
         batch = _cpu(lambda: verify_encrypted_vectors_batch(items, parties), args.reps)
         agg = _cpu(lambda: aggregate([ev for _, ev, _, _ in items]), args.reps)

@@ -106,7 +106,7 @@ def run(
             cluster.stop()
     typer.echo(outcomes[-1].result.summary())
     if out is not None:
-        out.write_text(outcomes[-1].certificate.to_json(), encoding="utf-8")
+        out.write_bytes(outcomes[-1].certificate.to_bytes())
         typer.echo(f"certificate: {out}")
 
 
@@ -141,7 +141,7 @@ def query(
         return
     typer.echo(outcomes[-1].result.summary())
     if out is not None:
-        out.write_text(outcomes[-1].certificate.to_json(), encoding="utf-8")
+        out.write_bytes(outcomes[-1].certificate.to_bytes())
         typer.echo(f"certificate: {out}")
 
 
@@ -182,12 +182,13 @@ def verify(
 ) -> None:
     """Verify certificates offline.  Exit 0: all valid; 1: some invalid; 2: not a
     certificate."""
+    from statledger.verifier.certificate import SUFFIX as CERT_SUFFIX
     from statledger.verifier.verify import load_trust, verify_certificate_file
 
     files: list[Path] = []
     for p in paths:
         if p.is_dir():
-            files.extend(sorted(p.rglob("*.json")))
+            files.extend(sorted(p.rglob(f"*{CERT_SUFFIX}")))
         else:
             files.append(p)
     if not files:

@@ -116,6 +116,7 @@ def querier_for(cluster: Cluster) -> Querier:
 def run_demo(out: Path | None, say: Callable[[str], None],
              step: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the tour; returns a summary (timings, certificate sizes, verification)."""
+    from statledger.verifier.certificate import SUFFIX as CERT_SUFFIX
     from statledger.verifier.verify import verify_certificate_file
 
     t0 = time.perf_counter()
@@ -138,8 +139,8 @@ def run_demo(out: Path | None, say: Callable[[str], None],
                 paths = []
                 for i, o in enumerate(outcomes, start=1):
                     suffix = f"-round{i}" if len(outcomes) > 1 else ""
-                    p = cert_dir / f"{item.name}{suffix}.json"
-                    p.write_text(o.certificate.to_json(), encoding="utf-8")
+                    p = cert_dir / f"{item.name}{suffix}{CERT_SUFFIX}"
+                    p.write_bytes(o.certificate.to_bytes())
                     paths.append(p)
                 say(f"\n== {item.name} ({item.dataset}, {len(final.contributors)} owners"
                     + (f", {len(outcomes)} IRLS rounds" if len(outcomes) > 1 else "") + ")")
@@ -155,7 +156,7 @@ def run_demo(out: Path | None, say: Callable[[str], None],
     # offline verification of every certificate written
     tv = time.perf_counter()
     verified = 0
-    for p in sorted(cert_dir.glob("*.json")):
+    for p in sorted(cert_dir.glob(f"*{CERT_SUFFIX}")):
         report = verify_certificate_file(p)
         if not report.valid:
             raise RuntimeError(f"{p.name}: step {report.step}: {report.reason}")

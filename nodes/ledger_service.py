@@ -3,7 +3,9 @@ HTTP.
 
 Routes (``auth`` = signed request, :mod:`statledger.nodes.auth`)::
 
-    POST /v1/entries                 auth   body = one entry's canonical bytes
+    POST /v1/entries                 auth   body = one entry's bytes (deterministic CBOR,
+                                            entry version 2; content type ignored,
+                                            application/cbor by convention)
                                             -> {"index", "leaf_hash", "kind"}
     GET  /v1/entries?start=&end=            -> [{"index", "kind", "data" (base64)}] (<= 1000)
     GET  /v1/queries/{query_id}/entries     -> {"query_id", "indices"}   (404 if none)

@@ -147,7 +147,7 @@ class Querier:
             timings[name] = now - t
             t = now
 
-        qid = spec.query_id
+        qid = spec.query_id_for(self.party_id)
         stat = get_statistic(spec.statistic)
         # 1. the query entry
         say("query")
@@ -261,7 +261,7 @@ class Querier:
         # 8-9. cosigned checkpoint and certificate
         say("certificate")
         cert = self.certificate(qid)
-        report = verify_certificate(cert.to_json(), source=f"query {qid[:12]}")
+        report = verify_certificate(cert.to_bytes(), source=f"query {qid[:12]}")
         if not report.valid:
             raise QueryFailed(f"the fresh certificate does not verify: step {report.step}: "
                               f"{report.reason} (party {report.party})")

@@ -206,7 +206,7 @@ def step_8_query(ctx: StepContext) -> str:
     if view.result is not None and view.result[1].query_id != q.query_id:
         raise fail(8, "the result belongs to another query", q.querier)
     view.spec = spec
-    return f"query {spec.query_id[:16]}... ({spec.statistic}) by {q.querier}"
+    return f"query {q.query_id[:16]}... ({spec.statistic}) by {q.querier}"
 
 
 def step_9_submissions(ctx: StepContext) -> str:
@@ -228,7 +228,7 @@ def step_9_submissions(ctx: StepContext) -> str:
         except MalformedError as exc:
             raise fail(9, f"submission {index}: {exc}", s.provider) from None
         ctx.contributions[index] = (s.provider, ev, ranges)
-        batch.append((X, ev, ranges, flow.submission_context(spec.query_id, s.provider)))
+        batch.append((X, ev, ranges, flow.submission_context(ctx.query().query_id, s.provider)))
         parties.append(s.provider)
     if ctx.verify_range_proofs and batch:
         _batch_verify(batch, parties, 9)
@@ -262,7 +262,7 @@ def step_10_noise(ctx: StepContext) -> str:
         except MalformedError as exc:
             raise fail(10, f"noise entry {index}: {exc}", n.node) from None
         ctx.contributions[index] = (n.node, ev, noise_ranges)
-        batch.append((X, ev, noise_ranges, flow.noise_context(spec.query_id, n.node)))
+        batch.append((X, ev, noise_ranges, flow.noise_context(ctx.query().query_id, n.node)))
         parties.append(n.node)
     if ctx.verify_range_proofs and batch:
         _batch_verify(batch, parties, 10)
@@ -322,7 +322,7 @@ def step_11_aggregate(ctx: StepContext) -> str:
 def step_12_decryption(ctx: StepContext) -> str:
     """(12) Decryption shares: one entry per compute node, signed, batched DLEQ valid.  Every
     logged entry is checked before a missing node is reported."""
-    view, setup, qid = ctx.view, ctx.setup(), ctx.spec().query_id
+    view, setup, qid = ctx.view, ctx.setup(), ctx.query().query_id
     by_node: dict[str, DecryptionEntry] = {}
     for index, d in view.decryptions:
         if d.node not in setup.compute:

@@ -1,18 +1,23 @@
 """Log entry kinds: typed, strictly decoded, canonically encoded, Ed25519-signed.
 
-Every entry is a JSON object ``{"v": 1, "kind": ..., <fields>, "sig": <hex>}``; its bytes are
-the RFC 8785 canonical bytes of that object (:func:`statledger.protocol.canonical.canonical_bytes`)
-and
-are the Merkle leaf data of the log.  ``sig`` is the author's Ed25519 signature over::
+Entry encoding version 2.  Every entry is a map ``{"v": 2, "kind": ..., <fields>, "sig": <64
+bytes>}``; its bytes are the deterministic CBOR encoding of that map (RFC 8949 section 4.2.1,
+:func:`statledger.protocol.cbor.cbor_bytes`), binary fields (keys, points, ciphertexts,
+vectors, proofs, digests, the signature) as CBOR byte strings, and are the Merkle leaf data
+of the log.  ``sig`` is the author's Ed25519 signature over::
 
-    b"statledger/entry/v1\\n" + canonical_bytes(entry without "sig")
+    b"statledger/entry/v2\\n" + cbor_bytes(entry without "sig")
 
-:meth:`Entry.from_bytes` is the exact inverse of :meth:`Entry.to_bytes`: duplicate keys,
-a missing or extra key, a wrong type, upper-case or odd-length hex, a wrong length, a point off
-the curve, or *any* byte that is not the canonical encoding raise
-:class:`~statledger.proofs.errors.MalformedError`.  Heavy objects (encrypted vectors, ciphertexts,
-proofs) are checked for their hex shape here and fully decoded by accessors that take what
-they need (the ranges).  Field-by-field documentation: ``docs/entries.md``.
+In Python the binary fields are lowercase hex strings (``entry.vector``, ``entry.sig``, ...);
+:meth:`Entry.to_json_obj` is that readable view and :meth:`Entry.to_wire_obj` the map that is
+encoded.  :meth:`Entry.from_bytes` is the exact inverse of :meth:`Entry.to_bytes`: a tag, an
+indefinite length, a duplicate key, a missing or extra key, a wrong type (a float or a text
+string where bytes or an integer are expected), a wrong length, a point off the curve, or
+*any* byte that is not the deterministic encoding raise
+:class:`~statledger.proofs.errors.MalformedError`; so does a version 1 entry (canonical JSON
+with hex), named as such.  Heavy objects (encrypted vectors, ciphertexts, proofs) are checked
+for their shape here and fully decoded by accessors that take what they need (the ranges).
+Field-by-field documentation: ``docs/entries.md``.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from statledger.proofs import sigma
 from statledger.proofs.errors import MalformedError, VerificationError
 from statledger.proofs.group import Point
 from statledger.proofs.signatures import SigningKey, VerifyKey
-from statledger.protocol.canonical import MAX_SAFE_INT, canonical_bytes, parse_json, sha256_hex
+from statledger.protocol.canonical import MAX_SAFE_INT, canonical_bytes, sha256_hex
+from statledger.protocol.cbor import cbor_bytes, parse_cbor
 
 if TYPE_CHECKING:  # pragma: no cover
     from statledger.proofs.elgamal import Ciphertext
@@ -57,8 +63,8 @@ __all__ = [
     "check_party_id",
 ]
 
-ENTRY_VERSION = 1
-SIG_DOMAIN = b"statledger/entry/v1\n"
+ENTRY_VERSION = 2
+SIG_DOMAIN = b"statledger/entry/v2\n"
 ROLES = ("ledger", "compute", "provider", "querier")
 MAX_LIST = 1 << 20
 MAX_DECIMAL_DIGITS = 400
@@ -177,6 +183,8 @@ class Entry:
     """Base of every entry kind.  ``sig`` is ``None`` until :func:`sign` fills it."""
 
     KIND: ClassVar[str] = ""
+    #: Fields that are bytes on the wire (hex strings in Python); ``True`` = a list of them.
+    BINARY: ClassVar[dict[str, bool]] = {}
     sig: str | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
@@ -187,32 +195,42 @@ class Entry:
     def _validate(self) -> None:  # pragma: no cover - every kind overrides it
         raise NotImplementedError
 
-    # -- JSON / bytes -------------------------------------------------------------------
+    # -- JSON view / wire map / bytes ---------------------------------------------------
 
     def _fields_json(self) -> dict[str, Any]:  # pragma: no cover - every kind overrides it
         raise NotImplementedError
 
     def to_json_obj(self, *, include_sig: bool = True) -> dict[str, Any]:
-        """The JSON object of the entry (``sig`` included when signed and asked for)."""
+        """The readable view of the entry: binary fields as lowercase hex (``sig`` included
+        when signed and asked for).  Not the wire form: see :meth:`to_wire_obj`."""
         obj: dict[str, Any] = {"v": ENTRY_VERSION, "kind": self.KIND}
         obj.update(self._fields_json())
         if include_sig and self.sig is not None:
             obj["sig"] = self.sig
         return obj
 
+    def to_wire_obj(self, *, include_sig: bool = True) -> dict[str, Any]:
+        """The map that is CBOR-encoded: :meth:`to_json_obj` with binary fields as bytes."""
+        obj = self.to_json_obj(include_sig=include_sig)
+        for name, is_list in (*self.BINARY.items(), ("sig", False)):
+            if name in obj and obj[name] is not None:
+                v = obj[name]
+                obj[name] = [bytes.fromhex(h) for h in v] if is_list else bytes.fromhex(v)
+        return obj
+
     def unsigned_bytes(self) -> bytes:
-        """Canonical bytes of the entry without ``sig``."""
-        return canonical_bytes(self.to_json_obj(include_sig=False))
+        """Deterministic CBOR bytes of the entry without ``sig``."""
+        return cbor_bytes(self.to_wire_obj(include_sig=False))
 
     def signing_message(self) -> bytes:
-        """``b"statledger/entry/v1\\n" + canonical_bytes(entry without sig)``."""
+        """``b"statledger/entry/v2\\n" + cbor_bytes(entry without sig)``."""
         return SIG_DOMAIN + self.unsigned_bytes()
 
     def to_bytes(self) -> bytes:
-        """Canonical bytes of the signed entry: the Merkle leaf data."""
+        """Deterministic CBOR bytes of the signed entry: the Merkle leaf data."""
         if self.sig is None:
             raise MalformedError(f"{self.KIND}: entry is not signed")
-        return canonical_bytes(self.to_json_obj())
+        return cbor_bytes(self.to_wire_obj())
 
     def digest(self) -> str:
         """SHA-256 (hex) of :meth:`to_bytes`."""
@@ -236,15 +254,16 @@ class Entry:
         raise NotImplementedError
 
     @staticmethod
-    def from_json_obj(obj: object) -> Entry:
-        """Strictly build the entry of ``obj`` (exact key set per kind, types, encodings)."""
+    def _envelope(obj: object) -> tuple[type[Entry], dict[str, Any]]:
+        """Version, kind and exact key set; returns the class and the fields (with sig)."""
         if not isinstance(obj, dict):
-            raise MalformedError("entry: expected a JSON object")
+            raise MalformedError("entry: expected a map")
         if "v" not in obj or "kind" not in obj:
             raise MalformedError("entry: missing 'v' or 'kind'")
         v = obj["v"]
         if isinstance(v, bool) or not isinstance(v, int) or v != ENTRY_VERSION:
-            raise MalformedError(f"entry: unsupported version {v!r}")
+            raise MalformedError(f"entry: unsupported entry version {v!r} (this is entry "
+                                 f"version {ENTRY_VERSION})")
         kind = obj["kind"]
         if not isinstance(kind, str) or kind not in KINDS:
             raise MalformedError(f"entry: unknown kind {kind!r}")
@@ -255,8 +274,35 @@ class Entry:
             missing = sorted(expected - got)
             extra = sorted(got - expected)
             raise MalformedError(f"{kind}: wrong keys (missing {missing}, unexpected {extra})")
-        body = {k: obj[k] for k in expected if k not in ("v", "kind")}
-        _hex(kind, "sig", body["sig"], _SIG_HEX)
+        return cls, {k: obj[k] for k in expected if k not in ("v", "kind")}
+
+    @staticmethod
+    def from_json_obj(obj: object) -> Entry:
+        """Strictly build the entry of its readable view (:meth:`to_json_obj`, hex fields)."""
+        cls, body = Entry._envelope(obj)
+        _hex(cls.KIND, "sig", body["sig"], _SIG_HEX)
+        return cls._from_fields(body)
+
+    @staticmethod
+    def from_wire_obj(obj: object) -> Entry:
+        """Strictly build the entry of its wire map (:meth:`to_wire_obj`, byte strings)."""
+        cls, body = Entry._envelope(obj)
+        k = cls.KIND
+        for name, is_list in (*cls.BINARY.items(), ("sig", False)):
+            if name not in body:
+                continue
+            v = body[name]
+            if is_list:
+                items = _seq(k, name, v, allow_empty=True)
+                for i, b in enumerate(items):
+                    if not isinstance(b, bytes):
+                        raise _fail(k, f"{name}[{i}]", "expected a byte string")
+                body[name] = [b.hex() for b in items]
+            elif not isinstance(v, bytes):
+                raise _fail(k, name, "expected a byte string")
+            else:
+                body[name] = v.hex()
+        _hex(k, "sig", body["sig"], _SIG_HEX)
         return cls._from_fields(body)
 
     @classmethod
@@ -265,11 +311,16 @@ class Entry:
 
     @staticmethod
     def from_bytes(data: bytes) -> Entry:
-        """Strict decoding of a signed entry's canonical bytes (the exact inverse of to_bytes)."""
+        """Strict decoding of a signed entry's bytes (the exact inverse of to_bytes)."""
         if not isinstance(data, bytes | bytearray | memoryview):
             raise MalformedError("entry: data must be bytes")
         raw = bytes(data)
-        entry = Entry.from_json_obj(parse_json(raw))
+        if raw[:1] == b"{":
+            raise MalformedError(
+                "entry: this is a version 1 entry (canonical JSON, hex fields), no longer "
+                f"accepted: entries are version {ENTRY_VERSION} (deterministic CBOR, "
+                "docs/entries.md)")
+        entry = Entry.from_wire_obj(parse_cbor(raw))
         if entry.to_bytes() != raw:
             raise MalformedError(f"{entry.KIND}: bytes are not the canonical encoding")
         return entry
@@ -285,6 +336,7 @@ class PartyEntry(Entry):
     """Registration of a party's identity key (and, for compute nodes, its ElGamal key share)."""
 
     KIND: ClassVar[str] = "party"
+    BINARY: ClassVar[dict[str, bool]] = {"sig_key": False, "elgamal_key": False, "pok": False}
     party_id: str
     role: str
     sig_key: str
@@ -369,6 +421,7 @@ class SetupEntry(Entry):
     """The cluster: compute node ids (sorted), collective key ``X = sum X_i``, witness quorum."""
 
     KIND: ClassVar[str] = "setup"
+    BINARY: ClassVar[dict[str, bool]] = {"collective_key": False}
     cluster_id: str
     compute: tuple[str, ...]
     collective_key: str
@@ -402,9 +455,11 @@ class SetupEntry(Entry):
 
 @dataclass(frozen=True)
 class QueryEntry(Entry):
-    """A query: its id (sha256 of the spec's canonical bytes), the full spec, the querier."""
+    """A query: its id (``QuerySpec.query_id_for(querier)``: the spec and the querier
+    hashed together), the full spec, the querier."""
 
     KIND: ClassVar[str] = "query"
+    BINARY: ClassVar[dict[str, bool]] = {"query_id": False}
     query_id: str
     spec: dict[str, Any]
     querier: str
@@ -421,15 +476,15 @@ class QueryEntry(Entry):
             raise _fail(k, "spec", str(exc)) from None
         if parsed.canonical_bytes() != canonical_bytes(spec_obj):
             raise _fail(k, "spec", "not the normalised spec (every field, defaults included)")
-        if parsed.query_id != self.query_id:
-            raise _fail(k, "query_id", "does not match sha256 of the spec's canonical bytes")
-        object.__setattr__(self, "spec", spec_obj)
         _party(k, "querier", self.querier)
+        if parsed.query_id_for(self.querier) != self.query_id:
+            raise _fail(k, "query_id", "is not the id of this spec asked by this querier")
+        object.__setattr__(self, "spec", spec_obj)
 
     @classmethod
     def for_spec(cls, spec: QuerySpec, querier: str) -> QueryEntry:
         """The (unsigned) query entry of a parsed spec."""
-        return cls(spec.query_id, spec.to_json_obj(), querier)
+        return cls(spec.query_id_for(querier), spec.to_json_obj(), querier)
 
     def _fields_json(self) -> dict[str, Any]:
         return {"query_id": self.query_id, "spec": copy.deepcopy(self.spec),
@@ -453,6 +508,7 @@ class SubmissionEntry(Entry):
     """A provider's encrypted, range-proven vector (hex of ``EncryptedVector.to_bytes()``)."""
 
     KIND: ClassVar[str] = "submission"
+    BINARY: ClassVar[dict[str, bool]] = {"query_id": False, "vector": False}
     query_id: str
     provider: str
     vector: str
@@ -484,6 +540,7 @@ class NoiseEntry(Entry):
     """A compute node's DP noise share: an encrypted vector range-proven in ``[-B, B]``."""
 
     KIND: ClassVar[str] = "noise"
+    BINARY: ClassVar[dict[str, bool]] = {"query_id": False, "vector": False}
     query_id: str
     node: str
     vector: str
@@ -519,6 +576,7 @@ class AggregateEntry(Entry):
     """
 
     KIND: ClassVar[str] = "aggregate"
+    BINARY: ClassVar[dict[str, bool]] = {"query_id": False, "ciphertexts": True}
     query_id: str
     submissions: tuple[int, ...]
     noise: tuple[int, ...]
@@ -559,6 +617,7 @@ class DecryptionEntry(Entry):
     """A compute node's decryption shares ``D_k = x_i * C1_k`` and one batched DLEQ proof."""
 
     KIND: ClassVar[str] = "decryption"
+    BINARY: ClassVar[dict[str, bool]] = {"query_id": False, "shares": True, "proof": False}
     query_id: str
     node: str
     shares: tuple[str, ...]
@@ -598,6 +657,7 @@ class ResultEntry(Entry):
     """The decrypted integer totals (decimal strings) and the decoded result (plain JSON)."""
 
     KIND: ClassVar[str] = "result"
+    BINARY: ClassVar[dict[str, bool]] = {"query_id": False}
     query_id: str
     totals: tuple[str, ...]
     result: dict[str, Any]
@@ -635,6 +695,7 @@ class EndorsementEntry(Entry):
     """A provider's signature on the released result: ``result_digest`` = sha256(result bytes)."""
 
     KIND: ClassVar[str] = "endorsement"
+    BINARY: ClassVar[dict[str, bool]] = {"query_id": False, "result_digest": False}
     query_id: str
     provider: str
     result_digest: str

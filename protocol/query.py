@@ -1,10 +1,11 @@
 """The query specification (``QuerySpec``): what a researcher asks, versioned, canonical.
 
 A spec is a JSON object; its RFC 8785 canonical bytes (all fields, defaults included) are
-hashed with SHA-256 to give the ``query_id``.  Field-by-field documentation lives in
-``docs/queries.md``.  Use :meth:`QuerySpec.parse` (dict, JSON text or bytes): any invalid
-spec raises :class:`~statledger.proofs.errors.MalformedError` whose message starts with the field
-path
+hashed with SHA-256, together with the querier's id, to give the ``query_id``
+(:meth:`QuerySpec.query_id_for`); :attr:`QuerySpec.digest` hashes the spec alone.
+Field-by-field documentation lives in ``docs/queries.md``.  Use :meth:`QuerySpec.parse`
+(dict, JSON text or bytes): any invalid spec raises
+:class:`~statledger.proofs.errors.MalformedError` whose message starts with the field path
 (``bounds.age: ...``, ``params.features: ...``) and says why.
 """
 
@@ -44,6 +45,8 @@ __all__ = [
 ]
 
 #: Largest encoded vector a query may declare.
+#: Domain separator of the query id (see QuerySpec.query_id_for).
+QUERY_ID_DOMAIN = "statledger/query-id/v1"
 MAX_ENTRIES = 1 << 16
 #: Largest width (bits of ``hi - lo``) of one declared entry range: what the range proofs
 #: can prove (:data:`statledger.proofs.rangeproof.MAX_BITS`).
@@ -273,9 +276,25 @@ class QuerySpec(BaseModel):
         return canonical_bytes(self.to_json_obj())
 
     @property
-    def query_id(self) -> str:
-        """SHA-256 (hex) of the canonical bytes."""
+    def digest(self) -> str:
+        """SHA-256 (hex) of the spec's canonical bytes alone: the same for every querier (an
+        owner's history of answered specs keys on it; the query id does not)."""
         return sha256_hex(self.canonical_bytes())
+
+    def query_id_for(self, querier: str) -> str:
+        """The query id when ``querier`` asks this spec: SHA-256 of the canonical bytes of
+        ``{"domain": "statledger/query-id/v1", "querier": querier, "spec": spec}``.
+
+        The querier is part of the id, so a spec belongs to nobody: a second querier asking
+        the identical spec runs its own query (its own entries, contexts, certificate and
+        budget charge), and no querier can occupy or resume another's query.  The same
+        querier asking the same spec again gets the same id, and so resumes its query instead
+        of being charged twice.
+        """
+        if not isinstance(querier, str) or not querier:
+            raise MalformedError("query id: the querier must be a non-empty party id")
+        return sha256_hex(canonical_bytes(
+            {"domain": QUERY_ID_DOMAIN, "querier": querier, "spec": self.to_json_obj()}))
 
 
 def _describe(exc: ValidationError) -> str:

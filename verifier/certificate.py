@@ -1,40 +1,51 @@
-"""The verification certificate: format ``statledger-certificate/v1`` (docs/certificate.md).
+"""The verification certificate: format ``statledger-certificate/v2`` (docs/certificate.md).
 
-A certificate is one JSON object::
+A certificate is one binary file (extension ``.cert``); all integers are unsigned
+big-endian::
 
-    {
-      "format": "statledger-certificate/v1",
-      "origin": "<log origin line>",
-      "log_key": "<signed-note verifier key: name+keyid+base64>",
-      "checkpoint": "<C2SP signed note: log signature and witness cosignatures>",
-      "entries": [{"index": 17, "data": "<base64 entry bytes>", "proof": ["<hex hash>", ...]}]
-    }
+    magic       26 bytes  b"statledger-certificate/v2\\n"
+    origin      u16 length (1..1024)   + UTF-8
+    log_key     u16 length (1..1024)   + UTF-8
+    checkpoint  u32 length (1..65536)  + UTF-8 (C2SP signed note with cosignatures)
+    count       u32 (1..100000)        number of entries
+    count times:
+      index     u64 (< 2^63, strictly increasing)
+      data      u32 length (1..16 MiB) + the entry's bytes (deterministic CBOR, entries.md)
+      proof     u8 count (0..64)       + count * 32 bytes (RFC 9162 inclusion proof)
+    (end of file: no trailing byte)
 
 Every fact the verifier uses is read out of an entry's bytes, and every entry is
 authenticated by its inclusion proof against the signed checkpoint, so no field can change
-without failing verification.  This module only parses (strictly); the checks are in
-:mod:`statledger.verifier.verify`.
+without failing verification.  This module only parses (strictly: every length and count is
+checked against its limit and against the bytes left *before* anything is sliced or
+allocated); the checks are in :mod:`statledger.verifier.verify`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from statledger.proofs.errors import MalformedError
-from statledger.protocol.canonical import parse_json
 
-__all__ = ["FORMAT", "CertEntry", "Certificate", "parse_certificate", "build_certificate"]
+__all__ = ["FORMAT", "MAGIC", "SUFFIX", "CertEntry", "Certificate", "parse_certificate",
+           "build_certificate"]
 
-FORMAT = "statledger-certificate/v1"
-_KEYS = {"format", "origin", "log_key", "checkpoint", "entries"}
-_ENTRY_KEYS = {"index", "data", "proof"}
-_MAX_ENTRIES = 100_000
-_MAX_PROOF = 64
+FORMAT = "statledger-certificate/v2"
+MAGIC = (FORMAT + "\n").encode("ascii")
+#: File name extension of a certificate (``statledger verify FOLDER`` looks for it).
+SUFFIX = ".cert"
+HASH_SIZE = 32
+MAX_ORIGIN = 1024
+MAX_LOG_KEY = 1024
+MAX_CHECKPOINT = 1 << 16
+MAX_ENTRIES = 100_000
+MAX_ENTRY_BYTES = 16 << 20
+MAX_PROOF = 64
+MAX_INDEX = (1 << 63) - 1
+#: Smallest encoded entry record: index, data length, 1 data byte, proof count.
+_MIN_RECORD = 8 + 4 + 1 + 1
 
 
 @dataclass(frozen=True)
@@ -51,91 +62,122 @@ class Certificate:
     checkpoint: str
     entries: tuple[CertEntry, ...]
 
-    def to_json_obj(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
-            "origin": self.origin,
-            "log_key": self.log_key,
-            "checkpoint": self.checkpoint,
-            "entries": [
-                {
-                    "index": e.index,
-                    "data": base64.b64encode(e.data).decode("ascii"),
-                    "proof": [h.hex() for h in e.proof],
-                }
-                for e in self.entries
-            ],
-        }
+    def to_bytes(self) -> bytes:
+        """The ``statledger-certificate/v2`` bytes (the exact inverse of parse_certificate)."""
+        out = [MAGIC]
+        for text, fmt, limit, what in ((self.origin, ">H", MAX_ORIGIN, "origin"),
+                                       (self.log_key, ">H", MAX_LOG_KEY, "log_key"),
+                                       (self.checkpoint, ">I", MAX_CHECKPOINT, "checkpoint")):
+            raw = text.encode("utf-8")
+            if not 0 < len(raw) <= limit:
+                raise MalformedError(f"certificate.{what}: {len(raw)} bytes, not in 1..{limit}")
+            out += [struct.pack(fmt, len(raw)), raw]
+        if not 0 < len(self.entries) <= MAX_ENTRIES:
+            raise MalformedError(f"certificate: {len(self.entries)} entries, not in "
+                                 f"1..{MAX_ENTRIES}")
+        out.append(struct.pack(">I", len(self.entries)))
+        last = -1
+        for e in self.entries:
+            if not last < e.index <= MAX_INDEX:
+                raise MalformedError("certificate: entry indices must be strictly increasing")
+            last = e.index
+            if not 0 < len(e.data) <= MAX_ENTRY_BYTES or len(e.proof) > MAX_PROOF:
+                raise MalformedError(f"certificate: entry {e.index} is too large")
+            if any(len(h) != HASH_SIZE for h in e.proof):
+                raise MalformedError(f"certificate: entry {e.index}: proof hashes are 32 bytes")
+            out += [struct.pack(">QI", e.index, len(e.data)), e.data,
+                    bytes([len(e.proof)]), *e.proof]
+        return b"".join(out)
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_json_obj(), indent=1) + "\n"
+
+class _Reader:
+    """Bounds-checked reads; every failure names the field being read."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def left(self) -> int:
+        return len(self.data) - self.pos
+
+    def take(self, n: int, what: str) -> bytes:
+        if n > self.left():
+            raise MalformedError(f"certificate: truncated in {what} (needs {n} bytes, "
+                                 f"{self.left()} left)")
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def uint(self, size: int, what: str) -> int:
+        return int.from_bytes(self.take(size, what), "big")
+
+    def text(self, size: int, limit: int, what: str) -> str:
+        n = self.uint(size, f"{what} length")
+        if not 0 < n <= limit:
+            raise MalformedError(f"certificate.{what}: length {n} not in 1..{limit}")
+        raw = self.take(n, what)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedError(f"certificate.{what}: not valid UTF-8") from None
 
 
-def _str(obj: dict[str, Any], key: str) -> str:
-    v = obj[key]
-    if not isinstance(v, str) or not v:
-        raise MalformedError(f"certificate.{key}: expected a non-empty string")
-    return v
+def _refuse_other_format(data: bytes) -> None:
+    if data.lstrip()[:1] == b"{":
+        raise MalformedError(
+            "certificate: this is a JSON certificate (statledger-certificate/v1), no longer "
+            f"accepted: certificates are {FORMAT} (binary, docs/certificate.md); "
+            "regenerate it with this version of statledger")
+    if data.startswith(b"statledger-certificate/") and b"\n" in data[:64]:
+        got = data[:data.index(b"\n")].decode("ascii", errors="replace")
+        raise MalformedError(f"certificate: unsupported format {got!r} (expected {FORMAT!r})")
+    raise MalformedError(f"certificate: not a {FORMAT} file (wrong magic)")
 
 
-def parse_certificate(raw: bytes | str) -> Certificate:
+def parse_certificate(raw: bytes | bytearray | memoryview) -> Certificate:
     """Parse a certificate strictly; anything unexpected raises :class:`MalformedError`."""
-    try:
-        obj = parse_json(raw)
-    except MalformedError as exc:
-        raise MalformedError(f"certificate is not strict JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise MalformedError("certificate: expected a JSON object")
-    if set(obj) != _KEYS:
-        missing = sorted(_KEYS - set(obj))
-        extra = sorted(set(obj) - _KEYS)
-        raise MalformedError(f"certificate: missing keys {missing}, unexpected keys {extra}")
-    if obj["format"] != FORMAT:
-        raise MalformedError(f"certificate.format: expected {FORMAT!r}")
-    entries_obj = obj["entries"]
-    if not isinstance(entries_obj, list) or not entries_obj:
-        raise MalformedError("certificate.entries: expected a non-empty list")
-    if len(entries_obj) > _MAX_ENTRIES:
-        raise MalformedError("certificate.entries: too many entries")
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise MalformedError(f"certificate: expected bytes, got {type(raw).__name__}")
+    data = bytes(raw)
+    if not data.startswith(MAGIC):
+        _refuse_other_format(data)
+    r = _Reader(data)
+    r.pos = len(MAGIC)
+    origin = r.text(2, MAX_ORIGIN, "origin")
+    log_key = r.text(2, MAX_LOG_KEY, "log_key")
+    checkpoint = r.text(4, MAX_CHECKPOINT, "checkpoint")
+    count = r.uint(4, "entry count")
+    if not 0 < count <= MAX_ENTRIES:
+        raise MalformedError(f"certificate: entry count {count} not in 1..{MAX_ENTRIES}")
+    if count * _MIN_RECORD > r.left():
+        raise MalformedError(f"certificate: {count} entries cannot fit in the {r.left()} "
+                             "bytes left")
     entries: list[CertEntry] = []
     last = -1
-    for pos, e in enumerate(entries_obj):
-        where = f"certificate.entries[{pos}]"
-        if not isinstance(e, dict) or set(e) != _ENTRY_KEYS:
-            raise MalformedError(f"{where}: expected an object with keys {sorted(_ENTRY_KEYS)}")
-        index = e["index"]
-        if type(index) is not int or index < 0 or index >= 2**63:
-            raise MalformedError(f"{where}.index: expected a non-negative integer")
+    for pos in range(count):
+        where = f"entries[{pos}]"
+        index = r.uint(8, f"{where}.index")
+        if index > MAX_INDEX:
+            raise MalformedError(f"certificate.{where}.index: {index} is beyond 2^63 - 1")
         if index <= last:
-            raise MalformedError(f"{where}.index: indices must be strictly increasing")
+            raise MalformedError(f"certificate.{where}.index: indices must be strictly "
+                                 "increasing")
         last = index
-        data_s = e["data"]
-        if not isinstance(data_s, str):
-            raise MalformedError(f"{where}.data: expected base64 text")
-        try:
-            data = base64.b64decode(data_s.encode("ascii"), validate=True)
-        except (binascii.Error, UnicodeEncodeError):
-            raise MalformedError(f"{where}.data: invalid base64") from None
-        if base64.b64encode(data).decode("ascii") != data_s or not data:
-            raise MalformedError(f"{where}.data: non-canonical base64")
-        proof_obj = e["proof"]
-        if not isinstance(proof_obj, list) or len(proof_obj) > _MAX_PROOF:
-            raise MalformedError(f"{where}.proof: expected a list of at most {_MAX_PROOF} hashes")
-        proof: list[bytes] = []
-        for k, h in enumerate(proof_obj):
-            if not isinstance(h, str) or len(h) != 64 or h != h.lower():
-                raise MalformedError(f"{where}.proof[{k}]: expected 64 lowercase hex digits")
-            try:
-                proof.append(bytes.fromhex(h))
-            except ValueError:
-                raise MalformedError(f"{where}.proof[{k}]: invalid hex") from None
-        entries.append(CertEntry(index=index, data=data, proof=tuple(proof)))
-    return Certificate(
-        origin=_str(obj, "origin"),
-        log_key=_str(obj, "log_key"),
-        checkpoint=_str(obj, "checkpoint"),
-        entries=tuple(entries),
-    )
+        n = r.uint(4, f"{where}.data length")
+        if not 0 < n <= MAX_ENTRY_BYTES:
+            raise MalformedError(f"certificate.{where}.data: length {n} not in "
+                                 f"1..{MAX_ENTRY_BYTES}")
+        entry = r.take(n, f"{where}.data")
+        k = r.uint(1, f"{where}.proof count")
+        if k > MAX_PROOF:
+            raise MalformedError(f"certificate.{where}.proof: {k} hashes, at most {MAX_PROOF}")
+        blob = r.take(k * HASH_SIZE, f"{where}.proof")
+        proof = tuple(blob[i:i + HASH_SIZE] for i in range(0, len(blob), HASH_SIZE))
+        entries.append(CertEntry(index=index, data=entry, proof=proof))
+    if r.left():
+        raise MalformedError(f"certificate: {r.left()} trailing bytes after the last entry")
+    return Certificate(origin=origin, log_key=log_key, checkpoint=checkpoint,
+                       entries=tuple(entries))
 
 
 def build_certificate(

@@ -83,11 +83,11 @@ def _step_number(err: VerificationError, default: int) -> int:
 
 
 def verify_certificate(
-    raw: bytes | str, trust: TrustPolicy | None = None, *, source: str = "<certificate>"
+    raw: bytes, trust: TrustPolicy | None = None, *, source: str = "<certificate>"
 ) -> Report:
     """Run steps 1-15 on one certificate.  MalformedError only for step 1 (not a certificate)."""
     report = Report(source=source)
-    # (1) format: strict JSON, exact keys, canonical base64/hex, increasing indices.
+    # (1) format: statledger-certificate/v2, exact lengths, limits, increasing indices.
     cert = parse_certificate(raw)
     report.passed(1, f"{len(cert.entries)} entries")
     try:

@@ -54,11 +54,11 @@ class VerifierRun:
 
     base_dir: Path
     origin: str
-    certificates: dict[str, str] = field(default_factory=dict)
+    certificates: dict[str, bytes] = field(default_factory=dict)
     query_ids: dict[str, str] = field(default_factory=dict)
     ledger_db: Path | None = None
 
-    def cert(self, name: str) -> str:
+    def cert(self, name: str) -> bytes:
         return self.certificates[name]
 
 
@@ -89,7 +89,7 @@ def verifier_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VerifierR
         with querier_for(cluster) as q:
             for name, (dataset, spec) in VERIFIER_QUERIES.items():
                 out = q.run(QuerySpec.parse(spec), datasets=dataset)
-                run.certificates[name] = out.certificate.to_json()
+                run.certificates[name] = out.certificate.to_bytes()
                 run.query_ids[name] = out.query_id
         snapshot = work / "ledger-snapshot.sqlite"
         src = sqlite3.connect(f"file:{base / 'ledger' / 'ledger.sqlite'}?mode=ro", uri=True)
@@ -129,7 +129,7 @@ def e2e_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     policy.write_text(json.dumps({"budget_rho": E2E_BUDGET_RHO}), encoding="utf-8")
     providers = provider_datasets()
     cluster = Cluster(work / "cluster", n_compute=3, providers=providers,
-                      queriers=["querier"], policies={p: policy for p in providers},
+                      queriers=["querier", "querier-2"], policies={p: policy for p in providers},
                       startup_timeout=120)
     cluster.start()
     try:

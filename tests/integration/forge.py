@@ -68,8 +68,8 @@ class Adversary:
 class Forgery:
     """A mutable copy of a certificate's entries inside a log the adversary rebuilds."""
 
-    def __init__(self, adversary: Adversary, certificate_json: str) -> None:
-        cert = parse_certificate(certificate_json)
+    def __init__(self, adversary: Adversary, certificate: bytes) -> None:
+        cert = parse_certificate(certificate)
         self.adv = adversary
         self.origin = cert.origin
         self.log_key = cert.log_key
@@ -134,7 +134,7 @@ class Forgery:
         of the entry it replaces.  The hooks let a test corrupt exactly one of them (the
         DLEQ proofs and the totals stay those of the honest computation)."""
         spec, q = self.query()
-        qid = spec.query_id
+        qid = q.query_id
         stat = get_statistic(spec.statistic)
         ranges = tuple(stat.layout(spec).ranges)
         _, setup = self.find("setup")
@@ -210,8 +210,8 @@ class Forgery:
         log_signer: NoteSigner | None = None,
         log_key: str | None = None,
         extra: Iterable[Signature] = (),
-    ) -> str:
-        """The certificate JSON: every carried entry with its inclusion proof in the rebuilt
+    ) -> bytes:
+        """The certificate bytes: every carried entry with its inclusion proof in the rebuilt
         tree, and a checkpoint over that tree (or ``checkpoint`` as given)."""
         hashes = self.leaves()
         if checkpoint is None:
@@ -219,7 +219,7 @@ class Forgery:
                                               log_signer=log_signer, extra=extra)
         triples = [(i, d, inclusion_proof(i, hashes)) for i, d in sorted(self.items.items())]
         return build_certificate(self.origin, log_key or self.log_key, checkpoint,
-                                 triples).to_json()
+                                 triples).to_bytes()
 
 
 def b64(data: bytes) -> str:

@@ -112,7 +112,7 @@ def honest_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster
 
 def _cancelling_submission(cluster: Cluster, spec: QuerySpec) -> tuple[LedgerClient, Any]:
     """Log the query, let hospital-b contribute, forge mallory's negation of it."""
-    qid = spec.query_id
+    qid = spec.query_id_for("querier")
     ledger = LedgerClient(cluster.url("ledger"), "querier", cluster.signing_key("querier"))
     ledger.append(entries.sign(entries.QueryEntry.for_spec(spec, "querier"),
                                cluster.signing_key("querier")))
@@ -133,7 +133,7 @@ def _cancelling_submission(cluster: Cluster, spec: QuerySpec) -> tuple[LedgerCli
 def test_compute_nodes_refuse_a_cancelling_submission(evil_cluster: Cluster) -> None:
     cluster = evil_cluster
     spec = QuerySpec.parse(SPEC)
-    qid = spec.query_id
+    qid = spec.query_id_for("querier")
     ledger, forged = _cancelling_submission(cluster, spec)
     with SignedClient(cluster.url("ledger"), "mallory", cluster.signing_key("mallory")) as c:
         c.post("/v1/entries", content=forged.to_bytes())  # the operator lets it in
@@ -168,6 +168,6 @@ def test_honest_ledger_refuses_the_copied_proof(honest_cluster: Cluster) -> None
         c.post("/v1/entries", content=forged.to_bytes())
     assert refused.value.status == 422
     assert "mallory" in str(refused.value)
-    view = parse_entries(ledger.query_entries(spec.query_id))
+    view = parse_entries(ledger.query_entries(spec.query_id_for("querier")))
     assert [s.provider for _, s in view.submissions] == ["hospital-b"]
     ledger.close()

@@ -4,11 +4,11 @@ provider per bundled CSV, ``verify`` of the certificate it wrote (and of tampere
 
 from __future__ import annotations
 
-import base64
 import json
 import stat
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,8 @@ import pytest
 
 from statledger.nodes.data import load_table
 from statledger.protocol import datasets
+from statledger.protocol.cbor import cbor_bytes, parse_cbor
+from statledger.verifier.certificate import Certificate, parse_certificate
 
 CLI = [sys.executable, "-m", "statledger"]
 SPEC = {"version": 1, "statistic": "mean", "columns": ["bmi"],
@@ -48,7 +50,7 @@ def run_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
     work = tmp_path_factory.mktemp("cli")
     query = work / "query.json"
     query.write_text(json.dumps(SPEC), encoding="utf-8")
-    cert = work / "cert.json"
+    cert = work / "query.cert"
     proc = _cli("run", query, "--data", _csv("site1"), _csv("site2"), "--out", cert,
                 timeout=240)
     return cert, proc
@@ -75,15 +77,15 @@ def test_verify_accepts_the_certificate(run_out: tuple[Path, Any]) -> None:
     assert j.returncode == 0 and json.loads(j.stdout)["valid"] is True
 
 
-def _tampered_result(doc: dict[str, Any]) -> dict[str, Any]:
+def _tampered_result(cert: Certificate) -> Certificate:
     """Change the published result (the mean's ``n``) inside the result entry's bytes."""
-    for e in doc["entries"]:
-        data = json.loads(base64.b64decode(e["data"]))
+    entries = list(cert.entries)
+    for i, e in enumerate(entries):
+        data = parse_cbor(e.data)
         if data.get("kind") == "result":
             data["result"]["n"] += 1
-            e["data"] = base64.b64encode(
-                json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).decode()
-            return doc
+            entries[i] = replace(e, data=cbor_bytes(data))
+            return replace(cert, entries=tuple(entries))
     raise AssertionError("no result entry in the certificate")
 
 
@@ -91,22 +93,20 @@ def _tampered_result(doc: dict[str, Any]) -> dict[str, Any]:
 def test_verify_rejects_tampered_twins(run_out: tuple[Path, Any], tmp_path: Path,
                                        tamper: str) -> None:
     cert, _ = run_out
-    text = cert.read_text(encoding="utf-8")
-    doc = json.loads(text)
+    raw = cert.read_bytes()
+    doc = parse_certificate(raw)
     if tamper == "result":
-        out = json.dumps(_tampered_result(doc))
+        out = _tampered_result(doc).to_bytes()
     elif tamper == "checkpoint":
-        doc["checkpoint"] = doc["checkpoint"].replace("\n", "\n\n", 1)
-        out = json.dumps(doc)
+        out = replace(doc, checkpoint=doc.checkpoint.replace("\n", "\n\n", 1)).to_bytes()
     elif tamper == "drop-entry":
-        doc["entries"] = [e for e in doc["entries"]
-                          if json.loads(base64.b64decode(e["data"])).get("kind")
-                          != "endorsement"][:]
-        out = json.dumps(doc)
+        out = replace(doc, entries=tuple(e for e in doc.entries
+                                         if parse_cbor(e.data).get("kind")
+                                         != "endorsement")).to_bytes()
     else:
-        out = text[: len(text) // 2]
-    bad = tmp_path / "bad.json"
-    bad.write_text(out, encoding="utf-8")
+        out = raw[: len(raw) // 2]
+    bad = tmp_path / "bad.cert"
+    bad.write_bytes(out)
     code, output = _inproc("verify", bad)
     assert code in (1, 2), (code, output)
     assert "INVALID" in output or "NOT A CERTIFICATE" in output

@@ -65,7 +65,7 @@ def test_compute_node_killed_mid_query_then_resumed(e2e_cluster: Any, querier: A
     spec = QuerySpec.parse({
         "version": 1, "statistic": "sum", "columns": ["bmi"], "bounds": {"bmi": [15, 50]},
         "privacy": {"mechanism": "zcdp", "rho": float(rho)}, "max_rows": 1000})
-    qid = spec.query_id
+    qid = spec.query_id_for("querier")
     killed: list[str] = []
 
     def crash_before_decryption(step: str) -> None:
@@ -95,7 +95,7 @@ def test_compute_node_killed_mid_query_then_resumed(e2e_cluster: Any, querier: A
 
     out = querier.run(spec, datasets="diabetes")  # same query id: resumes
     assert out.query_id == qid
-    report = verify_certificate(out.certificate.to_json(), source="resumed")
+    report = verify_certificate(out.certificate.to_bytes(), source="resumed")
     assert report.valid, (report.step, report.reason, report.party)
     view = parse_entries(querier.ledger.query_entries(qid))
     assert view.aggregate is not None and view.aggregate[0] == agg_index  # reused, not re-sent
@@ -120,7 +120,7 @@ def test_compute_node_killed_mid_query_then_resumed(e2e_cluster: Any, querier: A
         assert f"{p}: " in str(ei.value)
         assert _budget(e2e_cluster, p, "diabetes").spent == rho
     assert _budget(e2e_cluster, "hospital-d", "diabetes").charges == {
-        over.query_id: Fraction(1, 2)}
+        over.query_id_for("querier"): Fraction(1, 2)}
 
 
 # -- a provider's forged submission --------------------------------------------------------
@@ -137,13 +137,13 @@ def posted_query(e2e_cluster: Any, querier: Any) -> tuple[QuerySpec, Any]:
     spec = _spec(min_cell_size=7)
     querier.ledger.append(entries.sign(entries.QueryEntry.for_spec(spec, "querier"),
                                        e2e_cluster.signing_key("querier")))
-    view = parse_entries(querier.ledger.query_entries(spec.query_id))
+    view = parse_entries(querier.ledger.query_entries(spec.query_id_for("querier")))
     assert view.setup is not None
     return spec, view.setup.collective_point()
 
 
 def _forgeries(spec: QuerySpec, X: Any) -> dict[str, str]:
-    qid = spec.query_id
+    qid = spec.query_id_for("querier")
     ranges = list(get_statistic(spec.statistic).layout(spec).ranges)  # [(0, n), (0, sum)]
     ctx = flow.submission_context(qid, "hospital-a")
     honest = [100, 100 * 30 * 65536]
@@ -178,7 +178,7 @@ def _forgeries(spec: QuerySpec, X: Any) -> dict[str, str]:
 def test_forged_submissions_refused_at_append_naming_the_provider(
         e2e_cluster: Any, querier: Any, posted_query: tuple[QuerySpec, Any]) -> None:
     spec, X = posted_query
-    qid = spec.query_id
+    qid = spec.query_id_for("querier")
     for name, vector_hex in _forgeries(spec, X).items():
         with pytest.raises(RemoteError) as ei:
             _post_as(e2e_cluster, "hospital-a",
@@ -215,7 +215,7 @@ def _kinds(querier: Any, qid: str) -> list[tuple[int, str]]:
 
 def test_wrong_decryption_share_caught_and_named(e2e_cluster: Any, querier: Any) -> None:
     spec = _spec(min_cell_size=8)
-    qid = spec.query_id
+    qid = spec.query_id_for("querier")
     x1 = load_elgamal_share(Path(e2e_cluster.layout.parties["compute-1"].data_dir)
                             / "elgamal.key")
     X1 = base_mul(x1)
@@ -267,14 +267,14 @@ def test_compute_node_with_a_wrong_key_share_refuses_then_recovers(
                                               r"share does not match") as ei:
             querier.run(spec, datasets="diabetes")
         assert "compute-1" not in str(ei.value) and "compute-2" not in str(ei.value)
-        view = parse_entries(querier.ledger.query_entries(spec.query_id))
+        view = parse_entries(querier.ledger.query_entries(spec.query_id_for("querier")))
         assert sorted(d.node for _, d in view.decryptions) == ["compute-1", "compute-2"]
         assert view.result is None
     finally:
         key.write_bytes(original)
         e2e_cluster.restart("compute-3")
     out = querier.run(spec, datasets="diabetes")
-    report = verify_certificate(out.certificate.to_json(), source="recovered")
+    report = verify_certificate(out.certificate.to_bytes(), source="recovered")
     assert report.valid, (report.step, report.reason, report.party)
 
 
@@ -285,7 +285,7 @@ def test_out_of_range_noise_share_refused_naming_the_node(e2e_cluster: Any,
     spec = QuerySpec.parse({
         "version": 1, "statistic": "sum", "columns": ["bmi"], "bounds": {"bmi": [15, 50]},
         "privacy": {"mechanism": "zcdp", "rho": 0.25}, "max_rows": 1000})
-    qid = spec.query_id
+    qid = spec.query_id_for("querier")
     querier.ledger.append(entries.sign(entries.QueryEntry.for_spec(spec, "querier"),
                                        e2e_cluster.signing_key("querier")))
     view = parse_entries(querier.ledger.query_entries(qid))
@@ -318,7 +318,7 @@ def test_ledger_killed_mid_query_then_resumed(e2e_cluster: Any, querier: Any) ->
     ledger; after a restart (state from its SQLite) the same query id completes, every
     entry logged exactly once."""
     spec = _spec(min_cell_size=10)
-    qid = spec.query_id
+    qid = spec.query_id_for("querier")
     killed: list[str] = []
 
     def crash_ledger(step: str) -> None:
@@ -335,7 +335,7 @@ def test_ledger_killed_mid_query_then_resumed(e2e_cluster: Any, querier: Any) ->
     kinds = [k for _, k in _kinds(querier, qid)]
     assert kinds == ["query"] + ["submission"] * 4
     out = querier.run(spec, datasets="diabetes")
-    report = verify_certificate(out.certificate.to_json(), source="after ledger restart")
+    report = verify_certificate(out.certificate.to_bytes(), source="after ledger restart")
     assert report.valid, (report.step, report.reason, report.party)
     kinds = [k for _, k in _kinds(querier, qid)]
     assert sorted(kinds) == sorted(["query", "aggregate", "result"] + ["submission"] * 4

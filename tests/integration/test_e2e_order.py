@@ -38,8 +38,12 @@ def _post_as(cluster: Any, party: str, entry: Any) -> int:
 def done(e2e_cluster: Any, e2e_querier: Any) -> tuple[QuerySpec, Any]:
     spec = QuerySpec.parse(SPEC)
     e2e_querier.run(spec, datasets="diabetes")
-    view = parse_entries(e2e_querier.ledger.query_entries(spec.query_id))
+    view = parse_entries(e2e_querier.ledger.query_entries(_qid(spec)))
     return spec, view
+
+
+def _qid(spec: QuerySpec) -> str:
+    return spec.query_id_for("querier")
 
 
 def _assert_refused(cluster: Any, party: str, entry: Any, status: int, match: str) -> None:
@@ -65,9 +69,9 @@ def test_second_submission_after_aggregate_refused(e2e_cluster: Any,
 
     ranges = list(get(spec.statistic).layout(spec).ranges)
     ev = encrypt_vector_with_proof(X, [0] * len(ranges), ranges,
-                                   flow.submission_context(spec.query_id, provider))
+                                   flow.submission_context(_qid(spec), provider))
     _assert_refused(e2e_cluster, provider,
-                    entries.SubmissionEntry(spec.query_id, provider, ev.to_bytes().hex()),
+                    entries.SubmissionEntry(_qid(spec), provider, ev.to_bytes().hex()),
                     409, provider)
 
 
@@ -77,9 +81,9 @@ def test_duplicate_decryption_refused(e2e_cluster: Any, done: tuple[QuerySpec, A
     cts = view.aggregate[1].decode_ciphertexts()
     x = Scalar.random()
     shares, proof = flow.make_decryption(x, base_mul(x), cts,
-                                         flow.decryption_context(spec.query_id, node))
+                                         flow.decryption_context(_qid(spec), node))
     _assert_refused(e2e_cluster, node, entries.DecryptionEntry(
-        spec.query_id, node, tuple(s.to_bytes().hex() for s in shares),
+        _qid(spec), node, tuple(s.to_bytes().hex() for s in shares),
         proof.to_bytes().hex()), 409, node)
 
 
@@ -87,7 +91,7 @@ def test_duplicate_endorsement_refused(e2e_cluster: Any, done: tuple[QuerySpec, 
     spec, view = done
     provider = view.endorsements[0][1].provider
     _assert_refused(e2e_cluster, provider, entries.EndorsementEntry(
-        spec.query_id, provider, "00" * 32), 409, provider)
+        _qid(spec), provider, "00" * 32), 409, provider)
 
 
 def test_decryption_before_aggregate_refused(e2e_cluster: Any, e2e_querier: Any) -> None:
@@ -97,7 +101,7 @@ def test_decryption_before_aggregate_refused(e2e_cluster: Any, e2e_querier: Any)
     x = Scalar.random()
     cts = [elgamal.encrypt(base_mul(x), 0)]
     shares, proof = flow.make_decryption(x, base_mul(x), cts,
-                                         flow.decryption_context(spec.query_id, "compute-1"))
+                                         flow.decryption_context(_qid(spec), "compute-1"))
     _assert_refused(e2e_cluster, "compute-1", entries.DecryptionEntry(
-        spec.query_id, "compute-1", tuple(s.to_bytes().hex() for s in shares),
+        _qid(spec), "compute-1", tuple(s.to_bytes().hex() for s in shares),
         proof.to_bytes().hex()), 409, "compute-1")

@@ -27,7 +27,7 @@ def test_query_with_node_init_config(e2e_cluster: Any, tmp_path: Path) -> None:
     spec.write_text(json.dumps({"version": 1, "statistic": "mean", "columns": ["bp"],
                                 "bounds": {"bp": [60.0, 140.0]}, "max_rows": 1000,
                                 "min_cell_size": 3}))
-    cert = tmp_path / "cert.json"
+    cert = tmp_path / "query.cert"
     r = _cli("query", str(spec), "--config", cfg, "--dataset", "diabetes",
              "--out", str(cert), cwd=tmp_path)
     assert r.returncode == 0, r.stderr

@@ -44,7 +44,7 @@ def _pooled_columns(dataset: str) -> dict[str, np.ndarray]:
 
 def _check_outcome(out: QueryOutcome, spec: QuerySpec, dataset: str) -> Mapping[str, Any]:
     """The certificate verifies and the result is decode(sum of plaintext encodings)."""
-    report = verify_certificate(out.certificate.to_json(), source=spec.statistic)
+    report = verify_certificate(out.certificate.to_bytes(), source=spec.statistic)
     assert report.valid, (report.step, report.reason, report.party)
     assert out.contributors == sorted(provider_datasets())
     stat = get_statistic(spec.statistic)

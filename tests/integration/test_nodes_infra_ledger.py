@@ -6,6 +6,7 @@ import base64
 import json
 import time
 
+import cbor2
 import httpx
 import pytest
 
@@ -14,6 +15,7 @@ from statledger.nodes.http import RemoteError, SignedClient
 from statledger.nodes.launcher import Cluster, ClusterError
 from statledger.proofs.signatures import SigningKey
 from statledger.protocol import entries
+from statledger.protocol.cbor import cbor_bytes, parse_cbor
 from statledger.protocol.query import QuerySpec
 
 MAX_BODY = 256 * 1024
@@ -50,7 +52,7 @@ def query(cluster, registered):
     qe = entries.sign(entries.QueryEntry.for_spec(spec, "querier"), sk)
     with cluster.client("ledger", as_party="querier") as cl:
         idx = cl.post("/v1/entries", content=qe.to_bytes())["index"]
-    return spec.query_id, idx, qe.to_bytes()
+    return spec.query_id_for("querier"), idx, qe.to_bytes()
 
 
 def raw_post(cluster, path, body, *, party="querier", sk=None, headers=None, now=None):
@@ -177,23 +179,24 @@ def test_unknown_query_404(cluster, registered):
 
 
 def _mutations(data: bytes) -> list[bytes]:
-    obj = json.loads(data)
-    swapped = dict(obj)
-    swapped["sig"] = "00" * 64
+    obj = parse_cbor(data)
     return [
         b"",
         b"{",
         b"not json",
         data[:-1],  # truncated
         data + b" ",  # trailing garbage
-        data + b"{}",
+        data + b"\xa0",
         b" " + data,
-        json.dumps(obj, indent=1).encode(),  # not canonical
-        json.dumps({**obj, "extra": 1}, sort_keys=True, separators=(",", ":")).encode(),
-        json.dumps({**obj, "v": 2}, sort_keys=True, separators=(",", ":")).encode(),
-        json.dumps({**obj, "v": "1"}, sort_keys=True, separators=(",", ":")).encode(),
-        json.dumps({**obj, "kind": "nope"}, sort_keys=True, separators=(",", ":")).encode(),
-        json.dumps([obj]).encode(),
+        cbor2.dumps(dict(reversed(list(obj.items())))),  # not deterministic
+        cbor_bytes({**obj, "extra": 1}),
+        cbor_bytes({**obj, "v": 1}),
+        cbor_bytes({**obj, "v": 3}),
+        cbor_bytes({**obj, "v": "2"}),
+        cbor_bytes({**obj, "kind": "nope"}),
+        cbor_bytes([obj]),
+        json.dumps({k: (v.hex() if isinstance(v, bytes) else v) for k, v in obj.items()}
+                   | {"v": 1}, sort_keys=True, separators=(",", ":")).encode(),  # version 1
         b"\xff\xfe\x00",
         bytes([data[0] ^ 1]) + data[1:],
         b"[" * 50_000 + b"]" * 50_000,  # nesting bomb
@@ -211,9 +214,9 @@ def test_malformed_entries_400_never_500(cluster, query):
 
 
 def test_signature_swapped_is_4xx(cluster, query):
-    obj = json.loads(query[2])
-    obj["sig"] = "00" * 64
-    body = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+    obj = parse_cbor(query[2])
+    obj["sig"] = bytes(64)
+    body = cbor_bytes(obj)
     r = raw_post(cluster, "/v1/entries", body)
     assert 400 <= r.status_code < 500
 
@@ -288,7 +291,7 @@ def test_kill_and_restart_keeps_state(cluster, query):
     with cluster.client("ledger", as_party="querier") as cl:
         out = cl.post("/v1/entries", content=qe.to_bytes())
     assert out["index"] == before_log["size"]
-    got = httpx.get(base + f"/v1/queries/{spec.query_id}/entries").json()
+    got = httpx.get(base + f"/v1/queries/{spec.query_id_for('querier')}/entries").json()
     assert got["indices"] == [out["index"]]
 
 

@@ -25,6 +25,7 @@ from statledger.nodes.cli import app
 from statledger.proofs.vector import encrypt_vector_with_proof
 from statledger.protocol import entries as E
 from statledger.protocol import flow
+from statledger.protocol.cbor import cbor_bytes, parse_cbor
 from statledger.protocol.query import QuerySpec
 from statledger.protocol.stats import get as get_statistic
 from statledger.verifier.audit import audit_log
@@ -70,7 +71,7 @@ def test_audit_live_ledger_by_url(e2e_cluster: Any, e2e_querier: Any) -> None:
     e2e_querier.run(spec, datasets="waltons")
     out = audit_log(e2e_cluster.url("ledger"), workers=2)
     assert out["tree_ok"], out["tree_error"]
-    mine = [q for q in out["queries"] if q["query_id"] == spec.query_id]
+    mine = [q for q in out["queries"] if q["query_id"] == spec.query_id_for("querier")]
     assert mine and mine[0]["valid"] and mine[0]["status"] == "valid", mine
 
 
@@ -116,7 +117,7 @@ def _refused_query(run: Any, db: Path, contributors: tuple[str, ...]) -> str:
     spec = QuerySpec.parse({"version": 1, "statistic": "mean", "columns": ["bmi"],
                             "bounds": {"bmi": [15.0, 50.0]}, "max_rows": 1000,
                             "min_cell_size": 11})
-    qid = spec.query_id
+    qid = spec.query_id_for("querier")
     setup = [e for e in (E.Entry.from_bytes(d) for _, d in _rows(db))
              if isinstance(e, E.SetupEntry)]
     X = setup[0].collective_point()
@@ -144,10 +145,16 @@ def _tamper(db: Path, sql: str, args: tuple[Any, ...]) -> None:
 
 def _entry_of(db: Path, kind: str, query_id: str) -> tuple[int, bytes]:
     for idx, data in _rows(db):
-        obj = json.loads(data)
-        if obj["kind"] == kind and obj.get("query_id") == query_id:
+        obj = parse_cbor(data)
+        if obj["kind"] == kind and obj.get("query_id") == bytes.fromhex(query_id):
             return idx, data
     raise AssertionError(f"no {kind} entry of {query_id}")
+
+
+def _retotal(data: bytes) -> bytes:
+    """The result entry with its first total rewritten (still well formed, signature broken)."""
+    obj = parse_cbor(data)
+    return cbor_bytes({**obj, "totals": ["1" + obj["totals"][0], *obj["totals"][1:]]})
 
 
 def _cli_audit(db: Path, *extra: str) -> tuple[int, str]:
@@ -182,7 +189,7 @@ def test_valid_incomplete_and_tampered_queries_in_one_log(verifier_run: Any,
     # now one of the valid queries is tampered with: its result's totals rewritten in place
     idx, data = _entry_of(db, "result", ids["crosstab"])
     _tamper(db, "UPDATE entries SET data = ? WHERE idx = ?",
-            (data.replace(b'"totals":["', b'"totals":["1', 1), idx))
+            (_retotal(data), idx))
     code, out = _cli_audit(db, "--json")
     assert code == 1, out
     summary = json.loads(out[out.index("{"):])
@@ -269,7 +276,7 @@ def test_audit_names_a_witness_with_a_bad_cosignature(verifier_run: Any,
     earlier = max(s for s in sizes if s < size)
     last_of = {}
     for idx, data in rows:
-        qid = json.loads(data).get("query_id")
+        qid = parse_cbor(data).get("query_id")
         if qid:
-            last_of[qid] = idx
+            last_of[qid.hex()] = idx
     assert {q["query_id"] for q in failed} == {q for q, i in last_of.items() if i >= earlier}

@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import struct
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ from typer.testing import CliRunner
 from statledger.ledger.note import NoteSigner
 from statledger.nodes.cli import app
 from statledger.protocol import entries as E
+from statledger.protocol.cbor import cbor_bytes, parse_cbor
+from statledger.verifier.certificate import MAGIC, parse_certificate
 
 JSON_KEYS = {"file", "valid", "step", "reason", "party", "steps"}
 
@@ -60,12 +64,13 @@ def certs(verifier_run: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     d = tmp_path_factory.mktemp("cli-certs")
     out: dict[str, Path] = {}
     for name, raw in verifier_run.certificates.items():
-        out[name] = d / f"{name}.json"
-        out[name].write_text(raw, encoding="utf-8")
-    doc = json.loads(verifier_run.cert("mean"))
-    doc["entries"][3]["proof"][0] = "00" * 32
-    out["not_in_log"] = d / "not_in_log.json"
-    out["not_in_log"].write_text(json.dumps(doc), encoding="utf-8")
+        out[name] = d / f"{name}.cert"
+        out[name].write_bytes(raw)
+    cert = parse_certificate(verifier_run.cert("mean"))
+    entries = list(cert.entries)
+    entries[3] = replace(entries[3], proof=(bytes(32), *entries[3].proof[1:]))
+    out["not_in_log"] = d / "not_in_log.cert"
+    out["not_in_log"].write_bytes(replace(cert, entries=tuple(entries)).to_bytes())
     return out
 
 
@@ -129,61 +134,66 @@ def test_verify_all_real_certificates_subprocess(certs: dict[str, Path]) -> None
 # --------------------------------------------------------------------------------------
 
 
+def _raw_cert(cert: Any, *, magic: bytes = MAGIC, count: int | None = None,
+              records: list[tuple[int, bytes, list[bytes]]] | None = None,
+              proof_count: int | None = None, texts: tuple[bytes, ...] | None = None) -> bytes:
+    """The v2 layout written by hand, with no checks, so that any field can be wrong."""
+    t = texts if texts is not None else (cert.origin.encode(), cert.log_key.encode(),
+                                         cert.checkpoint.encode())
+    recs = records if records is not None else [(e.index, e.data, list(e.proof))
+                                                for e in cert.entries]
+    out = [magic, struct.pack(">H", len(t[0])), t[0], struct.pack(">H", len(t[1])), t[1],
+           struct.pack(">I", len(t[2])), t[2], struct.pack(">I", len(recs) if count is None
+                                                           else count)]
+    for i, data, proof in recs:
+        out += [struct.pack(">QI", i, len(data)), data,
+                bytes([len(proof) if proof_count is None else proof_count]), *proof]
+    return b"".join(out)
+
+
 def _malformed_inputs(verifier_run: Any) -> dict[str, bytes]:
     raw = verifier_run.cert("mean")
-    doc = json.loads(raw)
-
-    def variant(fn: Any) -> bytes:
-        d = json.loads(raw)
-        fn(d)
-        return json.dumps(d).encode()
-
-    deep = b"[" * 100_000 + b"]" * 100_000
+    cert = parse_certificate(raw)
+    assert _raw_cert(cert) == raw
+    recs = [(e.index, e.data, list(e.proof)) for e in cert.entries]
+    first = recs[0]
+    v1 = json.dumps({"format": "statledger-certificate/v1", "origin": cert.origin,
+                     "log_key": cert.log_key, "checkpoint": cert.checkpoint,
+                     "entries": []}).encode()
     return {
-        "truncated": raw.encode()[: len(raw) // 2],
-        "truncated-1": raw.encode()[:-3],
+        "truncated": raw[: len(raw) // 2],
+        "truncated-1": raw[:-1],
+        "magic-only": MAGIC,
         "empty": b"",
         "binary": bytes(range(256)) * 4,
-        "not-utf8": b'{"format": "\xff"}',
-        "list": b"[1, 2, 3]",
-        "string": b'"statledger-certificate/v1"',
-        "deep-nesting": deep,
-        "nan": raw.replace('"index": 0', '"index": NaN', 1).encode(),
-        "duplicate-key": raw.replace('"format"', '"format": "x", "format"', 1).encode(),
-        "wrong-format": variant(lambda d: d.update(format="statledger-certificate/v2")),
-        "missing-key": variant(lambda d: d.pop("log_key")),
-        "extra-key": variant(lambda d: d.update(note="hi")),
-        "entries-not-list": variant(lambda d: d.update(entries="x")),
-        "entries-empty": variant(lambda d: d.update(entries=[])),
-        "entry-not-object": variant(lambda d: d["entries"].__setitem__(0, 5)),
-        "index-as-string": variant(lambda d: d["entries"][0].update(index="0")),
-        "index-float": variant(lambda d: d["entries"][0].update(index=0.0)),
-        "index-bool": variant(lambda d: d["entries"][1].update(index=True)),
-        "index-negative": variant(lambda d: d["entries"][0].update(index=-1)),
-        "index-huge": variant(lambda d: d["entries"][-1].update(index=2**64)),
-        "index-huger": variant(lambda d: d["entries"][-1].update(index=10**400)),
-        "index-1e999": raw.replace('"index": 0', '"index": 1e999', 1).encode(),
-        "indices-unsorted": variant(lambda d: d["entries"].reverse()),
-        "data-not-b64": variant(lambda d: d["entries"][0].update(data="%%%")),
-        "data-non-canonical-b64": variant(
-            lambda d: d["entries"][0].update(data=d["entries"][0]["data"] + "\n")),
-        "data-number": variant(lambda d: d["entries"][0].update(data=12)),
-        "proof-upper-hex": variant(
-            lambda d: d["entries"][0]["proof"].__setitem__(0, d["entries"][0]["proof"][0]
-                                                           .upper() + "")),
-        "proof-short-hash": variant(lambda d: d["entries"][0]["proof"].__setitem__(0, "ab")),
-        "proof-not-list": variant(lambda d: d["entries"][0].update(proof="ab")),
-        "proof-too-long": variant(lambda d: d["entries"][0].update(proof=["00" * 32] * 65)),
-        "origin-number": variant(lambda d: d.update(origin=5)),
-        "checkpoint-null": variant(lambda d: d.update(checkpoint=None)),
-        "log-key-empty": variant(lambda d: d.update(log_key="")),
-        "certificate-list": json.dumps([doc]).encode(),
+        "v1-json": v1,
+        "v1-json-indented": b"\n " + v1,
+        "deep-nesting": b"[" * 100_000 + b"]" * 100_000,
+        "wrong-version": raw.replace(b"certificate/v2", b"certificate/v3", 1),
+        "wrong-magic": b"X" + raw[1:],
+        "trailing-byte": raw + b"\x00",
+        "count-zero": _raw_cert(cert, count=0, records=[]),
+        "count-huge": _raw_cert(cert, count=2**32 - 1),
+        "count-too-many": _raw_cert(cert, count=100_001),
+        "count-one-more": _raw_cert(cert, count=len(recs) + 1),
+        "count-one-less": _raw_cert(cert, count=len(recs) - 1),
+        "origin-empty": _raw_cert(cert, texts=(b"", cert.log_key.encode(),
+                                               cert.checkpoint.encode())),
+        "origin-not-utf8": _raw_cert(cert, texts=(b"\xff\xfe", cert.log_key.encode(),
+                                                  cert.checkpoint.encode())),
+        "index-huge": _raw_cert(cert, records=[*recs[:-1], (2**64 - 1, *recs[-1][1:])]),
+        "indices-unsorted": _raw_cert(cert, records=list(reversed(recs))),
+        "index-repeated": _raw_cert(cert, records=[first, *recs]),
+        "data-empty": _raw_cert(cert, records=[(first[0], b"", first[2]), *recs[1:]]),
+        "proof-too-long": _raw_cert(cert, records=[(first[0], first[1], [bytes(32)] * 65),
+                                                   *recs[1:]]),
+        "proof-count-lies": _raw_cert(cert, proof_count=3),
     }
 
 
 def test_malformed_inputs_exit_2(verifier_run: Any, tmp_path: Path) -> None:
     for name, data in _malformed_inputs(verifier_run).items():
-        p = _write(tmp_path, f"{name}.json", data)
+        p = _write(tmp_path, f"{name}.cert", data)
         code, out = _cli("verify", str(p))
         assert code == 2, f"{name}: exit {code}: {out}"
         assert "NOT A CERTIFICATE" in out, f"{name}: {out}"
@@ -199,7 +209,7 @@ def test_malformed_inputs_subprocess_no_traceback(verifier_run: Any, tmp_path: P
     file, no traceback."""
     inputs = _malformed_inputs(verifier_run)
     for name, data in inputs.items():
-        _write(tmp_path, f"{name}.json", data)
+        _write(tmp_path, f"{name}.cert", data)
     proc = _subprocess("verify", str(tmp_path))
     assert proc.returncode == 2
     assert "Traceback" not in proc.stdout + proc.stderr
@@ -207,7 +217,7 @@ def test_malformed_inputs_subprocess_no_traceback(verifier_run: Any, tmp_path: P
 
 
 def test_unreadable_paths_exit_2(tmp_path: Path) -> None:
-    code, out = _cli("verify", str(tmp_path / "nope.json"))
+    code, out = _cli("verify", str(tmp_path / "nope.cert"))
     assert code == 2 and "cannot read" in out
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -232,12 +242,12 @@ def test_non_canonical_point_inside_an_entry(verifier_run: Any, tmp_path: Path) 
     for label, hx in bad_points.items():
         f = Forgery(adv, verifier_run.cert("mean"))
         sidx, setup = f.find("setup")
-        obj = setup.to_json_obj()
-        obj["collective_key"] = hx
+        obj = setup.to_wire_obj()
+        obj["collective_key"] = bytes.fromhex(hx)
         unsigned = {k: v for k, v in obj.items() if k != "sig"}
-        sig = adv.identity("ledger").sign(E.SIG_DOMAIN + _canonical(unsigned)).hex()
+        sig = adv.identity("ledger").sign(E.SIG_DOMAIN + _canonical(unsigned))
         f.put(sidx, _canonical({**unsigned, "sig": sig}))
-        path = _write(tmp_path, f"{label}.json", f.build())
+        path = _write(tmp_path, f"{label}.cert", f.build())
         code, out = _cli("verify", "--json", str(path))
         (o,) = _json_lines(out)
         assert code == 1, f"{label}: {out}"
@@ -245,34 +255,35 @@ def test_non_canonical_point_inside_an_entry(verifier_run: Any, tmp_path: Path) 
 
 
 def _canonical(obj: Any) -> bytes:
-    from statledger.protocol.canonical import canonical_bytes
+    from statledger.protocol.cbor import cbor_bytes
 
-    return canonical_bytes(obj)
+    return cbor_bytes(obj)
 
 
 def test_directory_with_a_mix(certs: dict[str, Path], tmp_path: Path) -> None:
     d = tmp_path / "mix"
     (d / "sub").mkdir(parents=True)
-    shutil.copy(certs["mean"], d / "a-valid.json")
-    shutil.copy(certs["not_in_log"], d / "b-invalid.json")
-    _write(d / "sub", "c-truncated.json", certs["crosstab"].read_bytes()[:100])
-    _write(d, "README.txt", "not a certificate and not *.json: ignored")
+    shutil.copy(certs["mean"], d / "a-valid.cert")
+    shutil.copy(certs["not_in_log"], d / "b-invalid.cert")
+    _write(d / "sub", "c-truncated.cert", certs["crosstab"].read_bytes()[:100])
+    _write(d, "README.txt", "not a certificate and not *.cert: ignored")
+    _write(d, "summary.json", "{}")
     code, out = _cli("verify", "--json", str(d))
     assert code == 2, out
     objs = {Path(o["file"]).name: o for o in _json_lines(out)}
-    assert set(objs) == {"a-valid.json", "b-invalid.json", "c-truncated.json"}
-    assert objs["a-valid.json"]["valid"] is True
-    assert objs["b-invalid.json"]["step"] == 4
-    assert objs["c-truncated.json"]["step"] == 1
+    assert set(objs) == {"a-valid.cert", "b-invalid.cert", "c-truncated.cert"}
+    assert objs["a-valid.cert"]["valid"] is True
+    assert objs["b-invalid.cert"]["step"] == 4
+    assert objs["c-truncated.cert"]["step"] == 1
     # valid + invalid only: exit 1
-    (d / "sub" / "c-truncated.json").unlink()
+    (d / "sub" / "c-truncated.cert").unlink()
     code, _ = _cli("verify", str(d))
     assert code == 1
 
 
 def test_trust_file(certs: dict[str, Path], verifier_run: Any, tmp_path: Path) -> None:
     adv = Adversary(verifier_run.base_dir, verifier_run.origin)
-    log_key = json.loads(certs["mean"].read_text())["log_key"]
+    log_key = parse_certificate(certs["mean"].read_bytes()).log_key
     witnesses = [adv.witness(w).vkey() for w in ("compute-1", "compute-2", "compute-3")]
     good = _write(tmp_path, "trust.json", json.dumps(
         {"log_key": log_key, "witness_keys": witnesses, "quorum": 3}))
@@ -340,7 +351,7 @@ def _entry_index(db: Path, kind: str) -> tuple[int, bytes]:
     finally:
         con.close()
     for idx, data in rows:
-        if json.loads(bytes(data))["kind"] == kind:
+        if parse_cbor(bytes(data))["kind"] == kind:
             return int(idx), bytes(data)
     raise AssertionError(f"no {kind} entry")
 
@@ -351,15 +362,18 @@ def test_audit_tampered_ledger_fails(verifier_run: Any, tmp_path: Path, what: st
     shutil.copy(verifier_run.ledger_db, db)
     if what == "result-bytes":
         idx, data = _entry_index(db, "result")
-        new = data.replace(b'"totals":["', b'"totals":["1', 1)
+        obj = parse_cbor(data)
+        new = cbor_bytes({**obj, "totals": ["1" + obj["totals"][0], *obj["totals"][1:]]})
         assert new != data
 
         def mutate(con: sqlite3.Connection) -> None:
             con.execute("UPDATE entries SET data=? WHERE idx=?", (new, idx))
     elif what == "submission-bit":
         idx, data = _entry_index(db, "submission")
-        pos = data.index(b'"vector":"') + 20
-        new = data[:pos] + (b"1" if data[pos:pos + 1] != b"1" else b"2") + data[pos + 1:]
+        obj = parse_cbor(data)
+        vec = bytearray(obj["vector"])
+        vec[10] ^= 0x01
+        new = cbor_bytes({**obj, "vector": bytes(vec)})
 
         def mutate(con: sqlite3.Connection) -> None:
             con.execute("UPDATE entries SET data=? WHERE idx=?", (new, idx))

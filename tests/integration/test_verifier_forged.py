@@ -9,9 +9,9 @@ accepted, so a rejection below is due to the one change, never to the forging ma
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from statledger.protocol import entries as E
 from statledger.protocol import flow
 from statledger.protocol.query import QuerySpec
 from statledger.protocol.stats import get as get_statistic
+from statledger.verifier.certificate import parse_certificate
 from statledger.verifier.report import Report
 from statledger.verifier.verify import TrustPolicy, verify_certificate
 
@@ -121,10 +122,10 @@ def _out_of_range_vector(f: Forgery, provider: str, qid: str) -> str:
 @pytest.mark.parametrize("name", ["mean", "dp_sum"])
 def test_out_of_range_contribution(forgery: Callable[[str], Forgery], name: str) -> None:
     f = forgery(name)
-    spec, _ = f.query()
+    spec, qe = f.query()
     idx, sub = f.find("submission", provider="hospital-b")
-    vec = _out_of_range_vector(f, "hospital-b", spec.query_id)
-    f.resign(idx, E.SubmissionEntry(spec.query_id, "hospital-b", vec), "hospital-b")
+    vec = _out_of_range_vector(f, "hospital-b", qe.query_id)
+    f.resign(idx, E.SubmissionEntry(qe.query_id, "hospital-b", vec), "hospital-b")
     f.reissue()  # the aggregate, decryption and result follow the forged submission
     _check(f.build(), 9, "hospital-b", "range proof")
 
@@ -224,11 +225,10 @@ def test_entry_missing_from_the_log(forgery: Callable[[str], Forgery]) -> None:
 def test_entry_beyond_the_checkpoint(forgery: Callable[[str], Forgery],
                                      verifier_run: Any) -> None:
     f = forgery("mean")
-    cert = json.loads(f.build())
-    extra = dict(cert["entries"][-1])
-    extra["index"] = f.size  # one past the signed tree
-    cert["entries"].append(extra)
-    _check(json.dumps(cert), 4, "ledger", "beyond the checkpoint")
+    cert = parse_certificate(f.build())
+    extra = replace(cert.entries[-1], index=f.size)  # one past the signed tree
+    _check(replace(cert, entries=(*cert.entries, extra)).to_bytes(), 4, "ledger",
+           "beyond the checkpoint")
 
 
 def test_checkpoint_from_a_fork(forgery: Callable[[str], Forgery],
@@ -253,13 +253,13 @@ def test_real_certificate_with_a_forked_checkpoint(verifier_run: Any,
                                                    adversary: Adversary) -> None:
     """The real certificate, whose checkpoint is swapped for a validly signed and cosigned
     one of the same size over another root."""
-    cert = json.loads(verifier_run.cert("mean"))
-    note = Note.parse(cert["checkpoint"])
+    cert = parse_certificate(verifier_run.cert("mean"))
+    note = Note.parse(cert.checkpoint)
     cp = Checkpoint.parse(note.text)
     forked = Checkpoint(cp.origin, cp.size, bytes(32 - 1) + b"\x01").body()
     f = Forgery(adversary, verifier_run.cert("mean"))
-    cert["checkpoint"] = f.sign_checkpoint(forked)
-    _check(json.dumps(cert), 4, "ledger", "not in the log")
+    _check(replace(cert, checkpoint=f.sign_checkpoint(forked)).to_bytes(), 4, "ledger",
+           "not in the log")
 
 
 # --------------------------------------------------------------------------------------
@@ -328,9 +328,9 @@ def test_replayed_vector_resigned(forgery: Callable[[str], Forgery]) -> None:
     f = forgery("mean")
     other = forgery("mean_other")
     _, theirs = other.find("submission", provider="hospital-a")
-    spec, _ = f.query()
+    spec, qe = f.query()
     idx, _ = f.find("submission", provider="hospital-a")
-    f.resign(idx, E.SubmissionEntry(spec.query_id, "hospital-a", theirs.vector), "hospital-a")
+    f.resign(idx, E.SubmissionEntry(qe.query_id, "hospital-a", theirs.vector), "hospital-a")
     f.reissue()
     _check(f.build(), 9, "hospital-a", "range proof")
 
@@ -506,8 +506,8 @@ def _requery(f: Forgery, keep: tuple[str, ...], min_providers: int) -> None:
             continue
         values = [min(hi, lo + 7) for lo, hi in ranges]
         ev = encrypt_vector_with_proof(X, values, ranges,
-                                       flow.submission_context(new.query_id, p))
-        f.resign(sidx, E.SubmissionEntry(new.query_id, p, ev.to_bytes().hex()), p)
+                                       flow.submission_context(new.query_id_for(q.querier), p))
+        f.resign(sidx, E.SubmissionEntry(new.query_id_for(q.querier), p, ev.to_bytes().hex()), p)
     f.reissue()
 
 

@@ -2,13 +2,17 @@
 
 For each certificate produced by the real pipeline (``verifier_run`` in conftest.py):
 
-* every leaf of the certificate JSON is mutated in turn -- character and bit flips (keeping
-  base64 / hex alphabets so the change reaches the crypto), truncation, emptying, garbage
-  before / after, wrong types, +-1 on numbers, huge numbers -- and every object loses each
-  of its keys, every list has items swapped, dropped, duplicated or truncated;
-* the document as a whole gets garbage before / after and is truncated;
-* every leaf of every entry's INNER JSON (base64 -> JSON -> mutate -> re-encode) is mutated
-  in the same way: rejected (the leaf no longer matches the signed tree);
+* the certificate (binary, ``statledger-certificate/v2``) is read into a document (origin,
+  log key, checkpoint, entries with index, data bytes and proof hashes) and every leaf is
+  mutated in turn -- character and bit flips (keeping base64 / hex alphabets in the
+  checkpoint text so the change reaches the crypto), truncation, emptying, garbage before /
+  after, +-1 on numbers -- and every list has items swapped, dropped, duplicated or
+  truncated; the mutated document is written back in the v2 layout (mutations the layout
+  cannot express, e.g. a string where an index goes, are skipped);
+* the file as a whole gets garbage before / after and is truncated;
+* every leaf of every entry's INNER map (CBOR -> map -> mutate -> re-encode) is mutated
+  in the same way, wrong types included: rejected (the leaf no longer matches the signed
+  tree);
 * the same inner mutations inside a log the adversary rebuilt around them (valid inclusion,
   checkpoint and cosignatures; tests/integration/forge.py): still rejected, and never by the
   log layer -- each entry's own signature / encoding / recomputation must catch it.
@@ -23,9 +27,9 @@ from __future__ import annotations
 
 import base64
 import copy
-import json
 import random
 import re
+import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -33,7 +37,8 @@ import pytest
 from forge import Adversary, Forgery
 
 from statledger.proofs.errors import MalformedError
-from statledger.protocol.canonical import canonical_bytes
+from statledger.protocol.cbor import cbor_bytes, parse_cbor
+from statledger.verifier.certificate import MAGIC, parse_certificate
 from statledger.verifier.verify import verify_certificate
 
 CERTS = ["mean", "crosstab", "dp_sum"]
@@ -125,7 +130,21 @@ def string_mutations(s: str, rng: random.Random, budget: int) -> list[tuple[str,
     return [(label, v) for label, v in out if v != s]
 
 
+def bytes_mutations(b: bytes, rng: random.Random, budget: int) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for i in _positions(b.decode("latin-1"), rng, budget):
+        flipped = bytearray(b)
+        flipped[i] ^= 0x01
+        out.append((f"flip@{i}", bytes(flipped)))
+    out += [("truncate-1", b[:-1]), ("truncate-half", b[: len(b) // 2]), ("empty", b""),
+            ("garbage-after", b + b"x"), ("garbage-before", b"x" + b), ("as-str", b.hex()),
+            ("null", None)]
+    return [(label, v) for label, v in out if v != b]
+
+
 def value_mutations(v: Any, rng: random.Random, budget: int) -> list[tuple[str, Any]]:
+    if isinstance(v, bytes):
+        return bytes_mutations(v, rng, budget)
     if isinstance(v, bool):
         return [("not", not v), ("as-int", int(v)), ("null", None)]
     if isinstance(v, int):
@@ -179,7 +198,39 @@ def _budget(path: Path) -> int:
     return 40 if path == ("checkpoint",) else 3
 
 
-def rejected(raw: str | bytes) -> tuple[bool, str]:
+def to_doc(raw: bytes) -> dict[str, Any]:
+    cert = parse_certificate(raw)
+    return {"origin": cert.origin, "log_key": cert.log_key, "checkpoint": cert.checkpoint,
+            "entries": [{"index": e.index, "data": e.data, "proof": list(e.proof)}
+                        for e in cert.entries]}
+
+
+def from_doc(doc: Any) -> bytes | None:
+    """The v2 layout of a (mutated) document, unchecked; None if the layout cannot express
+    it (a field of the wrong type, a missing key, a number out of its field's range)."""
+    if not isinstance(doc, dict) or set(doc) != {"origin", "log_key", "checkpoint", "entries"}:
+        return None
+    try:
+        texts = [doc[k].encode("utf-8") for k in ("origin", "log_key", "checkpoint")]
+        out = [MAGIC, struct.pack(">H", len(texts[0])), texts[0],
+               struct.pack(">H", len(texts[1])), texts[1],
+               struct.pack(">I", len(texts[2])), texts[2], struct.pack(">I", len(doc["entries"]))]
+        for e in doc["entries"]:
+            if set(e) != {"index", "data", "proof"} or isinstance(e["index"], bool):
+                return None
+            out += [struct.pack(">QI", e["index"], len(e["data"])), bytes(e["data"]),
+                    bytes([len(e["proof"])]), *(bytes(h) for h in e["proof"])]
+            if not isinstance(e["data"], bytes) or any(not isinstance(h, bytes)
+                                                       for h in e["proof"]):
+                return None
+    except (TypeError, KeyError, AttributeError, ValueError, struct.error, OverflowError):
+        return None
+    return b"".join(out)
+
+
+def rejected(raw: bytes | None) -> tuple[bool, str]:
+    if raw is None:
+        return True, "not expressible in the v2 layout"
     try:
         report = verify_certificate(raw)
     except MalformedError as exc:
@@ -206,12 +257,13 @@ def test_original_is_valid(verifier_run: Any, name: str) -> None:
 
 @pytest.mark.parametrize("name", CERTS)
 def test_every_certificate_leaf_mutation_is_rejected(verifier_run: Any, name: str) -> None:
-    doc = json.loads(verifier_run.cert(name))
+    doc = to_doc(verifier_run.cert(name))
+    assert from_doc(doc) == verifier_run.cert(name)
     accepted: list[str] = []
     covered: set[Path] = set()
     count = 0
     for path, label, mutated in mutations(doc, seed=len(name), budget=_budget):
-        ok, why = rejected(json.dumps(mutated))
+        ok, why = rejected(from_doc(mutated))
         count += 1
         covered.add(path)
         if not ok:
@@ -223,50 +275,54 @@ def test_every_certificate_leaf_mutation_is_rejected(verifier_run: Any, name: st
 
 @pytest.mark.parametrize("name", CERTS)
 def test_whole_document_mutations_are_rejected(verifier_run: Any, name: str) -> None:
-    raw = verifier_run.cert(name).encode()
+    raw = verifier_run.cert(name)
     variants: list[tuple[str, bytes]] = [
         ("garbage-before", b"x" + raw), ("garbage-after", raw + b"x"),
         ("second-document", raw + raw), ("bom", b"\xef\xbb\xbf" + raw), ("empty", b""),
         ("null", b"null"), ("list", b"[" + raw + b"]"), ("latin1", raw + b"\xff"),
+        ("zero-after", raw + b"\x00"),
     ]
-    for cut in (1, 2, 10, len(raw) // 3, len(raw) // 2, len(raw) - 3, len(raw) - 2):
+    for cut in (1, 2, 10, len(raw) // 3, len(raw) // 2, len(raw) - 3, len(raw) - 2,
+                len(raw) - 1):
         variants.append((f"truncate@{cut}", raw[:cut]))
     for label, v in variants:
         ok, why = rejected(v)
         assert ok, f"{label}: {why}"
-    # whitespace is not content: the same JSON re-serialised is still the same certificate
-    assert verify_certificate(json.dumps(json.loads(raw))).valid
+    # the layout has one spelling: parse and write back gives the same bytes
+    assert parse_certificate(raw).to_bytes() == raw
 
 
 def _inner_mutations(doc: dict[str, Any], seed: int) -> Iterator[tuple[int, Path, str, bytes]]:
     """(entry position, inner path, label, new leaf bytes) for every inner leaf/container."""
+    import cbor2
+
     for pos, e in enumerate(doc["entries"]):
-        inner = json.loads(base64.b64decode(e["data"]))
+        inner = parse_cbor(e["data"])
         for path, label, mutated in mutations(inner, seed=seed + pos, budget=lambda _p: 3):
             try:
-                data = canonical_bytes(mutated)
-            except MalformedError:  # not encodable canonically (huge int, ...): plain JSON
-                data = json.dumps(mutated, separators=(",", ":"), sort_keys=True).encode()
+                data = cbor_bytes(mutated)
+            except MalformedError:  # not encodable deterministically (huge int, ...)
+                data = cbor2.dumps(mutated)
             yield pos, path, label, data
 
 
 @pytest.mark.parametrize("name", CERTS)
 def test_every_inner_entry_mutation_is_rejected(verifier_run: Any, name: str) -> None:
-    doc = json.loads(verifier_run.cert(name))
+    doc = to_doc(verifier_run.cert(name))
     accepted: list[str] = []
     covered: dict[int, set[Path]] = {}
     count = 0
     for pos, path, label, data in _inner_mutations(doc, seed=7):
         m = copy.deepcopy(doc)
-        m["entries"][pos]["data"] = base64.b64encode(data).decode()
-        ok, why = rejected(json.dumps(m))
+        m["entries"][pos]["data"] = data
+        ok, why = rejected(from_doc(m))
         count += 1
         covered.setdefault(pos, set()).add(path)
         if not ok:
             accepted.append(f"entries[{pos}]{_fmt(path)} {label}")
     assert not accepted, f"{len(accepted)} of {count} inner mutations accepted: {accepted[:20]}"
     for pos, e in enumerate(doc["entries"]):
-        inner = json.loads(base64.b64decode(e["data"]))
+        inner = parse_cbor(e["data"])
         assert set(leaf_paths(inner)) <= covered[pos], f"entry {pos} not fully covered"
 
 
@@ -299,7 +355,7 @@ def test_inner_mutations_in_a_rebuilt_log_are_rejected(verifier_run: Any,
     entry, so it passes; the entry's own checks (steps 5-15) must reject it.  One mutation
     per normalised field path (list positions collapsed) and per mutation family, cycling."""
     raw = verifier_run.cert(name)
-    doc = json.loads(raw)
+    doc = to_doc(raw)
     base = Forgery(adversary, raw)
     indices = sorted(base.items)
     seen: set[tuple[Any, ...]] = set()
@@ -307,7 +363,7 @@ def test_inner_mutations_in_a_rebuilt_log_are_rejected(verifier_run: Any,
     log_layer: list[str] = []
     count = 0
     for pos, path, label, data in _inner_mutations(doc, seed=11):
-        inner = json.loads(base64.b64decode(doc["entries"][pos]["data"]))
+        inner = parse_cbor(doc["entries"][pos]["data"])
         key = _normalised(inner["kind"], inner.get("role"), path)
         family = label.split("@")[0]
         if family not in _REBUILT_FAMILIES and not family.startswith(_CONTAINER_FAMILIES):

@@ -83,9 +83,9 @@ def test_query_roundtrip_and_id(k: int, rows: int, lo: float, width: float) -> N
     spec = QuerySpec.parse(obj)
     again = QuerySpec.parse(spec.canonical_bytes())
     assert again == spec
-    assert again.query_id == spec.query_id
+    assert again.digest == spec.digest
     obj2 = dict(obj, min_cell_size=k + 1)
-    assert QuerySpec.parse(obj2).query_id != spec.query_id
+    assert QuerySpec.parse(obj2).digest != spec.digest
 
 
 @SETTINGS

@@ -90,12 +90,14 @@ def _parse_or_refuse(text: str) -> None:
         pass
 
 
-def _best_time(fn: Callable[[], None], runs: int = 3) -> float:
+def _best_time(fn: Callable[[], None], runs: int = 5) -> float:
+    """Best CPU time of ``runs`` calls: CPU time of this process only, so other processes on
+    a loaded CI machine do not count (wall time did, and made the ratio flaky)."""
     best = float("inf")
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         fn()
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, time.process_time() - t0)
     return best
 
 
@@ -152,12 +154,12 @@ def test_check_depth_agrees_with_a_plain_scanner(text: str, limit: int) -> None:
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_time_grows_linearly(name: str) -> None:
     """16x the input may cost at most ~4x more than 16x the time (quadratic would be 256x);
-    the 20 ms slack absorbs timer and scheduler noise on tiny inputs."""
+    the 50 ms slack absorbs timer granularity and cache noise on tiny inputs."""
     small, big = HOSTILE[name](64 * KB), HOSTILE[name](1024 * KB)
     _parse_or_refuse(small)  # warm up
     t_small = _best_time(lambda: _parse_or_refuse(small))
     t_big = _best_time(lambda: _parse_or_refuse(big))
-    assert t_big <= 64 * t_small + 0.02, (name, t_small, t_big)
+    assert t_big <= 64 * t_small + 0.05, (name, t_small, t_big)
 
 
 def test_old_quadratic_case_is_now_fast_in_absolute_terms() -> None:

@@ -1,27 +1,35 @@
-"""Entries: canonical round trips, signatures, and mechanical reject twins for every kind."""
+"""Entries: canonical round trips, signatures, and mechanical reject twins for every kind.
+
+The wire form is deterministic CBOR (entry version 2): ``_obj`` is the decoded wire map
+(binary fields as bytes), ``_enc`` its deterministic encoding.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
 
+import cbor2
 import pytest
 from test_entries_helpers import AUTHOR, KEYS, QID, SPEC, point_hex, signed_entries, spec
 
 from statledger.proofs.errors import MalformedError, VerificationError
 from statledger.protocol import entries as E
-from statledger.protocol.canonical import canonical_bytes
+from statledger.protocol.cbor import cbor_bytes, parse_cbor
 
 SIGNED = signed_entries()
 NAMES = sorted(SIGNED)
 
 
 def _obj(name: str) -> dict:
-    return json.loads(SIGNED[name].to_bytes())
+    return parse_cbor(SIGNED[name].to_bytes())
 
 
 def _enc(obj: dict) -> bytes:
-    return canonical_bytes(obj)
+    return cbor_bytes(obj)
+
+
+def _b(h: str) -> bytes:
+    return bytes.fromhex(h)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -31,15 +39,22 @@ def test_round_trip_and_signature(name):
     back = E.Entry.from_bytes(data)
     assert back == e and type(back) is type(e)
     assert back.to_bytes() == data
-    assert data == canonical_bytes(e.to_json_obj())
-    obj = json.loads(data)
-    assert obj["v"] == 1 and obj["kind"] == e.KIND and len(obj["sig"]) == 128
+    assert data == cbor_bytes(e.to_wire_obj())
+    obj = parse_cbor(data)
+    assert obj["v"] == 2 and obj["kind"] == e.KIND and obj["sig"] == _b(e.sig)
+    assert len(obj["sig"]) == 64
+    # every binary field is a byte string on the wire, hex in the readable view
+    view = e.to_json_obj()
+    for key, is_list in e.BINARY.items():
+        if key in obj:
+            assert obj[key] == ([_b(h) for h in view[key]] if is_list else _b(view[key]))
+    assert E.Entry.from_json_obj(view) == e
     vk = KEYS[AUTHOR[name]].public_key()
     E.verify_signature(back, vk, AUTHOR[name])
     E.verify_entry_signature(back, vk, AUTHOR[name])
     # the signed message is the domain + canonical bytes without sig
     del obj["sig"]
-    assert e.signing_message() == b"statledger/entry/v1\n" + canonical_bytes(obj)
+    assert e.signing_message() == b"statledger/entry/v2\n" + cbor_bytes(obj)
     vk.verify(e.signing_message(), bytes.fromhex(e.sig))
 
 
@@ -81,7 +96,7 @@ def test_truncation_and_garbage(name):
     for cut in list(range(0, len(data), max(1, len(data) // 60))) + [len(data) - 1]:
         with pytest.raises(MalformedError):
             E.Entry.from_bytes(data[:cut])
-    for junk in (b" ", b"\n", b"{}", b"\x00", b"0"):
+    for junk in (b" ", b"\n", b"{}", b"\x00", b"0", b"\xa0", b"\xf6"):
         with pytest.raises(MalformedError):
             E.Entry.from_bytes(data + junk)
         with pytest.raises(MalformedError):
@@ -91,24 +106,36 @@ def test_truncation_and_garbage(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_non_canonical_encodings_rejected(name):
     obj = _obj(name)
-    for variant in (json.dumps(obj).encode(), json.dumps(obj, sort_keys=True, indent=1).encode(),
-                    json.dumps(dict(reversed(list(obj.items()))), separators=(",", ":")).encode()):
-        if variant == SIGNED[name].to_bytes():
-            continue
-        with pytest.raises(MalformedError, match="canonical"):
-            E.Entry.from_bytes(variant)
-    # escaped characters where RFC 8785 writes them raw
     data = SIGNED[name].to_bytes()
-    escaped = data.replace(b'"kind"', b'"\\u006bind"', 1)
-    with pytest.raises(MalformedError):
-        E.Entry.from_bytes(escaped)
+    # keys in another order (insertion order, reversed)
+    for variant in (cbor2.dumps(obj), cbor2.dumps(dict(reversed(list(obj.items()))))):
+        if variant == data:
+            continue
+        with pytest.raises(MalformedError, match="deterministic"):
+            E.Entry.from_bytes(variant)
+    # the map's length written in a longer form (0xb8 n instead of 0xa0 + n)
+    assert data[0] == 0xA0 + len(obj)
+    with pytest.raises(MalformedError, match="deterministic"):
+        E.Entry.from_bytes(bytes([0xB8, len(obj)]) + data[1:])
+    # indefinite-length map
+    with pytest.raises(MalformedError, match="indefinite"):
+        E.Entry.from_bytes(b"\xbf" + data[1:] + b"\xff")
+    # the version as a float, as a long-form integer; a tag around the entry / the version
+    for bad in (data.replace(b"av\x02", b"av\xf9\x40\x00", 1),
+                data.replace(b"av\x02", b"av\x18\x02", 1),
+                b"\xd9\xd9\xf7" + data, b"\xc0" + data,
+                data.replace(b"av\x02", b"av\xc2\x41\x02", 1)):
+        assert bad != data
+        with pytest.raises(MalformedError):
+            E.Entry.from_bytes(bad)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_duplicate_missing_extra_keys(name):
     data = SIGNED[name].to_bytes()
-    dup = data[:-1] + b',"v":1}'
-    with pytest.raises(MalformedError, match="duplicate"):
+    n = data[0] - 0xA0
+    dup = bytes([0xA0 + n + 1]) + data[1:] + cbor_bytes("v") + cbor_bytes(2)
+    with pytest.raises(MalformedError, match="(?i)duplicate"):
         E.Entry.from_bytes(dup)
     obj = _obj(name)
     for key in list(obj):
@@ -122,7 +149,8 @@ def test_duplicate_missing_extra_keys(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_version_kind_and_type_confusion(name):
     obj = _obj(name)
-    for bad in ({**obj, "v": 2}, {**obj, "v": "1"}, {**obj, "v": True}, {**obj, "v": 1.5},
+    for bad in ({**obj, "v": 1}, {**obj, "v": 3}, {**obj, "v": "2"}, {**obj, "v": True},
+                {**obj, "v": 2.0}, {**obj, "v": 1.5}, {**obj, "v": b"\x02"},
                 {**obj, "kind": "Party"}, {**obj, "kind": "nope"}, {**obj, "kind": 1}):
         with pytest.raises(MalformedError):
             E.Entry.from_bytes(_enc(bad))
@@ -130,35 +158,36 @@ def test_version_kind_and_type_confusion(name):
     for key in obj:
         if key in ("v", "kind"):
             continue
-        for wrong in (None, 7, [], {}, True):
+        for wrong in (None, 7, [], {}, True, 1.0, "text", b"\x01"):
             if type(wrong) is type(obj[key]):
                 continue
             with pytest.raises(MalformedError):
                 E.Entry.from_bytes(_enc({**obj, key: wrong}))
     with pytest.raises(MalformedError):
-        E.Entry.from_bytes(b"[]")
+        E.Entry.from_bytes(b"\x80")
+    with pytest.raises(MalformedError):
+        E.Entry.from_bytes(b"")
     with pytest.raises(MalformedError):
         E.Entry.from_bytes("{}")  # type: ignore[arg-type]
 
 
-def _hex_fields(obj: dict) -> list[str]:
-    hexes = []
-    for k, v in obj.items():
-        if isinstance(v, str) and len(v) >= 2 and all(c in "0123456789abcdef" for c in v) \
-                and k not in ("party_id", "provider", "node", "querier", "cluster_id"):
-            hexes.append(k)
-    return hexes
-
-
 @pytest.mark.parametrize("name", NAMES)
-def test_hex_fields_strict(name):
+def test_binary_fields_strict(name):
     obj = _obj(name)
-    for key in _hex_fields(obj):
-        v = obj[key]
-        for bad in (v.upper() if v.upper() != v else "AB" + v[2:], v[:-1], v + "0", "zz" + v[2:],
-                    " " + v[1:], "0x" + v[2:], ""):
-            with pytest.raises(MalformedError):
-                E.Entry.from_bytes(_enc({**obj, key: bad}))
+    binary = {**SIGNED[name].BINARY, "sig": False}
+    for key, is_list in binary.items():
+        if key not in obj:
+            continue
+        v = obj[key][0] if is_list else obj[key]
+        assert isinstance(v, bytes)
+        # the hex text of the bytes (the version 1 spelling), a bytearray-like list, empty
+        for bad in (v.hex(), list(v), b""):
+            with pytest.raises(MalformedError, match=key):
+                E.Entry.from_bytes(_enc({**obj, key: [bad] if is_list else bad}))
+        if key not in ("vector",):  # every other binary field has a fixed length
+            for bad in (v[:-1], v + b"\x00"):
+                with pytest.raises(MalformedError, match=key):
+                    E.Entry.from_bytes(_enc({**obj, key: [bad] if is_list else bad}))
 
 
 @pytest.mark.parametrize("key, nbytes", [("sig", 64), ("sig_key", 32)])
@@ -166,14 +195,14 @@ def test_fixed_lengths(key, nbytes):
     obj = _obj("party")
     for n in (nbytes - 1, nbytes + 1):
         with pytest.raises(MalformedError, match="bytes"):
-            E.Entry.from_bytes(_enc({**obj, key: "11" * n}))
+            E.Entry.from_bytes(_enc({**obj, key: b"\x11" * n}))
     for name in ("submission", "endorsement", "aggregate"):
         o = _obj(name)
         with pytest.raises(MalformedError, match="query_id"):
-            E.Entry.from_bytes(_enc({**o, "query_id": o["query_id"][:-2]}))
+            E.Entry.from_bytes(_enc({**o, "query_id": o["query_id"][:-1]}))
     o = _obj("endorsement")
     with pytest.raises(MalformedError, match="result_digest"):
-        E.Entry.from_bytes(_enc({**o, "result_digest": "ee" * 33}))
+        E.Entry.from_bytes(_enc({**o, "result_digest": b"\xee" * 33}))
 
 
 @pytest.mark.parametrize("bad_id", ["", "-x", "a b", "é", "a" * 129, "x\n", "a/b", "ab\n",
@@ -203,10 +232,10 @@ def test_party_roles_and_keys():
     for bad in ("00" * 33, "02" + "00" * 31 + "07", "04" + point_hex(3)[2:],
                 "02" + "ff" * 32):
         with pytest.raises(MalformedError, match="elgamal_key"):
-            E.Entry.from_bytes(_enc({**obj, "elgamal_key": bad}))
+            E.Entry.from_bytes(_enc({**obj, "elgamal_key": _b(bad)}))
     # Ed25519 key: small-order point refused
     with pytest.raises(MalformedError, match="sig_key"):
-        E.Entry.from_bytes(_enc({**_obj("party"), "sig_key": "01" + "00" * 31}))
+        E.Entry.from_bytes(_enc({**_obj("party"), "sig_key": _b("01" + "00" * 31)}))
     e = E.Entry.from_bytes(SIGNED["party_compute"].to_bytes())
     assert isinstance(e, E.PartyEntry)
     assert e.elgamal_point().to_bytes().hex() == point_hex(11)
@@ -230,7 +259,7 @@ def test_setup_rules():
         E.SetupEntry("c", ("n",), point_hex(2), 0)
     E.SetupEntry("c", ("n",), point_hex(2), 1)  # the smallest quorum is accepted
     with pytest.raises(MalformedError, match="collective_key"):
-        E.Entry.from_bytes(_enc({**obj, "collective_key": "00" * 33}))
+        E.Entry.from_bytes(_enc({**obj, "collective_key": bytes(33)}))
     assert SIGNED["setup"].collective_point().to_bytes().hex() == point_hex(23)  # type: ignore
 
 
@@ -239,7 +268,13 @@ def test_query_rules():
     other = spec(min_providers=3)
     # query id of another spec
     with pytest.raises(MalformedError, match="query_id"):
-        E.Entry.from_bytes(_enc({**obj, "query_id": other.query_id}))
+        E.Entry.from_bytes(_enc({**obj, "query_id": _b(other.query_id_for(obj["querier"]))}))
+    # the same spec under another querier's id (or another querier under this id): the
+    # querier is part of the id, so nobody can post, occupy or resume another's query
+    with pytest.raises(MalformedError, match="query_id"):
+        E.Entry.from_bytes(_enc({**obj, "query_id": _b(SPEC.query_id_for("mallory"))}))
+    with pytest.raises(MalformedError, match="query_id"):
+        E.Entry.from_bytes(_enc({**obj, "querier": "mallory"}))
     # a spec that is not normalised (defaults dropped) is refused
     short = {"version": 1, "statistic": "mean", "columns": ["age"],
              "bounds": {"age": [0, 120]}, "min_providers": 2}
@@ -251,7 +286,15 @@ def test_query_rules():
     q = E.Entry.from_bytes(SIGNED["query"].to_bytes())
     assert isinstance(q, E.QueryEntry)
     assert q.query_spec() == SPEC and q.query_id == QID
-    assert q.query_id == hashlib.sha256(SPEC.canonical_bytes()).hexdigest()
+    # recomputed independently: SHA-256 of RFC 8785 bytes of {domain, querier, spec}
+    import rfc8785
+
+    expected = hashlib.sha256(rfc8785.dumps({"domain": "statledger/query-id/v1",
+                                             "querier": q.querier,
+                                             "spec": SPEC.to_json_obj()})).hexdigest()
+    assert q.query_id == expected
+    assert SPEC.digest == hashlib.sha256(SPEC.canonical_bytes()).hexdigest() != q.query_id
+    assert SPEC.query_id_for("another-querier") != q.query_id
 
 
 def test_aggregate_rules():
@@ -259,8 +302,9 @@ def test_aggregate_rules():
     for key, bad in (("submissions", [4, 3]), ("submissions", [3, 3]), ("submissions", []),
                      ("submissions", [-1, 2]), ("submissions", [True]), ("noise", [3]),
                      ("noise", [1.5]), ("ciphertexts", []),
-                     ("ciphertexts", [obj["ciphertexts"][0][:-2]]),
-                     ("ciphertexts", ["02" + "00" * 31 + "07" + point_hex(2)])):
+                     ("ciphertexts", [obj["ciphertexts"][0][:-1]]),
+                     ("ciphertexts", [_b("02" + "00" * 31 + "07" + point_hex(2))]),
+                     ("ciphertexts", [obj["ciphertexts"][0].hex()])):
         with pytest.raises(MalformedError):
             E.Entry.from_bytes(_enc({**obj, key: bad}))
     assert E.Entry.from_bytes(_enc({**obj, "noise": []})).noise == ()  # type: ignore
@@ -268,7 +312,7 @@ def test_aggregate_rules():
 
 def test_decryption_and_result_rules():
     obj = _obj("decryption")
-    for bad in ([], ["02" + "00" * 31 + "07"], [point_hex(3)[:-2]]):
+    for bad in ([], [_b("02" + "00" * 31 + "07")], [_b(point_hex(3)[:-2])], [point_hex(3)]):
         with pytest.raises(MalformedError, match="shares"):
             E.Entry.from_bytes(_enc({**obj, "shares": bad}))
     d = SIGNED["decryption"]
@@ -296,7 +340,7 @@ def test_swapped_fields_do_not_verify():
         E.verify_signature(moved, KEYS["prov-1"].public_key(), "prov-1")
     # submission and noise with the same fields are different messages (kind is signed)
     sub = E.sign(E.SubmissionEntry(QID, "node-a", "aa55"), KEYS["node-a"])
-    noise_obj = {**json.loads(sub.to_bytes()), "kind": "noise", "node": "node-a"}
+    noise_obj = {**parse_cbor(sub.to_bytes()), "kind": "noise", "node": "node-a"}
     del noise_obj["provider"]
     as_noise = E.Entry.from_bytes(_enc(noise_obj))
     with pytest.raises(VerificationError):

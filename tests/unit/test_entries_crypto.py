@@ -9,7 +9,7 @@ from statledger.proofs import elgamal, sigma
 from statledger.proofs.errors import MalformedError, VerificationError
 from statledger.proofs.group import Scalar, base_mul
 from statledger.protocol import entries as E
-from statledger.protocol.canonical import canonical_bytes
+from statledger.protocol.cbor import cbor_bytes
 from statledger.protocol.flow import keyreg_context
 
 
@@ -85,10 +85,10 @@ def test_decryption_proof_and_aggregate_accessors():
     assert isinstance(back_agg, E.AggregateEntry)
     assert back_agg.decode_ciphertexts() == cts
     # proof with a scalar >= n is refused at decoding
-    obj = d.to_json_obj()
-    obj["proof"] = "ff" * 64
+    obj = d.to_wire_obj()
+    obj["proof"] = b"\xff" * 64
     with pytest.raises(MalformedError, match="proof"):
-        E.Entry.from_bytes(canonical_bytes(obj))
+        E.Entry.from_bytes(cbor_bytes(obj))
 
 
 def test_submission_and_noise_vectors_decode_against_ranges():

@@ -27,7 +27,7 @@ def spec(privacy: dict | None = None, min_providers: int = 2) -> QuerySpec:
 
 
 SPEC = spec()
-QID = SPEC.query_id
+QID = SPEC.query_id_for("researcher")
 
 
 def unsigned_entries() -> dict[str, E.Entry]:

@@ -62,7 +62,7 @@ def _run(providers: tuple[str, ...], min_providers: int = 2,
     X = flow.collective_key([base_mul(SHARES[n]) for n in NODES])
     log.append(E.sign(E.SetupEntry("c", NODES, X.to_bytes().hex(), 1), KEYS["ledger"]))
     spec = _spec(min_providers)
-    qid = spec.query_id
+    qid = spec.query_id_for("researcher")
     stat = get_statistic(spec.statistic)
     ranges = list(stat.layout(spec).ranges)
     log.append(E.sign(E.QueryEntry.for_spec(spec, "researcher"), KEYS["researcher"]))

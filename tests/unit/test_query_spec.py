@@ -173,15 +173,15 @@ def test_canonical_bytes_stable_under_key_order_and_whitespace() -> None:
     text2 = json.dumps(dict(reversed(list(d.items()))), indent=3)
     a, b = QuerySpec.parse(text1), QuerySpec.parse(text2)
     assert a.canonical_bytes() == b.canonical_bytes()
-    assert a.query_id == b.query_id
-    assert len(a.query_id) == 64 and int(a.query_id, 16) >= 0
+    assert a.digest == b.digest
+    assert len(a.digest) == 64 and int(a.digest, 16) >= 0
     # explicit defaults hash like implicit ones
     explicit = {**d, "scale": 65536, "max_rows": 2**20, "privacy": {"mechanism": "none"}}
-    assert QuerySpec.parse(explicit).query_id == a.query_id
+    assert QuerySpec.parse(explicit).digest == a.digest
     # ints and equal floats canonicalize identically
     d2 = copy.deepcopy(d)
     d2["bounds"]["age"] = [0.0, 120.0]
-    assert QuerySpec.parse(d2).query_id == a.query_id
+    assert QuerySpec.parse(d2).digest == a.digest
     # sorted keys, no whitespace
     cb = a.canonical_bytes()
     assert b" " not in cb.replace(b'" ', b"")
@@ -216,13 +216,13 @@ MUTATIONS: list[tuple[list[Any], Any]] = [
 
 @pytest.mark.parametrize("path,value", MUTATIONS)
 def test_query_id_changes_with_any_field(path: list[Any], value: Any) -> None:
-    ref = QuerySpec.parse(base()).query_id
+    ref = QuerySpec.parse(base()).digest
     d = _mut(path, value)
     if path == ["columns"]:
         d["bounds"]["age2"] = [0, 1]
     if path == ["group_by"]:
         d["filters"] = []
-    assert QuerySpec.parse(d).query_id != ref
+    assert QuerySpec.parse(d).digest != ref
 
 
 def test_frozen() -> None:
@@ -236,4 +236,4 @@ def test_integral_float_is_the_same_json_number() -> None:
     d = base()
     d["min_cell_size"] = 3.0
     assert QuerySpec.parse(d).min_cell_size == 3
-    assert QuerySpec.parse(d).query_id == QuerySpec.parse(base()).query_id
+    assert QuerySpec.parse(d).digest == QuerySpec.parse(base()).digest

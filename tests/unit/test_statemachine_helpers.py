@@ -35,7 +35,7 @@ def events(dp: bool = True, providers: tuple[str, ...] = PROVIDERS,
            min_providers: int = 2) -> dict[str, E.Entry]:
     """Named events; aggregate lists indices as in the canonical order of ``order()``."""
     spec = make_spec(dp, min_providers)
-    q = spec.query_id
+    q = spec.query_id_for("researcher")
     ev: dict[str, E.Entry] = {"query": sign(E.QueryEntry.for_spec(spec, "researcher"),
                                             "researcher")}
     for p in providers:

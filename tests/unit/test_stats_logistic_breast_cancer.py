@@ -140,7 +140,7 @@ def test_irls_round_mechanics() -> None:
     s1 = irls_next_spec(s0, r0)
     assert s1 is not None and s1.params["round"] == 1
     assert s1.params["beta"] == r0.values["beta_next"]
-    assert s1.query_id != s0.query_id
+    assert s1.digest != s0.digest
     r1 = IRLS.decode(s1, total(IRLS, s1, tables()))
     assert irls_next_spec(s1, r1) is None  # max_rounds reached
     # at beta = 0 the log-likelihood is n log(1/2)

@@ -1,8 +1,12 @@
 """Known-answer vectors: exact entry bytes / digests (regression pins).
 
 The expected values were produced by this implementation (Ed25519 is deterministic) and pin
-the wire format: a change to key order, number spelling, the signing domain or the signed
-message breaks these tests on purpose.  Each vector has a ``desc`` and a verdict.
+the wire format (entry version 2, deterministic CBOR): a change to key order, integer or
+length spelling, the signing domain or the signed message breaks these tests on purpose.
+Each vector has a ``desc`` and a verdict.
+
+Regenerate (only when the entry encoding changes on purpose, and say so in the commit):
+``python tests/vectors/test_entries_kat.py`` prints the digests and the submission's bytes.
 """
 
 from __future__ import annotations
@@ -22,7 +26,23 @@ def _pt(k: int) -> str:
     return base_mul(Scalar(k)).to_bytes().hex()
 
 
-SUBMISSION_BYTES = (
+# The signed submission of ``test_submission_bytes_exact``, item by item (RFC 8949 section
+# 4.2.1: definite lengths, shortest arguments, keys sorted by their encoded bytes, i.e. by
+# length then bytewise).
+SIG = ("a5e8a9e5ac77a5e881bb3f0b81937c590b14e92018cdfeb95d6dccc5e89ba40c"
+       "b0288a300a9ecc4724d4ba756e0292672a0ecbc137cd56f6152854504e6bb90d")
+SUBMISSION_BYTES = bytes.fromhex(
+    "a6"                                          # map of 6 pairs
+    "6176" "02"                                   # "v": 2
+    "63736967" "5840" + SIG +                     # "sig": 64 bytes
+    "646b696e64" "6a7375626d697373696f6e"         # "kind": "submission"
+    "66766563746f72" "430102ff"                   # "vector": h'0102ff'
+    "6870726f7669646572" "6670726f762d31"         # "provider": "prov-1"
+    "6871756572795f6964" "5820" + "ab" * 32       # "query_id": 32 bytes
+)
+
+#: The same entry in the version 1 encoding (RFC 8785 JSON, hex): refused by name.
+SUBMISSION_V1 = (
     b'{"kind":"submission","provider":"prov-1","query_id":"' + b"ab" * 32 + b'","sig":"617fa8'
     b"7d22da0856cac37b852ff5af6267442177799a259703e7336f0942958263daa7ddfcc8b00ddfcc767d3b1b3e"
     b'4a0a04a9c5ae3563f4f538d21825d1b104","v":1,"vector":"0102ff"}'
@@ -31,19 +51,19 @@ SUBMISSION_BYTES = (
 DIGESTS = [
     {"desc": "provider registration",
      "entry": lambda: E.PartyEntry("prov-1", "provider", KEY.public_key().to_bytes().hex()),
-     "sha256": "9d5244e28890061859fdbd5e3a8e59e873a93d9f108a0f808090ced520ea8de3"},
+     "sha256": "f5ca412a15ec2107dcfb3925ed61c73f10f961d6742b56abf1290d3beae0fa43"},
     {"desc": "setup with two nodes",
      "entry": lambda: E.SetupEntry("cluster-1", ("node-a", "node-b"), _pt(23), 1),
-     "sha256": "1ae91b525d5ce01f256777f7f57e57c6ef668d1be923c8a3ef4125d47b73cbfc"},
+     "sha256": "973f97a86266030c467542c0aa77380139d6d3f05dc03e3fc9dadca8e0e3b99a"},
     {"desc": "aggregate with one ciphertext",
      "entry": lambda: E.AggregateEntry(QID, (3, 4), (5,), (_pt(2) + _pt(3),)),
-     "sha256": "d0aa12ef3ccf8f02ac7fd19151b5e90169dadf753b1f1dd88b597a89161cc144"},
+     "sha256": "1a4cfea54f0d92bf2f73317dda7117b8b43b6c3ce14c26dc7b87f6f65f8acb61"},
     {"desc": "result with a total beyond 2^53 (decimal string) and a float",
      "entry": lambda: E.ResultEntry.for_totals(QID, [12345, -7, 2**80], {"mean": 41.5, "n": 3}),
-     "sha256": "439e2a30c684489c9c08086ad785c96fcce2f09327e47afe99bef50ff5a80a1a"},
+     "sha256": "7c7ba1bc27ee7010f091cfb5d20e5a7f30fd01f7a849fe363e1cd29d6d8dbb2a"},
     {"desc": "endorsement",
      "entry": lambda: E.EndorsementEntry(QID, "prov-1", "ee" * 32),
-     "sha256": "7475a787301b2d325e027fd27a032f6fc4f956b93e254ea64a31b7fa31f9df3b"},
+     "sha256": "7795f5a654c1264b8a5ab3f72b72836848a2cef71b92add69d4978c7b6eaf7dc"},
 ]
 
 
@@ -61,16 +81,21 @@ def test_submission_bytes_exact():
 
 
 REJECTS = [
-    {"desc": "trailing-newline", "data": SUBMISSION_BYTES + b"\n", "error": MalformedError},
-    {"desc": "leading-space", "data": b" " + SUBMISSION_BYTES, "error": MalformedError},
-    {"desc": "uppercase-vector-hex", "data": SUBMISSION_BYTES.replace(b"0102ff", b"0102FF"),
+    {"desc": "trailing-byte", "data": SUBMISSION_BYTES + b"\x00", "error": MalformedError},
+    {"desc": "leading-byte", "data": b"\xa0" + SUBMISSION_BYTES, "error": MalformedError},
+    {"desc": "vector-as-hex-text",
+     "data": SUBMISSION_BYTES.replace(b"\x43\x01\x02\xff", b"\x66" + b"0102ff"),
      "error": MalformedError},
-    {"desc": "space-after-colon", "data": SUBMISSION_BYTES.replace(b'"v":1', b'"v": 1'),
+    {"desc": "v-as-half-float", "data": SUBMISSION_BYTES.replace(b"av\x02", b"av\xf9\x40\x00"),
      "error": MalformedError},
-    {"desc": "v-as-float", "data": SUBMISSION_BYTES.replace(b'"v":1', b'"v":1.0'),
+    {"desc": "v-long-form", "data": SUBMISSION_BYTES.replace(b"av\x02", b"av\x18\x02"),
+     "error": MalformedError},
+    {"desc": "vector-length-long-form",
+     "data": SUBMISSION_BYTES.replace(b"\x43\x01\x02\xff", b"\x58\x03\x01\x02\xff"),
      "error": MalformedError},
     {"desc": "truncated", "data": SUBMISSION_BYTES[:-1], "error": MalformedError},
-    {"desc": "modified-vector", "data": SUBMISSION_BYTES.replace(b"0102ff", b"0102fe"),
+    {"desc": "version-1-json", "data": SUBMISSION_V1, "error": MalformedError},
+    {"desc": "modified-vector", "data": SUBMISSION_BYTES.replace(b"\x01\x02\xff", b"\x01\x02\xfe"),
      "error": VerificationError},
     {"desc": "modified-provider", "data": SUBMISSION_BYTES.replace(b"prov-1", b"prov-2"),
      "error": VerificationError},
@@ -83,3 +108,14 @@ def test_reject_vectors(vec):
         e = E.Entry.from_bytes(vec["data"])
         E.verify_signature(e, KEY.public_key(), "prov-1")
 
+
+
+def test_version_1_is_named():
+    with pytest.raises(MalformedError, match="version 1"):
+        E.Entry.from_bytes(SUBMISSION_V1)
+
+
+if __name__ == "__main__":  # pragma: no cover - regeneration helper
+    for vec in DIGESTS:
+        print(f"{vec['desc']}: {E.sign(vec['entry'](), KEY).digest()}")
+    print("submission:", E.sign(E.SubmissionEntry(QID, "prov-1", "0102ff"), KEY).to_bytes().hex())
