@@ -34,7 +34,7 @@ from statledger.proofs.errors import MalformedError, PolicyError, VerificationEr
 from statledger.proofs.group import base_mul
 from statledger.proofs.vector import encrypt_vector_with_proof
 from statledger.protocol import entries, flow
-from statledger.protocol.checks import MIN_PROVIDERS_FLOOR, check_min_providers, check_query
+from statledger.protocol.checks import MIN_PROVIDERS_FLOOR, check_query
 from statledger.protocol.view import QueryView, parse_entries
 
 __all__ = ["ComputeNode", "create_app", "MIN_PROVIDERS_FLOOR", "query_view"]
@@ -122,7 +122,8 @@ class ComputeNode:
                 log.warning("refused to decrypt query %s: %s (party: %s)", query_id, exc,
                             exc.party or "-")
                 raise
-            check_min_providers(view)  # never fewer than MIN_PROVIDERS_FLOOR providers
+            # (step 11 inside check_query already enforced max(MIN_PROVIDERS_FLOOR,
+            # min_providers) distinct providers: the one rule, checked once)
             if self.party_id not in view.setup.compute:  # type: ignore[union-attr]
                 raise PolicyError(f"{self.party_id} is not a compute node of this cluster")
             if view.parties[self.party_id].elgamal_point() != self.X:

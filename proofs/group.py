@@ -45,6 +45,7 @@ __all__ = [
     "H",
     "base_mul",
     "msm",
+    "sum_points",
     "hash_to_curve",
     "encode_to_curve",
     "hash_to_field",
@@ -364,6 +365,18 @@ def _combine(pks: Sequence[Any]) -> Point:
     if lib.secp256k1_ec_pubkey_combine(_CTX, out, arr, len(pks)) != 1:
         return _IDENTITY  # the sum is the point at infinity
     return Point._wrap(out)
+
+
+def sum_points(points: Sequence[Point]) -> Point:
+    """``P_1 + ... + P_n`` with one libsecp256k1 ``combine`` call (no scalar multiplication,
+    no per-term affine addition); identity points are skipped; the empty sum is O."""
+    pks = []
+    for P in points:
+        if not isinstance(P, Point):
+            raise TypeError("sum_points needs Points")
+        if P._pk is not None:
+            pks.append(P._pk)
+    return _combine(pks) if pks else _IDENTITY
 
 
 def _mul(P: Point, k: int) -> Point:

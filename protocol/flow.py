@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from statledger.proofs import elgamal, sigma
 from statledger.proofs.elgamal import Ciphertext
 from statledger.proofs.errors import DecryptionError, MalformedError, VerificationError
-from statledger.proofs.group import Point, Scalar
+from statledger.proofs.group import Point, Scalar, sum_points
 from statledger.proofs.vector import LIMB_BITS, EncryptedVector, n_limbs
 from statledger.protocol import dp
 from statledger.protocol.query import QuerySpec
@@ -82,9 +82,7 @@ def collective_key(keys: Sequence[Point]) -> Point:
     """``X = sum_i X_i`` (n-of-n key: every node's share is needed to decrypt)."""
     if not keys:
         raise MalformedError("collective key: no compute node keys")
-    total = Point.identity()
-    for k in keys:
-        total = total + k
+    total = sum_points(keys)
     if total == Point.identity():
         raise MalformedError("collective key is the identity")
     return total

@@ -31,13 +31,14 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 from scipy.special import logsumexp
 
 from statledger.proofs.elgamal import Ciphertext
 from statledger.proofs.errors import MalformedError, VerificationError
-from statledger.proofs.group import Point, Scalar, _combine, base_mul, hash_to_curve
+from statledger.proofs.group import Point, Scalar, base_mul, hash_to_curve, sum_points
 from statledger.proofs.sigma import DLEQProof, prove_dleq, verify_dleq
 from statledger.proofs.vector import (
     EncryptedVector,
@@ -45,6 +46,7 @@ from statledger.proofs.vector import (
     verify_encrypted_vector,
     verify_encrypted_vectors_batch,
 )
+from statledger.protocol.canonical import canonical_bytes
 
 __all__ = [
     "DOMAIN",
@@ -417,15 +419,24 @@ def _check_str(v: object, what: str) -> str:
     return v
 
 
+def _absorb(h: Any, *parts: bytes) -> Any:
+    """Feed ``parts`` to the hash ``h``, each length-prefixed (8 bytes, big-endian), so that
+    no two part lists share an input; returns ``h``."""
+    for part in parts:
+        h.update(len(part).to_bytes(8, "big") + part)
+    return h
+
+
+def _params_bytes(params: NoiseParams) -> bytes:
+    return canonical_bytes(params.to_json_obj())
+
+
 def commitment_context(params: NoiseParams, query_id: str, node: str) -> bytes:
     """Binds a commitment's proof to the query, the node and the parameters."""
     _check_str(query_id, "query id")
     _check_str(node, "node id")
-    h = hashlib.sha256()
-    for part in (DOMAIN, b"commit", query_id.encode(), node.encode(),
-                 repr(sorted(params.to_json_obj().items())).encode()):
-        h.update(len(part).to_bytes(8, "big") + part)
-    return h.digest()
+    return bytes(_absorb(hashlib.sha256(), DOMAIN, b"commit", query_id.encode(), node.encode(),
+                         _params_bytes(params)).digest())
 
 
 @dataclass(frozen=True)
@@ -504,14 +515,10 @@ def commitments_digest(
     """SHA-256 over the parameters, the query and every commitment, in roster order."""
     if len(commitments) != params.n_nodes:
         raise MalformedError(f"{len(commitments)} commitments for {params.n_nodes} nodes")
-    h = hashlib.sha256()
-    parts = [DOMAIN, b"digest", query_id.encode(),
-             repr(sorted(params.to_json_obj().items())).encode()]
+    parts = [DOMAIN, b"digest", query_id.encode(), _params_bytes(params)]
     for c in commitments:
         parts += [c.node.encode(), c.to_bytes()]
-    for part in parts:
-        h.update(len(part).to_bytes(8, "big") + part)
-    return h.digest()
+    return bytes(_absorb(hashlib.sha256(), *parts).digest())
 
 
 # ---------------------------------------------------------------------------------------
@@ -557,26 +564,20 @@ def coin_seed(P: Point, shares: Sequence[Point], weights: Sequence[int] | None =
     """``seed = SHA-256(domain, P, x*P)`` with ``x*P = sum w_i D_i`` (``w_i = 1``: n-of-n key;
     Lagrange coefficients of any T nodes for a T-of-N key: the same ``x*P`` either way)."""
     if weights is None:
-        total = Point.identity()
-        for D in shares:
-            total = total + D
+        total = sum_points(shares)
     else:
         if len(weights) != len(shares):
             raise MalformedError("one weight per share")
         total = Point.identity()
         for w, D in zip(weights, shares, strict=True):
             total = total + Scalar.reduce(w) * D
-    h = hashlib.sha256()
-    for part in (DOMAIN, b"seed", P.to_bytes(), total.to_bytes()):
-        h.update(len(part).to_bytes(8, "big") + part)
-    return h.digest()
+    return bytes(_absorb(hashlib.sha256(), DOMAIN, b"seed", P.to_bytes(), total.to_bytes())
+                 .digest())
 
 
 def derive_coins(seed: bytes, query_id: str, node: str, count: int) -> list[int]:
     """``count`` public coin bits for ``node``'s commitment (SHAKE-256 of seed, query, node)."""
-    x = hashlib.shake_256()
-    for part in (DOMAIN, b"coins", seed, query_id.encode(), node.encode()):
-        x.update(len(part).to_bytes(8, "big") + part)
+    x = _absorb(hashlib.shake_256(), DOMAIN, b"coins", seed, query_id.encode(), node.encode())
     stream = x.digest((count + 7) // 8)
     return [(stream[i >> 3] >> (i & 7)) & 1 for i in range(count)]
 
@@ -586,18 +587,11 @@ def derive_coins(seed: bytes, query_id: str, node: str, count: int) -> list[int]
 # ---------------------------------------------------------------------------------------
 
 
-def _sum(points: Sequence[Point]) -> Point:
-    pks = [P._pk for P in points if not P.is_identity()]
-    if not pks:
-        return Point.identity()
-    return _combine(pks)
-
-
 def _horner(levels: Sequence[Sequence[Point]]) -> Point:
     """``sum_k 2^k * sum(levels[k])`` by doubling inside one combine per level."""
     acc = Point.identity()
     for level in reversed(levels):
-        acc = _sum([acc, acc, *level])
+        acc = sum_points([acc, acc, *level])
     return acc
 
 

@@ -79,3 +79,19 @@ def test_msm_parallel_equals_serial() -> None:
         assert msm(ks2, ps2, workers=2) == msm(ks2, ps2)
     finally:
         shutdown_workers()
+
+
+def test_sum_points_equals_the_naive_sum() -> None:
+    from statledger.proofs.group import sum_points
+
+    ps = generators(b"test/sum_points", 9)
+    naive = Point.identity()
+    for P in ps:
+        naive = naive + P
+    assert sum_points(ps) == naive
+    assert sum_points([*ps, Point.identity()]) == naive  # identity skipped
+    assert sum_points([]) == Point.identity()
+    assert sum_points([ps[0], -ps[0]]) == Point.identity()  # cancels
+    assert sum_points([ps[0], ps[0]]) == Scalar(2) * ps[0]  # doubling
+    with pytest.raises(TypeError):
+        sum_points([ps[0], b"\x02" * 33])  # type: ignore[list-item]
