@@ -135,7 +135,7 @@ def bench_stalled(n: int, header_timeout: float) -> dict[str, Any]:
     from statledger.nodes.launcher import init_cluster
 
     with tempfile.TemporaryDirectory(prefix="statledger-hostile-") as tmp:
-        layout = init_cluster(tmp, n_compute=0, queriers=[])
+        layout = init_cluster(tmp, n_compute=1, queriers=[])  # only the ledger serves
         led = layout.ledger
         host, port = led.url.removeprefix("http://").split(":")
         with open(Path(tmp) / "ledger.log", "wb") as log:

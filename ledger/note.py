@@ -20,6 +20,10 @@ Format (signed-note "Format")::
 * Verification (signed-note "Signatures"): signatures from unknown keys (name *and* key ID
   not matching a configured verifier) are ignored; a failing signature from a known key
   rejects the whole note; if no known key verified, the note is rejected.
+* Cosignature timestamps (tlog-cosignature): a validly signed cosignature dated more than
+  ``COSIGNATURE_MAX_SKEW`` seconds after the verifier's reference clock is refused, naming
+  the witness (:func:`check_cosignature_time`, the one place of that rule); any past
+  timestamp is accepted, so an old checkpoint stays verifiable.
 
 Strictness beyond the spec's MUSTs (each raises :class:`~statledger.proofs.errors.MalformedError`):
 non-canonical base64, two signature lines with the same (name, key ID), more than
@@ -33,6 +37,7 @@ import binascii
 import hashlib
 import re
 import struct
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -44,6 +49,8 @@ __all__ = [
     "SIG_TYPE_COSIGNATURE_V1",
     "MAX_SIGNATURES",
     "MAX_NOTE_BYTES",
+    "COSIGNATURE_MAX_SKEW",
+    "check_cosignature_time",
     "Signature",
     "Note",
     "NoteVerifier",
@@ -65,6 +72,9 @@ SIG_TYPE_COSIGNATURE_V1 = 0x04  # signed-note §"Signature types" / tlog-cosigna
 MAX_SIGNATURES = 100  # spec: MUST accept at least 16; Go's note package caps at 100
 MAX_NOTE_BYTES = 1 << 20
 SIG_PREFIX = "\u2014 "  # em dash, space
+#: Seconds a cosignature's timestamp may lie after the verifier's clock (clock skew between
+#: a witness and whoever checks its cosignature); further in the future is refused.
+COSIGNATURE_MAX_SKEW = 600
 
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
 _HEX8 = re.compile(r"[0-9a-f]{8}")
@@ -253,8 +263,11 @@ class NoteVerifier:
                 party=self.name,
             ) from None
 
-    def verify(self, text: bytes, sig: bytes) -> None:
-        """Check one signature over the note text; raises :class:`VerificationError`."""
+    def verify(self, text: bytes, sig: bytes, *, now: float | None = None) -> None:
+        """Check one signature over the note text; raises :class:`VerificationError`.
+
+        ``now`` is the reference clock for timestamped signatures (unused here, see
+        :meth:`CosignatureVerifier.verify`)."""
         self._ed25519_verify(text, sig)
 
     def __eq__(self, other: object) -> bool:
@@ -296,12 +309,40 @@ class CosignatureVerifier(NoteVerifier):
         """The signed message of a v1 cosignature."""
         return b"cosignature/v1\ntime %d\n" % timestamp + text
 
-    def verify(self, text: bytes, sig: bytes) -> None:
+    def verify(self, text: bytes, sig: bytes, *, now: float | None = None) -> None:
+        """Check one cosignature: its Ed25519 signature over the timestamped message, then
+        its timestamp against ``now`` (default: this machine's clock) with
+        :func:`check_cosignature_time`.  Raises :class:`VerificationError` naming the
+        witness."""
         try:
             t = self.timestamp(sig)
         except MalformedError as exc:
             raise VerificationError(str(exc), step="cosignature", party=self.name) from None
         self._ed25519_verify(self.message(text, t), sig[8:])
+        check_cosignature_time(t, self.name, now=now)
+
+
+def check_cosignature_time(timestamp: int, witness: str, *, now: float | None = None) -> None:
+    """The one rule for cosignature timestamps: ``timestamp`` (POSIX seconds, as signed by
+    ``witness``) is at most :data:`COSIGNATURE_MAX_SKEW` seconds after the reference clock
+    ``now`` (default: this machine's clock).  Any past timestamp passes: a certificate or
+    log checked years later stays valid.  Raises :class:`VerificationError` naming the
+    witness.
+
+    Called on every cosignature :meth:`CosignatureVerifier.verify` checks (hence by
+    :func:`verify_quorum`, witness policies, the verifier's step 7, the ledger store), and
+    by :meth:`statledger.ledger.witness.Witness.cosign` on a timestamp its caller chose.
+    """
+    reference = time.time() if now is None else now
+    if timestamp > reference + COSIGNATURE_MAX_SKEW:
+        ahead = timestamp - int(reference)
+        raise VerificationError(
+            f"cosignature by {witness} is dated {timestamp}, {ahead} s after the reference "
+            f"time {int(reference)}: more than the allowed clock skew of "
+            f"{COSIGNATURE_MAX_SKEW} s into the future",
+            step="cosignature",
+            party=witness,
+        )
 
 
 def parse_vkey(vkey: str, sig_type: int) -> tuple[str, bytes]:
@@ -425,14 +466,18 @@ def verify_quorum(
     party: str | None = None,
     kind: str = "signature",
     signers: str = "known keys",
+    now: float | None = None,
 ) -> list[str]:
-    """The one quorum rule: at least ``quorum`` (>= 1) distinct names among ``verifiers``
-    have a valid signature on ``note``; returns those names, in signature order.
+    """The one quorum rule: at least ``quorum`` (>= 1; 0 is refused by
+    :func:`check_quorum`) distinct names among ``verifiers`` have a valid signature on
+    ``note``; returns those names, in signature order.
 
     Signatures of unknown keys (name *and* key ID not matching a verifier) are ignored; an
     invalid signature of a known key raises :class:`VerificationError` blaming that key's
-    name; too few raise :class:`QuorumError` blaming ``party``.  Used for the log's own
-    signature (:func:`open_note`, quorum 1), witness policies
+    name, and so does a cosignature dated more than :data:`COSIGNATURE_MAX_SKEW` seconds
+    after ``now`` (default: this machine's clock; :func:`check_cosignature_time`); too few
+    raise :class:`QuorumError` blaming ``party``.  Used for the log's own signature
+    (:func:`open_note`, quorum 1), witness policies
     (:class:`statledger.ledger.witness.WitnessPolicy`) and step 7 of a verification
     (``kind="cosignature"``).
     """
@@ -445,7 +490,7 @@ def verify_quorum(
         if v is None:
             continue
         try:
-            v.verify(msg, sig.sig)
+            v.verify(msg, sig.sig, now=now)
         except VerificationError as exc:
             raise VerificationError(f"invalid {kind} by {v.name}: {exc.reason}", step=step,
                                     party=v.name) from None

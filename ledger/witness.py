@@ -13,7 +13,10 @@ names the size the submitter believes the witness is at (``old_size``) plus a co
 proof from that size.  The witness verifies the log signature, refuses a stale ``old_size``
 (:class:`WitnessConflictError`, HTTP 409 in tlog-witness), a smaller tree (rollback) and an
 inconsistent one (:class:`ForkError`), then advances its state with a compare-and-swap
-``UPDATE ... WHERE size = ? AND root = ?`` and only then signs.
+``UPDATE ... WHERE size = ? AND root = ?`` and only then signs, with its own clock as the
+timestamp (a request cannot choose it; an in-process caller that passes ``timestamp=`` may
+not date a cosignature further in the future than
+:data:`~statledger.ledger.note.COSIGNATURE_MAX_SKEW`, which every verifier refuses).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from statledger.ledger.note import (
     Note,
     NoteVerifier,
     Signature,
+    check_cosignature_time,
     check_key_name,
     check_quorum,
     key_id,
@@ -168,11 +172,21 @@ class Witness:
     ) -> Signature:
         """Verify and cosign a checkpoint; returns the cosignature (``.line()`` for the text).
 
-        Steps: (1) parse, find the log by origin and verify its signature; (2) ``old_size``
-        must equal the witness's size for that origin; (3) no rollback; (4) the consistency
-        proof from the witness's (size, root) to the new checkpoint; (5) compare-and-swap the
-        state; (6) sign.
+        Steps: (0) a ``timestamp`` chosen by the caller (default: this machine's clock) may
+        not lie more than ``COSIGNATURE_MAX_SKEW`` seconds ahead of the clock
+        (:class:`PolicyError`); (1) parse, find the log by origin and verify its signature;
+        (2) ``old_size`` must equal the witness's size for that origin; (3) no rollback;
+        (4) the consistency proof from the witness's (size, root) to the new checkpoint;
+        (5) compare-and-swap the state; (6) sign.
         """
+        if timestamp is not None:  # step 0: never sign a cosignature verifiers would refuse
+            if isinstance(timestamp, bool) or not isinstance(timestamp, int):
+                raise MalformedError(f"timestamp must be an int, got {timestamp!r}")
+            try:
+                check_cosignature_time(timestamp, self.name)
+            except VerificationError as exc:
+                raise PolicyError(f"witness {self.name} refuses to cosign: {exc.reason}"
+                                  ) from None
         note = Note.parse(checkpoint_note)
         cp = Checkpoint.parse(note.text)  # step 1
         log = self.logs.get(cp.origin)
@@ -269,13 +283,17 @@ class WitnessPolicy:
         self.quorum = quorum
         self.origin = log_key.name if origin is None else origin
 
-    def open(self, note: str | bytes | Note) -> Checkpoint:
-        """Verify log signature and quorum; return the checkpoint (raises otherwise)."""
+    def open(self, note: str | bytes | Note, *, now: float | None = None) -> Checkpoint:
+        """Verify log signature and quorum; return the checkpoint (raises otherwise).
+
+        A cosignature dated more than ``COSIGNATURE_MAX_SKEW`` seconds after ``now``
+        (default: this machine's clock) is invalid and blames its witness."""
         cp, parsed = open_checkpoint(note, self.log_key, origin=self.origin)
         verify_quorum(parsed, self.witness_keys, self.quorum, step="witness-quorum",
-                      kind="cosignature", signers="witnesses")
+                      kind="cosignature", signers="witnesses", now=now)
         return cp
 
-    def verify(self, note: str | bytes | Note) -> None:
-        """Raise unless the note carries the log signature and ``quorum`` valid cosignatures."""
-        self.open(note)
+    def verify(self, note: str | bytes | Note, *, now: float | None = None) -> None:
+        """Raise unless the note carries the log signature and ``quorum`` valid cosignatures
+        (timestamps checked against ``now``, as in :meth:`open`)."""
+        self.open(note, now=now)

@@ -1,4 +1,5 @@
-"""Authenticated HTTP between parties: every request is signed with the sender's Ed25519 key.
+"""Authenticated HTTP between parties: every request is signed with the sender's Ed25519 key,
+for one recipient.
 
 Headers (all required)::
 
@@ -7,19 +8,29 @@ Headers (all required)::
     X-Statledger-Nonce:     16 random bytes, 32 lowercase hex digits
     X-Statledger-Signature: Ed25519 signature, 128 lowercase hex digits, over
 
-        b"statledger/http/v1\\n" + METHOD + b"\\n" + path?query + b"\\n"
+        b"statledger/http/v2\\n" + sender + b"\\n" + recipient + b"\\n"
+        + METHOD + b"\\n" + path?query + b"\\n"
         + sha256(body).hex() + b"\\n" + time + b"\\n" + nonce
 
-``path?query`` is the request target exactly as sent (percent-encoded, the query string only
-when present).  The signed bytes are length-unambiguous: every field but the last is free of
-newlines (the method is an HTTP token, the target has no raw whitespace, the others are
-fixed alphabets), so no two distinct requests share a signing payload.
+``sender`` is the ``X-Statledger-Party`` value; ``recipient`` is the party id of the service
+the request is addressed to (the client's ``target``).  The recipient travels in no header:
+the server puts its *own* party id there, so a request signed for one party and replayed to
+another within the time window fails the signature check (401) instead of being accepted
+by a node that has never seen its nonce.  ``path?query`` is the request target exactly as
+sent (percent-encoded, the query string only when present).  The signed bytes are
+length-unambiguous: every field but the last is free of newlines (party ids match
+``[A-Za-z0-9][A-Za-z0-9._-]{0,63}``, the method is an HTTP token, the target has no raw
+whitespace, the others are fixed alphabets), so no two distinct requests share a signing
+payload.  Version 1 (``statledger/http/v1``, no sender, no recipient) is no longer
+accepted: its signatures do not verify under the v2 payload.
 
-Server side (:class:`Authenticator`): (1) all four headers present and well-formed,
-(2) the party is known to the service's key directory, (3) the time is within +-300 s of the
-server clock, (4) the signature verifies, (5) the nonce was not seen before for this party
-(nonces live in the service's SQLite, pruned after twice the window), (6) the party has one of
-the roles the route requires.  Failures: (1)-(4) -> 401, (5) -> 409, (6) -> 403.
+Server side (:class:`Authenticator`, built with the service's own party id as
+``recipient``): (1) all four headers present and well-formed, (2) the party is known to the
+service's key directory, (3) the time is within +-300 s of the server clock, (4) the
+signature verifies over the payload addressed to this service, (5) the nonce was not seen
+before for this party (nonces live in the service's SQLite, pruned after twice the window),
+(6) the party has one of the roles the route requires.  Failures: (1)-(4) -> 401,
+(5) -> 409, (6) -> 403.
 """
 
 from __future__ import annotations
@@ -48,6 +59,7 @@ __all__ = [
     "HEADER_NONCE",
     "HEADER_SIGNATURE",
     "TIME_WINDOW",
+    "check_party_id",
     "AuthError",
     "ReplayError",
     "ForbiddenError",
@@ -61,7 +73,7 @@ __all__ = [
     "Authenticator",
 ]
 
-DOMAIN = b"statledger/http/v1\n"
+DOMAIN = b"statledger/http/v2\n"
 HEADER_PARTY = "X-Statledger-Party"
 HEADER_TIME = "X-Statledger-Time"
 HEADER_NONCE = "X-Statledger-Nonce"
@@ -102,8 +114,28 @@ class ForbiddenError(AuthError):
     status = 403
 
 
-def signing_payload(method: str, target: str, body: bytes, timestamp: str, nonce: str) -> bytes:
-    """The bytes signed for one request (see the module docstring)."""
+def check_party_id(party_id: str, what: str) -> str:
+    """``party_id`` if it is a well-formed party id, else :class:`MalformedError` naming
+    ``what``."""
+    if not isinstance(party_id, str) or not _PARTY_RE.fullmatch(party_id):
+        raise MalformedError(f"http signature: bad {what} party id {party_id!r}")
+    return party_id
+
+
+def signing_payload(
+    method: str,
+    target: str,
+    body: bytes,
+    timestamp: str,
+    nonce: str,
+    *,
+    sender: str,
+    recipient: str,
+) -> bytes:
+    """The bytes signed for one request from ``sender`` to ``recipient`` (see the module
+    docstring); ``target`` is the request target (path?query)."""
+    check_party_id(sender, "sender")
+    check_party_id(recipient, "recipient")
     if not _METHOD_RE.fullmatch(method):
         raise MalformedError(f"http signature: bad method {method!r}")
     if not _TARGET_RE.fullmatch(target):
@@ -115,6 +147,8 @@ def signing_payload(method: str, target: str, body: bytes, timestamp: str, nonce
     return b"\n".join(
         [
             DOMAIN[:-1],
+            sender.encode("ascii"),
+            recipient.encode("ascii"),
             method.encode("ascii"),
             target.encode("ascii"),
             hashlib.sha256(body).hexdigest().encode("ascii"),
@@ -131,15 +165,18 @@ def sign_request(
     target: str,
     body: bytes,
     *,
+    recipient: str,
     now: float | None = None,
     nonce: str | None = None,
 ) -> dict[str, str]:
-    """The four authentication headers for a request ``method target`` with ``body``."""
-    if not _PARTY_RE.fullmatch(party_id):
-        raise MalformedError(f"http signature: bad party id {party_id!r}")
+    """The four authentication headers for a request ``method target`` with ``body``, sent
+    by ``party_id`` to the party ``recipient`` (only that party accepts it)."""
+    check_party_id(party_id, "sender")
     ts = str(int(time.time() if now is None else now))
     n = secrets.token_hex(16) if nonce is None else nonce
-    sig = signing_key.sign(signing_payload(method.upper(), target, body, ts, n))
+    payload = signing_payload(method.upper(), target, body, ts, n, sender=party_id,
+                              recipient=recipient)
+    sig = signing_key.sign(payload)
     return {
         HEADER_PARTY: party_id,
         HEADER_TIME: ts,
@@ -164,13 +201,16 @@ def verify_request(
     body: bytes,
     keys: KeyDirectory,
     *,
+    recipient: str,
     now: float | None = None,
     window: int = TIME_WINDOW,
 ) -> tuple[str, str, int]:
-    """Steps (1)-(4): return ``(party_id, nonce, timestamp)`` or raise :class:`AuthError`.
+    """Steps (1)-(4) for a request received by the party ``recipient`` (the verifying
+    service's own id): return ``(party_id, nonce, timestamp)`` or raise :class:`AuthError`.
 
     Replay (5) and role (6) checks need state and live in :class:`Authenticator`.
     """
+    check_party_id(recipient, "recipient")
     # (1) headers present and well-formed
     party = _header(headers, HEADER_PARTY)
     ts = _header(headers, HEADER_TIME)
@@ -198,10 +238,15 @@ def verify_request(
         )
     # (4) signature
     try:
-        payload = signing_payload(method, target, body, ts, nonce)
+        payload = signing_payload(method, target, body, ts, nonce, sender=party,
+                                  recipient=recipient)
         key.verify(payload, bytes.fromhex(sig), party=party)
     except (VerificationError, MalformedError, ValueError):
-        raise AuthError("bad request signature", party=party) from None
+        raise AuthError(
+            f"bad request signature for a request to {recipient!r}: signed for another "
+            "recipient, altered, or not signed by this party's key",
+            party=party,
+        ) from None
     return party, nonce, t
 
 
@@ -275,9 +320,10 @@ class Authenticator:
     """The server side of request signing, as FastAPI dependencies.
 
     ``keys``: party id -> its Ed25519 key (``None`` if unknown); ``roles``: party id -> its
-    role (``None`` if unknown), needed only by routes that restrict roles.  Usage::
+    role (``None`` if unknown), needed only by routes that restrict roles; ``recipient``:
+    this service's own party id (only requests signed for it are accepted).  Usage::
 
-        auth = Authenticator(keys, NonceStore(db_path), roles)
+        auth = Authenticator(keys, NonceStore(db_path), roles, recipient=config.party_id)
 
         @app.post("/v1/thing")
         async def thing(request: Request, party: str = Depends(auth.require("provider"))): ...
@@ -289,9 +335,11 @@ class Authenticator:
         nonces: NonceStore,
         roles: RoleDirectory | None = None,
         *,
+        recipient: str,
         window: int = TIME_WINDOW,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.recipient = check_party_id(recipient, "recipient")
         self.keys = keys
         self.nonces = nonces
         self.roles = roles
@@ -308,6 +356,7 @@ class Authenticator:
             request_target(request),
             body,
             self.keys,
+            recipient=self.recipient,
             now=now,
             window=self.window,
         )

@@ -64,7 +64,8 @@ def demo(
                    f"certificate {max(q['certificate_bytes']) / 1024:.0f} KiB")
     typer.echo(f"\n{summary['verified']} certificates verified offline in "
                f"{summary['verify_s']:.2f} s; demo wall time {summary['total_s']:.1f} s")
-    typer.echo(f"certificates: {summary['out']}/certificates/")
+    typer.echo(f"certificates: {summary['out']}/certificates/ (verified under the consortium's "
+               f"trust file {summary['trust']}: statledger verify CERT --trust that file)")
     Path(summary["out"], "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 
 
@@ -157,9 +158,13 @@ def querier_from_config(path: Path) -> Any:
     cfg = load_config(path, role="querier")
     if not isinstance(cfg, QuerierConfig):  # load_config(role="querier") refuses other roles
         raise TypeError(f"{path}: not a querier config")
+    from statledger.nodes.trust import pinned_genesis
+
     key = load_identity_key(cfg.identity_key_path)
+    genesis = pinned_genesis(cfg)
     register_self(cfg, timeout=10.0)
-    with SignedClient(str(cfg.ledger_url), cfg.party_id, key) as ledger:
+    with SignedClient(str(cfg.ledger_url), cfg.party_id, key,
+                      target=genesis.genesis.ledger.party_id) as ledger:
         try:
             ledger.get("/v1/setup")
         except RemoteError as exc:
@@ -170,14 +175,17 @@ def querier_from_config(path: Path) -> Any:
     peers = {p: str(u) for p, u in cfg.peers.items()}
     compute = {p: u for p, u in peers.items() if roles.get(p) == "compute"}
     providers = {p: u for p, u in peers.items() if roles.get(p) == "provider"}
-    return Querier(cfg.party_id, key, str(cfg.ledger_url), compute, providers)
+    return Querier(cfg.party_id, key, str(cfg.ledger_url), compute, providers, trust=genesis,
+                   state_db=cfg.state_db_path)
 
 
 @app.command()
 def verify(
     paths: Annotated[list[Path], typer.Argument(help="certificate files or folders")],
-    trust: Annotated[Path | None, typer.Option(help="trust policy (JSON): log_key, "
-                                                    "witness_keys, quorum")] = None,
+    trust: Annotated[Path | None, typer.Option(
+        help="the consortium's trust file (statledger consortium export-trust): pins the "
+             "consortium whose log, witnesses and members the certificate must come "
+             "from")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per file")] = False,
 ) -> None:
     """Verify certificates offline.  Exit 0: all valid; 1: some invalid; 2: not a

@@ -26,16 +26,18 @@ from fastapi import Depends, FastAPI
 
 from statledger.nodes.app import NotFoundError
 from statledger.nodes.config import ComputeConfig
+from statledger.nodes.follower import LogFollower
 from statledger.nodes.keys import load_elgamal_share, load_identity_key
 from statledger.nodes.ledger_client import LedgerClient
 from statledger.nodes.ledger_service import witness_from_config, witness_router
 from statledger.nodes.peers import ActionLog, create_party_app
+from statledger.nodes.trust import pinned_genesis
 from statledger.proofs.errors import MalformedError, PolicyError, VerificationError
 from statledger.proofs.group import base_mul
 from statledger.proofs.vector import encrypt_vector_with_proof
 from statledger.protocol import entries, flow
 from statledger.protocol.checks import MIN_PROVIDERS_FLOOR, check_query
-from statledger.protocol.view import QueryView, parse_entries
+from statledger.protocol.view import QueryView
 
 __all__ = ["ComputeNode", "create_app", "MIN_PROVIDERS_FLOOR", "query_view"]
 
@@ -45,11 +47,15 @@ log = logging.getLogger("statledger.compute")
 _QUERY_ID = re.compile(r"[0-9a-f]{64}")
 
 
-def query_view(ledger: LedgerClient, query_id: str) -> QueryView:
-    """The log's entries of ``query_id``: 400 for a malformed id, 404 for an unknown one."""
+def query_view(follower: LogFollower, query_id: str) -> QueryView:
+    """The log's entries of ``query_id``, each proven included in a witnessed checkpoint
+    consistent with this party's history (:class:`statledger.nodes.follower.LogFollower`):
+    400 for a malformed id, 404 for an unknown one."""
     if not _QUERY_ID.fullmatch(query_id):
         raise MalformedError("query_id: expected 64 lowercase hex digits (a sha256)")
-    view = parse_entries(ledger.query_entries(query_id))
+    if not follower.ledger.query_indices(query_id):
+        raise NotFoundError(f"unknown query id {query_id} (no query entry on the log)")
+    view = follower.query_view(query_id)
     if view.query is None:
         raise NotFoundError(f"unknown query id {query_id} (no query entry on the log)")
     return view
@@ -64,12 +70,17 @@ class ComputeNode:
         self.identity = load_identity_key(config.identity_key_path)
         self.x = load_elgamal_share(config.elgamal_key_path)
         self.X = base_mul(self.x)
-        self.ledger = LedgerClient(str(config.ledger_url), config.party_id, self.identity)
+        genesis = pinned_genesis(config)
+        self.ledger = LedgerClient(str(config.ledger_url), config.party_id, self.identity,
+                                   target=genesis.genesis.ledger.party_id)
+        self.follower = LogFollower(self.ledger, genesis, config.state_db_path)
+        self.pinned = self.follower.consortium_id
         self.actions = ActionLog(config.state_db_path)
         self._lock = threading.Lock()
 
     def close(self) -> None:
         self.ledger.close()
+        self.follower.close()
         self.actions.close()
 
     def noise(self, query_id: str) -> int:
@@ -78,7 +89,8 @@ class ComputeNode:
             done = self.actions.done(query_id, "noise")
             if done is not None:
                 return done
-            view = check_query(query_view(self.ledger, query_id), through=8)
+            view = check_query(query_view(self.follower, query_id), through=8,
+                               pinned=self.pinned)
             spec = view.spec
             if spec is None:  # pragma: no cover - check_query sets it
                 raise PolicyError("no query")
@@ -106,7 +118,7 @@ class ComputeNode:
             done = self.actions.done(query_id, "decrypt")
             if done is not None:
                 return done
-            view = query_view(self.ledger, query_id)
+            view = query_view(self.follower, query_id)
             for idx, d in view.decryptions:  # logged before a crash: resume
                 if d.node == self.party_id:
                     self.actions.record(query_id, "decrypt", idx)
@@ -117,7 +129,7 @@ class ComputeNode:
             # ciphertexts under a copied proof) would make the "aggregate" one hospital's
             # vector.  Nothing is decrypted until this node has checked it itself.
             try:
-                view = check_query(view, through=11)
+                view = check_query(view, through=11, pinned=self.pinned)
             except VerificationError as exc:
                 log.warning("refused to decrypt query %s: %s (party: %s)", query_id, exc,
                             exc.party or "-")

@@ -46,7 +46,6 @@ __all__ = [
     "PARTY_ID_PATTERN",
     "DEFAULT_MAX_BODY",
     "ConfigError",
-    "RosterMember",
     "WitnessPeer",
     "WitnessSettings",
     "DatasetConfig",
@@ -66,7 +65,6 @@ PARTY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 
 PartyId = Annotated[str, Field(pattern=PARTY_ID_PATTERN)]
-HexKey = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Url = Annotated[str, Field(pattern=r"^https?://[^\s/]+(/[^\s]*)?$")]
 
 
@@ -76,13 +74,6 @@ class ConfigError(MalformedError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RosterMember(_Strict):
-    """A party the ledger accepts a ``party`` entry from: its role and Ed25519 key (hex)."""
-
-    role: Role
-    sig_key: HexKey
 
 
 class WitnessPeer(_Strict):
@@ -114,6 +105,8 @@ class _Common(_Strict):
     data_dir: Path
     max_body: StrictInt = Field(default=DEFAULT_MAX_BODY, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
+    #: the consortium this party pins: a statledger-trust/v2 file (`consortium export-trust`)
+    trust: Path | None = None
 
     @property
     def base_url(self) -> str:
@@ -136,7 +129,6 @@ class LedgerConfig(_Common):
     # entries and cosignatures, whose messages start with those prefixes; a checkpoint's
     # text starts with the origin, so keeping the prefixes apart keeps the formats apart.
     origin: str = Field(min_length=1, pattern=r"^[^\s+]+$")
-    roster: dict[PartyId, RosterMember] = Field(default_factory=dict)
     witnesses: dict[PartyId, WitnessPeer] = Field(default_factory=dict)
     witness_quorum: StrictInt = Field(default=0, ge=0)
 
@@ -218,7 +210,7 @@ def _resolve(base: Path, raw: dict[str, Any]) -> dict[str, Any]:
             return str(base / v)
         return v
 
-    for key in ("data_dir", "policy"):
+    for key in ("data_dir", "policy", "trust"):
         if key in out:
             out[key] = fix(out[key])
     ds = out.get("datasets")

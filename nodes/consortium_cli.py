@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -71,11 +71,12 @@ def init(
                            "deployments and demos; in production each party signs on its own "
                            "host with `consortium sign`)")] = False,
 ) -> None:
-    """Write the genesis of a deployment from the configs and keys of `statledger node init`."""
+    """Write the genesis of a deployment from the configs and keys of `statledger node init`
+    (which already wrote one, signed by every party: run this to found it with another name
+    or admission rule, before the ledger's first start)."""
     from statledger.nodes.config import ConfigError, LedgerConfig, load_config
     from statledger.nodes.keys import load_identity_key
-    from statledger.nodes.launcher import ClusterError, load_layout
-    from statledger.protocol.consortium import AdmissionRule, Genesis, Member, SignedGenesis
+    from statledger.nodes.launcher import ClusterError, found_consortium, load_layout
 
     try:
         layout = load_layout(base_dir)
@@ -84,38 +85,35 @@ def init(
         _fail(str(exc), 2)
     if not isinstance(ledger_cfg, LedgerConfig):  # pragma: no cover - role="ledger" ensures it
         _fail("the ledger's config is not a ledger config", 2)
-    keys = {}
     members = []
-    for p in sorted(layout.parties.values(), key=lambda p: (p.role, p.party_id)):
+    for p in layout.parties.values():
         try:
             key = load_identity_key(Path(p.data_dir) / "identity.key")
         except StatledgerError as exc:
             _fail(f"{p.party_id}: {exc}", 2)
-        keys[p.party_id] = key
-        members.append(Member(p.party_id, p.role, key.public_key().to_bytes().hex()))
+        members.append((p.party_id, p.role, key))
     roles = tuple(sorted({r.strip() for r in admission_roles.split(",") if r.strip()}))
-    eligible = sum(m.role in roles for m in members)
-    quorum = admission_quorum if admission_quorum is not None else eligible // 2 + 1
-    n_compute = sum(m.role == "compute" for m in members)
+    n_compute = sum(role == "compute" for _, role, _ in members)
     witness_quorum = ledger_cfg.witness_quorum or (n_compute // 2 + 1)
+    path = out if out is not None else Path(base_dir) / GENESIS_FILE
     try:
-        genesis = Genesis(name, layout.origin, tuple(members), witness_quorum,
-                          AdmissionRule(quorum, roles))
+        signed = found_consortium(base_dir, layout.origin, members,
+                                  witness_quorum=witness_quorum,
+                                  admission_quorum=admission_quorum, admission_roles=roles,
+                                  name=name, sign=sign_all, genesis_out=path)
     except StatledgerError as exc:
         _fail(str(exc), 2)
-    signed = SignedGenesis(genesis)
-    if sign_all:
-        for pid, key in keys.items():
-            signed = signed.sign(pid, key)
-    path = out if out is not None else Path(base_dir) / GENESIS_FILE
-    _save(path, signed)
+    genesis = signed.genesis
     typer.echo(f"consortium {genesis.consortium_id}")
-    typer.echo(f"genesis written to {path}: {len(members)} founding members, witness quorum "
-               f"{witness_quorum}, admission {quorum} of {eligible} ({', '.join(roles)})")
+    typer.echo(f"genesis written to {path}: {len(genesis.members)} founding members, witness "
+               f"quorum {witness_quorum}, admission {genesis.admission.quorum} of "
+               f"{sum(m.role in roles for m in genesis.members)} ({', '.join(roles)})")
     missing = signed.missing()
     if missing:
         typer.echo(f"to sign ({len(missing)}): {', '.join(missing)}  "
                    "(each: statledger consortium sign FILE --config PARTY/config.toml)")
+    else:
+        typer.echo(f"trust file written to {Path(base_dir) / 'trust.json'}")
 
 
 @app.command("sign")
@@ -185,3 +183,127 @@ def export_trust(
         _fail(f"the genesis is not complete: {exc}")
     _write(out, json.dumps(doc, indent=1, sort_keys=True) + "\n")
     typer.echo(f"trust file for consortium {doc['consortium']} written to {out}")
+
+
+# -- membership changes ---------------------------------------------------------------------
+
+def _party_context(config: Path) -> tuple[Any, Any, Any]:
+    """(config, identity key, pinned SignedGenesis) of the party whose config this is."""
+    from statledger.nodes.config import ConfigError, load_config
+    from statledger.nodes.keys import load_identity_key
+    from statledger.nodes.trust import pinned_genesis
+
+    try:
+        cfg = load_config(config)
+        return cfg, load_identity_key(cfg.identity_key_path), pinned_genesis(cfg)
+    except (ConfigError, StatledgerError) as exc:
+        _fail(str(exc), 2)
+
+
+def _ledger_client(cfg: Any, key: Any, genesis: Any) -> Any:
+    from statledger.nodes.http import SignedClient
+
+    url = getattr(cfg, "ledger_url", None) or cfg.base_url
+    return SignedClient(str(url), cfg.party_id, key, target=genesis.genesis.ledger.party_id)
+
+
+def _load_change(path: Path) -> Any:
+    from statledger.protocol.consortium import MembershipChange
+
+    try:
+        return MembershipChange.from_bytes(path.read_bytes())
+    except OSError as exc:
+        _fail(f"{path}: cannot read ({exc.strerror})", 2)
+    except StatledgerError as exc:
+        _fail(f"{path}: not a membership change: {exc}", 2)
+
+
+def _save_change(path: Path, change: Any) -> None:
+    _write(path, json.dumps(change.to_json_obj(), indent=1, sort_keys=True) + "\n")
+
+
+@app.command("propose")
+def propose(
+    config: Annotated[Path, typer.Option(help="the proposing member's config.toml")],
+    out: Annotated[Path, typer.Option(help="the change file to write")],
+    admit: Annotated[list[str] | None, typer.Option(
+        help="ID:ROLE:KEY (Ed25519 public key, 64 hex) of a party to admit; repeatable")] = None,
+    revoke: Annotated[list[str] | None, typer.Option(help="party id to revoke; repeatable")
+                      ] = None,
+    rotate: Annotated[list[str] | None, typer.Option(
+        help="ID:KEY: a member's new identity key; repeatable")] = None,
+) -> None:
+    """Write an unsigned membership change extending the log's current chain."""
+    from statledger.nodes.http import RemoteError
+    from statledger.protocol.consortium import Member, MembershipChange
+
+    cfg, key, genesis = _party_context(config)
+    try:
+        members = []
+        for item in admit or []:
+            pid, role, pub = (item.split(":") + ["", ""])[:3]
+            members.append(Member(pid, role, pub))
+        rotations = []
+        for item in rotate or []:
+            pid, _, pub = item.partition(":")
+            rotations.append((pid, pub))
+        with _ledger_client(cfg, key, genesis) as ledger:
+            state = ledger.get("/v1/consortium")
+        if state.get("consortium") != genesis.genesis.consortium_id:
+            _fail("the ledger serves another consortium than the one this party pins")
+        change = MembershipChange(genesis.genesis.consortium_id, int(state["seq"]) + 1,
+                                  str(state["head"]), tuple(members), tuple(revoke or ()),
+                                  tuple(rotations))
+    except RemoteError as exc:
+        _fail(f"ledger: {exc}")
+    except StatledgerError as exc:
+        _fail(str(exc), 2)
+    _save_change(out, change)
+    typer.echo(f"membership change {change.seq} written to {out}; it needs "
+               f"{genesis.genesis.admission.quorum} signatures of "
+               f"{', '.join(genesis.genesis.admission.roles)} members (the rule may have "
+               "changed since the genesis) and a proof of possession by every new key")
+
+
+@app.command("sign-change")
+def sign_change(
+    change_file: Annotated[Path, typer.Argument(help="the change file (from propose)")],
+    config: Annotated[Path, typer.Option(help="this party's config.toml")],
+) -> None:
+    """Sign a change: as a member of the admission quorum, and/or prove possession of the
+    key the change admits or rotates in for this party."""
+    change = _load_change(change_file)
+    cfg, key, _genesis = _party_context(config)
+    pub = key.public_key().to_bytes().hex()
+    new_keys = {m.party_id: m.sig_key for m in change.admit} | dict(change.rotate)
+    did = []
+    if new_keys.get(cfg.party_id) == pub:
+        change = change.prove_possession(cfg.party_id, key)
+        did.append("proved possession of its new key")
+    elif cfg.party_id not in {m.party_id for m in change.admit}:
+        # a current member's signature (the roster decides whether it counts)
+        change = change.sign(cfg.party_id, key)
+        did.append("signed as a member")
+    if not did:
+        _fail(f"{cfg.party_id} has nothing to sign in this change", 2)
+    _save_change(change_file, change)
+    typer.echo(f"{cfg.party_id} {' and '.join(did)} (change {change.seq}: "
+               f"{len(change.signatures)} signature(s))")
+
+
+@app.command("submit")
+def submit(
+    change_file: Annotated[Path, typer.Argument(help="the signed change file")],
+    config: Annotated[Path, typer.Option(help="a member's config.toml (sends it to the log)")],
+) -> None:
+    """Send a signed change to the log, which checks it against the roster and logs it."""
+    from statledger.nodes.http import RemoteError
+
+    change = _load_change(change_file)
+    cfg, key, genesis = _party_context(config)
+    try:
+        with _ledger_client(cfg, key, genesis) as ledger:
+            out = ledger.post("/v1/membership", content=change.to_bytes())
+    except RemoteError as exc:
+        _fail(f"the log refused the change: {exc}")
+    typer.echo(f"membership change {out['seq']} logged at index {out['index']}")

@@ -110,6 +110,7 @@ def querier_for(cluster: Cluster) -> Querier:
         "querier", cluster.signing_key("querier"), cluster.url("ledger"),
         {p.party_id: p.url for p in layout.compute},
         {p.party_id: p.url for p in layout.providers},
+        trust=cluster.genesis, state_db=Path(layout.parties["querier"].data_dir) / "state.sqlite",
     )
 
 
@@ -117,7 +118,7 @@ def run_demo(out: Path | None, say: Callable[[str], None],
              step: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the tour; returns a summary (timings, certificate sizes, verification)."""
     from statledger.verifier.certificate import SUFFIX as CERT_SUFFIX
-    from statledger.verifier.verify import verify_certificate_file
+    from statledger.verifier.verify import load_trust, verify_certificate_file
 
     t0 = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="statledger-demo-"))
@@ -153,15 +154,20 @@ def run_demo(out: Path | None, say: Callable[[str], None],
                 })
     finally:
         cluster.stop()
-    # offline verification of every certificate written
+    # the consortium's trust file, next to the certificates: what a reviewer pins
+    trust_path = out_dir / "trust.json"
+    shutil.copyfile(work / "cluster" / "trust.json", trust_path)
+    trust = load_trust(trust_path)
+    # offline verification of every certificate written, under the pinned consortium
     tv = time.perf_counter()
     verified = 0
     for p in sorted(cert_dir.glob(f"*{CERT_SUFFIX}")):
-        report = verify_certificate_file(p)
+        report = verify_certificate_file(p, trust)
         if not report.valid:
             raise RuntimeError(f"{p.name}: step {report.step}: {report.reason}")
         verified += 1
     summary["verified"] = verified
+    summary["trust"] = str(trust_path)
     summary["verify_s"] = round(time.perf_counter() - tv, 2)
     summary["total_s"] = round(time.perf_counter() - t0, 2)
     summary["out"] = str(out_dir)

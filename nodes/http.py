@@ -1,8 +1,12 @@
 """HTTP clients that sign every request with the sender's Ed25519 key
 (:mod:`statledger.nodes.auth`).
 
-``SignedClient`` (sync) and ``AsyncSignedClient`` (async) wrap httpx.  They
+``SignedClient`` (sync) and ``AsyncSignedClient`` (async) wrap httpx, one client per peer.
+They
 
+* sign every request for the peer's party id, ``target`` (required with a key): the
+  signature covers it, so only that party accepts the request, and a peer cannot replay it
+  to another party;
 * sign each attempt afresh (new time and nonce), so a retry is never refused as a replay;
 * retry only when the connection could not be made (``ConnectError``/``ConnectTimeout``):
   the request never reached the server, so retrying cannot apply it twice;
@@ -10,7 +14,8 @@
   reason, ``party``/``step``/``node`` fields and the status; :class:`UnreachableError` when
   the peer cannot be reached or times out.
 
-With ``signing_key=None`` the clients send plain requests (public read endpoints).
+With ``signing_key=None`` the clients send plain requests (public read endpoints); ``target``
+is then optional and unused.
 """
 
 from __future__ import annotations
@@ -18,11 +23,11 @@ from __future__ import annotations
 import asyncio
 import json as _json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import httpx
 
-from statledger.nodes.auth import sign_request
+from statledger.nodes.auth import check_party_id, sign_request
 from statledger.proofs.errors import StatledgerError
 
 if TYPE_CHECKING:
@@ -89,32 +94,55 @@ def _decode(resp: httpx.Response) -> Any:
 
 class _Base:
     def __init__(self, base_url: str, party_id: str | None, signing_key: SigningKey | None,
-                 *, retries: int = 3, backoff: float = 0.2) -> None:
+                 *, target: str | None, retries: int = 3, backoff: float = 0.2) -> None:
         if (party_id is None) != (signing_key is None):
             raise ValueError("party_id and signing_key go together")
+        if signing_key is not None and target is None:
+            raise ValueError("a signed client needs target=: the party id of the peer at "
+                             f"{base_url} (requests are signed for that party only)")
+        if party_id is not None:
+            check_party_id(party_id, "sender")
+        if target is not None:
+            check_party_id(target, "target")
         self.base_url = base_url.rstrip("/")
         self.party_id = party_id
         self.signing_key = signing_key
+        self.target = target
         self.retries = retries
         self.backoff = backoff
 
     def _sign(self, req: httpx.Request) -> None:
-        if self.signing_key is None or self.party_id is None:
+        if self.signing_key is None or self.party_id is None or self.target is None:
             return
-        target = req.url.raw_path.decode("ascii")
-        headers = sign_request(self.signing_key, self.party_id, req.method, target,
-                               req.content)
+        path = req.url.raw_path.decode("ascii")
+        headers = sign_request(self.signing_key, self.party_id, req.method, path,
+                               req.content, recipient=self.target)
         req.headers.update(headers)
 
 
 class SignedClient(_Base):
-    """A synchronous signed client for one peer (``base_url``)."""
+    """A synchronous signed client for one peer: ``base_url``, whose party id is ``target``.
+
+    ``SignedClient(url, party_id, signing_key, target=peer_id)`` signs as ``party_id`` for
+    ``peer_id``; ``SignedClient(url)`` sends plain requests."""
+
+    @overload
+    def __init__(self, base_url: str, party_id: None = None, signing_key: None = None, *,
+                 target: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 retries: int = 3, backoff: float = 0.2,
+                 transport: httpx.BaseTransport | None = None) -> None: ...
+
+    @overload
+    def __init__(self, base_url: str, party_id: str, signing_key: SigningKey, *,
+                 target: str, timeout: float = DEFAULT_TIMEOUT, retries: int = 3,
+                 backoff: float = 0.2, transport: httpx.BaseTransport | None = None) -> None: ...
 
     def __init__(self, base_url: str, party_id: str | None = None,
-                 signing_key: SigningKey | None = None, *, timeout: float = DEFAULT_TIMEOUT,
-                 retries: int = 3, backoff: float = 0.2,
+                 signing_key: SigningKey | None = None, *, target: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT, retries: int = 3, backoff: float = 0.2,
                  transport: httpx.BaseTransport | None = None) -> None:
-        super().__init__(base_url, party_id, signing_key, retries=retries, backoff=backoff)
+        super().__init__(base_url, party_id, signing_key, target=target, retries=retries,
+                         backoff=backoff)
         self._client = httpx.Client(base_url=self.base_url, timeout=timeout,
                                     transport=transport)
 
@@ -166,11 +194,24 @@ class SignedClient(_Base):
 class AsyncSignedClient(_Base):
     """The asyncio twin of :class:`SignedClient` (for use inside FastAPI handlers)."""
 
-    def __init__(self, base_url: str, party_id: str | None = None,
-                 signing_key: SigningKey | None = None, *, timeout: float = DEFAULT_TIMEOUT,
+    @overload
+    def __init__(self, base_url: str, party_id: None = None, signing_key: None = None, *,
+                 target: str | None = None, timeout: float = DEFAULT_TIMEOUT,
                  retries: int = 3, backoff: float = 0.2,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None: ...
+
+    @overload
+    def __init__(self, base_url: str, party_id: str, signing_key: SigningKey, *,
+                 target: str, timeout: float = DEFAULT_TIMEOUT, retries: int = 3,
+                 backoff: float = 0.2,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None: ...
+
+    def __init__(self, base_url: str, party_id: str | None = None,
+                 signing_key: SigningKey | None = None, *, target: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT, retries: int = 3, backoff: float = 0.2,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
-        super().__init__(base_url, party_id, signing_key, retries=retries, backoff=backoff)
+        super().__init__(base_url, party_id, signing_key, target=target, retries=retries,
+                         backoff=backoff)
         self._client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
                                          transport=transport)
 

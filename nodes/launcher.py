@@ -11,6 +11,8 @@ SIGTERM, then SIGKILL after a timeout (context manager; an ``atexit`` hook as a 
 Layout::
 
     base_dir/cluster.json
+    base_dir/consortium.json          the genesis, signed by every founding member
+    base_dir/trust.json               the trust file every config pins (``trust = ...``)
     base_dir/<party>/config.toml      base_dir/<party>/identity.key ...
     base_dir/logs/<party>.log
 """
@@ -39,7 +41,6 @@ from statledger.nodes.config import (
     LedgerConfig,
     ProviderConfig,
     QuerierConfig,
-    RosterMember,
     WitnessPeer,
     WitnessSettings,
     dump_config_toml,
@@ -58,11 +59,14 @@ __all__ = [
     "free_ports",
     "majority_quorum",
     "init_cluster",
+    "found_consortium",
     "load_layout",
     "Cluster",
 ]
 
 LAYOUT_FILE = "cluster.json"
+GENESIS_FILE = "consortium.json"
+TRUST_FILE = "trust.json"
 DEFAULT_ORIGIN = "statledger.local/log"
 
 
@@ -168,6 +172,56 @@ def majority_quorum(n_compute: int) -> int:
     return n_compute // 2 + 1 if n_compute > 0 else 0
 
 
+def found_consortium(
+    base_dir: str | Path,
+    origin: str,
+    members: Iterable[tuple[str, str, Any]],
+    *,
+    witness_quorum: int,
+    admission_quorum: int | None = None,
+    admission_roles: tuple[str, ...] = ("compute",),
+    name: str = "statledger consortium",
+    sign: bool = True,
+    genesis_out: Path | None = None,
+) -> Any:
+    """Write the consortium's genesis (``base_dir/consortium.json``) for ``members`` =
+    ``(party id, role, identity SigningKey)``; with ``sign``, every member signs it (one
+    machine holds every key: demos, tests, ``statledger node init``) and the trust file
+    ``base_dir/trust.json`` is written too.  The admission quorum defaults to a majority of
+    the members whose role may sign changes.  Returns the SignedGenesis."""
+    from statledger.protocol.consortium import (
+        AdmissionRule,
+        Genesis,
+        Member,
+        SignedGenesis,
+        trust_document,
+    )
+
+    base = Path(base_dir)
+    listed = sorted(members, key=lambda m: (m[1], m[0]))
+    ms = tuple(Member(pid, role, key.public_key().to_bytes().hex()) for pid, role, key in listed)
+    roles = tuple(sorted(set(admission_roles)))
+    eligible = sum(m.role in roles for m in ms)
+    quorum = admission_quorum if admission_quorum is not None else eligible // 2 + 1
+    genesis = Genesis(name, origin, ms, witness_quorum, AdmissionRule(quorum, roles))
+    signed = SignedGenesis(genesis)
+    if sign:
+        for pid, _role, key in listed:
+            signed = signed.sign(pid, key)
+    path = genesis_out if genesis_out is not None else base / GENESIS_FILE
+    _write_atomic(path, json.dumps(signed.to_json_obj(), indent=1, sort_keys=True) + "\n")
+    if sign:
+        _write_atomic(base / TRUST_FILE,
+                      json.dumps(trust_document(signed), indent=1, sort_keys=True) + "\n")
+    return signed
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def init_cluster(
     base_dir: str | Path,
     *,
@@ -207,11 +261,10 @@ def init_cluster(
     url = {p: f"http://{host}:{port[p]}" for p in served}
     ledger_url = url["ledger"]
 
-    # keys first: the roster needs every public key
-    sig_keys: dict[str, str] = {}
-    for pid in all_ids:
-        sk = load_or_create_identity_key(base / pid / "identity.key")
-        sig_keys[pid] = sk.public_key().to_bytes().hex()
+    if not compute_ids:
+        raise ClusterError("a consortium needs at least one compute node (its witness)")
+    # keys first: the genesis lists every public key
+    id_keys = {pid: load_or_create_identity_key(base / pid / "identity.key") for pid in all_ids}
     log_seed = load_or_create_identity_key(base / "ledger" / "identity.key").to_bytes()
     log_vkey = _log_vkey(origin, log_seed)
     witnesses: dict[str, WitnessPeer] = {}
@@ -222,11 +275,15 @@ def init_cluster(
 
     role_of = {"ledger": "ledger", **{c: "compute" for c in compute_ids},
                **{p: "provider" for p in providers}, **{q: "querier" for q in queriers}}
-    roster = {pid: RosterMember(role=role_of[pid], sig_key=sig_keys[pid])  # type: ignore[arg-type]
-              for pid in all_ids}
     layout = ClusterLayout(str(base), origin)
     quorum = len(compute_ids) if witness_quorum is None else witness_quorum
-    common: dict[str, Any] = {"host": host, "log_level": log_level}
+    try:
+        found_consortium(base, origin, [(pid, role_of[pid], id_keys[pid]) for pid in all_ids],
+                         witness_quorum=quorum)
+    except StatledgerError as exc:
+        raise ClusterError(f"consortium: {exc}") from None
+    common: dict[str, Any] = {"host": host, "log_level": log_level,
+                              "trust": base / TRUST_FILE}
     if max_body is not None:
         common["max_body"] = max_body
 
@@ -240,7 +297,7 @@ def init_cluster(
 
     write("ledger", LedgerConfig(
         party_id="ledger", role="ledger", port=port["ledger"], data_dir=base / "ledger",
-        origin=origin, roster=roster, witnesses=witnesses, witness_quorum=quorum, **common))
+        origin=origin, witnesses=witnesses, witness_quorum=quorum, **common))
     peers_compute = {c: url[c] for c in compute_ids}
     for pid in compute_ids:
         write(pid, ComputeConfig(
@@ -311,6 +368,13 @@ class Cluster:
         self._atexit = False
 
     # -- helpers -------------------------------------------------------------------------
+    @property
+    def genesis(self) -> Any:
+        """The cluster's pinned consortium (the SignedGenesis of ``base_dir/trust.json``)."""
+        from statledger.protocol.consortium import parse_trust_document
+
+        return parse_trust_document((self.base_dir / TRUST_FILE).read_bytes())
+
     def url(self, party_id: str) -> str:
         return self.layout.parties[party_id].url
 
@@ -328,7 +392,8 @@ class Cluster:
 
         if as_party is None:
             return SignedClient(self.url(target), **kw)
-        return SignedClient(self.url(target), as_party, self.signing_key(as_party), **kw)
+        return SignedClient(self.url(target), as_party, self.signing_key(as_party),
+                            target=target, **kw)
 
     # -- lifecycle -----------------------------------------------------------------------
     def _spawn(self, party_id: str) -> subprocess.Popen[bytes]:

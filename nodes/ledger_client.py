@@ -29,11 +29,15 @@ def _ranges(indices: Iterable[int]) -> list[tuple[int, int]]:
 
 
 class LedgerClient:
+    """``party_id``'s client of the ledger node at ``url`` whose party id is ``target``
+    (requests are signed for that party only)."""
+
     def __init__(self, url: str, party_id: str, signing_key: SigningKey,
-                 *, timeout: float = 120.0) -> None:
+                 *, target: str, timeout: float = 120.0) -> None:
         self.url = url
         self.party_id = party_id
-        self.http = SignedClient(url, party_id, signing_key, timeout=timeout)
+        self.target = target
+        self.http = SignedClient(url, party_id, signing_key, target=target, timeout=timeout)
 
     def close(self) -> None:
         self.http.close()
@@ -82,13 +86,45 @@ class LedgerClient:
             raise
         return [int(i) for i in out["indices"]]
 
+    def chain_indices(self) -> list[int]:
+        """Indices of the consortium's genesis and membership entries (a hint: what is read
+        at them is checked by :class:`statledger.nodes.follower.LogFollower`)."""
+        out = self.http.get("/v1/consortium")
+        return [int(i) for i in out["chain"]]
+
     def roster_indices(self) -> list[int]:
-        """Indices of every ``party`` entry and of the ``setup`` entry."""
+        """Indices of the consortium chain, every ``party`` entry and the ``setup`` entry."""
         parties = self.http.get("/v1/parties")
         idx = [int(p["index"]) for p in parties.values()]
         setup = self.http.get("/v1/setup")
         idx.append(int(setup["index"]))
-        return sorted(idx)
+        return sorted(set(idx) | set(self.chain_indices()))
+
+    def latest_checkpoint(self) -> str | None:
+        """The latest cosigned checkpoint the ledger serves (unchecked), or None."""
+        try:
+            out = self.http.get("/v1/checkpoint")
+            return out if isinstance(out, str) else None
+        except RemoteError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        out = self.http.get("/v1/proofs/consistency", params={"size1": size1, "size2": size2})
+        return [bytes.fromhex(h) for h in out["proof"]]
+
+    def inclusion_proofs(self, indices: Iterable[int], size: int) -> dict[int, list[bytes]]:
+        """Inclusion proofs of many entries against the tree of ``size`` (batched)."""
+        wanted = sorted(set(indices))
+        out: dict[int, list[bytes]] = {}
+        for k in range(0, len(wanted), 500):
+            part = wanted[k:k + 500]
+            got = self.http.get("/v1/proofs/inclusions", params={
+                "size": size, "indices": ",".join(str(i) for i in part)})
+            for key, proof in got["proofs"].items():
+                out[int(key)] = [bytes.fromhex(h) for h in proof]
+        return out
 
     def query_entries(self, query_id: str) -> list[tuple[int, bytes]]:
         """Roster + every entry of the query (what :func:`statledger.protocol.checks.check_query`

@@ -16,25 +16,35 @@ Routes (``auth`` = signed request, :mod:`statledger.nodes.auth`)::
     GET  /v1/checkpoint                     -> text/plain C2SP checkpoint + cosignatures | 404
     POST /v1/checkpoint              auth   sign a checkpoint, collect witness cosignatures
                                             -> {"checkpoint", "size", "cosigners", "failures"}
+    GET  /v1/consortium                     -> {"consortium", "chain" (indices of the genesis
+                                                and membership entries), "seq", "head"}
+    POST /v1/membership              auth   body = a membership change (canonical JSON,
+                                            docs/consortium.md) signed by the admission
+                                            quorum -> {"index", "seq", "head"}
     GET  /v1/setup                          -> {"index", "data" (base64)} | 404
     POST /v1/setup                   auth   write the ``setup`` entry once every compute node
                                             of the roster is registered -> {"index", ...}
     GET  /v1/proofs/inclusion?index=&size=  -> {"index", "size", "leaf_hash", "proof"}
+    GET  /v1/proofs/inclusions?size=&indices=i,j,..  -> {"size", "proofs": {index: [...]}}
+                                            (at most 500 indices)
     GET  /v1/proofs/consistency?size1=&size2= -> {"size1", "size2", "proof"}
     GET  /v1/bundles/{index}                -> the proof bundle against the latest checkpoint
 
 Append checks (POST /v1/entries), in order -- each failure names its reason:
 
 1. the body parses strictly (``statledger.protocol.entries.Entry.from_bytes``)            -> 400
+0. entry 0 is the pinned consortium's genesis, written by the log at its first start;
+   ``genesis`` and ``membership`` entries are never accepted here (POST /v1/membership
+   checks a change against the roster and logs it)                            -> 403
 2. the author (``claimed_author``; ``setup`` -> the ledger; ``aggregate`` and
    ``result`` -> the querier of the query's ``query`` entry) is the
    authenticated sender                                                        -> 403
-3. the author's registered role may write this kind                          -> 403
-4. ``party`` entries: the party is on the configured roster with this role and
-   ``sig_key``; the entry is self-signed; a compute node's proof of knowledge
-   verifies; a party registers once (identical bytes are idempotent)           -> 403/409/422
-   other kinds: the author is registered and the signature verifies with the
-   registered key                                                             -> 403/422
+3. the author's role in the consortium roster may write this kind            -> 403
+4. ``party`` entries: the party is a current member of the consortium with this role
+   and ``sig_key``; the entry is self-signed; a compute node's proof of knowledge
+   (bound to the consortium id) verifies; a party registers once              -> 403/409/422
+   other kinds: the author is a current member (admitted, not revoked) and the
+   signature verifies with its roster key                                      -> 403/422
 5. entries that refer to a query (``query_id``) need its ``query`` entry first
    (``query`` entries must not repeat a query id)                               -> 404/409
    5b. a submission's / noise share's range proof verifies                      -> 422
@@ -110,6 +120,7 @@ CREATE TABLE IF NOT EXISTS ledger_parties (
     party_id TEXT PRIMARY KEY, role TEXT NOT NULL, sig_key TEXT NOT NULL, idx INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger_queries (
     query_id TEXT PRIMARY KEY, querier TEXT NOT NULL, idx INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS ledger_chain (idx INTEGER PRIMARY KEY, kind TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger_query_entries (
     query_id TEXT NOT NULL, idx INTEGER NOT NULL, kind TEXT NOT NULL,
     PRIMARY KEY (query_id, idx));
@@ -142,8 +153,17 @@ class LedgerNode:
         self._db.executescript(_STATE_SCHEMA)
         self.nonces = NonceStore(config.state_db_path)
         self._lock = threading.RLock()
+        from statledger.nodes.trust import pinned_genesis
+
+        self.genesis = pinned_genesis(config)
+        if self.genesis.genesis.origin != config.origin:
+            raise PolicyError(f"the pinned consortium's log is {self.genesis.genesis.origin!r}, "
+                              f"this ledger serves {config.origin!r}")
+        if self.genesis.genesis.ledger.sig_key != self.identity.public_key().to_bytes().hex():
+            raise PolicyError("the pinned consortium's log key is not this ledger's identity key")
         self.catch_up()
-        self._register_self()
+        self._ensure_genesis()
+        self._reload_roster()
 
     # -- side tables ---------------------------------------------------------------------
     def _indexed_size(self) -> int:
@@ -185,6 +205,9 @@ class LedgerNode:
             self._db.execute(
                 "INSERT OR IGNORE INTO ledger_meta(key, value) VALUES ('setup_index', ?)",
                 (str(idx),))
+        if entry.KIND in ("genesis", "membership"):
+            self._db.execute("INSERT OR IGNORE INTO ledger_chain(idx, kind) VALUES (?, ?)",
+                             (idx, entry.KIND))
         if entry.KIND == "party":
             self._db.execute(
                 "INSERT OR IGNORE INTO ledger_parties(party_id, role, sig_key, idx) "
@@ -199,22 +222,81 @@ class LedgerNode:
                 "INSERT OR IGNORE INTO ledger_query_entries(query_id, idx, kind) "
                 "VALUES (?, ?, ?)", (qid, idx, entry.KIND))
 
-    def _register_self(self) -> None:
-        """The ledger's own ``party`` entry (role ledger), appended once."""
+    def _ensure_genesis(self) -> None:
+        """Entry 0 is the pinned consortium's genesis: written on a new log, checked on an
+        existing one (a ledger never serves a log that starts with another consortium)."""
         from statledger.protocol import entries
 
-        if self.party(self.config.party_id) is not None:
-            return
-        member = self.config.roster.get(self.config.party_id)
-        own_key = self.identity.public_key().to_bytes().hex()
-        if member is not None and (member.role != "ledger" or member.sig_key != own_key):
-            raise PolicyError(
-                f"roster entry for {self.config.party_id} does not match the ledger's key")
-        entry = entries.sign(
-            entries.PartyEntry(self.config.party_id, "ledger", own_key), self.identity)
-        self._append_checked(entry.to_bytes(), entry)
+        with self._lock:
+            if self.store.size() == 0:
+                entry = entries.sign(entries.GenesisEntry.of(self.genesis), self.identity)
+                self.store.append(entry.KIND, entry.to_bytes())
+                self.catch_up()
+                return
+            first = entries.Entry.from_bytes(self.store.entry(0).data)
+            if not isinstance(first, entries.GenesisEntry) or (
+                    first.signed_genesis().genesis.consortium_id
+                    != self.genesis.genesis.consortium_id):
+                raise PolicyError("this log does not start with the pinned consortium's genesis")
 
-    # -- directory -----------------------------------------------------------------------
+    def _reload_roster(self) -> None:
+        """The roster timeline, replayed from the log's genesis and membership entries."""
+        from statledger.protocol.consortium import RosterTimeline
+        from statledger.protocol.entries import Entry
+
+        rows = self._db.execute("SELECT idx FROM ledger_chain ORDER BY idx").fetchall()
+        changes = []
+        for (idx,) in rows:
+            if idx == 0:
+                continue
+            e = Entry.from_bytes(self.store.entry(int(idx)).data)
+            changes.append((int(idx), e.change()))  # type: ignore[attr-defined]
+        self.timeline = RosterTimeline.derive(self.genesis, changes,
+                                              self.genesis.genesis.consortium_id)
+
+    @property
+    def roster(self) -> Any:
+        """The consortium roster now (every membership change on the log applied)."""
+        return self.timeline.final
+
+    @property
+    def consortium_id(self) -> str:
+        return str(self.genesis.genesis.consortium_id)
+
+    def member(self, party_id: str) -> Any:
+        """The current member ``party_id`` (None if unknown or revoked)."""
+        if party_id in self.roster.revoked:
+            return None
+        return self.roster.members.get(party_id)
+
+    def chain_indices(self) -> list[int]:
+        """Log indices of the genesis and every membership change."""
+        return [int(r[0]) for r in
+                self._db.execute("SELECT idx FROM ledger_chain ORDER BY idx").fetchall()]
+
+    def append_membership(self, document: bytes) -> int:
+        """Check a membership change against the current roster (chain, admission quorum,
+        proofs of possession) and log it, signed by the log."""
+        from statledger.protocol import entries
+        from statledger.protocol.consortium import MembershipChange
+
+        change = MembershipChange.from_bytes(document)
+        with self._lock:
+            roster = self.roster
+            after = roster.apply(change)  # VerificationError names the signer at fault
+            if self.setup_index() is not None and after.compute_epoch != roster.compute_epoch:
+                raise ProtocolError(
+                    "this change admits, revokes or rotates a compute node after the key "
+                    "ceremony: the collective key would no longer match the roster, and "
+                    "resharing is not supported yet; found a new consortium instead")
+            entry = entries.sign(entries.MembershipEntry.of(change), self.identity)
+            existing = self.store.index_of(entry.to_bytes())
+            if existing is not None:
+                return existing
+            idx = self._append_checked(entry.to_bytes(), entry)
+            self._reload_roster()
+            return idx
+
     def party(self, party_id: str) -> dict[str, Any] | None:
         row = self._db.execute(
             "SELECT party_id, role, sig_key, idx FROM ledger_parties WHERE party_id = ?",
@@ -229,23 +311,14 @@ class LedgerNode:
         return {r[0]: {"role": r[1], "sig_key": r[2], "index": r[3]} for r in rows}
 
     def key_of(self, party_id: str) -> Any:
-        """HTTP key directory: the registered key, else the roster key (for registration)."""
-        from statledger.proofs.signatures import VerifyKey
-
-        p = self.party(party_id)
-        if p is not None:
-            return VerifyKey.from_bytes(bytes.fromhex(p["sig_key"]))
-        member = self.config.roster.get(party_id)
-        if member is not None:
-            return VerifyKey.from_bytes(bytes.fromhex(member.sig_key))
-        return None
+        """HTTP key directory: the party's key in the current consortium roster (a revoked
+        or never-admitted party has none)."""
+        member = self.member(party_id)
+        return None if member is None else member.verify_key()
 
     def role_of(self, party_id: str) -> str | None:
-        p = self.party(party_id)
-        if p is not None:
-            return str(p["role"])
-        member = self.config.roster.get(party_id)
-        return None if member is None else member.role
+        member = self.member(party_id)
+        return None if member is None else str(member.role)
 
     def querier_of(self, query_id: str) -> str | None:
         row = self._db.execute(
@@ -264,6 +337,9 @@ class LedgerNode:
         from statledger.protocol.entries import Entry
 
         entry = Entry.from_bytes(data)  # (1)
+        if entry.KIND in ("genesis", "membership"):
+            raise PolicyError(f"{entry.KIND} entries are written by the log itself (a "
+                              "membership change goes to POST /v1/membership)")
         with self._lock:
             author = self._author(entry)
             if author != sender:  # (2)
@@ -277,7 +353,7 @@ class LedgerNode:
 
     def _author(self, entry: Any) -> str:
         kind = entry.KIND
-        if kind == "setup":
+        if kind in ("setup", "genesis", "membership"):
             return self.config.party_id
         if kind in ("aggregate", "result"):
             q = self.querier_of(entry.query_id)
@@ -294,31 +370,34 @@ class LedgerNode:
 
         kind = entry.KIND
         author = self._author(entry)
-        if kind == "party":  # (4) registration
-            member = self.config.roster.get(entry.party_id)
-            if member is None and entry.party_id != self.config.party_id:
-                raise PolicyError(f"party {entry.party_id!r} is not on the ledger's roster")
-            if member is not None and (member.role != entry.role
-                                       or member.sig_key != entry.sig_key):
+        if kind in ("genesis", "membership"):  # written by the log itself, checked before
+            if author != self.config.party_id:  # pragma: no cover - _author says so
+                raise PolicyError(f"{kind} entries are written by the log")
+            if kind == "genesis" and self.store.size() != 0:
+                raise ProtocolError("the log already has its genesis")
+        elif kind == "party":  # (4) registration: the key the consortium admitted
+            member = self.member(entry.party_id)
+            if member is None:
+                raise PolicyError(f"party {entry.party_id!r} is not a member of the consortium")
+            if member.role != entry.role or member.sig_key != entry.sig_key:
                 raise PolicyError(
-                    f"party entry of {entry.party_id!r} does not match its roster role/key")
+                    f"party entry of {entry.party_id!r} does not match its role/key in the "
+                    "consortium roster")
             if self.party(entry.party_id) is not None:
                 raise ProtocolError(f"party {entry.party_id!r} is already registered")
             entries.verify_signature(entry, entry.verify_key(), entry.party_id,
                                      step="registration")
             if entry.role == "compute":
-                entry.verify_pok(step="registration")
+                entry.verify_pok(self.consortium_id, step="registration")
         else:
-            reg = self.party(author)
-            if reg is None:
-                raise PolicyError(f"party {author!r} is not registered on the log")
-            if kind in KIND_ROLES and reg["role"] not in KIND_ROLES[kind]:  # (3)
+            member = self.member(author)
+            if member is None:
+                raise PolicyError(f"party {author!r} is not a member of the consortium (never "
+                                  "admitted, or revoked)")
+            if kind in KIND_ROLES and member.role not in KIND_ROLES[kind]:  # (3)
                 raise PolicyError(
-                    f"a {reg['role']} may not write {kind} entries (party {author!r})")
-            from statledger.proofs.signatures import VerifyKey
-
-            vk = VerifyKey.from_bytes(bytes.fromhex(reg["sig_key"]))
-            entries.verify_signature(entry, vk, author, step="append")
+                    f"a {member.role} may not write {kind} entries (party {author!r})")
+            entries.verify_signature(entry, member.verify_key(), author, step="append")
             qid = getattr(entry, "query_id", None)  # (5)
             if isinstance(qid, str):
                 known = self.querier_of(qid)
@@ -353,12 +432,7 @@ class LedgerNode:
         if setup_idx is None:
             raise ProtocolError("no setup entry on the log yet")
         setup = Entry.from_bytes(self.store.entry(setup_idx).data)
-        parties = self.parties()
-        return Roster(
-            tuple(setup.compute),  # type: ignore[attr-defined]
-            tuple(sorted(p for p, v in parties.items() if v["role"] == "provider")),
-            tuple(sorted(p for p, v in parties.items() if v["role"] == "querier")),
-        )
+        return Roster.of(self.roster, setup.compute)  # type: ignore[attr-defined]
 
     def _check_order(self, entry: Any, qid: str) -> None:
         """(5c) The query's state machine (statledger.protocol.statemachine) accepts the new entry:
@@ -419,8 +493,9 @@ class LedgerNode:
             raise VerificationError(f"{entry.KIND} by {party} refused: {exc.reason}",
                                     step=exc.step, party=party) from None
 
-    def write_setup(self, cluster_id: str | None = None) -> int:
-        """Append the ``setup`` entry from the registered compute nodes of the roster."""
+    def write_setup(self) -> int:
+        """Append the ``setup`` entry (the key ceremony's outcome) once every compute node of
+        the consortium roster has registered its key share."""
         from statledger.protocol import entries
         from statledger.protocol.entries import Entry
         from statledger.protocol.flow import collective_key
@@ -429,8 +504,7 @@ class LedgerNode:
             existing = self.setup_index()
             if existing is not None:
                 return existing
-            compute = sorted(pid for pid, m in self.config.roster.items()
-                             if m.role == "compute")
+            compute = [m.party_id for m in self.roster.of_role("compute")]
             if not compute:
                 raise ProtocolError("the roster has no compute nodes")
             missing = [pid for pid in compute if self.party(pid) is None]
@@ -444,9 +518,7 @@ class LedgerNode:
                 pe = Entry.from_bytes(self.store.entry(int(reg["index"])).data)
                 points.append(pe.elgamal_point())  # type: ignore[attr-defined]
             X = collective_key(points)
-            setup = entries.SetupEntry(cluster_id or self.config.origin.replace("/", "."),
-                                       tuple(compute), X.to_bytes().hex(),
-                                       self.config.witness_quorum)
+            setup = entries.SetupEntry(self.consortium_id, tuple(compute), X.to_bytes().hex())
             signed = entries.sign(setup, self.identity)
             return self._append_checked(signed.to_bytes(), signed)
 
@@ -474,7 +546,7 @@ class LedgerNode:
 
         async def ask(pid: str, url: str) -> tuple[str, str | None, str | None]:
             async with AsyncSignedClient(url, self.config.party_id, self.identity,
-                                         timeout=10.0, retries=1) as cl:
+                                         target=pid, timeout=10.0, retries=1) as cl:
                 old = min(self._witness_size(pid), size)
                 for _attempt in range(2):
                     proof = ([] if old in (0, size) else
@@ -520,7 +592,7 @@ class LedgerNode:
         cosigners.sort()
         return {"checkpoint": final, "size": size, "cosigners": cosigners,
                 "failures": failures,
-                "quorum_met": len(cosigners) >= self.config.witness_quorum}
+                "quorum_met": len(cosigners) >= self.roster.witness_quorum}
 
     def info(self) -> dict[str, Any]:
         return {
@@ -528,7 +600,8 @@ class LedgerNode:
             "size": self.store.size(),
             "log_key": self.store.log_verifier.vkey(),
             "witness_keys": {pid: w.key for pid, w in self.config.witnesses.items()},
-            "quorum": self.config.witness_quorum,
+            "quorum": self.roster.witness_quorum,
+            "consortium": self.consortium_id,
         }
 
     def close(self) -> None:
@@ -555,7 +628,8 @@ def create_ledger_app(config: LedgerConfig, *, node: LedgerNode | None = None) -
     def get_node() -> LedgerNode:
         return the_node
 
-    auth = Authenticator(the_node.key_of, the_node.nonces, the_node.role_of)
+    auth = Authenticator(the_node.key_of, the_node.nonces, the_node.role_of,
+                         recipient=config.party_id)
 
     @app.post("/v1/entries")
     async def post_entry(request: Request,
@@ -618,10 +692,25 @@ def create_ledger_app(config: LedgerConfig, *, node: LedgerNode | None = None) -
             reasons = "; ".join(f"{k}: {v}" for k, v in sorted(out["failures"].items()))
             return JSONResponse(
                 error_body(f"only {len(out['cosigners'])} of the required "
-                           f"{config.witness_quorum} witnesses cosigned ({reasons})",
+                           f"{get_node().roster.witness_quorum} witnesses cosigned "
+                           f"({reasons})",
                            node=config.party_id, **out),
                 status_code=503)
         return JSONResponse(out)
+
+    @app.get("/v1/consortium")
+    async def get_consortium() -> dict[str, Any]:
+        n = get_node()
+        r = n.roster
+        return {"consortium": n.consortium_id, "chain": n.chain_indices(), "seq": r.seq,
+                "head": r.head}
+
+    @app.post("/v1/membership")
+    async def post_membership(request: Request,
+                              _party: str = Depends(auth.require())) -> dict[str, Any]:
+        body = await request.body()
+        idx = await run_in_threadpool(get_node().append_membership, body)
+        return {"index": idx, "seq": get_node().roster.seq, "head": get_node().roster.head}
 
     @app.post("/v1/setup")
     async def post_setup(_party: str = Depends(auth.require())) -> dict[str, Any]:
@@ -647,6 +736,23 @@ def create_ledger_app(config: LedgerConfig, *, node: LedgerNode | None = None) -
         proof = st.inclusion_proof(index, n)
         return {"index": index, "size": n, "leaf_hash": st.leaf_hash(index).hex(),
                 "proof": [h.hex() for h in proof]}
+
+    @app.get("/v1/proofs/inclusions")
+    async def get_inclusions(size: int = Query(..., ge=1, le=_MAX_INDEX),
+                             indices: str = Query(..., max_length=8000)) -> dict[str, Any]:
+        st = get_node().store
+        try:
+            wanted = sorted({int(i) for i in indices.split(",")})
+        except ValueError:
+            raise MalformedError("indices: a comma-separated list of log indices") from None
+        if len(wanted) > 500:
+            raise MalformedError("at most 500 indices per request")
+        if size > st.size():
+            raise NotFoundError(f"size {size} is beyond the log size {st.size()}")
+        if wanted and (wanted[0] < 0 or wanted[-1] >= size):
+            raise MalformedError(f"every index must be below the tree size {size}")
+        return {"size": size, "proofs": {str(i): [h.hex() for h in st.inclusion_proof(i, size)]
+                                         for i in wanted}}
 
     @app.get("/v1/proofs/consistency")
     async def get_consistency(size1: int = Query(..., ge=0, le=_MAX_INDEX),

@@ -126,10 +126,12 @@ class PartyDirectory:
 class DirectoryAuthenticator(Authenticator):
     """An :class:`~statledger.nodes.auth.Authenticator` over a :class:`PartyDirectory`: the
     claimed sender is looked up (:meth:`PartyDirectory.ensure`, asynchronous and
-    rate-limited) before the synchronous checks run on the cache."""
+    rate-limited) before the synchronous checks run on the cache.  ``recipient`` is this
+    node's own party id: only requests signed for it are accepted."""
 
-    def __init__(self, directory: PartyDirectory, nonces: NonceStore) -> None:
-        super().__init__(directory.key_of, nonces, directory.role_of)
+    def __init__(self, directory: PartyDirectory, nonces: NonceStore, *,
+                 recipient: str) -> None:
+        super().__init__(directory.key_of, nonces, directory.role_of, recipient=recipient)
         self.directory = directory
 
     async def authenticate(self, request: Request, roles: Collection[str] = ()) -> str:
@@ -147,8 +149,9 @@ def create_party_app(config: Any, node: _Closable, *, title: str,
                      role: str) -> tuple[FastAPI, Authenticator]:
     """The FastAPI app of a compute or provider node and its request authenticator.
 
-    Senders are looked up in the ledger's registered parties; nonces are kept in the node's
-    SQLite state; ``node`` and the directory are closed when the app shuts down.
+    Senders are looked up in the ledger's registered parties; only requests signed for
+    ``config.party_id`` are accepted; nonces are kept in the node's SQLite state; ``node``
+    and the directory are closed when the app shuts down.
     """
     directory = PartyDirectory(str(config.ledger_url))
     nonces = NonceStore(config.state_db_path)
@@ -163,7 +166,7 @@ def create_party_app(config: Any, node: _Closable, *, title: str,
 
     app = create_app(title=title, party_id=config.party_id, role=role,
                      max_body=config.max_body, lifespan=lifespan)
-    return app, DirectoryAuthenticator(directory, nonces)
+    return app, DirectoryAuthenticator(directory, nonces, recipient=config.party_id)
 
 
 class ActionLog:

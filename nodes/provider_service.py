@@ -29,9 +29,11 @@ from statledger.nodes.app import NotFoundError
 from statledger.nodes.compute_service import query_view
 from statledger.nodes.config import ProviderConfig
 from statledger.nodes.data import Table, load_table
+from statledger.nodes.follower import LogFollower
 from statledger.nodes.keys import load_identity_key
 from statledger.nodes.ledger_client import LedgerClient
 from statledger.nodes.peers import ActionLog, create_party_app
+from statledger.nodes.trust import pinned_genesis
 from statledger.proofs.errors import MalformedError, PolicyError
 from statledger.proofs.vector import encrypt_vector_with_proof
 from statledger.protocol import entries, flow
@@ -66,7 +68,11 @@ class ProviderNode:
         self.party_id = config.party_id
         self.identity = load_identity_key(config.identity_key_path)
         self.policy = load_policy(config.policy)
-        self.ledger = LedgerClient(str(config.ledger_url), config.party_id, self.identity)
+        genesis = pinned_genesis(config)
+        self.ledger = LedgerClient(str(config.ledger_url), config.party_id, self.identity,
+                                   target=genesis.genesis.ledger.party_id)
+        self.follower = LogFollower(self.ledger, genesis, config.state_db_path)
+        self.pinned = self.follower.consortium_id
         self._tables: dict[str, Table] = {}
         self.actions = ActionLog(config.state_db_path, _BUDGETS)
         self._db = self.actions.db
@@ -74,6 +80,7 @@ class ProviderNode:
 
     def close(self) -> None:
         self.ledger.close()
+        self.follower.close()
         self.actions.close()
 
     def table(self, name: str | None) -> tuple[str, Table]:
@@ -104,7 +111,8 @@ class ProviderNode:
             done = self.actions.done(query_id, "contribute")
             if done is not None:
                 return done
-            view = check_query(query_view(self.ledger, query_id), through=8)
+            view = check_query(query_view(self.follower, query_id), through=8,
+                               pinned=self.pinned)
             spec = view.spec
             if spec is None or view.query is None:  # pragma: no cover - check_query sets them
                 raise PolicyError("no query")
@@ -147,7 +155,8 @@ class ProviderNode:
             done = self.actions.done(query_id, "endorse")
             # Steps 5-14 in full, every owner's range and linking proofs included: an owner
             # signs only a result it has checked itself, whatever the ledger admitted.
-            view = check_query(query_view(self.ledger, query_id), through=14)
+            view = check_query(query_view(self.follower, query_id), through=14,
+                               pinned=self.pinned)
             if view.result is None:  # pragma: no cover - step 14 requires it
                 raise PolicyError("no result")
             digest = entries.result_digest(view.result[2])

@@ -21,19 +21,22 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from statledger.nodes.follower import LogFollower
 from statledger.nodes.http import RemoteError, SignedClient
 from statledger.nodes.ledger_client import LedgerClient
 from statledger.proofs.errors import PolicyError, StatledgerError, VerificationError
 from statledger.proofs.signatures import SigningKey
 from statledger.protocol import entries, flow
+from statledger.protocol.checks import check_query
+from statledger.protocol.consortium import SignedGenesis
 from statledger.protocol.query import QuerySpec
 from statledger.protocol.stats import get as get_statistic
 from statledger.protocol.stats.base import StatResult
-from statledger.protocol.view import parse_entries
 from statledger.verifier.certificate import Certificate, build_certificate
-from statledger.verifier.verify import verify_certificate
+from statledger.verifier.verify import TrustPolicy, verify_certificate
 
 __all__ = ["Querier", "QueryOutcome", "QueryFailed"]
 
@@ -66,11 +69,20 @@ class Querier:
         compute: Mapping[str, str],
         providers: Mapping[str, str],
         *,
+        trust: SignedGenesis,
+        state_db: Path | None = None,
         timeout: float = 600.0,
     ) -> None:
         self.party_id = party_id
         self.key = signing_key
-        self.ledger = LedgerClient(ledger_url, party_id, signing_key, timeout=timeout)
+        self.genesis = trust
+        self.ledger = LedgerClient(ledger_url, party_id, signing_key,
+                                   target=trust.genesis.ledger.party_id, timeout=timeout)
+        # the querier's own accepted checkpoint: kept in its state file, or for this
+        # process only (an in-memory database) when it has none
+        self.follower = LogFollower(self.ledger, trust,
+                                    state_db if state_db is not None else Path(":memory:"))
+        self.trust = TrustPolicy(trust, f"{party_id}'s trust file")
         self.compute = dict(compute)
         self.providers = dict(providers)
         self.timeout = timeout
@@ -78,6 +90,7 @@ class Querier:
 
     def close(self) -> None:
         self.ledger.close()
+        self.follower.close()
         self._pool.shutdown(wait=False)
 
     def __enter__(self) -> Querier:
@@ -86,14 +99,15 @@ class Querier:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, url: str, path: str, body: Any = None) -> Any:
-        with SignedClient(url, self.party_id, self.key, timeout=self.timeout, retries=2) as c:
+    def _call(self, target: str, url: str, path: str, body: Any = None) -> Any:
+        with SignedClient(url, self.party_id, self.key, target=target, timeout=self.timeout,
+                          retries=2) as c:
             return c.post(path, json=body)
 
     def _fan_out(self, targets: Mapping[str, str], path: str,
                  body: Callable[[str], Any] | None = None) -> tuple[dict[str, Any],
                                                                     dict[str, str]]:
-        futures = {pid: self._pool.submit(self._call, url, path,
+        futures = {pid: self._pool.submit(self._call, pid, url, path,
                                           body(pid) if body is not None else None)
                    for pid, url in targets.items()}
         ok: dict[str, Any] = {}
@@ -166,7 +180,7 @@ class Querier:
         # asked again (they answer with their logged submission); a late submission could
         # never be part of the aggregate and would only make it disagree with the log.
         targets = self.providers
-        prior = parse_entries(self.ledger.query_entries(qid))
+        prior = self.follower.query_view(qid)
         if prior.aggregate is not None:
             listed = set(prior.aggregate[1].submissions)
             targets = {p: u for p, u in self.providers.items()
@@ -187,7 +201,11 @@ class Querier:
             lap("noise")
         # 4. the aggregate
         say("aggregate")
-        view = parse_entries(self.ledger.query_entries(qid))
+        # steps 5-8 (consortium, roster, key shares, the query) on entries proven in the
+        # witnessed log; the range proofs are checked by every compute node before it
+        # decrypts (and by the certificate at the end)
+        view = check_query(self.follower.query_view(qid), through=8,
+                           pinned=self.follower.consortium_id)
         ranges = tuple(stat.layout(spec).ranges)
         # A resumed query (same id, e.g. after a compute node crashed) reuses the aggregate
         # already on the log instead of appending a second one.
@@ -222,7 +240,8 @@ class Querier:
         _, failed = self._fan_out(self.compute, f"/v1/queries/{qid}/decrypt")
         if failed:
             raise QueryFailed("decryption: " + "; ".join(f"{p}: {r}" for p, r in failed.items()))
-        view = parse_entries(self.ledger.query_entries(qid))
+        view = check_query(self.follower.query_view(qid), through=8,
+                           pinned=self.follower.consortium_id)
         by_node = {d.node: d for _, d in view.decryptions}
         shares_by_node = []
         for node, p in ((n, view.parties[n]) for n in view.setup.compute):  # type: ignore[union-attr]
@@ -261,7 +280,7 @@ class Querier:
         # 8-9. cosigned checkpoint and certificate
         say("certificate")
         cert = self.certificate(qid)
-        report = verify_certificate(cert.to_bytes(), source=f"query {qid[:12]}")
+        report = verify_certificate(cert.to_bytes(), self.trust, source=f"query {qid[:12]}")
         if not report.valid:
             raise QueryFailed(f"the fresh certificate does not verify: step {report.step}: "
                               f"{report.reason} (party {report.party})")
@@ -269,18 +288,21 @@ class Querier:
         return QueryOutcome(qid, spec, result, cert, contributors, refusals, timings)
 
     def certificate(self, query_id: str) -> Certificate:
-        """Checkpoint (cosigned) + the query's entries with inclusion proofs."""
+        """A fresh cosigned checkpoint + the consortium chain, the roster and the query's
+        entries with their inclusion proofs (the certificate carries the chain it needs)."""
         note = self.ledger.checkpoint()
         from statledger.ledger.checkpoint import Checkpoint
-        from statledger.ledger.note import Note
+        from statledger.ledger.note import Note, NoteVerifier
+        from statledger.protocol.consortium import Roster
 
         parsed = Note.parse(note)
         cp = Checkpoint.parse(parsed.text)
-        info = self.ledger.info()
         indices = self.ledger.roster_indices() + self.ledger.query_indices(query_id)
-        rows = self.ledger.entries(indices)
-        triples = [(i, data, self.ledger.inclusion_proof(i, cp.size)) for i, data in rows]
-        return build_certificate(cp.origin, str(info["log_key"]), note, triples)
+        rows = self.ledger.entries(sorted(set(indices)))
+        proofs = self.ledger.inclusion_proofs([i for i, _ in rows], cp.size)
+        triples = [(i, data, proofs[i]) for i, data in rows]
+        log_key = NoteVerifier(*Roster.from_genesis(self.genesis).log_key()).vkey()
+        return build_certificate(cp.origin, log_key, note, triples)
 
 
 def run_rounds(

@@ -84,13 +84,14 @@ def _default_party_entry(config: AnyConfig) -> bytes:
     pok: str | None = None
     if isinstance(config, ComputeConfig):
         from statledger.nodes.keys import load_elgamal_share
+        from statledger.nodes.trust import pinned_id
         from statledger.proofs import sigma
         from statledger.proofs.group import base_mul
         from statledger.protocol.flow import keyreg_context
 
         x = load_elgamal_share(config.elgamal_key_path)
         X = base_mul(x)
-        proof = sigma.prove_schnorr(x, X, keyreg_context(config.party_id))
+        proof = sigma.prove_schnorr(x, X, keyreg_context(pinned_id(config), config.party_id))
         elgamal_key = X.to_bytes().hex()
         pok = proof.to_bytes().hex()
     entry = entries.PartyEntry(config.party_id, config.role, sk.public_key().to_bytes().hex(),
@@ -109,10 +110,13 @@ def register_self(config: AnyConfig, *, timeout: float = 60.0) -> int | None:
         return None
     from statledger.nodes.http import RemoteError, SignedClient, UnreachableError
     from statledger.nodes.keys import load_identity_key
+    from statledger.nodes.trust import pinned_genesis
 
     sk = load_identity_key(config.identity_key_path)
+    ledger_id = pinned_genesis(config).genesis.ledger.party_id
     deadline = time.monotonic() + timeout
-    with SignedClient(config.ledger_url, config.party_id, sk, retries=0, timeout=30.0) as cl:
+    with SignedClient(config.ledger_url, config.party_id, sk, target=ledger_id, retries=0,
+                      timeout=30.0) as cl:
         while True:
             try:
                 known = cl.get(f"/v1/parties/{config.party_id}")

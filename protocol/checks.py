@@ -30,11 +30,11 @@ from statledger.proofs.errors import DecryptionError, MalformedError, Verificati
 from statledger.proofs.group import Point
 from statledger.proofs.vector import EncryptedVector, verify_encrypted_vectors_batch
 from statledger.protocol import flow
+from statledger.protocol.consortium import Member, RosterTimeline
 from statledger.protocol.entries import (
     AggregateEntry,
     DecryptionEntry,
     Entry,
-    PartyEntry,
     QueryEntry,
     ResultEntry,
     SetupEntry,
@@ -92,6 +92,10 @@ class StepContext:
 
     view: QueryView
     verify_range_proofs: bool = True
+    #: the consortium id this party or verifier pins (None: self-asserted by the genesis)
+    pinned: str | None = None
+    #: (6) the roster at every log index, replayed from the genesis
+    roster: RosterTimeline | None = None
     #: (6) the compute nodes' ElGamal keys ``X_i``, in the setup entry's order
     keys: list[Point] = field(default_factory=list)
     #: (9) the statistic and its public ranges
@@ -113,6 +117,11 @@ class StepContext:
         if self.view.setup is None:
             raise fail(6, "no setup entry")
         return self.view.setup
+
+    def timeline(self) -> RosterTimeline:
+        if self.roster is None:
+            raise fail(6, "the roster was not derived (step 6)")
+        return self.roster
 
     def query(self) -> QueryEntry:
         if self.view.query is None:
@@ -140,17 +149,22 @@ class StepContext:
         return self.view.result
 
 
-def _party(view: QueryView, party_id: str, role: str, step: int) -> PartyEntry:
-    p = view.parties.get(party_id)
-    if p is None:
-        raise fail(step, f"{party_id} is not a registered party", party_id)
-    if p.role != role:
-        raise fail(step, f"{party_id} is registered as {p.role}, not {role}", party_id)
-    return p
+def _member(ctx: StepContext, index: int | None, party_id: str, role: str,
+            step: int) -> Member:
+    """The consortium member ``party_id`` of ``role`` in force for an entry at log ``index``
+    (a key revoked before the entry, or admitted after it, signs nothing valid)."""
+    if index is None:
+        raise fail(step, f"an entry by {party_id} has no log index", party_id)
+    try:
+        return ctx.timeline().at(index).member(party_id, role, step=f"step {step}")
+    except VerificationError as exc:
+        raise fail(step, f"entry {index}: {exc.reason}", party_id) from None
 
 
-def _signed(view: QueryView, entry: Entry, author: str, role: str, step: int) -> None:
-    key = view.key_of(_party(view, author, role, step))
+def _signed(ctx: StepContext, index: int | None, entry: Entry, author: str, role: str,
+            step: int) -> None:
+    """``entry`` (at ``index``) is signed by ``author``, a member of ``role`` at that point."""
+    key = _member(ctx, index, author, role, step).verify_key()
     verify_signature(entry, key, author, step=f"step {step}")
 
 
@@ -167,33 +181,70 @@ def _batch_verify(
 
 
 def step_6_roster(ctx: StepContext) -> str:
-    """(6) Ledger identity, setup signed by the ledger, compute keys with their proofs of
-    knowledge, collective key = sum of the listed compute keys."""
+    """(6) Consortium and roster: the genesis (entry 0) signed by every founding member -- the
+    pinned one, if a consortium id is pinned; the membership chain replayed from it; each
+    ``party`` entry signed with the key the roster admitted at its index; the setup signed by
+    the log, of this consortium, listing exactly the roster's compute nodes; their key shares
+    proven (bound to the consortium); collective key = the sum of the shares."""
     view = ctx.view
-    if view.ledger is None:
-        raise fail(6, "no ledger party entry")
-    for p in view.parties.values():
-        verify_signature(p, view.key_of(p), p.party_id, step="step 6")
+    if view.genesis is None:
+        raise fail(6, "no genesis entry (entry 0 of the log)", "ledger")
+    signed = view.genesis.signed_genesis()
+    try:
+        signed.verify(ctx.pinned)
+    except VerificationError as exc:
+        raise fail(6, exc.reason, exc.party or signed.genesis.ledger.party_id) from None
+    log = signed.genesis.ledger
+    log_key = log.verify_key()
+    verify_signature(view.genesis, log_key, log.party_id, step="step 6")
+    for _, m in view.memberships:
+        verify_signature(m, log_key, log.party_id, step="step 6")
+    try:
+        ctx.roster = timeline = RosterTimeline.derive(
+            signed, [(i, m.change()) for i, m in view.memberships])
+    except VerificationError as exc:
+        raise fail(6, f"membership chain: {exc.reason}", exc.party) from None
+    cid = timeline.consortium_id
+    for pid, p in view.parties.items():
+        index = view.party_index[pid]
+        member = _member(ctx, index, pid, p.role, 6)
+        if member.sig_key != p.sig_key:
+            raise fail(6, f"the party entry of {pid} carries a key the consortium did not "
+                          "admit", pid)
+        verify_signature(p, member.verify_key(), pid, step="step 6")
     setup = ctx.setup()
-    verify_signature(setup, view.key_of(view.ledger), view.ledger.party_id, step="step 6")
+    setup_index = view.setup_index if view.setup_index is not None else -1
+    verify_signature(setup, log_key, log.party_id, step="step 6")
+    if setup.consortium != cid:
+        raise fail(6, "the setup entry belongs to another consortium", log.party_id)
+    members = [m.party_id for m in timeline.at(setup_index).of_role("compute")]
+    if list(setup.compute) != members:
+        raise fail(6, f"the setup names compute nodes {list(setup.compute)}, the consortium's "
+                      f"are {members}", log.party_id)
     keys: list[Point] = []
     for node in setup.compute:
-        p = _party(view, node, "compute", 6)
-        p.verify_pok(step="step 6")
-        keys.append(p.elgamal_point())
+        share = view.parties.get(node)
+        if share is None or view.party_index[node] > setup_index:
+            raise fail(6, f"{node} registered no key share before the setup", node)
+        share.verify_pok(cid, step="step 6")
+        keys.append(share.elgamal_point())
     if flow.collective_key(keys) != setup.collective_point():
         raise fail(6, "setup.collective_key is not the sum of the compute nodes' keys",
-                   view.ledger.party_id)
+                   log.party_id)
     ctx.keys = keys
-    return f"{len(keys)} compute node keys with valid proofs of knowledge"
+    final = timeline.final
+    return (f"consortium {cid[:16]}... ({'pinned' if ctx.pinned else 'self-asserted'}), "
+            f"{len(view.memberships)} membership change(s), {len(final.members)} members; "
+            f"{len(keys)} compute node keys with valid proofs of knowledge")
 
 
 def step_8_query(ctx: StepContext) -> str:
-    """(8) The query: signed by a registered querier; id = hash of the canonical spec (checked
-    when the entry was decoded); every other entry is about this query."""
+    """(8) The query: signed by a querier of the consortium; id = hash of the canonical spec
+    and the querier (checked when the entry was decoded); every other entry is about this
+    query."""
     view = ctx.view
     q = ctx.query()
-    _signed(view, q, q.querier, "querier", 8)
+    _signed(ctx, view.query_index, q, q.querier, "querier", 8)
     spec = q.query_spec()
     for kind, items in (("submission", view.submissions), ("noise", view.noise),
                         ("decryption", view.decryptions), ("endorsement", view.endorsements)):
@@ -219,7 +270,7 @@ def step_9_submissions(ctx: StepContext) -> str:
     batch: list[tuple[Point, EncryptedVector, Ranges, bytes]] = []
     parties: list[str] = []
     for index, s in view.submissions:
-        _signed(view, s, s.provider, "provider", 9)
+        _signed(ctx, index, s, s.provider, "provider", 9)
         if s.provider in seen:
             raise fail(9, f"provider {s.provider} submitted twice", s.provider)
         seen.add(s.provider)
@@ -253,7 +304,7 @@ def step_10_noise(ctx: StepContext) -> str:
     for index, n in view.noise:
         if n.node not in setup.compute:
             raise fail(10, f"noise entry {index} by {n.node}, not a compute node", n.node)
-        _signed(view, n, n.node, "compute", 10)
+        _signed(ctx, index, n, n.node, "compute", 10)
         if n.node in nodes_seen:
             raise fail(10, f"node {n.node} sent two noise shares", n.node)
         nodes_seen.add(n.node)
@@ -298,10 +349,10 @@ def step_11_aggregate(ctx: StepContext) -> str:
     enough distinct providers, recomputed."""
     view = ctx.view
     querier = ctx.query().querier
-    _, agg = ctx.aggregate_entry()
+    agg_index, agg = ctx.aggregate_entry()
     # The aggregate is recomputed below, but it is still the querier's signed statement: an
     # unchecked signature would be a field anyone (the log operator) could change.
-    _signed(view, agg, querier, "querier", 11)
+    _signed(ctx, agg_index, agg, querier, "querier", 11)
     if sorted(agg.submissions) != sorted(i for i, _ in view.submissions):
         raise fail(11, "the aggregate does not list exactly the submissions", querier)
     if sorted(agg.noise) != sorted(i for i, _ in view.noise):
@@ -327,7 +378,7 @@ def step_12_decryption(ctx: StepContext) -> str:
     for index, d in view.decryptions:
         if d.node not in setup.compute:
             raise fail(12, f"decryption entry {index} by {d.node}, not a compute node", d.node)
-        _signed(view, d, d.node, "compute", 12)
+        _signed(ctx, index, d, d.node, "compute", 12)
         if d.node in by_node:
             raise fail(12, f"node {d.node} sent two decryption entries", d.node)
         by_node[d.node] = d
@@ -362,27 +413,31 @@ def step_13_totals(ctx: StepContext) -> str:
         raise fail(13, f"the aggregate does not decrypt within its bounds: {exc}") from None
     view.totals = totals
     querier = ctx.query().querier
-    _, res, _ = ctx.result_entry()
-    verify_signature(res, view.key_of(_party(view, querier, "querier", 13)), querier,
-                     step="step 13")
+    res_index, res, _ = ctx.result_entry()
+    _signed(ctx, res_index, res, querier, "querier", 13)
     if res.totals_int() != totals:
         raise fail(13, "the published totals are not the decryption of the aggregate", querier)
     return f"{len(totals)} totals decrypted exactly"
 
 
 def step_14_result(ctx: StepContext) -> str:
-    """(14) Result: decoded again from the totals; every number recomputed."""
+    """(14) Result: decoded again from the totals; every number equal exactly (bit for bit:
+    the decoders are deterministic, :mod:`statledger.protocol.stats.exact`)."""
     view = ctx.view
     if view.totals is None:
         raise fail(14, "no totals (step 13)")
     _, res, _ = ctx.result_entry()
-    decoded = ctx.statistic().decode(ctx.spec(), view.totals).to_dict()
+    querier = ctx.query().querier
+    try:
+        decoded = ctx.statistic().decode(ctx.spec(), view.totals).to_dict()
+    except MalformedError as exc:
+        # the querier published a result for totals that have none
+        raise fail(14, f"the totals do not decode: {exc}", querier) from None
     view.decoded = decoded
     where = results_match(decoded, res.result)
     if where is not None:
-        raise fail(14, f"the published result differs from decode(totals) at {where}",
-                   ctx.query().querier)
-    return "every number of the result recomputed from the totals"
+        raise fail(14, f"the published result differs from decode(totals) at {where}", querier)
+    return "every number of the result recomputed from the totals, exactly equal"
 
 
 def step_15_endorsements(ctx: StepContext) -> str:
@@ -392,7 +447,7 @@ def step_15_endorsements(ctx: StepContext) -> str:
     digest = result_digest(rbytes)
     endorsed: set[str] = set()
     for index, en in view.endorsements:
-        _signed(view, en, en.provider, "provider", 15)
+        _signed(ctx, index, en, en.provider, "provider", 15)
         if en.provider in endorsed:
             raise fail(15, f"provider {en.provider} endorsed twice", en.provider)
         if en.result_digest != digest:
@@ -423,7 +478,7 @@ class Step:
 
 #: Steps 6 and 8-15, in the order they run.  Names are the report's titles.
 STEPS: tuple[Step, ...] = (
-    Step(6, "roster and key proofs", step_6_roster),
+    Step(6, "consortium, roster and key proofs", step_6_roster),
     Step(8, "query", step_8_query),
     Step(9, "submissions and range proofs", step_9_submissions),
     Step(10, "DP noise shares", step_10_noise),
@@ -462,6 +517,7 @@ def check_query(
     on_step: StepHook | None = None,
     verify_range_proofs: bool = True,
     steps: Sequence[Step] = STEPS,
+    pinned: str | None = None,
 ) -> QueryView:
     """Run the steps of ``steps`` (default :data:`STEPS`: 6 and 8-15) up to ``through`` on
     ``view`` (step 7 needs the checkpoint: see :mod:`statledger.verifier.checks`).
@@ -469,38 +525,46 @@ def check_query(
     ``on_step(n, detail)`` is called after each step passes.  Returns ``view`` with ``spec``
     (step 8), ``totals`` (13) and ``decoded`` (14) filled in when those steps ran.
     ``verify_range_proofs=False`` skips only the range proofs of steps 9-10; every other
-    check still runs.
+    check still runs.  ``pinned`` is the consortium id the caller trusts (its trust file):
+    step 6 then refuses a log whose genesis is another consortium's.
     """
-    ctx = StepContext(view, verify_range_proofs=verify_range_proofs)
+    ctx = StepContext(view, verify_range_proofs=verify_range_proofs, pinned=pinned)
     run_steps(ctx, steps, through=through, on_step=on_step)
     return view
 
 
-_REL_TOL = 1e-9
-_ABS_TOL = 1e-12
-
-
 def results_match(a: Any, b: Any, path: str = "result") -> str | None:
-    """``None`` if ``a`` and ``b`` are the same JSON value (floats to 1e-9 relative), else
-    the path of the first difference."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return None if a is b else path
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        if isinstance(a, int) and isinstance(b, int):
-            return None if a == b else path
-        fa, fb = float(a), float(b)
-        if math.isnan(fa) or math.isnan(fb):
-            return path
-        return None if math.isclose(fa, fb, rel_tol=_REL_TOL, abs_tol=_ABS_TOL) else path
-    if isinstance(a, dict) and isinstance(b, dict):
-        if set(a) != set(b):
-            return f"{path} (keys)"
-        for k in sorted(a):
+    """``None`` if ``a`` (recomputed) and ``b`` (published) are exactly the same JSON value,
+    else where they first differ: the path (``result.coef[2]``), with ``(type)`` when the
+    types differ, ``(missing)`` / ``(unexpected)`` for a key, ``(length)`` for a list.
+
+    Exact, no tolerance (step 14): an int equals only an int of the same value (an int and
+    a float never match, not even 1 and 1.0; a bool is neither); a float equals only a float
+    with the same bits (``float.hex``; 0.0 and -0.0 differ), which the canonical CBOR of the
+    result entry preserves; a NaN or an infinity matches nothing (decoders never publish one).
+    """
+    ta, tb = type(a), type(b)
+    if ta is not tb:
+        return f"{path} (type)"
+    if a is None:
+        return None
+    if ta is bool or ta is int or ta is str:
+        return None if a == b else path
+    if ta is float:
+        if not (math.isfinite(a) and math.isfinite(b)):
+            return f"{path} (not finite)"
+        return None if a.hex() == b.hex() else path
+    if ta is dict:
+        for k in sorted(set(a) | set(b)):
+            if k not in b:
+                return f"{path}.{k} (missing)"
+            if k not in a:
+                return f"{path}.{k} (unexpected)"
             w = results_match(a[k], b[k], f"{path}.{k}")
             if w is not None:
                 return w
         return None
-    if isinstance(a, list) and isinstance(b, list):
+    if ta is list:
         if len(a) != len(b):
             return f"{path} (length)"
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
@@ -508,4 +572,4 @@ def results_match(a: Any, b: Any, path: str = "result") -> str | None:
             if w is not None:
                 return w
         return None
-    return None if a == b and type(a) is type(b) else path
+    return f"{path} (not a JSON value)"

@@ -52,6 +52,7 @@ __all__ = [
     "MembershipChange",
     "Roster",
     "derive_roster",
+    "RosterTimeline",
     "trust_document",
     "parse_trust_document",
 ]
@@ -212,6 +213,11 @@ class Genesis:
             raise MalformedError(f"genesis.admission: quorum {self.admission.quorum} but only "
                                  f"{eligible} founding members may sign changes")
 
+    @property
+    def ledger(self) -> Member:
+        """The log: the one founding member with role ``ledger``."""
+        return next(m for m in self.members if m.role == "ledger")
+
     def to_json_obj(self) -> dict[str, Any]:
         return {"v": VERSION, "kind": "genesis", "name": self.name, "origin": self.origin,
                 "members": [m.to_json_obj() for m in self.members],
@@ -232,7 +238,7 @@ class Genesis:
     def from_json_obj(cls, obj: Any) -> Genesis:
         o = _obj(obj, {"v", "kind", "name", "origin", "members", "witness_quorum", "admission"},
                  "genesis")
-        if o["v"] != VERSION or o["kind"] != "genesis":
+        if type(o["v"]) is not int or o["v"] != VERSION or o["kind"] != "genesis":
             raise MalformedError(f"genesis: expected v {VERSION}, kind genesis")
         members = tuple(Member.from_json_obj(m, f"genesis.members[{i}]")
                         for i, m in enumerate(_list(o["members"], "genesis.members")))
@@ -380,7 +386,7 @@ class MembershipChange:
         keys = {"v", "kind", "consortium", "seq", "prev", "admit", "revoke", "rotate",
                 "signatures", "possession"}
         o = _obj(obj, keys, "membership", frozenset({"witness_quorum", "admission"}))
-        if o["v"] != VERSION or o["kind"] != "membership":
+        if type(o["v"]) is not int or o["v"] != VERSION or o["kind"] != "membership":
             raise MalformedError(f"membership: expected v {VERSION}, kind membership")
         admit = tuple(Member.from_json_obj(m, f"membership.admit[{i}]")
                       for i, m in enumerate(_list(o["admit"], "membership.admit")))
@@ -445,6 +451,17 @@ class Roster:
     def ledger(self) -> Member:
         return self.of_role("ledger")[0]
 
+    def log_key(self) -> tuple[str, bytes]:
+        """The log's checkpoint key as (name, Ed25519 public key): the ledger member's
+        identity key, named by the log origin (the ledger signs checkpoints with it)."""
+        return self.origin, self.ledger.verify_key().to_bytes()
+
+    def witness_keys(self) -> list[tuple[str, bytes]]:
+        """The witnesses as (name, Ed25519 public key): every compute member under its
+        identity key (a compute node cosigns checkpoints with it); their quorum is
+        ``witness_quorum``."""
+        return [(m.party_id, m.verify_key().to_bytes()) for m in self.of_role("compute")]
+
     # -- the chain -------------------------------------------------------------------------
     def apply(self, change: MembershipChange) -> Roster:
         """The roster after ``change``; raises VerificationError if the change is not valid
@@ -492,6 +509,9 @@ class Roster:
             compute_touched |= m.role == "compute"
         for pid, key in change.rotate:
             m = self.member(pid)
+            if m.role == "ledger":
+                raise VerificationError("the log's key cannot be rotated (it names the log); "
+                                        "found a new consortium", step=_STEP, party=pid)
             members[pid] = Member(pid, m.role, key)
             new_keys[pid] = key
             compute_touched |= m.role == "compute"
@@ -534,6 +554,46 @@ def derive_roster(signed: SignedGenesis, changes: Iterable[MembershipChange],
     for change in changes:
         roster = roster.apply(change)
     return roster
+
+
+@dataclass(frozen=True)
+class RosterTimeline:
+    """The roster at every point of a log: the genesis (entry 0) and the membership changes
+    at their log indices.  :meth:`at` is the roster in force for an entry at ``index`` (every
+    change logged *before* it applies), so a key revoked at index 40 signs nothing valid at
+    index 41, and a member admitted at 40 signs nothing valid at 39."""
+
+    rosters: tuple[tuple[int, Roster], ...]
+
+    @classmethod
+    def derive(cls, signed: SignedGenesis, changes: Iterable[tuple[int, MembershipChange]],
+               pinned_id: str | None = None) -> RosterTimeline:
+        roster = Roster.from_genesis(signed, pinned_id)
+        out: list[tuple[int, Roster]] = [(0, roster)]
+        for index, change in changes:
+            if index <= out[-1][0]:
+                raise VerificationError(f"membership change at log index {index} is not after "
+                                        f"the previous one ({out[-1][0]})", step=_STEP)
+            roster = roster.apply(change)
+            out.append((index, roster))
+        return cls(tuple(out))
+
+    def at(self, index: int) -> Roster:
+        """The roster an entry at log ``index`` is judged by (the genesis' for index 0)."""
+        current = self.rosters[0][1]
+        for at, roster in self.rosters[1:]:
+            if at >= index:
+                break
+            current = roster
+        return current
+
+    @property
+    def final(self) -> Roster:
+        return self.rosters[-1][1]
+
+    @property
+    def consortium_id(self) -> str:
+        return self.rosters[0][1].consortium_id
 
 
 def trust_document(signed: SignedGenesis) -> dict[str, Any]:

@@ -46,6 +46,8 @@ __all__ = [
     "ROLES",
     "KINDS",
     "Entry",
+    "GenesisEntry",
+    "MembershipEntry",
     "PartyEntry",
     "SetupEntry",
     "QueryEntry",
@@ -393,11 +395,13 @@ class PartyEntry(Entry):
             raise MalformedError(f"party {self.party_id} ({self.role}) has no elgamal_key")
         return Point.from_bytes(bytes.fromhex(self.elgamal_key))
 
-    def verify_pok(self, *, step: str | None = None) -> None:
-        """Verify the Schnorr proof of knowledge of ``x_i`` for ``X_i``, bound to ``party_id``.
+    def verify_pok(self, consortium: str, *, step: str | None = None) -> None:
+        """Verify the Schnorr proof of knowledge of ``x_i`` for ``X_i``, bound to the
+        consortium id and ``party_id``.
 
-        Context = :func:`statledger.protocol.flow.keyreg_context` (``b"statledger/keyreg/v1\\n"`` +
-        length-prefixed party id).  Raises :class:`VerificationError` blaming this party.
+        Context = :func:`statledger.protocol.flow.keyreg_context` (``b"statledger/keyreg/v2\\n"``
+        + length-prefixed consortium id and party id).  Raises :class:`VerificationError`
+        blaming this party.
         """
         from statledger.protocol.flow import keyreg_context
 
@@ -410,26 +414,113 @@ class PartyEntry(Entry):
             raise VerificationError(f"malformed proof of knowledge: {exc}", step=step,
                                     party=self.party_id) from None
         try:
-            sigma.verify_schnorr(X, proof, keyreg_context(self.party_id))
+            sigma.verify_schnorr(X, proof, keyreg_context(consortium, self.party_id))
         except VerificationError as exc:
             raise VerificationError(f"proof of knowledge: {exc.reason}", step=step,
                                     party=self.party_id) from None
 
 
 @dataclass(frozen=True)
+class GenesisEntry(Entry):
+    """Entry 0 of every log: the consortium's signed genesis
+    (:class:`statledger.protocol.consortium.SignedGenesis`, its canonical JSON bytes in
+    ``document``), appended and signed by the log (the genesis' ledger member).  The
+    founding members' signatures inside the document are what a party or verifier checks;
+    the outer signature only says which log appended it."""
+
+    KIND: ClassVar[str] = "genesis"
+    BINARY: ClassVar[dict[str, bool]] = {"document": False}
+    document: str
+
+    def _validate(self) -> None:
+        from statledger.protocol.consortium import SignedGenesis
+
+        raw = bytes.fromhex(_hex(self.KIND, "document", self.document))
+        try:
+            signed = SignedGenesis.from_bytes(raw)
+        except MalformedError as exc:
+            raise _fail(self.KIND, "document", str(exc)) from None
+        if signed.to_bytes() != raw:
+            raise _fail(self.KIND, "document", "not the canonical encoding of the genesis")
+        object.__setattr__(self, "_signed", signed)
+
+    @classmethod
+    def of(cls, signed: Any) -> GenesisEntry:
+        """The (unsigned) entry carrying ``signed`` (a SignedGenesis)."""
+        return cls(signed.to_bytes().hex())
+
+    def _fields_json(self) -> dict[str, Any]:
+        return {"document": self.document}
+
+    @classmethod
+    def _from_fields(cls, obj: dict[str, Any]) -> GenesisEntry:
+        return cls(obj["document"], sig=obj["sig"])
+
+    def signed_genesis(self) -> Any:
+        """The :class:`~statledger.protocol.consortium.SignedGenesis` (decoded, not verified)."""
+        return self.__dict__["_signed"]
+
+    def claimed_author(self) -> str | None:
+        return str(self.signed_genesis().genesis.ledger.party_id)
+
+
+@dataclass(frozen=True)
+class MembershipEntry(Entry):
+    """One link of the consortium's membership chain
+    (:class:`statledger.protocol.consortium.MembershipChange`, canonical JSON bytes in
+    ``document``), appended and signed by the log.  Its authority is the admission quorum's
+    signatures inside the document, checked against the roster the chain derives."""
+
+    KIND: ClassVar[str] = "membership"
+    BINARY: ClassVar[dict[str, bool]] = {"document": False}
+    document: str
+
+    def _validate(self) -> None:
+        from statledger.protocol.consortium import MembershipChange
+
+        raw = bytes.fromhex(_hex(self.KIND, "document", self.document))
+        try:
+            change = MembershipChange.from_bytes(raw)
+        except MalformedError as exc:
+            raise _fail(self.KIND, "document", str(exc)) from None
+        if change.to_bytes() != raw:
+            raise _fail(self.KIND, "document", "not the canonical encoding of the change")
+        object.__setattr__(self, "_change", change)
+
+    @classmethod
+    def of(cls, change: Any) -> MembershipEntry:
+        """The (unsigned) entry carrying ``change`` (a MembershipChange)."""
+        return cls(change.to_bytes().hex())
+
+    def _fields_json(self) -> dict[str, Any]:
+        return {"document": self.document}
+
+    @classmethod
+    def _from_fields(cls, obj: dict[str, Any]) -> MembershipEntry:
+        return cls(obj["document"], sig=obj["sig"])
+
+    def change(self) -> Any:
+        """The :class:`~statledger.protocol.consortium.MembershipChange` (decoded, not
+        verified)."""
+        return self.__dict__["_change"]
+
+
+@dataclass(frozen=True)
 class SetupEntry(Entry):
-    """The cluster: compute node ids (sorted), collective key ``X = sum X_i``, witness quorum."""
+    """The key ceremony's outcome: the consortium id, the compute nodes (sorted: every
+    compute member of the roster) and the collective key ``X = sum X_i``, signed by the log.
+    Nobody takes the log's word for it: every party recomputes ``X`` from the nodes' key
+    shares and their proofs of knowledge."""
 
     KIND: ClassVar[str] = "setup"
-    BINARY: ClassVar[dict[str, bool]] = {"collective_key": False}
-    cluster_id: str
+    BINARY: ClassVar[dict[str, bool]] = {"consortium": False, "collective_key": False}
+    consortium: str
     compute: tuple[str, ...]
     collective_key: str
-    witness_quorum: int
 
     def _validate(self) -> None:
         k = self.KIND
-        _party(k, "cluster_id", self.cluster_id)
+        _hex(k, "consortium", self.consortium, _DIGEST_HEX)
         ids = _seq(k, "compute", self.compute, allow_empty=False)
         for i, p in enumerate(ids):
             _party(k, f"compute[{i}]", p)
@@ -437,17 +528,14 @@ class SetupEntry(Entry):
             raise _fail(k, "compute", "party ids must be sorted and unique")
         object.__setattr__(self, "compute", ids)
         _point(k, "collective_key", self.collective_key)
-        # at least one witness: a quorum of 0 would accept a checkpoint nobody witnessed
-        _int(k, "witness_quorum", self.witness_quorum, lo=1)
 
     def _fields_json(self) -> dict[str, Any]:
-        return {"cluster_id": self.cluster_id, "compute": list(self.compute),
-                "collective_key": self.collective_key, "witness_quorum": self.witness_quorum}
+        return {"consortium": self.consortium, "compute": list(self.compute),
+                "collective_key": self.collective_key}
 
     @classmethod
     def _from_fields(cls, obj: dict[str, Any]) -> SetupEntry:
-        return cls(obj["cluster_id"], obj["compute"], obj["collective_key"],
-                   obj["witness_quorum"], sig=obj["sig"])
+        return cls(obj["consortium"], obj["compute"], obj["collective_key"], sig=obj["sig"])
 
     def collective_point(self) -> Point:
         return Point.from_bytes(bytes.fromhex(self.collective_key))
@@ -719,8 +807,9 @@ class EndorsementEntry(Entry):
 
 KINDS: dict[str, type[Entry]] = {
     cls.KIND: cls
-    for cls in (PartyEntry, SetupEntry, QueryEntry, SubmissionEntry, NoiseEntry,
-                AggregateEntry, DecryptionEntry, ResultEntry, EndorsementEntry)
+    for cls in (GenesisEntry, MembershipEntry, PartyEntry, SetupEntry, QueryEntry,
+                SubmissionEntry, NoiseEntry, AggregateEntry, DecryptionEntry, ResultEntry,
+                EndorsementEntry)
 }
 
 

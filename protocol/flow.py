@@ -44,7 +44,7 @@ __all__ = [
     "noise_plan",
 ]
 
-KEYREG_CONTEXT = b"statledger/keyreg/v1\n"
+KEYREG_CONTEXT = b"statledger/keyreg/v2\n"
 _SUBMISSION = b"statledger/submission/v1\n"
 _NOISE = b"statledger/noise/v1\n"
 _DECRYPTION = b"statledger/decryption/v1\n"
@@ -58,9 +58,11 @@ def _join(prefix: bytes, *parts: str) -> bytes:
     return bytes(out)
 
 
-def keyreg_context(party_id: str) -> bytes:
-    """Context of a compute node's Schnorr proof of knowledge of its key share."""
-    return _join(KEYREG_CONTEXT, party_id)
+def keyreg_context(consortium: str, party_id: str) -> bytes:
+    """Context of a compute node's Schnorr proof of knowledge of its key share: bound to
+    the consortium id (a proof made for one consortium is refused by every other) and to the
+    node's party id (no node can claim another's share)."""
+    return _join(KEYREG_CONTEXT, consortium, party_id)
 
 
 def submission_context(query_id: str, provider: str) -> bytes:

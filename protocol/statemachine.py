@@ -25,12 +25,16 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from statledger.proofs.errors import ProtocolError
+from statledger.proofs.errors import ProtocolError, VerificationError
+from statledger.protocol.consortium import Roster as ConsortiumRoster
+from statledger.protocol.consortium import RosterTimeline
 from statledger.protocol.entries import (
     AggregateEntry,
     DecryptionEntry,
     EndorsementEntry,
     Entry,
+    GenesisEntry,
+    MembershipEntry,
     NoiseEntry,
     PartyEntry,
     QueryEntry,
@@ -89,29 +93,43 @@ class Roster:
 
     @classmethod
     def from_entries(cls, entries: Iterable[Entry]) -> Roster:
-        """Roster from the log's ``party`` entries and the (single) ``setup`` entry."""
-        providers: list[str] = []
-        queriers: list[str] = []
-        registered_compute: set[str] = set()
+        """Roster from the log's consortium entries (the genesis and its membership changes,
+        in log order: the members after the last change) and the (single) ``setup`` entry.
+        The membership chain is replayed with its signatures checked
+        (:class:`statledger.protocol.consortium.RosterTimeline`)."""
+        genesis: GenesisEntry | None = None
+        changes: list[MembershipEntry] = []
         setup: SetupEntry | None = None
         for e in entries:
-            if isinstance(e, PartyEntry):
-                if e.role == "provider":
-                    providers.append(e.party_id)
-                elif e.role == "querier":
-                    queriers.append(e.party_id)
-                elif e.role == "compute":
-                    registered_compute.add(e.party_id)
+            if isinstance(e, GenesisEntry):
+                if genesis is not None:
+                    raise ProtocolError("genesis: more than one genesis entry")
+                genesis = e
+            elif isinstance(e, MembershipEntry):
+                changes.append(e)
             elif isinstance(e, SetupEntry):
                 if setup is not None:
                     raise ProtocolError("setup: more than one setup entry")
                 setup = e
+        if genesis is None:
+            raise ProtocolError("genesis: no genesis entry")
         if setup is None:
             raise ProtocolError("setup: no setup entry")
-        missing = [c for c in setup.compute if c not in registered_compute]
-        if missing:
-            raise ProtocolError(f"setup: compute node(s) {missing} have no party entry")
-        return cls(setup.compute, tuple(providers), tuple(queriers))
+        try:
+            final = RosterTimeline.derive(
+                genesis.signed_genesis(),
+                [(i, c.change()) for i, c in enumerate(changes, start=1)]).final
+        except VerificationError as exc:
+            raise ProtocolError(f"membership chain: {exc.reason}") from None
+        return cls.of(final, setup.compute)
+
+    @classmethod
+    def of(cls, roster: ConsortiumRoster, compute: Sequence[str]) -> Roster:
+        """The state machine's roster: the consortium roster's providers and queriers, and
+        the setup entry's ``compute`` nodes."""
+        return cls(tuple(compute),
+                   tuple(m.party_id for m in roster.of_role("provider")),
+                   tuple(m.party_id for m in roster.of_role("querier")))
 
 
 @dataclass(frozen=True)
@@ -198,7 +216,7 @@ def advance(state: QueryState, entry: Entry, index: int | None = None) -> QueryS
     if isinstance(entry, QueryEntry):
         raise ProtocolError(f"query entry{_fmt(who)}: duplicate query (already started "
                             f"{state.query_id})")
-    if isinstance(entry, PartyEntry | SetupEntry):
+    if isinstance(entry, PartyEntry | SetupEntry | GenesisEntry | MembershipEntry):
         raise ProtocolError(f"{kind} entry{_fmt(who)} is not an event of query "
                             f"{state.query_id}")
     qid = getattr(entry, "query_id", None)

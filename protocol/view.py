@@ -1,5 +1,10 @@
 """One query as the log shows it: its decoded entries and the roster they rely on.
 
+The roster entries are the consortium's genesis (entry 0), its membership changes, the
+compute nodes' ``party`` entries (their key shares) and the ``setup`` entry; the query's
+entries follow.  Nothing here is checked beyond decoding: the steps of
+:mod:`statledger.protocol.checks` do that.
+
 :func:`parse_entries` is step 5 of docs/verification.md (every entry decodes canonically and
 is sorted into a :class:`QueryView`); the later steps (:mod:`statledger.protocol.checks`) read
 the view.  The parties (``statledger.nodes``) and the verifier (``statledger.verifier``) both
@@ -14,12 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from statledger.proofs.errors import MalformedError, VerificationError
-from statledger.proofs.signatures import VerifyKey
 from statledger.protocol.entries import (
     AggregateEntry,
     DecryptionEntry,
     EndorsementEntry,
     Entry,
+    GenesisEntry,
+    MembershipEntry,
     NoiseEntry,
     PartyEntry,
     QueryEntry,
@@ -45,10 +51,14 @@ def fail(step: int, reason: str, party: str | None = None) -> VerificationError:
 class QueryView:
     """The parsed entries of one query and the roster they rely on."""
 
-    ledger: PartyEntry | None = None
+    genesis: GenesisEntry | None = None
+    memberships: list[tuple[int, MembershipEntry]] = field(default_factory=list)
     setup: SetupEntry | None = None
+    setup_index: int | None = None
     parties: dict[str, PartyEntry] = field(default_factory=dict)
+    party_index: dict[str, int] = field(default_factory=dict)
     query: QueryEntry | None = None
+    query_index: int | None = None
     spec: QuerySpec | None = None
     submissions: list[tuple[int, SubmissionEntry]] = field(default_factory=list)
     noise: list[tuple[int, NoiseEntry]] = field(default_factory=list)
@@ -58,14 +68,14 @@ class QueryView:
     endorsements: list[tuple[int, EndorsementEntry]] = field(default_factory=list)
     totals: list[int] | None = None
     decoded: dict[str, Any] | None = None
-    _keys: dict[str, VerifyKey] = field(default_factory=dict)
 
-    def key_of(self, party: PartyEntry) -> VerifyKey:
-        """The party's Ed25519 key, decoded (and validated) once per verification."""
-        key = self._keys.get(party.party_id)
-        if key is None:
-            key = self._keys[party.party_id] = party.verify_key()
-        return key
+    @property
+    def consortium_id(self) -> str | None:
+        """The id of the genesis this view carries (not yet checked: step 6)."""
+        if self.genesis is None:
+            return None
+        cid: str = self.genesis.signed_genesis().genesis.consortium_id
+        return cid
 
     @property
     def query_id(self) -> str | None:
@@ -92,22 +102,28 @@ def parse_entries(entries: Sequence[tuple[int, bytes]]) -> QueryView:
             e = Entry.from_bytes(data)
         except MalformedError as exc:
             raise fail(5, f"entry {index}: {exc}") from None
-        if isinstance(e, PartyEntry):
+        if isinstance(e, GenesisEntry):
+            if index != 0 or view.genesis is not None:
+                raise fail(5, f"entry {index}: a genesis entry that is not entry 0 of the log "
+                              "(a second consortium on one log)", e.claimed_author())
+            view.genesis = e
+        elif isinstance(e, MembershipEntry):
+            view.memberships.append((index, e))
+        elif isinstance(e, PartyEntry):
             if e.party_id in view.parties:
                 raise fail(5, f"entry {index}: party {e.party_id} registered twice", e.party_id)
             view.parties[e.party_id] = e
-            if e.role == "ledger":
-                if view.ledger is not None:
-                    raise fail(5, f"entry {index}: two ledger parties", e.party_id)
-                view.ledger = e
+            view.party_index[e.party_id] = index
         elif isinstance(e, SetupEntry):
             if view.setup is not None:
-                raise fail(5, f"entry {index}: two setup entries")
+                raise fail(5, f"entry {index}: two setup entries (a second key ceremony)")
             view.setup = e
+            view.setup_index = index
         elif isinstance(e, QueryEntry):
             if view.query is not None:
                 raise fail(5, f"entry {index}: two query entries", e.querier)
             view.query = e
+            view.query_index = index
         elif isinstance(e, SubmissionEntry):
             view.submissions.append((index, e))
         elif isinstance(e, NoiseEntry):

@@ -8,7 +8,8 @@ its cosignatures, over HTTP).
   checks every checkpoint against it (log signature, root at its size, sizes never shrink).
 * Step 7: every checkpoint's witness cosignatures are checked with the verifier's step 7
   (:func:`statledger.verifier.checks.check_witness_quorum`, the one quorum rule): the
-  witnesses are the compute nodes of the setup entry, the quorum its ``witness_quorum``.
+  witnesses are the compute members of the consortium roster (the genesis, entry 0, and its
+  membership changes), the quorum the roster's ``witness_quorum``.
   A query passes step 7 with the first checkpoint that covers all its entries (and the
   roster) and carries the quorum.
 * Steps 5, 6 and 8-15 (:func:`statledger.protocol.checks.check_query`) run per query, in
@@ -29,6 +30,7 @@ from __future__ import annotations
 import base64
 import bisect
 import json
+import multiprocessing
 import sqlite3
 import time
 from collections import defaultdict
@@ -47,12 +49,20 @@ from statledger.proofs.errors import (
 )
 from statledger.protocol import statemachine
 from statledger.protocol.checks import STEPS, MissingEntryError, check_query
-from statledger.protocol.entries import Entry, PartyEntry, SetupEntry
+from statledger.protocol.consortium import Roster, RosterTimeline
+from statledger.protocol.entries import (
+    Entry,
+    GenesisEntry,
+    MembershipEntry,
+    PartyEntry,
+    SetupEntry,
+)
 from statledger.protocol.view import QueryView, parse_entries
 from statledger.verifier.checks import (
     WITNESS_STEP,
     check_witness_quorum,
-    registered_witnesses,
+    roster_log_key,
+    roster_witnesses,
 )
 
 __all__ = ["VALID", "INVALID", "INCOMPLETE", "audit_log", "check_one_query"]
@@ -89,7 +99,7 @@ def _check_prefix(rows: Sequence[tuple[int, bytes]]) -> None:
     indices: list[int] = []
     for index, data in sorted(rows):
         e = Entry.from_bytes(data)
-        if isinstance(e, PartyEntry | SetupEntry):
+        if isinstance(e, PartyEntry | SetupEntry | GenesisEntry | MembershipEntry):
             roster.append(e)
         else:
             events.append(e)
@@ -116,7 +126,7 @@ def check_one_query(query_id: str, rows: list[tuple[int, bytes]]) -> dict[str, A
                 _check_prefix(rows)
             except StatledgerError as perr:
                 # the ledger enforces this order at every append: it admitted the entries
-                blame = view.ledger.party_id if view.ledger is not None else "ledger"
+                blame = "ledger"
                 out = _outcome(query_id, INVALID, step,
                                f"not a valid prefix of the protocol: {perr}", blame)
             else:
@@ -242,10 +252,12 @@ def _witnessing(origin: str, ledger_key: NoteVerifier | None, notes: list[str],
     query then fails step 5 or 6 anyway)."""
     try:
         view = parse_entries(roster)
-        if view.setup is None or ledger_key is None:
+        if view.genesis is None or ledger_key is None:
             return None
-        witnesses = registered_witnesses(view)
-        quorum = view.setup.witness_quorum
+        final = RosterTimeline.derive(view.genesis.signed_genesis(),
+                                      [(i, m.change()) for i, m in view.memberships]).final
+        witnesses = roster_witnesses(final)
+        quorum = final.witness_quorum
     except StatledgerError:
         return None
     checkpoints: list[tuple[int, Note]] = []
@@ -302,17 +314,20 @@ def audit_log(
         except MalformedError:
             parsed.append((i, None))
     ledger_key: NoteVerifier | None = None
-    for _, e in parsed:
-        if isinstance(e, PartyEntry) and e.role == "ledger":
-            ledger_key = NoteVerifier(origin, e.verify_key().to_bytes())
-            break
+    genesis = parsed[0][1] if parsed and parsed[0][0] == 0 else None
+    genesis_error: str | None = None
+    if isinstance(genesis, GenesisEntry):
+        try:
+            ledger_key = roster_log_key(Roster.from_genesis(genesis.signed_genesis()))
+        except StatledgerError as exc:
+            genesis_error = f"the genesis (entry 0) is not valid: {exc}"
 
     # Step A: the tree and every checkpoint (statledger.ledger.replay).
     tree_ok, tree_error = True, None
     try:
         if ledger_key is None:
-            raise VerificationError("no ledger party entry: cannot check checkpoints",
-                                    step="step A")
+            raise VerificationError(genesis_error or "no genesis entry (entry 0): cannot "
+                                    "check checkpoints", step="step A")
         replay_log(origin, ledger_key, rows, notes)
     except StatledgerError as exc:
         tree_ok, tree_error = False, str(exc)
@@ -324,7 +339,7 @@ def audit_log(
     for (i, d), (_, e) in zip(rows, parsed, strict=True):
         if e is None:
             continue
-        if e.KIND in ("party", "setup"):
+        if e.KIND in ("genesis", "membership", "party", "setup"):
             roster.append((i, d))
         else:
             qid = getattr(e, "query_id", None)
@@ -355,7 +370,10 @@ def audit_log(
         say(f"  [{n}/{len(jobs)}] {r['query_id'][:16]} {verdict}")
 
     if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # "spawn": a forked child of a threaded process (an HTTP client, a server, a test
+        # harness) can inherit a lock held by another thread and hang for ever
+        with ProcessPoolExecutor(max_workers=workers,
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
             for n, r in enumerate(pool.map(check_one_query, *zip(*jobs, strict=True)), 1):
                 finish(n, r)
     else:

@@ -14,12 +14,13 @@ from collections.abc import Callable, Sequence
 
 from statledger.ledger.note import CosignatureVerifier, Note, NoteVerifier, verify_quorum
 from statledger.protocol.checks import STEPS, Step, StepContext
-from statledger.protocol.view import QueryView
+from statledger.protocol.consortium import Roster
 
 __all__ = [
     "WITNESS_STEP",
     "check_witness_quorum",
-    "registered_witnesses",
+    "roster_log_key",
+    "roster_witnesses",
     "with_witness_step",
 ]
 
@@ -27,11 +28,14 @@ __all__ = [
 WITNESS_STEP: tuple[int, str] = (7, "witness quorum")
 
 
-def registered_witnesses(view: QueryView) -> list[CosignatureVerifier]:
-    """The default witnesses: every compute node of the setup entry, under its registered
-    identity key (a compute node cosigns checkpoints with it)."""
-    return [CosignatureVerifier(p.party_id, view.key_of(p).to_bytes())
-            for p in view.compute_nodes()]
+def roster_log_key(roster: Roster) -> NoteVerifier:
+    """The log's checkpoint key (:meth:`Roster.log_key`) as a note verifier."""
+    return NoteVerifier(*roster.log_key())
+
+
+def roster_witnesses(roster: Roster) -> list[CosignatureVerifier]:
+    """The witnesses (:meth:`Roster.witness_keys`) as cosignature verifiers."""
+    return [CosignatureVerifier(name, key) for name, key in roster.witness_keys()]
 
 
 def check_witness_quorum(note: Note, witnesses: Sequence[NoteVerifier], quorum: int) -> str:

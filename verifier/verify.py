@@ -8,21 +8,22 @@ party.  It raises :class:`MalformedError` only when the input is not a certifica
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from statledger.ledger.checkpoint import open_checkpoint
 from statledger.ledger.merkle import leaf_hash, verify_inclusion
-from statledger.ledger.note import CosignatureVerifier, NoteVerifier, check_quorum
+from statledger.ledger.note import NoteVerifier
 from statledger.proofs.errors import MalformedError, StatledgerError, VerificationError
+from statledger.protocol.canonical import parse_json
 from statledger.protocol.checks import StepContext, check_query
+from statledger.protocol.consortium import Roster, SignedGenesis, parse_trust_document
 from statledger.protocol.view import parse_entries
 from statledger.verifier.certificate import Certificate, parse_certificate
 from statledger.verifier.checks import (
     check_witness_quorum,
-    registered_witnesses,
+    roster_log_key,
+    roster_witnesses,
     with_witness_step,
 )
 from statledger.verifier.report import Report
@@ -32,41 +33,49 @@ __all__ = ["TrustPolicy", "load_trust", "verify_certificate", "verify_certificat
 
 @dataclass(frozen=True)
 class TrustPolicy:
-    """Pinned trust: the log's verifier key, witness keys and the quorum of cosignatures."""
+    """Pinned trust: the consortium a reviewer trusts, i.e. its signed genesis (from a
+    ``statledger-trust/v2`` file written by ``statledger consortium export-trust``).  The log
+    key, the witnesses, their quorum and every party's key are derived from it and the
+    membership chain the certificate carries."""
 
-    log_key: str
-    witness_keys: tuple[str, ...]
-    quorum: int
+    genesis: SignedGenesis
     source: str
 
-    @classmethod
-    def parse(cls, obj: Any, source: str) -> TrustPolicy:
-        if not isinstance(obj, dict) or set(obj) != {"log_key", "witness_keys", "quorum"}:
-            raise MalformedError(f"{source}: a trust file has exactly the keys log_key, "
-                                 "witness_keys, quorum")
-        keys = obj["witness_keys"]
-        if not isinstance(obj["log_key"], str) or not isinstance(keys, list) or not all(
-            isinstance(k, str) for k in keys
-        ):
-            raise MalformedError(f"{source}: log_key must be a string, witness_keys strings")
-        q = check_quorum(obj["quorum"], len(keys), what=f"{source}: quorum")
-        NoteVerifier.from_vkey(obj["log_key"])
-        for k in keys:
-            CosignatureVerifier.from_vkey(k)
-        return cls(obj["log_key"], tuple(keys), q, source)
+    @property
+    def consortium_id(self) -> str:
+        cid: str = self.genesis.genesis.consortium_id
+        return cid
 
-    def to_json_obj(self) -> dict[str, Any]:
-        return {"log_key": self.log_key, "witness_keys": list(self.witness_keys),
-                "quorum": self.quorum}
+    @classmethod
+    def parse(cls, data: bytes | str, source: str) -> TrustPolicy:
+        try:
+            obj = parse_json(data)
+        except MalformedError as exc:
+            raise MalformedError(f"{source}: {exc}") from None
+        if isinstance(obj, dict) and "format" not in obj and "log_key" in obj:
+            raise MalformedError(
+                f"{source}: a statledger-trust/v1 file (a log key and witnesses) pins no "
+                "consortium and is no longer accepted; ask for the consortium's trust file "
+                "(`statledger consortium export-trust`)")
+        try:
+            return cls(parse_trust_document(data), source)
+        except MalformedError as exc:
+            raise MalformedError(f"{source}: {exc}") from None
+        except VerificationError as exc:
+            raise MalformedError(f"{source}: not a valid consortium genesis: {exc}") from None
+
+    def log_key(self) -> str:
+        """The verifier key (C2SP vkey) of the pinned consortium's log."""
+        return roster_log_key(Roster.from_genesis(self.genesis)).vkey()
 
 
 def load_trust(path: str | Path) -> TrustPolicy:
     p = Path(path)
     try:
-        obj = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedError(f"trust file {p}: {exc}") from None
-    return TrustPolicy.parse(obj, str(p))
+        data = p.read_bytes()
+    except OSError as exc:
+        raise MalformedError(f"trust file {p}: cannot read: {exc.strerror}") from None
+    return TrustPolicy.parse(data, str(p))
 
 
 def _fail(step: int, reason: str, party: str | None = None) -> VerificationError:
@@ -100,15 +109,17 @@ def verify_certificate(
 
 
 def _verify(cert: Certificate, trust: TrustPolicy | None, report: Report) -> None:
-    # (2) trust policy: pinned from a file, or self-asserted by the certificate.
+    # (2) trust policy: a consortium pinned from a trust file, or self-asserted by the
+    # genesis the certificate carries.
     if trust is not None:
-        if trust.log_key != cert.log_key:
-            raise _fail(2, f"the certificate's log key is not the trusted one ({trust.source})",
+        if trust.log_key() != cert.log_key:
+            raise _fail(2, f"the certificate comes from another log than the pinned "
+                           f"consortium's ({trust.consortium_id[:16]}..., {trust.source})",
                         "ledger")
-        report.trust = f"pinned by {trust.source}"
+        report.trust = f"consortium {trust.consortium_id[:16]}... pinned by {trust.source}"
     else:
-        report.trust = ("self-asserted: the certificate's own log key and the witnesses it "
-                        "registers (pin them with --trust)")
+        report.trust = ("self-asserted: the consortium of the genesis the certificate carries "
+                        "(pin it with --trust)")
     report.passed(2, report.trust)
 
     # (3) checkpoint: C2SP signed note, signed by the log key, origin as stated.
@@ -141,23 +152,17 @@ def _verify(cert: Certificate, trust: TrustPolicy | None, report: Report) -> Non
         report.query_id = view.query.query_id
         report.statistic = str(view.query.spec.get("statistic"))
 
-    # (6) roster: the ledger's party entry must carry this log key.
-    if view.ledger is None:
-        raise _fail(6, "no ledger party entry", "ledger")
-    ledger_vkey = NoteVerifier(cert.origin, view.ledger.verify_key().to_bytes())
-    if ledger_vkey.vkey() != cert.log_key:
-        raise _fail(6, "the ledger's registered key is not the log key", view.ledger.party_id)
-
     def step_7(ctx: StepContext) -> str:
-        # (7) the witness quorum on the checkpoint, once the roster (6) is known: the pinned
-        # witnesses and quorum, or the registered compute nodes and the setup's quorum.
-        if trust is not None:
-            witnesses = [CosignatureVerifier.from_vkey(k) for k in trust.witness_keys]
-            return check_witness_quorum(note, witnesses, trust.quorum)
-        return check_witness_quorum(note, registered_witnesses(ctx.view),
-                                    ctx.setup().witness_quorum)
+        # (7) the witness quorum on the checkpoint, once the roster (6) is known: the
+        # consortium's log (its key signed the checkpoint, step 3) and its witnesses (the
+        # compute members) with the roster's quorum.
+        roster = ctx.timeline().final
+        if roster_log_key(roster).vkey() != cert.log_key or roster.origin != cert.origin:
+            raise _fail(7, "the checkpoint is not signed by the consortium's log", "ledger")
+        return check_witness_quorum(note, roster_witnesses(roster), roster.witness_quorum)
 
-    check_query(view, on_step=report.passed, steps=with_witness_step(step_7))
+    check_query(view, on_step=report.passed, steps=with_witness_step(step_7),
+                pinned=trust.consortium_id if trust is not None else None)
     report.result = view.decoded
 
 

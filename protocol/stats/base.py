@@ -163,7 +163,11 @@ def max_abs_product(spec: QuerySpec, a: str, b: str) -> int:
 
 # ---------------------------------------------------------------------------- results
 def json_safe(obj: Any) -> Any:
-    """Plain JSON value: numpy scalars -> Python, NaN/inf -> None, tuples -> lists."""
+    """Plain JSON value: numpy scalars -> Python, tuples -> lists.
+
+    A NaN or an infinity raises :class:`MalformedError`: a decoder never publishes one (an
+    undefined value is an explicit None with a note saying why), and a silent conversion
+    would hide a decoder bug from step 14, which compares results exactly."""
     if obj is None or isinstance(obj, (bool, str)):
         return obj
     if isinstance(obj, np.bool_):
@@ -171,8 +175,10 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, (int, np.integer)):
         return int(obj)
     if isinstance(obj, (float, np.floating, Fraction)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
+        f = obj.numerator / obj.denominator if isinstance(obj, Fraction) else float(obj)
+        if not math.isfinite(f):
+            raise MalformedError(f"result value {f!r} is not finite")
+        return f
     if isinstance(obj, np.ndarray):
         return json_safe(obj.tolist())
     if isinstance(obj, (list, tuple)):
@@ -249,7 +255,7 @@ class StatResult:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON: ``{"statistic": ..., **values, "notes": [...]}``; NaN -> None."""
+        """Plain JSON: ``{"statistic": ..., **values, "notes": [...]}`` (no NaN, no inf)."""
         out: dict[str, Any] = {"statistic": self.statistic}
         body = json_safe(self.values)
         if not isinstance(body, dict):  # pragma: no cover - values is a dict by type
@@ -288,7 +294,12 @@ class Statistic(ABC):
 
     @abstractmethod
     def decode(self, spec: QuerySpec, totals: Sequence[int]) -> StatResult:
-        """Turn summed (possibly DP-noised) totals into a result; deterministic."""
+        """Turn summed (possibly DP-noised) totals into a result.
+
+        Deterministic bit for bit on every machine (step 14 re-runs it and compares exactly):
+        exact rational arithmetic rounded once to floats, or decimal arithmetic under the
+        fixed context of :mod:`statledger.protocol.stats.exact`; never numpy.linalg, scipy or
+        libm.  No NaN or infinity: undefined values are None with a note."""
 
     @abstractmethod
     def sensitivity(self, spec: QuerySpec) -> list[int]:

@@ -15,16 +15,19 @@ std         same as variance                      ``sqrt(variance)``
 
 Variance is the *sample* variance (``ddof=1``, like ``numpy.var(ddof=1)`` and pandas).
 ``S2`` is the sum of squares of the fixed-point values (at ``scale**2``), so the decoded
-variance is the exact sample variance of the quantised data (computed with rationals).
+variance is the exact sample variance of the quantised data.
 Cells are suppressed by :func:`~statledger.protocol.stats.base.suppress_group_cells`; a suppressed
 cell
 publishes neither its value nor its ``n``.  With DP noise ``n`` can be <= 0: the mean is then
 undefined (None) and a negative variance estimate is clamped to 0.
+
+Deterministic decoding (step 14 compares bit for bit): every value is an exact rational of
+the integer totals (``Fraction``) rounded once to the nearest float; ``std`` is the correctly
+rounded square root of the exact variance (:func:`~statledger.protocol.stats.exact.sqrt_float`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
@@ -51,6 +54,7 @@ from statledger.protocol.stats.base import (
     sum_range,
     suppress_group_cells,
 )
+from statledger.protocol.stats.exact import sqrt_float, to_float
 
 if TYPE_CHECKING:
     from statledger.protocol.query import QuerySpec
@@ -191,7 +195,7 @@ class Sum(_Basic):
     order = 1
 
     def _value(self, spec: QuerySpec, n: int, s1: int, s2: int) -> float | int | None:
-        return s1 / spec.scale
+        return to_float(Fraction(s1, spec.scale))  # exact, rounded once
 
 
 class Mean(_Basic):
@@ -203,7 +207,7 @@ class Mean(_Basic):
     def _value(self, spec: QuerySpec, n: int, s1: int, s2: int) -> float | int | None:
         if n <= 0:
             return None
-        return float(Fraction(s1, n * spec.scale))
+        return to_float(Fraction(s1, n * spec.scale))
 
 
 def _variance(spec: QuerySpec, n: int, s1: int, s2: int) -> Fraction | None:
@@ -221,7 +225,7 @@ class Variance(_Basic):
 
     def _value(self, spec: QuerySpec, n: int, s1: int, s2: int) -> float | int | None:
         v = _variance(spec, n, s1, s2)
-        return None if v is None else float(v)
+        return None if v is None else to_float(v)
 
 
 class Std(_Basic):
@@ -232,7 +236,7 @@ class Std(_Basic):
 
     def _value(self, spec: QuerySpec, n: int, s1: int, s2: int) -> float | int | None:
         v = _variance(spec, n, s1, s2)
-        return None if v is None else math.sqrt(v)
+        return None if v is None else sqrt_float(v)  # correctly rounded root of the exact variance
 
 
 for _stat in (Count(), Sum(), Mean(), Variance(), Std()):

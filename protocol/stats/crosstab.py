@@ -11,6 +11,9 @@ Disclosure control (see ``docs/queries.md``): primary suppression of cells with
 suppressed cell -- this protects the suppressed cells even against someone who knows the
 true margins from another release.  The margins we publish are computed from published
 cells only (and say so), so they reveal nothing about suppressed cells either.
+
+Decoding is deterministic (step 14 compares bit for bit): counts are integers; a mean is the
+exact rational ``S / (n scale)`` rounded once to the nearest float.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from statledger.protocol.stats.base import (
     sum_range,
     suppress_cells,
 )
+from statledger.protocol.stats.exact import to_float
 
 if TYPE_CHECKING:
     from statledger.protocol.query import QuerySpec
@@ -51,7 +55,7 @@ def _value_col(spec: QuerySpec) -> str | None:
 
 
 def _mean(s: int, n: int, scale: int) -> float | None:
-    return float(Fraction(s, n * scale)) if n > 0 else None
+    return to_float(Fraction(s, n * scale)) if n > 0 else None
 
 
 class Crosstab(Statistic):

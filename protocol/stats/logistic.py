@@ -42,6 +42,19 @@ sound.  Decoding: ``H = xwx / S``, ``g = xr / S``, Newton step ``delta = H^-1 g`
 ``beta_next = beta + delta``; standard errors ``sqrt(diag H^-1)``, Wald z, normal p values,
 95 % CI, log-likelihood at ``beta``; ``converged = max|delta| < tol``.  Use
 :func:`irls_start` and :func:`irls_next_spec` to loop the rounds.
+
+Both decoders are exact and deterministic (step 14 of docs/verification.md compares every
+number bit for bit): (a) is :func:`~statledger.protocol.stats.ols.gram_ols` (exact rational
+least squares); in (b) ``H^-1 = S adj(xwx) / det(xwx)`` by fraction-free integer elimination
+(:func:`~statledger.protocol.stats.exact.int_spd_inverse`: "singular" unless positive
+definite with every variance inflation factor <= 10^14), so ``delta = adj(xwx) xr / det``,
+``beta_next = beta + delta`` (the spec's floats taken exactly), ``Var = S adj_ii / det``, the
+log-likelihood ``loglik / S`` and ``max|delta|`` are exact rationals rounded once; ``se`` and
+``z = sign sqrt(coef^2 / Var)`` correctly rounded square roots; the p value ``erfc(|z| /
+sqrt 2) = Q(1/2, z^2 / 2)`` (exact ``z^2``) and the CI's ``z_{0.975}`` in decimal arithmetic
+under the fixed context of :mod:`~statledger.protocol.stats.exact`; ``converged`` compares
+the exact ``max|delta|`` with ``tol``.  The layout (which decoding checks the totals against)
+uses no libm either.
 """
 
 from __future__ import annotations
@@ -70,28 +83,29 @@ from statledger.protocol.stats.base import (
     require_params,
     select_rows,
 )
+from statledger.protocol.stats.exact import (
+    ci_bounds,
+    int_spd_inverse,
+    norm_isf,
+    norm_sf2,
+    signed_sqrt_ratio,
+    sqrt_float,
+    to_float,
+)
 from statledger.protocol.stats.ols import (
     GramColumn,
     _RegressionResult,
-    centered_moments,
     check_column_list,
     check_columns_listed,
     coef_table,
     gram_encode,
     gram_layout,
+    gram_ols,
     gram_sensitivity,
-    spd_inverse,
     two_col,
 )
 
 __all__ = ["LogisticApprox", "LogisticIRLS", "irls_start", "irls_next_spec"]
-
-
-def _sps() -> Any:
-    """scipy.stats, imported on first use (it costs ~0.9 s; services start faster)."""
-    from scipy import stats
-
-    return stats
 
 
 def _spf() -> Any:
@@ -99,6 +113,9 @@ def _spf() -> Any:
     from scipy import special
 
     return special
+
+#: ln 2 rounded to the nearest double, written out: the layout must not depend on libm.
+_LN2 = 0.6931471805599453
 
 DEFAULT_TOL = 1e-6
 DEFAULT_MAX_ROUNDS = 25
@@ -237,16 +254,12 @@ class LogisticApprox(_LogisticBase):
         if n < spec.min_cell_size:
             notes.append(f"suppressed: n = {n} < min_cell_size {spec.min_cell_size}")
         else:
-            _, means, cm = centered_moments(cols, t)
-            p = len(feats)
-            cinv = spd_inverse(cm[:p, :p])
-            if cinv is None:
+            fit = gram_ols(cols, t)  # exact rational least squares
+            if fit is None:
                 notes.append("singular design: a feature is constant or collinear")
             else:
-                b = cinv @ cm[:p, p]
-                b0 = float(means[p] - means[:p] @ b)
                 # u = 2y - 1 = 2 (y - 1/2): beta = 4 OLS(y - 1/2) = 2 OLS(u)
-                coef = [2.0 * b0, *(2.0 * b).tolist()]
+                coef = [to_float(2 * b) for b in (fit.intercept, *fit.slopes)]
         values: dict[str, Any] = {
             "target": target,
             "features": feats,
@@ -345,9 +358,12 @@ class LogisticIRLS(_LogisticBase):
             labels.append(f"xr({terms[i]})")
             ranges.append((-m, m))
         beta = self._beta(spec, k)
-        zmax = sum(abs(b) * float(a) for b, a in zip(beta, amax, strict=True))
+        # float arithmetic in a fixed order (no libm, no sum(): Python 3.12 compensates it)
+        zmax = 0.0
+        for b, a in zip(beta, amax, strict=True):
+            zmax += abs(b) * float(a)
         labels.append("loglik")
-        ranges.append((math.floor(-(zmax * (1 + 1e-9) + math.log(2)) * s) - 1, 0))
+        ranges.append((math.floor(-(zmax * (1 + 1e-9) + _LN2) * s) - 1, 0))
         return labels, ranges
 
     def layout(self, spec: QuerySpec) -> Layout:
@@ -398,19 +414,18 @@ class LogisticIRLS(_LogisticBase):
         terms = ["const", *feats]
         k = len(terms)
         t = check_totals(spec, self.layout(spec), totals)
-        beta = np.asarray(self._beta(spec, k), dtype=np.float64)
+        beta = self._beta(spec, k)
         tol = self._tol(spec)
         rnd = self._round(spec)
         s = spec.scale * spec.scale
         n = t[0]
-        h = np.empty((k, k), dtype=np.float64)
+        xwx = [[0] * k for _ in range(k)]  # H = xwx / s, integers
         pos = 1
         for i in range(k):
             for j in range(i, k):
-                h[i, j] = h[j, i] = t[pos] / s
+                xwx[i][j] = xwx[j][i] = t[pos]
                 pos += 1
-        g = np.array([t[pos + i] / s for i in range(k)], dtype=np.float64)
-        ll = t[pos + k] / s
+        xr = t[pos : pos + k]  # g = xr / s
         none = [None] * k
         values: dict[str, Any] = {
             "target": target,
@@ -418,9 +433,9 @@ class LogisticIRLS(_LogisticBase):
             "terms": terms,
             "standardize": {kk: list(v) for kk, v in self._standardize(spec, feats).items()},
             "round": rnd,
-            "beta": beta.tolist(),
+            "beta": list(beta),
             "n": n,
-            "log_likelihood": ll,
+            "log_likelihood": to_float(Fraction(t[pos + k], s)),
             "coef": none,
             "std_err": none,
             "z": none,
@@ -439,27 +454,30 @@ class LogisticIRLS(_LogisticBase):
             values["n"] = None
             values["log_likelihood"] = None
         else:
-            hinv = spd_inverse(h)
-            if hinv is None:
+            inv = int_spd_inverse(xwx)  # H^-1 = s adj / det, exactly
+            if inv is None:
                 notes.append("singular information matrix (separation or collinearity)")
             else:
-                delta = hinv @ g
-                nxt = beta + delta
-                se = np.sqrt(np.diag(hinv))
-                zv = nxt / se
-                q = float(_sps().norm.ppf(0.975))
-                step = float(np.max(np.abs(delta)))
+                adj, det = inv
+                delta = [Fraction(sum(adj[i][j] * xr[j] for j in range(k)), det)
+                         for i in range(k)]
+                nxt = [Fraction(b) + d for b, d in zip(beta, delta, strict=True)]
+                var = [Fraction(s * adj[i][i], det) for i in range(k)]
+                q = norm_isf(Fraction(1, 40))  # z_{0.975}
+                cis = [ci_bounds(c, v, q) for c, v in zip(nxt, var, strict=True)]
+                step = max(abs(d) for d in delta)
+                coef = [to_float(c) for c in nxt]
                 values.update(
                     {
-                        "coef": nxt.tolist(),
-                        "std_err": se.tolist(),
-                        "z": zv.tolist(),
-                        "p_value": (2.0 * _sps().norm.sf(np.abs(zv))).tolist(),
-                        "ci_lower": (nxt - q * se).tolist(),
-                        "ci_upper": (nxt + q * se).tolist(),
-                        "beta_next": nxt.tolist(),
-                        "max_abs_step": step,
-                        "converged": step < tol,
+                        "coef": coef,
+                        "std_err": [sqrt_float(v) for v in var],
+                        "z": [signed_sqrt_ratio(c, v) for c, v in zip(nxt, var, strict=True)],
+                        "p_value": [norm_sf2(c * c / v) for c, v in zip(nxt, var, strict=True)],
+                        "ci_lower": [lo for lo, _ in cis],
+                        "ci_upper": [hi for _, hi in cis],
+                        "beta_next": list(coef),
+                        "max_abs_step": to_float(step),
+                        "converged": step < Fraction(tol),
                     }
                 )
         return _RegressionResult(self.name, values, _irls_summary(values), notes)

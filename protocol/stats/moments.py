@@ -7,18 +7,19 @@ missing value in any of the columns are dropped, i.e. listwise deletion):
   ``P_ij = sum x_i,f x_j,f`` for ``i <= j`` in row-major upper-triangle order;
 * cosine: ``n``, ``P_xx``, ``P_yy``, ``P_xy``.
 
-Decoding (exact rationals, then float):
+Decoding (exact rationals, rounded once to a float -- deterministic, step 14 compares bit for
+bit; square roots are taken of the exact rationals, correctly rounded, never with libm):
 
 * ``cov_ij = (n P_ij - S_i S_j) / (n (n - 1) scale^2)`` -- sample covariance (ddof=1, like
   ``numpy.cov``);
 * ``corr_ij = cov_ij / sqrt(cov_ii cov_jj)`` (None when a variance is 0), like
-  ``numpy.corrcoef``;
-* ``cosine = P_xy / sqrt(P_xx P_yy)`` (None when a norm is 0).
+  ``numpy.corrcoef``: ``sign(cov_ij) sqrt(cov_ij^2 / (cov_ii cov_jj))`` correctly rounded,
+  clamped to [-1, 1] (only DP noise can push it out);
+* ``cosine = P_xy / sqrt(P_xx P_yy)`` (None when a norm is 0), the same way.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,7 @@ from statledger.protocol.stats.base import (
     sum_range,
     suppress_group_cells,
 )
+from statledger.protocol.stats.exact import signed_sqrt_ratio, to_float
 
 if TYPE_CHECKING:
     from statledger.protocol.query import QuerySpec
@@ -57,6 +59,13 @@ _MAX_COLUMNS = 64
 
 def _pairs(k: int) -> list[tuple[int, int]]:
     return [(i, j) for i in range(k) for j in range(i, k)]
+
+
+def _unit_ratio(num: Fraction, den2: Fraction) -> float:
+    """``num / sqrt(den2)`` (``den2 > 0``) correctly rounded, clamped to [-1, 1] exactly."""
+    if num * num >= den2:
+        return 1.0 if num > 0 else -1.0
+    return signed_sqrt_ratio(num, den2)
 
 
 class _Matrix(Statistic):
@@ -127,7 +136,7 @@ class _Matrix(Statistic):
             for j in range(k):
                 if self.kind == "covariance":
                     v = cov(i, j)
-                    row.append(float(max(v, Fraction(0))) if i == j else float(v))
+                    row.append(to_float(max(v, Fraction(0))) if i == j else to_float(v))
                 else:
                     vi, vj = cov(i, i), cov(j, j)
                     if vi <= 0 or vj <= 0:
@@ -135,8 +144,7 @@ class _Matrix(Statistic):
                     elif i == j:
                         row.append(1.0)
                     else:
-                        r = float(cov(i, j)) / math.sqrt(float(vi) * float(vj))
-                        row.append(max(-1.0, min(1.0, r)))
+                        row.append(_unit_ratio(cov(i, j), vi * vj))
             out.append(row)
         return out
 
@@ -266,7 +274,7 @@ class Cosine(Statistic):
             n, pxx, pyy, pxy = t[4 * c : 4 * c + 4]
             value: float | None = None
             if not mask[c] and pxx > 0 and pyy > 0:
-                value = max(-1.0, min(1.0, pxy / math.sqrt(pxx) / math.sqrt(pyy)))
+                value = _unit_ratio(Fraction(pxy), Fraction(pxx * pyy))
             n_pub = None if mask[c] else n
             out_cells.append(
                 {

@@ -20,16 +20,27 @@ and centred on 0.  Entries, all exact Python ints:
 Ranges are ``max_rows`` times the per-row range (corner products of the shifted bounds),
 always including 0 (a provider may have no row).
 
-Decoding.  The centred cross products ``C_vw = n sum(u_v u_w) - sum(u_v) sum(u_w)`` are
-shift-invariant, so they are computed exactly in integers from the shifted totals;
-``x_bar_v = (sum(u_v) + n c_v) / (n scale)``.  Then (float64)
-``b = Cxx^-1 Cxy`` (slopes), ``b_0 = y_bar - x_bar . b``, ``RSS = (Cyy - b . Cxy) / (n s^2)``,
-``sigma^2 = RSS / (n - k)`` with ``k = p + 1``, ``Var(b) = sigma^2 n s^2 Cxx^-1``,
-``Var(b_0) = sigma^2 (1/n + x_bar^T (Cxx / (n s^2))^-1 x_bar)``, t = coef / se with
-``n - k`` degrees of freedom, 95 % CI ``coef +- t_{0.975, n-k} se``,
-``R^2 = 1 - RSS / TSS``, adjusted ``R^2``, F statistic.  This equals statsmodels OLS on the
-pooled quantised rows ``q / scale`` to ~1e-12 relative; against the unquantised clipped rows
-the difference is the fixed-point quantisation (see docs/statistics.md for measured figures).
+Decoding -- exact and deterministic (step 14 of docs/verification.md compares every number bit
+for bit; nothing here uses numpy.linalg, scipy or libm).  The centred cross products
+``A_vw = n sum(u_v u_w) - sum(u_v) sum(u_w)`` are shift-invariant integers; in real units
+``C_vw = A_vw / (n s_v s_w)`` and ``x_bar_v = (sum(u_v) + n c_v) / (n s_v)``, exact rationals.
+``A_xx`` (features) is inverted exactly, ``A_xx^-1 = adj / det``, by fraction-free integer
+Gauss-Jordan elimination (:func:`~statledger.protocol.stats.exact.int_spd_inverse`; "singular"
+when it is not positive definite or a variance inflation factor exceeds ``10^14``).  Then, all
+as exact rationals: ``b = Cxx^-1 Cxy`` (slopes), ``b_0 = y_bar - x_bar . b``, ``RSS = Cyy -
+b . Cxy``, ``sigma^2 = RSS / (n - k)`` with ``k = p + 1``, ``Var(b) = sigma^2 diag(Cxx^-1)``,
+``Var(b_0) = sigma^2 (1/n + x_bar' Cxx^-1 x_bar)``, ``R^2 = 1 - RSS / TSS``, adjusted ``R^2``,
+``F = ((TSS - RSS) / p) / sigma^2``; each is rounded once to the nearest float.  ``se =
+sqrt(Var)`` and ``t = coef / se = sign(coef) sqrt(coef^2 / Var)`` are correctly rounded square
+roots of exact rationals.  p values: ``P(|T| > |t|) = I_{df/(df+t^2)}(df/2, 1/2)`` and the F
+tail ``I_{df/(df+p F)}(df/2, p/2)`` from the exact ``t^2`` and ``F``, the 95 % CI ``coef +-
+t_{0.975, n-k} se`` -- incomplete beta function and Student t quantile in decimal arithmetic
+under the fixed context of :mod:`~statledger.protocol.stats.exact` (60 digits, fixed
+algorithms and stopping rules).  Undefined values are None with a note, never NaN: R^2 when the
+target is constant, t, p and F when the fit is perfect (``sigma^2 = 0``).  This equals
+statsmodels OLS on the pooled quantised rows ``q / scale`` to ~1e-12 relative; against the
+unquantised clipped rows the difference is the fixed-point quantisation (see
+docs/statistics.md for measured figures).
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -60,6 +72,16 @@ from statledger.protocol.stats.base import (
     require_params,
     select_rows,
 )
+from statledger.protocol.stats.exact import (
+    ci_bounds,
+    f_sf,
+    int_spd_inverse,
+    signed_sqrt_ratio,
+    sqrt_float,
+    t_isf2,
+    t_sf2,
+    to_float,
+)
 
 if TYPE_CHECKING:
     from statledger.protocol.query import QuerySpec
@@ -72,16 +94,11 @@ __all__ = [
     "gram_layout",
     "gram_encode",
     "gram_sensitivity",
-    "centered_moments",
+    "GramFit",
+    "gram_ols",
     "coef_table",
 ]
 
-
-def _sps() -> Any:
-    """scipy.stats, imported on first use (it costs ~0.9 s; services start faster)."""
-    from scipy import stats
-
-    return stats
 
 _MAX_FEATURES = 64
 
@@ -205,41 +222,55 @@ def gram_encode(
     return out
 
 
-def centered_moments(
-    cols: Sequence[GramColumn], block: Sequence[int]
-) -> tuple[int, npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """``(n, means, C)`` from gram totals: ``C[v, w] = sum (v - v_bar)(w - w_bar)`` (floats).
+@dataclass(frozen=True)
+class GramFit:
+    """Exact least squares of the last gram column on the others, with an intercept.
 
-    The centred products are computed exactly in integers (``n P - S S``, invariant under the
-    shifts) before the single division by ``n scale_v scale_w``.
+    Real units: ``cxx_inv`` is the inverse of the features' centred cross-product matrix
+    ``Cxx``, ``cyy`` the target's centred sum of squares (TSS), ``explained = b . Cxy``.
+    """
+
+    n: int
+    means: list[Fraction]
+    slopes: list[Fraction]
+    intercept: Fraction
+    cxx_inv: list[list[Fraction]]
+    cyy: Fraction
+    explained: Fraction
+
+
+def gram_ols(cols: Sequence[GramColumn], block: Sequence[int]) -> GramFit | None:
+    """The exact OLS fit from gram totals of ``cols`` (features..., target), or None when the
+    features' centred cross-product matrix is not positive definite or is nearly singular
+    (largest variance inflation factor above ``10^14``).
+
+    ``A_vw = n P_vw - S_v S_w`` (integers, invariant under the shifts) and ``C = A / (n s_v
+    s_w)``; ``A_xx^-1 = adj / det`` exactly (fraction-free elimination), so ``b_i = s_i
+    (adj A_xy)_i / (det s_y)`` and ``b . Cxy = A_xy' adj A_xy / (det n s_y^2)``.
     """
     k = len(cols)
+    p = k - 1
     n = block[0]
+    if n <= 0:
+        return None
     s = list(block[1 : 1 + k])
-    p = dict(zip(_pairs(k), block[1 + k :], strict=True))
-    cm = np.empty((k, k), dtype=np.float64)
-    for i, j in _pairs(k):
-        v = (n * p[(i, j)] - s[i] * s[j]) / (n * cols[i].scale * cols[j].scale)
-        cm[i, j] = cm[j, i] = v
-    means = np.array([(s[i] + n * cols[i].shift) / (n * cols[i].scale) for i in range(k)])
-    return n, means, cm
-
-
-def spd_inverse(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | None:
-    """Inverse of a symmetric positive definite matrix (diagonal-equilibrated), or None."""
-    d = np.sqrt(np.diag(a))
-    if not np.all(np.isfinite(d)) or np.any(d <= 0):
+    prod = dict(zip(_pairs(k), block[1 + k :], strict=True))
+    a = [[n * prod[(min(i, j), max(i, j))] - s[i] * s[j] for j in range(k)] for i in range(k)]
+    inv = int_spd_inverse([row[:p] for row in a[:p]])
+    if inv is None:
         return None
-    r = a / np.outer(d, d)
-    try:
-        np.linalg.cholesky(r)
-        ri = np.linalg.inv(r)
-    except np.linalg.LinAlgError:
-        return None
-    if np.linalg.cond(r) > 1e14:
-        return None
-    out: npt.NDArray[np.float64] = ri / np.outer(d, d)
-    return (out + out.T) / 2
+    adj, det = inv
+    sc = [c.scale for c in cols]
+    sy = sc[p]
+    w = [sum(adj[i][j] * a[j][p] for j in range(p)) for i in range(p)]  # adj A_xy
+    slopes = [Fraction(sc[i] * w[i], det * sy) for i in range(p)]
+    means = [Fraction(s[i] + n * cols[i].shift, n * sc[i]) for i in range(k)]
+    intercept = means[p] - sum((means[i] * slopes[i] for i in range(p)), Fraction(0))
+    cxx_inv = [[Fraction(n * sc[i] * sc[j] * adj[i][j], det) for j in range(p)]
+               for i in range(p)]
+    cyy = Fraction(a[p][p], n * sy * sy)
+    explained = Fraction(sum(a[i][p] * w[i] for i in range(p)), det * n * sy * sy)
+    return GramFit(n, means, slopes, intercept, cxx_inv, cyy, explained)
 
 
 def coef_table(
@@ -385,44 +416,64 @@ def ols_from_totals(
     if n <= k:
         notes.append(f"too few rows: n = {n} <= number of coefficients {k}")
         return values, notes
-    _, means, cm = centered_moments(cols, block)
-    p = len(feats)
-    cxx, cxy, cyy = cm[:p, :p], cm[:p, p], float(cm[p, p])
-    cinv = spd_inverse(cxx)
-    if cinv is None:
+    fit = gram_ols(cols, block)
+    if fit is None:
         notes.append("singular design: a feature is constant or collinear in the pooled rows")
         return values, notes
-    b = cinv @ cxy
-    b0 = float(means[p] - means[:p] @ b)
-    rss = max(cyy - float(b @ cxy), 0.0)
+    p = len(feats)
     df = n - k
+    m = fit.means[:p]
+    rss = max(fit.cyy - fit.explained, Fraction(0))
     sigma2 = rss / df
-    var_b = sigma2 * np.diag(cinv)
-    var_b0 = sigma2 * (1.0 / n + float(means[:p] @ cinv @ means[:p]))
-    coef = np.concatenate([[b0], b])
-    se = np.sqrt(np.concatenate([[var_b0], var_b]))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tv = coef / se
-    pv = 2.0 * _sps().t.sf(np.abs(tv), df)
-    q = float(_sps().t.ppf(0.975, df))
-    r2 = 1.0 - rss / cyy if cyy > 0 else float("nan")
-    adj = 1.0 - (n - 1) / df * (1.0 - r2) if cyy > 0 else float("nan")
-    fstat = ((cyy - rss) / p) / sigma2 if sigma2 > 0 else float("nan")
-    fp = float(_sps().f.sf(fstat, p, df)) if math.isfinite(fstat) else float("nan")
+    quad = sum((m[i] * fit.cxx_inv[i][j] * m[j] for i in range(p) for j in range(p)),
+               Fraction(0))
+    coef = [fit.intercept, *fit.slopes]
+    var = [sigma2 * (Fraction(1, n) + quad)] + [sigma2 * fit.cxx_inv[i][i] for i in range(p)]
+    q = t_isf2(Fraction(1, 20), df)  # t_{0.975, df}
+    tv: list[float | None] = []
+    pv: list[float | None] = []
+    lo: list[float] = []
+    hi: list[float] = []
+    for c, v in zip(coef, var, strict=True):
+        if v > 0:
+            tv.append(signed_sqrt_ratio(c, v))
+            pv.append(t_sf2(c * c / v, df))  # exact t^2
+        else:
+            tv.append(None)
+            pv.append(None)
+        a, b = ci_bounds(c, v, q)
+        lo.append(a)
+        hi.append(b)
+    if sigma2 == 0:
+        notes.append("perfect fit (residual variance 0): t, p values and F are undefined")
+    r2: float | None = None
+    adj: float | None = None
+    if fit.cyy > 0:
+        r2q = 1 - rss / fit.cyy
+        r2 = to_float(r2q)
+        adj = to_float(1 - Fraction(n - 1, df) * (1 - r2q))
+    else:
+        notes.append("the target is constant in the pooled rows: R-squared is undefined")
+    fstat: float | None = None
+    fp: float | None = None
+    if sigma2 > 0:
+        fq = ((fit.cyy - rss) / p) / sigma2
+        fstat = to_float(fq)
+        fp = f_sf(fq, p, df)
     values.update(
         {
-            "coef": coef.tolist(),
-            "std_err": se.tolist(),
-            "t": tv.tolist(),
-            "p_value": pv.tolist(),
-            "ci_lower": (coef - q * se).tolist(),
-            "ci_upper": (coef + q * se).tolist(),
+            "coef": [to_float(c) for c in coef],
+            "std_err": [sqrt_float(v) for v in var],
+            "t": tv,
+            "p_value": pv,
+            "ci_lower": lo,
+            "ci_upper": hi,
             "r_squared": r2,
             "adj_r_squared": adj,
-            "residual_std_error": math.sqrt(sigma2),
+            "residual_std_error": sqrt_float(sigma2),
             "f_statistic": fstat,
             "f_p_value": fp,
-            "rss": rss,
+            "rss": to_float(rss),
         }
     )
     return values, notes

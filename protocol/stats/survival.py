@@ -17,24 +17,35 @@ and sensitivity 1.  With a grid that contains every distinct observed time (e.g.
 times and ``max_time >= max T``) the counts are exactly lifelines' event table.
 
 Decoding (see docs/statistics.md), per group: at risk ``r_k = n - sum_{j<k} (d_j + c_j)``;
-``S(t_k) = exp(sum_{j<=k} log(1 - d_j / r_j))`` (the product-limit estimate, computed as a
-sum of logs like lifelines); Greenwood ``V_k = sum_{j<=k} d_j / (r_j (r_j - d_j))`` (terms
-with ``r_j = d_j`` count 0); the exponential ("log(-log)") band with ``z = Phi^-1(1 -
-alpha/2)``: ``exp(-exp(log(-log S) -+ z sqrt(V) / log S))`` (1.0 where undefined, as
-lifelines); median = first ``t_k`` with ``S <= 1/2`` (None = not reached, lifelines' inf).
-Logrank over the non-empty groups: ``O_g - E_g = sum_k d_gk - d_k r_gk / r_k``, hypergeometric
-covariance ``V_gh = sum_k d_k (r_k - d_k) / (r_k - 1) * r_gk (delta_gh r_k - r_hk) / r_k^2``,
-``chi^2 = Z' pinv(V') Z`` over the first ``G - 1`` groups, ``df = G - 1``.
+``S(t_k) = prod_{j<=k} (r_j - d_j) / r_j`` (the product-limit estimate); Greenwood ``V_k =
+sum_{j<=k} d_j / (r_j (r_j - d_j))`` (terms with ``r_j = d_j`` count 0); the exponential
+("log(-log)") band with ``z = Phi^-1(1 - alpha/2)``: ``exp(-exp(log(-log S) -+ z sqrt(V) /
+log S))`` (1.0 while ``S = 1``, 0.0 once ``S = 0``, as lifelines); median = first ``t_k`` with
+``S <= 1/2`` (None = not reached, lifelines' inf).  Logrank over the non-empty groups: ``O_g -
+E_g = sum_k d_gk - d_k r_gk / r_k``, hypergeometric covariance ``V_gh = sum_k d_k (r_k - d_k) /
+(r_k - 1) * r_gk (delta_gh r_k - r_hk) / r_k^2``, ``chi^2 = Z' V'^+ Z`` over the first ``G -
+1`` groups, ``df = G - 1``.
+
+Deterministic decoding (step 14 of docs/verification.md compares every number bit for bit):
+``S`` is an exact rational (integer numerator and denominator) rounded once to a float, and
+the median compares it exactly with 1/2; ``O``, ``E``, ``V`` and ``chi^2`` are exact rationals
+(``Z' V'^+ Z`` by fraction-free symmetric elimination over their common denominator,
+:func:`~statledger.protocol.stats.exact.int_psd_quadratic_form`); the band (``ln``, ``exp``,
+``sqrt``), the normal quantile and the chi-squared tail ``Q((G-1)/2, chi^2/2)`` (of the exact
+statistic truncated to 320 bits) are computed in decimal arithmetic under the fixed context of
+:mod:`~statledger.protocol.stats.exact` (60 digits, fixed algorithms), then rounded to floats.
+No numpy, scipy or libm in decoding.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from decimal import Decimal, localcontext
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
 from statledger.proofs.errors import MalformedError
 from statledger.protocol.stats.base import (
@@ -53,6 +64,14 @@ from statledger.protocol.stats.base import (
     select_rows,
     suppress_group_cells,
 )
+from statledger.protocol.stats.exact import (
+    chi2_sf,
+    dec_to_float,
+    decimal_context,
+    int_psd_quadratic_form,
+    norm_isf,
+    truncated,
+)
 from statledger.protocol.stats.ols import check_columns_listed
 
 if TYPE_CHECKING:
@@ -61,15 +80,7 @@ if TYPE_CHECKING:
 __all__ = ["KaplanMeier", "km_curve", "logrank"]
 
 
-def _sps() -> Any:
-    """scipy.stats, imported on first use (it costs ~0.9 s; services start faster)."""
-    from scipy import stats
-
-    return stats
-
 _MAX_GRID = 4096
-
-FloatArray = npt.NDArray[np.float64]
 
 
 def _is_num(v: Any) -> bool:
@@ -78,70 +89,116 @@ def _is_num(v: Any) -> bool:
 
 def km_curve(
     n: int, d: Sequence[int], c: Sequence[int], alpha: float = 0.05
-) -> dict[str, FloatArray]:
+) -> dict[str, Any]:
     """Product-limit estimate and exponential Greenwood band from one group's counts.
 
-    Returns arrays over the grid (without the leading time 0): ``at_risk``, ``survival``,
-    ``variance`` (Greenwood sum), ``ci_lower``, ``ci_upper``.  Raises
-    :class:`MalformedError` when the counts are inconsistent (more removals than rows).
+    Returns lists over the grid (without the leading time 0): ``at_risk`` (ints),
+    ``survival``, ``ci_lower``, ``ci_upper`` (floats) and ``below_half`` (bools, exact ``S <=
+    1/2``).  Raises :class:`MalformedError` when the counts are inconsistent (more removals
+    than rows).
     """
-    dd = np.asarray(d, dtype=np.float64)
-    cc = np.asarray(c, dtype=np.float64)
-    if n < 0 or np.any(dd < 0) or np.any(cc < 0):
+    if n < 0 or any(x < 0 for x in d) or any(x < 0 for x in c):
         raise MalformedError("totals: negative count")
-    removed = np.cumsum(dd + cc)
-    if removed.size and removed[-1] > n:
-        raise MalformedError(f"totals: {int(removed[-1])} removals exceed the group size {n}")
-    r = float(n) - np.concatenate([[0.0], removed[:-1]])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        term = np.where(dd > 0, np.log(r - dd) - np.log(r), 0.0)
-        surv = np.exp(np.cumsum(term))
-        var_t = dd / (r * (r - dd))
-        var_t = np.where(np.isfinite(var_t), var_t, 0.0)
-        var = np.cumsum(var_t)
-        z = float(_sps().norm.ppf(1.0 - alpha / 2.0))
-        v = np.log(surv)
-        lower = np.exp(-np.exp(np.log(-v) - z * np.sqrt(var) / v))
-        upper = np.exp(-np.exp(np.log(-v) + z * np.sqrt(var) / v))
-    lower = np.where(np.isnan(lower), 1.0, lower)
-    upper = np.where(np.isnan(upper), 1.0, upper)
+    if sum(d) + sum(c) > n:
+        raise MalformedError(f"totals: {sum(d) + sum(c)} removals exceed the group size {n}")
+    z = norm_isf(Fraction(alpha) / 2)
+    at_risk: list[int] = []
+    surv: list[float] = []
+    lower: list[float] = []
+    upper: list[float] = []
+    below: list[bool] = []
+    num, den = 1, 1  # S = num / den exactly (not reduced: no gcd on growing integers)
+    with localcontext(decimal_context()):
+        log_s = Decimal(0)  # ln S = sum ln((r - d) / r)
+        green = Decimal(0)  # Greenwood sum
+        r = n
+        for dj, cj in zip(d, c, strict=True):
+            at_risk.append(r)
+            if dj == 0 and surv:  # no event: S and V unchanged, the same numbers again
+                surv.append(surv[-1])
+                below.append(below[-1])
+                lower.append(lower[-1])
+                upper.append(upper[-1])
+            else:
+                if dj > 0:
+                    num *= r - dj
+                    den *= r
+                    if r > dj:
+                        log_s += (Decimal(r - dj) / Decimal(r)).ln()
+                        green += Decimal(dj) / Decimal(r * (r - dj))
+                surv.append(num / den)  # int / int: correctly rounded, no gcd
+                below.append(2 * num <= den)
+                if num == 0:  # S = 0
+                    lower.append(0.0)
+                    upper.append(0.0)
+                elif num == den:  # no event yet: S = 1
+                    lower.append(1.0)
+                    upper.append(1.0)
+                else:
+                    c_ = (-log_s).ln()
+                    e_ = z * green.sqrt() / log_s
+                    lower.append(dec_to_float((-(c_ - e_).exp()).exp()))
+                    upper.append(dec_to_float((-(c_ + e_).exp()).exp()))
+            r -= dj + cj
     return {
-        "at_risk": r,
+        "at_risk": at_risk,
         "survival": surv,
-        "variance": var,
         "ci_lower": lower,
         "ci_upper": upper,
+        "below_half": below,
     }
 
 
-def logrank(
-    d: Sequence[Sequence[int]], r: Sequence[Sequence[float]]
-) -> dict[str, Any]:
-    """Logrank test of ``G >= 2`` groups from events ``d[g][k]`` and at-risk ``r[g][k]``."""
-    dg = np.asarray(d, dtype=np.float64)
-    rg = np.asarray(r, dtype=np.float64)
-    g = dg.shape[0]
-    dt = dg.sum(axis=0)
-    rt = rg.sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        e = np.where(rt > 0, dt / rt, 0.0)
-        fac = (rt - dt) / (rt - 1.0)
-        fac = np.where(np.isfinite(fac), fac, 1.0) * np.where(rt > 0, dt / (rt * rt), 0.0)
-    observed = dg.sum(axis=1)
-    expected = (rg * e).sum(axis=1)
-    zv = observed - expected
-    v = np.empty((g, g), dtype=np.float64)
-    for i in range(g):
-        for j in range(g):
-            v[i, j] = float(np.sum(fac * rg[i] * ((rt if i == j else 0.0) - rg[j])))
-    stat = float(zv[:-1] @ np.linalg.pinv(v[:-1, :-1]) @ zv[:-1])
+def logrank(d: Sequence[Sequence[int]], r: Sequence[Sequence[int]]) -> dict[str, Any]:
+    """Logrank test of ``G >= 2`` groups from events ``d[g][k]`` and at-risk ``r[g][k]``,
+    exactly: every sum is kept over one common integer denominator (no gcd per term)."""
+    g = len(d)
+    h = g - 1  # V is needed over the first G - 1 groups only
+    m = len(d[0])
+    # E_g and V_gh over the common denominator `den` (numerators e[g], v[g][h])
+    den = 1
+    e = [0] * g
+    v = [[0] * h for _ in range(h)]
+    for k in range(m):
+        rk = sum(r[i][k] for i in range(g))
+        dk = sum(d[i][k] for i in range(g))
+        if dk == 0 or rk == 0:
+            continue
+        term_den = rk * rk * max(rk - 1, 1)
+        grow = term_den // math.gcd(den, term_den)
+        if grow > 1:
+            den *= grow
+            e = [x * grow for x in e]
+            v = [[x * grow for x in row] for row in v]
+        unit = den // term_den
+        e_unit = rk * max(rk - 1, 1) * unit
+        for i in range(g):
+            e[i] += (dk * r[i][k]) * e_unit  # d_k r_gk / r_k
+        if rk > 1:
+            fac = dk * (rk - dk) * unit  # d_k (r_k - d_k) / ((r_k - 1) r_k^2)
+            for i in range(h):
+                for j in range(i, h):
+                    c = r[i][k] * ((rk if i == j else 0) - r[j][k])
+                    if c:
+                        v[i][j] += c * fac
+    for i in range(h):
+        for j in range(i):
+            v[i][j] = v[j][i]
+    observed = [sum(row) for row in d]
+    # Z = (O den - e) / den and V = v / den share the denominator: chi^2 = z' v^+ z / den
+    zn = [o * den - x for o, x in zip(observed, e, strict=True)]
+    quad = int_psd_quadratic_form(v, zn[:h])
+    if quad is None:  # pragma: no cover - consistent counts always give Z in range(V)
+        raise MalformedError("totals: inconsistent logrank covariance")
+    stat_num, stat_den = quad[0], quad[1] * den
     df = g - 1
     return {
-        "test_statistic": stat,
-        "p_value": float(_sps().chi2.sf(stat, df)),
+        "test_statistic": stat_num / stat_den,  # int / int: correctly rounded
+        # the tail of the exact statistic truncated to 320 bits (a float has 53)
+        "p_value": chi2_sf(truncated(stat_num, stat_den), df),
         "df": df,
-        "observed": observed.tolist(),
-        "expected": expected.tolist(),
+        "observed": [float(o) for o in observed],  # counts, published as floats (as before)
+        "expected": [x / den for x in e],  # int / int: correctly rounded
     }
 
 
@@ -307,7 +364,7 @@ class KaplanMeier(Statistic):
         mask = suppress_group_cells(spec, ns)
         groups: list[dict[str, Any]] = []
         d_all: list[list[int]] = []
-        r_all: list[list[float]] = []
+        r_all: list[list[int]] = []
         for i, cell in enumerate(cells):
             block = t[i * w : (i + 1) * w]
             n = block[0]
@@ -324,26 +381,25 @@ class KaplanMeier(Statistic):
                 groups.append(entry)
                 continue
             km = km_curve(n, d, c, alpha)
-            surv = km["survival"]
-            below = np.nonzero(surv <= 0.5)[0]
-            median = grid[int(below[0])] if below.size else None
+            below = [k for k, b in enumerate(km["below_half"]) if b]
+            median = grid[below[0]] if below else None
             entry.update(
                 {
                     "n": n,
                     "times": [0.0, *grid],
-                    "at_risk": [n, *[int(x) for x in km["at_risk"]]],
+                    "at_risk": [n, *km["at_risk"]],
                     "events": [0, *d],
                     "censored": [0, *c],
-                    "survival": [1.0, *surv.tolist()],
-                    "ci_lower": [1.0, *km["ci_lower"].tolist()],
-                    "ci_upper": [1.0, *km["ci_upper"].tolist()],
+                    "survival": [1.0, *km["survival"]],
+                    "ci_lower": [1.0, *km["ci_lower"]],
+                    "ci_upper": [1.0, *km["ci_upper"]],
                     "median": median,
                 }
             )
             groups.append(entry)
             if n > 0:
                 d_all.append(list(d))
-                r_all.append(km["at_risk"].tolist())
+                r_all.append(list(km["at_risk"]))
         notes = [
             "times are binned up to the first grid point >= the observed time",
             f"confidence band: exponential Greenwood (log(-log)), level {1 - alpha:g}",

@@ -150,5 +150,6 @@ def e2e_querier(e2e_cluster: Any) -> Iterator[Any]:
     layout = e2e_cluster.layout
     with Querier("querier", e2e_cluster.signing_key("querier"), e2e_cluster.url("ledger"),
                  {p.party_id: p.url for p in layout.compute},
-                 {p.party_id: p.url for p in layout.providers}, timeout=120.0) as q:
+                 {p.party_id: p.url for p in layout.providers},
+                 trust=e2e_cluster.genesis, timeout=120.0) as q:
         yield q

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -30,11 +31,12 @@ from statledger.proofs.group import G, Point, Scalar
 from statledger.proofs.signatures import SigningKey
 from statledger.protocol import entries as E
 from statledger.protocol import flow
+from statledger.protocol.consortium import Genesis, Member, SignedGenesis, trust_document
 from statledger.protocol.query import QuerySpec
 from statledger.protocol.stats import get as get_statistic
 from statledger.verifier.certificate import build_certificate, parse_certificate
 
-__all__ = ["Adversary", "Forgery", "filler"]
+__all__ = ["Adversary", "Forgery", "filler", "trust_bytes", "v1_trust_bytes"]
 
 
 def filler(index: int) -> bytes:
@@ -63,6 +65,49 @@ class Adversary:
 
     def sign(self, entry: E.Entry, party_id: str) -> E.Entry:
         return E.sign(entry, self.identity(party_id))
+
+    # -- the consortium ------------------------------------------------------------------
+    def genesis(self) -> SignedGenesis:
+        """The cluster's signed genesis (``base_dir/consortium.json``, entry 0 of its log)."""
+        return SignedGenesis.from_bytes((self.base_dir / "consortium.json").read_bytes())
+
+    def trust_file(self) -> bytes:
+        """The cluster's own statledger-trust/v2 file (``base_dir/trust.json``)."""
+        return (self.base_dir / "trust.json").read_bytes()
+
+    def lookalike(self, *, fresh_keys: Iterable[str] | None = None, name: str | None = None,
+                  witness_quorum: int | None = None) -> tuple[SignedGenesis,
+                                                              dict[str, SigningKey]]:
+        """ANOTHER consortium that looks like this one: the same party ids, roles and origin,
+        with a fresh key for each party of ``fresh_keys`` (default: every party), and the
+        name / witness quorum changed if given.  Fully signed (the fresh keys by their new
+        owners, the kept ones by the adversary who holds them).  Returns it and every
+        member's signing key."""
+        signed = self.genesis()
+        g = signed.genesis
+        ids = [m.party_id for m in g.members]
+        fresh = set(ids if fresh_keys is None else fresh_keys)
+        keys = {pid: SigningKey.generate() if pid in fresh else self.identity(pid)
+                for pid in ids}
+        members = tuple(Member(m.party_id, m.role, keys[m.party_id].public_key().to_bytes().hex())
+                        for m in g.members)
+        other = SignedGenesis(Genesis(g.name if name is None else name, g.origin, members,
+                                      g.witness_quorum if witness_quorum is None
+                                      else witness_quorum, g.admission))
+        for pid in ids:
+            other = other.sign(pid, keys[pid])
+        return other, keys
+
+
+def trust_bytes(signed: SignedGenesis) -> bytes:
+    """A statledger-trust/v2 file pinning ``signed``, as ``consortium export-trust`` writes."""
+    return (json.dumps(trust_document(signed), indent=1, sort_keys=True) + "\n").encode()
+
+
+def v1_trust_bytes(log_key: str, witness_keys: Sequence[str], quorum: int) -> bytes:
+    """A retired statledger-trust/v1 file: a log key, witness keys and a quorum."""
+    return json.dumps({"log_key": log_key, "witness_keys": list(witness_keys),
+                       "quorum": quorum}).encode()
 
 
 class Forgery:

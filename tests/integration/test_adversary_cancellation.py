@@ -113,11 +113,12 @@ def honest_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster
 def _cancelling_submission(cluster: Cluster, spec: QuerySpec) -> tuple[LedgerClient, Any]:
     """Log the query, let hospital-b contribute, forge mallory's negation of it."""
     qid = spec.query_id_for("querier")
-    ledger = LedgerClient(cluster.url("ledger"), "querier", cluster.signing_key("querier"))
+    ledger = LedgerClient(cluster.url("ledger"), "querier", cluster.signing_key("querier"),
+                          target="ledger")
     ledger.append(entries.sign(entries.QueryEntry.for_spec(spec, "querier"),
                                cluster.signing_key("querier")))
     with SignedClient(cluster.url("hospital-b"), "querier",
-                      cluster.signing_key("querier")) as c:
+                      cluster.signing_key("querier"), target="hospital-b") as c:
         c.post(f"/v1/queries/{qid}/contribute", json={"dataset": "diabetes"})
     view = parse_entries(ledger.query_entries(qid))
     (_, sub_b), = view.submissions
@@ -135,11 +136,13 @@ def test_compute_nodes_refuse_a_cancelling_submission(evil_cluster: Cluster) -> 
     spec = QuerySpec.parse(SPEC)
     qid = spec.query_id_for("querier")
     ledger, forged = _cancelling_submission(cluster, spec)
-    with SignedClient(cluster.url("ledger"), "mallory", cluster.signing_key("mallory")) as c:
+    with SignedClient(cluster.url("ledger"), "mallory", cluster.signing_key("mallory"),
+                      target="ledger") as c:
         c.post("/v1/entries", content=forged.to_bytes())  # the operator lets it in
     querier = Querier("querier", cluster.signing_key("querier"), cluster.url("ledger"),
                       {p: cluster.url(p) for p in ("compute-1", "compute-2", "compute-3")},
-                      {p: cluster.url(p) for p in ("hospital-a", "hospital-b")})
+                      {p: cluster.url(p) for p in ("hospital-a", "hospital-b")},
+                      trust=cluster.genesis)
     with querier, pytest.raises(QueryFailed) as failed:
         querier.run(spec, datasets="diabetes")
     message = str(failed.value)
@@ -163,7 +166,8 @@ def test_honest_ledger_refuses_the_copied_proof(honest_cluster: Cluster) -> None
     cluster = honest_cluster
     spec = QuerySpec.parse(SPEC)
     ledger, forged = _cancelling_submission(cluster, spec)
-    with SignedClient(cluster.url("ledger"), "mallory", cluster.signing_key("mallory")) as c, \
+    with SignedClient(cluster.url("ledger"), "mallory", cluster.signing_key("mallory"),
+                      target="ledger") as c, \
             pytest.raises(RemoteError) as refused:
         c.post("/v1/entries", content=forged.to_bytes())
     assert refused.value.status == 422

@@ -31,7 +31,8 @@ def _send(c: Any, http: httpx.Client, target: str, path: str, body: bytes = b"",
     """One request, signed as ``as_party`` (``None``: unsigned)."""
     h = {"content-type": "application/json", **(headers or {})}
     if as_party is not None:
-        h.update(sign_request(c.signing_key(as_party), as_party, method, path, body))
+        h.update(sign_request(c.signing_key(as_party), as_party, method, path, body,
+                              recipient=target))
     return http.request(method, c.url(target) + path, content=body, headers=h)
 
 
@@ -126,12 +127,14 @@ def test_unauthenticated_401(e2e_cluster: Any, http: httpx.Client, target: str) 
 def test_wrong_signer_and_unknown_party_401(e2e_cluster: Any, http: httpx.Client,
                                             target: str) -> None:
     path = _authed_route(target)
-    h = sign_request(e2e_cluster.signing_key("hospital-b"), "querier", "POST", path, b"")
+    h = sign_request(e2e_cluster.signing_key("hospital-b"), "querier", "POST", path, b"",
+                     recipient=target)
     _assert_4xx(_send(e2e_cluster, http, target, path, as_party=None, headers=h), 401)
-    h = sign_request(e2e_cluster.signing_key("querier"), "mallory", "POST", path, b"")
+    h = sign_request(e2e_cluster.signing_key("querier"), "mallory", "POST", path, b"",
+                     recipient=target)
     _assert_4xx(_send(e2e_cluster, http, target, path, as_party=None, headers=h), 401)
     h = sign_request(e2e_cluster.signing_key("querier"), "querier", "POST", path, b"",
-                     now=1_000_000)
+                     recipient=target, now=1_000_000)
     _assert_4xx(_send(e2e_cluster, http, target, path, as_party=None, headers=h), 401)
 
 
@@ -145,7 +148,8 @@ def test_wrong_role_403(e2e_cluster: Any, http: httpx.Client, target: str) -> No
 @pytest.mark.parametrize("target", SERVICES)
 def test_replayed_request_409(e2e_cluster: Any, http: httpx.Client, target: str) -> None:
     path = _authed_route(target)
-    h = sign_request(e2e_cluster.signing_key("querier"), "querier", "POST", path, b"")
+    h = sign_request(e2e_cluster.signing_key("querier"), "querier", "POST", path, b"",
+                     recipient=target)
     first = _send(e2e_cluster, http, target, path, as_party=None, headers=h)
     assert first.status_code != 409
     again = _send(e2e_cluster, http, target, path, as_party=None, headers=h)

@@ -21,7 +21,7 @@ def _querier(cluster: Any, pid: str) -> Querier:
     layout = cluster.layout
     return Querier(pid, cluster.signing_key(pid), cluster.url("ledger"),
                    {p.party_id: p.url for p in layout.compute},
-                   {p.party_id: p.url for p in layout.providers})
+                   {p.party_id: p.url for p in layout.providers}, trust=cluster.genesis)
 
 
 def test_two_queriers_same_spec(e2e_cluster: Any, e2e_querier: Any) -> None:

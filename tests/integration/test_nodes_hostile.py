@@ -116,7 +116,7 @@ def _open_fds(pid: int) -> int | None:
 
 
 def test_stalled_connections_are_cut_and_health_still_answers(tmp_path: Path) -> None:
-    layout = init_cluster(tmp_path, n_compute=0, queriers=[])
+    layout = init_cluster(tmp_path, n_compute=1, queriers=[])  # only the ledger serves
     led = layout.ledger
     addr = _addr(led.url)
     with _serve(led, "--header-timeout", str(HEADER_TIMEOUT),
@@ -173,7 +173,7 @@ def test_stalled_connections_are_cut_and_health_still_answers(tmp_path: Path) ->
 def test_idle_connections_close_after_keep_alive(tmp_path: Path) -> None:
     """Kept-alive connections close after ``--keep-alive``, also one whose request was
     answered before its body was in (uvicorn alone would keep that one open for ever)."""
-    layout = init_cluster(tmp_path, n_compute=0, queriers=[])
+    layout = init_cluster(tmp_path, n_compute=1, queriers=[])  # only the ledger serves
     led = layout.ledger
     addr = _addr(led.url)
     keep_alive = 1.0
@@ -201,7 +201,7 @@ def test_idle_connections_close_after_keep_alive(tmp_path: Path) -> None:
 
 
 def test_connections_beyond_the_cap_get_503(tmp_path: Path) -> None:
-    layout = init_cluster(tmp_path, n_compute=0, queriers=[])
+    layout = init_cluster(tmp_path, n_compute=1, queriers=[])  # only the ledger serves
     led = layout.ledger
     addr = _addr(led.url)
     with _serve(led, "--max-connections", "30"):
@@ -244,8 +244,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 def _signed_post(url: str, path: str, sk: SigningKey, party: str,
-                 timeout: float = 20.0) -> tuple[httpx.Response, float]:
-    headers = sign_request(sk, party, "POST", path, b"")
+                 timeout: float = 20.0, recipient: str = "compute-1"
+                 ) -> tuple[httpx.Response, float]:
+    headers = sign_request(sk, party, "POST", path, b"", recipient=recipient)
     t0 = time.monotonic()
     r = httpx.post(url + path, content=b"", headers=headers, timeout=timeout)
     return r, time.monotonic() - t0

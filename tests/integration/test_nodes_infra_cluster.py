@@ -12,6 +12,7 @@ from statledger.ledger.note import CosignatureVerifier, NoteVerifier
 from statledger.ledger.witness import WitnessPolicy
 from statledger.nodes.http import RemoteError
 from statledger.nodes.launcher import Cluster
+from statledger.proofs.errors import VerificationError
 from statledger.protocol.entries import Entry
 
 
@@ -31,8 +32,10 @@ def _policy(c):
 
 
 def test_compute_nodes_registered_themselves(cluster):
+    cid = cluster.genesis.genesis.consortium_id
     parties = httpx.get(cluster.url("ledger") + "/v1/parties").json()
-    assert {"ledger", "compute-1", "compute-2"} <= set(parties)
+    # the ledger's key is in the genesis (entry 0): only the compute nodes registered
+    assert set(parties) == {"compute-1", "compute-2"}
     for pid in ("compute-1", "compute-2"):
         assert parties[pid]["role"] == "compute"
         assert parties[pid]["sig_key"] == \
@@ -41,7 +44,10 @@ def test_compute_nodes_registered_themselves(cluster):
                          params={"start": parties[pid]["index"],
                                  "end": parties[pid]["index"] + 1}).json()[0]["data"]
         entry = Entry.from_bytes(base64.b64decode(data))
-        entry.verify_pok()  # the registered key share comes with its proof of knowledge
+        # the registered key share comes with its proof of knowledge, bound to the consortium
+        entry.verify_pok(cid)
+        with pytest.raises(VerificationError):
+            entry.verify_pok("ab" * 32)
 
 
 def test_setup_and_cosigned_checkpoint(cluster):
@@ -50,6 +56,7 @@ def test_setup_and_cosigned_checkpoint(cluster):
         assert cl.post("/v1/setup") == first  # written once
         setup = Entry.from_bytes(base64.b64decode(cl.get("/v1/setup")["data"]))
         assert setup.compute == ("compute-1", "compute-2")
+        assert setup.consortium == cluster.genesis.genesis.consortium_id
         out = cl.post("/v1/checkpoint")
     assert out["cosigners"] == ["compute-1", "compute-2"]
     _policy(cluster).verify(out["checkpoint"])

@@ -18,6 +18,8 @@ from statledger.nodes.config import (
 )
 from statledger.nodes.keys import load_identity_key, read_secret_file
 from statledger.nodes.launcher import ClusterError, free_ports, init_cluster, load_layout
+from statledger.nodes.trust import pinned_genesis, pinned_id
+from statledger.protocol.consortium import SignedGenesis, parse_trust_document
 
 
 @pytest.fixture
@@ -46,13 +48,35 @@ def test_layout_roles_and_configs(layout):
     assert len(set(ports)) == len(ports)
 
 
-def test_roster_keys_and_witnesses(layout):
-    ledger = load_config(layout.ledger.config_path)
-    assert set(ledger.roster) == set(layout.parties)
-    for pid, member in ledger.roster.items():
+def _genesis(layout):
+    with open(os.path.join(layout.base_dir, "trust.json"), "rb") as f:
+        return parse_trust_document(f.read())
+
+
+def test_consortium_keys_and_witnesses(layout):
+    signed = _genesis(layout)
+    signed.verify()  # every founding member signed it
+    genesis = signed.genesis
+    members = {m.party_id: m for m in genesis.members}
+    assert set(members) == set(layout.parties)
+    assert set(signed.signatures) == set(layout.parties)
+    for pid, member in members.items():
         sk = load_identity_key(os.path.join(layout.parties[pid].data_dir, "identity.key"))
         assert member.sig_key == sk.public_key().to_bytes().hex()
         assert member.role == layout.parties[pid].role
+    assert genesis.ledger.party_id == "ledger" and genesis.origin == "statledger.local/log"
+    assert genesis.witness_quorum == 3
+    assert genesis.admission.roles == ("compute",) and genesis.admission.quorum == 2
+    # consortium.json is the same signed genesis; every party pins it through `trust`
+    with open(os.path.join(layout.base_dir, "consortium.json"), "rb") as f:
+        assert SignedGenesis.from_bytes(f.read()) == signed
+    for p in layout.parties.values():
+        cfg = load_config(p.config_path)
+        assert os.path.samefile(cfg.trust, os.path.join(layout.base_dir, "trust.json"))
+        assert pinned_id(cfg) == genesis.consortium_id
+        assert pinned_genesis(cfg) == signed
+    ledger = load_config(layout.ledger.config_path)
+    assert not hasattr(ledger, "roster")
     assert ledger.witness_quorum == 3
     log_seed = read_secret_file(ledger.identity_key_path, "ed25519")  # the log key
     log_vkey = NoteSigner(ledger.origin, log_seed).vkey()
@@ -77,15 +101,28 @@ def test_key_files_are_private(layout):
 
 
 def test_reinit_keeps_keys_and_layout_reloads(layout, tmp_path):
-    before = load_config(layout.ledger.config_path).roster
+    before = _genesis(layout)
     again = init_cluster(layout.base_dir, n_compute=3,
                          providers={"site-a": {}, "site-b": {}}, queriers=["querier"])
-    assert load_config(again.ledger.config_path).roster == before
+    # same keys, same parties: the same consortium
+    assert _genesis(again) == before
+    assert pinned_id(load_config(again.ledger.config_path)) == before.genesis.consortium_id
     assert load_layout(layout.base_dir).parties.keys() == again.parties.keys()
     with pytest.raises(ClusterError):
         load_layout(tmp_path / "nowhere")
     with pytest.raises(ClusterError, match="distinct"):
         init_cluster(tmp_path / "d", n_compute=1, queriers=["compute-1"])
+
+
+def test_a_consortium_needs_a_compute_node(tmp_path):
+    with pytest.raises(ClusterError, match="at least one compute node"):
+        init_cluster(tmp_path / "e", n_compute=0, queriers=["querier"])
+    assert not (tmp_path / "e" / "consortium.json").exists()
+    assert not (tmp_path / "e" / "trust.json").exists()
+    one = init_cluster(tmp_path / "f", n_compute=1, queriers=["querier"])
+    g = _genesis(one).genesis
+    assert [m.party_id for m in g.members if m.role == "compute"] == ["compute-1"]
+    assert g.witness_quorum == 1
 
 
 def test_free_ports_distinct():

@@ -25,7 +25,8 @@ SPEC = {"version": 1, "statistic": "mean", "columns": ["age"], "bounds": {"age":
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     base = tmp_path_factory.mktemp("ledger-cluster")
-    c = Cluster(base, n_compute=0, queriers=["querier", "q2", "q3"], max_body=MAX_BODY,
+    # one compute node: a consortium needs one, and its witness cosigns the checkpoints
+    c = Cluster(base, n_compute=1, queriers=["querier", "q2", "q3"], max_body=MAX_BODY,
                 startup_timeout=60)
     c.start()
     yield c
@@ -34,7 +35,7 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def registered(cluster):
-    """querier and q2 registered (q3 stays unregistered, on the roster only)."""
+    """querier and q2 registered (q3 stays unregistered: a member without a party entry)."""
     out = {}
     for pid in ("querier", "q2"):
         sk = cluster.signing_key(pid)
@@ -57,7 +58,7 @@ def query(cluster, registered):
 
 def raw_post(cluster, path, body, *, party="querier", sk=None, headers=None, now=None):
     sk = sk or cluster.signing_key(party)
-    h = sign_request(sk, party, "POST", path, body, now=now)
+    h = sign_request(sk, party, "POST", path, body, recipient="ledger", now=now)
     if headers:
         h.update(headers)
     return httpx.post(cluster.url("ledger") + path, content=body, headers=h, timeout=10)
@@ -69,10 +70,26 @@ def test_health(cluster):
     assert r.json() == {"status": "ok", "party": "ledger", "role": "ledger"}
 
 
-def test_ledger_registered_itself(cluster):
-    parties = httpx.get(cluster.url("ledger") + "/v1/parties").json()
-    assert parties["ledger"]["role"] == "ledger"
-    assert parties["ledger"]["index"] == 0
+def test_entry_zero_is_the_pinned_genesis(cluster):
+    base = cluster.url("ledger")
+    pinned = cluster.genesis
+    cid = pinned.genesis.consortium_id
+    got = httpx.get(base + "/v1/entries", params={"start": 0, "end": 1}).json()
+    first = entries.Entry.from_bytes(base64.b64decode(got[0]["data"]))
+    assert isinstance(first, entries.GenesisEntry)
+    assert first.signed_genesis() == pinned
+    first.signed_genesis().verify(cid)  # every founding member signed the pinned genesis
+    # the log signed it with the genesis' ledger key
+    entries.verify_signature(first, pinned.genesis.ledger.verify_key(), "ledger", step="test")
+    assert pinned.genesis.ledger.party_id == "ledger"
+    consortium = httpx.get(base + "/v1/consortium").json()
+    assert consortium["consortium"] == cid and consortium["chain"] == [0]
+    assert httpx.get(base + "/v1/log").json()["consortium"] == cid
+    # the ledger's key is in the genesis: it writes no party entry of its own
+    parties = httpx.get(base + "/v1/parties").json()
+    assert "ledger" not in parties
+    assert httpx.get(base + "/v1/parties/ledger").status_code == 404
+    assert all(p["index"] > 0 for p in parties.values())
 
 
 def test_authenticated_append_and_idempotence(cluster, registered, query):
@@ -104,7 +121,7 @@ def test_unknown_party_401(cluster):
 def test_wrong_key_401(cluster):
     r = raw_post(cluster, "/v1/entries", b"{}", party="querier", sk=SigningKey.generate())
     assert r.status_code == 401
-    assert r.json()["error"] == "bad request signature"
+    assert r.json()["error"].startswith("bad request signature for a request to 'ledger'")
 
 
 def test_stale_401(cluster):
@@ -114,7 +131,8 @@ def test_stale_401(cluster):
 
 def test_replay_409(cluster, query):
     body = query[2]
-    h = sign_request(cluster.signing_key("querier"), "querier", "POST", "/v1/entries", body)
+    h = sign_request(cluster.signing_key("querier"), "querier", "POST", "/v1/entries", body,
+                     recipient="ledger")
     url = cluster.url("ledger") + "/v1/entries"
     assert httpx.post(url, content=body, headers=h).status_code == 200
     r = httpx.post(url, content=body, headers=h)
@@ -135,24 +153,53 @@ def test_role_may_not_write_kind_403(cluster, query):
     assert "may not write submission" in r.json()["error"]
 
 
-def test_unregistered_roster_party_403(cluster, query):
+def test_member_without_party_entry_may_append(cluster, query):
+    # q3 is a founding member (role querier) that never wrote a party entry: it needs none
     sk = cluster.signing_key("q3")
     spec = QuerySpec.parse({**SPEC, "min_cell_size": 7})
     qe = entries.sign(entries.QueryEntry.for_spec(spec, "q3"), sk)
     r = raw_post(cluster, "/v1/entries", qe.to_bytes(), party="q3")
-    assert r.status_code == 403 and "not registered" in r.json()["error"]
+    assert r.status_code == 200, r.text
+    assert r.json()["kind"] == "query"
+    assert "q3" not in httpx.get(cluster.url("ledger") + "/v1/parties").json()
+    # ... but its roster role still limits what it may write
+    sub = entries.sign(entries.SubmissionEntry(spec.query_id_for("q3"), "q3", "00" * 8), sk)
+    r = raw_post(cluster, "/v1/entries", sub.to_bytes(), party="q3")
+    assert r.status_code == 403 and "may not write submission" in r.json()["error"]
+
+
+def test_party_outside_the_consortium_refused(cluster, query):
+    mallory = SigningKey.generate()
+    key = mallory.public_key().to_bytes().hex()
+    pe = entries.sign(entries.PartyEntry("mallory", "querier", key), mallory)
+    # signed as itself: the key directory knows only current members
+    r = raw_post(cluster, "/v1/entries", pe.to_bytes(), party="mallory", sk=mallory)
+    assert r.status_code == 401 and r.json()["error"] == "unknown party 'mallory'"
+    spec = QuerySpec.parse({**SPEC, "min_cell_size": 8})
+    qe = entries.sign(entries.QueryEntry.for_spec(spec, "mallory"), mallory)
+    r = raw_post(cluster, "/v1/entries", qe.to_bytes(), party="mallory", sk=mallory)
+    assert r.status_code == 401
+    # relayed by a member: refused, and never logged
+    size = httpx.get(cluster.url("ledger") + "/v1/log").json()["size"]
+    for body in (pe.to_bytes(), qe.to_bytes()):
+        r = raw_post(cluster, "/v1/entries", body, party="q3")
+        assert r.status_code == 403, r.text
+    assert httpx.get(cluster.url("ledger") + "/v1/log").json()["size"] == size
+    assert httpx.get(cluster.url("ledger") + "/v1/parties/mallory").status_code == 404
 
 
 def test_party_entry_not_matching_roster_403(cluster):
     sk = cluster.signing_key("q3")
     pe = entries.sign(entries.PartyEntry("q3", "provider", sk.public_key().to_bytes().hex()), sk)
     r = raw_post(cluster, "/v1/entries", pe.to_bytes(), party="q3")
-    assert r.status_code == 403 and "roster" in r.json()["error"]
+    assert r.status_code == 403 and "consortium roster" in r.json()["error"]
+    # right role, a key other than the one the consortium admitted
     other = SigningKey.generate()
     pe = entries.sign(entries.PartyEntry("q3", "querier", other.public_key().to_bytes().hex()),
                       other)
     r = raw_post(cluster, "/v1/entries", pe.to_bytes(), party="q3")
-    assert r.status_code == 403
+    assert r.status_code == 403 and "consortium roster" in r.json()["error"]
+    assert "q3" not in httpx.get(cluster.url("ledger") + "/v1/parties").json()
 
 
 def test_bad_entry_signature_422(cluster, query):
@@ -262,7 +309,8 @@ def test_checkpoint_and_proofs(cluster, query):
         inc = cl.get("/v1/proofs/inclusion", params={"index": query[1], "size": out["size"]})
         assert inc["proof"] == bundle["inclusion"]
         info = cl.get("/v1/log")
-        assert info["origin"] == "statledger.local/log" and info["quorum"] == 0
+        assert info["origin"] == "statledger.local/log" and info["quorum"] == 1
+        assert out["cosigners"] == ["compute-1"]
     with pytest.raises(RemoteError) as exc:
         SignedClient(cluster.url("ledger")).post("/v1/checkpoint")
     assert exc.value.status == 401
@@ -274,7 +322,8 @@ def test_kill_and_restart_keeps_state(cluster, query):
     before_log = httpx.get(base + "/v1/log").json()
     before_cp = httpx.get(base + "/v1/checkpoint").text
     body = query[2]
-    h = sign_request(cluster.signing_key("querier"), "querier", "POST", "/v1/entries", body)
+    h = sign_request(cluster.signing_key("querier"), "querier", "POST", "/v1/entries", body,
+                     recipient="ledger")
     assert httpx.post(base + "/v1/entries", content=body, headers=h).status_code == 200
     cluster.restart("ledger", hard=True)  # SIGKILL, then start again
     assert httpx.get(base + "/v1/parties").json() == before_parties
@@ -296,11 +345,11 @@ def test_kill_and_restart_keeps_state(cluster, query):
 
 
 def test_startup_failure_names_party(tmp_path):
-    c = Cluster(tmp_path / "bad", n_compute=0, queriers=["querier"], startup_timeout=30)
+    c = Cluster(tmp_path / "bad", n_compute=1, queriers=["querier"], startup_timeout=30)
     cfg = c.config_path("ledger")
     cfg.write_text(cfg.read_text() + '\nbogus = 1\n')
     with pytest.raises(ClusterError, match="ledger exited") as info:
-        c.start()
+        c.start(only=["ledger"])
     assert "bogus" in str(info.value)
     assert not c.procs
 

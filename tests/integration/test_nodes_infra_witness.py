@@ -52,7 +52,8 @@ def _witness_app(cfg, ledger_key_hex):
     ledger_vk = VerifyKey.from_bytes(bytes.fromhex(ledger_key_hex))
     auth = Authenticator(lambda p: ledger_vk if p == "ledger" else None,
                          NonceStore(cfg.data_dir / "state.sqlite"),
-                         lambda p: "ledger" if p == "ledger" else None)
+                         lambda p: "ledger" if p == "ledger" else None,
+                         recipient=cfg.party_id)
     app.include_router(witness_router(w, auth))
     return app, w
 
@@ -62,7 +63,10 @@ def setup(tmp_path_factory):
     base = tmp_path_factory.mktemp("witness-cluster")
     c = Cluster(base, n_compute=2, queriers=["querier"], startup_timeout=60)
     c.start(only=["ledger"])
-    ledger_key = httpx.get(c.url("ledger") + "/v1/parties/ledger").json()["sig_key"]
+    # the ledger writes no party entry: its key is the genesis' ledger member
+    ledger_key = c.genesis.genesis.ledger.sig_key
+    assert httpx.get(c.url("ledger") + "/v1/consortium").json()["consortium"] == \
+        c.genesis.genesis.consortium_id
     servers = {}
     for pid in ("compute-1", "compute-2"):
         cfg = load_config(c.config_path(pid))
@@ -147,7 +151,7 @@ def test_witness_rejects_bad_requests(setup):
     from statledger.nodes.keys import load_identity_key
 
     sk = load_identity_key(c.layout.ledger.data_dir + "/identity.key")
-    with SignedClient(c.url("compute-1"), "ledger", sk) as cl:
+    with SignedClient(c.url("compute-1"), "ledger", sk, target="compute-1") as cl:
         # stale old_size -> 409 with the witness's size
         with pytest.raises(RemoteError) as info:
             cl.post("/v1/witness/cosign", json={"checkpoint": note, "old_size": 0, "proof": []})

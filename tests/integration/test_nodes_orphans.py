@@ -15,8 +15,8 @@ import httpx
 SCRIPT = textwrap.dedent("""
     import sys, time
     from statledger.nodes.launcher import Cluster
-    c = Cluster(sys.argv[1], n_compute=0, queriers=["querier"], startup_timeout=60)
-    c.start()
+    c = Cluster(sys.argv[1], n_compute=1, queriers=["querier"], startup_timeout=60)
+    c.start(only=["ledger"])
     print(c.url("ledger"), flush=True)
     time.sleep(600)
 """)

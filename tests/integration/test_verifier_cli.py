@@ -9,6 +9,7 @@ are in test_verifier_audit.py.
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import sqlite3
@@ -20,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from forge import Adversary, Forgery
+from forge import Adversary, Forgery, trust_bytes, v1_trust_bytes
 from typer.testing import CliRunner
 
-from statledger.ledger.note import NoteSigner
 from statledger.nodes.cli import app
 from statledger.protocol import entries as E
 from statledger.protocol.cbor import cbor_bytes, parse_cbor
@@ -283,29 +283,62 @@ def test_directory_with_a_mix(certs: dict[str, Path], tmp_path: Path) -> None:
 
 def test_trust_file(certs: dict[str, Path], verifier_run: Any, tmp_path: Path) -> None:
     adv = Adversary(verifier_run.base_dir, verifier_run.origin)
-    log_key = parse_certificate(certs["mean"].read_bytes()).log_key
-    witnesses = [adv.witness(w).vkey() for w in ("compute-1", "compute-2", "compute-3")]
-    good = _write(tmp_path, "trust.json", json.dumps(
-        {"log_key": log_key, "witness_keys": witnesses, "quorum": 3}))
-    code, out = _cli("verify", "--trust", str(good), str(certs["mean"]))
+    # the consortium's trust file, exported by `statledger consortium export-trust` from the
+    # cluster's signed genesis (and the one init_cluster wrote): accepted, pinned
+    good = tmp_path / "trust.json"
+    code, out = _cli("consortium", "export-trust", str(verifier_run.base_dir / "consortium.json"),
+                     "--out", str(good))
     assert code == 0, out
-    assert "pinned by" in out
-    fresh = NoteSigner.generate(verifier_run.origin).vkey()  # same name, another key
-    bad = _write(tmp_path, "trust-other-log.json", json.dumps(
-        {"log_key": fresh, "witness_keys": witnesses, "quorum": 3}))
+    assert json.loads(good.read_bytes()) == json.loads(adv.trust_file())
+    cid = adv.genesis().genesis.consortium_id
+    for trust in (good, verifier_run.base_dir / "trust.json"):
+        code, out = _cli("verify", "--trust", str(trust), str(certs["mean"]))
+        assert code == 0, out
+        assert "pinned by" in out and cid[:16] in out
+    # another consortium's trust file: same party ids, roles and origin, other keys -- the
+    # certificate comes from another log: rejected at step 2, exit 1
+    lookalike, _ = adv.lookalike()
+    bad = _write(tmp_path, "trust-other-consortium.json", trust_bytes(lookalike))
     code, out = _cli("verify", "--json", "--trust", str(bad), str(certs["mean"]))
     (o,) = _json_lines(out)
-    assert code == 1 and o["step"] == 2 and o["party"] == "ledger", o
+    assert code == 1 and o["valid"] is False and o["step"] == 2 and o["party"] == "ledger", o
+    assert "another log than the pinned consortium" in o["reason"], o
+    code, out = _cli("verify", "--trust", str(bad), str(certs["mean"]))
+    assert code == 1 and "INVALID" in out and "step 2 failed" in out, out
+    # another consortium with the same log key (one compute key differs): rejected at step 6
+    same_log = adv.lookalike(fresh_keys=["compute-3"])[0]
+    bad6 = _write(tmp_path, "trust-same-log.json", trust_bytes(same_log))
+    code, out = _cli("verify", "--json", "--trust", str(bad6), str(certs["mean"]))
+    (o,) = _json_lines(out)
+    assert code == 1 and o["step"] == 6 and "not the pinned" in o["reason"], o
+    # a retired v1 trust file, even with the right keys: refused by name, exit 2
+    log_key = parse_certificate(certs["mean"].read_bytes()).log_key
+    witnesses = [adv.witness(w).vkey() for w in ("compute-1", "compute-2", "compute-3")]
+    v1 = _write(tmp_path, "trust-v1.json", v1_trust_bytes(log_key, witnesses, 3))
+    code, out = _cli("verify", "--trust", str(v1), str(certs["mean"]))
+    assert code == 2, out
+    assert "error" in out and "statledger-trust/v1" in out and "export-trust" in out, out
+    assert "VALID" not in out, out
+    # unusable trust files: exit 2 with an error, never a verdict
+    doc = json.loads(adv.trust_file())
+    unsigned = copy.deepcopy(doc)
+    unsigned["genesis"]["signatures"].pop("hospital-a")
     for name, content in {
         "not-json": "{",
-        "missing-quorum": json.dumps({"log_key": log_key, "witness_keys": witnesses}),
-        "quorum-too-big": json.dumps({"log_key": log_key, "witness_keys": witnesses,
-                                      "quorum": 4}),
-        "bad-key": json.dumps({"log_key": "nonsense", "witness_keys": [], "quorum": 0}),
+        "empty-object": "{}",
+        "wrong-format": json.dumps({**doc, "format": "statledger-trust/v3"}),
+        "missing-genesis": json.dumps({k: v for k, v in doc.items() if k != "genesis"}),
+        "id-of-another-consortium": json.dumps(
+            {**doc, "consortium": lookalike.genesis.consortium_id}),
+        "genesis-not-fully-signed": json.dumps(unsigned),
     }.items():
         p = _write(tmp_path, f"trust-{name}.json", content)
         code, out = _cli("verify", "--trust", str(p), str(certs["mean"]))
         assert code == 2 and "error" in out, f"{name}: {code} {out}"
+        assert "VALID" not in out, f"{name}: {out}"
+    code, out = _cli("verify", "--trust", str(tmp_path / "no-such-trust.json"),
+                     str(certs["mean"]))
+    assert code == 2 and "error" in out, out
 
 
 # --------------------------------------------------------------------------------------

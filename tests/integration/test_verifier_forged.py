@@ -9,14 +9,15 @@ accepted, so a rejection below is due to the one change, never to the forging ma
 
 from __future__ import annotations
 
+import copy
+import json
 import re
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
-from forge import Adversary, Forgery
+from forge import Adversary, Forgery, trust_bytes, v1_trust_bytes
 
 from statledger.ledger.checkpoint import Checkpoint, open_checkpoint
 from statledger.ledger.note import Note, NoteSigner, NoteVerifier, Signature
@@ -297,7 +298,7 @@ def test_submission_by_unregistered_provider(forgery: Callable[[str], Forgery]) 
     idx, s = f.find("submission", provider="hospital-d")
     stranger = E.SubmissionEntry(s.query_id, "hospital-z", s.vector)
     f.put(idx, E.sign(stranger, SigningKey.generate()))
-    _check(f.build(), 9, "hospital-z", "not a registered party")
+    _check(f.build(), 9, "hospital-z", "hospital-z is not a member of consortium")
 
 
 def test_party_entry_signed_by_another_key(forgery: Callable[[str], Forgery]) -> None:
@@ -354,11 +355,31 @@ def test_pok_for_another_party(forgery: Callable[[str], Forgery],
                                adversary: Adversary) -> None:
     f = forgery("mean")
     idx, p = f.find("party", party_id="compute-2")
+    cid = f.find("setup")[1].consortium
     x = adversary.share("compute-2")
-    pok = sigma.prove_schnorr(x, G * x, flow.keyreg_context("compute-1"))
+    pok = sigma.prove_schnorr(x, G * x, flow.keyreg_context(cid, "compute-1"))
     f.resign(idx, E.PartyEntry("compute-2", "compute", p.sig_key, p.elgamal_key,
                                pok.to_bytes().hex()), "compute-2")
     _check(f.build(), 6, "compute-2", "proof of knowledge")
+
+
+def test_pok_for_another_consortium(forgery: Callable[[str], Forgery],
+                                    adversary: Adversary) -> None:
+    """compute-2's own key share, proven for another consortium: a proof is bound to one."""
+    f = forgery("mean")
+    idx, p = f.find("party", party_id="compute-2")
+    other = adversary.lookalike(name="another consortium")[0].genesis.consortium_id
+    x = adversary.share("compute-2")
+    pok = sigma.prove_schnorr(x, G * x, flow.keyreg_context(other, "compute-2"))
+    f.resign(idx, E.PartyEntry("compute-2", "compute", p.sig_key, p.elgamal_key,
+                               pok.to_bytes().hex()), "compute-2")
+    _check(f.build(), 6, "compute-2", "proof of knowledge")
+    # the twin: the same share proven for this consortium is accepted
+    cid = f.find("setup")[1].consortium
+    pok = sigma.prove_schnorr(x, G * x, flow.keyreg_context(cid, "compute-2"))
+    f.resign(idx, E.PartyEntry("compute-2", "compute", p.sig_key, p.elgamal_key,
+                               pok.to_bytes().hex()), "compute-2")
+    _valid(f.build())
 
 
 def test_rogue_key(forgery: Callable[[str], Forgery], adversary: Adversary) -> None:
@@ -371,12 +392,12 @@ def test_rogue_key(forgery: Callable[[str], Forgery], adversary: Adversary) -> N
     _, p2 = f.find("party", party_id="compute-2")
     idx, p3 = f.find("party", party_id="compute-3")
     rogue = Y - p1.elgamal_point() - p2.elgamal_point()
-    pok = sigma.prove_schnorr(y, Y, flow.keyreg_context("compute-3"))
+    sidx, setup = f.find("setup")
+    pok = sigma.prove_schnorr(y, Y, flow.keyreg_context(setup.consortium, "compute-3"))
     f.resign(idx, E.PartyEntry("compute-3", "compute", p3.sig_key,
                                rogue.to_bytes().hex(), pok.to_bytes().hex()), "compute-3")
-    sidx, setup = f.find("setup")
-    f.resign(sidx, E.SetupEntry(setup.cluster_id, setup.compute, Y.to_bytes().hex(),
-                                setup.witness_quorum), "ledger")
+    f.resign(sidx, E.SetupEntry(setup.consortium, setup.compute, Y.to_bytes().hex()),
+             "ledger")
     _check(f.build(), 6, "compute-3", "proof of knowledge")
 
 
@@ -384,8 +405,8 @@ def test_collective_key_not_the_sum(forgery: Callable[[str], Forgery]) -> None:
     f = forgery("mean")
     sidx, setup = f.find("setup")
     wrong = setup.collective_point() + G
-    f.resign(sidx, E.SetupEntry(setup.cluster_id, setup.compute, wrong.to_bytes().hex(),
-                                setup.witness_quorum), "ledger")
+    f.resign(sidx, E.SetupEntry(setup.consortium, setup.compute, wrong.to_bytes().hex()),
+             "ledger")
     _check(f.build(), 6, "ledger", "collective_key")
 
 
@@ -421,10 +442,12 @@ def test_invalid_cosignature_by_registered_witness(forgery: Callable[[str], Forg
 
 
 def test_whole_fake_log_under_another_key(forgery: Callable[[str], Forgery]) -> None:
-    """A self-consistent log signed by a key that is not the registered ledger's."""
+    """A self-consistent log signed by a key that is not the consortium's log key (the
+    genesis' ledger member): the roster (6) names the log, step 7 refuses the checkpoint."""
     f = forgery("mean")
     fake = NoteSigner.generate(f.origin)
-    _check(f.build(log_signer=fake, log_key=fake.vkey()), 6, "ledger", "not the log key")
+    _check(f.build(log_signer=fake, log_key=fake.vkey()), 7, "ledger",
+           "not signed by the consortium's log")
 
 
 def test_checkpoint_not_signed_by_the_log_key(forgery: Callable[[str], Forgery]) -> None:
@@ -433,34 +456,50 @@ def test_checkpoint_not_signed_by_the_log_key(forgery: Callable[[str], Forgery])
     _check(f.build(log_signer=fake), 3, "ledger", "no signature from a known key")
 
 
-def _trust(f: Forgery, adversary: Adversary, *, log_key: str | None = None,
-           witnesses: list[str] | None = None, quorum: int = 3) -> TrustPolicy:
-    keys = witnesses if witnesses is not None else [
-        adversary.witness(w).vkey() for w in ("compute-1", "compute-2", "compute-3")]
-    obj = {"log_key": log_key or f.log_key, "witness_keys": keys, "quorum": quorum}
-    return TrustPolicy.parse(obj, "test-trust.json")
+def _trust(data: bytes, source: str = "test-trust.json") -> TrustPolicy:
+    return TrustPolicy.parse(data, source)
 
 
-def test_trust_file_pins_the_log(verifier_run: Any, adversary: Adversary,
-                                 tmp_path: Path) -> None:
-    f = Forgery(adversary, verifier_run.cert("mean"))
+def test_trust_file_pins_the_log(verifier_run: Any, adversary: Adversary) -> None:
     raw = verifier_run.cert("mean")
-    report = _valid(raw, _trust(f, adversary))
-    assert report.trust.startswith("pinned by")
-    other = NoteSigner.generate(f.origin).vkey()
-    _check(raw, 2, "ledger", "not the trusted one", _trust(f, adversary, log_key=other))
-    strangers = [CosignatureSigner(w, SigningKey.generate().to_bytes()).vkey()
-                 for w in ("compute-1", "compute-2", "compute-3")]
-    _check(raw, 7, "ledger", "0 valid", _trust(f, adversary, witnesses=strangers))
-    # two pinned witnesses with quorum 2: fine; quorum 3 of those two cannot be parsed
-    two = [adversary.witness(w).vkey() for w in ("compute-1", "compute-2")]
-    _valid(raw, _trust(f, adversary, witnesses=two, quorum=2))
-    with pytest.raises(Exception, match="quorum"):
-        _trust(f, adversary, witnesses=two, quorum=3)
-    # a quorum of 0 would accept a checkpoint no witness cosigned: refused, named
-    for bad in (0, -1, True):
-        with pytest.raises(MalformedError, match="quorum must be an integer >= 1"):
-            _trust(f, adversary, witnesses=two, quorum=bad)
+    own = adversary.genesis()
+    # the cluster's own trust file, and the same consortium exported again: accepted
+    for data in (adversary.trust_file(), trust_bytes(own)):
+        report = _valid(raw, _trust(data))
+        assert report.trust.startswith(f"consortium {own.genesis.consortium_id[:16]}")
+        assert "pinned by test-trust.json" in report.trust
+    # ANOTHER consortium that looks the same (same party ids, roles, origin; other keys):
+    # its log is another log -- refused at step 2
+    lookalike, _ = adversary.lookalike()
+    assert lookalike.genesis.consortium_id != own.genesis.consortium_id
+    _check(raw, 2, "ledger", "another log than the pinned consortium",
+           _trust(trust_bytes(lookalike)))
+    # another consortium with the SAME log key (only a compute key differs, or only the
+    # witness quorum): step 2 passes, the genesis on the log is not the pinned one (6)
+    for other in (adversary.lookalike(fresh_keys=["compute-2"])[0],
+                  adversary.lookalike(fresh_keys=[], witness_quorum=2)[0]):
+        assert other.genesis.consortium_id != own.genesis.consortium_id
+        report = _check(raw, 6, "ledger", "not the pinned", _trust(trust_bytes(other)))
+        assert [s.step for s in report.steps if s.ok] == [1, 2, 3, 4, 5]
+    # a retired v1 trust file (log key + witnesses + quorum) is refused by name, even when
+    # its keys are right: it pins no consortium
+    witnesses = [adversary.witness(w).vkey() for w in ("compute-1", "compute-2", "compute-3")]
+    log_key = parse_certificate(raw).log_key
+    with pytest.raises(MalformedError, match=r"statledger-trust/v1 .*no longer accepted"):
+        _trust(v1_trust_bytes(log_key, witnesses, 3))
+    # a trust file whose genesis is not fully signed, or whose id is not the genesis'
+    doc = json.loads(trust_bytes(own))
+    unsigned = copy.deepcopy(doc)
+    unsigned["genesis"]["signatures"].pop("compute-1")
+    with pytest.raises(MalformedError, match="compute-1 has not signed the genesis"):
+        _trust(json.dumps(unsigned))
+    wrong_id = {**doc, "consortium": lookalike.genesis.consortium_id}
+    with pytest.raises(MalformedError, match="not the pinned"):
+        _trust(json.dumps(wrong_id))
+    forged_sig = copy.deepcopy(doc)
+    forged_sig["genesis"]["signatures"]["compute-1"] = "00" * 64
+    with pytest.raises(MalformedError, match="signature of compute-1 does not verify"):
+        _trust(json.dumps(forged_sig))
 
 
 # --------------------------------------------------------------------------------------

@@ -10,7 +10,16 @@ import hashlib
 
 import cbor2
 import pytest
-from test_entries_helpers import AUTHOR, KEYS, QID, SPEC, point_hex, signed_entries, spec
+from test_entries_helpers import (
+    AUTHOR,
+    CONSORTIUM,
+    KEYS,
+    QID,
+    SPEC,
+    point_hex,
+    signed_entries,
+    spec,
+)
 
 from statledger.proofs.errors import MalformedError, VerificationError
 from statledger.protocol import entries as E
@@ -210,9 +219,13 @@ def test_fixed_lengths(key, nbytes):
 def test_party_ids(bad_id):
     for name, key in (("party", "party_id"), ("submission", "provider"), ("noise", "node"),
                       ("query", "querier"), ("endorsement", "provider"),
-                      ("decryption", "node"), ("setup", "cluster_id")):
+                      ("decryption", "node")):
         with pytest.raises(MalformedError):
             E.Entry.from_bytes(_enc({**_obj(name), key: bad_id}))
+    # the setup's compute node ids (the setup names no cluster any more: its consortium is
+    # a 32-byte id, see test_setup_rules)
+    with pytest.raises(MalformedError, match=r"compute\[0\]"):
+        E.Entry.from_bytes(_enc({**_obj("setup"), "compute": [bad_id]}))
     assert E.check_party_id("a" * 128) == "a" * 128
 
 
@@ -249,18 +262,29 @@ def test_setup_rules():
     for bad in (["node-b", "node-a"], ["node-a", "node-a"], []):
         with pytest.raises(MalformedError, match="compute"):
             E.Entry.from_bytes(_enc({**obj, "compute": bad}))
-    for bad in (-1, 0, 1.5, True, "1"):
-        with pytest.raises(MalformedError, match="witness_quorum"):
-            E.Entry.from_bytes(_enc({**obj, "witness_quorum": bad}))
-    with pytest.raises(MalformedError, match="witness_quorum"):
-        E.SetupEntry("c", ("n",), point_hex(2), 2**53 + 1)
-    # a quorum of 0 would accept a checkpoint that no witness cosigned: refused by name
-    with pytest.raises(MalformedError, match=r"witness_quorum: 0 out of range \[1,"):
-        E.SetupEntry("c", ("n",), point_hex(2), 0)
-    E.SetupEntry("c", ("n",), point_hex(2), 1)  # the smallest quorum is accepted
+    # the consortium is the 32-byte id of the genesis, not a free-form cluster name
+    assert obj["consortium"] == _b(CONSORTIUM)
+    for bad in (b"", obj["consortium"][:-1], obj["consortium"] + b"\x00", "cluster-1",
+                CONSORTIUM, 1):
+        with pytest.raises(MalformedError, match="consortium"):
+            E.Entry.from_bytes(_enc({**obj, "consortium": bad}))
+    for bad_id in ("cluster-1", "C" * 64, "ab" * 31, "ab" * 33, ""):
+        with pytest.raises(MalformedError, match="consortium"):
+            E.SetupEntry(bad_id, ("n",), point_hex(2))
+    # the old fields are gone: a setup carrying cluster_id / witness_quorum is refused
+    # (the witness quorum is the consortium roster's)
+    with pytest.raises(MalformedError, match="unexpected"):
+        E.Entry.from_bytes(_enc({**obj, "witness_quorum": 1}))
+    old = {k: v for k, v in obj.items() if k != "consortium"}
+    with pytest.raises(MalformedError, match="missing"):
+        E.Entry.from_bytes(_enc({**old, "cluster_id": "cluster-1"}))
+    E.SetupEntry("ab" * 32, ("n",), point_hex(2))  # any 32-byte id decodes (step 6 checks it)
     with pytest.raises(MalformedError, match="collective_key"):
         E.Entry.from_bytes(_enc({**obj, "collective_key": bytes(33)}))
-    assert SIGNED["setup"].collective_point().to_bytes().hex() == point_hex(23)  # type: ignore
+    setup = SIGNED["setup"]
+    assert isinstance(setup, E.SetupEntry)
+    assert setup.collective_point().to_bytes().hex() == point_hex(23)
+    assert setup.consortium == CONSORTIUM and setup.compute == ("node-a", "node-b")
 
 
 def test_query_rules():

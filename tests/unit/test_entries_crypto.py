@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_entries_helpers import KEYS, QID, point_hex
+from test_entries_helpers import CONSORTIUM, KEYS, QID, point_hex
 
 from statledger.proofs import elgamal, sigma
 from statledger.proofs.errors import MalformedError, VerificationError
@@ -12,10 +12,13 @@ from statledger.protocol import entries as E
 from statledger.protocol.cbor import cbor_bytes
 from statledger.protocol.flow import keyreg_context
 
+OTHER_CONSORTIUM = "0f" * 32
 
-def _compute_entry(party_id: str, x: Scalar, *, context_id: str | None = None) -> E.PartyEntry:
+
+def _compute_entry(party_id: str, x: Scalar, *, context_id: str | None = None,
+                   consortium: str = CONSORTIUM) -> E.PartyEntry:
     X = base_mul(x)
-    pok = sigma.prove_schnorr(x, X, keyreg_context(context_id or party_id))
+    pok = sigma.prove_schnorr(x, X, keyreg_context(consortium, context_id or party_id))
     vk = KEYS["node-a"].public_key().to_bytes().hex()
     e = E.PartyEntry(party_id, "compute", vk, X.to_bytes().hex(), pok.to_bytes().hex())
     return E.sign(e, KEYS["node-a"])
@@ -25,21 +28,40 @@ def test_pok_accepts_and_round_trips():
     e = _compute_entry("node-a", Scalar(123456789))
     back = E.Entry.from_bytes(e.to_bytes())
     assert isinstance(back, E.PartyEntry)
-    back.verify_pok(step="step 1")
+    back.verify_pok(CONSORTIUM, step="step 1")
 
 
 def test_pok_bound_to_party_id():
     # a proof made for node-b, relabelled as node-a: rejected, blaming node-a
     e = _compute_entry("node-a", Scalar(42), context_id="node-b")
     with pytest.raises(VerificationError, match="party node-a"):
-        e.verify_pok(step="step 1")
+        e.verify_pok(CONSORTIUM, step="step 1")
+    _compute_entry("node-a", Scalar(42)).verify_pok(CONSORTIUM)  # twin: its own proof
+
+
+def test_pok_bound_to_consortium():
+    # a key share proven for another consortium is refused in this one (and vice versa):
+    # a share cannot be replayed into a second consortium's key ceremony
+    e = _compute_entry("node-a", Scalar(42), consortium=OTHER_CONSORTIUM)
+    with pytest.raises(VerificationError, match="step 6 / party node-a: proof of knowledge"):
+        e.verify_pok(CONSORTIUM, step="step 6")
+    e.verify_pok(OTHER_CONSORTIUM, step="step 6")
+    with pytest.raises(VerificationError, match="party node-a"):
+        _compute_entry("node-a", Scalar(42)).verify_pok(OTHER_CONSORTIUM)
+    # the context is the v2 domain + length-prefixed consortium id + party id
+    ctx = keyreg_context(CONSORTIUM, "node-a")
+    assert ctx.startswith(b"statledger/keyreg/v2\n")
+    assert ctx != keyreg_context(OTHER_CONSORTIUM, "node-a")
+    assert ctx != keyreg_context(CONSORTIUM, "node-b")
+    # no ambiguity between (consortium, party) pairs that concatenate to the same text
+    assert keyreg_context("ab", "c") != keyreg_context("a", "bc")
 
 
 def test_pok_for_another_key_rejected():
     good = _compute_entry("node-a", Scalar(42))
     other = E.PartyEntry("node-a", "compute", good.sig_key, point_hex(43), good.pok)
     with pytest.raises(VerificationError, match="step 1 / party node-a"):
-        other.verify_pok(step="step 1")
+        other.verify_pok(CONSORTIUM, step="step 1")
 
 
 def test_pok_bit_flips_rejected():
@@ -54,7 +76,7 @@ def test_pok_bit_flips_rejected():
         except MalformedError:
             continue  # a scalar >= n does not even decode
         with pytest.raises(VerificationError, match="node-a"):
-            e.verify_pok()
+            e.verify_pok(CONSORTIUM)
 
 
 def test_pok_encoding_strict():

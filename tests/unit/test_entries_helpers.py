@@ -8,10 +8,50 @@ from __future__ import annotations
 from statledger.proofs.group import Scalar, base_mul
 from statledger.proofs.signatures import SigningKey
 from statledger.protocol import entries as E
+from statledger.protocol.consortium import (
+    AdmissionRule,
+    Genesis,
+    Member,
+    MembershipChange,
+    SignedGenesis,
+)
 from statledger.protocol.query import QuerySpec
 
 KEYS = {name: SigningKey.from_bytes(bytes([i + 1]) * 32) for i, name in enumerate(
-    ["ledger", "node-a", "node-b", "prov-1", "prov-2", "prov-3", "researcher"])}
+    ["ledger", "node-a", "node-b", "prov-1", "prov-2", "prov-3", "researcher", "prov-4"])}
+#: The founding members (prov-4 is admitted later, by :data:`CHANGE`).
+FOUNDERS = {"ledger": "ledger", "node-a": "compute", "node-b": "compute", "prov-1": "provider",
+            "prov-2": "provider", "prov-3": "provider", "researcher": "querier"}
+
+
+def _vk(name: str) -> str:
+    return KEYS[name].public_key().to_bytes().hex()
+
+
+def signed_genesis() -> SignedGenesis:
+    """The consortium of the founders, signed by each of them."""
+    members = tuple(Member(p, r, _vk(p)) for p, r in FOUNDERS.items())
+    signed = SignedGenesis(Genesis("entries test consortium", "statledger.test/entries",
+                                   members, 1, AdmissionRule(2, ("compute",))))
+    for p in FOUNDERS:
+        signed = signed.sign(p, KEYS[p])
+    return signed
+
+
+GENESIS = signed_genesis()
+CONSORTIUM = GENESIS.genesis.consortium_id
+
+
+def membership_change() -> MembershipChange:
+    """The first change of the chain: admits prov-4 (with its proof of possession), signed by
+    both compute nodes."""
+    change = MembershipChange(CONSORTIUM, 1, CONSORTIUM,
+                              admit=(Member("prov-4", "provider", _vk("prov-4")),))
+    change = change.sign("node-a", KEYS["node-a"]).sign("node-b", KEYS["node-b"])
+    return change.prove_possession("prov-4", KEYS["prov-4"])
+
+
+CHANGE = membership_change()
 
 
 def point_hex(k: int) -> str:
@@ -36,7 +76,9 @@ def unsigned_entries() -> dict[str, E.Entry]:
         "party": E.PartyEntry("prov-1", "provider", vk["prov-1"]),
         "party_compute": E.PartyEntry("node-a", "compute", vk["node-a"], point_hex(11),
                                       "ab" * 64),
-        "setup": E.SetupEntry("cluster-1", ("node-a", "node-b"), point_hex(23), 1),
+        "setup": E.SetupEntry(CONSORTIUM, ("node-a", "node-b"), point_hex(23)),
+        "genesis": E.GenesisEntry.of(GENESIS),
+        "membership": E.MembershipEntry.of(CHANGE),
         "query": E.QueryEntry.for_spec(SPEC, "researcher"),
         "submission": E.SubmissionEntry(QID, "prov-1", "0102ff"),
         "noise": E.NoiseEntry(QID, "node-a", "aa55"),
@@ -49,7 +91,8 @@ def unsigned_entries() -> dict[str, E.Entry]:
     }
 
 
-AUTHOR = {"party": "prov-1", "party_compute": "node-a", "setup": "ledger", "query": "researcher",
+AUTHOR = {"party": "prov-1", "party_compute": "node-a", "setup": "ledger", "genesis": "ledger",
+          "membership": "ledger", "query": "researcher",
           "submission": "prov-1", "noise": "node-a", "aggregate": "researcher",
           "decryption": "node-a", "result": "researcher", "endorsement": "prov-1"}
 

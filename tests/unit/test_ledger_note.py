@@ -9,12 +9,15 @@ import pytest
 from statledger.ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from statledger.ledger.merkle import EMPTY_ROOT
 from statledger.ledger.note import (
+    COSIGNATURE_MAX_SKEW,
     MAX_SIGNATURES,
+    CosignatureVerifier,
     Note,
     NoteSigner,
     NoteVerifier,
     QuorumError,
     Signature,
+    check_cosignature_time,
     check_quorum,
     key_id,
     open_note,
@@ -22,6 +25,7 @@ from statledger.ledger.note import (
     sign_note,
     verify_quorum,
 )
+from statledger.ledger.witness import CosignatureSigner
 from statledger.proofs.errors import MalformedError, VerificationError
 
 # Known answer from the Go sumdb/note package documentation (also used by C2SP tooling).
@@ -285,3 +289,103 @@ def test_quorum_above_the_keys_is_refused() -> None:
     assert check_quorum(3, 3) == 3
     with pytest.raises(MalformedError, match="quorum must be in 1..3"):
         check_quorum(4, 3)
+
+
+# -- cosignature timestamps against a stated skew ---------------------------------------------
+
+T = 1_800_000_000  # the reference clock of these tests
+
+
+COSIGNERS = [CosignatureSigner(f"cw{i}.example", bytes([40 + i]) * 32) for i in range(3)]
+
+
+def _cosigned(stamps: list[int]) -> tuple[Note, list[CosignatureVerifier]]:
+    """A checkpoint-like note signed by the log, cosigned by witness i at ``stamps[i]``."""
+    note = _signed_by([SIGNER])
+    sigs = tuple(w.cosign(note.text, t) for w, t in zip(COSIGNERS, stamps, strict=False))
+    return Note(note.text, note.signatures + sigs), [w.verifier() for w in COSIGNERS]
+
+
+def test_cosignature_skew_is_stated() -> None:
+    assert COSIGNATURE_MAX_SKEW == 600
+
+
+@pytest.mark.parametrize("delta", [COSIGNATURE_MAX_SKEW, 1, 0, -1, -86_400 * 365 * 5])
+def test_cosignature_time_accepted(delta: int) -> None:
+    """Up to the skew into the future, and any past timestamp (an old certificate)."""
+    check_cosignature_time(T + delta, "cw0.example", now=T)
+    check_cosignature_time(0, "cw0.example", now=T)
+
+
+@pytest.mark.parametrize("delta", [COSIGNATURE_MAX_SKEW + 1, 3600, 1 << 40])
+def test_cosignature_time_future_beyond_skew_rejected(delta: int) -> None:
+    with pytest.raises(VerificationError, match="cosignature by cw0.example is dated") as ei:
+        check_cosignature_time(T + delta, "cw0.example", now=T)
+    assert ei.value.party == "cw0.example" and ei.value.step == "cosignature"
+    assert f"{COSIGNATURE_MAX_SKEW} s" in ei.value.reason
+
+
+def test_cosignature_time_default_clock_is_now() -> None:
+    import time
+
+    check_cosignature_time(int(time.time()), "cw0.example")
+    with pytest.raises(VerificationError, match="into the future"):
+        check_cosignature_time(int(time.time()) + COSIGNATURE_MAX_SKEW + 120, "cw0.example")
+
+
+def test_quorum_cosignature_exactly_at_skew_accepted() -> None:
+    note, keys = _cosigned([T + COSIGNATURE_MAX_SKEW, T, T - 10])
+    names = verify_quorum(note, keys, 3, step="step 7", party="ledger", kind="cosignature",
+                          now=T)
+    assert names == ["cw0.example", "cw1.example", "cw2.example"]
+
+
+def test_quorum_cosignature_future_beyond_skew_rejected_naming_the_witness() -> None:
+    note, keys = _cosigned([T, T + COSIGNATURE_MAX_SKEW + 1, T])
+    with pytest.raises(VerificationError, match="invalid cosignature by cw1.example: "
+                                                "cosignature by cw1.example is dated") as ei:
+        verify_quorum(note, keys, 1, step="step 7", party="ledger", kind="cosignature",
+                      now=T)
+    assert not isinstance(ei.value, QuorumError)
+    assert ei.value.party == "cw1.example" and ei.value.step == "step 7"
+    # twin: checked later (the witness's clock was only ahead of ours), the same note passes
+    verify_quorum(note, keys, 3, step="step 7", kind="cosignature", now=T + 1)
+    # the direct verifier applies the same rule
+    sig = next(s for s in note.signatures if s.name == "cw1.example")
+    with pytest.raises(VerificationError, match="cw1.example"):
+        keys[1].verify(note.text.encode(), sig.sig, now=T)
+    keys[1].verify(note.text.encode(), sig.sig, now=T + 1)
+
+
+def test_quorum_cosignature_default_clock_rejects_the_future() -> None:
+    import time
+
+    future = int(time.time()) + 10 * COSIGNATURE_MAX_SKEW
+    note, keys = _cosigned([future])
+    with pytest.raises(VerificationError, match="into the future"):
+        verify_quorum(note, keys[:1], 1, step="s", kind="cosignature")
+    # an unknown witness's future cosignature is ignored like any unknown key
+    with pytest.raises(QuorumError, match="no cosignature from a known key"):
+        verify_quorum(note, keys[1:], 1, step="s", kind="cosignature")
+
+
+def test_quorum_old_cosignatures_accepted_years_later() -> None:
+    note, keys = _cosigned([1_700_000_000, 1_600_000_000, 0])
+    assert len(verify_quorum(note, keys, 3, step="s", kind="cosignature")) == 3
+    assert len(verify_quorum(note, keys, 3, step="s", kind="cosignature",
+                             now=T + 10**9)) == 3
+
+
+@pytest.mark.parametrize("bit", [0, 1, 8, 31, 40, 62])
+def test_cosignature_timestamp_bit_flip_rejected_by_signature(bit: int) -> None:
+    """A flipped timestamp bit is refused by the signature, whether the new time is past,
+    within the skew or far in the future (the signature is checked before the time)."""
+    note, keys = _cosigned([T])
+    good = note.signatures[1]
+    stamp = int.from_bytes(good.sig[:8], "big") ^ (1 << bit)
+    bad = Signature(good.name, good.key_id, stamp.to_bytes(8, "big") + good.sig[8:])
+    forged = Note(note.text, (note.signatures[0], bad))
+    with pytest.raises(VerificationError, match="invalid signature by cw0.example") as ei:
+        verify_quorum(forged, keys[:1], 1, step="step 7", kind="cosignature", now=T)
+    assert ei.value.party == "cw0.example"
+    verify_quorum(note, keys[:1], 1, step="step 7", kind="cosignature", now=T)  # twin

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,13 @@ from Crypto.Signature import eddsa
 
 from statledger.ledger.checkpoint import Checkpoint, sign_checkpoint
 from statledger.ledger.merkle import consistency_proof, leaf_hash, root_from_leaf_hashes
-from statledger.ledger.note import CosignatureVerifier, Note, NoteSigner, Signature
+from statledger.ledger.note import (
+    COSIGNATURE_MAX_SKEW,
+    CosignatureVerifier,
+    Note,
+    NoteSigner,
+    Signature,
+)
 from statledger.ledger.witness import (
     CosignatureSigner,
     ForkError,
@@ -23,7 +30,7 @@ from statledger.ledger.witness import (
     WitnessConflictError,
     WitnessPolicy,
 )
-from statledger.proofs.errors import MalformedError, VerificationError
+from statledger.proofs.errors import MalformedError, PolicyError, VerificationError
 
 ORIGIN = "log.example/w"
 LOG = NoteSigner(ORIGIN, bytes(range(32)))
@@ -209,3 +216,66 @@ def test_policy_construction_checks() -> None:
         WitnessPolicy(LOG.verifier(), [keys[0], keys[0]], 1)
     with pytest.raises(MalformedError):
         WitnessPolicy(LOG.verifier(), [LOG.verifier()], 1)  # type: ignore[list-item]
+
+
+# -- cosignature timestamps -------------------------------------------------------------------
+
+
+def test_witness_dates_cosignatures_with_its_own_clock(tmp_path: Path) -> None:
+    w = witness(tmp_path)
+    before = int(time.time())
+    sig = w.cosign(cp_note(4), [], 0)
+    after = int(time.time())
+    assert before <= CosignatureVerifier.timestamp(sig.sig) <= after
+
+
+def test_witness_refuses_a_chosen_timestamp_beyond_the_skew(tmp_path: Path) -> None:
+    w = witness(tmp_path)
+    future = int(time.time()) + COSIGNATURE_MAX_SKEW + 60
+    with pytest.raises(PolicyError, match="witness w1.example refuses to cosign: "
+                                          "cosignature by w1.example is dated"):
+        w.cosign(cp_note(4), [], 0, timestamp=future)
+    assert w.state(ORIGIN)[0] == 0  # refused before any state change
+    with pytest.raises(MalformedError, match="timestamp must be an int"):
+        w.cosign(cp_note(4), [], 0, timestamp=True)
+    # twins: up to the skew ahead, and any past time, are signed
+    w.cosign(cp_note(4), [], 0, timestamp=int(time.time()) + COSIGNATURE_MAX_SKEW)
+    w.cosign(cp_note(5), consistency_proof(4, LEAVES[:5]), 4, timestamp=1_600_000_000)
+    assert w.state(ORIGIN)[0] == 5
+
+
+def test_policy_refuses_a_future_cosignature_naming_the_witness() -> None:
+    keys = [w.verifier() for w in W[:3]]
+    now = int(time.time())
+    note = cp_note(5)
+    text = Note.parse(note).text
+    ok = [W[0].cosign(text, now), W[2].cosign(text, now - 3600)]
+    ahead = W[1].cosign(text, now + COSIGNATURE_MAX_SKEW + 300)
+    policy = WitnessPolicy(LOG.verifier(), keys, 2)
+    policy.verify(note + "".join(s.line() for s in ok))
+    with pytest.raises(VerificationError, match="invalid cosignature by w1.example") as ei:
+        policy.verify(note + ok[0].line() + ahead.line() + ok[1].line())
+    assert ei.value.party == "w1.example"
+    # the reference clock is a parameter: checked later, the same cosignature is fine
+    policy.verify(note + ok[0].line() + ahead.line(), now=now + COSIGNATURE_MAX_SKEW + 300)
+    with pytest.raises(VerificationError, match="w1.example"):
+        policy.open(note + ok[0].line() + ahead.line(), now=now)
+    # exactly at the skew: accepted
+    at = W[1].cosign(text, now + COSIGNATURE_MAX_SKEW)
+    assert policy.open(note + ok[0].line() + at.line(), now=now).size == 5
+
+
+def test_store_refuses_a_future_cosignature(tmp_path: Path) -> None:
+    from statledger.ledger.store import LedgerStore
+
+    s = LedgerStore(tmp_path / "log.db", ORIGIN, bytes(range(32)))
+    ws = [Witness(tmp_path / f"w{i}.db", f"w{i}.example", bytes([i + 1]) * 32,
+                  [s.log_verifier]) for i in range(2)]
+    s.witnesses = tuple(w.verifier() for w in ws)
+    s.append("k", b"x")
+    note = s.sign_checkpoint()
+    text = Note.parse(note).text
+    ahead = ws[1].signer.cosign(text, int(time.time()) + COSIGNATURE_MAX_SKEW + 300)
+    with pytest.raises(VerificationError, match="cosignature by w1.example is dated"):
+        s.add_cosignature(note + ahead.line())
+    assert s.add_cosignature(note + ws[0].cosign(note, [], 0).line()) == 1

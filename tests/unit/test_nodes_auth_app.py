@@ -16,6 +16,7 @@ from statledger.nodes.app import NotFoundError, create_app
 from statledger.nodes.auth import (
     HEADER_NONCE,
     Authenticator,
+    AuthError,
     NonceStore,
     sign_request,
     verify_request,
@@ -44,7 +45,8 @@ class Item(BaseModel):
 
 def make_app(tmp_path, max_body=4096):
     app = create_app(title="t", party_id="node-x", role="compute", max_body=max_body)
-    auth = Authenticator(KEYS.get, NonceStore(tmp_path / "state.sqlite"), ROLES.get)
+    auth = Authenticator(KEYS.get, NonceStore(tmp_path / "state.sqlite"), ROLES.get,
+                         recipient="node-x")
 
     @app.post("/v1/any")
     async def any_party(request: Request, party: str = Depends(auth.require())):
@@ -86,6 +88,7 @@ def client(tmp_path):
 
 
 def signed_post(client, path, body, sk=SK_A, party="prov-1", **kw):
+    kw.setdefault("recipient", "node-x")
     headers = sign_request(sk, party, "POST", path, body, **kw)
     return client.post(path, content=body, headers=headers)
 
@@ -103,11 +106,11 @@ def test_signed_request_accepted(client):
 
 
 def test_signed_get_with_query(client):
-    headers = sign_request(SK_Q, "querier", "GET", "/v1/q?x=7", b"")
+    headers = sign_request(SK_Q, "querier", "GET", "/v1/q?x=7", b"", recipient="node-x")
     r = client.get("/v1/q?x=7", headers=headers)
     assert r.status_code == 200, r.text
     assert r.json() == {"x": 7, "party": "querier"}
-    headers = sign_request(SK_Q, "querier", "GET", "/v1/q?x=7", b"")
+    headers = sign_request(SK_Q, "querier", "GET", "/v1/q?x=7", b"", recipient="node-x")
     r = client.get("/v1/q?x=8", headers=headers)
     assert r.status_code == 401
 
@@ -128,11 +131,11 @@ def test_unknown_party_401(client):
 def test_wrong_key_401(client):
     r = signed_post(client, "/v1/any", b"x", sk=SK_X, party="prov-1")
     assert r.status_code == 401
-    assert r.json()["error"] == "bad request signature"
+    assert r.json()["error"].startswith("bad request signature for a request to 'node-x'")
 
 
 def test_body_swapped_401(client):
-    headers = sign_request(SK_A, "prov-1", "POST", "/v1/any", b"one")
+    headers = sign_request(SK_A, "prov-1", "POST", "/v1/any", b"one", recipient="node-x")
     r = client.post("/v1/any", content=b"two", headers=headers)
     assert r.status_code == 401
 
@@ -144,7 +147,7 @@ def test_stale_time_401(client):
 
 
 def test_replay_409(client):
-    headers = sign_request(SK_A, "prov-1", "POST", "/v1/any", b"x")
+    headers = sign_request(SK_A, "prov-1", "POST", "/v1/any", b"x", recipient="node-x")
     assert client.post("/v1/any", content=b"x", headers=headers).status_code == 200
     r = client.post("/v1/any", content=b"x", headers=headers)
     assert r.status_code == 409
@@ -153,7 +156,7 @@ def test_replay_409(client):
 
 
 def test_bad_signature_does_not_burn_nonce(client):
-    headers = sign_request(SK_A, "prov-1", "POST", "/v1/any", b"x")
+    headers = sign_request(SK_A, "prov-1", "POST", "/v1/any", b"x", recipient="node-x")
     bad = dict(headers)
     bad["X-Statledger-Signature"] = "00" * 64
     assert client.post("/v1/any", content=b"x", headers=bad).status_code == 401
@@ -162,7 +165,8 @@ def test_bad_signature_does_not_burn_nonce(client):
 
 
 def test_role_403(client):
-    headers = sign_request(SK_Q, "querier", "POST", "/v1/providers-only", b"")
+    headers = sign_request(SK_Q, "querier", "POST", "/v1/providers-only", b"",
+                           recipient="node-x")
     r = client.post("/v1/providers-only", content=b"", headers=headers)
     assert r.status_code == 403
     assert "needs role provider" in r.json()["error"]
@@ -243,7 +247,8 @@ def test_signed_client_roundtrip_and_remote_error(tmp_path):
     app = make_app(tmp_path)
     with TestClient(app, raise_server_exceptions=False) as tc:
         # SignedClient over the TestClient's transport
-        sc = SignedClient("http://testserver", "prov-1", SK_A, transport=tc._transport)
+        sc = SignedClient("http://testserver", "prov-1", SK_A, target="node-x",
+                          transport=tc._transport)
         assert sc.post("/v1/any", content=b"abc") == {"party": "prov-1", "len": 3}
         assert sc.request("GET", "/v1/q", params={"x": 3}) == {"x": 3, "party": "prov-1"}
         with pytest.raises(RemoteError) as info:
@@ -263,7 +268,8 @@ def test_unreachable_peer_retries_then_typed_error():
     from statledger.nodes.launcher import free_ports
 
     port = free_ports(1)[0]  # nothing listens there
-    cl = SignedClient(f"http://127.0.0.1:{port}", "prov-1", SK_A, retries=2, backoff=0.01)
+    cl = SignedClient(f"http://127.0.0.1:{port}", "prov-1", SK_A, target="node-x",
+                      retries=2, backoff=0.01)
     with pytest.raises(UnreachableError) as info:
         cl.post("/v1/any", content=b"x")
     assert info.value.status is None and "cannot connect" in info.value.reason
@@ -279,13 +285,15 @@ def test_each_attempt_is_signed_afresh(tmp_path):
             raise httpx.ConnectError("refused", request=request)
         return httpx.Response(200, json={"ok": True})
 
-    cl = SignedClient("http://peer", "prov-1", SK_A, retries=1, backoff=0.0,
+    cl = SignedClient("http://peer", "prov-1", SK_A, target="node-x", retries=1, backoff=0.0,
                       transport=httpx.MockTransport(handler))
     assert cl.post("/v1/any", content=b"abc") == {"ok": True}
     assert len(seen) == 2
     assert seen[0]["x-statledger-nonce"] != seen[1]["x-statledger-nonce"]
     for h in seen:
-        verify_request(h, "POST", "/v1/any", b"abc", KEYS.get)
+        verify_request(h, "POST", "/v1/any", b"abc", KEYS.get, recipient="node-x")
+        with pytest.raises(AuthError, match="for a request to 'node-y'"):
+            verify_request(h, "POST", "/v1/any", b"abc", KEYS.get, recipient="node-y")
 
 
 def test_non_json_error_body_is_carried():

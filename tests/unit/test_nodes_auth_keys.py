@@ -141,7 +141,7 @@ def test_seed_files(tmp_path):
 # -- configs ---------------------------------------------------------------------------------
 
 LEDGER = {"party_id": "ledger", "role": "ledger", "data_dir": "/tmp/l", "origin": "o.example/log",
-          "port": 8100, "roster": {"c-1": {"role": "compute", "sig_key": "ab" * 32}},
+          "port": 8100, "trust": "/tmp/l/trust.json",
           "witnesses": {"c-1": {"url": "http://127.0.0.1:8101", "key": "x"}},
           "witness_quorum": 1}
 
@@ -181,10 +181,9 @@ def test_relative_paths_resolve_against_config_folder(tmp_path):
         ({"origin": "cosignature/v1"}, "origin"),
         ({"origin": "a b"}, "origin"),
         ({"witness_quorum": -1}, "witness_quorum"),
-        ({"roster": {"c-1": {"role": "compute", "sig_key": "AB" * 32}}}, "sig_key"),
-        ({"roster": {"c-1": {"role": "compute", "sig_key": "ab" * 31}}}, "sig_key"),
-        ({"roster": {"c-1": {"role": "boss", "sig_key": "ab" * 32}}}, "role"),
-        ({"roster": {"c 1": {"role": "compute", "sig_key": "ab" * 32}}}, "roster"),
+        # the roster is the pinned consortium's (the trust file), never a config table
+        ({"roster": {"c-1": {"role": "compute", "sig_key": "ab" * 32}}}, "roster"),
+        ({"trust": 5}, "trust"),
         ({"witnesses": {"c-1": {"url": "ftp://x"}}}, "url"),
         ({"witnesses": {"c-1": {"url": "http://x", "extra": 1}}}, "extra"),
         ({"max_body": 10}, "max_body"),

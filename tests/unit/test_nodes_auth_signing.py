@@ -30,6 +30,7 @@ SK_B = SigningKey.from_bytes(bytes(range(1, 33)))
 KEYS = {"alice": SK_A.public_key(), "bob": SK_B.public_key()}
 BODY = b'{"x": 1}'
 TARGET = "/v1/entries?start=0&end=5"
+ME = "ledger"  # the verifying service's party id (the requests' recipient)
 
 
 def lookup(pid: str):
@@ -39,11 +40,11 @@ def lookup(pid: str):
 def signed(**kw):
     args = {"now": NOW, "nonce": "00" * 16}
     args.update(kw)
-    return sign_request(SK_A, "alice", "POST", TARGET, BODY, **args)
+    return sign_request(SK_A, "alice", "POST", TARGET, BODY, recipient=ME, **args)
 
 
 def check(headers, method="POST", target=TARGET, body=BODY, now=NOW):
-    return verify_request(headers, method, target, body, lookup, now=now)
+    return verify_request(headers, method, target, body, lookup, recipient=ME, now=now)
 
 
 def test_accept():
@@ -52,9 +53,10 @@ def test_accept():
 
 
 def test_payload_layout_is_pinned():
-    p = signing_payload("POST", "/a?b=c", b"xyz", "12", "ab" * 16)
+    p = signing_payload("POST", "/a?b=c", b"xyz", "12", "ab" * 16, sender="alice",
+                        recipient="ledger")
     expected = (
-        b"statledger/http/v1\nPOST\n/a?b=c\n"
+        b"statledger/http/v2\nalice\nledger\nPOST\n/a?b=c\n"
         + hashlib.sha256(b"xyz").hexdigest().encode()
         + b"\n12\n"
         + b"ab" * 16
@@ -63,11 +65,11 @@ def test_payload_layout_is_pinned():
 
 
 def test_random_nonce_and_current_time():
-    h1 = sign_request(SK_A, "alice", "GET", "/x", b"")
-    h2 = sign_request(SK_A, "alice", "GET", "/x", b"")
+    h1 = sign_request(SK_A, "alice", "GET", "/x", b"", recipient=ME)
+    h2 = sign_request(SK_A, "alice", "GET", "/x", b"", recipient=ME)
     assert h1[HEADER_NONCE] != h2[HEADER_NONCE]
     assert len(h1[HEADER_NONCE]) == 32
-    verify_request(h1, "GET", "/x", b"", lookup)
+    verify_request(h1, "GET", "/x", b"", lookup, recipient=ME)
 
 
 @pytest.mark.parametrize(
@@ -93,8 +95,8 @@ def test_random_nonce_and_current_time():
          lambda h: h.update({HEADER_SIGNATURE: h[HEADER_SIGNATURE] + "00"})),
         ("sig uppercase", lambda h: h.update({HEADER_SIGNATURE: h[HEADER_SIGNATURE].upper()})),
         ("sig of bob", lambda h: h.update(
-            {HEADER_SIGNATURE: sign_request(SK_B, "alice", "POST", TARGET, BODY, now=NOW,
-                                            nonce="00" * 16)[HEADER_SIGNATURE]})),
+            {HEADER_SIGNATURE: sign_request(SK_B, "alice", "POST", TARGET, BODY, recipient=ME,
+                                            now=NOW, nonce="00" * 16)[HEADER_SIGNATURE]})),
         ("missing party", lambda h: h.pop(HEADER_PARTY)),
         ("missing time", lambda h: h.pop(HEADER_TIME)),
         ("missing nonce", lambda h: h.pop(HEADER_NONCE)),
@@ -143,20 +145,20 @@ def test_time_window(delta, ok):
 
 
 def test_unknown_party_message():
-    h = sign_request(SK_A, "carol", "POST", TARGET, BODY, now=NOW)
+    h = sign_request(SK_A, "carol", "POST", TARGET, BODY, recipient=ME, now=NOW)
     with pytest.raises(AuthError, match="unknown party 'carol'"):
         check(h)
 
 
 def test_sign_rejects_bad_inputs():
     with pytest.raises(MalformedError):
-        sign_request(SK_A, "bad party", "GET", "/x", b"")
+        sign_request(SK_A, "bad party", "GET", "/x", b"", recipient=ME)
     with pytest.raises(MalformedError):
-        sign_request(SK_A, "alice", "GET", "relative/path", b"")
+        sign_request(SK_A, "alice", "GET", "relative/path", b"", recipient=ME)
     with pytest.raises(MalformedError):
-        sign_request(SK_A, "alice", "GET", "/x y", b"")
+        sign_request(SK_A, "alice", "GET", "/x y", b"", recipient=ME)
     with pytest.raises(MalformedError):
-        sign_request(SK_A, "alice", "GET", "/x", b"", nonce="zz" * 16)
+        sign_request(SK_A, "alice", "GET", "/x", b"", nonce="zz" * 16, recipient=ME)
 
 
 def test_nonce_store_replay_and_prune(tmp_path):
@@ -184,8 +186,8 @@ def test_nonce_store_replay_and_prune(tmp_path):
 @settings(max_examples=40, deadline=None)
 @given(body=st.binary(max_size=200), flip=st.integers(min_value=0, max_value=8 * 200 - 1))
 def test_property_any_body_change_rejected(body, flip):
-    h = sign_request(SK_A, "alice", "POST", "/p", body, now=NOW)
-    verify_request(h, "POST", "/p", body, lookup, now=NOW)
+    h = sign_request(SK_A, "alice", "POST", "/p", body, recipient=ME, now=NOW)
+    verify_request(h, "POST", "/p", body, lookup, recipient=ME, now=NOW)
     if not body:
         other = b"\x00"
     else:
@@ -194,9 +196,9 @@ def test_property_any_body_change_rejected(body, flip):
         b[i] ^= 1 << (flip % 8)
         other = bytes(b)
     with pytest.raises(AuthError):
-        verify_request(h, "POST", "/p", other, lookup, now=NOW)
+        verify_request(h, "POST", "/p", other, lookup, recipient=ME, now=NOW)
 
 
 def test_module_constants():
     assert auth.TIME_WINDOW == 300
-    assert auth.DOMAIN == b"statledger/http/v1\n"
+    assert auth.DOMAIN == b"statledger/http/v2\n"

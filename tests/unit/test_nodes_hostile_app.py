@@ -239,19 +239,23 @@ def test_directory_authenticator_503_for_unknown_sender_while_ledger_down(
         tmp_path: Path) -> None:
     ledger = FakeLedger()
     directory = ledger.directory(min_refresh=0.0, timeout=0.2, retry_after=30.0)
-    auth = DirectoryAuthenticator(directory, NonceStore(tmp_path / "nonces.sqlite"))
+    auth = DirectoryAuthenticator(directory, NonceStore(tmp_path / "nonces.sqlite"),
+                                  recipient="node-x")
     app = create_app(title="t", party_id="node-x", role="compute")
 
     @app.post("/v1/thing")
     async def thing(party: str = Depends(auth.require("querier"))) -> dict[str, str]:
         return {"party": party}
 
-    def post(sk: SigningKey, party: str) -> httpx.Response:
+    def post(sk: SigningKey, party: str, recipient: str = "node-x") -> httpx.Response:
         return client.post("/v1/thing", content=b"{}",
-                           headers=sign_request(sk, party, "POST", "/v1/thing", b"{}"))
+                           headers=sign_request(sk, party, "POST", "/v1/thing", b"{}",
+                                                recipient=recipient))
 
     with TestClient(app, raise_server_exceptions=False) as client:
         assert post(SK_Q, "querier").status_code == 200
+        # twin: the same request signed for another node is refused
+        assert post(SK_Q, "querier", recipient="node-y").status_code == 401
         stranger = SigningKey.generate()
         r = post(stranger, "stranger")
         assert r.status_code == 401 and "unknown party" in r.json()["error"]

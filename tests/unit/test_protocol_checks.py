@@ -28,6 +28,7 @@ from statledger.protocol.checks import (
     check_min_providers,
     check_query,
 )
+from statledger.protocol.consortium import AdmissionRule, Genesis, Member, SignedGenesis
 from statledger.protocol.query import QuerySpec
 from statledger.protocol.stats import get as get_statistic
 from statledger.protocol.view import QueryView, parse_entries
@@ -37,6 +38,30 @@ PROVIDERS = ("prov-1", "prov-2", "prov-3")
 KEYS = {p: SigningKey.from_bytes(bytes([i + 40]) * 32)
         for i, p in enumerate(("ledger", *NODES, *PROVIDERS, "researcher"))}
 SHARES = {n: Scalar(1000 + i) for i, n in enumerate(NODES)}
+ORIGIN = "statledger.test/checks"
+#: The founding members of the consortium of these runs (party id -> role).
+FOUNDERS = {"ledger": "ledger", **dict.fromkeys(NODES, "compute"),
+            **dict.fromkeys(PROVIDERS, "provider"), "researcher": "querier"}
+
+
+def _genesis(name: str = "checks consortium", founders: dict[str, str] | None = None,
+             keys: dict[str, SigningKey] | None = None) -> SignedGenesis:
+    """A consortium of ``founders`` (default :data:`FOUNDERS`) under ``keys`` (default
+    :data:`KEYS`), signed by every founding member; witness quorum 1; a membership change
+    needs 2 signatures of members whose role is compute or ledger."""
+    founders = FOUNDERS if founders is None else founders
+    keys = KEYS if keys is None else keys
+    members = tuple(Member(p, r, keys[p].public_key().to_bytes().hex())
+                    for p, r in founders.items())
+    signed = SignedGenesis(Genesis(name, ORIGIN, members, 1,
+                                   AdmissionRule(2, ("compute", "ledger"))))
+    for m in members:
+        signed = signed.sign(m.party_id, keys[m.party_id])
+    return signed
+
+
+GENESIS = _genesis()
+CONSORTIUM = GENESIS.genesis.consortium_id
 
 
 def _spec(min_providers: int) -> QuerySpec:
@@ -47,20 +72,20 @@ def _spec(min_providers: int) -> QuerySpec:
 
 def _run(providers: tuple[str, ...], min_providers: int = 2,
          stop_after: str | None = None) -> list[tuple[int, bytes]]:
-    """The log entries of one honest query: roster, query, one submission per provider,
-    aggregate, decryptions, result, endorsements (cut after the kind ``stop_after``)."""
+    """The log entries of one honest query: the consortium's genesis (entry 0, appended by
+    the ledger), the compute nodes' key shares (proofs bound to the consortium), the setup,
+    query, one submission per provider, aggregate, decryptions, result, endorsements (cut
+    after the kind ``stop_after``).  Providers and the querier are members by the genesis:
+    they log no ``party`` entry."""
     vk = {p: k.public_key().to_bytes().hex() for p, k in KEYS.items()}
-    log: list[E.Entry] = [E.sign(E.PartyEntry("ledger", "ledger", vk["ledger"]), KEYS["ledger"])]
+    log: list[E.Entry] = [E.sign(E.GenesisEntry.of(GENESIS), KEYS["ledger"])]
     for n in NODES:
         X_n = base_mul(SHARES[n])
-        pok = sigma.prove_schnorr(SHARES[n], X_n, flow.keyreg_context(n))
+        pok = sigma.prove_schnorr(SHARES[n], X_n, flow.keyreg_context(CONSORTIUM, n))
         log.append(E.sign(E.PartyEntry(n, "compute", vk[n], X_n.to_bytes().hex(),
                                        pok.to_bytes().hex()), KEYS[n]))
-    for p in (*PROVIDERS, "researcher"):
-        role = "querier" if p == "researcher" else "provider"
-        log.append(E.sign(E.PartyEntry(p, role, vk[p]), KEYS[p]))
     X = flow.collective_key([base_mul(SHARES[n]) for n in NODES])
-    log.append(E.sign(E.SetupEntry("c", NODES, X.to_bytes().hex(), 1), KEYS["ledger"]))
+    log.append(E.sign(E.SetupEntry(CONSORTIUM, NODES, X.to_bytes().hex()), KEYS["ledger"]))
     spec = _spec(min_providers)
     qid = spec.query_id_for("researcher")
     stat = get_statistic(spec.statistic)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from statledger.proofs.group import Scalar, base_mul
 from statledger.proofs.signatures import SigningKey
 from statledger.protocol import entries as E
+from statledger.protocol.consortium import AdmissionRule, Genesis, Member, SignedGenesis
 from statledger.protocol.query import QuerySpec
 from statledger.protocol.statemachine import Roster
 
@@ -13,6 +14,25 @@ KEYS = {n: SigningKey.from_bytes(bytes([i + 40]) * 32) for i, n in enumerate(
 COMPUTE = ("node-a", "node-b")
 PROVIDERS = ("prov-1", "prov-2", "prov-3")
 ROSTER = Roster(COMPUTE, PROVIDERS + ("prov-4",), ("researcher",))
+
+
+#: The consortium of ``ROSTER`` (prov-4 is not a founder: a membership change admits it).
+FOUNDERS = {"ledger": "ledger", **dict.fromkeys(COMPUTE, "compute"),
+            **dict.fromkeys(PROVIDERS, "provider"), "researcher": "querier"}
+
+
+def vk(who: str) -> str:
+    return KEYS[who].public_key().to_bytes().hex()
+
+
+def signed_genesis() -> SignedGenesis:
+    """The founders' consortium, signed by all; changes need both compute nodes."""
+    members = tuple(Member(p, r, vk(p)) for p, r in FOUNDERS.items())
+    signed = SignedGenesis(Genesis("state machine consortium", "statledger.test/sm", members,
+                                   1, AdmissionRule(2, ("compute",))))
+    for p in FOUNDERS:
+        signed = signed.sign(p, KEYS[p])
+    return signed
 
 
 def _pt(k: int) -> str:

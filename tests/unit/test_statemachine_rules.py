@@ -12,10 +12,14 @@ from test_statemachine_helpers import (
     events,
     make_spec,
     sign,
+    signed_genesis,
+    vk,
 )
 
 from statledger.proofs.errors import ProtocolError
 from statledger.protocol import entries as E
+from statledger.protocol.consortium import Member, MembershipChange
+from statledger.protocol.consortium import Roster as ConsortiumRoster
 from statledger.protocol.statemachine import (
     Phase,
     QueryState,
@@ -199,6 +203,13 @@ def test_non_query_kinds_rejected():
     party = E.PartyEntry("prov-1", "provider", KEYS["prov-1"].public_key().to_bytes().hex())
     with pytest.raises(ProtocolError, match="party entry from prov-1 is not an event"):
         advance(s, party)
+    genesis = sign(E.GenesisEntry.of(signed_genesis()), "ledger")
+    with pytest.raises(ProtocolError, match="genesis entry from ledger is not an event"):
+        advance(s, genesis)
+    with pytest.raises(ProtocolError, match="membership entry is not an event"):
+        advance(s, sign(E.MembershipEntry.of(_admit_prov_4()), "ledger"))
+    with pytest.raises(ProtocolError, match="setup entry is not an event"):
+        advance(s, sign(E.SetupEntry("ab" * 32, COMPUTE, _G), "ledger"))
     with pytest.raises(ProtocolError, match="not a log entry"):
         advance(s, "hello")  # type: ignore[arg-type]
     with pytest.raises(ProtocolError, match="cannot start"):
@@ -233,24 +244,66 @@ def test_endorsement_must_name_the_released_result():
     advance(s, e)
 
 
+_G = "02" "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"  # the generator
+
+
+def _admit_prov_4() -> MembershipChange:
+    cid = signed_genesis().genesis.consortium_id
+    change = MembershipChange(cid, 1, cid, admit=(Member("prov-4", "provider", vk("prov-4")),))
+    change = change.sign("node-a", KEYS["node-a"]).sign("node-b", KEYS["node-b"])
+    return change.prove_possession("prov-4", KEYS["prov-4"])
+
+
 def test_min_providers_override_and_roster_from_entries():
     s = _run(EV, ["query", "sub:prov-1", "noise:node-a", "noise:node-b"], min_providers=1)
     assert ("aggregate", None) in expected_next(s)
-    vk = {n: k.public_key().to_bytes().hex() for n, k in KEYS.items()}
-    parties = [E.PartyEntry(n, "compute", vk[n], "02" + "79be667ef9dcbbac55a06295ce870b07029bfcd"
-                            "b2dce28d959f2815b16f81798", "ab" * 64) for n in COMPUTE]
-    parties += [E.PartyEntry(p, "provider", vk[p]) for p in ("prov-1", "prov-2")]
-    parties += [E.PartyEntry("researcher", "querier", vk["researcher"])]
-    setup = E.SetupEntry("c1", COMPUTE, "02" + "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d9"
-                         "59f2815b16f81798", 1)
-    r = Roster.from_entries([*parties, setup])
-    assert r == Roster(COMPUTE, ("prov-1", "prov-2"), ("researcher",))
+    signed = signed_genesis()
+    cid = signed.genesis.consortium_id
+    genesis = sign(E.GenesisEntry.of(signed), "ledger")
+    setup = sign(E.SetupEntry(cid, COMPUTE, _G), "ledger")
+    # providers and queriers come from the consortium roster, compute nodes from the setup;
+    # party entries (key shares) play no part
+    shares = [sign(E.PartyEntry(n, "compute", vk(n), _G, "ab" * 64), n) for n in COMPUTE]
+    founders = Roster(COMPUTE, ("prov-1", "prov-2", "prov-3"), ("researcher",))
+    assert Roster.from_entries([genesis, *shares, setup]) == founders
+    assert Roster.from_entries([genesis, setup]) == founders
+    # a membership change admitting prov-4: in the roster after the chain is replayed
+    admit = _admit_prov_4()
+    member = sign(E.MembershipEntry.of(admit), "ledger")
+    r = Roster.from_entries([genesis, *shares, member, setup])
+    assert r == ROSTER and r.providers == ("prov-1", "prov-2", "prov-3", "prov-4")
+    # ... and out of it again once revoked
+    after = ConsortiumRoster.from_genesis(signed).apply(admit)
+    revoke = MembershipChange(cid, 2, after.head, revoke=("prov-2",))
+    revoke = revoke.sign("node-a", KEYS["node-a"]).sign("node-b", KEYS["node-b"])
+    r = Roster.from_entries([genesis, member, sign(E.MembershipEntry.of(revoke), "ledger"), setup])
+    assert r.providers == ("prov-1", "prov-3", "prov-4")
+    assert Roster.of(after, ("node-b",)) == Roster(("node-b",), ROSTER.providers, ("researcher",))
+    # reject twins: no genesis, no setup, two of either
     with pytest.raises(ProtocolError, match="no setup"):
-        Roster.from_entries(parties)
+        Roster.from_entries([genesis, *shares])
     with pytest.raises(ProtocolError, match="more than one setup"):
-        Roster.from_entries([*parties, setup, setup])
-    with pytest.raises(ProtocolError, match="have no party entry"):
-        Roster.from_entries([*parties[1:], setup])
+        Roster.from_entries([genesis, setup, setup])
+    with pytest.raises(ProtocolError, match="no genesis"):
+        Roster.from_entries([*shares, setup])
+    with pytest.raises(ProtocolError, match="more than one genesis"):
+        Roster.from_entries([genesis, genesis, setup])
+    # a change without its quorum (one of the two compute signatures), a replayed change,
+    # a change whose admitted key was not proven: the chain is refused, not skipped
+    weak = MembershipChange(cid, 1, cid, admit=(Member("prov-4", "provider", vk("prov-4")),))
+    weak = weak.sign("node-a", KEYS["node-a"]).prove_possession("prov-4", KEYS["prov-4"])
+    unproven = MembershipChange(cid, 1, cid, admit=(Member("prov-4", "provider", vk("prov-4")),))
+    unproven = unproven.sign("node-a", KEYS["node-a"]).sign("node-b", KEYS["node-b"])
+    for bad, match in ((weak, "1 of the 2 signatures"), (unproven, "proof of possession")):
+        with pytest.raises(ProtocolError, match=f"membership chain: .*{match}"):
+            Roster.from_entries([genesis, sign(E.MembershipEntry.of(bad), "ledger"), setup])
+    with pytest.raises(ProtocolError, match="membership chain: .*does not extend the chain"):
+        Roster.from_entries([genesis, member, member, setup])
+    # a genesis a founder did not sign
+    unsigned = sign(E.GenesisEntry.of(replace(signed, signatures={
+        p: s for p, s in signed.signatures.items() if p != "prov-3"})), "ledger")
+    with pytest.raises(ProtocolError, match="prov-3 has not signed the genesis"):
+        Roster.from_entries([unsigned, setup])
 
 
 def test_decryption_share_count_must_match_aggregate():

@@ -69,9 +69,9 @@ def test_stat_result_json_safe() -> None:
 
     r = StatResult(
         "x",
-        {"a": float("nan"), "b": np.int64(3), "c": (1.5, np.float64("inf")), "d": {"e": None}},
+        {"a": None, "b": np.int64(3), "c": (1.5, np.float64(2.0)), "d": {"e": None}},
         header=["k", "v"],
-        rows=[["a", float("nan")], ["b", 2.5]],
+        rows=[["a", float("nan")], ["b", 2.5]],  # the human table may show '.' for NaN
         notes=["n1"],
     )
     d = r.to_dict()
@@ -79,12 +79,24 @@ def test_stat_result_json_safe() -> None:
         "statistic": "x",
         "a": None,
         "b": 3,
-        "c": [1.5, None],
+        "c": [1.5, 2.0],
         "d": {"e": None},
         "notes": ["n1"],
     }
+    assert type(d["b"]) is int and type(d["c"][1]) is float
     json.dumps(d, allow_nan=False)
     text = r.summary()
     assert "2.5" in text and "n1" in text
     with pytest.raises(MalformedError):
         StatResult("x", {"a": object()}).to_dict()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_stat_result_never_publishes_nan_or_inf(bad: float) -> None:
+    """A decoder publishes an explicit None (with a note), never NaN or inf: a non-finite
+    value in a result is a bug, refused loudly rather than turned into None silently."""
+    import numpy as np
+
+    for value in (bad, np.float64(bad), [1.0, bad], {"k": (bad,)}):
+        with pytest.raises(MalformedError, match="not finite"):
+            StatResult("x", {"a": value}).to_dict()

@@ -17,6 +17,14 @@ from statledger.proofs.errors import MalformedError, VerificationError
 from statledger.proofs.group import Scalar, base_mul
 from statledger.proofs.signatures import SigningKey
 from statledger.protocol import entries as E
+from statledger.protocol.consortium import (
+    AdmissionRule,
+    Genesis,
+    Member,
+    MembershipChange,
+    SignedGenesis,
+    derive_roster,
+)
 
 KEY = SigningKey.from_bytes(bytes(range(32)))
 QID = "ab" * 32
@@ -24,6 +32,29 @@ QID = "ab" * 32
 
 def _pt(k: int) -> str:
     return base_mul(Scalar(k)).to_bytes().hex()
+
+
+NODE_KEY = SigningKey.from_bytes(bytes(range(1, 33)))
+PROV_KEY = SigningKey.from_bytes(bytes(range(2, 34)))
+#: SHA-256 of the canonical genesis document of ``_genesis()`` (its consortium id).
+CONSORTIUM_ID = "6c8f7c145a27a7c68f3fce1366d8cf9ee557c77878c36a897a31b6eec05b9a88"
+
+
+def _vk(key: SigningKey) -> str:
+    return key.public_key().to_bytes().hex()
+
+
+def _genesis() -> SignedGenesis:
+    g = Genesis("kat consortium", "statledger.test/kat",
+                (Member("ledger", "ledger", _vk(KEY)), Member("node-a", "compute", _vk(NODE_KEY))),
+                1, AdmissionRule(1, ("compute",)))
+    return SignedGenesis(g).sign("ledger", KEY).sign("node-a", NODE_KEY)
+
+
+def _admission() -> MembershipChange:
+    change = MembershipChange(CONSORTIUM_ID, 1, CONSORTIUM_ID,
+                              admit=(Member("prov-1", "provider", _vk(PROV_KEY)),))
+    return change.sign("node-a", NODE_KEY).prove_possession("prov-1", PROV_KEY)
 
 
 # The signed submission of ``test_submission_bytes_exact``, item by item (RFC 8949 section
@@ -52,9 +83,20 @@ DIGESTS = [
     {"desc": "provider registration",
      "entry": lambda: E.PartyEntry("prov-1", "provider", KEY.public_key().to_bytes().hex()),
      "sha256": "f5ca412a15ec2107dcfb3925ed61c73f10f961d6742b56abf1290d3beae0fa43"},
+    # Recomputed when the setup entry's format changed on purpose (the consortium on the
+    # log): ``cluster_id`` became ``consortium`` (the 32-byte consortium id, a byte string)
+    # and ``witness_quorum`` left the entry (it is the consortium roster's).  The digest of
+    # the old format was 973f97a86266030c467542c0aa77380139d6d3f05dc03e3fc9dadca8e0e3b99a.
     {"desc": "setup with two nodes",
-     "entry": lambda: E.SetupEntry("cluster-1", ("node-a", "node-b"), _pt(23), 1),
-     "sha256": "973f97a86266030c467542c0aa77380139d6d3f05dc03e3fc9dadca8e0e3b99a"},
+     "entry": lambda: E.SetupEntry("c0" * 32, ("node-a", "node-b"), _pt(23)),
+     "sha256": "c9e04beb446753ef33eb33cc2789d2a4cf64cda1a7694bda85c7edcaf934afa5"},
+    # New kinds (the consortium on the log), pinned when they were introduced.
+    {"desc": "genesis of a two-member consortium",
+     "entry": lambda: E.GenesisEntry.of(_genesis()),
+     "sha256": "c9e0b0738ae41e68128177ece9550790200cdf8a7bcceb7fdd0b6a5e0e11b903"},
+    {"desc": "membership change admitting a provider",
+     "entry": lambda: E.MembershipEntry.of(_admission()),
+     "sha256": "d1411dbfdee81041a5e9e3b9eec6e006720526d074daafe974b769f06fd03e94"},
     {"desc": "aggregate with one ciphertext",
      "entry": lambda: E.AggregateEntry(QID, (3, 4), (5,), (_pt(2) + _pt(3),)),
      "sha256": "1a4cfea54f0d92bf2f73317dda7117b8b43b6c3ce14c26dc7b87f6f65f8acb61"},
@@ -72,6 +114,18 @@ def test_digest_vectors(vec):
     s = E.sign(vec["entry"](), KEY)
     assert s.digest() == vec["sha256"]
     assert E.Entry.from_bytes(s.to_bytes()) == s
+
+
+def test_consortium_vectors_are_valid():
+    """The pinned genesis and change are what they claim: the id is the genesis' hash, the
+    change extends the chain and admits prov-1."""
+    signed = _genesis()
+    assert signed.genesis.consortium_id == CONSORTIUM_ID
+    signed.verify(CONSORTIUM_ID)
+    roster = derive_roster(signed, [_admission()], CONSORTIUM_ID)
+    assert roster.member("prov-1", "provider").sig_key == _vk(PROV_KEY)
+    g = E.Entry.from_bytes(E.sign(E.GenesisEntry.of(signed), KEY).to_bytes())
+    assert isinstance(g, E.GenesisEntry) and g.signed_genesis() == signed
 
 
 def test_submission_bytes_exact():

@@ -1,0 +1,181 @@
+"""A party reads nothing from the ledger it has not checked itself.
+
+Adversary: the ledger operator, or anyone on the path, serves entries, a roster or a
+checkpoint that suit it -- a self-made setup, an entry that is not in the log everyone else
+sees, a checkpoint nobody witnessed, or two different logs to two parties (a split view).
+:class:`LogFollower` is how a compute node, a data owner and a querier read a query:
+
+1. the consortium chain (the genesis, entry 0, and every membership change) is replayed
+   from the genesis the party pins (its trust file): the roster is what the founding members
+   and later the admission quorums signed, whatever the ledger says;
+2. a checkpoint signed by the consortium's log key and cosigned by the roster's witness
+   quorum (verification step 7's rule, :func:`statledger.ledger.note.verify_quorum`) that
+   covers every entry the party uses; the ledger is asked for a fresh one when the latest
+   does not;
+3. that checkpoint is consistent with the last one this party accepted (RFC 9162
+   consistency proof; same size => same root): a ledger that shows this party a different
+   history than before -- a fork, a rollback, a split view -- is refused, and the accepted
+   checkpoint is kept in the party's own SQLite state;
+4. every entry comes with an inclusion proof against that checkpoint;
+5. then the numbered steps (:func:`statledger.protocol.checks.check_query` with the pinned
+   consortium id) run on the view, as before.
+
+Every refusal raises :class:`~statledger.proofs.errors.VerificationError` naming the ledger.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from statledger.ledger.checkpoint import open_checkpoint
+from statledger.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
+from statledger.ledger.note import CosignatureVerifier, NoteVerifier, verify_quorum
+from statledger.proofs.errors import MalformedError, StatledgerError, VerificationError
+from statledger.protocol.consortium import RosterTimeline, SignedGenesis
+from statledger.protocol.entries import Entry, GenesisEntry, MembershipEntry
+from statledger.protocol.view import QueryView, parse_entries
+
+if TYPE_CHECKING:  # pragma: no cover
+    from statledger.nodes.ledger_client import LedgerClient
+
+__all__ = ["LogFollower"]
+
+_STEP = "ledger view"
+_SCHEMA = """CREATE TABLE IF NOT EXISTS accepted_checkpoint (
+    origin TEXT PRIMARY KEY, size INTEGER NOT NULL, root TEXT NOT NULL)"""
+
+
+def _refuse(reason: str) -> VerificationError:
+    return VerificationError(reason, step=_STEP, party="ledger")
+
+
+class LogFollower:
+    """One party's checked view of the ledger (see the module docstring)."""
+
+    def __init__(self, ledger: LedgerClient, genesis: SignedGenesis, state_db: Path) -> None:
+        self.ledger = ledger
+        self.genesis = genesis
+        self.consortium_id: str = genesis.genesis.consortium_id
+        self.origin: str = genesis.genesis.origin
+        self._db = sqlite3.connect(str(state_db), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.execute(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- the accepted checkpoint -------------------------------------------------------------
+    def accepted(self) -> tuple[int, bytes] | None:
+        row = self._db.execute("SELECT size, root FROM accepted_checkpoint WHERE origin = ?",
+                               (self.origin,)).fetchone()
+        return None if row is None else (int(row[0]), bytes.fromhex(row[1]))
+
+    def _accept(self, size: int, root: bytes) -> None:
+        self._db.execute("INSERT OR REPLACE INTO accepted_checkpoint VALUES (?, ?, ?)",
+                         (self.origin, size, root.hex()))
+
+    # -- reading -----------------------------------------------------------------------------
+    def _roster(self, rows: dict[int, bytes]) -> RosterTimeline:
+        chain: list[tuple[int, MembershipEntry]] = []
+        genesis = None
+        for index in sorted(rows):
+            try:
+                e = Entry.from_bytes(rows[index])
+            except MalformedError as exc:
+                raise _refuse(f"entry {index} served by the ledger: {exc}") from None
+            if isinstance(e, GenesisEntry) and index == 0:
+                genesis = e
+            elif isinstance(e, MembershipEntry):
+                chain.append((index, e))
+        if genesis is None:
+            raise _refuse("the ledger served no genesis as entry 0")
+        if genesis.signed_genesis().genesis.consortium_id != self.consortium_id:
+            raise _refuse("the log starts with another consortium's genesis than the pinned "
+                          f"{self.consortium_id[:16]}...")
+        try:
+            return RosterTimeline.derive(self.genesis, [(i, m.change()) for i, m in chain],
+                                         self.consortium_id)
+        except VerificationError as exc:
+            raise _refuse(f"membership chain: {exc.reason}") from None
+
+    def checkpoint(self, covering: int, timeline: RosterTimeline) -> tuple[int, bytes]:
+        """A witnessed checkpoint of size > ``covering``, consistent with the last accepted
+        one; it becomes the accepted one.  Returns its (size, root)."""
+        roster = timeline.final
+        log_key = NoteVerifier(*roster.log_key())
+        witnesses = [CosignatureVerifier(name, key) for name, key in roster.witness_keys()]
+        problem = "the ledger has signed no checkpoint"
+        cp = None
+        for attempt in range(3):
+            # the latest checkpoint first; a fresh one when it does not cover the entries or
+            # lacks the witness quorum (concurrent requests may race for the witnesses)
+            note_text = (self.ledger.latest_checkpoint() if attempt == 0
+                         else self.ledger.checkpoint())
+            if note_text is None:
+                continue
+            try:
+                cp, note = open_checkpoint(note_text, log_key, origin=self.origin)
+            except StatledgerError as exc:
+                raise _refuse(f"checkpoint not signed by the consortium's log: {exc}") from None
+            if cp.size <= covering:
+                problem = f"no checkpoint covers entry {covering}"
+                continue
+            try:
+                verify_quorum(note, witnesses, roster.witness_quorum, step=_STEP,
+                              party="ledger", kind="cosignature", signers="witnesses")
+            except VerificationError as exc:
+                problem = f"checkpoint of size {cp.size}: {exc.reason}"
+                continue
+            break
+        else:
+            raise _refuse(problem)
+        if cp is None:  # pragma: no cover - the loop breaks only with a checkpoint
+            raise _refuse(problem)
+        with self._lock:
+            prev = self.accepted()
+            if prev is not None:
+                size0, root0 = prev
+                if cp.size < size0:
+                    raise _refuse(f"the ledger shows a log of size {cp.size}, this party "
+                                  f"already accepted size {size0} (a rollback)")
+                if cp.size == size0 and cp.root != root0:
+                    raise _refuse(f"two different checkpoints of size {cp.size} (a split "
+                                  "view or a forked log)")
+                if cp.size > size0 and size0 > 0:
+                    proof = self.ledger.consistency_proof(size0, cp.size)
+                    try:
+                        verify_consistency(size0, cp.size, root0, cp.root, proof)
+                    except StatledgerError as exc:
+                        raise _refuse(f"checkpoint of size {cp.size} is not consistent with "
+                                      f"the accepted one of size {size0}: {exc}") from None
+            self._accept(cp.size, cp.root)
+        return cp.size, cp.root
+
+    def entries(self, indices: list[int]) -> tuple[list[tuple[int, bytes]], RosterTimeline]:
+        """The entries at ``indices`` and the consortium chain, each proven included in a
+        witnessed checkpoint consistent with this party's history."""
+        chain_idx = self.ledger.chain_indices()
+        wanted = sorted(set(indices) | set(chain_idx) | {0})
+        rows = dict(self.ledger.entries(wanted))
+        if sorted(rows) != wanted:
+            raise _refuse("the ledger did not serve every entry asked for")
+        timeline = self._roster({i: rows[i] for i in chain_idx + [0] if i in rows})
+        size, root = self.checkpoint(max(wanted), timeline)
+        proofs = self.ledger.inclusion_proofs(wanted, size)
+        for i in wanted:
+            try:
+                verify_inclusion(i, size, leaf_hash(rows[i]), proofs[i], root)
+            except (StatledgerError, KeyError) as exc:
+                raise _refuse(f"entry {i} is not in the witnessed log of size {size}: "
+                              f"{exc}") from None
+        return sorted(rows.items()), timeline
+
+    def query_view(self, query_id: str) -> QueryView:
+        """The query's entries and its roster, every one checked included (steps 5- follow
+        with :func:`statledger.protocol.checks.check_query`)."""
+        rows, _ = self.entries(self.ledger.roster_indices() + self.ledger.query_indices(query_id))
+        return parse_entries(rows)
