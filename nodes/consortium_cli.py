@@ -12,9 +12,9 @@ rules are in :mod:`statledger.protocol.consortium`; this module only reads and w
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -27,6 +27,7 @@ app = typer.Typer(help="Found the consortium: the pinned genesis every party and
                        "checks against.", no_args_is_help=True)
 
 GENESIS_FILE = "consortium.json"
+T = TypeVar("T")
 
 
 def _fail(msg: str, code: int = 1) -> NoReturn:
@@ -34,25 +35,27 @@ def _fail(msg: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def _read(path: Path, parse: Callable[[bytes], T], what: str) -> T:
+    """``parse(bytes of path)``, or exit 2 naming the file and what it should have been."""
+    try:
+        return parse(path.read_bytes())
+    except OSError as exc:
+        _fail(f"{path}: cannot read ({exc.strerror})", 2)
+    except StatledgerError as exc:
+        _fail(f"{path}: not {what}: {exc}", 2)
 
 
 def _load(path: Path) -> SignedGenesis:
     from statledger.protocol.consortium import SignedGenesis
 
-    try:
-        return SignedGenesis.from_bytes(path.read_bytes())
-    except OSError as exc:
-        _fail(f"{path}: cannot read ({exc.strerror})", 2)
-    except StatledgerError as exc:
-        _fail(f"{path}: not a consortium genesis: {exc}", 2)
+    return _read(path, SignedGenesis.from_bytes, "a consortium genesis")
 
 
-def _save(path: Path, signed: SignedGenesis) -> None:
-    _write(path, json.dumps(signed.to_json_obj(), indent=1, sort_keys=True) + "\n")
+def _save(path: Path, document: Any) -> None:
+    """Write a genesis or a membership change (its readable JSON form)."""
+    from statledger.nodes.launcher import write_json
+
+    write_json(path, document.to_json_obj())
 
 
 @app.command("init")
@@ -181,7 +184,9 @@ def export_trust(
         doc = trust_document(signed)
     except StatledgerError as exc:
         _fail(f"the genesis is not complete: {exc}")
-    _write(out, json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    from statledger.nodes.launcher import write_json
+
+    write_json(out, doc)
     typer.echo(f"trust file for consortium {doc['consortium']} written to {out}")
 
 
@@ -210,16 +215,7 @@ def _ledger_client(cfg: Any, key: Any, genesis: Any) -> Any:
 def _load_change(path: Path) -> Any:
     from statledger.protocol.consortium import MembershipChange
 
-    try:
-        return MembershipChange.from_bytes(path.read_bytes())
-    except OSError as exc:
-        _fail(f"{path}: cannot read ({exc.strerror})", 2)
-    except StatledgerError as exc:
-        _fail(f"{path}: not a membership change: {exc}", 2)
-
-
-def _save_change(path: Path, change: Any) -> None:
-    _write(path, json.dumps(change.to_json_obj(), indent=1, sort_keys=True) + "\n")
+    return _read(path, MembershipChange.from_bytes, "a membership change")
 
 
 @app.command("propose")
@@ -258,7 +254,7 @@ def propose(
         _fail(f"ledger: {exc}")
     except StatledgerError as exc:
         _fail(str(exc), 2)
-    _save_change(out, change)
+    _save(out, change)
     typer.echo(f"membership change {change.seq} written to {out}; it needs "
                f"{genesis.genesis.admission.quorum} signatures of "
                f"{', '.join(genesis.genesis.admission.roles)} members (the rule may have "
@@ -286,7 +282,7 @@ def sign_change(
         did.append("signed as a member")
     if not did:
         _fail(f"{cfg.party_id} has nothing to sign in this change", 2)
-    _save_change(change_file, change)
+    _save(change_file, change)
     typer.echo(f"{cfg.party_id} {' and '.join(did)} (change {change.seq}: "
                f"{len(change.signatures)} signature(s))")
 

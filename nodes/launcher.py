@@ -60,6 +60,7 @@ __all__ = [
     "majority_quorum",
     "init_cluster",
     "found_consortium",
+    "write_json",
     "load_layout",
     "Cluster",
 ]
@@ -209,16 +210,16 @@ def found_consortium(
         for pid, _role, key in listed:
             signed = signed.sign(pid, key)
     path = genesis_out if genesis_out is not None else base / GENESIS_FILE
-    _write_atomic(path, json.dumps(signed.to_json_obj(), indent=1, sort_keys=True) + "\n")
+    write_json(path, signed.to_json_obj())
     if sign:
-        _write_atomic(base / TRUST_FILE,
-                      json.dumps(trust_document(signed), indent=1, sort_keys=True) + "\n")
+        write_json(base / TRUST_FILE, trust_document(signed))
     return signed
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented, key-sorted JSON, atomically (a temporary file renamed)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 

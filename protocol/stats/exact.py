@@ -363,13 +363,7 @@ def _gamma_q_dec(a: Fraction, x: Decimal) -> Decimal:
     for i in range(1, MAX_ITER + 1):
         an = -i * (i - da)
         b += 2
-        d = an * d + b
-        if abs(d) < _TINY:
-            d = _TINY
-        c = b + an / c
-        if abs(c) < _TINY:
-            c = _TINY
-        d = 1 / d
+        c, d = _lentz_step(an, b, c, d)
         delta = d * c
         h *= delta
         if abs(delta - 1) <= _EPS:
@@ -386,6 +380,19 @@ def gamma_q(a: Fraction | int, x: Fraction | int) -> Decimal:
 
 
 # ---------------------------------------------------------------------------- incomplete beta
+def _lentz_step(aa: Decimal, bb: Decimal | int, c: Decimal,
+                d: Decimal) -> tuple[Decimal, Decimal]:
+    """One modified-Lentz update of ``(C, 1/D)`` with the partial numerator ``aa`` and
+    denominator ``bb`` (Numerical Recipes section 5.2; tiny values replace zeros)."""
+    d = bb + aa * d
+    if abs(d) < _TINY:
+        d = _TINY
+    c = bb + aa / c
+    if abs(c) < _TINY:
+        c = _TINY
+    return c, 1 / d
+
+
 def _betacf(a: Decimal, b: Decimal, x: Decimal) -> Decimal:
     """Continued fraction of the incomplete beta function (modified Lentz, in context)."""
     qab, qap, qam = a + b, a + 1, a - 1
@@ -397,23 +404,9 @@ def _betacf(a: Decimal, b: Decimal, x: Decimal) -> Decimal:
     h = d
     for m in range(1, MAX_ITER + 1):
         m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1 + aa * d
-        if abs(d) < _TINY:
-            d = _TINY
-        c = 1 + aa / c
-        if abs(c) < _TINY:
-            c = _TINY
-        d = 1 / d
+        c, d = _lentz_step(m * (b - m) * x / ((qam + m2) * (a + m2)), 1, c, d)
         h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1 + aa * d
-        if abs(d) < _TINY:
-            d = _TINY
-        c = 1 + aa / c
-        if abs(c) < _TINY:
-            c = _TINY
-        d = 1 / d
+        c, d = _lentz_step(-(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)), 1, c, d)
         delta = d * c
         h *= delta
         if abs(delta - 1) <= _EPS:
