@@ -24,6 +24,7 @@ Scalar arithmetic in Python is *not* constant time (README, "What is and is not 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import secrets
 import struct
 from collections.abc import Sequence
@@ -494,7 +495,10 @@ def msm(scalars: Sequence[Scalar], points: Sequence[Point], *, workers: int = 1)
             continue
         ks.append(k._v)
         pts.append(P)
-    if workers > 1 and len(ks) >= get_settings().msm_parallel_threshold:
+    if (workers > 1 and len(ks) >= get_settings().msm_parallel_threshold
+            and multiprocessing.parent_process() is None):
+        # (never a nested pool inside another pool's worker: it would hang that worker's
+        # exit, see proofs/rangeproof.py _parallel)
         return _msm_parallel(ks, pts, workers)
     return _msm_raw(ks, [P._pk for P in pts])
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 import os
 import secrets
 import threading
@@ -91,6 +92,11 @@ _PK_SIZE = 64  # sizeof(secp256k1_pubkey)
 
 
 def _parallel() -> bool:
+    if multiprocessing.parent_process() is not None:
+        # a worker of someone's process pool (e.g. the auditor's): a pool started here
+        # would be joined at the worker's exit, which multiprocessing does before the
+        # executor's shutdown hook runs, and the worker would hang for ever
+        return False
     forced = get_settings().range_parallel
     if forced is not None:
         return forced
