@@ -357,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--records", type=int, default=600_000)
     ap.add_argument("--providers", type=int, default=12)
     ap.add_argument("--compute", type=int, default=6)
+    ap.add_argument("--threshold", type=int, default=None,
+                    help="decryption threshold T (default: all compute nodes)")
     ap.add_argument("--max-rows", type=int, default=60_000)
     ap.add_argument("--scale", type=int, default=1 << 10)
     ap.add_argument("--verify-reps", type=int, default=3)
@@ -378,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     res: dict[str, Any] = {
         "bench": "drynx", "python": sys.version.split()[0], "cpus": os.cpu_count(),
         "machine": platform.machine(), "records": args.records, "providers": args.providers,
-        "compute_nodes": args.compute, "features": N_FEATURES, "max_rows": args.max_rows,
+        "compute_nodes": args.compute, "threshold": args.threshold or args.compute,
+        "features": N_FEATURES, "max_rows": args.max_rows,
         "scale": args.scale, "seed": SEED, "drynx": DRYNX, "load_average_start": load_average(),
     }
     t0 = time.perf_counter()
@@ -401,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         c0 = cpu_tree()
         cluster = start_cluster(base / "cluster", {p: {"drynx": f} for p, f in files.items()},
-                                n_compute=args.compute)
+                                n_compute=args.compute, threshold=args.threshold)
         res["cluster_startup_s"] = round(time.perf_counter() - t0, 2)
         res["cluster_startup_cpu_s"] = round(cpu_tree() - c0, 2)
         roots = {"querier": os.getpid(), **{p: proc.pid for p, proc in cluster.procs.items()}}

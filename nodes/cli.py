@@ -34,9 +34,14 @@ def _fail(msg: str, code: int = 1) -> None:
 @app.command()
 def demo(
     out: Annotated[Path | None, typer.Option(help="folder for certificates and summary")] = None,
+    compute: Annotated[int, typer.Option(help="number of compute nodes")] = 3,
+    threshold: Annotated[int | None, typer.Option(
+        help="decryption threshold T: any T compute nodes decrypt, fewer learn nothing "
+             "(default: 2, or 1 with one node)", show_default=False)] = None,
 ) -> None:
-    """Start a local cluster (1 ledger, 3 compute nodes, 4 data owners), run a tour of
-    statistics, print the results, write and verify one certificate per query."""
+    """Start a local cluster (1 ledger, 3 compute nodes with a 2-of-3 key from a key
+    ceremony on the log, 4 data owners), run a tour of statistics, print the results, write
+    and verify one certificate per query."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from statledger.nodes.demo import TOUR, run_demo
@@ -50,7 +55,8 @@ def demo(
             progress.update(task, advance=1, description=f"query: {name}")
 
         try:
-            summary = run_demo(out, lines.append, step)
+            _check_threshold(compute, threshold)
+            summary = run_demo(out, lines.append, step, n_compute=compute, threshold=threshold)
         except StatledgerError as exc:
             progress.stop()
             _fail(str(exc))
@@ -69,6 +75,13 @@ def demo(
     Path(summary["out"], "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 
 
+def _check_threshold(compute: int, threshold: int | None) -> None:
+    if compute < 1:
+        _fail("--compute: at least one compute node", 2)
+    if threshold is not None and not 1 <= threshold <= compute:
+        _fail(f"--threshold: expected 1 to {compute} (the compute nodes)", 2)
+
+
 @app.command()
 def run(
     query: Annotated[Path, typer.Argument(help="query spec (JSON)")],
@@ -77,6 +90,10 @@ def run(
     more: Annotated[list[Path] | None, typer.Argument(
         help="more CSV files (the ones listed after --data A.csv)", show_default=False)] = None,
     out: Annotated[Path | None, typer.Option(help="write the certificate here")] = None,
+    compute: Annotated[int, typer.Option(help="number of compute nodes")] = 3,
+    threshold: Annotated[int | None, typer.Option(
+        help="decryption threshold T: any T compute nodes decrypt, fewer learn nothing "
+             "(default: all of them)", show_default=False)] = None,
 ) -> None:
     """Run one query on an ephemeral local cluster with one provider per CSV file."""
     data = [*data, *(more or [])]
@@ -93,9 +110,10 @@ def run(
     for d in data:
         if not d.is_file():
             _fail(f"{d}: no such file", 2)
+    _check_threshold(compute, threshold)
     providers = {f"provider-{i}": {"data": str(d.resolve())} for i, d in enumerate(data, 1)}
     with tempfile.TemporaryDirectory(prefix="statledger-run-") as tmp:
-        cluster = start_cluster(Path(tmp), providers)
+        cluster = start_cluster(Path(tmp), providers, n_compute=compute, threshold=threshold)
         try:
             with querier_for(cluster) as q:
                 outcomes = run_rounds(q, spec, datasets="data",
@@ -146,6 +164,10 @@ def query(
         typer.echo(f"certificate: {out}")
 
 
+#: seconds the ledger waits for the key ceremony before answering POST /v1/setup
+SETUP_WAIT = 120.0
+
+
 def querier_from_config(path: Path) -> Any:
     """A :class:`~statledger.nodes.querier.Querier` from a querier config: its peers are split into
     compute nodes and providers by their registered roles on the ledger."""
@@ -163,8 +185,11 @@ def querier_from_config(path: Path) -> Any:
     key = load_identity_key(cfg.identity_key_path)
     genesis = pinned_genesis(cfg)
     register_self(cfg, timeout=10.0)
+    # the ledger answers POST /v1/setup once the nodes' key ceremony is over (it waits up to
+    # SETUP_WAIT seconds for them), so this client waits a little longer than that
     with SignedClient(str(cfg.ledger_url), cfg.party_id, key,
-                      target=genesis.genesis.ledger.party_id) as ledger:
+                      target=genesis.genesis.ledger.party_id,
+                      timeout=SETUP_WAIT + 30.0) as ledger:
         try:
             ledger.get("/v1/setup")
         except RemoteError as exc:
@@ -301,12 +326,14 @@ def node_init(
         help="cosignatures a checkpoint needs (default: a majority of the compute nodes, "
              "floor(N/2)+1; see docs/deployment.md for what a smaller quorum costs)",
         show_default=False)] = None,
+    threshold: Annotated[int | None, typer.Option(
+        help="decryption threshold T: any T compute nodes decrypt, fewer learn nothing "
+             "(default: all of them)", show_default=False)] = None,
 ) -> None:
     """Create keys (0600) and TOML configs for every party of a deployment."""
     from statledger.nodes.launcher import init_cluster, majority_quorum
 
-    if compute < 1:
-        _fail("--compute: at least one compute node", 2)
+    _check_threshold(compute, threshold)
     quorum = majority_quorum(compute) if witness_quorum is None else witness_quorum
     if not 1 <= quorum <= compute:
         _fail(f"--witness-quorum: expected 1 to {compute} (the compute nodes)", 2)
@@ -324,10 +351,12 @@ def node_init(
             ds[name] = str(Path(path).resolve())
         providers[pid] = ds
     layout = init_cluster(base_dir, n_compute=compute, providers=providers,
-                          queriers=querier, host=host, witness_quorum=quorum)
+                          queriers=querier, host=host, witness_quorum=quorum,
+                          threshold=threshold)
     for p in layout.parties.values():
         typer.echo(f"{p.party_id:<14} {p.role:<9} {p.url or '-':<26} {p.config_path}")
     typer.echo(f"witness quorum: {quorum} of {compute} compute nodes")
+    typer.echo(f"decryption threshold: {threshold or compute} of {compute} compute nodes")
 
 
 if __name__ == "__main__":

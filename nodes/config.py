@@ -159,6 +159,9 @@ class ComputeConfig(_Common):
     ledger_url: Url
     peers: dict[PartyId, Url] = Field(default_factory=dict)
     witness: WitnessSettings | None = None
+    #: seconds after the key ceremony's complaint round closes before this node discloses
+    #: its shares of a qualified dealer that published no valid phase-2 values (docs/dkg.md)
+    dkg_patience: int = Field(default=20, ge=1, le=3600)
 
     @property
     def elgamal_key_path(self) -> Path:

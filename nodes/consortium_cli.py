@@ -58,6 +58,17 @@ def _save(path: Path, document: Any) -> None:
     write_json(path, document.to_json_obj())
 
 
+def _written_threshold(path: Path) -> int | None:
+    """The decryption threshold of an existing genesis file, if it can be read."""
+    from statledger.protocol.consortium import SignedGenesis
+
+    try:
+        t: int | None = SignedGenesis.from_bytes(path.read_bytes()).genesis.decryption_threshold
+    except (OSError, StatledgerError):
+        return None
+    return t
+
+
 @app.command("init")
 def init(
     base_dir: Annotated[Path, typer.Argument(help="the folder written by `statledger node init`")],
@@ -73,6 +84,10 @@ def init(
         "--sign-all", help="sign with every party's key found under DIR (one-machine "
                            "deployments and demos; in production each party signs on its own "
                            "host with `consortium sign`)")] = False,
+    threshold: Annotated[int | None, typer.Option(
+        help="decryption threshold T: any T compute nodes decrypt, fewer learn nothing "
+             "(default: the one `node init` wrote in DIR/consortium.json, else all compute "
+             "nodes)", show_default=False)] = None,
 ) -> None:
     """Write the genesis of a deployment from the configs and keys of `statledger node init`
     (which already wrote one, signed by every party: run this to found it with another name
@@ -99,9 +114,13 @@ def init(
     n_compute = sum(role == "compute" for _, role, _ in members)
     witness_quorum = ledger_cfg.witness_quorum or (n_compute // 2 + 1)
     path = out if out is not None else Path(base_dir) / GENESIS_FILE
+    if threshold is None:
+        threshold = _written_threshold(Path(base_dir) / GENESIS_FILE)
+    if threshold is not None and not 1 <= threshold <= n_compute:
+        _fail(f"--threshold: expected 1 to {n_compute} (the compute nodes)", 2)
     try:
         signed = found_consortium(base_dir, layout.origin, members,
-                                  witness_quorum=witness_quorum,
+                                  witness_quorum=witness_quorum, threshold=threshold,
                                   admission_quorum=admission_quorum, admission_roles=roles,
                                   name=name, sign=sign_all, genesis_out=path)
     except StatledgerError as exc:
@@ -109,7 +128,8 @@ def init(
     genesis = signed.genesis
     typer.echo(f"consortium {genesis.consortium_id}")
     typer.echo(f"genesis written to {path}: {len(genesis.members)} founding members, witness "
-               f"quorum {witness_quorum}, admission {genesis.admission.quorum} of "
+               f"quorum {witness_quorum}, decryption threshold {genesis.decryption_threshold} "
+               f"of {n_compute}, admission {genesis.admission.quorum} of "
                f"{sum(m.role in roles for m in genesis.members)} ({', '.join(roles)})")
     missing = signed.missing()
     if missing:
@@ -158,6 +178,7 @@ def show(
     g = signed.genesis
     typer.echo(f"consortium {g.consortium_id}")
     typer.echo(f"name: {g.name}\nlog origin: {g.origin}\nwitness quorum: {g.witness_quorum}\n"
+               f"decryption threshold: {g.decryption_threshold}\n"
                f"admission: {g.admission.quorum} signatures of "
                f"{', '.join(g.admission.roles)} members")
     for m in g.members:

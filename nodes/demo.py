@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from statledger.nodes.launcher import Cluster
+from statledger.nodes.launcher import Cluster, majority_quorum
 from statledger.nodes.querier import Querier, QueryOutcome, run_rounds
 from statledger.protocol import datasets
 from statledger.protocol.query import QuerySpec
@@ -82,8 +82,13 @@ def provider_datasets() -> dict[str, dict[str, str]]:
 
 
 def start_cluster(base: Path, providers: dict[str, dict[str, str]],
-                  n_compute: int = 3) -> Cluster:
-    cluster = Cluster(base, n_compute=n_compute, providers=providers, queriers=["querier"])
+                  n_compute: int = 3, threshold: int | None = None) -> Cluster:
+    """Start a local cluster; the compute nodes run their key ceremony (``threshold``-of-
+    ``n_compute``, default all of them) and the setup entry is written once it is done."""
+    # a majority witness quorum (as `statledger node init` sets): with all nodes as the
+    # quorum, one node down would block every checkpoint and the T-of-N key would not help
+    cluster = Cluster(base, n_compute=n_compute, providers=providers, queriers=["querier"],
+                      threshold=threshold, witness_quorum=majority_quorum(n_compute))
     cluster.start()
     try:
         register_queriers(cluster)
@@ -115,8 +120,13 @@ def querier_for(cluster: Cluster) -> Querier:
 
 
 def run_demo(out: Path | None, say: Callable[[str], None],
-             step: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run the tour; returns a summary (timings, certificate sizes, verification)."""
+             step: Callable[[str], None] | None = None, *, n_compute: int = 3,
+             threshold: int | None = None) -> dict[str, Any]:
+    """Run the tour on ``n_compute`` nodes with a ``threshold``-of-``n_compute`` key;
+    ``threshold=None`` is 2-of-``n_compute`` (1-of-1 for one node); returns a summary
+    (timings, certificate sizes, verification)."""
+    if threshold is None:
+        threshold = min(2, n_compute)
     from statledger.verifier.certificate import SUFFIX as CERT_SUFFIX
     from statledger.verifier.verify import load_trust, verify_certificate_file
 
@@ -126,8 +136,14 @@ def run_demo(out: Path | None, say: Callable[[str], None],
     cert_dir = out_dir / "certificates"
     cert_dir.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"queries": []}
-    cluster = start_cluster(work / "cluster", provider_datasets())
+    cluster = start_cluster(work / "cluster", provider_datasets(), n_compute=n_compute,
+                            threshold=threshold)
+    summary["threshold"] = f"{threshold or n_compute}-of-{n_compute}"
     summary["startup_s"] = round(time.perf_counter() - t0, 2)
+    say(f"cluster up in {summary['startup_s']:.1f} s: the {n_compute} compute nodes ran their "
+        f"key ceremony on the log; any {threshold or n_compute} of them decrypt, fewer learn "
+        "nothing")
+    say("")
     try:
         with querier_for(cluster) as q:
             for item in TOUR:

@@ -179,6 +179,7 @@ def found_consortium(
     members: Iterable[tuple[str, str, Any]],
     *,
     witness_quorum: int,
+    threshold: int | None = None,
     admission_quorum: int | None = None,
     admission_roles: tuple[str, ...] = ("compute",),
     name: str = "statledger consortium",
@@ -204,7 +205,8 @@ def found_consortium(
     roles = tuple(sorted(set(admission_roles)))
     eligible = sum(m.role in roles for m in ms)
     quorum = admission_quorum if admission_quorum is not None else eligible // 2 + 1
-    genesis = Genesis(name, origin, ms, witness_quorum, AdmissionRule(quorum, roles))
+    genesis = Genesis(name, origin, ms, witness_quorum, AdmissionRule(quorum, roles),
+                      threshold)
     signed = SignedGenesis(genesis)
     if sign:
         for pid, _role, key in listed:
@@ -234,6 +236,7 @@ def init_cluster(
     ports: Mapping[str, int] | None = None,
     policies: Mapping[str, str | Path] | None = None,
     witness_quorum: int | None = None,
+    threshold: int | None = None,
     log_level: str = "warning",
     max_body: int | None = None,
 ) -> ClusterLayout:
@@ -245,6 +248,8 @@ def init_cluster(
     files are kept (so re-running init rewrites configs but never rotates keys).
     ``witness_quorum=None`` asks every compute node to cosign (the local test and demo
     clusters); ``statledger node init`` passes :func:`majority_quorum` unless told otherwise.
+    ``threshold`` is the decryption threshold ``T`` the consortium pins (any ``T`` compute
+    nodes decrypt; fewer learn nothing): default all of them.
     """
     base = Path(base_dir).resolve()
     base.mkdir(parents=True, exist_ok=True)
@@ -280,7 +285,7 @@ def init_cluster(
     quorum = len(compute_ids) if witness_quorum is None else witness_quorum
     try:
         found_consortium(base, origin, [(pid, role_of[pid], id_keys[pid]) for pid in all_ids],
-                         witness_quorum=quorum)
+                         witness_quorum=quorum, threshold=threshold)
     except StatledgerError as exc:
         raise ClusterError(f"consortium: {exc}") from None
     common: dict[str, Any] = {"host": host, "log_level": log_level,

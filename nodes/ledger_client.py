@@ -92,13 +92,21 @@ class LedgerClient:
         out = self.http.get("/v1/consortium")
         return [int(i) for i in out["chain"]]
 
-    def roster_indices(self) -> list[int]:
-        """Indices of the consortium chain, every ``party`` entry and the ``setup`` entry."""
+    def ceremony_indices(self) -> list[int]:
+        """Indices of the consortium chain, every ``party`` entry, the key ceremony's
+        ``dkg_*`` entries and the ``setup`` entry once written (hints: what is read at them is
+        checked by :class:`statledger.nodes.follower.LogFollower`)."""
+        out = self.http.get("/v1/ceremony")
         parties = self.http.get("/v1/parties")
-        idx = [int(p["index"]) for p in parties.values()]
-        setup = self.http.get("/v1/setup")
-        idx.append(int(setup["index"]))
+        idx = [int(p["index"]) for p in parties.values()] + [int(i) for i in out["dkg"]]
+        if out.get("setup") is not None:
+            idx.append(int(out["setup"]))
         return sorted(set(idx) | set(self.chain_indices()))
+
+    def roster_indices(self) -> list[int]:
+        """:meth:`ceremony_indices` once the setup is written (ProtocolError before)."""
+        setup = self.http.get("/v1/setup")  # 404 -> RemoteError while there is no setup
+        return sorted(set(self.ceremony_indices()) | {int(setup["index"])})
 
     def latest_checkpoint(self) -> str | None:
         """The latest cosigned checkpoint the ledger serves (unchecked), or None."""

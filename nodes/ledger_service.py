@@ -22,8 +22,11 @@ Routes (``auth`` = signed request, :mod:`statledger.nodes.auth`)::
                                             docs/consortium.md) signed by the admission
                                             quorum -> {"index", "seq", "head"}
     GET  /v1/setup                          -> {"index", "data" (base64)} | 404
-    POST /v1/setup                   auth   write the ``setup`` entry once every compute node
-                                            of the roster is registered -> {"index", ...}
+    POST /v1/setup                   auth   write the ``setup`` entry once the compute
+                                            nodes' key ceremony on the log is finished
+                                            (waits up to 120 s; 409 naming who it waits for)
+                                            -> {"index", ...}
+    GET  /v1/ceremony                       -> {"dkg": [indices of dkg_* entries], "setup"}
     GET  /v1/proofs/inclusion?index=&size=  -> {"index", "size", "leaf_hash", "proof"}
     GET  /v1/proofs/inclusions?size=&indices=i,j,..  -> {"size", "proofs": {index: [...]}}
                                             (at most 500 indices)
@@ -47,11 +50,15 @@ Append checks (POST /v1/entries), in order -- each failure names its reason:
    signature verifies with its roster key                                      -> 403/422
 5. entries that refer to a query (``query_id``) need its ``query`` entry first
    (``query`` entries must not repeat a query id)                               -> 404/409
-   5b. a submission's / noise share's range proof verifies                      -> 422
+   5b. a submission's range proof / a noise entry's proof verifies             -> 409/422
    5c. the query's state machine (``statledger.protocol.statemachine``) accepts the entry:
        no duplicate, nothing out of order                                      -> 409
-5b. ``submission`` and ``noise`` entries: the vector decodes with the query's public
-   ranges and its range proof verifies (refused at submission, author named)   -> 422
+5b. ``submission`` entries: the vector decodes with the query's public ranges and its
+   range proof verifies (refused at submission, author named)                  -> 422
+   ``noise_commit``: only before the query's first coin share (409); its bit proof verifies
+   for this node, query and noise parameters (422).  ``noise_coin``: the noise set on the
+   log (commitments before the first coin share) has >= T nodes (409); the DLEQ verifies
+   against the node's verification key for the coin base of that set (422)
 6. append (idempotent: identical bytes return the existing index).
 
 Side tables (``state.sqlite``) -- registered parties, query id -> indices -- are derived from
@@ -66,6 +73,7 @@ import base64
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -99,6 +107,8 @@ __all__ = [
 log = logging.getLogger("statledger.ledger")
 
 MAX_ENTRIES_PER_PAGE = 1000
+#: seconds ``POST /v1/setup`` waits for the compute nodes' key ceremony to finish
+SETUP_WAIT = 120.0
 _MAX_INDEX = (1 << 62) - 1  # SQLite integers are 64-bit; larger values are simply unknown
 
 # which role may author which entry kind
@@ -107,11 +117,16 @@ KIND_ROLES: dict[str, frozenset[str]] = {
     "setup": frozenset({"ledger"}),
     "query": frozenset({"querier"}),
     "submission": frozenset({"provider"}),
-    "noise": frozenset({"compute"}),
+    "noise_commit": frozenset({"compute"}),
+    "noise_coin": frozenset({"compute"}),
     "aggregate": frozenset({"querier"}),
     "decryption": frozenset({"compute"}),
     "result": frozenset({"querier"}),
     "endorsement": frozenset({"provider"}),
+    "dkg_deal": frozenset({"compute"}),
+    "dkg_ack": frozenset({"compute"}),
+    "dkg_key": frozenset({"compute"}),
+    "dkg_disclosure": frozenset({"compute"}),
 }
 
 _STATE_SCHEMA = """
@@ -121,6 +136,7 @@ CREATE TABLE IF NOT EXISTS ledger_parties (
 CREATE TABLE IF NOT EXISTS ledger_queries (
     query_id TEXT PRIMARY KEY, querier TEXT NOT NULL, idx INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger_chain (idx INTEGER PRIMARY KEY, kind TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS ledger_dkg (idx INTEGER PRIMARY KEY, kind TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger_query_entries (
     query_id TEXT NOT NULL, idx INTEGER NOT NULL, kind TEXT NOT NULL,
     PRIMARY KEY (query_id, idx));
@@ -208,6 +224,9 @@ class LedgerNode:
         if entry.KIND in ("genesis", "membership"):
             self._db.execute("INSERT OR IGNORE INTO ledger_chain(idx, kind) VALUES (?, ?)",
                              (idx, entry.KIND))
+        if entry.KIND.startswith("dkg_"):
+            self._db.execute("INSERT OR IGNORE INTO ledger_dkg(idx, kind) VALUES (?, ?)",
+                             (idx, entry.KIND))
         if entry.KIND == "party":
             self._db.execute(
                 "INSERT OR IGNORE INTO ledger_parties(party_id, role, sig_key, idx) "
@@ -284,10 +303,11 @@ class LedgerNode:
         with self._lock:
             roster = self.roster
             after = roster.apply(change)  # VerificationError names the signer at fault
-            if self.setup_index() is not None and after.compute_epoch != roster.compute_epoch:
+            if after.compute_epoch != roster.compute_epoch and (
+                    self.setup_index() is not None or self.dkg_indices()):
                 raise ProtocolError(
                     "this change admits, revokes or rotates a compute node after the key "
-                    "ceremony: the collective key would no longer match the roster, and "
+                    "ceremony began: the collective key would no longer match the roster, and "
                     "resharing is not supported yet; found a new consortium instead")
             entry = entries.sign(entries.MembershipEntry.of(change), self.identity)
             existing = self.store.index_of(entry.to_bytes())
@@ -398,6 +418,8 @@ class LedgerNode:
                 raise PolicyError(
                     f"a {member.role} may not write {kind} entries (party {author!r})")
             entries.verify_signature(entry, member.verify_key(), author, step="append")
+            if kind in entries.DKG_KINDS:  # (5d) the key ceremony's phase rules
+                self._check_ceremony(entry)
             qid = getattr(entry, "query_id", None)  # (5)
             if isinstance(qid, str):
                 known = self.querier_of(qid)
@@ -405,8 +427,10 @@ class LedgerNode:
                     raise ProtocolError(f"query {qid} is already on the log")
                 if kind != "query" and known is None:
                     raise NotFoundError(f"unknown query id {qid}")
-                if kind in ("submission", "noise"):  # (5b)
+                if kind == "submission":  # (5b)
                     self._check_vector(entry)
+                elif kind in ("noise_commit", "noise_coin"):  # (5b)
+                    self._check_noise(entry)
                 self._check_order(entry, qid)  # (5c)
         idx = self.store.append(kind, data)  # (6)
         self._db.execute("BEGIN IMMEDIATE")
@@ -432,7 +456,8 @@ class LedgerNode:
         if setup_idx is None:
             raise ProtocolError("no setup entry on the log yet")
         setup = Entry.from_bytes(self.store.entry(setup_idx).data)
-        return Roster.of(self.roster, setup.compute)  # type: ignore[attr-defined]
+        return Roster.of(self.roster, setup.compute,  # type: ignore[attr-defined]
+                         setup.threshold)  # type: ignore[attr-defined]
 
     def _check_order(self, entry: Any, qid: str) -> None:
         """(5c) The query's state machine (statledger.protocol.statemachine) accepts the new entry:
@@ -453,38 +478,104 @@ class LedgerNode:
         state = replay(logged, roster, indices=indices)
         advance(state, entry, self.store.size())
 
-    def _check_vector(self, entry: Any) -> None:
-        """(5b) A submission or DP noise share is refused at append time unless its vector
-        decodes with the query's public ranges and its range proof verifies (the same check
-        as verification steps 9/10); the error names the author."""
-        from statledger.proofs.vector import verify_encrypted_vector
-        from statledger.protocol import flow
+    def _query_spec_and_setup(self, qid: str) -> tuple[Any, Any]:
+        """The query's spec and the setup entry, as this log holds them."""
         from statledger.protocol.entries import Entry
-        from statledger.protocol.stats import get as get_statistic
 
-        qid = entry.query_id
         row = self._db.execute(
             "SELECT idx FROM ledger_queries WHERE query_id = ?", (qid,)).fetchone()
         setup_idx = self.setup_index()
         if row is None or setup_idx is None:
             raise ProtocolError(f"query {qid}: no query or setup entry on the log yet")
         spec = Entry.from_bytes(self.store.entry(int(row[0])).data).query_spec()  # type: ignore[attr-defined]
-        setup = Entry.from_bytes(self.store.entry(setup_idx).data)
-        if entry.KIND == "submission":
-            party = str(entry.provider)
-            ranges = list(get_statistic(spec.statistic).layout(spec).ranges)
-            context = flow.submission_context(qid, party)
-        else:
-            party = str(entry.node)
-            plan = flow.noise_plan(spec, len(setup.compute))  # type: ignore[attr-defined]
-            if plan is None:
-                raise VerificationError(f"noise share by {party} for a query without DP",
-                                        step="append", party=party)
-            ranges = plan.ranges()
-            context = flow.noise_context(qid, party)
+        return spec, Entry.from_bytes(self.store.entry(setup_idx).data)
+
+    def _check_noise(self, entry: Any) -> None:
+        """(5b) DP noise entries (docs/noise.md), refused at append time naming the node:
+
+        * ``noise_commit``: the query asks for DP, no coin share of the query is logged yet
+          (the first one closes the noise set -> 409), it carries noise parameters that pass
+          ``flow.check_noise_params`` and equal the earlier commitments' (-> 422), and the
+          commitment decodes with them and its 0/1 proof verifies for this node and query
+          (``noise.verify_commitment``) -> 422;
+        * ``noise_coin``: the noise set on the log (the commitments before the first coin
+          share, all of them if this is the first) has at least ``T`` nodes (-> 409), and the
+          DLEQ proof verifies against the node's verification key in the setup for the coin
+          base ``P`` of that set -> 422.  A share made for another set (a split view, a
+          commitment that raced the first coin share) is refused."""
+        from statledger.protocol import flow, noise
+        from statledger.protocol.entries import Entry
+
+        qid, party, kind = entry.query_id, str(entry.node), entry.KIND
+        spec, setup = self._query_spec_and_setup(qid)
+        if flow.privacy_rho(spec) is None:
+            raise VerificationError(f"{kind} by {party} for a query without DP", step="append",
+                                    party=party)
+        if party not in setup.compute:
+            raise PolicyError(f"{kind} by {party}, not a compute node of the setup")
+        rows = self._db.execute(
+            "SELECT idx, kind FROM ledger_query_entries WHERE query_id = ? AND kind IN "
+            "('noise_commit', 'noise_coin') ORDER BY idx", (qid,)).fetchall()
+        coins = [int(i) for i, k in rows if k == "noise_coin"]
+        logged = [(int(i), Entry.from_bytes(self.store.entry(int(i)).data))
+                  for i, k in rows if k == "noise_commit"]
+        if kind == "noise_commit":
+            logged.append((self.store.size(), entry))
+        try:  # the querier's parameters, the same in every commitment, checked (one bound)
+            params = flow.logged_noise_params(spec, setup, logged)  # type: ignore[arg-type]
+        except VerificationError as exc:
+            raise VerificationError(f"{kind} by {party} refused: {exc.reason}", step="append",
+                                    party=exc.party) from None
+        if params is None:
+            raise ProtocolError(f"coin share by {party} refused: no noise commitment of query "
+                                f"{qid} is logged")
+        try:
+            if kind == "noise_commit":
+                if coins:
+                    raise ProtocolError(
+                        f"noise commitment by {party} refused: the noise set of query {qid} "
+                        f"was closed by the coin share at entry {coins[0]}")
+                noise.verify_commitment(setup.collective_point(), params, qid,
+                                        entry.decode_commitment(params))
+                return
+            members: dict[str, Any] = {}
+            for i, k in rows:
+                if k == "noise_commit" and (not coins or int(i) < coins[0]):
+                    e = Entry.from_bytes(self.store.entry(int(i)).data)
+                    members.setdefault(e.node, e)  # type: ignore[attr-defined]
+            commitments = [members[n].decode_commitment(params) for n in setup.compute
+                           if n in members]
+            t = flow.decryption_threshold(setup)
+            if len(commitments) < t:
+                raise ProtocolError(
+                    f"coin share by {party} refused: the noise set of query {qid} has "
+                    f"{len(commitments)} commitment(s), at least {t} are needed")
+            base = flow.noise_coin_base(params, qid, commitments)
+            noise.verify_coin_share(setup.verification_point(party), base,
+                                    entry.decode_share(), qid)
+        except MalformedError as exc:
+            raise VerificationError(f"{kind} by {party} refused: {exc}", step="append",
+                                    party=party) from None
+        except VerificationError as exc:
+            raise VerificationError(f"{kind} by {party} refused: {exc.reason}", step=exc.step,
+                                    party=party) from None
+
+    def _check_vector(self, entry: Any) -> None:
+        """(5b) A submission is refused at append time unless its vector decodes with the
+        query's public ranges and its range proof verifies (the same check as verification
+        step 9); the error names the author.  (Noise entries: :meth:`_check_noise`.)"""
+        from statledger.proofs.vector import verify_encrypted_vector
+        from statledger.protocol import flow
+        from statledger.protocol.stats import get as get_statistic
+
+        qid = entry.query_id
+        spec, setup = self._query_spec_and_setup(qid)
+        party = str(entry.provider)
+        ranges = list(get_statistic(spec.statistic).layout(spec).ranges)
+        context = flow.submission_context(qid, party)
         try:
             ev = entry.decode_vector(ranges)
-            verify_encrypted_vector(setup.collective_point(),  # type: ignore[attr-defined]
+            verify_encrypted_vector(setup.collective_point(),
                                     ev, ranges, context, party=party)
         except MalformedError as exc:
             raise VerificationError(f"{entry.KIND} by {party} refused: {exc}",
@@ -493,34 +584,80 @@ class LedgerNode:
             raise VerificationError(f"{entry.KIND} by {party} refused: {exc.reason}",
                                     step=exc.step, party=party) from None
 
-    def write_setup(self) -> int:
-        """Append the ``setup`` entry (the key ceremony's outcome) once every compute node of
-        the consortium roster has registered its key share."""
-        from statledger.protocol import entries
-        from statledger.protocol.entries import Entry
-        from statledger.protocol.flow import collective_key
+    def dkg_indices(self) -> list[int]:
+        """Indices of the key ceremony's ``dkg_*`` entries, in log order."""
+        return [int(r[0]) for r in
+                self._db.execute("SELECT idx FROM ledger_dkg ORDER BY idx").fetchall()]
 
-        with self._lock:
-            existing = self.setup_index()
-            if existing is not None:
-                return existing
-            compute = [m.party_id for m in self.roster.of_role("compute")]
-            if not compute:
-                raise ProtocolError("the roster has no compute nodes")
-            missing = [pid for pid in compute if self.party(pid) is None]
-            if missing:
-                raise ProtocolError(f"compute nodes not registered yet: {', '.join(missing)}")
-            points = []
-            for pid in compute:
-                reg = self.party(pid)
-                if reg is None:  # pragma: no cover (checked above)
-                    raise ProtocolError(f"{pid} not registered")
-                pe = Entry.from_bytes(self.store.entry(int(reg["index"])).data)
-                points.append(pe.elgamal_point())  # type: ignore[attr-defined]
-            X = collective_key(points)
-            setup = entries.SetupEntry(self.consortium_id, tuple(compute), X.to_bytes().hex())
-            signed = entries.sign(setup, self.identity)
-            return self._append_checked(signed.to_bytes(), signed)
+    def _ceremony(self) -> tuple[Any, dict[str, Any], list[tuple[int, Any]]]:
+        """The ceremony's parameters (from the roster), the compute nodes' registered
+        transport keys and the ``dkg_*`` entries logged so far."""
+        from statledger.protocol import ceremony
+        from statledger.protocol.entries import Entry
+
+        compute = [m.party_id for m in self.roster.of_role("compute")]
+        if not compute:
+            raise ProtocolError("the roster has no compute nodes")
+        missing = [pid for pid in compute if self.party(pid) is None]
+        if missing:
+            raise ProtocolError(f"compute nodes not registered yet: {', '.join(missing)}")
+        keys = {}
+        for pid in compute:
+            reg = self.party(pid)
+            pe = Entry.from_bytes(self.store.entry(int(reg["index"])).data)  # type: ignore[index]
+            keys[pid] = pe.elgamal_point()  # type: ignore[attr-defined]
+        params = ceremony.params_for(consortium=self.consortium_id, nodes=compute,
+                                     threshold=self.roster.decryption_threshold,
+                                     epoch=self.roster.compute_epoch)
+        rows = [(i, Entry.from_bytes(self.store.entry(i).data)) for i in self.dkg_indices()]
+        return params, keys, rows
+
+    def _check_ceremony(self, entry: Any) -> None:
+        """(5d) A ``dkg_*`` entry is appended only before the setup and only where the
+        ceremony's phase rules allow it (protocol/ceremony.py): no second deal, ack or key
+        commitment by a node, no key commitment before every node acked, ... -> 409."""
+        from statledger.protocol import ceremony
+
+        if self.setup_index() is not None:
+            raise ProtocolError(f"{entry.KIND} after the setup: the key ceremony is over")
+        params, _, rows = self._ceremony()
+        try:
+            ceremony.state_of(params, rows + [(self.store.size(), entry)])
+        except VerificationError as exc:
+            raise ProtocolError(f"{entry.KIND} by {entry.node} refused: {exc.reason}") from None
+
+    def write_setup(self, timeout: float = SETUP_WAIT) -> int:
+        """Append the ``setup`` entry once the compute nodes' key ceremony on the log is
+        finished: the collective key and every node's verification key re-derived from its
+        transcript (protocol/ceremony.py).  Waits up to ``timeout`` seconds for the nodes to
+        finish; then ProtocolError naming the phase and the nodes it waits for."""
+        from statledger.protocol import ceremony, dkg, entries
+
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                existing = self.setup_index()
+                if existing is not None:
+                    return existing
+                params, keys, rows = self._ceremony()
+                try:
+                    result = ceremony.derive_from_log(params, keys, rows)
+                except dkg.DkgIncomplete as exc:
+                    if time.monotonic() > deadline:
+                        raise ProtocolError(f"key ceremony not finished: {exc.reason}") from None
+                    result = None
+                except VerificationError as exc:
+                    raise ProtocolError(f"key ceremony failed: {exc.reason} (party: "
+                                        f"{exc.party or '-'})") from None
+                if result is not None:
+                    setup = entries.SetupEntry(
+                        self.consortium_id, params.nodes, params.threshold,
+                        result.collective_key.to_bytes().hex(),
+                        tuple(result.verification_keys[n].to_bytes().hex()
+                              for n in params.nodes))
+                    signed = entries.sign(setup, self.identity)
+                    return self._append_checked(signed.to_bytes(), signed)
+            time.sleep(0.1)
 
     # -- checkpoints ---------------------------------------------------------------------
     def _witness_size(self, pid: str) -> int:
@@ -714,8 +851,14 @@ def create_ledger_app(config: LedgerConfig, *, node: LedgerNode | None = None) -
 
     @app.post("/v1/setup")
     async def post_setup(_party: str = Depends(auth.require())) -> dict[str, Any]:
-        idx = get_node().write_setup()
+        idx = await run_in_threadpool(get_node().write_setup)
         return {"index": idx, "leaf_hash": get_node().store.leaf_hash(idx).hex()}
+
+    @app.get("/v1/ceremony")
+    async def get_ceremony() -> dict[str, Any]:
+        """The key ceremony's entries (hints: parties check them against checkpoints)."""
+        n = get_node()
+        return {"dkg": n.dkg_indices(), "setup": n.setup_index()}
 
     @app.get("/v1/setup")
     async def get_setup() -> dict[str, Any]:

@@ -125,15 +125,15 @@ class ProviderNode:
                     return idx
             name, table = self.table(dataset)
             self.policy.check(spec, querier, list(table))
-            plan = flow.noise_plan(spec, len(view.compute_nodes()))
-            if plan is not None:
+            rho = flow.privacy_rho(spec)
+            if rho is not None:
                 if self.policy.budget_rho is None:
                     raise PolicyError(f"{self.party_id} has no privacy budget configured for "
                                       f"{name} (policy budget_rho)")
                 # Charge (idempotently, per query id) and persist BEFORE anything leaves the
                 # node: a crash after this point can over-charge, never under-charge.
                 budget = self._budget(name)
-                budget.charge(query_id, plan.rho)
+                budget.charge(query_id, rho)
                 self._db.execute("INSERT OR REPLACE INTO budgets VALUES (?, ?)",
                                  (name, json.dumps(budget.to_dict())))
             stat = get_statistic(spec.statistic)

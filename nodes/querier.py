@@ -5,8 +5,11 @@ log entry:
 
 1. post the ``query`` entry (signed);
 2. ask every provider to contribute (in parallel); refusals are collected with their reasons;
-3. if the query asks for DP, ask every compute node for its noise share;
-4. recompute the aggregate from the logged submissions and post the ``aggregate`` entry;
+3. if the query asks for DP, the noise round (docs/noise.md): every compute node commits to
+   secret bits; once at least ``T`` commitments are logged, every node publishes its coin
+   share; the noise shares of the set are then derived from the log by anyone;
+4. recompute the aggregate from the logged submissions and the derived noise shares (steps
+   6, 8 and 10 on the witnessed log) and post the ``aggregate`` entry;
 5. ask every compute node to decrypt (in parallel); verify each node's batched DLEQ proof
    (a wrong share is caught here and the node named);
 6. combine the shares, take exact discrete logs, decode, post the ``result`` entry;
@@ -18,8 +21,9 @@ log entry:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,10 +31,17 @@ from typing import Any
 from statledger.nodes.follower import LogFollower
 from statledger.nodes.http import RemoteError, SignedClient
 from statledger.nodes.ledger_client import LedgerClient
-from statledger.proofs.errors import PolicyError, StatledgerError, VerificationError
+from statledger.proofs.elgamal import Ciphertext
+from statledger.proofs.errors import (
+    MalformedError,
+    PolicyError,
+    StatledgerError,
+    VerificationError,
+)
+from statledger.proofs.group import Point
 from statledger.proofs.signatures import SigningKey
 from statledger.protocol import entries, flow
-from statledger.protocol.checks import check_query
+from statledger.protocol.checks import NOISE_STEPS, StepContext, check_query, run_steps
 from statledger.protocol.consortium import SignedGenesis
 from statledger.protocol.query import QuerySpec
 from statledger.protocol.stats import get as get_statistic
@@ -58,6 +69,19 @@ class QueryOutcome:
     contributors: list[str]
     refusals: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+
+
+def _collect(pending: dict[Future[Any], str], timeout: float | None,
+             failed: dict[str, str]) -> None:
+    """Wait (at most ``timeout`` s) for at least one of the ``pending`` calls to a party; drop
+    the finished ones from ``pending`` and note why each one that failed did."""
+    done, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+    for fut in done:
+        pid = pending.pop(fut)
+        try:
+            fut.result()
+        except StatledgerError as exc:
+            failed[pid] = str(exc)
 
 
 class Querier:
@@ -120,6 +144,102 @@ class Querier:
             except StatledgerError as exc:
                 failed[pid] = str(exc)
         return ok, failed
+
+    #: How long the noise commit phase waits for every compute node before it goes on with
+    #: the commitments on the log, if there are at least ``T`` (docs/noise.md).
+    noise_wait: float = 60.0
+
+    def _noise_round(self, qid: str, spec: QuerySpec, setup: entries.SetupEntry,
+                     say: Progress) -> None:
+        """The DP noise round (docs/noise.md): ask every compute node to commit to secret
+        bits, go on once at least ``T`` commitments are on the log and every node answered
+        (or ``noise_wait`` seconds passed), then ask every node for its coin share; at least
+        ``T`` coin shares must be logged.  A resumed query whose noise set is already closed
+        (a coin share is logged) skips the commit phase.  The noise parameters are this
+        querier's calibration (``flow.noise_plan``, once per query), or those of the
+        commitments already logged when the query resumes; every node checks them."""
+        t = flow.decryption_threshold(setup)
+        failed: dict[str, str] = {}
+
+        def logged(kind: str) -> int:
+            view = self.follower.query_view(qid)
+            rows = view.noise_commits if kind == "commit" else view.noise_coins
+            return len({e.node for _, e in rows})
+
+        def why() -> str:
+            return "".join(f"; {p}: {r}" for p, r in sorted(failed.items()))
+
+        view = self.follower.query_view(qid)
+        if not view.noise_coins:
+            say("noise commitments")
+            try:
+                params = (flow.logged_noise_params(spec, setup, view.noise_commits)
+                          or flow.noise_plan(spec, setup))
+            except VerificationError as exc:
+                raise QueryFailed(f"noise: {exc.reason} ({exc.party})") from None
+            if params is None:  # pragma: no cover - the caller checked the query asks for DP
+                raise QueryFailed("noise: the query asks for no DP")
+            body = {"params": params.to_json_obj()}
+            pending = {self._pool.submit(self._call, pid, url,
+                                         f"/v1/queries/{qid}/noise/commit", body): pid
+                       for pid, url in self.compute.items()}
+            deadline = time.monotonic() + self.noise_wait
+            while pending:
+                left = deadline - time.monotonic()
+                if left <= 0 and logged("commit") >= t:
+                    break  # the slow nodes' commitments would be ignored or refused
+                _collect(pending, left if left > 0 else None, failed)
+            n = logged("commit")
+            if n < t:
+                raise QueryFailed(f"noise: {n} of the {t} noise commitments needed{why()}")
+        say("noise coin")
+        _, coin_failed = self._fan_out(self.compute, f"/v1/queries/{qid}/noise/coin")
+        failed.update(coin_failed)
+        n = logged("coin")
+        if n < t:
+            raise QueryFailed(f"noise: {n} of the {t} coin shares needed{why()}")
+
+    def _threshold_shares(self, qid: str, setup: entries.SetupEntry,
+                          flat: Sequence[Ciphertext]) -> tuple[list[str], list[list[Point]]]:
+        """Ask every compute node to decrypt; return the first ``T`` nodes (log order) whose
+        logged shares verify against their verification keys, and their shares.  Waits at
+        most ``self.timeout`` seconds; a node that is down, refuses or logs invalid shares is
+        skipped as long as ``T`` others answer (QueryFailed naming them otherwise)."""
+        t = flow.decryption_threshold(setup)
+        keys = dict(zip(setup.compute, setup.verification_points(), strict=True))
+        pending = {self._pool.submit(self._call, pid, url, f"/v1/queries/{qid}/decrypt"): pid
+                   for pid, url in self.compute.items()}
+        failed: dict[str, str] = {}
+        deadline = time.monotonic() + self.timeout
+        while True:
+            chosen: dict[str, list[Point]] = {}
+            try:
+                logged = self.follower.query_view(qid).decryptions
+                failed.pop("ledger", None)
+            except StatledgerError as exc:  # e.g. no checkpoint the witnesses cosigned yet
+                logged = []
+                failed["ledger"] = str(exc)
+            for _, d in sorted(logged, key=lambda r: r[0]):
+                if len(chosen) == t or d.node in chosen or d.node not in keys:
+                    continue
+                try:
+                    shares = d.share_points()
+                    flow.verify_decryption(keys[d.node], flat, shares, d.decode_proof(),
+                                           flow.decryption_context(qid, d.node), party=d.node,
+                                           step="decryption")
+                except (VerificationError, MalformedError) as exc:
+                    failed[d.node] = f"invalid decryption shares ({exc})"
+                    continue
+                chosen[d.node] = list(shares)
+            if len(chosen) == t:
+                names = sorted(chosen)
+                return names, [chosen[n] for n in names]
+            left = deadline - time.monotonic()
+            if not pending or left <= 0:
+                why = "; ".join(f"{p}: {r}" for p, r in sorted(failed.items()))
+                raise QueryFailed(f"decryption: {len(chosen)} of the {t} valid decryption "
+                                  f"shares needed" + (f" ({why})" if why else ""))
+            _collect(pending, left, failed)
 
     def run(
         self,
@@ -191,39 +311,48 @@ class Querier:
             raise QueryFailed(f"contributions: {len(ok)} provider(s) answered, the query needs "
                               f"{spec.min_providers} ({why})")
         lap("encrypt+prove")
-        # 3. DP noise shares
-        plan = flow.noise_plan(spec, len(self.compute))
-        if plan is not None:
-            say("noise")
-            _, failed = self._fan_out(self.compute, f"/v1/queries/{qid}/noise")
-            if failed:
-                raise QueryFailed("noise: " + "; ".join(f"{p}: {r}" for p, r in failed.items()))
+        # 3. DP noise: commitments, then coin shares (docs/noise.md)
+        view = check_query(self.follower.query_view(qid), through=8,
+                           pinned=self.follower.consortium_id)
+        if view.setup is None:  # pragma: no cover - step 6 requires it
+            raise QueryFailed("no setup")
+        if flow.privacy_rho(spec) is not None and view.aggregate is None:
+            self._noise_round(qid, spec, view.setup, say)
             lap("noise")
         # 4. the aggregate
         say("aggregate")
-        # steps 5-8 (consortium, roster, key shares, the query) on entries proven in the
-        # witnessed log; the range proofs are checked by every compute node before it
-        # decrypts (and by the certificate at the end)
-        view = check_query(self.follower.query_view(qid), through=8,
-                           pinned=self.follower.consortium_id)
+        # steps 6, 8 and 10 (consortium and keys, the query, the noise round and its derived
+        # shares) on entries proven in the witnessed log; the submissions' range proofs are
+        # checked by every compute node before it decrypts (and by the certificate at the end)
+        ctx = StepContext(self.follower.query_view(qid), pinned=self.follower.consortium_id)
+        try:
+            run_steps(ctx, NOISE_STEPS, through=10)
+        except VerificationError as exc:
+            raise QueryFailed(f"aggregate: {exc.step}: {exc.reason} (party "
+                              f"{exc.party or '-'})") from None
+        view = ctx.view
+        if ctx.noise is not None and ctx.noise.seed is None:
+            raise QueryFailed(f"aggregate: the noise round of query {qid} is incomplete "
+                              f"({len(ctx.noise.coins)} of the {ctx.noise.threshold} coin "
+                              "shares needed)")
         ranges = tuple(stat.layout(spec).ranges)
         # A resumed query (same id, e.g. after a compute node crashed) reuses the aggregate
         # already on the log instead of appending a second one.
         logged = view.aggregate[1] if view.aggregate is not None else None
         subs = dict(view.submissions)
         sub_idx = list(logged.submissions) if logged is not None else list(subs)
-        noises = dict(view.noise) if plan is not None else {}
-        noise_idx = list(logged.noise) if logged is not None else list(noises)
-        if not set(sub_idx) <= set(subs) or not set(noise_idx) <= set(noises):
+        # the noise set's derived shares (step 10): publicly recomputable, nobody chose them
+        noise_idx = ctx.noise.indices if ctx.noise is not None else []
+        if not set(sub_idx) <= set(subs) or (logged is not None
+                                             and list(logged.noise) != noise_idx):
             raise QueryFailed(f"aggregate: the logged aggregate of query {qid} lists entries "
                               "that are not its contributions")
         contributions: list[flow.Contribution] = []
         for i in sub_idx:
             contributions.append(flow.Contribution(subs[i].decode_vector(ranges), ranges))
-        if plan is not None:
-            nr = tuple(plan.ranges())
-            for i in noise_idx:
-                contributions.append(flow.Contribution(noises[i].decode_vector(nr), nr))
+        for i in noise_idx:
+            _, share, share_ranges = ctx.contributions[i]
+            contributions.append(flow.Contribution(share, tuple(share_ranges)))
         agg = flow.aggregate(contributions)
         flat = flow.flatten(agg)
         if logged is None:
@@ -235,34 +364,20 @@ class Querier:
             raise QueryFailed(f"aggregate: the logged aggregate of query {qid} is not the sum "
                               "of the contributions it lists")
         lap("aggregate")
-        # 5. decryption shares, each checked as it arrives
+        # 5. decryption shares: ask all N nodes, combine the first T valid ones (log order)
         say("decryption")
-        _, failed = self._fan_out(self.compute, f"/v1/queries/{qid}/decrypt")
-        if failed:
-            raise QueryFailed("decryption: " + "; ".join(f"{p}: {r}" for p, r in failed.items()))
-        view = check_query(self.follower.query_view(qid), through=8,
-                           pinned=self.follower.consortium_id)
-        by_node = {d.node: d for _, d in view.decryptions}
-        shares_by_node = []
-        for node, p in ((n, view.parties[n]) for n in view.setup.compute):  # type: ignore[union-attr]
-            d = by_node.get(node)
-            if d is None:
-                raise QueryFailed(f"decryption: no shares from {node}")
-            shares = d.share_points()
-            try:
-                flow.verify_decryption(p.elgamal_point(), flat, shares, d.decode_proof(),
-                                       flow.decryption_context(qid, node), party=node,
-                                       step="decryption")
-            except VerificationError as exc:
-                raise QueryFailed(f"decryption: compute node {node} returned invalid "
-                                  f"decryption shares ({exc.reason})") from None
-            shares_by_node.append(shares)
-        totals = flow.decrypt_totals(agg, shares_by_node, [c.ranges for c in contributions])
+        setup = view.setup
+        if setup is None:  # pragma: no cover - step 6 requires it
+            raise QueryFailed("no setup")
+        decryptors, shares_by_node = self._threshold_shares(qid, setup, flat)
+        totals = flow.decrypt_totals(agg, shares_by_node, [c.ranges for c in contributions],
+                                     flow.combination_weights(setup, decryptors))
         lap("decrypt")
         # 6. decode and publish
         result = stat.decode(spec, totals)
         result_entry = entries.sign(
-            entries.ResultEntry.for_totals(qid, totals, result.to_dict()), self.key)
+            entries.ResultEntry.for_totals(qid, totals, result.to_dict(), decryptors),
+            self.key)
         self.ledger.append(result_entry)
         # 7. endorsements by the contributing owners
         say("endorsements")

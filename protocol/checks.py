@@ -23,24 +23,27 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 from statledger.proofs.elgamal import Ciphertext
 from statledger.proofs.errors import DecryptionError, MalformedError, VerificationError
 from statledger.proofs.group import Point
 from statledger.proofs.vector import EncryptedVector, verify_encrypted_vectors_batch
-from statledger.protocol import flow
+from statledger.protocol import ceremony, dkg, flow, noise
 from statledger.protocol.consortium import Member, RosterTimeline
 from statledger.protocol.entries import (
     AggregateEntry,
     DecryptionEntry,
     Entry,
+    NoiseCommitEntry,
     QueryEntry,
     ResultEntry,
     SetupEntry,
     result_digest,
     verify_signature,
 )
+from statledger.protocol.noise import CoinShare, NoiseCommitment, NoiseParams
 from statledger.protocol.query import QuerySpec
 from statledger.protocol.stats import get as get_statistic
 from statledger.protocol.stats.base import Statistic
@@ -49,6 +52,8 @@ from statledger.protocol.view import PARSE_STEP, QueryView, fail
 __all__ = [
     "MIN_PROVIDERS_FLOOR",
     "MissingEntryError",
+    "NOISE_STEPS",
+    "NoiseRound",
     "STEPS",
     "STEP_NAMES",
     "Step",
@@ -56,6 +61,7 @@ __all__ = [
     "StepHook",
     "check_min_providers",
     "check_query",
+    "check_setup",
     "results_match",
     "run_steps",
     "step_6_roster",
@@ -96,21 +102,26 @@ class StepContext:
     pinned: str | None = None
     #: (6) the roster at every log index, replayed from the genesis
     roster: RosterTimeline | None = None
-    #: (6) the compute nodes' ElGamal keys ``X_i``, in the setup entry's order
+    #: (6) the compute nodes' verification keys ``Y_j`` (re-derived from the key ceremony),
+    #: in the setup entry's order
     keys: list[Point] = field(default_factory=list)
     #: (9) the statistic and its public ranges
     stat: Statistic | None = None
     ranges: Ranges = field(default_factory=list)
     #: (9, 10) every decoded contribution by log index: (author, vector, ranges)
-    contributions: dict[int, tuple[str, EncryptedVector, Ranges]] = field(default_factory=dict)
-    #: (10) the ranges of a DP noise share, None without DP
-    noise_ranges: Ranges | None = None
+    #: (a noise share: derived from its commitment and the coins, with its NoiseRanges)
+    contributions: dict[int, tuple[str, EncryptedVector | flow.DerivedShare, Ranges]] = field(
+        default_factory=dict)
+    #: (10) the DP noise round (its set, coin and parameters), None without DP
+    noise: NoiseRound | None = None
     #: (11) the recomputed aggregate (limb-wise), flattened, and its contributions' ranges
     aggregate: list[list[Ciphertext]] = field(default_factory=list)
     recomputed: list[Ciphertext] = field(default_factory=list)
     aggregate_ranges: list[tuple[tuple[int, int], ...]] = field(default_factory=list)
-    #: (12) each compute node's decryption shares, in the setup entry's order
+    #: (12) the decryption shares of each node of ``decryptors``, in that order
     shares_by_node: list[list[Point]] = field(default_factory=list)
+    #: (12) the T nodes whose shares are combined, sorted
+    decryptors: list[str] = field(default_factory=list)
 
     # Accessors for what an earlier step established (each raises, never asserts).
     def setup(self) -> SetupEntry:
@@ -184,8 +195,10 @@ def step_6_roster(ctx: StepContext) -> str:
     """(6) Consortium and roster: the genesis (entry 0) signed by every founding member -- the
     pinned one, if a consortium id is pinned; the membership chain replayed from it; each
     ``party`` entry signed with the key the roster admitted at its index; the setup signed by
-    the log, of this consortium, listing exactly the roster's compute nodes; their key shares
-    proven (bound to the consortium); collective key = the sum of the shares."""
+    the log, of this consortium, listing exactly the roster's compute nodes and its decryption
+    threshold; their transport keys proven (bound to the consortium); the key ceremony's
+    ``dkg_*`` entries signed by their nodes and re-derived (protocol/ceremony.py): the setup's
+    collective key ``Y`` and every verification key ``Y_j`` are the ceremony's."""
     view = ctx.view
     if view.genesis is None:
         raise fail(6, "no genesis entry (entry 0 of the log)", "ledger")
@@ -221,21 +234,43 @@ def step_6_roster(ctx: StepContext) -> str:
     if list(setup.compute) != members:
         raise fail(6, f"the setup names compute nodes {list(setup.compute)}, the consortium's "
                       f"are {members}", log.party_id)
-    keys: list[Point] = []
+    transport: dict[str, Point] = {}
     for node in setup.compute:
         share = view.parties.get(node)
         if share is None or view.party_index[node] > setup_index:
-            raise fail(6, f"{node} registered no key share before the setup", node)
+            raise fail(6, f"{node} registered no key before the setup", node)
         share.verify_pok(cid, step="step 6")
-        keys.append(share.elgamal_point())
-    if flow.collective_key(keys) != setup.collective_point():
-        raise fail(6, "setup.collective_key is not the sum of the compute nodes' keys",
+        transport[node] = share.elgamal_point()
+    roster_at_setup = timeline.at(setup_index)
+    if setup.threshold != roster_at_setup.decryption_threshold:
+        raise fail(6, f"the setup says threshold {setup.threshold}, the consortium's is "
+                      f"{roster_at_setup.decryption_threshold}", log.party_id)
+    rows = [(i, e) for i, e in view.dkg if i < setup_index]
+    for i, e in rows:
+        _signed(ctx, i, e, e.claimed_author() or "", "compute", 6)
+    params = ceremony.params_for(setup, roster_at_setup.compute_epoch)
+    try:
+        result = ceremony.derive_from_log(params, transport, rows)
+    except dkg.DkgIncomplete as exc:  # the log wrote a setup on an unfinished ceremony
+        raise fail(6, f"the setup precedes the end of the key ceremony: {exc.reason}",
+                   log.party_id) from None
+    except VerificationError as exc:
+        raise fail(6, f"key ceremony: {exc.reason}", exc.party) from None
+    if result.collective_key != setup.collective_point():
+        raise fail(6, "setup.collective_key is not the key the ceremony on the log produced",
                    log.party_id)
+    keys = [result.verification_keys[node] for node in setup.compute]
+    if keys != setup.verification_points():
+        raise fail(6, "setup.verification_keys are not the ones the ceremony on the log "
+                      "produced", log.party_id)
     ctx.keys = keys
     final = timeline.final
     return (f"consortium {cid[:16]}... ({'pinned' if ctx.pinned else 'self-asserted'}), "
             f"{len(view.memberships)} membership change(s), {len(final.members)} members; "
-            f"{len(keys)} compute node keys with valid proofs of knowledge")
+            f"key ceremony of {len(keys)} compute nodes re-derived ({setup.threshold}-of-"
+            f"{len(keys)}, {len(result.qual)} qualified dealers"
+            + (f", disqualified: {', '.join(sorted(result.disqualified))}"
+               if result.disqualified else "") + ")")
 
 
 def step_8_query(ctx: StepContext) -> str:
@@ -288,43 +323,130 @@ def step_9_submissions(ctx: StepContext) -> str:
                " (range proofs not re-checked here)"))
 
 
+@dataclass(frozen=True)
+class NoiseRound:
+    """What step 10 established about a DP query's noise (docs/noise.md): the public
+    parameters, the threshold ``T``, the noise set ``S`` -- ``(log index of its noise_commit
+    entry, node)`` in ``setup.compute`` order, with the verified commitments in that order --
+    its coin base ``P`` (None while ``S`` is empty), the valid coin shares in log order, and
+    the coin seed once ``T`` of them are logged (None before)."""
+
+    params: NoiseParams
+    threshold: int
+    members: tuple[tuple[int, str], ...]
+    commitments: tuple[NoiseCommitment, ...]
+    base: Point | None
+    coins: tuple[tuple[int, CoinShare], ...]
+    seed: bytes | None
+
+    @property
+    def indices(self) -> list[int]:
+        """The log indices of S's commitments, increasing (what the aggregate lists)."""
+        return sorted(i for i, _ in self.members)
+
+
+def _noise_round(ctx: StepContext, params: NoiseParams) -> NoiseRound:
+    """(10) Every noise entry by a compute node and signed; the noise set ``S`` (the
+    commitments before the first coin share, at most one per node), its bit proofs (one
+    batched check), ``|S| >= T`` once a coin share closed it, and every coin share's DLEQ
+    against its node's key ``ctx.keys[i]`` for the coin base of ``S`` (at most one per node)."""
+    view, setup, qid = ctx.view, ctx.setup(), ctx.query().query_id
+    if len(ctx.keys) != len(setup.compute):
+        raise fail(10, "the compute nodes' keys were not derived (step 6)")
+    for index, e in view.noise:
+        if e.node not in setup.compute:
+            raise fail(10, f"noise entry {index} by {e.node}, not a compute node", e.node)
+        _signed(ctx, index, e, e.node, "compute", 10)
+    t = flow.decryption_threshold(setup)
+    in_set: dict[str, tuple[int, NoiseCommitEntry]] = {}
+    for index, c in flow.noise_set(view.noise_commits, view.noise_coins):
+        if c.node in in_set:
+            raise fail(10, f"node {c.node} logged two noise commitments", c.node)
+        in_set[c.node] = (index, c)
+    members = tuple((in_set[n][0], n) for n in setup.compute if n in in_set)
+    commitments: list[NoiseCommitment] = []
+    for index, node in members:
+        try:
+            commitments.append(in_set[node][1].decode_commitment(params))
+        except MalformedError as exc:
+            raise fail(10, f"noise commitment {index}: {exc}", node) from None
+    if ctx.verify_range_proofs and commitments:
+        try:
+            noise.verify_commitments_batch(setup.collective_point(), params, qid, commitments)
+        except VerificationError as exc:
+            raise fail(10, f"noise commitment: {exc.reason}", exc.party) from None
+    coins_logged = sorted(view.noise_coins, key=lambda item: item[0])
+    if coins_logged and len(members) < t:
+        first_index, first = coins_logged[0]
+        raise fail(10, f"the first coin share (entry {first_index}) closed a noise set of "
+                       f"{len(members)} commitment(s); at least {t} are needed", first.node)
+    base = flow.noise_coin_base(params, qid, commitments) if commitments else None
+    coins: list[tuple[int, CoinShare]] = []
+    coined: set[str] = set()
+    for index, e in coins_logged:
+        if e.node in coined:
+            raise fail(10, f"node {e.node} logged two coin shares", e.node)
+        coined.add(e.node)
+        if base is None:  # pragma: no cover - |S| >= T >= 1 was required above
+            raise fail(10, "a coin share for an empty noise set", e.node)
+        share = e.decode_share()
+        try:
+            noise.verify_coin_share(ctx.keys[setup.compute.index(e.node)], base, share, qid)
+        except VerificationError as exc:
+            raise fail(10, f"coin share (entry {index}): {exc.reason}", e.node) from None
+        coins.append((index, share))
+    seed = None
+    if len(coins) >= t and base is not None:
+        seed = flow.noise_seed(setup, base, [s for _, s in coins[:t]])
+    return NoiseRound(params, t, members, tuple(commitments), base, tuple(coins), seed)
+
+
 def step_10_noise(ctx: StepContext) -> str:
-    """(10) DP noise: one share per compute node iff the query asks for DP."""
+    """(10) DP noise (docs/noise.md), iff the query asks for DP: every noise entry signed by a
+    compute node; the noise set ``S`` = the commitments logged before the first coin share
+    (one per node, ``|S| >= T``), each commitment's proof that it encrypts bits (batched);
+    every coin share's DLEQ against its node's key for ``P`` = the coin base of ``S``; the
+    coin = the first ``T`` coin shares combined; each share of ``S`` derived from its bits
+    XOR its coins (``ctx.contributions``); the parameters meet the query's ``rho``."""
     view, spec, setup = ctx.view, ctx.spec(), ctx.setup()
-    plan = flow.noise_plan(spec, len(setup.compute))
-    ctx.noise_ranges = noise_ranges = None if plan is None else plan.ranges()
-    if noise_ranges is None:
+    qid = ctx.query().query_id
+    ctx.noise = None
+    rho = flow.privacy_rho(spec)
+    if rho is None:
         if view.noise:
             raise fail(10, "noise entries for a query without DP", view.noise[0][1].node)
         return "no DP requested"
-    X = setup.collective_point()
-    nodes_seen: set[str] = set()
-    batch: list[tuple[Point, EncryptedVector, Ranges, bytes]] = []
-    parties: list[str] = []
-    for index, n in view.noise:
-        if n.node not in setup.compute:
-            raise fail(10, f"noise entry {index} by {n.node}, not a compute node", n.node)
-        _signed(ctx, index, n, n.node, "compute", 10)
-        if n.node in nodes_seen:
-            raise fail(10, f"node {n.node} sent two noise shares", n.node)
-        nodes_seen.add(n.node)
-        try:
-            ev = n.decode_vector(noise_ranges)
-        except MalformedError as exc:
-            raise fail(10, f"noise entry {index}: {exc}", n.node) from None
-        ctx.contributions[index] = (n.node, ev, noise_ranges)
-        batch.append((X, ev, noise_ranges, flow.noise_context(ctx.query().query_id, n.node)))
-        parties.append(n.node)
-    if ctx.verify_range_proofs and batch:
-        _batch_verify(batch, parties, 10)
-    if view.aggregate is not None:
-        missing = sorted(set(setup.compute) - nodes_seen)
-        if missing:
-            raise fail(10, f"no DP noise share from {', '.join(missing)}", missing[0])
-    bound = noise_ranges[0][1]
-    return (f"DP noise added in shares by the compute nodes (not a verifiable shuffle): "
-            f"{len(view.noise)} discrete-Gaussian shares, each range-proven in "
-            f"[-{bound}, {bound}]")
+    try:  # the querier's parameters, carried by every commitment, checked (one bound)
+        params = flow.logged_noise_params(spec, setup, view.noise_commits)
+    except VerificationError as exc:
+        raise fail(10, exc.reason, exc.party) from None
+    if params is None:
+        if view.noise_coins or view.aggregate is not None:
+            raise fail(10, "no noise commitment before the coin shares or the aggregate",
+                       ctx.query().querier)
+        return "noise round not started"
+    rnd = ctx.noise = _noise_round(ctx, params)
+    if rnd.seed is None:
+        if view.aggregate is not None:
+            raise fail(10, f"the aggregate was logged before the noise round completed "
+                           f"({len(rnd.members)} commitment(s), {len(rnd.coins)} of the "
+                           f"{rnd.threshold} coin shares needed)", ctx.query().querier)
+        return (f"noise round in progress: {len(rnd.members)} commitment(s) and "
+                f"{len(rnd.coins)} of the {rnd.threshold} coin shares needed, all valid")
+    for position, ((index, node), com) in enumerate(
+            zip(rnd.members, rnd.commitments, strict=True)):
+        share = flow.derive_noise_share(params, qid, com, rnd.seed, position)
+        ctx.contributions[index] = (node, share.vector, list(share.ranges))
+    bound = flow.noise_bound(params, tuple(flow.noise_sensitivities(spec)))
+    k = len(rnd.members)
+    offsets = sum(flow.noise_offset(params, p) for p in range(k))
+    mean = Fraction(k * params.share_max, 2) - offsets
+    return (f"DP noise of a set of {k} compute nodes (closed by entry {rnd.coins[0][0]}), "
+            f"each share derived from its committed bits XOR a {rnd.threshold}-of-"
+            f"{len(setup.compute)} threshold coin ({params.bits_per_entry} bits per entry: "
+            f"m={params.uniform_bits}, s={params.summands}, r={params.summand_bits}); "
+            f"one honest node among them gives rho <= {bound.rho:.6g} (asked {float(rho):.6g})"
+            f", delta <= {bound.delta:.3g}; noise mean {mean} unit")
 
 
 def check_min_providers(view: QueryView) -> None:
@@ -355,8 +477,9 @@ def step_11_aggregate(ctx: StepContext) -> str:
     _signed(ctx, agg_index, agg, querier, "querier", 11)
     if sorted(agg.submissions) != sorted(i for i, _ in view.submissions):
         raise fail(11, "the aggregate does not list exactly the submissions", querier)
-    if sorted(agg.noise) != sorted(i for i, _ in view.noise):
-        raise fail(11, "the aggregate does not list exactly the noise shares", querier)
+    if sorted(agg.noise) != (ctx.noise.indices if ctx.noise is not None else []):
+        raise fail(11, "the aggregate does not list exactly the noise set's commitments",
+                   querier)
     check_min_providers(view)
     order = list(agg.submissions) + list(agg.noise)
     contributions = [flow.Contribution(ctx.contributions[i][1], tuple(ctx.contributions[i][2]))
@@ -371,36 +494,69 @@ def step_11_aggregate(ctx: StepContext) -> str:
 
 
 def step_12_decryption(ctx: StepContext) -> str:
-    """(12) Decryption shares: one entry per compute node, signed, batched DLEQ valid.  Every
-    logged entry is checked before a missing node is reported."""
+    """(12) Decryption shares: at most one entry per compute node, each signed by its node;
+    the ``T`` nodes the result names (or, before a result exists, the first ``T`` valid
+    entries in log order) each prove their shares with a batched DLEQ against their
+    verification key ``Y_j``.  Other nodes' shares are never combined, so their DLEQ is not
+    needed (a result naming a node whose shares are invalid fails, blaming the querier)."""
     view, setup, qid = ctx.view, ctx.setup(), ctx.query().query_id
-    by_node: dict[str, DecryptionEntry] = {}
+    t = flow.decryption_threshold(setup)
+    entries: dict[str, tuple[int, DecryptionEntry]] = {}
     for index, d in view.decryptions:
         if d.node not in setup.compute:
             raise fail(12, f"decryption entry {index} by {d.node}, not a compute node", d.node)
         _signed(ctx, index, d, d.node, "compute", 12)
-        if d.node in by_node:
+        if d.node in entries:
             raise fail(12, f"node {d.node} sent two decryption entries", d.node)
-        by_node[d.node] = d
-    shares_by_node: list[list[Point]] = []
-    missing: list[str] = []
-    for node, X_i in zip(setup.compute, ctx.keys, strict=True):
-        entry = by_node.get(node)
-        if entry is None:
-            missing.append(node)
-            continue
+        entries[d.node] = (index, d)
+
+    def shares_of(node: str) -> list[Point]:
+        d = entries[node][1]
         try:
-            shares = entry.share_points()
-            proof = entry.decode_proof()
+            shares = d.share_points()
+            proof = d.decode_proof()
         except MalformedError as exc:
             raise fail(12, f"decryption entry: {exc}", node) from None
-        flow.verify_decryption(X_i, ctx.recomputed, shares, proof,
-                               flow.decryption_context(qid, node), party=node, step="step 12")
-        shares_by_node.append(list(shares))
-    if missing:
-        raise _missing(12, f"no decryption shares from {missing[0]}", missing[0])
-    ctx.shares_by_node = shares_by_node
-    return f"{len(shares_by_node)} nodes' decryption shares proven (batched DLEQ)"
+        flow.verify_decryption(ctx.keys[setup.compute.index(node)], ctx.recomputed, shares,
+                               proof, flow.decryption_context(qid, node), party=node,
+                               step="step 12")
+        return list(shares)
+
+    named = list(view.result[1].decryptors) if view.result is not None else None
+    chosen: dict[str, list[Point]] = {}
+    invalid: list[str] = []
+    if named is not None:
+        if len(named) != t:
+            raise fail(12, f"the result names {len(named)} decrypting nodes; the threshold is "
+                           f"{t}", ctx.query().querier)
+        for node in named:
+            if node not in entries:
+                raise fail(12, f"the result names {node}, which logged no decryption shares",
+                           ctx.query().querier)
+            try:
+                chosen[node] = shares_of(node)
+            except VerificationError as exc:
+                raise fail(12, f"the result names {node}, whose decryption shares are invalid "
+                               f"({exc.reason})", ctx.query().querier) from None
+    else:
+        for node, _ in sorted(entries.items(), key=lambda kv: kv[1][0]):
+            if len(chosen) == t:
+                break
+            try:
+                chosen[node] = shares_of(node)
+            except VerificationError:
+                invalid.append(node)
+        if len(chosen) < t:
+            waiting = [n for n in setup.compute if n not in entries]
+            raise _missing(12, f"{len(chosen)} of the {t} decryption shares needed"
+                               + (f"; no decryption shares from {', '.join(waiting)}"
+                                  if waiting else "")
+                               + (f"; invalid: {', '.join(invalid)}" if invalid else ""),
+                           waiting[0] if waiting else (invalid[0] if invalid else None))
+    ctx.decryptors = sorted(chosen)
+    ctx.shares_by_node = [chosen[n] for n in ctx.decryptors]
+    return (f"decryption shares of {', '.join(ctx.decryptors)} proven (batched DLEQ; "
+            f"{t}-of-{len(setup.compute)})")
 
 
 def step_13_totals(ctx: StepContext) -> str:
@@ -408,7 +564,8 @@ def step_13_totals(ctx: StepContext) -> str:
     entry is signed by the querier and publishes exactly these totals."""
     view = ctx.view
     try:
-        totals = flow.decrypt_totals(ctx.aggregate, ctx.shares_by_node, ctx.aggregate_ranges)
+        totals = flow.decrypt_totals(ctx.aggregate, ctx.shares_by_node, ctx.aggregate_ranges,
+                                     flow.combination_weights(ctx.setup(), ctx.decryptors))
     except DecryptionError as exc:
         raise fail(13, f"the aggregate does not decrypt within its bounds: {exc}") from None
     view.totals = totals
@@ -481,7 +638,7 @@ STEPS: tuple[Step, ...] = (
     Step(6, "consortium, roster and key proofs", step_6_roster),
     Step(8, "query", step_8_query),
     Step(9, "submissions and range proofs", step_9_submissions),
-    Step(10, "DP noise shares", step_10_noise),
+    Step(10, "DP noise round", step_10_noise),
     Step(11, "aggregate", step_11_aggregate),
     Step(12, "decryption shares", step_12_decryption),
     Step(13, "totals", step_13_totals),
@@ -491,6 +648,10 @@ STEPS: tuple[Step, ...] = (
 
 #: The names of the steps this package runs: 5 (:func:`parse_entries`) and :data:`STEPS`.
 STEP_NAMES: dict[int, str] = {PARSE_STEP[0]: PARSE_STEP[1], **{s.number: s.name for s in STEPS}}
+
+#: Steps 6, 8 and 10: what a party runs before it acts in the noise round or aggregates it
+#: (the consortium and keys, the query, the noise round so far; ``StepContext.noise``).
+NOISE_STEPS: tuple[Step, ...] = tuple(s for s in STEPS if s.number in (6, 8, 10))
 
 
 def run_steps(
@@ -531,6 +692,15 @@ def check_query(
     ctx = StepContext(view, verify_range_proofs=verify_range_proofs, pinned=pinned)
     run_steps(ctx, steps, through=through, on_step=on_step)
     return view
+
+
+def check_setup(view: QueryView, *, pinned: str | None = None) -> list[Point]:
+    """Step 6 alone (the consortium, the key ceremony, the setup): the compute nodes'
+    verification keys ``Y_j`` in the setup's order.  What a compute node runs before it uses
+    its key share."""
+    ctx = StepContext(view, pinned=pinned)
+    step_6_roster(ctx)
+    return ctx.keys
 
 
 def results_match(a: Any, b: Any, path: str = "result") -> str | None:

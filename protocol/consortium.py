@@ -60,7 +60,9 @@ __all__ = [
 GENESIS_DOMAIN = b"statledger/consortium/genesis/v1\n"
 CHANGE_DOMAIN = b"statledger/consortium/change/v1\n"
 TRUST_FORMAT = "statledger-trust/v2"
-VERSION = 1
+#: v2: the genesis pins the decryption threshold (``decryption_threshold``); a v1 genesis
+#: (n-of-n keys, before the key ceremony on the log) is refused by name
+VERSION = 2
 #: A genesis or one change lists at most this many members (hundreds of small owners fit).
 MAX_MEMBERS = 100_000
 _STEP = "consortium"
@@ -198,6 +200,8 @@ class Genesis:
     members: tuple[Member, ...]
     witness_quorum: int
     admission: AdmissionRule
+    #: ``T``: any ``T`` compute nodes decrypt, fewer learn nothing (default: all of them)
+    decryption_threshold: int | None = None
 
     def __post_init__(self) -> None:
         _str(self.name, "genesis.name")
@@ -212,6 +216,9 @@ class Genesis:
         if n_compute < 1:
             raise MalformedError("genesis.members: at least one compute node")
         _int(self.witness_quorum, "genesis.witness_quorum", 1, n_compute)
+        if self.decryption_threshold is None:
+            object.__setattr__(self, "decryption_threshold", n_compute)
+        _int(self.decryption_threshold, "genesis.decryption_threshold", 1, n_compute)
         eligible = sum(m.role in self.admission.roles for m in self.members)
         if self.admission.quorum > eligible:
             raise MalformedError(f"genesis.admission: quorum {self.admission.quorum} but only "
@@ -226,6 +233,7 @@ class Genesis:
         return {"v": VERSION, "kind": "genesis", "name": self.name, "origin": self.origin,
                 "members": [m.to_json_obj() for m in self.members],
                 "witness_quorum": self.witness_quorum,
+                "decryption_threshold": self.decryption_threshold,
                 "admission": self.admission.to_json_obj()}
 
     def to_bytes(self) -> bytes:
@@ -240,15 +248,21 @@ class Genesis:
 
     @classmethod
     def from_json_obj(cls, obj: Any) -> Genesis:
-        o = _obj(obj, {"v", "kind", "name", "origin", "members", "witness_quorum", "admission"},
-                 "genesis")
+        if isinstance(obj, dict) and obj.get("v") == 1 and obj.get("kind") == "genesis":
+            raise MalformedError("genesis: v1 (n-of-n keys) is no longer supported: found the "
+                                 "consortium again with this version (statledger consortium "
+                                 "init), which pins a decryption threshold")
+        o = _obj(obj, {"v", "kind", "name", "origin", "members", "witness_quorum",
+                       "decryption_threshold", "admission"}, "genesis")
         if type(o["v"]) is not int or o["v"] != VERSION or o["kind"] != "genesis":
             raise MalformedError(f"genesis: expected v {VERSION}, kind genesis")
         members = tuple(Member.from_json_obj(m, f"genesis.members[{i}]")
                         for i, m in enumerate(_list(o["members"], "genesis.members")))
         return cls(_str(o["name"], "genesis.name"), _str(o["origin"], "genesis.origin"), members,
                    _int(o["witness_quorum"], "genesis.witness_quorum", 1, MAX_MEMBERS),
-                   AdmissionRule.from_json_obj(o["admission"]))
+                   AdmissionRule.from_json_obj(o["admission"]),
+                   _int(o["decryption_threshold"], "genesis.decryption_threshold", 1,
+                        MAX_MEMBERS))
 
 
 @dataclass(frozen=True)
@@ -430,13 +444,15 @@ class Roster:
     seq: int
     head: str
     compute_epoch: int = 0
+    decryption_threshold: int = 1
 
     @classmethod
     def from_genesis(cls, signed: SignedGenesis, pinned_id: str | None = None) -> Roster:
         signed.verify(pinned_id)
         g = signed.genesis
         return cls(g.consortium_id, g.origin, {m.party_id: m for m in g.members}, frozenset(),
-                   g.witness_quorum, g.admission, 0, g.consortium_id)
+                   g.witness_quorum, g.admission, 0, g.consortium_id, 0,
+                   g.decryption_threshold or 1)
 
     # -- queries ---------------------------------------------------------------------------
     def member(self, party_id: str, role: str | None = None, *, step: str = _STEP) -> Member:
@@ -548,13 +564,17 @@ class Roster:
         if n_compute < 1 or witness_quorum > n_compute:
             raise VerificationError(f"the change leaves {n_compute} compute node(s) for a witness "
                                     f"quorum of {witness_quorum}", step=_STEP)
+        if self.decryption_threshold > n_compute:
+            raise VerificationError(f"the change leaves {n_compute} compute node(s) for a "
+                                    f"decryption threshold of {self.decryption_threshold}",
+                                    step=_STEP)
         eligible = sum(m.role in admission.roles for m in members.values())
         if admission.quorum > eligible:
             raise VerificationError(f"the change leaves {eligible} members able to sign changes "
                                     f"for an admission quorum of {admission.quorum}", step=_STEP)
         return Roster(self.consortium_id, self.origin, members, frozenset(revoked),
                       witness_quorum, admission, change.seq, change.digest,
-                      self.compute_epoch + int(compute_touched))
+                      self.compute_epoch + int(compute_touched), self.decryption_threshold)
 
 
 def derive_roster(signed: SignedGenesis, changes: Iterable[MembershipChange],

@@ -38,6 +38,7 @@ from statledger.protocol.cbor import cbor_bytes, parse_cbor
 if TYPE_CHECKING:  # pragma: no cover
     from statledger.proofs.elgamal import Ciphertext
     from statledger.proofs.vector import EncryptedVector
+    from statledger.protocol.noise import CoinShare, NoiseCommitment, NoiseParams
     from statledger.protocol.query import QuerySpec
 
 __all__ = [
@@ -52,11 +53,17 @@ __all__ = [
     "SetupEntry",
     "QueryEntry",
     "SubmissionEntry",
-    "NoiseEntry",
+    "NoiseCommitEntry",
+    "NoiseCoinEntry",
     "AggregateEntry",
     "DecryptionEntry",
     "ResultEntry",
     "EndorsementEntry",
+    "DkgDealEntry",
+    "DkgAckEntry",
+    "DkgKeyEntry",
+    "DkgDisclosureEntry",
+    "DKG_KINDS",
     "sign",
     "sign_entry",
     "verify_signature",
@@ -510,16 +517,21 @@ class MembershipEntry(_DocumentEntry):
 
 @dataclass(frozen=True)
 class SetupEntry(Entry):
-    """The key ceremony's outcome: the consortium id, the compute nodes (sorted: every
-    compute member of the roster) and the collective key ``X = sum X_i``, signed by the log.
-    Nobody takes the log's word for it: every party recomputes ``X`` from the nodes' key
-    shares and their proofs of knowledge."""
+    """The key ceremony's outcome, signed by the log: the consortium id, the compute nodes
+    (sorted: every compute member of the roster), the decryption threshold ``T`` (the
+    roster's), the collective key ``Y`` and each node's public verification key ``Y_j``
+    (aligned with ``compute``).  Nobody takes the log's word for it: every party re-derives
+    ``Y`` and every ``Y_j`` from the distributed key generation's transcript on the log
+    (:mod:`statledger.protocol.dkg`, docs/dkg.md)."""
 
     KIND: ClassVar[str] = "setup"
-    BINARY: ClassVar[dict[str, bool]] = {"consortium": False, "collective_key": False}
+    BINARY: ClassVar[dict[str, bool]] = {"consortium": False, "collective_key": False,
+                                         "verification_keys": True}
     consortium: str
     compute: tuple[str, ...]
+    threshold: int
     collective_key: str
+    verification_keys: tuple[str, ...]
 
     def _validate(self) -> None:
         k = self.KIND
@@ -530,18 +542,38 @@ class SetupEntry(Entry):
         if list(ids) != sorted(set(ids)):
             raise _fail(k, "compute", "party ids must be sorted and unique")
         object.__setattr__(self, "compute", ids)
+        _int(k, "threshold", self.threshold, 1)
+        if self.threshold > len(ids):
+            raise _fail(k, "threshold", "more than the number of compute nodes")
         _point(k, "collective_key", self.collective_key)
+        vks = _seq(k, "verification_keys", self.verification_keys, allow_empty=False)
+        if len(vks) != len(ids):
+            raise _fail(k, "verification_keys", "one per compute node")
+        for i, v in enumerate(vks):
+            _point(k, f"verification_keys[{i}]", v)
+        object.__setattr__(self, "verification_keys", vks)
 
     def _fields_json(self) -> dict[str, Any]:
         return {"consortium": self.consortium, "compute": list(self.compute),
-                "collective_key": self.collective_key}
+                "threshold": self.threshold, "collective_key": self.collective_key,
+                "verification_keys": list(self.verification_keys)}
 
     @classmethod
     def _from_fields(cls, obj: dict[str, Any]) -> SetupEntry:
-        return cls(obj["consortium"], obj["compute"], obj["collective_key"], sig=obj["sig"])
+        return cls(obj["consortium"], obj["compute"], obj["threshold"], obj["collective_key"],
+                   obj["verification_keys"], sig=obj["sig"])
 
     def collective_point(self) -> Point:
         return Point.from_bytes(bytes.fromhex(self.collective_key))
+
+    def verification_points(self) -> list[Point]:
+        """``Y_j`` for every node of ``compute``, in that order."""
+        return [Point.from_bytes(bytes.fromhex(v)) for v in self.verification_keys]
+
+    def verification_point(self, node: str) -> Point:
+        if node not in self.compute:
+            raise _fail(self.KIND, "compute", f"{node} is not a compute node of the setup")
+        return self.verification_points()[self.compute.index(node)]
 
 
 @dataclass(frozen=True)
@@ -627,34 +659,107 @@ class SubmissionEntry(Entry):
 
 
 @dataclass(frozen=True)
-class NoiseEntry(Entry):
-    """A compute node's DP noise share: an encrypted vector range-proven in ``[-B, B]``."""
+class NoiseCommitEntry(Entry):
+    """Round 1 of a compute node's DP noise (docs/noise.md): ``commitment`` is the bytes of a
+    :class:`statledger.protocol.noise.NoiseCommitment` -- ``EncryptedVector.to_bytes()`` of
+    ``params.total_bits`` secret bits encrypted under the collective key, ranges ``(0, 1)``
+    each, with one aggregated proof bound to (query, node, params) -- and ``params``, the
+    noise parameters the querier chose (``NoiseParams.to_json_obj``): every commitment of a
+    query carries the same, and everyone checks them (``flow.check_noise_params``)."""
 
-    KIND: ClassVar[str] = "noise"
-    BINARY: ClassVar[dict[str, bool]] = {"query_id": False, "vector": False}
+    KIND: ClassVar[str] = "noise_commit"
+    BINARY: ClassVar[dict[str, bool]] = {"query_id": False, "commitment": False}
     query_id: str
     node: str
-    vector: str
+    commitment: str
+    params: dict[str, Any]
 
     def _validate(self) -> None:
         _query_id(self.KIND, self.query_id)
         _party(self.KIND, "node", self.node)
-        _hex(self.KIND, "vector", self.vector)
+        _hex(self.KIND, "commitment", self.commitment)
+        object.__setattr__(self, "params", _json_object(self.KIND, "params", self.params))
 
     def _fields_json(self) -> dict[str, Any]:
-        return {"query_id": self.query_id, "node": self.node, "vector": self.vector}
+        return {"query_id": self.query_id, "node": self.node, "commitment": self.commitment,
+                "params": copy.deepcopy(self.params)}
 
     @classmethod
-    def _from_fields(cls, obj: dict[str, Any]) -> NoiseEntry:
-        return cls(obj["query_id"], obj["node"], obj["vector"], sig=obj["sig"])
+    def _from_fields(cls, obj: dict[str, Any]) -> NoiseCommitEntry:
+        return cls(obj["query_id"], obj["node"], obj["commitment"], obj["params"],
+                   sig=obj["sig"])
+
+    @classmethod
+    def of(cls, query_id: str, commitment: NoiseCommitment,
+           params: NoiseParams) -> NoiseCommitEntry:
+        """The (unsigned) entry of ``commitment`` (its node is the entry's ``node``)."""
+        return cls(query_id, commitment.node, commitment.to_bytes().hex(),
+                   params.to_json_obj())
+
+    def noise_params(self) -> NoiseParams:
+        """The carried noise parameters, strictly decoded (MalformedError otherwise)."""
+        from statledger.protocol.noise import NoiseParams
+
+        return NoiseParams.from_json_obj(self.params)
 
     def claimed_author(self) -> str | None:
         return self.node
 
-    def decode_vector(self, ranges: Sequence[tuple[int, int]]) -> EncryptedVector:
+    def decode_commitment(self, params: NoiseParams) -> NoiseCommitment:
+        """Strictly decode the commitment for the query's public noise parameters (exactly
+        ``params.total_bits`` bits; MalformedError otherwise)."""
         from statledger.proofs.vector import EncryptedVector
+        from statledger.protocol.noise import NoiseCommitment
 
-        return EncryptedVector.from_bytes(bytes.fromhex(self.vector), list(ranges))
+        ev = EncryptedVector.from_bytes(bytes.fromhex(self.commitment),
+                                        [(0, 1)] * params.total_bits)
+        return NoiseCommitment(self.node, ev)
+
+
+@dataclass(frozen=True)
+class NoiseCoinEntry(Entry):
+    """Round 2 of a compute node's DP noise (docs/noise.md): its coin share
+    ``D_i = x_i * P`` (a point, ``P`` the coin base of the query's noise set) and the
+    Chaum--Pedersen proof (64 bytes) that ``log_P D_i`` is the node's key share."""
+
+    KIND: ClassVar[str] = "noise_coin"
+    BINARY: ClassVar[dict[str, bool]] = {"query_id": False, "coin_share": False,
+                                         "proof": False}
+    query_id: str
+    node: str
+    coin_share: str
+    proof: str
+
+    def _validate(self) -> None:
+        k = self.KIND
+        _query_id(k, self.query_id)
+        _party(k, "node", self.node)
+        _point(k, "coin_share", self.coin_share)
+        _decode(k, "proof", self.proof, sigma.DLEQProof.from_bytes)
+
+    def _fields_json(self) -> dict[str, Any]:
+        return {"query_id": self.query_id, "node": self.node, "coin_share": self.coin_share,
+                "proof": self.proof}
+
+    @classmethod
+    def _from_fields(cls, obj: dict[str, Any]) -> NoiseCoinEntry:
+        return cls(obj["query_id"], obj["node"], obj["coin_share"], obj["proof"],
+                   sig=obj["sig"])
+
+    @classmethod
+    def of(cls, query_id: str, share: CoinShare) -> NoiseCoinEntry:
+        """The (unsigned) entry of ``share`` (its node is the entry's ``node``)."""
+        return cls(query_id, share.node, share.D.to_bytes().hex(), share.proof.to_bytes().hex())
+
+    def claimed_author(self) -> str | None:
+        return self.node
+
+    def decode_share(self) -> CoinShare:
+        """The coin share with its proof, strictly decoded."""
+        from statledger.protocol.noise import CoinShare
+
+        return CoinShare(self.node, Point.from_bytes(bytes.fromhex(self.coin_share)),
+                         sigma.DLEQProof.from_bytes(bytes.fromhex(self.proof)))
 
 
 @dataclass(frozen=True)
@@ -752,6 +857,8 @@ class ResultEntry(Entry):
     query_id: str
     totals: tuple[str, ...]
     result: dict[str, Any]
+    #: the ``T`` compute nodes whose decryption shares were combined (sorted)
+    decryptors: tuple[str, ...]
 
     def _validate(self) -> None:
         k = self.KIND
@@ -763,19 +870,27 @@ class ResultEntry(Entry):
                 raise _fail(k, f"totals[{i}]", f"{t!r} is not a canonical decimal integer")
         object.__setattr__(self, "totals", items)
         object.__setattr__(self, "result", _json_object(k, "result", self.result))
+        ds = _seq(k, "decryptors", self.decryptors, allow_empty=False)
+        for n, d in enumerate(ds):
+            _party(k, f"decryptors[{n}]", d)
+        if list(ds) != sorted(set(ds)):
+            raise _fail(k, "decryptors", "party ids must be sorted and unique")
+        object.__setattr__(self, "decryptors", ds)
 
     @classmethod
-    def for_totals(cls, query_id: str, totals: Sequence[int],
-                   result: dict[str, Any]) -> ResultEntry:
-        return cls(query_id, tuple(str(int(t)) for t in totals), result)
+    def for_totals(cls, query_id: str, totals: Sequence[int], result: dict[str, Any],
+                   decryptors: Sequence[str]) -> ResultEntry:
+        return cls(query_id, tuple(str(int(t)) for t in totals), result,
+                   tuple(sorted(decryptors)))
 
     def _fields_json(self) -> dict[str, Any]:
         return {"query_id": self.query_id, "totals": list(self.totals),
-                "result": copy.deepcopy(self.result)}
+                "result": copy.deepcopy(self.result), "decryptors": list(self.decryptors)}
 
     @classmethod
     def _from_fields(cls, obj: dict[str, Any]) -> ResultEntry:
-        return cls(obj["query_id"], obj["totals"], obj["result"], sig=obj["sig"])
+        return cls(obj["query_id"], obj["totals"], obj["result"], obj["decryptors"],
+                   sig=obj["sig"])
 
     def totals_int(self) -> list[int]:
         return [int(t) for t in self.totals]
@@ -808,12 +923,82 @@ class EndorsementEntry(Entry):
         return self.provider
 
 
+# ---------------------------------------------------------------------------------------
+# the distributed key generation (docs/dkg.md): logged before the setup entry
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _DkgEntry(Entry):
+    """A compute node's message of the key ceremony: ``node`` and one strictly encoded
+    message of :mod:`statledger.protocol.dkg` (decoded against the ceremony's parameters by
+    whoever checks it: :func:`statledger.protocol.ceremony.derive_from_log`)."""
+
+    BINARY: ClassVar[dict[str, bool]] = {"message": False}
+    node: str
+    message: str
+
+    def _validate(self) -> None:
+        _party(self.KIND, "node", self.node)
+        _hex(self.KIND, "message", self.message)
+
+    def _fields_json(self) -> dict[str, Any]:
+        return {"node": self.node, "message": self.message}
+
+    @classmethod
+    def _from_fields(cls: type[E], obj: dict[str, Any]) -> E:
+        return cls(obj["node"], obj["message"], sig=obj["sig"])  # type: ignore[call-arg,misc]
+
+    def claimed_author(self) -> str | None:
+        return self.node
+
+    def message_bytes(self) -> bytes:
+        return bytes.fromhex(self.message)
+
+
+@dataclass(frozen=True)
+class DkgDealEntry(_DkgEntry):
+    """Phase 1: a dealer's Pedersen commitments and its encrypted shares (``dkg.Deal``)."""
+
+    KIND: ClassVar[str] = "dkg_deal"
+
+
+@dataclass(frozen=True)
+class DkgAckEntry(_DkgEntry):
+    """Phase 1 closes: a node's complaints (``dkg.Disclosure`` of each share that failed its
+    check; none = every deal was good), ``message`` = the concatenated length-prefixed
+    disclosures (:func:`statledger.protocol.ceremony.pack`)."""
+
+    KIND: ClassVar[str] = "dkg_ack"
+
+
+@dataclass(frozen=True)
+class DkgKeyEntry(_DkgEntry):
+    """Phase 2: a qualified dealer's Feldman values ``A_k`` with their proofs
+    (``dkg.KeyCommit``)."""
+
+    KIND: ClassVar[str] = "dkg_key"
+
+
+@dataclass(frozen=True)
+class DkgDisclosureEntry(_DkgEntry):
+    """Reconstruction: a node discloses its share of a qualified dealer that did not publish
+    valid phase-2 values (``dkg.Disclosure``)."""
+
+    KIND: ClassVar[str] = "dkg_disclosure"
+
+
+DKG_KINDS = ("dkg_deal", "dkg_ack", "dkg_key", "dkg_disclosure")
+
+
 KINDS: dict[str, type[Entry]] = {
     cls.KIND: cls
     for cls in (GenesisEntry, MembershipEntry, PartyEntry, SetupEntry, QueryEntry,
-                SubmissionEntry, NoiseEntry, AggregateEntry, DecryptionEntry, ResultEntry,
-                EndorsementEntry)
+                SubmissionEntry, NoiseCommitEntry, NoiseCoinEntry, AggregateEntry,
+                DecryptionEntry, ResultEntry, EndorsementEntry)
 }
+KINDS.update({cls.KIND: cls for cls in (DkgDealEntry, DkgAckEntry, DkgKeyEntry,
+                                          DkgDisclosureEntry)})
 
 
 # ---------------------------------------------------------------------------------------

@@ -14,15 +14,24 @@ parties (``nodes/``) and the independent checker (``verifier/``) run the *same* 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 from statledger.proofs import elgamal, sigma
 from statledger.proofs.elgamal import Ciphertext
-from statledger.proofs.errors import DecryptionError, MalformedError, VerificationError
-from statledger.proofs.group import Point, Scalar, sum_points
+from statledger.proofs.errors import (
+    DecryptionError,
+    MalformedError,
+    PolicyError,
+    VerificationError,
+)
+from statledger.proofs.group import Point, Scalar, msm, sum_points
 from statledger.proofs.vector import LIMB_BITS, EncryptedVector, n_limbs
-from statledger.protocol import dp
+from statledger.protocol import dkg, dp, noise
+from statledger.protocol.entries import NoiseCoinEntry, NoiseCommitEntry, SetupEntry
+from statledger.protocol.noise import CoinShare, NoiseCommitment, NoiseParams
 from statledger.protocol.query import QuerySpec
 from statledger.protocol.stats import get as get_statistic
 
@@ -30,7 +39,6 @@ __all__ = [
     "KEYREG_CONTEXT",
     "keyreg_context",
     "submission_context",
-    "noise_context",
     "decryption_context",
     "collective_key",
     "Contribution",
@@ -42,11 +50,25 @@ __all__ = [
     "verify_decryption",
     "decrypt_totals",
     "noise_plan",
+    "check_noise_params",
+    "logged_noise_params",
+    "noise_bound",
+    "privacy_rho",
+    "noise_sensitivities",
+    "NoiseRange",
+    "noise_offset",
+    "noise_ranges",
+    "DerivedShare",
+    "noise_set",
+    "noise_coin_base",
+    "noise_seed",
+    "derive_noise_share",
+    "decryption_threshold",
+    "combination_weights",
 ]
 
 KEYREG_CONTEXT = b"statledger/keyreg/v2\n"
 _SUBMISSION = b"statledger/submission/v1\n"
-_NOISE = b"statledger/noise/v1\n"
 _DECRYPTION = b"statledger/decryption/v1\n"
 
 
@@ -70,11 +92,6 @@ def submission_context(query_id: str, provider: str) -> bytes:
     return _join(_SUBMISSION, query_id, provider)
 
 
-def noise_context(query_id: str, node: str) -> bytes:
-    """Binds a compute node's DP noise share to one query and one node."""
-    return _join(_NOISE, query_id, node)
-
-
 def decryption_context(query_id: str, node: str) -> bytes:
     """Binds a compute node's batched DLEQ proof to one query and one node."""
     return _join(_DECRYPTION, query_id, node)
@@ -92,9 +109,10 @@ def collective_key(keys: Sequence[Point]) -> Point:
 
 @dataclass(frozen=True)
 class Contribution:
-    """One encrypted vector added into the aggregate with the public ranges it was proved in."""
+    """One encrypted vector added into the aggregate with the public ranges it was proved in
+    (a provider's submission), or a derived DP noise share with its noise ranges."""
 
-    vector: EncryptedVector
+    vector: EncryptedVector | DerivedShare
     ranges: tuple[tuple[int, int], ...]
 
 
@@ -134,13 +152,19 @@ def limb_bounds(contributions_ranges: Sequence[Sequence[tuple[int, int]]]) -> li
 
     The discrete-log search of limb ``(j, i)`` covers ``[-bound, bound]``: an honest aggregate
     always decrypts; anything else raises :class:`DecryptionError`, never a wrong value.
+    A derived noise share's entry (a :class:`NoiseRange`) adds its exact limb maxima.
     """
     width = len(contributions_ranges[0])
     out: list[list[int]] = []
     for j in range(width):
         per_limb: dict[int, int] = {}
         for ranges in contributions_ranges:
-            lo, hi = ranges[j]
+            r = ranges[j]
+            if isinstance(r, NoiseRange):
+                for i, top in enumerate(r.limb_max):
+                    per_limb[i] = per_limb.get(i, 0) + top
+                continue
+            lo, hi = r
             w = hi - lo
             for i in range(n_limbs(lo, hi)):
                 top = w >> (LIMB_BITS * i)
@@ -164,6 +188,29 @@ def unflatten(flat: Sequence[Point], shape: Sequence[int]) -> list[list[Point]]:
         out.append(list(flat[pos : pos + k]))
         pos += k
     return out
+
+
+def decryption_threshold(setup: SetupEntry) -> int:
+    """``T``: how many of the setup's compute nodes must take part in a decryption or a
+    noise coin (any ``T`` of them; fewer than ``T`` colluding learn nothing)."""
+    return setup.threshold
+
+
+def combination_weights(setup: SetupEntry, nodes: Sequence[str]) -> list[Scalar]:
+    """The weights ``w_j`` with ``x = sum_j w_j x_j`` for exactly ``T`` distinct nodes of the
+    setup, ``x_j`` their key shares: the Lagrange coefficients at 0 of their evaluation
+    points (position in ``setup.compute`` + 1).  Raises MalformedError for a wrong count, an
+    unknown node or a repeated one."""
+    t = decryption_threshold(setup)
+    if len(nodes) != t or len(set(nodes)) != t:
+        raise MalformedError(f"a combination needs exactly {t} distinct compute nodes, "
+                             f"got {list(nodes)}")
+    points = []
+    for node in nodes:
+        if node not in setup.compute:
+            raise MalformedError(f"{node} is not a compute node of the setup")
+        points.append(setup.compute.index(node) + 1)
+    return dkg.lagrange_at_zero(points)
 
 
 def make_decryption(
@@ -203,12 +250,17 @@ def decrypt_totals(
     agg: Sequence[Sequence[Ciphertext]],
     shares_by_node: Sequence[Sequence[Point]],
     contributions_ranges: Sequence[Sequence[tuple[int, int]]],
+    weights: Sequence[Scalar],
 ) -> list[int]:
-    """Combine every node's shares, take exact discrete logs, recombine limbs, undo shifts.
+    """Combine ``T`` nodes' shares, take exact discrete logs, recombine limbs, undo shifts.
 
-    ``total_j = sum_c lo_{c,j} + sum_i 2^(16 i) * dlog(C2_{j,i} - sum_nodes D_{j,i})``.
-    Raises :class:`DecryptionError` if a limb is outside its honest bound.
+    ``total_j = sum_c lo_{c,j} + sum_i 2^(16 i) * dlog(C2_{j,i} - sum_n w_n D_{n,j,i})`` with
+    ``w_n`` the nodes' :func:`combination_weights` (Lagrange coefficients at 0: ``sum_n w_n
+    x_n = x``, so ``sum_n w_n D_n = x*C1``).  Raises :class:`DecryptionError` if a limb is
+    outside its honest bound.
     """
+    if len(weights) != len(shares_by_node):
+        raise MalformedError(f"{len(weights)} weights for {len(shares_by_node)} nodes' shares")
     flat = flatten(agg)
     for shares in shares_by_node:
         if len(shares) != len(flat):
@@ -223,7 +275,7 @@ def decrypt_totals(
                                  f"{len(bounds[j])}")
         for i, ct in enumerate(limbs):
             node_shares = [shares[pos] for shares in shares_by_node]
-            points.append(elgamal.combine(ct, node_shares))
+            points.append(ct.C2 - msm(weights, node_shares))
             flat_bounds.append(bounds[j][i])
             pos += 1
     values = elgamal.discrete_log_many(points, max(flat_bounds) if flat_bounds else 0)
@@ -244,26 +296,207 @@ def decrypt_totals(
     return totals
 
 
-def noise_plan(spec: QuerySpec, n_nodes: int) -> dp.NoisePlan | None:
-    """The public DP noise parameters of a query, or ``None`` when it asks for no DP.
+# ---------------------------------------------------------------------------------------
+# DP noise: committed bits XOR a threshold coin (protocol/noise.py, docs/noise.md)
+# ---------------------------------------------------------------------------------------
 
-    Every compute node adds one share.  Confidentiality already assumes only that one node is
-    honest (n-of-n key), so the noise is calibrated the same way: ``t = n - 1`` nodes may add
-    nothing, and each share alone carries the full variance ``sigma^2 = Delta_2^2 / (2 rho)``
-    (docs/privacy.md).  ``(epsilon, delta)`` queries are converted to the zCDP ``rho`` that
-    gives them (CKS 2020).
-    """
+
+def privacy_rho(spec: QuerySpec) -> Fraction | None:
+    """The zCDP charge ``rho`` of a query (exact), or ``None`` when it asks for no DP.
+
+    ``zcdp`` queries give ``rho``; ``approx(epsilon, delta)`` queries are converted to the
+    largest ``rho`` whose CKS 2020 conversion gives them (:func:`dp.rho_for_epsilon_delta`);
+    pure epsilon-DP (``delta = 0``) is refused.  What a data owner charges to its budget."""
     privacy = spec.privacy
     if privacy.mechanism == "none":
         return None
     if privacy.mechanism == "zcdp":
-        rho = dp.as_fraction(privacy.rho, name="privacy.rho")
-    else:
-        if privacy.delta == 0:
-            raise MalformedError(
-                "privacy.delta: pure epsilon-DP (delta = 0) needs Laplace noise, which the "
-                "distributed Gaussian shares cannot give; use delta > 0 or zcdp"
-            )
-        rho = dp.rho_for_epsilon_delta(privacy.epsilon, privacy.delta)
-    sens = get_statistic(spec.statistic).sensitivity(spec)
-    return dp.plan_distributed_noise(sens, rho, n_nodes, n_nodes - 1)
+        return dp.as_fraction(privacy.rho, name="privacy.rho")
+    if privacy.delta == 0:
+        raise MalformedError(
+            "privacy.delta: pure epsilon-DP (delta = 0) needs Laplace noise, which the "
+            "distributed noise shares cannot give; use delta > 0 or zcdp"
+        )
+    return dp.rho_for_epsilon_delta(privacy.epsilon, privacy.delta)
+
+
+def noise_sensitivities(spec: QuerySpec) -> list[int]:
+    """How much one row can move each entry of the query's encoded vector (integer units)."""
+    return list(get_statistic(spec.statistic).sensitivity(spec))
+
+
+@functools.lru_cache(maxsize=32)
+def _calibrated(sensitivities: tuple[int, ...], rho: Fraction, n_nodes: int) -> NoiseParams:
+    # n_nodes = threshold = N: honest_count(N, N) = 1 (docs/privacy.md, "The guarantee")
+    return noise.calibrate(sensitivities, rho, n_nodes, n_nodes)
+
+
+def noise_plan(spec: QuerySpec, setup: SetupEntry) -> NoiseParams | None:
+    """The querier's choice of noise parameters, or ``None`` when the query asks for no DP:
+    ``noise.calibrate(sensitivities, rho, N, N)`` with ``N`` the setup's compute nodes, i.e.
+    calibrated for **one** honest node among those whose shares are added (the noise set
+    has at least ``T`` nodes, at most ``T - 1`` dishonest: docs/privacy.md).  A search of up
+    to several seconds, cached per process; run once per query, by the querier, whose
+    choice travels in every noise commitment.  Nobody has to trust it: every other party
+    checks the parameters it is given with :func:`check_noise_params` (one privacy bound,
+    ~0.1 s)."""
+    rho = privacy_rho(spec)
+    if rho is None:
+        return None
+    return _calibrated(tuple(noise_sensitivities(spec)), rho, len(setup.compute))
+
+
+#: the largest noise parameters anyone is asked to commit to or check: bits per entry, and
+#: the largest shift ``ceil(t / 2^m)`` of a sensitivity (``noise.calibrate`` uses <= 64)
+MAX_NOISE_BITS_PER_ENTRY = 4096
+MAX_NOISE_SHIFT = 64
+
+
+@functools.lru_cache(maxsize=256)
+def noise_bound(params: NoiseParams, sensitivities: tuple[int, ...]) -> noise.PrivacyBound:
+    """``noise.privacy_bound`` of ``params`` (cached per process: every party checks the
+    parameters of a query once)."""
+    return noise.privacy_bound(params, sensitivities)
+
+
+def _bound_ok(params: NoiseParams, sensitivities: tuple[int, ...], rho: Fraction) -> str | None:
+    bound = noise_bound(params, sensitivities)
+    if bound.rho > float(rho) or bound.delta > noise.DEFAULT_DELTA:
+        return (f"they give rho <= {bound.rho:.6g} and delta <= {bound.delta:.3g}; the query "
+                f"asks rho {float(rho):.6g}, delta {noise.DEFAULT_DELTA:.3g}")
+    return None
+
+
+def check_noise_params(spec: QuerySpec, setup: SetupEntry, params: NoiseParams) -> None:
+    """The one rule on noise parameters, for everyone who is handed them (a compute node
+    asked to commit, the ledger, the verifier at step 10): they are shaped for this query and
+    setup (one entry per encoded value, ``n_nodes = threshold = N``: one honest node assumed)
+    and within the work limits, and with one honest node's share they meet the query's
+    ``rho`` and ``noise.DEFAULT_DELTA`` (:func:`noise.privacy_bound`).  Raises
+    MalformedError (shape, limits) or PolicyError (not private enough) without naming a
+    party: the caller knows who handed them over."""
+    rho = privacy_rho(spec)
+    if rho is None:
+        raise MalformedError("noise parameters for a query that asks for no DP")
+    sens = tuple(noise_sensitivities(spec))
+    n = len(setup.compute)
+    if (params.n_nodes, params.threshold, params.entries) != (n, n, len(sens)):
+        raise MalformedError(f"noise parameters shaped for {params.n_nodes} nodes, threshold "
+                             f"{params.threshold}, {params.entries} entries; this query "
+                             f"needs {n}, {n}, {len(sens)}")
+    # the bound costs one Renyi evaluation per shift q = ceil(t / 2^m) up to the largest:
+    # at most MAX_NOISE_SHIFT of them, as noise.calibrate itself allows
+    shift = -(-max(sens) // (1 << params.uniform_bits)) if sens else 0
+    if (params.bits_per_entry > MAX_NOISE_BITS_PER_ENTRY
+            or params.summands * ((1 << params.summand_bits) - 1) >= noise.MAX_SUPPORT
+            or shift > MAX_NOISE_SHIFT):
+        raise MalformedError("noise parameters beyond the work limits (bits per entry, "
+                             "support of the summands, shift of the largest sensitivity)")
+    why = _bound_ok(params, sens, rho)
+    if why is not None:
+        raise PolicyError(f"the noise parameters are not private enough: {why}")
+
+
+def logged_noise_params(spec: QuerySpec, setup: SetupEntry,
+                        commits: Sequence[tuple[int, NoiseCommitEntry]]) -> NoiseParams | None:
+    """The noise parameters a query's commitments carry (``None`` while none is logged):
+    every commitment carries the same, and they pass :func:`check_noise_params`.
+    VerificationError (step ``noise``) naming the first node whose commitment differs or
+    whose parameters fail."""
+    params: NoiseParams | None = None
+    for index, c in sorted(commits, key=lambda r: r[0]):
+        try:
+            p = c.noise_params()
+            if params is None:
+                check_noise_params(spec, setup, p)
+                params = p
+            elif p != params:
+                raise MalformedError("its noise parameters differ from the first commitment's")
+        except (MalformedError, PolicyError) as exc:
+            raise VerificationError(f"noise commitment {index}: {exc}", step="noise",
+                                    party=c.node) from None
+    return params
+
+
+class NoiseRange(tuple[int, int]):
+    """The range ``(lo, hi)`` of one entry of a derived noise share, with the exact largest
+    plaintext of each of its limbs (``noise.limb_bounds``): a limb of a derived share
+    carries the weights of many bits and may exceed ``2^16 - 1``.  Compares equal to the
+    plain pair; :func:`limb_bounds` reads ``limb_max``."""
+
+    limb_max: tuple[int, ...]
+
+    def __new__(cls, lo: int, hi: int, limb_max: Sequence[int]) -> NoiseRange:
+        self = super().__new__(cls, (lo, hi))
+        self.limb_max = tuple(limb_max)
+        return self
+
+    def __getnewargs__(self) -> tuple[int, int, tuple[int, ...]]:
+        return self[0], self[1], self.limb_max
+
+
+def noise_offset(params: NoiseParams, position: int) -> int:
+    """The public offset of the share of the noise set's ``position``-th node (in
+    ``setup.compute`` order): the share entry is ``Z = u - offset``, ``u`` the derived
+    plaintext in ``[0, share_max]``.  ``floor(share_max / 2)``, plus 1 at odd positions when
+    ``share_max`` is odd, so that the offsets of ``k`` shares add up to
+    ``floor(k * share_max / 2)``: the released noise has mean 0, or 1/2 integer unit when
+    ``k`` and ``share_max`` are both odd, never more."""
+    half = params.share_max // 2
+    return half + (position % 2 if params.share_max % 2 else 0)
+
+
+def noise_ranges(params: NoiseParams, position: int) -> list[NoiseRange]:
+    """Per entry, ``[-offset, share_max - offset]`` with the limb maxima: what a derived
+    share contributes to the aggregate (:func:`decrypt_totals` adds ``lo = -offset``)."""
+    off = noise_offset(params, position)
+    lm = noise.limb_bounds(params, LIMB_BITS)
+    return [NoiseRange(-off, params.share_max - off, lm)] * params.entries
+
+
+@dataclass(frozen=True)
+class DerivedShare:
+    """A noise share derived from a commitment and the public coins: limb ciphertexts only
+    (``noise.derive_share_limbs``), no proof -- anyone recomputes it."""
+
+    limbs: tuple[tuple[Ciphertext, ...], ...]
+
+
+def noise_set(
+    commits: Sequence[tuple[int, NoiseCommitEntry]],
+    coins: Sequence[tuple[int, NoiseCoinEntry]],
+) -> list[tuple[int, NoiseCommitEntry]]:
+    """The noise set ``S`` of a query, a function of the log alone: its ``noise_commit``
+    entries that precede, in log order, its first ``noise_coin`` entry (all of them while no
+    coin share is logged), in log order.  A commitment logged after the first coin share is
+    ignored.  Duplicates are left to the caller (step 10 refuses them)."""
+    first = min((i for i, _ in coins), default=None)
+    return sorted(((i, c) for i, c in commits if first is None or i < first),
+                  key=lambda item: item[0])
+
+
+def noise_coin_base(params: NoiseParams, query_id: str,
+                    commitments: Sequence[NoiseCommitment]) -> Point:
+    """``P = noise.coin_base(query id, commitments_digest(S's commitments))``, the
+    commitments in the order of ``setup.compute``."""
+    return noise.coin_base(query_id, noise.commitments_digest(params, query_id, commitments))
+
+
+def noise_seed(setup: SetupEntry, base: Point, shares: Sequence[CoinShare]) -> bytes:
+    """The coin seed from exactly ``T`` coin shares (the first ``T`` valid ones in log
+    order): ``x*P = sum_j w_j D_j`` with :func:`combination_weights`."""
+    weights = combination_weights(setup, [s.node for s in shares])
+    return noise.coin_seed(base, [s.D for s in shares], [int(w) for w in weights])
+
+
+def derive_noise_share(
+    params: NoiseParams, query_id: str, commitment: NoiseCommitment, seed: bytes,
+    position: int,
+) -> Contribution:
+    """The noise set's ``position``-th node's share as a contribution to the aggregate: its
+    coins ``derive_coins(seed, query id, node)``, its limbs ``derive_share_limbs`` (16-bit
+    limbs, as the aggregate's), its ranges :func:`noise_ranges`."""
+    coins = noise.derive_coins(seed, query_id, commitment.node, params.total_bits)
+    limbs = noise.derive_share_limbs(params, commitment, coins, LIMB_BITS)
+    return Contribution(DerivedShare(tuple(tuple(row) for row in limbs)),
+                        tuple(noise_ranges(params, position)))

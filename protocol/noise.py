@@ -84,7 +84,8 @@ DEFAULT_DELTA = 1e-10
 """Default total ``delta`` of the approximate-zCDP statement for one query (all entries)."""
 
 _COIN_DST = b"statledger/noise/v1/coin-base"
-_MAX_SUPPORT = 1 << 16  # largest support of K for which the exact law is computed
+MAX_SUPPORT = 1 << 16  # largest support of K for which the exact law is computed
+_MAX_SUPPORT = MAX_SUPPORT
 
 
 def honest_count(n_nodes: int, threshold: int) -> int:
@@ -176,6 +177,19 @@ class NoiseParams:
     def ranges(self) -> list[tuple[int, int]]:
         """Declared range of every entry of a share: ``[-offset, share_max - offset]``."""
         return [(-self.offset, self.share_max - self.offset)] * self.entries
+
+    @classmethod
+    def from_json_obj(cls, obj: object) -> NoiseParams:
+        """Strict inverse of :meth:`to_json_obj` (MalformedError: other keys, non-ints)."""
+        keys = {"n_nodes", "threshold", "entries", "summands", "summand_bits", "uniform_bits"}
+        if not isinstance(obj, dict) or set(obj) != keys:
+            raise MalformedError(f"noise params: expected exactly the keys {sorted(keys)}")
+        for k in keys:
+            v = obj[k]
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise MalformedError(f"noise params: {k} must be an integer")
+        return cls(obj["n_nodes"], obj["threshold"], obj["entries"], obj["summands"],
+                   obj["summand_bits"], obj["uniform_bits"])
 
     def to_json_obj(self) -> dict[str, int]:
         return {
@@ -512,9 +526,15 @@ def verify_commitments_batch(
 def commitments_digest(
     params: NoiseParams, query_id: str, commitments: Sequence[NoiseCommitment]
 ) -> bytes:
-    """SHA-256 over the parameters, the query and every commitment, in roster order."""
-    if len(commitments) != params.n_nodes:
+    """SHA-256 over the parameters, the query and every commitment, in roster order.
+
+    ``commitments`` are those of the noise set: between 1 and ``params.n_nodes`` of them,
+    of distinct nodes (every node id and commitment is length-prefixed, so two different
+    sets never share a digest input)."""
+    if not 1 <= len(commitments) <= params.n_nodes:
         raise MalformedError(f"{len(commitments)} commitments for {params.n_nodes} nodes")
+    if len({c.node for c in commitments}) != len(commitments):
+        raise MalformedError("two commitments of one node")
     parts = [DOMAIN, b"digest", query_id.encode(), _params_bytes(params)]
     for c in commitments:
         parts += [c.node.encode(), c.to_bytes()]

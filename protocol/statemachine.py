@@ -2,16 +2,22 @@
 
 One query's lifecycle on the log (docs/entries.md, "Order of a query")::
 
-    query --> submission* (providers) --+--> aggregate --> decryption* (every node)
-          \\-> noise* (every node, iff DP) -/                  --> result --> endorsement*
+    query --> submission* (providers) -------------------------+--> aggregate --> decryption*
+          \\-> noise_commit* (nodes) --> noise_coin* (nodes) ----/  (iff DP)  --> result
+                                                                           --> endorsement*
 
-Phases: ``created`` (query logged) -> ``collecting`` (>= 1 submission or noise share) ->
-``aggregated`` -> ``decrypting`` (>= 1 decryption share) -> ``decrypted`` (every compute
-node) -> ``released`` (result) -> ``endorsed`` (every provider that submitted endorsed).
+Phases: ``created`` (query logged) -> ``collecting`` (>= 1 submission or noise entry) ->
+``aggregated`` -> ``decrypting`` (>= 1 decryption share) -> ``decrypted`` (``T`` compute
+nodes, the setup's threshold; more may still decrypt until the result) -> ``released``
+(result) -> ``endorsed`` (every provider that submitted endorsed).
 
-Noise shares are collected *before* the aggregate, because the ``aggregate`` entry lists the
-noise shares it summed (docs/architecture.md); the ``noised`` condition is therefore a
-precondition of the aggregate (every compute node sent its share), not a phase after it.
+DP noise (docs/noise.md) is two rounds *before* the aggregate, which lists the noise set it
+summed: ``noise_commit`` entries (at most one per compute node), then ``noise_coin`` entries
+(at most one per node).  The first coin share closes the noise set: a commitment after it is
+refused.  A coin share needs at least ``T`` commitments (``Roster.needed``, the setup's
+threshold), the aggregate of a DP query at least ``T`` coin shares and lists exactly the
+set's commitments.  Whether they verify (bit proofs, DLEQs) is checked by the ledger's
+append rule (5b) and by verification step 10.
 
 Every rejected event raises :class:`~statledger.proofs.errors.ProtocolError` whose message names the
 event (kind) and the party.  The machine checks order, uniqueness, membership and the
@@ -35,7 +41,8 @@ from statledger.protocol.entries import (
     Entry,
     GenesisEntry,
     MembershipEntry,
-    NoiseEntry,
+    NoiseCoinEntry,
+    NoiseCommitEntry,
     PartyEntry,
     QueryEntry,
     ResultEntry,
@@ -72,6 +79,8 @@ class Roster:
     compute: tuple[str, ...]
     providers: tuple[str, ...]
     queriers: tuple[str, ...] | None = None
+    #: decryption shares a result needs (the setup's ``T``); ``None`` = every compute node
+    threshold: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("compute", "providers"):
@@ -90,6 +99,13 @@ class Roster:
             object.__setattr__(self, "queriers", qs)
         if set(self.compute) & set(self.providers):
             raise ProtocolError("roster: an id is both compute node and provider")
+        if self.threshold is not None and not 1 <= self.threshold <= len(self.compute):
+            raise ProtocolError("roster: threshold must be between 1 and the compute nodes")
+
+    @property
+    def needed(self) -> int:
+        """How many decryption shares a result needs."""
+        return len(self.compute) if self.threshold is None else self.threshold
 
     @classmethod
     def from_entries(cls, entries: Iterable[Entry]) -> Roster:
@@ -121,23 +137,25 @@ class Roster:
                 [(i, c.change()) for i, c in enumerate(changes, start=1)]).final
         except VerificationError as exc:
             raise ProtocolError(f"membership chain: {exc.reason}") from None
-        return cls.of(final, setup.compute)
+        return cls.of(final, setup.compute, setup.threshold)
 
     @classmethod
-    def of(cls, roster: ConsortiumRoster, compute: Sequence[str]) -> Roster:
+    def of(cls, roster: ConsortiumRoster, compute: Sequence[str],
+           threshold: int | None = None) -> Roster:
         """The state machine's roster: the consortium roster's providers and queriers, and
-        the setup entry's ``compute`` nodes."""
+        the setup entry's ``compute`` nodes and threshold."""
         return cls(tuple(compute),
                    tuple(m.party_id for m in roster.of_role("provider")),
-                   tuple(m.party_id for m in roster.of_role("querier")))
+                   tuple(m.party_id for m in roster.of_role("querier")), threshold)
 
 
 @dataclass(frozen=True)
 class QueryState:
     """Everything the machine knows about one query after some prefix of its entries.
 
-    ``submissions`` / ``noise`` / ``decryptions`` / ``endorsements`` are tuples of
-    ``(party, log index or None)`` in arrival order.
+    ``submissions`` / ``noise_commits`` / ``noise_coins`` / ``decryptions`` /
+    ``endorsements`` are tuples of ``(party, log index or None)`` in arrival order; the
+    commitments are the noise set (none is accepted after the first coin share).
     """
 
     query_id: str
@@ -147,7 +165,8 @@ class QueryState:
     noise_required: bool
     phase: Phase = Phase.CREATED
     submissions: tuple[tuple[str, int | None], ...] = ()
-    noise: tuple[tuple[str, int | None], ...] = ()
+    noise_commits: tuple[tuple[str, int | None], ...] = ()
+    noise_coins: tuple[tuple[str, int | None], ...] = ()
     decryptions: tuple[tuple[str, int | None], ...] = ()
     n_ciphertexts: int | None = None
     result_digest: str | None = None
@@ -158,8 +177,14 @@ class QueryState:
         return tuple(p for p, _ in self.submissions)
 
     @property
-    def noised(self) -> tuple[str, ...]:
-        return tuple(p for p, _ in self.noise)
+    def committed(self) -> tuple[str, ...]:
+        """The nodes of the noise set (their commitments), in arrival order."""
+        return tuple(p for p, _ in self.noise_commits)
+
+    @property
+    def coined(self) -> tuple[str, ...]:
+        """The nodes that published a coin share, in arrival order."""
+        return tuple(p for p, _ in self.noise_coins)
 
     @property
     def decrypted(self) -> tuple[str, ...]:
@@ -225,8 +250,10 @@ def advance(state: QueryState, entry: Entry, index: int | None = None) -> QueryS
                             f"{state.query_id})")
     if isinstance(entry, SubmissionEntry):
         return _submission(state, entry, index)
-    if isinstance(entry, NoiseEntry):
-        return _noise(state, entry, index)
+    if isinstance(entry, NoiseCommitEntry):
+        return _noise_commit(state, entry, index)
+    if isinstance(entry, NoiseCoinEntry):
+        return _noise_coin(state, entry, index)
     if isinstance(entry, AggregateEntry):
         return _aggregate(state, entry)
     if isinstance(entry, DecryptionEntry):
@@ -254,19 +281,40 @@ def _submission(state: QueryState, e: SubmissionEntry, index: int | None) -> Que
                    submissions=state.submissions + ((p, index),))
 
 
-def _noise(state: QueryState, e: NoiseEntry, index: int | None) -> QueryState:
-    n = e.node
+def _noise_event(state: QueryState, what: str, n: str) -> None:
     if n not in state.roster.compute:
-        raise ProtocolError(f"noise from unknown compute node {n}")
+        raise ProtocolError(f"{what} from unknown compute node {n}")
     if not state.noise_required:
-        raise ProtocolError(f"noise from node {n}, but query {state.query_id} asks for no "
+        raise ProtocolError(f"{what} from node {n}, but query {state.query_id} asks for no "
                             "differential privacy")
     if state.phase not in _BEFORE_AGGREGATE:
-        raise ProtocolError(f"noise from node {n} after the aggregate "
+        raise ProtocolError(f"{what} from node {n} after the aggregate "
                             f"(phase {state.phase.value})")
-    if n in state.noised:
-        raise ProtocolError(f"duplicate noise from node {n}")
-    return replace(state, phase=Phase.COLLECTING, noise=state.noise + ((n, index),))
+
+
+def _noise_commit(state: QueryState, e: NoiseCommitEntry, index: int | None) -> QueryState:
+    n = e.node
+    _noise_event(state, "noise commitment", n)
+    if state.noise_coins:
+        raise ProtocolError(f"noise commitment from node {n} after the first coin share (the "
+                            "noise set is closed)")
+    if n in state.committed:
+        raise ProtocolError(f"duplicate noise commitment from node {n}")
+    return replace(state, phase=Phase.COLLECTING,
+                   noise_commits=state.noise_commits + ((n, index),))
+
+
+def _noise_coin(state: QueryState, e: NoiseCoinEntry, index: int | None) -> QueryState:
+    n = e.node
+    _noise_event(state, "coin share", n)
+    need = state.roster.needed
+    if len(state.noise_commits) < need:
+        raise ProtocolError(f"coin share from node {n} before {need} noise commitments "
+                            f"({len(state.noise_commits)} logged)")
+    if n in state.coined:
+        raise ProtocolError(f"duplicate coin share from node {n}")
+    return replace(state, phase=Phase.COLLECTING,
+                   noise_coins=state.noise_coins + ((n, index),))
 
 
 def _check_listed(state: QueryState, what: str, listed: tuple[int, ...],
@@ -288,12 +336,11 @@ def _aggregate(state: QueryState, e: AggregateEntry) -> QueryState:
     if k < state.min_providers:
         raise ProtocolError(f"aggregate before enough submissions: {k} of "
                             f"{state.min_providers} required")
-    if state.noise_required:
-        missing = [n for n in state.roster.compute if n not in state.noised]
-        if missing:
-            raise ProtocolError(f"aggregate before noise from node(s) {', '.join(missing)}")
+    if state.noise_required and len(state.noise_coins) < state.roster.needed:
+        raise ProtocolError(f"aggregate before the noise round completed "
+                            f"({len(state.noise_coins)} of {state.roster.needed} coin shares)")
     _check_listed(state, "submissions", e.submissions, state.submissions)
-    _check_listed(state, "noise shares", e.noise, state.noise)
+    _check_listed(state, "noise commitments", e.noise, state.noise_commits)
     return replace(state, phase=Phase.AGGREGATED, n_ciphertexts=len(e.ciphertexts))
 
 
@@ -303,7 +350,7 @@ def _decryption(state: QueryState, e: DecryptionEntry, index: int | None) -> Que
         raise ProtocolError(f"decryption from unknown compute node {n}")
     if state.phase in _BEFORE_AGGREGATE:
         raise ProtocolError(f"decryption from node {n} before the aggregate")
-    if state.phase not in (Phase.AGGREGATED, Phase.DECRYPTING):
+    if state.phase not in (Phase.AGGREGATED, Phase.DECRYPTING, Phase.DECRYPTED):
         if n in state.decrypted:
             raise ProtocolError(f"duplicate decryption from node {n}")
         raise ProtocolError(f"decryption from node {n} after phase {state.phase.value}")
@@ -313,7 +360,7 @@ def _decryption(state: QueryState, e: DecryptionEntry, index: int | None) -> Que
         raise ProtocolError(f"decryption from node {n} has {len(e.shares)} shares for "
                             f"{state.n_ciphertexts} aggregate ciphertexts")
     decs = state.decryptions + ((n, index),)
-    done = len(decs) == len(state.roster.compute)
+    done = len(decs) >= state.roster.needed
     return replace(state, phase=Phase.DECRYPTED if done else Phase.DECRYPTING,
                    decryptions=decs)
 
@@ -323,8 +370,15 @@ def _result(state: QueryState, e: ResultEntry) -> QueryState:
         raise ProtocolError("result: duplicate result")
     if state.phase is not Phase.DECRYPTED:
         missing = [n for n in state.roster.compute if n not in state.decrypted]
-        raise ProtocolError(f"result before decryption by node(s) {', '.join(missing)} "
-                            f"(phase {state.phase.value})")
+        raise ProtocolError(f"result before {state.roster.needed} decryptions (none yet from "
+                            f"{', '.join(missing)}; phase {state.phase.value})")
+    if len(e.decryptors) != state.roster.needed:
+        raise ProtocolError(f"result names {len(e.decryptors)} decrypting node(s); the "
+                            f"threshold is {state.roster.needed}")
+    unknown = [n for n in e.decryptors if n not in state.decrypted]
+    if unknown:
+        raise ProtocolError(f"result names decrypting node(s) {', '.join(unknown)}, which "
+                            "logged no decryption shares")
     digest = e.digest() if e.sig is not None else None
     return replace(state, phase=Phase.RELEASED, result_digest=digest)
 
@@ -351,24 +405,32 @@ def _endorsement(state: QueryState, e: EndorsementEntry, index: int | None) -> Q
 def expected_next(state: QueryState) -> list[tuple[str, str | None]]:
     """What the machine would accept next: ``(kind, party or None)`` pairs.
 
-    Before the aggregate: a submission from every roster provider that has not submitted,
-    a noise share from every node still owing one (DP queries), and ``("aggregate", None)``
-    once its preconditions hold.  Then one decryption per missing node, the result, and one
-    endorsement per submitting provider not yet endorsed.  Empty once ``endorsed``.
+    Before the aggregate: a submission from every roster provider that has not submitted;
+    for DP queries a ``noise_commit`` from every node without one while no coin share is
+    logged, and a ``noise_coin`` from every node without one once ``T`` commitments are; and
+    ``("aggregate", None)`` once its preconditions hold.  Then one decryption per missing
+    node, the result, and one endorsement per submitting provider not yet endorsed.  Empty
+    once ``endorsed``.
     """
     ph = state.phase
     out: list[tuple[str, str | None]] = []
     if ph in _BEFORE_AGGREGATE:
         out += [("submission", p) for p in state.roster.providers if p not in state.submitted]
         if state.noise_required:
-            out += [("noise", n) for n in state.roster.compute if n not in state.noised]
-        noise_ok = not state.noise_required or all(
-            n in state.noised for n in state.roster.compute)
+            if not state.noise_coins:
+                out += [("noise_commit", n) for n in state.roster.compute
+                        if n not in state.committed]
+            if len(state.noise_commits) >= state.roster.needed:
+                out += [("noise_coin", n) for n in state.roster.compute
+                        if n not in state.coined]
+        noise_ok = (not state.noise_required
+                    or len(state.noise_coins) >= state.roster.needed)
         if len(state.submissions) >= state.min_providers and noise_ok:
             out.append(("aggregate", None))
     elif ph in (Phase.AGGREGATED, Phase.DECRYPTING):
         out += [("decryption", n) for n in state.roster.compute if n not in state.decrypted]
     elif ph is Phase.DECRYPTED:
+        out += [("decryption", n) for n in state.roster.compute if n not in state.decrypted]
         out.append(("result", None))
     elif ph is Phase.RELEASED:
         out += [("endorsement", p) for p in state.submitted if p not in state.endorsed]

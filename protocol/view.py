@@ -20,13 +20,15 @@ from typing import Any
 
 from statledger.proofs.errors import MalformedError, VerificationError
 from statledger.protocol.entries import (
+    DKG_KINDS,
     AggregateEntry,
     DecryptionEntry,
     EndorsementEntry,
     Entry,
     GenesisEntry,
     MembershipEntry,
-    NoiseEntry,
+    NoiseCoinEntry,
+    NoiseCommitEntry,
     PartyEntry,
     QueryEntry,
     ResultEntry,
@@ -57,11 +59,15 @@ class QueryView:
     setup_index: int | None = None
     parties: dict[str, PartyEntry] = field(default_factory=dict)
     party_index: dict[str, int] = field(default_factory=dict)
+    #: the key ceremony's ``dkg_*`` entries (docs/dkg.md), in log order
+    dkg: list[tuple[int, Entry]] = field(default_factory=list)
     query: QueryEntry | None = None
     query_index: int | None = None
     spec: QuerySpec | None = None
     submissions: list[tuple[int, SubmissionEntry]] = field(default_factory=list)
-    noise: list[tuple[int, NoiseEntry]] = field(default_factory=list)
+    #: DP noise, round 1 and round 2 (docs/noise.md), each in log order
+    noise_commits: list[tuple[int, NoiseCommitEntry]] = field(default_factory=list)
+    noise_coins: list[tuple[int, NoiseCoinEntry]] = field(default_factory=list)
     aggregate: tuple[int, AggregateEntry] | None = None
     decryptions: list[tuple[int, DecryptionEntry]] = field(default_factory=list)
     result: tuple[int, ResultEntry, bytes] | None = None
@@ -76,6 +82,13 @@ class QueryView:
             return None
         cid: str = self.genesis.signed_genesis().genesis.consortium_id
         return cid
+
+    @property
+    def noise(self) -> list[tuple[int, NoiseCommitEntry | NoiseCoinEntry]]:
+        """Every noise entry of the query (commitments and coin shares), in log order."""
+        merged: list[tuple[int, NoiseCommitEntry | NoiseCoinEntry]] = [
+            *self.noise_commits, *self.noise_coins]
+        return sorted(merged, key=lambda item: item[0])
 
     @property
     def query_id(self) -> str | None:
@@ -114,6 +127,8 @@ def parse_entries(entries: Sequence[tuple[int, bytes]]) -> QueryView:
                 raise fail(5, f"entry {index}: party {e.party_id} registered twice", e.party_id)
             view.parties[e.party_id] = e
             view.party_index[e.party_id] = index
+        elif e.KIND in DKG_KINDS:
+            view.dkg.append((index, e))
         elif isinstance(e, SetupEntry):
             if view.setup is not None:
                 raise fail(5, f"entry {index}: two setup entries (a second key ceremony)")
@@ -126,8 +141,10 @@ def parse_entries(entries: Sequence[tuple[int, bytes]]) -> QueryView:
             view.query_index = index
         elif isinstance(e, SubmissionEntry):
             view.submissions.append((index, e))
-        elif isinstance(e, NoiseEntry):
-            view.noise.append((index, e))
+        elif isinstance(e, NoiseCommitEntry):
+            view.noise_commits.append((index, e))
+        elif isinstance(e, NoiseCoinEntry):
+            view.noise_coins.append((index, e))
         elif isinstance(e, AggregateEntry):
             if view.aggregate is not None:
                 raise fail(5, f"entry {index}: two aggregate entries")

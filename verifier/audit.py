@@ -51,6 +51,7 @@ from statledger.protocol import statemachine
 from statledger.protocol.checks import STEPS, MissingEntryError, check_query
 from statledger.protocol.consortium import Roster, RosterTimeline
 from statledger.protocol.entries import (
+    DKG_KINDS,
     Entry,
     GenesisEntry,
     MembershipEntry,
@@ -99,7 +100,8 @@ def _check_prefix(rows: Sequence[tuple[int, bytes]]) -> None:
     indices: list[int] = []
     for index, data in sorted(rows):
         e = Entry.from_bytes(data)
-        if isinstance(e, PartyEntry | SetupEntry | GenesisEntry | MembershipEntry):
+        if (isinstance(e, PartyEntry | SetupEntry | GenesisEntry | MembershipEntry)
+                or e.KIND in DKG_KINDS):  # the consortium and its key ceremony
             roster.append(e)
         else:
             events.append(e)
@@ -339,7 +341,7 @@ def audit_log(
     for (i, d), (_, e) in zip(rows, parsed, strict=True):
         if e is None:
             continue
-        if e.KIND in ("genesis", "membership", "party", "setup"):
+        if e.KIND in ("genesis", "membership", "party", "setup", *DKG_KINDS):
             roster.append((i, d))
         else:
             qid = getattr(e, "query_id", None)

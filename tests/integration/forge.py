@@ -1,8 +1,9 @@
 """Test helper: build malicious certificates with an adversary that holds EVERY key.
 
 The adversary reads the cluster directory left by the real run (every party's Ed25519
-identity seed, every compute node's ElGamal share, the log key = the ledger's identity seed
-named by the origin).  A :class:`Forgery` starts from a real certificate, lets a test change,
+identity seed, every compute node's transport key -- from which, with the key ceremony on
+the log, it derives the node's threshold key share --, the log key = the ledger's identity
+seed named by the origin).  A :class:`Forgery` starts from a real certificate, lets a test change,
 add or drop entries (re-signing them with their author's key when asked), recomputes the
 downstream protocol messages honestly (:meth:`Forgery.reissue`), and rebuilds a whole log
 around them: a fresh Merkle tree (entries the certificate does not carry are filler
@@ -27,13 +28,15 @@ from statledger.ledger.note import Note, NoteSigner, Signature
 from statledger.ledger.witness import CosignatureSigner
 from statledger.nodes.keys import load_elgamal_share, load_identity_key
 from statledger.proofs.errors import MalformedError
-from statledger.proofs.group import G, Point, Scalar
+from statledger.proofs.group import Point, Scalar
 from statledger.proofs.signatures import SigningKey
+from statledger.protocol import ceremony, flow, noise
 from statledger.protocol import entries as E
-from statledger.protocol import flow
+from statledger.protocol.checks import NOISE_STEPS, StepContext, run_steps
 from statledger.protocol.consortium import Genesis, Member, SignedGenesis, trust_document
 from statledger.protocol.query import QuerySpec
 from statledger.protocol.stats import get as get_statistic
+from statledger.protocol.view import parse_entries
 from statledger.verifier.certificate import build_certificate, parse_certificate
 
 __all__ = ["Adversary", "Forgery", "filler", "trust_bytes", "v1_trust_bytes"]
@@ -55,6 +58,8 @@ class Adversary:
         return load_identity_key(self.base_dir / party_id / "identity.key")
 
     def share(self, node: str) -> Scalar:
+        """``node``'s transport key (the ElGamal key of its party entry; not its key share:
+        see :meth:`Forgery.key_shares`)."""
         return load_elgamal_share(self.base_dir / node / "elgamal.key")
 
     def log_signer(self) -> NoteSigner:
@@ -93,7 +98,8 @@ class Adversary:
                         for m in g.members)
         other = SignedGenesis(Genesis(g.name if name is None else name, g.origin, members,
                                       g.witness_quorum if witness_quorum is None
-                                      else witness_quorum, g.admission))
+                                      else witness_quorum, g.admission,
+                                      g.decryption_threshold))
         for pid in ids:
             other = other.sign(pid, keys[pid])
         return other, keys
@@ -130,16 +136,18 @@ class Forgery:
     def entry(self, index: int) -> E.Entry:
         return E.Entry.from_bytes(self.items[index])
 
-    def all(self, kind: str) -> list[tuple[int, Any]]:
+    def all_entries(self) -> list[tuple[int, E.Entry]]:
+        """Every carried entry that decodes, in log order."""
         out = []
         for i in sorted(self.items):
             try:
-                e = self.entry(i)
+                out.append((i, self.entry(i)))
             except MalformedError:  # a test's deliberately broken entry
                 continue
-            if e.KIND == kind:
-                out.append((i, e))
         return out
+
+    def all(self, kind: str) -> list[tuple[int, Any]]:
+        return [(i, e) for i, e in self.all_entries() if e.KIND == kind]
 
     def find(self, kind: str, **match: Any) -> tuple[int, Any]:
         for i, e in self.all(kind):
@@ -166,55 +174,115 @@ class Forgery:
         """Remove an entry from the certificate AND from the log (its leaf becomes filler)."""
         del self.items[index]
 
+    def recommit(self, params_of: Callable[[str], noise.NoiseParams]) -> None:
+        """Every node of the noise round commits again, to fresh bits with a valid 0/1
+        proof, for (and carrying) the noise parameters ``params_of(node)``, re-signed by the
+        node, each at its commitment's index.  If every node gets the same parameters, the
+        coin shares are made again too, honestly, for the new set (so only the parameters
+        can be wrong); otherwise they are left as they are (step 10 stops before them)."""
+        spec, q = self.query()
+        qid = q.query_id
+        _, setup = self.find("setup")
+        X = setup.collective_point()
+        made: dict[str, noise.NoiseCommitment] = {}
+        chosen: set[noise.NoiseParams] = set()
+        for idx, c in self.all("noise_commit"):
+            p = params_of(c.node)
+            chosen.add(p)
+            made[c.node] = noise.commit_noise(X, p, qid, c.node)
+            self.resign(idx, E.NoiseCommitEntry.of(qid, made[c.node], p), c.node)
+        if len(chosen) != 1:
+            return
+        (p,) = chosen
+        first_coin = min((i for i, _ in self.all("noise_coin")), default=None)
+        in_set = [n for n in setup.compute if n in made and (
+            first_coin is None or self.find("noise_commit", node=n)[0] < first_coin)]
+        base = flow.noise_coin_base(p, qid, [made[n] for n in in_set])
+        shares = self.key_shares()
+        for idx, e in self.all("noise_coin"):
+            x, Y = shares[e.node]
+            self.resign(idx, E.NoiseCoinEntry.of(qid, noise.make_coin_share(
+                x, Y, base, qid, e.node)), e.node)
+
     # -- the honest downstream protocol --------------------------------------------------
+    def key_shares(self, ctx: StepContext | None = None) -> dict[str, tuple[Scalar, Point]]:
+        """Every compute node's key share ``x_j`` and verification key ``Y_j``: ``x_j``
+        derived, as the node derives it, from the key ceremony the certificate carries (the
+        entries before the setup) and the node's transport key.  ``ctx``: a context in which
+        step 6 already ran on these entries (default: run it)."""
+        if ctx is None:
+            ctx = StepContext(parse_entries([(i, self.items[i]) for i, _ in self.all_entries()]))
+            run_steps(ctx, NOISE_STEPS, through=6)
+        view = ctx.view
+        setup, at = ctx.setup(), view.setup_index
+        assert at is not None
+        params = ceremony.params_for(setup, ctx.timeline().at(at).compute_epoch)
+        transport = {n: view.parties[n].elgamal_point() for n in setup.compute}
+        rows = [(i, e) for i, e in view.dkg if i < at]
+        return {n: (ceremony.key_share(params, transport, rows, n, self.adv.share(n)),
+                    setup.verification_point(n)) for n in setup.compute}
+
     def reissue(
         self,
         *,
         tamper_shares: Callable[[str, list[Point]], list[Point]] | None = None,
         tamper_totals: Callable[[list[int]], list[int]] | None = None,
         tamper_result: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        decryptors: Sequence[str] | None = None,
     ) -> None:
         """Recompute aggregate, decryption shares, totals, result and endorsements from the
-        current submissions and noise shares, each signed by its author, each at the index
-        of the entry it replaces.  The hooks let a test corrupt exactly one of them (the
-        DLEQ proofs and the totals stay those of the honest computation)."""
+        current submissions and noise round, each signed by its author, each at the index
+        of the entry it replaces.  Every node that logged a decryption entry decrypts again
+        with its threshold key share; the totals combine the honest shares of
+        ``decryptors`` (default: those the result names) with their Lagrange weights, and
+        the result names them.  The hooks let a test corrupt exactly one of them (the DLEQ
+        proofs and the totals stay those of the honest computation)."""
         spec, q = self.query()
         qid = q.query_id
         stat = get_statistic(spec.statistic)
         ranges = tuple(stat.layout(spec).ranges)
         _, setup = self.find("setup")
-        plan = flow.noise_plan(spec, len(setup.compute))
         subs = self.all("submission")
-        noise = self.all("noise")
         contributions = [flow.Contribution(s.decode_vector(ranges), ranges) for _, s in subs]
-        if plan is not None:
-            nr = tuple(plan.ranges())
-            contributions += [flow.Contribution(n.decode_vector(nr), nr) for _, n in noise]
+        # the noise set's shares, derived from the log (steps 6, 8 and 10; docs/noise.md), on
+        # the roster, the query and its noise entries (the rest is about to be re-issued)
+        downstream = ("submission", "aggregate", "decryption", "result", "endorsement")
+        ctx = StepContext(parse_entries([(i, self.items[i]) for i, e in self.all_entries()
+                                         if e.KIND not in downstream]))
+        run_steps(ctx, NOISE_STEPS, through=10)
+        noise = [(i, None) for i in (ctx.noise.indices if ctx.noise is not None else [])]
+        contributions += [flow.Contribution(ctx.contributions[i][1],
+                                            tuple(ctx.contributions[i][2])) for i, _ in noise]
         agg = flow.aggregate(contributions)
         flat = flow.flatten(agg)
         aidx, _ = self.find("aggregate")
         self.resign(aidx, E.AggregateEntry(
             qid, tuple(i for i, _ in subs), tuple(i for i, _ in noise),
             tuple(c.to_bytes().hex() for c in flat)), q.querier)
-        honest_shares = []
-        for node in setup.compute:
-            x = self.adv.share(node)
-            shares, proof = flow.make_decryption(x, G * x, flat,
-                                                 flow.decryption_context(qid, node))
-            honest_shares.append(shares)
-            published = tamper_shares(node, list(shares)) if tamper_shares else shares
-            didx, _ = self.find("decryption", node=node)
+        key_shares = self.key_shares(ctx)
+        honest_shares: dict[str, list[Point]] = {}
+        for didx, d in self.all("decryption"):
+            x, Y = key_shares[d.node]
+            shares, proof = flow.make_decryption(x, Y, flat,
+                                                 flow.decryption_context(qid, d.node))
+            honest_shares[d.node] = list(shares)
+            published = tamper_shares(d.node, list(shares)) if tamper_shares else shares
             self.resign(didx, E.DecryptionEntry(
-                qid, node, tuple(s.to_bytes().hex() for s in published),
-                proof.to_bytes().hex()), node)
-        totals = flow.decrypt_totals(agg, honest_shares, [c.ranges for c in contributions])
+                qid, d.node, tuple(s.to_bytes().hex() for s in published),
+                proof.to_bytes().hex()), d.node)
+        named = sorted(self.find("result")[1].decryptors if decryptors is None
+                       else decryptors)
+        totals = flow.decrypt_totals(agg, [honest_shares[n] for n in named],
+                                     [c.ranges for c in contributions],
+                                     flow.combination_weights(setup, named))
         if tamper_totals is not None:
             totals = tamper_totals(list(totals))
         result = stat.decode(spec, totals).to_dict()
         if tamper_result is not None:
             result = tamper_result(copy.deepcopy(result))
         ridx, _ = self.find("result")
-        res = self.resign(ridx, E.ResultEntry.for_totals(qid, totals, result), q.querier)
+        res = self.resign(ridx, E.ResultEntry.for_totals(qid, totals, result, named),
+                          q.querier)
         digest = E.result_digest(res.to_bytes())
         for eidx, en in self.all("endorsement"):
             self.resign(eidx, E.EndorsementEntry(qid, en.provider, digest), en.provider)

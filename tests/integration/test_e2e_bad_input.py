@@ -6,6 +6,7 @@ with a JSON reason -- never a 500 -- and every process is still alive afterwards
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,17 +49,37 @@ def _assert_4xx(r: httpx.Response, *statuses: int) -> dict[str, Any]:
 # -- the routes that take a query id -------------------------------------------------------
 QUERY_ROUTES = [
     ("compute-1", "/v1/queries/{qid}/decrypt"),
-    ("compute-1", "/v1/queries/{qid}/noise"),
+    ("compute-1", "/v1/queries/{qid}/noise/commit"),
+    ("compute-1", "/v1/queries/{qid}/noise/coin"),
     ("hospital-a", "/v1/queries/{qid}/contribute"),
     ("hospital-a", "/v1/queries/{qid}/endorse"),
 ]
 
 
+#: A well-formed commit request body (the noise parameters the querier chose): the unknown
+#: query, not the body, is what the node answers about.
+COMMIT_BODY = json.dumps({"params": {"n_nodes": 3, "threshold": 3, "entries": 1,
+                                     "summands": 34, "summand_bits": 1,
+                                     "uniform_bits": 0}}).encode()
+
+
 @pytest.mark.parametrize(("target", "route"), QUERY_ROUTES)
 def test_unknown_query_id_404(e2e_cluster: Any, http: httpx.Client, target: str,
                               route: str) -> None:
-    body = _assert_4xx(_send(e2e_cluster, http, target, route.format(qid=UNKNOWN_QID)), 404)
+    req = COMMIT_BODY if route.endswith("/noise/commit") else b""
+    body = _assert_4xx(_send(e2e_cluster, http, target, route.format(qid=UNKNOWN_QID), req),
+                       404)
     assert UNKNOWN_QID in body["error"]
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"{not json", b"[]", b"{}", b'{"params": 5}', b'{"params": []}',
+    b'{"params": {}, "extra": 1}', b'"params"', b"\xff\xfe\x00", b"1e400",
+])
+def test_noise_commit_bad_bodies_4xx(e2e_cluster: Any, http: httpx.Client,
+                                     body: bytes) -> None:
+    _assert_4xx(_send(e2e_cluster, http, "compute-1",
+                      f"/v1/queries/{UNKNOWN_QID}/noise/commit", body))
 
 
 @pytest.mark.parametrize("qid", ["x", "AB" * 32, "ab" * 33, "%2e%2e", "ab%3Fstart=0",

@@ -8,7 +8,9 @@
 * a provider's out-of-range value or bad range proof: refused by the ledger at submission,
   naming the provider (its honest twin is accepted);
 * a compute node's wrong decryption share: caught by the querier and by verification step
-  12, naming the node.
+  12, naming the node;
+* forged DP noise entries (commitments that are not bits or are another's, coin shares
+  before the set is complete or with a wrong DLEQ, a late commitment): refused at append.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from statledger.nodes.keys import load_elgamal_share
 from statledger.nodes.querier import QueryFailed
 from statledger.proofs.errors import VerificationError
 from statledger.proofs.group import G, Scalar, base_mul
-from statledger.proofs.vector import EncryptedVector, encrypt_vector_with_proof
-from statledger.protocol import entries, flow
+from statledger.proofs.vector import encrypt_vector_with_proof
+from statledger.protocol import entries, flow, noise
 from statledger.protocol.checks import check_query
 from statledger.protocol.dp import BudgetLedger
 from statledger.protocol.query import QuerySpec
@@ -98,7 +100,7 @@ def test_compute_node_killed_mid_query_then_resumed(e2e_cluster: Any, querier: A
         agg_index = view.aggregate[0]
         assert view.decryptions == []
         assert view.result is None and view.endorsements == []
-        assert len(view.submissions) == 3 and len(view.noise) == 3
+        assert len(view.submissions) == 3 and len(view.noise_commits) == 3
         check_query(view, through=11)  # what is on the log so far is all valid
     finally:
         e2e_cluster.restart("compute-2")
@@ -112,7 +114,7 @@ def test_compute_node_killed_mid_query_then_resumed(e2e_cluster: Any, querier: A
     assert view.aggregate is not None and view.aggregate[0] == agg_index  # reused, not re-sent
     # the owner that came back late was not asked: its submission could not be aggregated
     assert out.contributors == PROVIDERS[:3]
-    assert len(view.submissions) == 3 and len(view.noise) == 3
+    assert len(view.submissions) == 3 and len(view.noise_commits) == 3
     assert sorted(d.node for _, d in view.decryptions) == ["compute-1", "compute-2",
                                                            "compute-3"]
     assert len(view.endorsements) == 3
@@ -207,10 +209,11 @@ def test_forged_submissions_refused_at_append_naming_the_provider(
     idx = _post_as(e2e_cluster, "hospital-a",
                    entries.SubmissionEntry(qid, "hospital-a", ev.to_bytes().hex()))
     assert _kinds(querier, qid)[-1] == (idx, "submission")
-    # a compute node's noise share for a query without DP is refused too, naming the node
+    # a compute node's noise commitment for a query without DP is refused too, naming it
+    some = noise.NoiseParams(3, 3, len(ranges), 34, 1, 0).to_json_obj()
     with pytest.raises(RemoteError) as ei:
         _post_as(e2e_cluster, "compute-1",
-                 entries.NoiseEntry(qid, "compute-1", ev.to_bytes().hex()))
+                 entries.NoiseCommitEntry(qid, "compute-1", ev.to_bytes().hex(), some))
     assert ei.value.status == 422 and ei.value.party == "compute-1"
     assert "compute-1" in ei.value.reason
 
@@ -245,8 +248,8 @@ def test_wrong_decryption_share_caught_and_named(e2e_cluster: Any, querier: Any)
             qid, "compute-1", tuple(s.to_bytes().hex() for s in shares),
             proof.to_bytes().hex()))
 
-    with pytest.raises(QueryFailed, match=r"decryption: compute node compute-1 returned "
-                                          r"invalid decryption shares"):
+    with pytest.raises(QueryFailed, match=r"decryption: .*compute-1: invalid decryption "
+                                          r"shares"):
         querier.run(spec, datasets="diabetes", progress=forge_share)
     view = parse_entries(querier.ledger.query_entries(qid))
     assert view.result is None
@@ -274,8 +277,8 @@ def test_compute_node_with_a_wrong_key_share_refuses_then_recovers(
     try:
         key.write_bytes((tmp_path / "other.key").read_bytes())  # keeps the file's 0600
         e2e_cluster.restart("compute-3")
-        with pytest.raises(QueryFailed, match=r"^decryption: compute-3: .*compute-3: its key "
-                                              r"share does not match") as ei:
+        with pytest.raises(QueryFailed, match=r"^decryption: .*compute-3: .*compute-3: its key "
+                                              r"does not match") as ei:
             querier.run(spec, datasets="diabetes")
         assert "compute-1" not in str(ei.value) and "compute-2" not in str(ei.value)
         view = parse_entries(querier.ledger.query_entries(spec.query_id_for("querier")))
@@ -289,39 +292,71 @@ def test_compute_node_with_a_wrong_key_share_refuses_then_recovers(
     assert report.valid, (report.step, report.reason, report.party)
 
 
-def test_out_of_range_noise_share_refused_naming_the_node(e2e_cluster: Any,
-                                                          querier: Any) -> None:
-    """A DP query's noise share beyond its public bound B (with a proof for a wider range)
-    is refused at append naming the compute node; the honest share is accepted."""
+def test_forged_noise_entries_refused_at_append_naming_the_node(e2e_cluster: Any,
+                                                                querier: Any) -> None:
+    """The noise round's append rules (5b, docs/noise.md) on the real ledger: a commitment
+    whose "bit" encrypts 2 (a proof for a wider range), or whose proof is bound to another
+    node or query, or with a flipped byte, is refused naming the node (422); a coin share
+    before T commitments is refused (409); one whose DLEQ does not verify against the node's
+    verification key for the coin base of the set on the log is refused (422); the nodes'
+    own commitments and coin shares (their routes) are accepted; a commitment after the
+    first coin share is refused (409)."""
     spec = QuerySpec.parse({
         "version": 1, "statistic": "sum", "columns": ["bmi"], "bounds": {"bmi": [15, 50]},
         "privacy": {"mechanism": "zcdp", "rho": 0.25}, "max_rows": 1000})
     qid = spec.query_id_for("querier")
     querier.ledger.append(entries.sign(entries.QueryEntry.for_spec(spec, "querier"),
                                        e2e_cluster.signing_key("querier")))
-    view = parse_entries(querier.ledger.query_entries(qid))
-    assert view.setup is not None
-    X = view.setup.collective_point()
-    plan = flow.noise_plan(spec, 3)
-    assert plan is not None
-    ranges = plan.ranges()
-    ctx = flow.noise_context(qid, "compute-1")
-    b = plan.bound
-    wide = [(-b - 1, b + 1)] * len(ranges)
-    over = encrypt_vector_with_proof(X, [b + 1] * len(ranges), wide, ctx)
-    under = encrypt_vector_with_proof(X, [-b - 1] * len(ranges), wide, ctx)
-    for ev in (over, under):
-        assert EncryptedVector.encoded_size(wide) == EncryptedVector.encoded_size(ranges)
+    setup = parse_entries(querier.ledger.entries(querier.ledger.roster_indices())).setup
+    assert setup is not None
+    X = setup.collective_point()
+    params = flow.noise_plan(spec, setup)
+    assert params is not None
+    n = params.total_bits
+    two = encrypt_vector_with_proof(X, [2] + [0] * (n - 1), [(0, 3)] * n,
+                                    noise.commitment_context(params, qid, "compute-1"))
+    good = noise.commit_noise(X, params, qid, "compute-1").to_bytes()
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0x01
+    forged = {
+        "a bit that is 2": two.to_bytes().hex(),
+        "another node's proof": noise.commit_noise(X, params, qid, "compute-2").to_bytes().hex(),
+        "another query's proof": noise.commit_noise(X, params, "cd" * 32,
+                                                    "compute-1").to_bytes().hex(),
+        "bit flip": bytes(flipped).hex(),
+        "truncated": good[:-1].hex(),
+    }
+    for name, commitment in forged.items():
         with pytest.raises(RemoteError) as ei:
             _post_as(e2e_cluster, "compute-1",
-                     entries.NoiseEntry(qid, "compute-1", ev.to_bytes().hex()))
-        assert ei.value.status == 422 and ei.value.party == "compute-1"
-        assert "compute-1" in ei.value.reason
+                     entries.NoiseCommitEntry(qid, "compute-1", commitment,
+                                              params.to_json_obj()))
+        assert ei.value.status == 422 and ei.value.party == "compute-1", (name, ei.value)
+        assert "compute-1" in ei.value.reason, (name, ei.value.reason)
+    rogue = Scalar(4242)
+    early = noise.make_coin_share(rogue, base_mul(rogue), base_mul(Scalar(9)), qid, "compute-2")
+    with pytest.raises(RemoteError) as ei:
+        _post_as(e2e_cluster, "compute-2", entries.NoiseCoinEntry.of(qid, early))
+    assert ei.value.status == 409 and "compute-2" in ei.value.reason
     assert [k for _, k in _kinds(querier, qid)] == ["query"]
-    honest = encrypt_vector_with_proof(X, plan.sample_share(), ranges, ctx)
-    idx = _post_as(e2e_cluster, "compute-1",
-                   entries.NoiseEntry(qid, "compute-1", honest.to_bytes().hex()))
-    assert _kinds(querier, qid)[-1] == (idx, "noise")
+    # the nodes' own commitments (over their routes) are accepted
+    for node in ("compute-1", "compute-2", "compute-3"):
+        querier._call(node, e2e_cluster.url(node), f"/v1/queries/{qid}/noise/commit",
+                      {"params": params.to_json_obj()})
+    view = parse_entries(querier.ledger.query_entries(qid))
+    coms = {e.node: e.decode_commitment(params) for _, e in view.noise_commits}
+    base = flow.noise_coin_base(params, qid, [coms[nd] for nd in setup.compute])
+    wrong = noise.make_coin_share(rogue, base_mul(rogue), base, qid, "compute-2")
+    with pytest.raises(RemoteError) as ei:
+        _post_as(e2e_cluster, "compute-2", entries.NoiseCoinEntry.of(qid, wrong))
+    assert ei.value.status == 422 and ei.value.party == "compute-2", ei.value
+    out = querier._call("compute-2", e2e_cluster.url("compute-2"),
+                        f"/v1/queries/{qid}/noise/coin")
+    assert _kinds(querier, qid)[-1] == (out["index"], "noise_coin")
+    late = noise.commit_noise(X, params, qid, "compute-1")
+    with pytest.raises(RemoteError) as ei:
+        _post_as(e2e_cluster, "compute-1", entries.NoiseCommitEntry.of(qid, late, params))
+    assert ei.value.status == 409 and "closed" in ei.value.reason
 
 
 def test_ledger_killed_mid_query_then_resumed(e2e_cluster: Any, querier: Any) -> None:

@@ -214,11 +214,10 @@ def test_bad_entry_signature_422(cluster, query):
 
 def test_unknown_query_404(cluster, registered):
     sk = cluster.signing_key("querier")
-    e = entries.sign(entries.ResultEntry.for_totals("ab" * 32, [1, 2], {"x": 1}), sk) \
-        if hasattr(entries.ResultEntry, "for_totals") else None
-    if e is not None:
-        r = raw_post(cluster, "/v1/entries", e.to_bytes())
-        assert r.status_code == 404 and "unknown query id" in r.json()["error"]
+    e = entries.sign(entries.ResultEntry.for_totals("ab" * 32, [1, 2], {"x": 1},
+                                                    ("compute-1",)), sk)
+    r = raw_post(cluster, "/v1/entries", e.to_bytes())
+    assert r.status_code == 404 and "unknown query id" in r.json()["error"]
     r = httpx.get(cluster.url("ledger") + f"/v1/queries/{'cd' * 32}/entries")
     assert r.status_code == 404
     r = httpx.get(cluster.url("ledger") + "/v1/parties/nobody")

@@ -138,6 +138,9 @@ def test_out_of_range_contribution(forgery: Callable[[str], Forgery], name: str)
 
 @pytest.mark.parametrize("name", CERTS)
 def test_wrong_decryption_share(forgery: Callable[[str], Forgery], name: str) -> None:
+    """compute-2 publishes one wrong decryption share (its DLEQ proof is the honest one).
+    The result names it among its decryptors: step 12 refuses the result, blaming the
+    querier that combined shares which do not verify and naming compute-2."""
     f = forgery(name)
 
     def bad(node: str, shares: list[Any]) -> list[Any]:
@@ -146,7 +149,10 @@ def test_wrong_decryption_share(forgery: Callable[[str], Forgery], name: str) ->
         return shares
 
     f.reissue(tamper_shares=bad)
-    _check(f.build(), 12, "compute-2", "decryption shares")
+    assert "compute-2" in f.find("result")[1].decryptors
+    _check(f.build(), 12, "querier",
+           r"the result names compute-2, whose decryption shares are invalid \(decryption "
+           "shares: ")
 
 
 @pytest.mark.parametrize("name", CERTS)
@@ -220,7 +226,7 @@ def test_entry_missing_from_the_log(forgery: Callable[[str], Forgery]) -> None:
     f = forgery("mean")
     ridx, _ = f.find("result")
     f.log_overrides[ridx] = b"not the result"
-    _check(f.build(), 4, "ledger", "entry 19 is not in the log")
+    _check(f.build(), 4, "ledger", f"entry {ridx} is not in the log")
 
 
 def test_entry_beyond_the_checkpoint(forgery: Callable[[str], Forgery],
@@ -287,10 +293,12 @@ def test_signature_by_unregistered_key(forgery: Callable[[str], Forgery], kind: 
     _check(f.build(), step, party, "signature does not verify")
 
 
-def test_noise_share_signed_by_unregistered_key(forgery: Callable[[str], Forgery]) -> None:
+@pytest.mark.parametrize("kind", ["noise_commit", "noise_coin"])
+def test_noise_entry_signed_by_unregistered_key(forgery: Callable[[str], Forgery],
+                                                kind: str) -> None:
     f = forgery("dp_sum")
-    _resign_with(f, "noise", {"node": "compute-3"}, SigningKey.generate())
-    _check(f.build(), 10, "compute-3", "noise entry: Ed25519 signature")
+    _resign_with(f, kind, {"node": "compute-3"}, SigningKey.generate())
+    _check(f.build(), 10, "compute-3", f"{kind} entry: Ed25519 signature")
 
 
 def test_submission_by_unregistered_provider(forgery: Callable[[str], Forgery]) -> None:
@@ -383,8 +391,10 @@ def test_pok_for_another_consortium(forgery: Callable[[str], Forgery],
 
 
 def test_rogue_key(forgery: Callable[[str], Forgery], adversary: Adversary) -> None:
-    """compute-3 registers X_3' = Y - X_1 - X_2 for a Y it alone knows; the collective key is
-    then Y.  It cannot prove knowledge of log X_3': the proof it shows is for Y."""
+    """compute-3 registers X_3' = Y - X_1 - X_2 for a Y it alone knows (the rogue key of an
+    n-of-n sum) and the setup states Y.  It cannot prove knowledge of log X_3': the proof it
+    shows is for Y.  (Under the key ceremony Y is no sum of registered keys, but a transport
+    key without a proof of knowledge is refused all the same.)"""
     f = forgery("mean")
     y = Scalar.random()
     Y = G * y
@@ -396,18 +406,60 @@ def test_rogue_key(forgery: Callable[[str], Forgery], adversary: Adversary) -> N
     pok = sigma.prove_schnorr(y, Y, flow.keyreg_context(setup.consortium, "compute-3"))
     f.resign(idx, E.PartyEntry("compute-3", "compute", p3.sig_key,
                                rogue.to_bytes().hex(), pok.to_bytes().hex()), "compute-3")
-    f.resign(sidx, E.SetupEntry(setup.consortium, setup.compute, Y.to_bytes().hex()),
-             "ledger")
+    f.resign(sidx, replace(setup, collective_key=Y.to_bytes().hex(), sig=None), "ledger")
     _check(f.build(), 6, "compute-3", "proof of knowledge")
 
 
 def test_collective_key_not_the_sum(forgery: Callable[[str], Forgery]) -> None:
+    """The log operator's setup states a collective key the key ceremony on the log did not
+    produce: the real one plus G, or the n-of-n sum of the registered (transport) keys."""
+    for wrong in ("plus G", "sum of the transport keys"):
+        f = forgery("mean")
+        sidx, setup = f.find("setup")
+        if wrong == "plus G":
+            key = setup.collective_point() + G
+        else:
+            key = flow.collective_key([f.find("party", party_id=n)[1].elgamal_point()
+                                       for n in setup.compute])
+        f.resign(sidx, replace(setup, collective_key=key.to_bytes().hex(), sig=None), "ledger")
+        _check(f.build(), 6, "ledger",
+               "collective_key is not the key the ceremony on the log produced")
+
+
+def test_verification_key_not_the_ceremonys(forgery: Callable[[str], Forgery]) -> None:
+    """The collective key is right, one node's Y_j is not (another point, or two nodes'
+    keys swapped): a node could then prove decryption shares made with another share."""
+    for how in ("plus G", "swapped"):
+        f = forgery("mean")
+        sidx, setup = f.find("setup")
+        keys = list(setup.verification_keys)
+        if how == "plus G":
+            keys[1] = (setup.verification_points()[1] + G).to_bytes().hex()
+        else:
+            keys[0], keys[1] = keys[1], keys[0]
+        f.resign(sidx, replace(setup, verification_keys=tuple(keys), sig=None), "ledger")
+        _check(f.build(), 6, "ledger",
+               "verification_keys are not the ones the ceremony on the log produced")
+
+
+def test_threshold_not_the_consortiums(forgery: Callable[[str], Forgery]) -> None:
+    """The setup states a lower threshold than the consortium's (fewer nodes would
+    decrypt): refused whatever the keys."""
     f = forgery("mean")
     sidx, setup = f.find("setup")
-    wrong = setup.collective_point() + G
-    f.resign(sidx, E.SetupEntry(setup.consortium, setup.compute, wrong.to_bytes().hex()),
-             "ledger")
-    _check(f.build(), 6, "ledger", "collective_key")
+    t = setup.threshold
+    assert t >= 2, "the verifier cluster's threshold"
+    f.resign(sidx, replace(setup, threshold=t - 1, sig=None), "ledger")
+    _check(f.build(), 6, "ledger", f"the setup says threshold {t - 1}, the consortium's is {t}")
+
+
+def test_ceremony_entry_signed_by_another_node(forgery: Callable[[str], Forgery],
+                                               adversary: Adversary) -> None:
+    """compute-2's key commitment signed with compute-1's identity key."""
+    f = forgery("mean")
+    idx, e = f.find("dkg_key", node="compute-2")
+    f.put(idx, adversary.sign(replace(e, sig=None), "compute-1"))
+    _check(f.build(), 6, "compute-2", "dkg_key entry: Ed25519 signature does not verify")
 
 
 # --------------------------------------------------------------------------------------
@@ -566,11 +618,68 @@ def test_one_provider_with_min_providers_1_rejected_at_step_11(
     _valid(twin.build())
 
 
-def test_missing_noise_share(forgery: Callable[[str], Forgery]) -> None:
+def test_missing_noise_commitment(forgery: Callable[[str], Forgery]) -> None:
+    """A commitment dropped from the certificate: the noise set is smaller, its coin base
+    another; the first coin share closed a set of fewer than T commitments (or, were there
+    enough, its DLEQ would fail for the recomputed P): step 10 names that node."""
     f = forgery("dp_sum")
-    f.drop(f.find("noise", node="compute-2")[0])
+    setup = f.find("setup")[1]
+    f.drop(f.find("noise_commit", node="compute-2")[0])
+    first = f.all("noise_coin")[0][1].node
+    if setup.threshold == len(setup.compute):
+        _check(f.build(), 10, first, "at least")
+    else:
+        _check(f.build(), 10, first, "coin share")
+
+
+def test_missing_coin_share(forgery: Callable[[str], Forgery]) -> None:
+    """Fewer than T coin shares under an aggregate: the querier aggregated a noise round that
+    had not completed (step 10)."""
+    f = forgery("dp_sum")
+    setup = f.find("setup")[1]
+    for idx, _ in f.all("noise_coin")[setup.threshold - 1:]:
+        f.drop(idx)
+    _check(f.build(), 10, "querier", "before the noise round completed")
+
+
+def test_noise_round_remade_with_parameters_not_private_enough(
+        forgery: Callable[[str], Forgery]) -> None:
+    """The compute nodes (with the operator) redo the noise round with parameters of their
+    choosing, one summand where the querier's plan needs many: fresh bits with valid 0/1
+    proofs, each commitment carrying the weak parameters and re-signed by its node, coin
+    shares re-made for the new set.  Step 10 names the node of the first commitment."""
+    f = forgery("dp_sum")
+    first = f.all("noise_commit")[0][1]
+    weak = replace(first.noise_params(), summands=1)
+    f.recommit(lambda node: weak)
+    _check(f.build(), 10, first.node, "not private enough")
+
+
+def test_noise_round_with_two_parameter_sets(forgery: Callable[[str], Forgery]) -> None:
+    """One node commits (validly) for other parameters than the others, each set private
+    enough on its own: step 10 names that node."""
+    f = forgery("dp_sum")
+    commits = f.all("noise_commit")
+    params = commits[0][1].noise_params()
+    odd = commits[-1][1].node
+    other = replace(params, summands=params.summands + 2)
+    f.recommit(lambda node: other if node == odd else params)
+    _check(f.build(), 10, odd, "differ")
+
+
+def test_noise_round_remade_with_other_private_enough_parameters_is_valid(
+        forgery: Callable[[str], Forgery]) -> None:
+    """The twin: a round redone for parameters that are not the querier's calibration but
+    pass the rule (more summands, more noise), with the downstream messages re-issued, is a
+    valid certificate -- nobody's own calibration is the yardstick, the rule is."""
+    f = forgery("dp_sum")
+    params = f.all("noise_commit")[0][1].noise_params()
+    other = replace(params, summands=params.summands + 2)
+    f.recommit(lambda node: other)
     f.reissue()
-    _check(f.build(), 10, "compute-2", "no DP noise share from compute-2")
+    report = _valid(f.build())
+    detail = next(s.detail for s in report.steps if s.step == 10)
+    assert f"s={other.summands}," in detail, detail
 
 
 def test_aggregate_listing_a_dropped_submission(forgery: Callable[[str], Forgery]) -> None:

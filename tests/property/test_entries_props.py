@@ -22,13 +22,19 @@ SET = settings(max_examples=60, deadline=None)
 
 @st.composite
 def entries(draw: st.DrawFn) -> E.Entry:
-    kind = draw(st.sampled_from(["submission", "noise", "aggregate", "result", "endorsement",
-                                 "decryption"]))
+    kind = draw(st.sampled_from(["submission", "noise_commit", "noise_coin", "aggregate",
+                                 "result", "endorsement",
+                                 "decryption", "setup", *E.DKG_KINDS]))
     pid = draw(party_ids)
     if kind == "submission":
         return E.SubmissionEntry(QID, pid, draw(hexes))
-    if kind == "noise":
-        return E.NoiseEntry(QID, pid, draw(hexes))
+    if kind == "noise_commit":
+        params = {k: draw(st.integers(0, 10**6)) for k in
+                  ("n_nodes", "threshold", "entries", "summands", "summand_bits",
+                   "uniform_bits")}  # a JSON object: the codec does not check its values
+        return E.NoiseCommitEntry(QID, pid, draw(hexes), params)
+    if kind == "noise_coin":
+        return E.NoiseCoinEntry(QID, pid, draw(st.sampled_from(PTS[:-1])), "11" * 64)
     if kind == "endorsement":
         return E.EndorsementEntry(QID, pid, draw(st.binary(min_size=32, max_size=32)).hex())
     if kind == "decryption":
@@ -38,7 +44,15 @@ def entries(draw: st.DrawFn) -> E.Entry:
         totals = draw(st.lists(st.integers(-(2**200), 2**200), min_size=1, max_size=5))
         res = draw(st.dictionaries(st.text(max_size=5), st.integers(-(2**53) + 1, 2**53 - 1) |
                                    st.text(max_size=5) | st.booleans(), max_size=4))
-        return E.ResultEntry.for_totals(QID, totals, res)
+        decryptors = draw(st.sets(party_ids, min_size=1, max_size=4))
+        return E.ResultEntry.for_totals(QID, totals, res, list(decryptors))
+    if kind == "setup":
+        compute = sorted(draw(st.sets(party_ids, min_size=1, max_size=5)))
+        keys = tuple(draw(st.sampled_from(PTS[:-1])) for _ in compute)
+        return E.SetupEntry(QID, tuple(compute), draw(st.integers(1, len(compute))),
+                            draw(st.sampled_from(PTS[:-1])), keys)
+    if kind in E.DKG_KINDS:
+        return E.KINDS[kind](pid, draw(hexes))  # type: ignore[call-arg]
     idx = sorted(draw(st.sets(st.integers(0, 2**53 - 1), min_size=2, max_size=8)))
     cut = draw(st.integers(1, len(idx) - 1))
     cts = tuple(draw(st.lists(st.sampled_from(PTS), min_size=2, max_size=6, unique=False)))

@@ -36,7 +36,8 @@ def _linear_extension(dp: bool, seed: int) -> list[str]:
     rng = random.Random(seed)
     names = list(EV[dp])
     groups: dict[int, list[str]] = {}
-    rank = {"query": 0, "sub": 1, "noise": 1, "aggregate": 2, "dec": 3, "result": 4, "end": 5}
+    rank = {"query": 0, "sub": 1, "commit": 1, "coin": 2, "aggregate": 3, "dec": 4,
+            "result": 5, "end": 6}
     for n in names:
         groups.setdefault(rank[n.split(":")[0]], []).append(n)
     out: list[str] = []

@@ -88,7 +88,7 @@ def test_consortium_id_binds_every_field(keys: dict[str, SigningKey]) -> None:
     g = _genesis(keys)
     variants = [replace(g, name="other"), replace(g, origin="other/log"),
                 replace(g, witness_quorum=3), replace(g, admission=AdmissionRule(3, ("compute",))),
-                replace(g, members=g.members[:-1])]
+                replace(g, members=g.members[:-1]), replace(g, decryption_threshold=2)]
     ids = {v.consortium_id for v in variants} | {g.consortium_id}
     assert len(ids) == len(variants) + 1
 
@@ -148,13 +148,22 @@ def test_tampered_genesis_breaks_signatures(keys: dict[str, SigningKey]) -> None
 
 
 @pytest.mark.parametrize("mutate", [
-    lambda o: o["genesis"].update(v=2),
+    lambda o: o["genesis"].update(v=3),  # (v 2: the genesis that pins the threshold)
+    lambda o: o["genesis"].update(v=1),  # the retired n-of-n version
+    lambda o: o["genesis"].update(v=2.0),
     lambda o: o["genesis"].update(kind="membership"),
     lambda o: o["genesis"].update(extra=1),
     lambda o: o["genesis"].pop("origin"),
     lambda o: o["genesis"].update(witness_quorum=0),
     lambda o: o["genesis"].update(witness_quorum=4),
     lambda o: o["genesis"].update(witness_quorum=True),
+    lambda o: o["genesis"].update(decryption_threshold=0),
+    lambda o: o["genesis"].update(decryption_threshold=4),  # 3 compute nodes
+    lambda o: o["genesis"].update(decryption_threshold=True),
+    lambda o: o["genesis"].update(decryption_threshold=None),  # written out, never null
+    lambda o: o["genesis"].update(decryption_threshold="2"),
+    lambda o: o["genesis"].update(decryption_threshold=2.0),
+    lambda o: o["genesis"].pop("decryption_threshold"),
     lambda o: o["genesis"]["admission"].update(quorum=0),
     lambda o: o["genesis"]["admission"].update(quorum=4),
     lambda o: o["genesis"]["admission"].update(roles=["root"]),
@@ -175,6 +184,34 @@ def test_malformed_genesis(keys: dict[str, SigningKey], mutate: object) -> None:
     mutate(obj)  # type: ignore[operator]
     with pytest.raises(MalformedError):
         SignedGenesis.from_json_obj(obj)
+
+
+def test_a_version_1_genesis_is_refused_by_name(keys: dict[str, SigningKey]) -> None:
+    """A genesis of the n-of-n design (v 1, no decryption threshold) is not read as a T = N
+    consortium: it is refused, saying why."""
+    obj = json.loads(json.dumps(_signed(keys).to_json_obj()))
+    assert obj["genesis"]["v"] == 2
+    old = {k: v for k, v in obj["genesis"].items() if k != "decryption_threshold"}
+    for genesis in ({**old, "v": 1}, {**obj["genesis"], "v": 1}):
+        with pytest.raises(MalformedError, match="v1 .*no longer supported"):
+            SignedGenesis.from_json_obj({**obj, "genesis": genesis})
+
+
+def test_genesis_decryption_threshold(keys: dict[str, SigningKey]) -> None:
+    """T: any T compute nodes decrypt.  Default: every compute node; always written in the
+    genesis document; from 1 to the number of compute nodes."""
+    g = _genesis(keys)
+    assert g.decryption_threshold == 3 and g.to_json_obj()["decryption_threshold"] == 3
+    assert _genesis(keys, decryption_threshold=3).consortium_id == g.consortium_id
+    for t in (1, 2):
+        sg = _signed(keys, _genesis(keys, decryption_threshold=t))
+        again = SignedGenesis.from_bytes(sg.to_bytes())
+        assert again.genesis.decryption_threshold == t
+        assert Roster.from_genesis(again).decryption_threshold == t
+    assert Roster.from_genesis(_signed(keys)).decryption_threshold == 3
+    for bad in (0, 4, -1, True, 2.0, "2"):
+        with pytest.raises(MalformedError, match="genesis.decryption_threshold"):
+            _genesis(keys, decryption_threshold=bad)
 
 
 def test_genesis_needs_compute_and_one_ledger(keys: dict[str, SigningKey]) -> None:
@@ -248,10 +285,12 @@ def test_missing_or_wrong_possession(keys: dict[str, SigningKey]) -> None:
 
 
 def test_revoked_member_cannot_sign_or_return(keys: dict[str, SigningKey]) -> None:
-    roster = Roster.from_genesis(_signed(keys))
+    """(A 2-of-3 consortium: two compute nodes left can still decrypt.)"""
+    roster = Roster.from_genesis(_signed(keys, _genesis(keys, decryption_threshold=2)))
     r1 = roster.apply(_by(_change(roster, revoke=("compute-3",)), keys, "compute-1",
                           "compute-2"))
     assert r1.compute_epoch == 1 and "compute-3" in r1.revoked
+    assert r1.decryption_threshold == 2
     with pytest.raises(VerificationError, match="revoked") as err:
         r1.member("compute-3")
     assert err.value.party == "compute-3"
@@ -265,6 +304,27 @@ def test_revoked_member_cannot_sign_or_return(keys: dict[str, SigningKey]) -> No
                 "compute-1", "compute-2")
     with pytest.raises(VerificationError, match="already"):
         r1.apply(again)
+
+
+def test_a_change_leaving_fewer_compute_nodes_than_the_threshold_is_refused(
+        keys: dict[str, SigningKey]) -> None:
+    """3-of-3: revoking a compute node would leave a key nobody can decrypt with; 2-of-3 (the
+    twin) allows it, and the threshold does not follow the roster down or up."""
+    full = Roster.from_genesis(_signed(keys))
+    change = _by(_change(full, revoke=("compute-3",)), keys, "compute-1", "compute-2")
+    with pytest.raises(VerificationError, match="the change leaves 2 compute node.s. for a "
+                                                "decryption threshold of 3"):
+        full.apply(change)
+    two = Roster.from_genesis(_signed(keys, _genesis(keys, decryption_threshold=2,
+                                                     witness_quorum=1)))
+    r1 = two.apply(_by(_change(two, revoke=("compute-3",)), keys, "compute-1", "compute-2"))
+    assert r1.decryption_threshold == 2
+    with pytest.raises(VerificationError, match="decryption threshold of 2"):
+        r1.apply(_by(_change(r1, revoke=("compute-2",)), keys, "compute-1", "compute-2"))
+    m, k = _new("compute-4", "compute", 78)
+    r2 = r1.apply(_by(_change(r1, admit=(m,)).prove_possession("compute-4", k), keys,
+                      "compute-1", "compute-2"))
+    assert r2.decryption_threshold == 2 and len(r2.of_role("compute")) == 3
 
 
 def test_replayed_dropped_and_forked_changes(keys: dict[str, SigningKey]) -> None:
@@ -331,6 +391,8 @@ def test_witness_quorum_stays_satisfiable(keys: dict[str, SigningKey]) -> None:
 
 
 @pytest.mark.parametrize("mutate", [
+    lambda o: o.update(v=1),
+    lambda o: o.update(v=3),
     lambda o: o.update(seq=0),
     lambda o: o.update(seq="1"),
     lambda o: o.update(prev="AB" * 32),

@@ -11,8 +11,9 @@ Each reject test plays one adversary and names the step and the party that fail;
 * (c) a revoked provider (or compute node) signing after its revocation;
 * (d) a membership change short of the admission quorum;
 * (e) a setup naming a compute node that is not a member (a fake node with a valid proof of
-  knowledge of its key share), or not naming one that is;
-* (f) a setup whose collective key is not the sum of the members' proven shares;
+  knowledge of its transport key and a ceremony it took part in), or not naming one that is;
+* (f) a setup whose collective key is not the one the key ceremony on the log produced
+  (the ceremony's own adversaries: tests/unit/test_protocol_checks.py);
 * (g) a ``party`` entry whose key is not the one the consortium admitted;
 * (h) a genesis that is not entry 0 (a second consortium on one log).
 """
@@ -22,10 +23,22 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
-from test_protocol_checks import CONSORTIUM, FOUNDERS, GENESIS, KEYS, NODES, SHARES, _genesis, _spec
+from test_entries_helpers import Ceremony, key_ceremony, threshold_decryption
+from test_protocol_checks import (
+    CONSORTIUM,
+    FOUNDERS,
+    GENESIS,
+    GENESIS_2OF3,
+    KEYS,
+    NODES,
+    TRANSPORT,
+    _genesis,
+    _spec,
+)
 
 from statledger.proofs import sigma
 from statledger.proofs.errors import MalformedError, VerificationError
@@ -45,7 +58,8 @@ from statledger.verifier.audit import check_one_query
 #: log operator made up), mallory (a key nobody admitted).
 OUTSIDERS = {"prov-4": 71, "node-x": 72, "mallory": 73}
 ALL_KEYS = {**KEYS, **{p: SigningKey.from_bytes(bytes([s]) * 32) for p, s in OUTSIDERS.items()}}
-ALL_SHARES = {**SHARES, "node-x": Scalar(4242), "mallory": Scalar(4343)}
+#: the secrets of the compute nodes' transport keys (the ElGamal keys of their party entries)
+ALL_TRANSPORT = {**TRANSPORT, "node-x": Scalar(4242), "mallory": Scalar(4343)}
 ALL_STEPS = [6, 8, 9, 10, 11, 12, 13, 14, 15]
 
 
@@ -60,7 +74,8 @@ class Log:
     with (defaults: the consortium of :mod:`test_protocol_checks` and the keys of its
     founders plus :data:`OUTSIDERS`).  The builder replays every membership change it logs
     (a change that is not valid is logged all the same: the log operator is the adversary)
-    and keeps the query's state so that :meth:`finish` can complete it honestly.
+    and keeps the key ceremony's and the query's state so that :meth:`finish` can complete
+    the query honestly.
     """
 
     def __init__(self, genesis: SignedGenesis = GENESIS,
@@ -71,11 +86,17 @@ class Log:
         self.entries: list[E.Entry] = []
         g = genesis.genesis  # the roster it states, unverified: the builder is the adversary
         self.roster = Roster(self.cid, g.origin, {m.party_id: m for m in g.members},
-                             frozenset(), g.witness_quorum, g.admission, 0, self.cid)
+                             frozenset(), g.witness_quorum, g.admission, 0, self.cid, 0,
+                             g.decryption_threshold or 1)
         self.spec = _spec(min_providers)
         self.qid = self.spec.query_id_for("researcher")
         self.stat = get_statistic(self.spec.statistic)
         self.ranges = list(self.stat.layout(self.spec).ranges)
+        #: the key ceremony logged by :meth:`ceremony`, if any
+        self.logged_ceremony: Ceremony | None = None
+        #: the ceremony whose key shares decrypt (the one the setup was made from)
+        self.ceremony_of_setup: Ceremony | None = None
+        self.setup_entry: E.SetupEntry | None = None
         self.compute: tuple[str, ...] = NODES
         self.X: Point | None = None
         self.subs: list[int] = []
@@ -111,12 +132,13 @@ class Log:
             pass  # logged anyway: step 6 must refuse it
         return index
 
-    def key_share(self, node: str, *, key_of: str | None = None,
-                  consortium: str | None = None) -> int:
-        """``node``'s key share, its proof of knowledge bound to ``consortium`` (default: the
-        log's), in a party entry carrying and signed by the identity key of ``key_of``
-        (default: ``node`` itself)."""
-        x = ALL_SHARES[node]
+    def transport_key(self, node: str, *, key_of: str | None = None,
+                      consortium: str | None = None) -> int:
+        """``node``'s transport key (the ElGamal key the key ceremony encrypts its shares
+        to), its proof of knowledge bound to ``consortium`` (default: the log's), in a party
+        entry carrying and signed by the identity key of ``key_of`` (default: ``node``
+        itself)."""
+        x = ALL_TRANSPORT[node]
         X = base_mul(x)
         pok = sigma.prove_schnorr(x, X, flow.keyreg_context(consortium or self.cid, node))
         signer = key_of or node
@@ -128,21 +150,50 @@ class Log:
         signer = key_of or party
         return self.add(E.PartyEntry(party, role, _vk(signer, self.keys)), signer)
 
-    def setup(self, compute: Sequence[str] = NODES, *, collective: Point | None = None,
+    def _ceremony_of(self, nodes: Sequence[str], threshold: int | None,
+                     epoch: int | None) -> Ceremony:
+        """An honest ceremony among ``nodes`` (their transport keys of :data:`ALL_TRANSPORT`)
+        at the roster's threshold (at most ``len(nodes)``) and compute epoch, unless given."""
+        t = min(self.roster.decryption_threshold, len(nodes)) if threshold is None else threshold
+        return key_ceremony(self.cid, {n: ALL_TRANSPORT[n] for n in nodes}, t, self.keys,
+                            epoch=self.roster.compute_epoch if epoch is None else epoch)
+
+    def ceremony(self, nodes: Sequence[str] | None = None, *, threshold: int | None = None,
+                 epoch: int | None = None) -> list[int]:
+        """Log the ``dkg_*`` entries of an honest key ceremony among ``nodes`` (default: the
+        compute members of the roster), each signed by its node."""
+        nodes = nodes or [m.party_id for m in self.roster.of_role("compute")]
+        self.logged_ceremony = cer = self._ceremony_of(nodes, threshold, epoch)
+        return [self.add(e, e.claimed_author() or "") for e in cer.entries]
+
+    def setup(self, compute: Sequence[str] | None = None, *, collective: Point | None = None,
+              verification_keys: Sequence[Point] | None = None, threshold: int | None = None,
               consortium: str | None = None) -> int:
-        """The setup the log signs: ``collective`` defaults to the sum of the ``compute``
-        nodes' shares (what the honest key ceremony yields)."""
-        self.compute = tuple(compute)
-        self.X = collective if collective is not None else flow.collective_key(
-            [base_mul(ALL_SHARES[n]) for n in compute])
-        return self.add(E.SetupEntry(consortium or self.cid, self.compute,
-                                     self.X.to_bytes().hex()), "ledger")
+        """The setup the log signs: the outcome of the logged ceremony (or, when none is
+        logged for ``compute``, of the honest ceremony among them, run off the log), each
+        field replaceable by the log operator."""
+        cer = self.logged_ceremony
+        if cer is None or (compute is not None and tuple(sorted(compute)) != cer.nodes):
+            cer = self._ceremony_of(sorted(compute or NODES), None, None)
+        honest = cer.setup(self.cid)
+        self.ceremony_of_setup = cer
+        self.compute = cer.nodes
+        self.X = collective if collective is not None else cer.collective
+        self.setup_entry = replace(
+            honest, consortium=consortium or self.cid,
+            threshold=honest.threshold if threshold is None else threshold,
+            collective_key=self.X.to_bytes().hex(),
+            verification_keys=honest.verification_keys if verification_keys is None else
+            tuple(p.to_bytes().hex() for p in verification_keys))
+        return self.add(self.setup_entry, "ledger")
 
     def roster_entries(self) -> Log:
-        """Genesis, both compute nodes' key shares, setup: the honest roster."""
+        """Genesis, the compute nodes' transport keys, the key ceremony, setup: the honest
+        roster."""
         self.genesis()
-        for n in NODES:
-            self.key_share(n)
+        for n in sorted(m.party_id for m in self.roster.of_role("compute")):
+            self.transport_key(n)
+        self.ceremony()
         self.setup()
         return self
 
@@ -162,24 +213,25 @@ class Log:
         self.contributions.append(flow.Contribution(ev, tuple(self.ranges)))
         return index
 
-    def finish(self, endorsers: Sequence[str] | None = None) -> Log:
-        """Aggregate, every compute node's decryption, the result and the endorsements of
-        ``endorsers`` (default: every provider that submitted), all honest."""
+    def finish(self, endorsers: Sequence[str] | None = None, *,
+               decrypting: Sequence[str] | None = None,
+               decryptors: Sequence[str] | None = None) -> Log:
+        """Aggregate, the decryption shares of ``decrypting`` (default: every compute node
+        of the setup), the result naming ``decryptors`` (default: the first ``T`` of them)
+        and the endorsements of ``endorsers`` (default: every provider that submitted), all
+        honest."""
+        assert self.ceremony_of_setup is not None and self.setup_entry is not None
         agg = flow.aggregate(self.contributions)
         flat = flow.flatten(agg)
         self.add(E.AggregateEntry(self.qid, tuple(self.subs), (),
                                   tuple(c.to_bytes().hex() for c in flat)), "researcher")
-        shares_by_node = []
-        for n in self.compute:
-            shares, proof = flow.make_decryption(ALL_SHARES[n], base_mul(ALL_SHARES[n]), flat,
-                                                 flow.decryption_context(self.qid, n))
-            shares_by_node.append(shares)
-            self.add(E.DecryptionEntry(self.qid, n, tuple(s.to_bytes().hex() for s in shares),
-                                       proof.to_bytes().hex()), n)
-        totals = flow.decrypt_totals(agg, shares_by_node,
-                                     [c.ranges for c in self.contributions])
+        decs, totals, named = threshold_decryption(
+            self.ceremony_of_setup, self.setup_entry, self.qid, agg,
+            [c.ranges for c in self.contributions], self.keys,
+            self.compute if decrypting is None else decrypting, decryptors)
+        self.entries += decs
         self.add(E.ResultEntry.for_totals(self.qid, totals,
-                                          self.stat.decode(self.spec, totals).to_dict()),
+                                          self.stat.decode(self.spec, totals).to_dict(), named),
                  "researcher")
         result = self.entries[-1]
         for p in self.submitters if endorsers is None else endorsers:
@@ -232,7 +284,8 @@ def test_a_membership_change_admitting_a_provider_passes_steps_5_to_15() -> None
     assert list(details) == ALL_STEPS
     assert view.consortium_id == CONSORTIUM and [i for i, _ in view.memberships] == [change]
     assert "(pinned), 1 membership change(s), 8 members" in details[6]
-    assert "2 compute node keys" in details[6]
+    assert "key ceremony of 2 compute nodes re-derived (2-of-2, 2 qualified dealers)" in (
+        details[6])
     assert _steps(rows) == ALL_STEPS  # self-asserted: the same log
     r = check_one_query("q", rows)
     assert (r["status"], r["step"]) == ("valid", None), r
@@ -280,7 +333,8 @@ def test_a_genesis_appended_under_another_key_fails_step_6() -> None:
     log = Log()
     log.genesis(signer="mallory")
     for n in NODES:
-        log.key_share(n)
+        log.transport_key(n)
+    log.ceremony()
     log.setup()
     log.query()
     _fails(log.rows(), 6, "ledger", "signature", through=8)
@@ -290,7 +344,8 @@ def test_a_genesis_appended_under_another_key_fails_step_6() -> None:
 def test_no_genesis_fails_step_6() -> None:
     log = Log()
     for n in NODES:
-        log.key_share(n)
+        log.transport_key(n)
+    log.ceremony()
     log.setup()
     log.query()
     _fails(log.rows(), 6, "ledger", "no genesis entry", through=8)
@@ -349,13 +404,26 @@ def test_a_provider_revoked_mid_query_cannot_endorse() -> None:
 
 
 def test_a_revoked_compute_node_cannot_decrypt() -> None:
-    """node-b is revoked after the setup: its decryption share, logged after, is refused."""
-    log = Log().roster_entries()
-    log.query()
-    log.submit("prov-1")
-    log.submit("prov-2")
-    log.membership(log.change(signers=("node-a", "ledger"), revoke=("node-b",)))
-    _fails(log.finish().rows(), 12, "node-b", "node-b was revoked")
+    """2-of-3: node-b is revoked after the setup: its decryption share, logged after, is
+    refused, named by the result or not.  The twin: node-a and node-c decrypt.  In the
+    2-of-2 consortium the same revocation is itself refused: it would leave fewer compute
+    nodes than the decryption threshold."""
+    def query_then_revoke(genesis: SignedGenesis) -> Log:
+        log = Log(genesis=genesis).roster_entries()
+        log.query()
+        log.submit("prov-1")
+        log.submit("prov-2")
+        log.membership(log.change(signers=("node-a", "ledger"), revoke=("node-b",)))
+        return log
+
+    for decryptors in (("node-a", "node-b"), ("node-a", "node-c")):
+        rows = query_then_revoke(GENESIS_2OF3).finish(decryptors=decryptors).rows()
+        _fails(rows, 12, "node-b", "node-b was revoked")
+    twin = query_then_revoke(GENESIS_2OF3).finish(decrypting=("node-a", "node-c")).rows()
+    assert _steps(twin, pinned=GENESIS_2OF3.genesis.consortium_id) == ALL_STEPS
+    rows = query_then_revoke(GENESIS).finish().rows()
+    _fails(rows, 6, None, "membership chain: the change leaves 1 compute node.s. for a "
+                          "decryption threshold of 2")
 
 
 # -- (d) a change short of the admission quorum -----------------------------------------------
@@ -414,12 +482,14 @@ def test_a_membership_entry_not_appended_by_the_log_fails_step_6() -> None:
 
 
 def test_a_setup_with_a_fake_compute_node_fails_step_6() -> None:
-    """The log operator adds node-x, whose key share it holds, with a valid proof of
-    knowledge bound to this consortium: node-x is no member, so the setup is refused."""
+    """The log operator adds node-x, whose keys it holds: a transport key with a valid
+    proof of knowledge bound to this consortium, and a key ceremony of the three nodes
+    (every entry validly signed).  node-x is no member, so the setup is refused."""
     log = Log()
     log.genesis()
     for n in (*NODES, "node-x"):
-        log.key_share(n)
+        log.transport_key(n)
+    log.ceremony((*NODES, "node-x"))
     log.setup((*NODES, "node-x"))
     log.query()
     _fails(log.rows(), 6, "node-x", "node-x is not a member of consortium", through=8)
@@ -427,7 +497,8 @@ def test_a_setup_with_a_fake_compute_node_fails_step_6() -> None:
     log = Log()
     log.genesis()
     for n in NODES:
-        log.key_share(n)
+        log.transport_key(n)
+    log.ceremony((*NODES, "node-x"))
     log.setup((*NODES, "node-x"))
     log.query()
     _fails(log.rows(), 6, "ledger", r"the setup names compute nodes \['node-a', 'node-b', "
@@ -436,33 +507,51 @@ def test_a_setup_with_a_fake_compute_node_fails_step_6() -> None:
 
 
 def test_a_setup_leaving_out_a_member_node_fails_step_6() -> None:
-    """A setup naming node-a alone (a collective key one node can decrypt with)."""
+    """A setup naming node-a alone (a collective key one node can decrypt with), from a
+    ceremony of node-a alone."""
     log = Log()
     log.genesis()
     for n in NODES:
-        log.key_share(n)
+        log.transport_key(n)
+    log.ceremony(("node-a",))
+    assert log.logged_ceremony is not None and log.logged_ceremony.threshold == 1
     log.setup(("node-a",))
     log.query()
     _fails(log.rows(), 6, "ledger", "the setup names compute nodes", through=8)
 
 
 def test_a_compute_node_admitted_by_a_change_may_be_in_the_setup() -> None:
-    """The twin of the fake node: node-x admitted by a change before the setup."""
-    log = Log()
-    log.genesis()
-    log.membership(_admit(log, "node-x", "compute"))
-    for n in (*NODES, "node-x"):
-        log.key_share(n)
-    log.setup((*NODES, "node-x"))
-    log.query()
-    log.submit("prov-1")
-    log.submit("prov-2")
+    """The twin of the fake node: node-x admitted by a change before the setup.  The
+    consortium's threshold stays 2 (now 2-of-3) and the change opened compute epoch 1: the
+    ceremony is bound to it, so a ceremony run for epoch 0 (before the change, or replayed
+    from it) is refused."""
+    def build(epoch: int | None) -> Log:
+        log = Log()
+        log.genesis()
+        log.membership(_admit(log, "node-x", "compute"))
+        assert (log.roster.compute_epoch, log.roster.decryption_threshold) == (1, 2)
+        for n in (*NODES, "node-x"):
+            log.transport_key(n)
+        log.ceremony(epoch=epoch)
+        log.setup()
+        log.query()
+        log.submit("prov-1")
+        log.submit("prov-2")
+        return log
+
+    log = build(None)
+    assert log.compute == (*NODES, "node-x") and log.setup_entry is not None
+    assert log.setup_entry.threshold == 2
     assert _steps(log.finish().rows(), pinned=CONSORTIUM) == ALL_STEPS
+    stale = build(0)
+    with pytest.raises(VerificationError, match="key ceremony: ") as ei:
+        check_query(parse_entries(stale.rows()), pinned=CONSORTIUM, through=9)
+    assert ei.value.step == "step 6"
 
 
 def test_a_second_setup_fails_step_5() -> None:
     log = Log().roster_entries()
-    log.key_share("node-x")
+    log.transport_key("node-x")
     second = log.setup((*NODES, "node-x"))
     log.query()
     with pytest.raises(VerificationError, match=f"entry {second}: two setup entries") as ei:
@@ -470,27 +559,36 @@ def test_a_second_setup_fails_step_5() -> None:
     assert ei.value.step == "step 5"
 
 
-@pytest.mark.parametrize("which", ["random", "one share", "a share swapped"])
+@pytest.mark.parametrize("which", ["random", "one transport key", "the sum of the transport keys",
+                                   "a transport key swapped"])
 def test_a_fake_collective_key_fails_step_6(which: str) -> None:
+    """The log carries the honest ceremony; the setup states another collective key: one
+    the log operator holds, a node's transport key, the sum of the transport keys (the key
+    of the n-of-n design), that sum with a transport key the operator holds."""
     fake = {"random": base_mul(Scalar(987654321)),  # a key the log operator holds
-            "one share": base_mul(SHARES["node-a"]),
-            "a share swapped": flow.collective_key([base_mul(ALL_SHARES["node-x"]),
-                                                    base_mul(SHARES["node-b"])])}[which]
+            "one transport key": base_mul(TRANSPORT["node-a"]),
+            "the sum of the transport keys": flow.collective_key(
+                [base_mul(TRANSPORT[n]) for n in NODES]),
+            "a transport key swapped": flow.collective_key(
+                [base_mul(ALL_TRANSPORT["node-x"]), base_mul(TRANSPORT["node-b"])])}[which]
     log = Log()
     log.genesis()
     for n in NODES:
-        log.key_share(n)
+        log.transport_key(n)
+    log.ceremony()
     log.setup(collective=fake)
     log.query()
     log.submit("prov-1")
-    _fails(log.rows(), 6, "ledger", "collective_key is not the sum", through=9)
+    _fails(log.rows(), 6, "ledger",
+           "collective_key is not the key the ceremony on the log produced", through=9)
 
 
 def test_a_setup_of_another_consortium_fails_step_6() -> None:
     log = Log()
     log.genesis()
     for n in NODES:
-        log.key_share(n)
+        log.transport_key(n)
+    log.ceremony()
     log.setup(consortium="ab" * 32)
     log.query()
     _fails(log.rows(), 6, "ledger", "the setup entry belongs to another consortium", through=8)
@@ -499,8 +597,9 @@ def test_a_setup_of_another_consortium_fails_step_6() -> None:
 def test_a_key_share_proven_for_another_consortium_fails_step_6() -> None:
     log = Log()
     log.genesis()
-    log.key_share("node-a")
-    log.key_share("node-b", consortium=_genesis("elsewhere").genesis.consortium_id)
+    log.transport_key("node-a")
+    log.transport_key("node-b", consortium=_genesis("elsewhere").genesis.consortium_id)
+    log.ceremony()
     log.setup()
     log.query()
     _fails(log.rows(), 6, "node-b", "proof of knowledge", through=8)
@@ -509,12 +608,12 @@ def test_a_key_share_proven_for_another_consortium_fails_step_6() -> None:
 def test_a_key_share_logged_after_the_setup_fails_step_6() -> None:
     log = Log()
     log.genesis()
-    log.key_share("node-a")
+    log.transport_key("node-a")
+    log.ceremony()
     log.setup()
-    log.key_share("node-b")
+    log.transport_key("node-b")
     log.query()
-    _fails(log.rows(), 6, "node-b", "node-b registered no key share before the setup",
-           through=8)
+    _fails(log.rows(), 6, "node-b", "node-b registered no key before the setup", through=8)
 
 
 # -- (g) a party entry with a key the consortium did not admit ------------------------------------
@@ -525,9 +624,10 @@ def test_a_party_entry_with_another_key_fails_step_6(who: str) -> None:
     log = Log()
     log.genesis()
     for n in NODES:
-        log.key_share(n, key_of="mallory" if n == who else None)
+        log.transport_key(n, key_of="mallory" if n == who else None)
     if who != "node-a":
         log.party(who, FOUNDERS[who], key_of="mallory")
+    log.ceremony()
     log.setup()
     log.query()
     _fails(log.rows(), 6, who, f"the party entry of {who} carries a key the consortium did "
@@ -536,9 +636,10 @@ def test_a_party_entry_with_another_key_fails_step_6(who: str) -> None:
     twin = Log()
     twin.genesis()
     for n in NODES:
-        twin.key_share(n)
+        twin.transport_key(n)
     if who != "node-a":
         twin.party(who, FOUNDERS[who])
+    twin.ceremony()
     twin.setup()
     twin.query()
     assert _steps(twin.rows(), through=8) == [6, 8]
@@ -565,7 +666,7 @@ def test_a_party_entry_before_its_admission_fails_step_6() -> None:
 def test_a_genesis_at_index_3_fails_step_5() -> None:
     log = Log()
     for n in NODES:
-        log.key_share(n)
+        log.transport_key(n)
     log.setup()
     assert log.genesis() == 3
     log.query()
@@ -578,9 +679,10 @@ def test_a_genesis_at_index_3_fails_step_5() -> None:
 def test_a_second_genesis_fails_step_5() -> None:
     log = Log().roster_entries()
     other = _genesis("a second consortium")
-    log.add(E.GenesisEntry.of(other), "ledger")
+    second = log.add(E.GenesisEntry.of(other), "ledger")
+    assert second == 10  # genesis, 2 transport keys, 6 ceremony entries, setup
     log.query()
-    with pytest.raises(VerificationError, match="entry 4: a genesis entry that is not entry 0"
+    with pytest.raises(VerificationError, match="entry 10: a genesis entry that is not entry 0"
                        ) as ei:
         parse_entries(log.rows())
     assert ei.value.step == "step 5"
@@ -669,13 +771,14 @@ def test_a_non_canonical_document_is_refused(kind: str) -> None:
                  " " + json.dumps(obj, separators=(",", ":"), sort_keys=True)):
         with pytest.raises(MalformedError, match=f"{kind}.document: not the canonical"):
             E.Entry.from_bytes(_with_document(kind, text.encode()))
-    # the version spelled true or 1.0 (== 1 in Python): refused by the document parser
-    # itself (an exact integer 1), and the canonical re-encoding would refuse it too
-    for v in (True, 1.0):
+    # the version (2 since the genesis pins the decryption threshold) spelled 2.0 (== 2 in
+    # Python): refused by the document parser itself (an exact integer 2), and the canonical
+    # re-encoding would refuse it too; spelled true (== 1, the retired version) likewise
+    for v, why in ((2.0, "expected v 2"), (True, "")):
         body = json.loads(_wire(kind)["document"])
         (body["genesis"] if kind == "genesis" else body)["v"] = v
         text = json.dumps(body, separators=(",", ":"), sort_keys=True)
-        with pytest.raises(MalformedError, match=f"{kind}.document: .*expected v 1"):
+        with pytest.raises(MalformedError, match=f"{kind}.document: .*{why}"):
             E.Entry.from_bytes(_with_document(kind, text.encode()))
     # twin: the canonical text is accepted
     canonical = json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()

@@ -14,6 +14,7 @@ from test_entries_helpers import (
     AUTHOR,
     CONSORTIUM,
     KEYS,
+    NOISE_PARAMS,
     QID,
     SPEC,
     point_hex,
@@ -193,7 +194,7 @@ def test_binary_fields_strict(name):
         for bad in (v.hex(), list(v), b""):
             with pytest.raises(MalformedError, match=key):
                 E.Entry.from_bytes(_enc({**obj, key: [bad] if is_list else bad}))
-        if key not in ("vector",):  # every other binary field has a fixed length
+        if key not in ("vector", "commitment", "message"):  # the others have a fixed length
             for bad in (v[:-1], v + b"\x00"):
                 with pytest.raises(MalformedError, match=key):
                     E.Entry.from_bytes(_enc({**obj, key: [bad] if is_list else bad}))
@@ -217,11 +218,16 @@ def test_fixed_lengths(key, nbytes):
 @pytest.mark.parametrize("bad_id", ["", "-x", "a b", "é", "a" * 129, "x\n", "a/b", "ab\n",
                                     "ab\r\n"])
 def test_party_ids(bad_id):
-    for name, key in (("party", "party_id"), ("submission", "provider"), ("noise", "node"),
+    for name, key in (("party", "party_id"), ("submission", "provider"),
+                      ("noise_commit", "node"), ("noise_coin", "node"),
                       ("query", "querier"), ("endorsement", "provider"),
-                      ("decryption", "node")):
+                      ("decryption", "node"), ("dkg_deal", "node"), ("dkg_ack", "node"),
+                      ("dkg_key", "node"), ("dkg_disclosure", "node")):
         with pytest.raises(MalformedError):
             E.Entry.from_bytes(_enc({**_obj(name), key: bad_id}))
+    # the nodes a result names as its decryptors
+    with pytest.raises(MalformedError, match=r"decryptors\[0\]"):
+        E.Entry.from_bytes(_enc({**_obj("result"), "decryptors": [bad_id]}))
     # the setup's compute node ids (the setup names no cluster any more: its consortium is
     # a 32-byte id, see test_setup_rules)
     with pytest.raises(MalformedError, match=r"compute\[0\]"):
@@ -270,7 +276,7 @@ def test_setup_rules():
             E.Entry.from_bytes(_enc({**obj, "consortium": bad}))
     for bad_id in ("cluster-1", "C" * 64, "ab" * 31, "ab" * 33, ""):
         with pytest.raises(MalformedError, match="consortium"):
-            E.SetupEntry(bad_id, ("n",), point_hex(2))
+            E.SetupEntry(bad_id, ("n",), 1, point_hex(2), (point_hex(3),))
     # the old fields are gone: a setup carrying cluster_id / witness_quorum is refused
     # (the witness quorum is the consortium roster's)
     with pytest.raises(MalformedError, match="unexpected"):
@@ -278,13 +284,71 @@ def test_setup_rules():
     old = {k: v for k, v in obj.items() if k != "consortium"}
     with pytest.raises(MalformedError, match="missing"):
         E.Entry.from_bytes(_enc({**old, "cluster_id": "cluster-1"}))
-    E.SetupEntry("ab" * 32, ("n",), point_hex(2))  # any 32-byte id decodes (step 6 checks it)
+    # any 32-byte id decodes (step 6 checks it)
+    E.SetupEntry("ab" * 32, ("n",), 1, point_hex(2), (point_hex(3),))
     with pytest.raises(MalformedError, match="collective_key"):
         E.Entry.from_bytes(_enc({**obj, "collective_key": bytes(33)}))
     setup = SIGNED["setup"]
     assert isinstance(setup, E.SetupEntry)
     assert setup.collective_point().to_bytes().hex() == point_hex(23)
     assert setup.consortium == CONSORTIUM and setup.compute == ("node-a", "node-b")
+    assert setup.threshold == 2
+    assert [p.to_bytes().hex() for p in setup.verification_points()] == [point_hex(24),
+                                                                        point_hex(25)]
+    assert setup.verification_point("node-b").to_bytes().hex() == point_hex(25)
+    with pytest.raises(MalformedError, match="node-c is not a compute node"):
+        setup.verification_point("node-c")
+
+
+def test_setup_threshold_and_verification_keys():
+    """The threshold: an integer from 1 to the number of compute nodes; the verification
+    keys: one curve point per compute node, in their order."""
+    obj = _obj("setup")
+    assert obj["threshold"] == 2 and len(obj["verification_keys"]) == 2
+    for t in (1, 2):  # the twins: 1-of-2 and 2-of-2
+        e = E.Entry.from_bytes(_enc({**obj, "threshold": t}))
+        assert isinstance(e, E.SetupEntry) and e.threshold == t
+    for bad, why in ((0, "out of range"), (-1, "out of range"), (3, "more than the number"),
+                     (2**53, "out of range"), (True, "expected an integer"),
+                     (2.0, "expected an integer"), ("2", "expected an integer"),
+                     (None, "expected an integer"), (b"\x02", "expected an integer"),
+                     ([2], "expected an integer")):
+        with pytest.raises(MalformedError, match=f"setup.threshold: .*{why}"):
+            E.Entry.from_bytes(_enc({**obj, "threshold": bad}))
+    with pytest.raises(MalformedError, match="threshold"):
+        E.Entry.from_bytes(_enc({k: v for k, v in obj.items() if k != "threshold"}))
+    for bad_t in (0, 3):
+        with pytest.raises(MalformedError, match="setup.threshold"):
+            E.SetupEntry(CONSORTIUM, ("node-a", "node-b"), bad_t, point_hex(23),
+                         (point_hex(24), point_hex(25)))
+    # one verification key per compute node
+    y1, y2 = obj["verification_keys"]
+    for bad in ([], [y1], [y1, y2, y1], [y1, y2, _b(point_hex(26))]):
+        with pytest.raises(MalformedError, match="verification_keys"):
+            E.Entry.from_bytes(_enc({**obj, "verification_keys": bad}))
+    for bad in ((point_hex(24),), (point_hex(24), point_hex(25), point_hex(26))):
+        with pytest.raises(MalformedError, match="verification_keys: one per compute node"):
+            E.SetupEntry(CONSORTIUM, ("node-a", "node-b"), 2, point_hex(23), bad)
+    # points: off the curve, the identity, a bad prefix, x >= p, uncompressed, wrong length
+    for bad_point in ("02" + "00" * 31 + "07", "00" * 33, "04" + point_hex(3)[2:],
+                      "02" + "ff" * 32, "04" + "11" * 64, point_hex(3)[:-2],
+                      point_hex(3) + "00"):
+        for pos in (0, 1):
+            keys = [y1, y2]
+            keys[pos] = _b(bad_point)
+            with pytest.raises(MalformedError, match=rf"verification_keys(\[{pos}\])?"):
+                E.Entry.from_bytes(_enc({**obj, "verification_keys": keys}))
+        with pytest.raises(MalformedError, match=r"verification_keys\[1\]"):
+            E.SetupEntry(CONSORTIUM, ("node-a", "node-b"), 2, point_hex(23),
+                         (point_hex(24), bad_point))
+    # a list of byte strings on the wire, never one string or hex text
+    for bad in (y1 + y2, [y1.hex(), y2.hex()], point_hex(24), 7, None):
+        with pytest.raises(MalformedError, match="verification_keys"):
+            E.Entry.from_bytes(_enc({**obj, "verification_keys": bad}))
+    # lists given to the constructor become tuples
+    e = E.SetupEntry(CONSORTIUM, ["node-a"], 1, point_hex(2),  # type: ignore[arg-type]
+                     [point_hex(3)])  # type: ignore[arg-type]
+    assert e.compute == ("node-a",) and e.verification_keys == (point_hex(3),)
 
 
 def test_query_rules():
@@ -349,7 +413,62 @@ def test_decryption_and_result_rules():
         E.Entry.from_bytes(_enc({**r, "result": [1, 2]}))
     res = SIGNED["result"]
     assert res.totals_int() == [12345, -7, 0, 2**80]  # type: ignore[attr-defined]
+    # the decryptors: sorted by for_totals, and on the wire a sorted list of distinct ids
+    assert res.decryptors == ("node-a", "node-b")  # type: ignore[attr-defined]
+    assert r["decryptors"] == ["node-a", "node-b"]
+    one = E.Entry.from_bytes(_enc({**r, "decryptors": ["node-b"]}))
+    assert isinstance(one, E.ResultEntry) and one.decryptors == ("node-b",)
+    for bad, why in (([], "must not be empty"),
+                     (["node-b", "node-a"], "sorted and unique"),
+                     (["node-a", "node-a"], "sorted and unique"),
+                     (["node-a", "node-b", "node-a"], "sorted and unique"),
+                     ("node-a", "expected a list"), ([b"node-a"], "not a valid party id"),
+                     ([1], "not a valid party id"), (None, "expected a list")):
+        with pytest.raises(MalformedError, match=f"result.decryptors.*{why}"):
+            E.Entry.from_bytes(_enc({**r, "decryptors": bad}))
+    with pytest.raises(MalformedError, match="decryptors"):
+        E.Entry.from_bytes(_enc({k: v for k, v in r.items() if k != "decryptors"}))
+    for bad_names in ((), ("node-b", "node-a"), ("node-a", "node-a")):
+        with pytest.raises(MalformedError, match="result.decryptors"):
+            E.ResultEntry(QID, ("1",), {}, bad_names)
+    with pytest.raises(MalformedError, match="result.decryptors"):
+        E.ResultEntry.for_totals(QID, [1], {}, ["node-a", "node-a"])
 
+
+@pytest.mark.parametrize("kind", ["dkg_deal", "dkg_ack", "dkg_key", "dkg_disclosure"])
+def test_dkg_entry_rules(kind):
+    """The key ceremony's entries: a node id and a non-empty byte string (the codec does not
+    decode the message: step 6 decodes it against the ceremony's parameters)."""
+    obj = _obj(kind)
+    cls = E.KINDS[kind]
+    e = SIGNED[kind]
+    assert isinstance(e, cls) and e.KIND == kind and e.claimed_author() == obj["node"]
+    assert e.message_bytes() == obj["message"]  # type: ignore[attr-defined]
+    # any bytes decode: the twin of the rejects below
+    assert E.Entry.from_bytes(_enc({**obj, "message": b"\x00"})) == cls(obj["node"], "00",
+                                                                         sig=e.sig)
+    # a bad node id
+    for bad_id in ("", "-x", "a b", "node a", "é", "a" * 129, 7, None, b"node-a"):
+        with pytest.raises(MalformedError, match=f"{kind}.node"):
+            E.Entry.from_bytes(_enc({**obj, "node": bad_id}))
+        with pytest.raises(MalformedError, match=f"{kind}.node"):
+            cls(bad_id, "00")  # type: ignore[call-arg]
+    # a message that is not bytes on the wire / not lowercase hex of whole bytes in the
+    # constructor
+    for bad in (obj["message"].hex(), "zz", b"", 5, None, [1, 2], True):
+        with pytest.raises(MalformedError, match=f"{kind}.message"):
+            E.Entry.from_bytes(_enc({**obj, "message": bad}))
+    for bad in ("", "0", "abc", "zz", "AB", "0x01", " 01", "01 ", 1, b"\x01", None):
+        with pytest.raises(MalformedError, match=f"{kind}.message"):
+            cls("node-a", bad)  # type: ignore[call-arg]
+    # the kind is signed: the same fields under another ceremony kind do not verify
+    for other in ("dkg_deal", "dkg_ack", "dkg_key", "dkg_disclosure"):
+        if other == kind:
+            continue
+        moved = E.Entry.from_bytes(_enc({**obj, "kind": other}))
+        assert type(moved) is E.KINDS[other]
+        with pytest.raises(VerificationError):
+            E.verify_signature(moved, KEYS[AUTHOR[kind]].public_key(), AUTHOR[kind])
 
 def test_swapped_fields_do_not_verify():
     # provider ids swapped between two otherwise valid submissions: signature breaks
@@ -358,14 +477,17 @@ def test_swapped_fields_do_not_verify():
     with pytest.raises(VerificationError):
         E.verify_signature(swapped, KEYS["prov-1"].public_key(), "prov-1")
     # a signature moved from one kind to another
-    n = _obj("noise")
+    n = _obj("noise_commit")
     moved = E.Entry.from_bytes(_enc({**n, "sig": obj["sig"]}))
     with pytest.raises(VerificationError):
         E.verify_signature(moved, KEYS["prov-1"].public_key(), "prov-1")
-    # submission and noise with the same fields are different messages (kind is signed)
+    # a submission and a noise commitment with the same bytes are different messages (the
+    # kind and the field names are signed)
     sub = E.sign(E.SubmissionEntry(QID, "node-a", "aa55"), KEYS["node-a"])
-    noise_obj = {**parse_cbor(sub.to_bytes()), "kind": "noise", "node": "node-a"}
+    noise_obj = {**parse_cbor(sub.to_bytes()), "kind": "noise_commit", "node": "node-a"}
     del noise_obj["provider"]
+    noise_obj["commitment"] = noise_obj.pop("vector")
+    noise_obj["params"] = NOISE_PARAMS
     as_noise = E.Entry.from_bytes(_enc(noise_obj))
     with pytest.raises(VerificationError):
         E.verify_signature(as_noise, KEYS["node-a"].public_key(), "node-a")

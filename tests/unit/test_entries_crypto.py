@@ -115,7 +115,8 @@ def test_decryption_proof_and_aggregate_accessors():
 
 def test_submission_and_noise_vectors_decode_against_ranges():
     from statledger.proofs.vector import encrypt_vector_with_proof, verify_encrypted_vector
-    from statledger.protocol.flow import noise_context, submission_context
+    from statledger.protocol.flow import submission_context
+    from statledger.protocol.noise import NoiseParams, commit_noise
 
     x = Scalar(31337)
     X = base_mul(x)
@@ -136,6 +137,11 @@ def test_submission_and_noise_vectors_decode_against_ranges():
     short = E.SubmissionEntry(QID, "prov-1", ev.to_bytes()[:-1].hex())
     with pytest.raises(MalformedError):
         short.decode_vector(ranges)
-    nz = E.NoiseEntry(QID, "node-a", encrypt_vector_with_proof(
-        X, [3, -7], [(-9, 9)] * 2, noise_context(QID, "node-a")).to_bytes().hex())
-    assert len(nz.decode_vector([(-9, 9)] * 2).limbs) == 2
+    # a noise commitment decodes against its parameters' bit count only
+    params = NoiseParams(2, 2, 2, 2, 1, 1)
+    com = commit_noise(X, params, QID, "node-a")
+    nz = E.NoiseCommitEntry.of(QID, com, params)
+    assert nz.node == "node-a" and nz.noise_params() == params
+    assert nz.decode_commitment(params).to_bytes() == com.to_bytes()
+    with pytest.raises(MalformedError):
+        nz.decode_commitment(NoiseParams(2, 2, 2, 3, 1, 1))

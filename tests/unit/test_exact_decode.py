@@ -54,6 +54,9 @@ from statledger.protocol.stats import get
 
 ROOT = Path(__file__).resolve().parents[2]
 RESEARCHER = SigningKey.from_bytes(bytes([77]) * 32)
+#: the compute nodes a result entry names as its decryptors (steps 12-13 are stood in for
+#: here: tests/unit/test_protocol_checks.py)
+DECRYPTORS = ("node-a", "node-b")
 
 # ---------------------------------------------------------------------------- the cases
 DIABETES_BOUNDS: dict[str, list[float]] = {
@@ -237,7 +240,8 @@ def test_every_leaf_of_every_result_is_compared() -> None:
 
 # ---------------------------------------------------------------------------- CBOR round trip
 def _round_trip(result: dict[str, Any]) -> dict[str, Any]:
-    raw = E.sign(E.ResultEntry.for_totals("ab" * 32, [1], result), RESEARCHER).to_bytes()
+    raw = E.sign(E.ResultEntry.for_totals("ab" * 32, [1], result, DECRYPTORS),
+                 RESEARCHER).to_bytes()
     parsed = E.Entry.from_bytes(raw)
     assert isinstance(parsed, E.ResultEntry)
     return parsed.result
@@ -283,7 +287,7 @@ def _view_rows(name: str, tamper: Callable[[dict[str, Any]], dict[str, Any]] | N
     if tamper is not None:
         result = tamper(result)
     q = E.sign(E.QueryEntry.for_spec(spec, "researcher"), RESEARCHER)
-    r = E.sign(E.ResultEntry.for_totals(qid, list(tot), result), RESEARCHER)
+    r = E.sign(E.ResultEntry.for_totals(qid, list(tot), result, DECRYPTORS), RESEARCHER)
 
     def through_13(ctx: StepContext) -> str:
         ctx.view.spec = ctx.query().query_spec()
@@ -338,8 +342,8 @@ def test_count_off_by_one_at_a_billion_fails_step_14() -> None:
 
     def rows_for(result: dict[str, Any]) -> tuple[list[tuple[int, bytes]], Step]:
         q = E.sign(E.QueryEntry.for_spec(spec, "researcher"), RESEARCHER)
-        r = E.sign(E.ResultEntry.for_totals(spec.query_id_for("researcher"), tot, result),
-                   RESEARCHER)
+        r = E.sign(E.ResultEntry.for_totals(spec.query_id_for("researcher"), tot, result,
+                                            DECRYPTORS), RESEARCHER)
 
         def through_13(ctx: StepContext) -> str:
             ctx.view.spec = ctx.query().query_spec()
@@ -370,7 +374,7 @@ def test_totals_that_do_not_decode_fail_step_14() -> None:
     bad[0] = 1  # the control group "has" one row and dozens of events
     q = E.sign(E.QueryEntry.for_spec(spec, "researcher"), RESEARCHER)
     r = E.sign(E.ResultEntry.for_totals(spec.query_id_for("researcher"), bad,
-                                        decoded("kaplan_meier")), RESEARCHER)
+                                        decoded("kaplan_meier"), DECRYPTORS), RESEARCHER)
 
     def through_13(ctx: StepContext) -> str:
         ctx.view.spec = ctx.query().query_spec()

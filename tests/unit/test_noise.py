@@ -269,8 +269,13 @@ def test_coins_depend_on_every_commitment(cluster: Cluster, round1) -> None:
     fresh = cluster.commit()
     d2 = commitments_digest(PARAMS, Q, [coms[0], coms[1], fresh[2]])
     assert d1 != d2 and coin_base(Q, d1) != coin_base(Q, d2)
-    with pytest.raises(MalformedError):
-        commitments_digest(PARAMS, Q, coms[:2])
+    # a subset (a noise set of fewer nodes) has its own digest; more commitments than nodes,
+    # none, or two of one node are refused
+    d3 = commitments_digest(PARAMS, Q, coms[:2])
+    assert d3 != d1 and coin_base(Q, d3) != coin_base(Q, d1)
+    for bad in ([], coms + [fresh[0]], [coms[0], coms[0]]):
+        with pytest.raises(MalformedError):
+            commitments_digest(PARAMS, Q, bad)
 
 
 def test_derive_share_shape_checks(round1) -> None:

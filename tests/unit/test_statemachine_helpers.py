@@ -35,6 +35,12 @@ def signed_genesis() -> SignedGenesis:
     return signed
 
 
+#: The noise parameters every noise commitment carries (the state machine does not check
+#: them: ``flow.check_noise_params`` does, at step 10 and on the ledger).
+NOISE_PARAMS = {"n_nodes": 2, "threshold": 2, "entries": 2, "summands": 34, "summand_bits": 1,
+                "uniform_bits": 0}
+
+
 def _pt(k: int) -> str:
     return base_mul(Scalar(k)).to_bytes().hex()
 
@@ -62,15 +68,18 @@ def events(dp: bool = True, providers: tuple[str, ...] = PROVIDERS,
         ev[f"sub:{p}"] = sign(E.SubmissionEntry(q, p, "00" + p.encode().hex()), p)
     if dp:
         for n in COMPUTE:
-            ev[f"noise:{n}"] = sign(E.NoiseEntry(q, n, "11" + n.encode().hex()), n)
+            ev[f"commit:{n}"] = sign(E.NoiseCommitEntry(q, n, "11" + n.encode().hex(),
+                                                          NOISE_PARAMS), n)
+        for k, n in enumerate(COMPUTE):
+            ev[f"coin:{n}"] = sign(E.NoiseCoinEntry(q, n, _pt(20 + k), "cd" * 64), n)
     n_sub = len(providers)
-    n_noise = len(COMPUTE) if dp else 0
+    n_noise = len(COMPUTE) if dp else 0  # the aggregate lists the commitments
     ev["aggregate"] = sign(E.AggregateEntry(
         q, tuple(range(1, 1 + n_sub)), tuple(range(1 + n_sub, 1 + n_sub + n_noise)),
         (_pt(2) + _pt(3),)), "researcher")
     for i, n in enumerate(COMPUTE):
         ev[f"dec:{n}"] = sign(E.DecryptionEntry(q, n, (_pt(10 + i),), "cd" * 64), n)
-    res = sign(E.ResultEntry.for_totals(q, [1, 2], {"mean": 0.5}), "researcher")
+    res = sign(E.ResultEntry.for_totals(q, [1, 2], {"mean": 0.5}, COMPUTE), "researcher")
     ev["result"] = res
     assert isinstance(res, E.ResultEntry)
     for p in providers:
@@ -83,9 +92,30 @@ def order(ev: dict[str, E.Entry]) -> list[str]:
     return list(ev)
 
 
+#: The documented partial order (docs/entries.md): query first; submissions, commitments
+#: and coin shares before the aggregate; every commitment before every coin share (the first
+#: coin share closes the noise set); then aggregate < dec < result < end.
+_BEFORE = {("sub", "aggregate"), ("commit", "coin"), ("coin", "aggregate"),
+           ("aggregate", "dec"), ("dec", "result"), ("result", "end")}
+
+
+def _closure() -> set[tuple[str, str]]:
+    kinds = ["query", "sub", "commit", "coin", "aggregate", "dec", "result", "end"]
+    rel = set(_BEFORE) | {("query", k) for k in kinds if k != "query"}
+    while True:
+        more = {(a, d) for a, b in rel for c, d in rel if b == c} - rel
+        if not more:
+            return rel
+        rel |= more
+
+
+_MUST_PRECEDE = _closure()
+
+
 def respects_partial_order(names: list[str]) -> bool:
-    """query < {sub, noise} < aggregate < dec < result < end (the documented partial order)."""
-    rank = {"query": 0, "sub": 1, "noise": 1, "aggregate": 2, "dec": 3, "result": 4, "end": 5}
-    ranks = [rank[n.split(":")[0]] for n in names]
-    return all(a <= b for a, b in zip(ranks, ranks[1:], strict=False)) and ranks.count(0) == 1 \
-        and ranks[0] == 0
+    """Whether ``names`` is a linear extension of the documented partial order."""
+    kinds = [n.split(":")[0] for n in names]
+    if kinds.count("query") != 1 or kinds[0] != "query":
+        return False
+    return not any((kinds[j], kinds[i]) in _MUST_PRECEDE
+                   for i in range(len(kinds)) for j in range(i + 1, len(kinds)))

@@ -20,7 +20,8 @@ def test_complete_run_is_valid() -> None:
 def test_stopped_before_a_result_is_incomplete() -> None:
     for stop, step, reason in (("query", 11, "no aggregate entry"),
                                ("submission", 11, "no aggregate entry"),
-                               ("decryption:node-a", 12, "no decryption shares from node-b"),
+                               ("decryption:node-a", 12, "1 of the 2 decryption shares needed;"
+                                                         " no decryption shares from node-b"),
                                ("decryption:node-b", 13, "no result entry")):
         r = check_one_query("q", _run(PROVIDERS[:2], stop_after=stop))
         assert (r["status"], r["valid"], r["step"], r["reason"], r["party"]) == (

@@ -37,7 +37,11 @@ def _pt(k: int) -> str:
 NODE_KEY = SigningKey.from_bytes(bytes(range(1, 33)))
 PROV_KEY = SigningKey.from_bytes(bytes(range(2, 34)))
 #: SHA-256 of the canonical genesis document of ``_genesis()`` (its consortium id).
-CONSORTIUM_ID = "6c8f7c145a27a7c68f3fce1366d8cf9ee557c77878c36a897a31b6eec05b9a88"
+#: Recomputed when the consortium documents went to version 2 on purpose (the t-of-n key
+#: from the key ceremony, docs/dkg.md): the genesis gained ``decryption_threshold`` (always
+#: written, here its default 1 = the one compute node).  The id of the version 1 document
+#: was 6c8f7c145a27a7c68f3fce1366d8cf9ee557c77878c36a897a31b6eec05b9a88.
+CONSORTIUM_ID = "601ca6075ff4c5e743d2ffee621e86d226b2d8460dd1a718c285e4b0b6637b97"
 
 
 def _vk(key: SigningKey) -> str:
@@ -87,25 +91,64 @@ DIGESTS = [
     # log): ``cluster_id`` became ``consortium`` (the 32-byte consortium id, a byte string)
     # and ``witness_quorum`` left the entry (it is the consortium roster's).  The digest of
     # the old format was 973f97a86266030c467542c0aa77380139d6d3f05dc03e3fc9dadca8e0e3b99a.
+    # Recomputed again when the key became t-of-n from the key ceremony on the log
+    # (docs/dkg.md): the setup gained ``threshold`` and ``verification_keys`` (one point per
+    # compute node).  The digest of the n-of-n format (no such fields) was
+    # c9e04beb446753ef33eb33cc2789d2a4cf64cda1a7694bda85c7edcaf934afa5.
     {"desc": "setup with two nodes",
-     "entry": lambda: E.SetupEntry("c0" * 32, ("node-a", "node-b"), _pt(23)),
-     "sha256": "c9e04beb446753ef33eb33cc2789d2a4cf64cda1a7694bda85c7edcaf934afa5"},
-    # New kinds (the consortium on the log), pinned when they were introduced.
+     "entry": lambda: E.SetupEntry("c0" * 32, ("node-a", "node-b"), 2, _pt(23),
+                                   (_pt(24), _pt(25))),
+     "sha256": "c0d83dadad646cea9774de14870546d2c3ce440d7f5aaf4fd6d342885d80329b"},
+    # New kinds (the consortium on the log), pinned when they were introduced.  Both
+    # recomputed for the version 2 consortium documents (see CONSORTIUM_ID; the change is
+    # version 2 too and names the genesis it extends); the version 1 digests were
+    # c9e0b0738ae41e68128177ece9550790200cdf8a7bcceb7fdd0b6a5e0e11b903 (genesis) and
+    # d1411dbfdee81041a5e9e3b9eec6e006720526d074daafe974b769f06fd03e94 (change).
     {"desc": "genesis of a two-member consortium",
      "entry": lambda: E.GenesisEntry.of(_genesis()),
-     "sha256": "c9e0b0738ae41e68128177ece9550790200cdf8a7bcceb7fdd0b6a5e0e11b903"},
+     "sha256": "bcabbe1c3c6b207968303425980385a179fe89062267dbe03882085f56220561"},
     {"desc": "membership change admitting a provider",
      "entry": lambda: E.MembershipEntry.of(_admission()),
-     "sha256": "d1411dbfdee81041a5e9e3b9eec6e006720526d074daafe974b769f06fd03e94"},
+     "sha256": "7289e98d7e2bf2b900f52ec5aa52e27d11003c04f2161a4dda2d996663cd2567"},
     {"desc": "aggregate with one ciphertext",
      "entry": lambda: E.AggregateEntry(QID, (3, 4), (5,), (_pt(2) + _pt(3),)),
      "sha256": "1a4cfea54f0d92bf2f73317dda7117b8b43b6c3ce14c26dc7b87f6f65f8acb61"},
+    # Recomputed when the result gained ``decryptors`` on purpose (the T nodes whose
+    # decryption shares were combined, docs/dkg.md); the digest before was
+    # 7c7ba1bc27ee7010f091cfb5d20e5a7f30fd01f7a849fe363e1cd29d6d8dbb2a.
     {"desc": "result with a total beyond 2^53 (decimal string) and a float",
-     "entry": lambda: E.ResultEntry.for_totals(QID, [12345, -7, 2**80], {"mean": 41.5, "n": 3}),
-     "sha256": "7c7ba1bc27ee7010f091cfb5d20e5a7f30fd01f7a849fe363e1cd29d6d8dbb2a"},
+     "entry": lambda: E.ResultEntry.for_totals(QID, [12345, -7, 2**80], {"mean": 41.5, "n": 3},
+                                               ("node-a", "node-c")),
+     "sha256": "de05be071c548486165367118d095d5f2a7ff91420f00f12ec1b20a3f9e5f9b5"},
     {"desc": "endorsement",
      "entry": lambda: E.EndorsementEntry(QID, "prov-1", "ee" * 32),
      "sha256": "7795f5a654c1264b8a5ab3f72b72836848a2cef71b92add69d4978c7b6eaf7dc"},
+    # The verifiable noise round (docs/noise.md) replaced the `noise` kind; pinned when the
+    # two kinds were introduced.  The commitment's vector changed on purpose: the commitment
+    # carries the querier's parameters (`params`, NoiseParams.to_json_obj); the digest before
+    # was 91932ba1c91cf57407bf4b4f2b6d435a9210a88cc33a01ae9bd4c728770d5058.
+    {"desc": "noise commitment",
+     "entry": lambda: E.NoiseCommitEntry(QID, "node-a", "0102ff", {
+         "n_nodes": 3, "threshold": 3, "entries": 1, "summands": 34, "summand_bits": 1,
+         "uniform_bits": 0}),
+     "sha256": "391749c83f73595eb776eb6e5f0c7d3fbd1983d710b4e92a118ce104ada54dad"},
+    {"desc": "noise coin share",
+     "entry": lambda: E.NoiseCoinEntry(QID, "node-a", _pt(7), "11" * 64),
+     "sha256": "40547af4afeff0b1a76200cb4f1a403f092f2d41a79f9934dba7c5bbb05a2c48"},
+    # The key ceremony's kinds (docs/dkg.md), pinned when they were introduced (the message
+    # is opaque to the entry codec).
+    {"desc": "dkg deal",
+     "entry": lambda: E.DkgDealEntry("node-a", "0102ff"),
+     "sha256": "a79e0037fcf4dd564272dfcef8f7e8c3ee8a060dc4f210cee4605eff57f4af7f"},
+    {"desc": "dkg ack",
+     "entry": lambda: E.DkgAckEntry("node-a", "00000000"),
+     "sha256": "2c129283d28367f5203767fd1370e6f9b6e9ffaa7b678d981df1cece4df7538a"},
+    {"desc": "dkg key commitment",
+     "entry": lambda: E.DkgKeyEntry("node-a", "0102ff"),
+     "sha256": "d7325e5696937ebfa21aee2dabacaad8bfcf6c58ce7b35ceb51a6004cf1d3340"},
+    {"desc": "dkg disclosure",
+     "entry": lambda: E.DkgDisclosureEntry("node-b", "0102ff"),
+     "sha256": "8a9b6d8e5fba1891b2e99850717f6151db08960a7637edadf6b2cf1e54267d77"},
 ]
 
 
@@ -121,6 +164,7 @@ def test_consortium_vectors_are_valid():
     change extends the chain and admits prov-1."""
     signed = _genesis()
     assert signed.genesis.consortium_id == CONSORTIUM_ID
+    assert signed.genesis.to_json_obj()["decryption_threshold"] == 1  # written when defaulted
     signed.verify(CONSORTIUM_ID)
     roster = derive_roster(signed, [_admission()], CONSORTIUM_ID)
     assert roster.member("prov-1", "provider").sig_key == _vk(PROV_KEY)
