@@ -103,6 +103,7 @@ class ComputeNode:
         self._stop = threading.Event()
         self._ceremony_thread: threading.Thread | None = None
         self._acked_at: float | None = None
+        self._checked: set[tuple[int, str]] = set()  # ceremony entries whose signature held
 
     def close(self) -> None:
         self._stop.set()
@@ -123,9 +124,12 @@ class ComputeNode:
             delay = interval
             while not self._stop.is_set():
                 try:
-                    if self.ceremony_step() == "done":
+                    phase = self.ceremony_step()
+                    if phase == "done":
                         return
-                    delay = interval
+                    # acted: look again soon; waiting for others: back off up to 1 s
+                    delay = (interval if phase.startswith("dkg_")
+                             else min(1.0, delay * 1.5))
                 except VerificationError as exc:  # misbehaviour on the log: say so loudly
                     log.warning("key ceremony: %s (party: %s)", exc, exc.party or "-")
                     delay = min(2.0, delay * 2)
@@ -164,9 +168,12 @@ class ComputeNode:
                 p.verify_pok(roster.consortium_id, step="dkg")
                 transport[node] = p.elgamal_point()
             for i, e in view.dkg:
+                if (i, e.digest()) in self._checked:  # the log is append-only and this node
+                    continue                           # checks its consistency: same verdict
                 author = e.claimed_author() or ""
                 entries.verify_signature(e, timeline.at(i).member(author, "compute")
                                          .verify_key(), author, step="dkg")
+                self._checked.add((i, e.digest()))
             params = ceremony.params_for(consortium=roster.consortium_id, nodes=nodes,
                                          threshold=roster.decryption_threshold,
                                          epoch=roster.compute_epoch)

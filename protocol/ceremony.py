@@ -295,7 +295,7 @@ def next_message(params: dkg.DkgParams, transport_keys: Mapping[str, Point],
                     # everyone without a complaint, and disclosing would leak (docs/dkg.md)
                     continue
         return "dkg_ack", pack(complaints)
-    if not st.acked:
+    if not st.acked or (me in st.keys and not reconstruct):
         return None
     qual = qualified(params, transport_keys, st)
     if me in qual and me not in st.keys:

@@ -102,3 +102,35 @@ def test_refusals(deployment: Path, tmp_path: Path) -> None:
     r = _cli("consortium", "sign", deployment / "consortium.json",
              "--config", other / "compute-1" / "config.toml")
     assert r.returncode == 2 and "not the member's key" in r.stderr
+
+
+def test_decryption_threshold_is_kept_set_shown_and_bounded(tmp_path: Path) -> None:
+    """`node init --threshold 2` founds a 2-of-3 consortium; `consortium init` keeps that T
+    unless told otherwise, refuses a T outside 1..N, and `consortium show` prints it."""
+    base = tmp_path / "t"
+    sites = datasets.sites("diabetes")
+    r = _cli("node", "init", base, "--compute", "3", "--threshold", "2",
+             "--provider", f"h-a=diabetes:{datasets.path('diabetes', sites[0])}")
+    assert r.returncode == 0, r.stderr
+    assert "decryption threshold: 2 of 3" in r.stdout
+    genesis = base / "consortium.json"
+
+    def threshold() -> int:
+        return int(json.loads(genesis.read_text())["genesis"]["decryption_threshold"])
+
+    assert threshold() == 2
+    r = _cli("consortium", "init", base, "--sign-all")
+    assert r.returncode == 0, r.stderr
+    assert threshold() == 2 and "decryption threshold 2 of 3" in r.stdout
+    r = _cli("consortium", "show", genesis)
+    assert r.returncode == 0 and "decryption threshold: 2" in r.stdout
+    r = _cli("consortium", "init", base, "--sign-all", "--threshold", "3")
+    assert r.returncode == 0, r.stderr
+    assert threshold() == 3
+    for bad in ("0", "4"):
+        r = _cli("consortium", "init", base, "--threshold", bad)
+        assert r.returncode == 2 and "--threshold" in r.stderr and "Traceback" not in r.stderr
+        assert threshold() == 3  # nothing written
+    for bad in ("0", "4"):
+        r = _cli("node", "init", tmp_path / f"bad{bad}", "--compute", "3", "--threshold", bad)
+        assert r.returncode == 2 and "--threshold" in r.stderr and "Traceback" not in r.stderr
