@@ -23,6 +23,7 @@ The counts of 2-5 go into the provider's :class:`LocalReport` (never published).
 
 from __future__ import annotations
 
+import difflib
 import math
 import operator
 from abc import ABC, abstractmethod
@@ -330,7 +331,17 @@ def get(name: str) -> Statistic:
         return REGISTRY[name]
     except (KeyError, TypeError):
         known = ", ".join(sorted(REGISTRY))
-        raise MalformedError(f"statistic: unknown statistic {name!r} (known: {known})") from None
+        hint = ""
+        if isinstance(name, str):
+            # the same first word (logistic_regression -> logistic_approx, logistic_irls),
+            # else the closest spellings (meen -> mean)
+            stem = name.split("_")[0]
+            alike = sorted(k for k in REGISTRY if k.split("_")[0] == stem)
+            alike = alike or difflib.get_close_matches(name, sorted(REGISTRY), n=3, cutoff=0.6)
+            if alike:
+                hint = f"; did you mean {' or '.join(alike)}?"
+        raise MalformedError(f"statistic: unknown statistic {name!r}{hint} (known: {known})"
+                             ) from None
 
 
 # ---------------------------------------------------------------------------- validation helpers

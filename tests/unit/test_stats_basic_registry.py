@@ -100,3 +100,22 @@ def test_stat_result_never_publishes_nan_or_inf(bad: float) -> None:
     for value in (bad, np.float64(bad), [1.0, bad], {"k": (bad,)}):
         with pytest.raises(MalformedError, match="not finite"):
             StatResult("x", {"a": value}).to_dict()
+
+
+@pytest.mark.parametrize("name,suggested", [
+    ("logistic_regression", "did you mean logistic_approx or logistic_irls?"),
+    ("meen", "did you mean mean?"),
+    ("kaplan", "did you mean kaplan_meier?"),
+    ("linear", "did you mean linear_regression?"),
+])
+def test_unknown_statistic_suggests_the_likely_names(name: str, suggested: str) -> None:
+    with pytest.raises(MalformedError) as exc:
+        get(name)
+    assert suggested in str(exc.value) and f"{name!r}" in str(exc.value)
+
+
+@pytest.mark.parametrize("name", ["xyz", "", 3, None])
+def test_unknown_statistic_without_a_likely_name_suggests_nothing(name: object) -> None:
+    with pytest.raises(MalformedError) as exc:
+        get(name)  # type: ignore[arg-type]
+    assert "did you mean" not in str(exc.value) and "known: " in str(exc.value)
