@@ -29,6 +29,14 @@ def cluster(tmp_path_factory):
     c = Cluster(base, n_compute=1, queriers=["querier", "q2", "q3"], max_body=MAX_BODY,
                 startup_timeout=60)
     c.start()
+    # the compute node runs its key ceremony in the background (deal, ack, key commitment):
+    # wait for its three entries, so that nothing lands on the log while a test counts
+    # entries (no setup entry: these tests post queries to a log without providers)
+    deadline = time.monotonic() + 60
+    while len(httpx.get(c.url("ledger") + "/v1/ceremony").json()["dkg"]) < 3:
+        if time.monotonic() > deadline:
+            raise AssertionError("the key ceremony did not finish in 60 s")
+        time.sleep(0.1)
     yield c
     c.stop()
 
