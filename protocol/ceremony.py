@@ -213,7 +213,39 @@ def derive_from_log(params: dkg.DkgParams, transport_keys: Mapping[str, Point],
     """The ceremony's outcome from the log (see the module docstring).  Raises
     ``dkg.DkgIncomplete`` while the ceremony is not finished (a node has not dealt or acked, a
     qualified dealer's values are neither published nor reconstructible) and
-    VerificationError for a transcript that breaks the rules."""
+    VerificationError for a transcript that breaks the rules.
+
+    A pure function of its inputs, so a finished ceremony is derived once per process: every
+    query's step 6 (each node, owner, querier and verifier re-checks it for every query)
+    then costs one hash of the transcript instead of ``N^2`` share-proof checks and the
+    verification keys' multi-scalar multiplications."""
+    h = hashlib.sha256(params.context())
+    for node in params.nodes:
+        X = transport_keys.get(node)
+        h.update(X.to_bytes() if isinstance(X, Point) else b"-")
+    for index, e in sorted(rows, key=lambda r: r[0]):
+        if isinstance(e, (DkgDealEntry, DkgAckEntry, DkgKeyEntry, DkgDisclosureEntry)):
+            # what the derivation reads: position, kind, author, message (signatures are
+            # the caller's check)
+            h.update(pack([struct.pack(">Q", index), e.KIND.encode(), e.node.encode(),
+                           e.message_bytes()]))
+    key = h.digest()
+    cached = _DERIVED.get(key)
+    if cached is not None:
+        return cached
+    result = _derive(params, transport_keys, rows)
+    if len(_DERIVED) >= 64:
+        _DERIVED.clear()
+    _DERIVED[key] = result
+    return result
+
+
+#: finished ceremonies already derived in this process, by the digest of their inputs
+_DERIVED: dict[bytes, dkg.DkgResult] = {}
+
+
+def _derive(params: dkg.DkgParams, transport_keys: Mapping[str, Point],
+            rows: Sequence[tuple[int, Entry]]) -> dkg.DkgResult:
     st = state_of(params, rows)
     phase, waiting = st.waiting_for()
     if phase != "key":

@@ -337,3 +337,39 @@ class Forgery:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def start_with_malicious_ledger(cluster: Any, script: str) -> Any:
+    """Start ``cluster``'s ledger as the Python ``script`` (a patched, malicious operator run
+    with the ledger's config path as its argument), wait until it answers, then start every
+    other serving party.  Returns the ledger's process (the caller kills it); its output goes
+    to ``malicious-ledger.log`` next to the cluster."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    from statledger.nodes.serve import PARENT_ENV
+
+    base = cluster.base_dir
+    with open(base / "malicious-ledger.log", "ab") as log:
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter
+            [sys.executable, "-c", script, str(cluster.config_path("ledger"))], stdout=log,
+            stderr=subprocess.STDOUT, env={**os.environ, PARENT_ENV: str(os.getpid())},
+            cwd=str(base))
+    deadline = time.monotonic() + 60
+    url = cluster.url("ledger")
+    while True:
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=1.0).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"{url} did not come up")
+        time.sleep(0.2)
+    cluster.start(only=[p for p in cluster.layout.parties
+                        if p != "ledger" and cluster.layout.parties[p].serves])
+    return proc

@@ -15,23 +15,18 @@ query is decrypted (no decryption entry on the log).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from forge import start_with_malicious_ledger
 
 from statledger.nodes.demo import register_queriers
 from statledger.nodes.http import RemoteError, SignedClient
 from statledger.nodes.launcher import Cluster
 from statledger.nodes.ledger_client import LedgerClient
 from statledger.nodes.querier import Querier, QueryFailed
-from statledger.nodes.serve import PARENT_ENV
 from statledger.proofs.vector import EncryptedVector
 from statledger.protocol import datasets, entries
 from statledger.protocol.query import QuerySpec
@@ -60,33 +55,13 @@ def _providers() -> dict[str, dict[str, str]]:
             for k, pid in enumerate(["hospital-a", "hospital-b", "mallory"])}
 
 
-def _wait_health(url: str, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/v1/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
-
-
 def _start(base: Path, *, malicious_ledger: bool) -> Iterator[Cluster]:
     cluster = Cluster(base, n_compute=3, providers=_providers(), queriers=["querier"],
                       startup_timeout=120)
     ledger_proc = None
     try:
         if malicious_ledger:
-            cfg = str(cluster.config_path("ledger"))
-            log = open(base / "malicious-ledger.log", "ab")  # noqa: SIM115
-            ledger_proc = subprocess.Popen(  # noqa: S603 - our own interpreter
-                [sys.executable, "-c", MALICIOUS_LEDGER, cfg], stdout=log,
-                stderr=subprocess.STDOUT, env={**os.environ, PARENT_ENV: str(os.getpid())},
-                cwd=str(base))
-            log.close()
-            _wait_health(cluster.url("ledger"), time.monotonic() + 60)
-            cluster.start(only=[p for p in cluster.layout.parties
-                                if p != "ledger" and cluster.layout.parties[p].serves])
+            ledger_proc = start_with_malicious_ledger(cluster, MALICIOUS_LEDGER)
         else:
             cluster.start()
         register_queriers(cluster)

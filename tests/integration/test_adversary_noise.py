@@ -36,24 +36,20 @@ machine (5c) -- everything else (signatures, roster, submissions' proofs) unchan
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-import httpx
 import pytest
+from forge import start_with_malicious_ledger
 
 from statledger.nodes.demo import register_queriers
 from statledger.nodes.http import RemoteError, SignedClient
 from statledger.nodes.launcher import Cluster
 from statledger.nodes.ledger_client import LedgerClient
 from statledger.nodes.querier import Querier
-from statledger.nodes.serve import PARENT_ENV
 from statledger.proofs.elgamal import encrypt
 from statledger.proofs.errors import VerificationError
 from statledger.proofs.group import Scalar, base_mul
@@ -97,17 +93,6 @@ def _spec(min_cell_size: int) -> QuerySpec:
                             "privacy": {"mechanism": "zcdp", "rho": 0.5}})
 
 
-def _wait_health(url: str, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/v1/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     base = tmp_path_factory.mktemp("noise-adversary") / "cluster"
@@ -120,15 +105,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 policies={p: policy for p in providers}, startup_timeout=120)
     ledger_proc = None
     try:
-        log = open(base / "malicious-ledger.log", "ab")  # noqa: SIM115
-        ledger_proc = subprocess.Popen(  # noqa: S603 - our own interpreter
-            [sys.executable, "-c", MALICIOUS_LEDGER, str(c.config_path("ledger"))],
-            stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, PARENT_ENV: str(os.getpid())}, cwd=str(base))
-        log.close()
-        _wait_health(c.url("ledger"), time.monotonic() + 60)
-        c.start(only=[p for p in c.layout.parties
-                      if p != "ledger" and c.layout.parties[p].serves])
+        ledger_proc = start_with_malicious_ledger(c, MALICIOUS_LEDGER)
         register_queriers(c)
         with c.client("ledger", as_party="querier", timeout=300) as cl:
             cl.post("/v1/setup")
