@@ -13,6 +13,12 @@ every node is simulated in this one process, one after the other) of:
 * ``abort_path``: one QUAL dealer withholds its key commitment; T nodes disclose
   (:func:`disclose`) and one verifier derives with reconstruction.
 
+* ``reshare_s``: a refresh of the N-node key among the same N nodes, every message built
+  through :mod:`statledger.protocol.ceremony` as the nodes build them (N transport keys, N
+  deals of the previous shares, N acks, N key commitments), then one verifier's derivation
+  and every node's new share (``reshare_total_s``: all of it), and ``reshare_derive_s``, the
+  derivation alone.
+
 Each figure is the median of ``--repeat`` runs.  ``combine`` compares decrypting with T
 shares (Lagrange coefficients + one msm) to the n-of-n plain sum of N shares (one
 libsecp256k1 combine), per call in microseconds.
@@ -29,12 +35,14 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from statledger.proofs.elgamal import encrypt, keygen
 from statledger.proofs.group import Point, Scalar, sum_points
+from statledger.protocol import ceremony
 from statledger.protocol.dkg import (
     DkgParams,
+    Prior,
     combine,
     deal,
     derive,
@@ -80,7 +88,28 @@ def one_run(n: int, t: int) -> dict[str, float | int]:
     t_abort, Y2 = _cpu(abort)
     if Y2 != res.collective_key:
         raise RuntimeError("reconstructed key differs")
+
+    # a refresh: the same nodes re-share the key under fresh transport keys
+    shares = {node: node_secret(params, res, node, keys[node][0], deals) for node in nodes}
+    prior = Prior(nodes, t, tuple(res.verification_keys[n] for n in nodes),
+                  res.collective_key, nodes)
+    rparams = DkgParams(CONSORTIUM, 1, nodes, t, prior)
+    fresh = {node: keygen()[0] for node in nodes}
+
+    def reshare() -> list[tuple[int, Any]]:
+        from statledger.protocol.entries import KINDS
+        msgs = ceremony.simulate(rparams, fresh, shares)
+        return [(i, KINDS[k](n, m.hex())) for i, (k, n, m) in enumerate(msgs)]
+
+    t_msgs, rows = _cpu(reshare)
+    ceremony._DERIVED.clear()  # measure the derivation, not the per-process memo
+    t_rderive, rres = _cpu(lambda: ceremony.derive_from_log(rparams, {}, rows))
+    t_rshares, _ = _cpu(lambda: [ceremony.key_share(rparams, {}, rows, n, fresh[n])
+                                 for n in nodes])
+    if rres.collective_key != res.collective_key:
+        raise RuntimeError("the refresh changed the key")
     return {
+        "reshare_total_s": t_msgs + t_rderive + t_rshares, "reshare_derive_s": t_rderive,
         "deal_s": t_deal, "open_s": t_open, "key_commit_s": t_kc, "derive_s": t_derive,
         "total_s": t_deal + t_open + t_kc + t_derive,
         "node_secret_s": t_secret, "abort_path_s": t_abort,

@@ -5,6 +5,7 @@ Usage::
     python bench/bench_hostile.py                     # JSON + verify CLI + 200 stalled sockets
     python bench/bench_hostile.py --legacy-max-kb 128 # also time the old quadratic check
     python bench/bench_hostile.py --stalled 0         # no node process
+    python bench/bench_hostile.py --stalled 1000 --legacy-max-kb 0   # the done-criterion
 
 Sections of the output:
 
@@ -129,7 +130,7 @@ def bench_verify_cli() -> dict[str, Any]:
                 "message": proc.stdout.strip()[:200]}
 
 
-def bench_stalled(n: int, header_timeout: float) -> dict[str, Any]:
+def bench_stalled(n: int, header_timeout: float, max_connections: int) -> dict[str, Any]:
     import httpx
 
     from statledger.nodes.launcher import init_cluster
@@ -141,7 +142,8 @@ def bench_stalled(n: int, header_timeout: float) -> dict[str, Any]:
         with open(Path(tmp) / "ledger.log", "wb") as log:
             proc = subprocess.Popen(  # noqa: S603 -- our own interpreter and module
                 [sys.executable, "-m", "statledger.nodes.serve", "--role", "ledger",
-                 "--config", led.config_path, "--header-timeout", str(header_timeout)],
+                 "--config", led.config_path, "--header-timeout", str(header_timeout),
+                 "--max-connections", str(max_connections)],
                 stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
         socks: list[socket.socket] = []
         try:
@@ -184,6 +186,7 @@ def bench_stalled(n: int, header_timeout: float) -> dict[str, Any]:
             proc.wait(timeout=10)
     return {
         "connections": n,
+        "max_connections": max_connections,
         "header_timeout_s": header_timeout,
         "health_ms_while_stalled": {"median": round(statistics.median(during) * 1e3, 2),
                                     "max": round(max(during) * 1e3, 2)},
@@ -203,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="stalled connections against a ledger node (0: skip)")
     ap.add_argument("--header-timeout", type=float, default=10.0,
                     help="the node's --header-timeout for the stalled run")
+    ap.add_argument("--max-connections", type=int, default=None,
+                    help="the node's --max-connections (default: 1000, or --stalled + 24 "
+                         "when that is more: the health probe must fit beside them)")
     args = ap.parse_args(argv)
     result: dict[str, Any] = {"python": sys.version.split()[0],
                               "load_average_1min": os.getloadavg()[0]}
@@ -211,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         result["legacy_check_depth_s"] = bench_legacy(args.legacy_max_kb, args.legacy_timeout)
     result["verify_cli_s"] = bench_verify_cli()
     if args.stalled:
-        result["stalled"] = bench_stalled(args.stalled, args.header_timeout)
+        cap = args.max_connections or max(1000, args.stalled + 24)
+        result["stalled"] = bench_stalled(args.stalled, args.header_timeout, cap)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -2,6 +2,10 @@
 
     python bench/bench_rangeproof.py            # full run (~3 min, plus EG install once)
     python bench/bench_rangeproof.py --quick    # small sizes only, no ElectionGuard
+    python bench/bench_rangeproof.py --per-value [--before OLD_RANGEPROOF.py]
+                                                # 256 x 32 and 256 x 64 bits only (issue 16)
+    python bench/bench_rangeproof.py --msm-sweep  # CPU us per term of every MSM window
+    python bench/bench_rangeproof.py --ipa-schedules  # folded IPA vs tracked coefficients
 
 Measures, for several submission shapes, encrypt + range-prove time (the whole
 ``encrypt_vector_with_proof``), verification time -- wall clock and CPU time of the (serial)
@@ -14,6 +18,14 @@ verification.  The headline comparison (``interleaved_256x32_vs_electionguard``)
 our 256 x 32 submission and an ElectionGuard sample round by round so both see the same
 machine load; per-value ratios count 32 selections per 32-bit value.  If ElectionGuard
 cannot be installed or run, the quoted figures (8.1 ms / 12.6 ms) are used and labelled so.
+
+``--per-value`` prints the prover's and verifier's CPU ms per 32-bit and per 64-bit value
+(256 values each, one process, median of 3) next to the references of issue 16
+(libsecp256k1-based Bulletproofs 14.3 / 1.9 ms and dalek 7.3 / 1.04 ms per 64-bit value);
+``--before PATH`` runs the same shapes with another copy of ``proofs/rangeproof.py`` (e.g.
+the version before a change, copied to /tmp) plugged into ``statledger.proofs.vector``, and
+reports the ratios.  CPU time (``time.process_time``) because the machine is shared: other
+processes' load still slows it (caches, frequency), so compare runs made back to back.
 """
 
 from __future__ import annotations
@@ -27,6 +39,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from statledger.settings import configure, get_settings
 
@@ -288,7 +302,167 @@ def _electionguard(samples: int) -> dict[str, Any]:
         }
 
 
+REFERENCES_64 = {
+    "libsecp256k1_bulletproofs": {"prove_ms": 14.3, "verify_ms": 1.9},
+    "dalek_avx2": {"prove_ms": 7.3, "verify_ms": 1.04},
+}
+
+
+def _use_module(path: str | None) -> Any:
+    """Plug the range-proof module at ``path`` into statledger.proofs.vector (None: restore
+    the installed one); returns the module in use."""
+    import importlib.util
+
+    from statledger.proofs import rangeproof as current
+    from statledger.proofs import vector as vec
+
+    mod: Any = current
+    if path is not None:
+        spec = importlib.util.spec_from_file_location("bench_rangeproof_before", path)
+        if spec is None or spec.loader is None:
+            raise SystemExit(f"cannot import {path}")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod
+        spec.loader.exec_module(mod)
+    for name in (
+        "prove_range_and_link",
+        "range_and_link_terms",
+        "check_terms",
+        "_terms_is_identity",
+        "VerificationTerms",
+        "RangeProof",
+    ):
+        setattr(vec, name, getattr(mod, name))
+    return mod
+
+
+def _per_value(before: str | None) -> dict[str, Any]:
+    from statledger.proofs import rangeproof as rp
+
+    out: dict[str, Any] = {
+        "timer": "CPU time (time.process_time) of one process (helper off); shared machine",
+        "loadavg_start": os.getloadavg(),
+        "references_per_64bit_value": REFERENCES_64,
+    }
+    runs = [("after", None)] if before is None else [("before", before), ("after", None)]
+    for label, path in runs:
+        mod = _use_module(path)
+        rp_saved = rp.counters, rp.reset_counters
+        rp.counters, rp.reset_counters = mod.counters, mod.reset_counters  # type: ignore[misc]
+        try:
+            shapes = [_shape(256, 32, 3), _shape(256, 64, 3)]
+        finally:
+            rp.counters, rp.reset_counters = rp_saved  # type: ignore[misc]
+            _use_module(None)
+        out[label] = {
+            f"{s['bits_per_value']}bit": {
+                "prove_cpu_ms_per_value": s["encrypt_prove_cpu_ms_per_value"],
+                "verify_cpu_ms_per_value": s["verify_cpu_ms_per_value"],
+                "prove_counts": s["prove_counts"],
+                "proof_bytes": s["proof_bytes"],
+            }
+            for s in shapes
+        }
+    if before is not None:
+        out["prove_speedup"] = {
+            k: out["before"][k]["prove_cpu_ms_per_value"]
+            / out["after"][k]["prove_cpu_ms_per_value"]
+            for k in out["after"]
+        }
+        out["verify_speedup"] = {
+            k: out["before"][k]["verify_cpu_ms_per_value"]
+            / out["after"][k]["verify_cpu_ms_per_value"]
+            for k in out["after"]
+        }
+        out["target_prove_speedup"] = 2.0
+    out["loadavg_end"] = os.getloadavg()
+    return out
+
+
+def _msm_sweep() -> dict[str, Any]:
+    """CPU us per term of the bucket MSM for every window (0 = one multiplication per term)
+    on the generator vectors: the measurements behind ``statledger.proofs.msm._WINDOWS``."""
+    from statledger.proofs import msm
+    from statledger.proofs.generators import GENS
+    from statledger.proofs.group import ORDER
+
+    chosen = msm.window_bits
+    table: dict[str, Any] = {"loadavg_start": os.getloadavg()}
+    try:
+        for n in (256, 512, 1024, 2048, 4096, 8192, 16384):
+            gvec, _, _ = GENS.get(n)
+            raw = msm.matrix_of(gvec, n)
+            ks = [secrets.randbelow(ORDER) for _ in range(n)]
+            row = {}
+            for c in (0, 4, 5, 6, 7, 8, 9, 10):
+                if c == 0 and n > 1024:
+                    continue
+                msm.window_bits = lambda m, c=c: c  # type: ignore[assignment]
+                reps = 2 if n >= 4096 else 4
+                c0 = time.process_time()
+                for _ in range(reps):
+                    msm.msm_matrix(raw, ks)
+                row[str(c)] = 1e6 * (time.process_time() - c0) / reps / n
+            table[str(n)] = {"us_per_term": row, "chosen_window": chosen(n)}
+    finally:
+        msm.window_bits = chosen  # type: ignore[assignment]
+    table["loadavg_end"] = os.getloadavg()
+    return table
+
+
+def _ipa_schedules(N: int = 8192) -> dict[str, Any]:
+    """The inner-product argument as built (generators folded, one multiplication per pair)
+    against its group work with tracked coefficients (L and R of every round as MSMs over
+    all 2N original generators; timed with random coefficients, so a lower bound: computing
+    the coefficients is left out).  CPU seconds, one process."""
+    from statledger.proofs import ipa, msm
+    from statledger.proofs.generators import GENS
+    from statledger.proofs.group import ORDER
+    from statledger.proofs.transcript import Transcript
+
+    gvec, hvec, Qp = GENS.get(N)
+    Gm, Hm = msm.matrix_of(gvec, N), msm.matrix_of(hvec, N)
+    q_row = msm.raw_matrix(np.array([msm.addr(msm.pk_of(Qp))], dtype=np.uint64))
+    av = [secrets.randbelow(ORDER) for _ in range(N)]
+    bv = [secrets.randbelow(ORDER) for _ in range(N)]
+    saved = get_settings()
+    configure(range_parallel=False)
+    try:
+        c0 = time.process_time()
+        ipa.prove_ipa(Transcript(b"bench/ipa"), Gm, Hm, q_row, list(av), list(bv), 3)
+        folded = time.process_time() - c0
+        rounds = N.bit_length() - 1
+        both = np.concatenate((Gm[: N // 2], Hm[: N // 2]))  # N terms: half of each vector
+        c0 = time.process_time()
+        for _ in range(2):  # measure two rounds (L and R each), scale to every round
+            for _ in range(2):
+                msm.msm_matrix(both, [secrets.randbelow(ORDER) for _ in range(N)])
+        tracked = (time.process_time() - c0) / 2 * rounds
+    finally:
+        configure(saved)
+    return {
+        "N": N,
+        "folded_ipa_cpu_s": folded,
+        "tracked_ipa_group_work_cpu_s_lower_bound": tracked,
+        "tracked_over_folded": tracked / folded,
+        "loadavg": os.getloadavg(),
+    }
+
+
 def main() -> None:
+    if "--ipa-schedules" in sys.argv:
+        print(json.dumps(_ipa_schedules(), indent=1))
+        return
+    if "--msm-sweep" in sys.argv:
+        print(json.dumps(_msm_sweep(), indent=1))
+        return
+    if "--per-value" in sys.argv:
+        before = sys.argv[sys.argv.index("--before") + 1] if "--before" in sys.argv else None
+        text = json.dumps(_per_value(before), indent=1)
+        print(text)
+        (HERE / "results").mkdir(exist_ok=True)
+        (HERE / "results" / "rangeproof_per_value.json").write_text(text + "\n", encoding="utf-8")
+        return
     quick = "--quick" in sys.argv
     load_before = os.getloadavg()
     report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg_start": load_before}}

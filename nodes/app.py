@@ -13,7 +13,13 @@
   not logged as a bug; anything else is a bug: logged with its traceback and answered with
   a bare 500;
 * a request-body limit enforced while the body streams in (``Content-Length`` checked first);
-* ``GET /v1/health`` -> ``{"status": "ok", "party": ..., "role": ...}``.
+* ``GET /v1/health`` -> ``{"status": "ok", "party": ..., "role": ...}``;
+* an OpenAPI document that tells the truth (``GET /openapi.json``): every answer a route can
+  give is documented with the error body schema (:class:`ErrorBody`), the ones every route
+  can give (400: a malformed ``Content-Length`` or parameter, 413: a body over the limit)
+  added to each operation, the rest declared by each route through :func:`documented`
+  (``responses=``); FastAPI's ``422`` for invalid parameters, which this app answers 400,
+  is dropped.
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -43,6 +51,9 @@ from statledger.proofs.errors import (
 )
 
 __all__ = [
+    "ErrorBody",
+    "SIGNED",
+    "documented",
     "NotFoundError",
     "BodyTooLargeError",
     "UnavailableError",
@@ -74,6 +85,89 @@ class UnavailableError(StatledgerError):
     def __init__(self, reason: str, *, retry_after: int = RETRY_AFTER) -> None:
         self.retry_after = retry_after
         super().__init__(reason)
+
+
+class ErrorBody(BaseModel):
+    """Every error answer's JSON body (:func:`error_body`): the reason, the party it blames
+    (or null), the node that answers, the verification step when one failed; some answers
+    add fields (``fields`` of a 400 for invalid parameters, ``size`` of a witness's 409,
+    ``cosigners``/``failures`` of a checkpoint's 503)."""
+
+    model_config = ConfigDict(extra="allow")
+    error: str
+    party: str | None
+    node: str | None
+    step: str | None = None
+
+
+_RETRY_AFTER_HEADER = {"Retry-After": {
+    "description": "seconds after which the request may succeed",
+    "schema": {"type": "integer", "minimum": 1}}}
+
+_STATUS_TEXT: dict[int, str] = {
+    400: "malformed request: a parameter, header or body that does not parse (the reason "
+         "names it)",
+    401: "unauthenticated: a missing or malformed signature header, an unknown party, a bad "
+         "signature or a stale time",
+    403: "refused by policy: a role or party that may not do this, a request signed for "
+         "another party",
+    404: "unknown: no such query, entry, party or checkpoint",
+    408: "the request body did not arrive",
+    409: "conflict: a replayed nonce, or an entry out of order or already there",
+    413: "request body over the node's limit",
+    422: "a proof or signature that does not verify (names the step and the party)",
+    502: "a peer this node needs (the ledger) answered with a server error",
+    503: "this node cannot answer now (its ledger is not answering, or it is busy)",
+}
+
+
+def documented(*codes: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a route that answers ``codes`` (with :class:`ErrorBody`); 502 and
+    503 carry ``Retry-After``.  ``descriptions`` (``d409="..."``) say more for one code."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        entry: dict[str, Any] = {"model": ErrorBody,
+                                 "description": descriptions.get(f"d{code}",
+                                                                 _STATUS_TEXT[code])}
+        if code in (502, 503):
+            entry["headers"] = _RETRY_AFTER_HEADER
+        out[code] = entry
+    return out
+
+
+#: The answers of a route that requires a signed request (:mod:`statledger.nodes.auth`).
+SIGNED = (401, 403, 409)
+
+#: The answers every route can give (:class:`BodyLimitMiddleware`, parameter validation).
+_EVERY_ROUTE = (400, 413)
+
+
+def _truthful_openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's OpenAPI of ``app``, with this app's error answers (see the docstring)."""
+    schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    comps = schema.setdefault("components", {}).setdefault("schemas", {})
+    comps.setdefault("ErrorBody", ErrorBody.model_json_schema(
+        ref_template="#/components/schemas/{model}"))
+    ref = {"$ref": "#/components/schemas/ErrorBody"}
+    for ops in schema.get("paths", {}).values():
+        for op in ops.values():
+            responses = op.setdefault("responses", {})
+            default_422 = responses.get("422", {})
+            if "HTTPValidationError" in str(default_422):
+                del responses["422"]  # this app answers invalid parameters 400
+            for code, answer in responses.items():
+                if int(code) >= 400 and "ErrorBody" in str(answer):
+                    # errors are JSON whatever the route's media type (GET /v1/checkpoint)
+                    answer["content"] = {"application/json": {"schema": ref}}
+            for code in _EVERY_ROUTE:
+                responses.setdefault(str(code), {
+                    "description": _STATUS_TEXT[code],
+                    "content": {"application/json": {"schema": ref}}})
+    used = str(schema.get("paths", {}))
+    for name in ("HTTPValidationError", "ValidationError"):
+        if name in comps and name not in used:
+            del comps[name]
+    return schema
 
 
 def error_body(reason: str, *, node: str | None, party: str | None = None,
@@ -222,15 +316,17 @@ def create_app(
 
     async def on_remote(_: Request, exc: Exception) -> JSONResponse:
         # A peer this node called (the ledger) failed.  Say so without its address.
+        after = RETRY_AFTER
         if isinstance(exc, UnreachableError):
             status, reason = 503, f"a peer of this node is unreachable: {exc.reason}"
+            after = exc.retry_after or RETRY_AFTER
         elif isinstance(exc, RemoteError) and (exc.status is None or exc.status >= 500):
             status = 502
             reason = f"a peer of this node failed (HTTP {exc.status}): {exc.reason}"
         else:
             return reply(400, str(exc))
         return JSONResponse(error_body(reason, node=node), status_code=status,
-                            headers={"retry-after": str(RETRY_AFTER)})
+                            headers={"retry-after": str(after)})
 
     async def on_disconnect(request: Request, _: Exception) -> JSONResponse:
         # The client went away (or was cut off by the server's request deadline) before its
@@ -285,6 +381,13 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(Exception, on_bug)
     app.add_middleware(BodyLimitMiddleware, max_body=max_body, node=node)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _truthful_openapi(app)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/v1/health")
     async def health() -> dict[str, Any]:

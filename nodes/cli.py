@@ -38,6 +38,8 @@ def demo(
     threshold: Annotated[int | None, typer.Option(
         help="decryption threshold T: any T compute nodes decrypt, fewer learn nothing "
              "(default: 2, or 1 with one node)", show_default=False)] = None,
+    keep: Annotated[bool, typer.Option(
+        "--keep", help="keep the ledger's log as OUT/ledger.sqlite, to audit it")] = False,
 ) -> None:
     """Start a local cluster (1 ledger, 3 compute nodes with a 2-of-3 key from a key
     ceremony on the log, 4 data owners), run a tour of statistics, print the results, write
@@ -56,7 +58,8 @@ def demo(
 
         try:
             _check_threshold(compute, threshold)
-            summary = run_demo(out, lines.append, step, n_compute=compute, threshold=threshold)
+            summary = run_demo(out, lines.append, step, n_compute=compute, threshold=threshold,
+                               keep=keep)
         except StatledgerError as exc:
             progress.stop()
             _fail(str(exc))
@@ -72,6 +75,11 @@ def demo(
                f"{summary['verify_s']:.2f} s; demo wall time {summary['total_s']:.1f} s")
     typer.echo(f"certificates: {summary['out']}/certificates/ (verified under the consortium's "
                f"trust file {summary['trust']}: statledger verify CERT --trust that file)")
+    typer.echo(f"see one: statledger show {summary['out']}/certificates/kaplan_meier.cert "
+               f"--trust {summary['trust']} --html km.html")
+    if keep:
+        typer.echo(f"ledger kept: {summary['ledger']}; audit the whole log: "
+                   f"statledger audit {summary['ledger']}")
     Path(summary["out"], "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 
 
@@ -86,19 +94,33 @@ def _check_threshold(compute: int, threshold: int | None) -> None:
 def run(
     query: Annotated[Path, typer.Argument(help="query spec (JSON)")],
     data: Annotated[list[Path], typer.Option(
-        "--data", help="one CSV per provider: --data A.csv B.csv or --data A.csv --data B.csv")],
+        "--data", help="one CSV (or Parquet) file per provider: --data A.csv B.csv or "
+                       "--data A.csv --data B.csv")],
     more: Annotated[list[Path] | None, typer.Argument(
-        help="more CSV files (the ones listed after --data A.csv)", show_default=False)] = None,
-    out: Annotated[Path | None, typer.Option(help="write the certificate here")] = None,
+        help="more data files (the ones listed after --data A.csv)", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="write the certificate here (IRLS: also one OUT-roundK file per round)")] = None,
     compute: Annotated[int, typer.Option(help="number of compute nodes")] = 3,
     threshold: Annotated[int | None, typer.Option(
         help="decryption threshold T: any T compute nodes decrypt, fewer learn nothing "
              "(default: all of them)", show_default=False)] = None,
+    allow_partial: Annotated[bool, typer.Option(
+        "--allow-partial", help="go on without the files that cannot answer (named in a "
+                                "warning) as long as the query's min_providers remain")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="print one JSON object (result, sites, dropped, certificates)")] = False,
+    budget: Annotated[float | None, typer.Option(
+        "--budget", help="zCDP budget rho of each local owner (policy budget_rho); needed "
+                         "for a query with privacy.mechanism zcdp or approx",
+        show_default=False)] = None,
 ) -> None:
-    """Run one query on an ephemeral local cluster with one provider per CSV file."""
+    """Run one query on an ephemeral local cluster with one provider per data file.  Every
+    file is checked before the cluster starts; exit 2 naming the file and the reason if one
+    cannot answer (unless --allow-partial), 1 if the query fails."""
     data = [*data, *(more or [])]
+    from statledger.nodes.data import check_distinct, check_for_query, load_table
     from statledger.nodes.demo import querier_for, start_cluster
-    from statledger.nodes.querier import run_rounds
+    from statledger.nodes.querier import QueryOutcome, run_rounds
     from statledger.protocol.query import QuerySpec
 
     try:
@@ -111,22 +133,139 @@ def run(
         if not d.is_file():
             _fail(f"{d}: no such file", 2)
     _check_threshold(compute, threshold)
-    providers = {f"provider-{i}": {"data": str(d.resolve())} for i, d in enumerate(data, 1)}
+    if budget is not None and not (budget > 0 and budget <= 1e6):
+        _fail("--budget: expected a rho in (0, 1e6]", 2)
+    if spec.privacy.mechanism != "none" and budget is None:
+        _fail(f"{query}: the query asks for differential privacy; give each owner a budget "
+              "with --budget RHO (see `statledger plan` for what it costs)", 2)
+    # every check below runs before any process starts, and names the file
+    files = {str(d): d for d in data}
+    if len(files) < len(data):
+        dup = next(str(d) for i, d in enumerate(data) if str(d) in map(str, data[:i]))
+        _fail(f"{dup}: listed twice; its rows would be counted twice", 2)
+    tables: dict[str, Any] = {}
+    dropped: dict[str, str] = {}
+    for name, d in files.items():
+        try:
+            tables[name] = load_table(d)
+            check_for_query(tables[name], spec, name)
+        except StatledgerError as exc:
+            dropped[name] = str(exc).removeprefix(f"{name}: ")
+    try:
+        check_distinct(files, tables)
+    except MalformedError as exc:
+        _fail(str(exc), 2)
+    if dropped and not allow_partial:
+        _fail("; ".join(f"{n}: {r}" for n, r in dropped.items())
+              + " (fix the file, or --allow-partial to run without it)", 2)
+    kept = [n for n in files if n not in dropped]
+    for n, r in dropped.items():
+        typer.secho(f"WARNING: {n} is left out of the query: {r}", fg=typer.colors.YELLOW,
+                    bold=True, err=True)
+    if len(kept) < spec.min_providers:
+        _fail(f"{len(kept)} data file(s) can answer, the query needs at least "
+              f"{spec.min_providers} providers (min_providers)", 2)
+    site_of = {f"provider-{i}": n for i, n in enumerate(kept, 1)}
+    providers = {pid: {"data": str(files[n].resolve())} for pid, n in site_of.items()}
+
+    def check_round(o: QueryOutcome) -> None:
+        # an owner that refused at run time: the result would silently cover fewer sites
+        missing = {site_of[p]: o.refusals.get(p, "no submission")
+                   for p in site_of if p not in o.contributors}
+        if missing and not allow_partial:
+            raise QueryFailed("; ".join(f"{n}: {r}" for n, r in missing.items())
+                              + " (--allow-partial to accept a result without it)")
+        for n, r in missing.items():
+            if n not in dropped:
+                dropped[n] = r
+                typer.secho(f"WARNING: {n} did not contribute: {r}", fg=typer.colors.YELLOW,
+                            bold=True, err=True)
+
+    from statledger.nodes.querier import QueryFailed
+
     with tempfile.TemporaryDirectory(prefix="statledger-run-") as tmp:
-        cluster = start_cluster(Path(tmp), providers, n_compute=compute, threshold=threshold)
+        policies: dict[str, Path] = {}
+        if budget is not None:
+            pol = Path(tmp) / "policy.json"
+            pol.write_text(json.dumps({"budget_rho": budget}), encoding="utf-8")
+            policies = dict.fromkeys(providers, pol)
+        cluster = start_cluster(Path(tmp), providers, n_compute=compute,
+                                threshold=threshold, policies=policies)
         try:
             with querier_for(cluster) as q:
-                outcomes = run_rounds(q, spec, datasets="data",
+                outcomes = run_rounds(q, spec, datasets="data", on_round=check_round,
                                       progress=lambda m: typer.echo(f"  {m}...", err=True))
         except StatledgerError as exc:
             _fail(str(exc))
             return
         finally:
             cluster.stop()
-    typer.echo(outcomes[-1].result.summary())
+    final = outcomes[-1]
+    certs: list[str] = []
     if out is not None:
-        out.write_bytes(outcomes[-1].certificate.to_bytes())
+        if len(outcomes) > 1:  # IRLS: every round is its own query with its own certificate
+            for i, o in enumerate(outcomes, 1):
+                p = out.with_name(f"{out.stem}-round{i}{out.suffix}")
+                p.write_bytes(o.certificate.to_bytes())
+                certs.append(str(p))
+        out.write_bytes(final.certificate.to_bytes())
+        certs.append(str(out))
+    if as_json:
+        typer.echo(json.dumps({
+            "statistic": spec.statistic, "rounds": len(outcomes),
+            "query_ids": [o.query_id for o in outcomes], "result": final.result.to_dict(),
+            "sites": sorted(site_of[p] for p in final.contributors if p in site_of),
+            "dropped": dropped, "certificates": certs}, indent=1))
+        return
+    typer.echo(final.result.summary())
+    if dropped:
+        typer.secho(f"WARNING: this result leaves out {', '.join(dropped)}",
+                    fg=typer.colors.YELLOW, bold=True, err=True)
+    for c in certs[:-1]:
+        typer.echo(f"certificate of round {certs.index(c) + 1}: {c}")
+    if out is not None:
         typer.echo(f"certificate: {out}")
+
+
+@app.command()
+def plan(
+    query: Annotated[Path, typer.Argument(help="query spec (JSON) with privacy zcdp/approx")],
+    compute: Annotated[int, typer.Option(help="number of compute nodes")] = 3,
+    rows: Annotated[int, typer.Option(help="rows the expected errors are computed for "
+                                           "(synthetic, spread over the bounds)")] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Print what a DP query would cost (rho, epsilon/delta) and the expected noise error of
+    each released number, without running or spending anything."""
+    from statledger.protocol.calibration import Z95
+    from statledger.protocol.calibration import plan as dp_plan
+    from statledger.protocol.query import QuerySpec
+
+    if compute < 1:
+        _fail("--compute: at least one compute node", 2)
+    if rows < 1:
+        _fail("--rows: at least one row", 2)
+    try:
+        spec = QuerySpec.parse(query.read_bytes())
+        p = dp_plan(spec, compute, rows)
+    except OSError as exc:
+        _fail(f"{query}: {exc.strerror}", 2)
+        return
+    except StatledgerError as exc:
+        _fail(f"{query}: {exc}", 2)
+        return
+    if as_json:
+        typer.echo(json.dumps(p, indent=1))
+        return
+    typer.echo(f"{p['statistic']}: costs rho = {p['rho']:g} of each owner's budget "
+               f"(zCDP; = ({p['epsilon']:.3g}, {p['delta']:.2g})-DP), noise from "
+               f"{p['compute_nodes']} compute nodes")
+    typer.echo(f"expected noise on {p['rows']} synthetic rows spread over the bounds:")
+    typer.echo(f"  {'number':<24} {'synthetic':>14} {'noise sd':>12} {'95% ±':>12}")
+    for path, sd in p["value_sd"].items():
+        v = p["synthetic_values"].get(path)
+        typer.echo(f"  {path:<24} {v if v is not None else float('nan'):>14.6g} "
+                   f"{sd:>12.4g} {Z95 * sd:>12.4g}")
 
 
 @app.command()
@@ -212,11 +351,17 @@ def verify(
              "consortium whose log, witnesses and members the certificate must come "
              "from")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per file")] = False,
+    show: Annotated[bool, typer.Option(
+        "--show", help="also print the certified query in words and the result table")
+                    ] = False,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="list every numbered verification step")] = False,
 ) -> None:
-    """Verify certificates offline.  Exit 0: all valid; 1: some invalid; 2: not a
-    certificate."""
+    """Verify certificates offline: one plain-language verdict per file (every numbered step
+    with --verbose).  Exit 0: all valid; 1: some invalid; 2: not a certificate."""
     from statledger.verifier.certificate import SUFFIX as CERT_SUFFIX
-    from statledger.verifier.verify import load_trust, verify_certificate_file
+    from statledger.verifier.show import inspect, render_text, verdict
+    from statledger.verifier.verify import load_trust
 
     files: list[Path] = []
     for p in paths:
@@ -234,7 +379,7 @@ def verify(
     code = 0
     for f in files:
         try:
-            report = verify_certificate_file(f, policy)
+            shown = inspect(_read_cert(f), policy, source=str(f))
         except MalformedError as exc:
             code = max(code, 2)
             if as_json:
@@ -244,22 +389,76 @@ def verify(
             else:
                 typer.secho(f"{f}: NOT A CERTIFICATE: {exc}", fg=typer.colors.RED)
             continue
+        report = shown.report
         if not report.valid:
             code = max(code, 1)
         if as_json:
-            typer.echo(json.dumps(report.to_json_obj()))
+            obj = report.to_json_obj()
+            obj["verdict"] = verdict(shown)
+            if show:
+                obj["show"] = render_text(shown, verbose=verbose)
+            typer.echo(json.dumps(obj))
             continue
         status = "VALID" if report.valid else "INVALID"
         color = typer.colors.GREEN if report.valid else typer.colors.RED
         typer.secho(f"{f}: {status}", fg=color, bold=True)
+        typer.echo(f"  {verdict(shown)}")
         typer.echo(f"  trust: {report.trust}")
-        for s in report.steps:
-            mark = "ok " if s.ok else "FAIL"
-            typer.echo(f"  ({s.step:>2}) {mark} {s.title}: {s.detail}")
+        if verbose:
+            for s in report.steps:
+                mark = "ok " if s.ok else "FAIL"
+                typer.echo(f"  ({s.step:>2}) {mark} {s.title}: {s.detail}")
         if not report.valid:
             typer.echo(f"  -> step {report.step} failed: {report.reason}"
                        + (f" (blamed: {report.party})" if report.party else ""))
+        if show:
+            typer.echo("")
+            typer.echo(render_text(shown, verbose=verbose))
     raise typer.Exit(code)
+
+
+def _read_cert(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise MalformedError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+@app.command("show")
+def show_cmd(
+    cert: Annotated[Path, typer.Argument(help="a certificate file")],
+    html: Annotated[Path | None, typer.Option(
+        "--html", help="write one self-contained HTML page here (no network, no script)")
+                    ] = None,
+    trust: Annotated[Path | None, typer.Option(
+        help="the consortium's trust file (statledger consortium export-trust)")] = None,
+) -> None:
+    """Show what a certificate certifies (verified first): the query in words, the result
+    table and, with --html, a page with the plot, the parties and every step's verdict.
+    Exit 0: valid; 1: invalid (the page says why and shows no result); 2: not a
+    certificate."""
+    from statledger.verifier.show import inspect, render_html, render_text, verdict
+    from statledger.verifier.verify import load_trust
+
+    try:
+        policy = load_trust(trust) if trust is not None else None
+    except MalformedError as exc:
+        _fail(str(exc), 2)
+        return
+    try:
+        shown = inspect(_read_cert(cert), policy, source=str(cert))
+    except MalformedError as exc:
+        _fail(f"{cert}: NOT A CERTIFICATE: {exc}", 2)
+        return
+    typer.echo(verdict(shown))
+    typer.echo(render_text(shown))
+    if html is not None:
+        try:
+            html.write_text(render_html(shown), encoding="utf-8")
+        except OSError as exc:
+            _fail(f"{html}: cannot write: {exc.strerror}", 2)
+        typer.echo(f"page: {html}")
+    raise typer.Exit(0 if shown.report.valid else 1)
 
 
 @app.command()
@@ -313,6 +512,31 @@ def node_serve(
     sys.exit(serve_main(["--role", role, "--config", str(config)]))
 
 
+@node_app.command("check")
+def node_check(
+    config: Annotated[Path, typer.Option(help="the party's config (TOML)")],
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the ledger")] = 5.0,
+) -> None:
+    """Validate a node's set-up: config, trust file, keys against the consortium, policy and
+    data files, the ledger.  One verdict line each; exit 0: ready, 1: a check failed."""
+    from statledger.nodes.check import CheckLine, check_node
+
+    def say(line: CheckLine) -> None:
+        color = {"ok": typer.colors.GREEN, "warn": typer.colors.YELLOW}.get(
+            line.verdict, typer.colors.RED)
+        typer.secho(f"{line.verdict:<4}", fg=color, nl=False)
+        typer.echo(f" {line.what}: {line.detail}")
+
+    lines = check_node(config, timeout=timeout, say=say)
+    failed = [ln for ln in lines if ln.verdict == "FAIL"]
+    warned = [ln for ln in lines if ln.verdict == "warn"]
+    if failed:
+        typer.secho(f"NOT READY: {len(failed)} check(s) failed", fg=typer.colors.RED, bold=True)
+        raise typer.Exit(1)
+    typer.secho("READY" + (f" ({len(warned)} warning(s))" if warned else ""),
+                fg=typer.colors.GREEN, bold=True)
+
+
 @node_app.command("init")
 def node_init(
     base_dir: Annotated[Path, typer.Argument(help="folder for keys and configs")],
@@ -329,8 +553,15 @@ def node_init(
     threshold: Annotated[int | None, typer.Option(
         help="decryption threshold T: any T compute nodes decrypt, fewer learn nothing "
              "(default: all of them)", show_default=False)] = None,
+    origin: Annotated[str, typer.Option(
+        help="the log's name (C2SP origin), e.g. diabetes-network.example.org/log")
+                      ] = "statledger.local/log",
+    port_base: Annotated[int, typer.Option(
+        help="ports in order from here: the ledger, compute-1..N, then the providers")
+                         ] = 8100,
 ) -> None:
-    """Create keys (0600) and TOML configs for every party of a deployment."""
+    """Create keys (0600), TOML configs (0600, paths relative to each config's folder) and a
+    strict, commented policy.toml per data owner for every party of a deployment."""
     from statledger.nodes.launcher import init_cluster, majority_quorum
 
     _check_threshold(compute, threshold)
@@ -350,9 +581,14 @@ def node_init(
                 _fail(f"--provider {spec!r}: expected NAME:PATH", 2)
             ds[name] = str(Path(path).resolve())
         providers[pid] = ds
-    layout = init_cluster(base_dir, n_compute=compute, providers=providers,
-                          queriers=querier, host=host, witness_quorum=quorum,
-                          threshold=threshold)
+    try:
+        layout = init_cluster(base_dir, n_compute=compute, providers=providers,
+                              queriers=querier, host=host, witness_quorum=quorum,
+                              threshold=threshold, origin=origin, port_base=port_base,
+                              relative_paths=True, policy_templates=True)
+    except StatledgerError as exc:
+        _fail(str(exc), 2)
+        return
     for p in layout.parties.values():
         typer.echo(f"{p.party_id:<14} {p.role:<9} {p.url or '-':<26} {p.config_path}")
     typer.echo(f"witness quorum: {quorum} of {compute} compute nodes")

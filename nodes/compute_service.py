@@ -7,6 +7,8 @@ Routes (``auth`` = signed request from a registered querier)::
                                                     them, commit to secret noise bits
                                                     -> {"index"}
     POST /v1/queries/{query_id}/noise/coin    auth  coin share x_j*P + DLEQ -> {"index"}
+    POST /v1/queries/{query_id}/gate     auth  shares of the gate ciphertexts only + batched
+                                               DLEQ (suppression before decryption) -> {"index"}
     POST /v1/queries/{query_id}/decrypt  auth  decryption shares + batched DLEQ -> {"index"}
     POST /v1/witness/cosign                    cosign a newer consistent checkpoint (ledger)
     GET  /v1/health
@@ -18,7 +20,11 @@ decrypting, the node re-runs verification steps 5-11 on the log itself (every su
 range and linking proofs and the noise set's bit proofs, batched; the noise shares derived;
 the aggregate recomputed; at least ``min_providers`` providers and never fewer than two):
 it never decrypts a single
-submission, and never under a key share other than the one it registered.  A malformed
+submission, and never under a key share other than the one it registered.  For a statistic
+with gate entries (protocol/suppression.py) it first shares only the gate ciphertexts, and
+then decrypts only the entries the logged release decision releases -- after re-deriving that
+decision itself (``checks.check_release``): a suppressed entry gets no share, whatever the
+querier asks.  A malformed
 query id answers 400, an unknown one 404.  Its actions are recorded in SQLite, so a
 repeated request returns the same log index and a restarted node resumes.
 """
@@ -36,10 +42,20 @@ from fastapi import Body, Depends, FastAPI
 from statledger.nodes.app import NotFoundError
 from statledger.nodes.config import ComputeConfig
 from statledger.nodes.follower import LogFollower
-from statledger.nodes.keys import load_elgamal_share, load_identity_key
-from statledger.nodes.ledger_client import LedgerClient
+from statledger.nodes.keys import (
+    load_elgamal_share,
+    load_identity_key,
+    read_secret_file,
+    write_secret_file,
+)
+from statledger.nodes.ledger_client import (
+    NODE_APPEND_TIMEOUT,
+    NODE_BREAKER,
+    NODE_READ_TIMEOUT,
+    LedgerClient,
+)
 from statledger.nodes.ledger_service import witness_from_config, witness_router
-from statledger.nodes.peers import ActionLog, create_party_app
+from statledger.nodes.peers import QUERY_ROUTE, ActionLog, BoundedLock, create_party_app
 from statledger.nodes.trust import pinned_genesis
 from statledger.proofs.errors import (
     MalformedError,
@@ -48,13 +64,15 @@ from statledger.proofs.errors import (
     VerificationError,
 )
 from statledger.proofs.group import Point, Scalar, base_mul
-from statledger.protocol import ceremony, entries, flow, noise
+from statledger.protocol import ceremony, entries, flow, noise, suppression
 from statledger.protocol.checks import (
     MIN_PROVIDERS_FLOOR,
     NOISE_STEPS,
+    STEPS,
     StepContext,
     check_query,
-    check_setup,
+    check_release,
+    key_chain,
     run_steps,
 )
 from statledger.protocol.noise import NoiseParams
@@ -90,20 +108,30 @@ class ComputeNode:
         self.config = config
         self.party_id = config.party_id
         self.identity = load_identity_key(config.identity_key_path)
-        self.x = load_elgamal_share(config.elgamal_key_path)
-        self.X = base_mul(self.x)
+        # the transport key of the first key ceremony (registered in the party entry); gone
+        # once a resharing replaced it and the grace period ran out (docs/dkg.md)
+        self.x: Scalar | None = (load_elgamal_share(config.elgamal_key_path)
+                                 if config.elgamal_key_path.exists() else None)
+        self.X: Point | None = None if self.x is None else base_mul(self.x)
         genesis = pinned_genesis(config)
         self.ledger = LedgerClient(str(config.ledger_url), config.party_id, self.identity,
-                                   target=genesis.genesis.ledger.party_id)
+                                   target=genesis.genesis.ledger.party_id,
+                                   timeout=NODE_READ_TIMEOUT, append_timeout=NODE_APPEND_TIMEOUT,
+                                   breaker=NODE_BREAKER)
         self.follower = LogFollower(self.ledger, genesis, config.state_db_path)
         self.pinned = self.follower.consortium_id
         self.actions = ActionLog(config.state_db_path)
-        self._lock = threading.Lock()
-        self._share: tuple[Scalar, Point] | None = None
+        self._lock = BoundedLock()  # a request waits at most BUSY_WAIT s
+        self._shares: dict[int, tuple[Scalar, Point]] = {}  # by setup / rekey index
+        self._retire: dict[int, float] = {}  # key epoch -> when its transport key is erased
+        self._seen: list[int] | None = None  # ceremony indices at the last idle look
+        self._run: bytes | None = None  # the context of the run this node takes part in
         self._stop = threading.Event()
         self._ceremony_thread: threading.Thread | None = None
         self._acked_at: float | None = None
         self._checked: set[tuple[int, str]] = set()  # ceremony entries whose signature held
+        #: aggregates (log index, digest) whose submissions' range proofs this node verified
+        self._proofs_checked: set[tuple[int, str]] = set()
 
     def close(self) -> None:
         self._stop.set()
@@ -113,22 +141,24 @@ class ComputeNode:
         self.follower.close()
         self.actions.close()
 
-    # -- the key ceremony (docs/dkg.md) ------------------------------------------------------
-    def start_ceremony(self, interval: float = 0.25) -> None:
-        """Take part in the key ceremony in the background until the setup is on the log:
+    # -- the key ceremony and its lifecycle (docs/dkg.md) -----------------------------------
+    def start_ceremony(self, interval: float = 0.25, idle: float = 2.0) -> None:
+        """Take part in the key ceremony, and in every later resharing, in the background:
         each round, read the ceremony's entries (each proven in a witnessed checkpoint) and
-        log this node's next message, if any.  Every message is a function of the log and
-        this node's key, so a restarted node resumes where the log says."""
+        log this node's next message, if any; with nothing pending, look again every
+        ``idle`` seconds (a membership change that touches the compute nodes starts a
+        resharing) and erase retired transport keys when their grace period is over.  Every
+        message is a function of the log and this node's keys, so a restarted node resumes
+        where the log says."""
 
         def run() -> None:
             delay = interval
             while not self._stop.is_set():
                 try:
                     phase = self.ceremony_step()
-                    if phase == "done":
-                        return
-                    # acted: look again soon; waiting for others: back off up to 1 s
-                    delay = (interval if phase.startswith("dkg_")
+                    # acted: look again soon; waiting for others: back off up to 1 s;
+                    # nothing pending: the idle pace
+                    delay = (idle if phase == "done" else interval if phase.startswith("dkg_")
                              else min(1.0, delay * 1.5))
                 except VerificationError as exc:  # misbehaviour on the log: say so loudly
                     log.warning("key ceremony: %s (party: %s)", exc, exc.party or "-")
@@ -145,28 +175,32 @@ class ComputeNode:
                                                  daemon=True)
         self._ceremony_thread.start()
 
+    def _registered(self, view: QueryView, timeline: Any, nodes: Any) -> dict[str, Point]:
+        """The registered transport keys of ``nodes`` (their party entries: the key the
+        consortium admitted at their index, the proof of knowledge bound to it)."""
+        out: dict[str, Point] = {}
+        for node in nodes:
+            p = view.parties.get(node)
+            if p is None:
+                raise StatledgerError(f"{node} has not registered yet")
+            member = timeline.at(view.party_index[node]).member(node, "compute", step="dkg")
+            if member.sig_key != p.sig_key:
+                raise VerificationError(f"the party entry of {node} carries a key the "
+                                        "consortium did not admit", step="dkg", party=node)
+            p.verify_pok(timeline.consortium_id, step="dkg")
+            out[node] = p.elgamal_point()
+        return out
+
     def ceremony_step(self) -> str:
-        """One step of this node's part in the ceremony; returns the phase it acted in or
-        waits for (``"done"`` once the setup is logged)."""
+        """One step of this node's part in the key ceremony or a resharing; returns the
+        phase it acted in or waits for (``"done"`` while no run is pending)."""
         with self._lock:
-            rows, timeline = self.follower.entries(self.ledger.ceremony_indices())
-            view = parse_entries(rows)
-            if view.setup is not None:
+            indices = self.ledger.ceremony_indices()
+            if indices == self._seen:  # nothing new on the log since the last idle look
+                self._erase_due()
                 return "done"
-            roster = timeline.final
-            nodes = [m.party_id for m in roster.of_role("compute")]
-            if self.party_id not in nodes:
-                return "done"  # not a compute node of this consortium: nothing to do
-            transport: dict[str, Point] = {}
-            for node in nodes:
-                p = view.parties.get(node)
-                if p is None:
-                    return "registration"
-                if roster.member(node, "compute").sig_key != p.sig_key:
-                    raise VerificationError(f"the party entry of {node} carries a key the "
-                                            "consortium did not admit", step="dkg", party=node)
-                p.verify_pok(roster.consortium_id, step="dkg")
-                transport[node] = p.elgamal_point()
+            rows, timeline = self.follower.entries(indices)
+            view = parse_entries(rows)
             for i, e in view.dkg:
                 if (i, e.digest()) in self._checked:  # the log is append-only and this node
                     continue                           # checks its consistency: same verdict
@@ -174,48 +208,161 @@ class ComputeNode:
                 entries.verify_signature(e, timeline.at(i).member(author, "compute")
                                          .verify_key(), author, step="dkg")
                 self._checked.add((i, e.digest()))
-            params = ceremony.params_for(consortium=roster.consortium_id, nodes=nodes,
-                                         threshold=roster.decryption_threshold,
-                                         epoch=roster.compute_epoch)
-            st = ceremony.state_of(params, view.dkg)
-            if st.acked and self._acked_at is None:
-                self._acked_at = time.monotonic()
-            patience_over = (self._acked_at is not None
-                             and time.monotonic() - self._acked_at > self.config.dkg_patience)
-            act = ceremony.next_message(params, transport, view.dkg, self.party_id, self.x,
-                                        reconstruct=patience_over)
+            chain: list[ceremony.KeyEpoch] = []
+            if view.setups:
+                first = view.setups[0][1]
+                chain = ceremony.check_key_chain(
+                    view.setups, view.dkg, timeline,
+                    self._registered(view, timeline, first.compute))
+            pending = ceremony.pending_run(view.setups, timeline)
+            if pending is None:
+                self._schedule_retirement(chain, view)
+                self._erase_due()
+                self._seen = indices
+                return "done"
+            self._seen = None
+            params, after = pending
+            me = self.party_id
+            if me not in params.nodes and me not in params.dealers:
+                self._seen = indices
+                return "done"  # not a compute node of this run: nothing to do
+            run = ceremony.run_rows(view.dkg, after, None)
+            if self._run != params.context():
+                self._run, self._acked_at = params.context(), None
+            if params.prior is None:
+                if self.x is None:
+                    raise PolicyError(f"{me} has no transport key for the key ceremony")
+                try:
+                    transport = self._registered(view, timeline, params.nodes)
+                except StatledgerError as exc:
+                    if isinstance(exc, VerificationError):
+                        raise
+                    return "registration"
+                st = ceremony.state_of(params, run)
+                if st.acked and self._acked_at is None:
+                    self._acked_at = time.monotonic()
+                patience_over = (self._acked_at is not None and time.monotonic()
+                                 - self._acked_at > self.config.dkg_patience)
+                act = ceremony.next_message(params, transport, run, me, self.x,
+                                            reconstruct=patience_over)
+            else:
+                x_new = self._transport_secret(params.epoch, create=True) \
+                    if me in params.nodes else None
+                prior = (self._share_of(chain, len(chain) - 1, view)[0]
+                         if me in params.dealers else None)
+                act = ceremony.next_message(params, {}, run, me, x_new, prior_share=prior)
             if act is None:
                 return "waiting"
             kind, message = act
             cls = entries.KINDS[kind]
-            entry = entries.sign(cls(self.party_id, message.hex()),  # type: ignore[call-arg]
+            entry = entries.sign(cls(me, message.hex()),  # type: ignore[call-arg]
                                  self.identity)
             index = self.ledger.append(entry)
-            log.info("key ceremony: %s logged at %d", kind, index)
+            log.info("key ceremony (epoch %d): %s logged at %d", params.epoch, kind, index)
             return kind
 
-    def key_share(self) -> tuple[Scalar, Point]:
-        """This node's share ``x_j`` of the collective key and its verification key ``Y_j``,
-        derived from the ceremony on the log (checked: step 6) and this node's key."""
-        if self._share is not None:
-            return self._share
-        rows, timeline = self.follower.entries(self.ledger.roster_indices())
-        view = parse_entries(rows)
-        keys = check_setup(view, pinned=self.pinned)
-        setup, setup_index = view.setup, view.setup_index
-        if setup is None or setup_index is None or self.party_id not in setup.compute:
-            raise PolicyError(f"{self.party_id} is not a compute node of the setup")
-        params = ceremony.params_for(setup, timeline.at(setup_index).compute_epoch)
-        transport = {n: view.parties[n].elgamal_point() for n in setup.compute}
-        x_j = ceremony.key_share(params, transport,
-                                 [(i, e) for i, e in view.dkg if i < setup_index],
-                                 self.party_id, self.x)
-        Y_j = keys[setup.compute.index(self.party_id)]
+    # -- transport keys of the resharings: created, kept 0600, erased --------------------
+    def _transport_path(self, epoch: int) -> Any:
+        return self.config.data_dir / "transport" / f"epoch-{epoch}.key"
+
+    def _transport_secret(self, epoch: int, *, create: bool = False) -> Scalar | None:
+        """This node's transport secret for the resharing of compute ``epoch``: fresh from
+        ``secrets`` the first time (written 0600 before its public key is logged), read back
+        after a restart, None once erased."""
+        path = self._transport_path(epoch)
+        if path.exists():
+            x = Scalar.from_bytes(read_secret_file(path, "transport"))
+            if int(x) == 0:
+                raise PolicyError(f"transport key file {path}: zero")
+            return x
+        if not create:
+            return None
+        x = Scalar.random()
+        while int(x) == 0:
+            x = Scalar.random()
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_secret_file(path, "transport", x.to_bytes())
+        return x
+
+    def _schedule_retirement(self, chain: list[ceremony.KeyEpoch], view: QueryView) -> None:
+        """Once a rekey is on the log and this node's share of it checks out (or the node is
+        no longer a compute node of the key), every earlier epoch's transport key is erased
+        after ``key_retire_grace`` seconds (queries started under it can finish)."""
+        if len(chain) < 2:
+            return
+        last = chain[-1]
+        if self.party_id in last.params.nodes:
+            self._share_of(chain, len(chain) - 1, view)  # raises if it does not check out
+        due = time.monotonic() + self.config.key_retire_grace
+        for ep in chain[:-1]:
+            self._retire.setdefault(ep.params.epoch if ep.params.prior is not None else -1,
+                                    due)
+
+    def _erase_due(self) -> None:
+        now = time.monotonic()
+        for epoch, due in sorted(self._retire.items()):
+            if due > now:
+                continue
+            if epoch == -1:  # the first ceremony's transport key: the registered one
+                path = self.config.elgamal_key_path
+                self.x = self.X = None
+            else:
+                path = self._transport_path(epoch)
+            if path.exists():
+                path.unlink()
+                log.info("key lifecycle: erased the transport key of %s",
+                         "the first key ceremony" if epoch == -1 else f"epoch {epoch}")
+            del self._retire[epoch]
+            self._shares.clear()  # the retired shares go too; the current one is re-derived
+
+    def _share_of(self, chain: list[ceremony.KeyEpoch], k: int, view: QueryView
+                  ) -> tuple[Scalar, Point]:
+        """This node's share of key epoch ``chain[k]`` (from that run on the log and its
+        transport key of that epoch) and its verification key."""
+        ep = chain[k]
+        cached = self._shares.get(ep.index)
+        if cached is not None:
+            return cached
+        me = self.party_id
+        if me not in ep.params.nodes:
+            raise PolicyError(f"{me} is not a compute node of the key in force (entry "
+                              f"{ep.index})")
+        fresh = ep.params.prior is None
+        secret = self.x if fresh else self._transport_secret(ep.params.epoch)
+        if secret is None:
+            raise PolicyError(f"{me} erased its key share of the key epoch at entry "
+                              f"{ep.index} after the resharing that replaced it (docs/dkg.md, "
+                              "key lifecycle): a query under that key cannot be decrypted")
+        run = ceremony.run_rows(view.dkg, chain[k - 1].index if k else -1, ep.index)
+        registered = ({n: view.parties[n].elgamal_point() for n in ep.params.nodes}
+                      if fresh else {})
+        x_j = ceremony.key_share(ep.params, registered, run, me, secret)
+        Y_j = ep.result.verification_keys[me]
         if base_mul(x_j) != Y_j:
-            raise PolicyError(f"{self.party_id}: the share it derives from the key ceremony "
-                              "does not match its verification key; refusing to decrypt")
-        self._share = (x_j, Y_j)
-        return self._share
+            raise PolicyError(f"{me}: the share it derives from the key ceremony does not "
+                              "match its verification key; refusing to decrypt")
+        self._shares[ep.index] = (x_j, Y_j)
+        return x_j, Y_j
+
+    def key_share(self, view: QueryView | None = None) -> tuple[Scalar, Point]:
+        """This node's share ``x_j`` of the collective key and its verification key ``Y_j``
+        for the key in force for ``view``'s query (the last setup or rekey if None), derived
+        from the runs on the log (checked: step 6) and this node's transport key of that
+        epoch."""
+        index = view.setup_index if view is not None else None
+        if index is not None and index in self._shares:
+            return self._shares[index]
+        rows, _ = self.follower.entries(self.ledger.roster_indices())
+        full = parse_entries(rows)
+        chain = key_chain(full, pinned=self.pinned)
+        if index is None:
+            k = len(chain) - 1
+        else:
+            found = [k for k, ep in enumerate(chain) if ep.index == index]
+            if not found:
+                raise PolicyError(f"no key epoch at entry {index} on the log")
+            k = found[0]
+        return self._share_of(chain, k, full)
 
     def noise_commit(self, query_id: str, params_obj: object) -> int:
         """Round 1 of the DP noise (docs/noise.md): commit to fresh secret bits (``secrets``),
@@ -301,7 +448,7 @@ class ComputeNode:
             if len(rnd.members) < rnd.threshold or rnd.base is None:
                 raise PolicyError(f"{len(rnd.members)} noise commitment(s) on the log; at "
                                   f"least {rnd.threshold} are needed before a coin share")
-            x_j, Y_j = self.key_share()
+            x_j, Y_j = self.key_share(ctx.view)
             base = rnd.base.to_bytes().hex()
             prior = self._coin_promise(query_id)
             if prior is not None and prior[0] != base:
@@ -321,6 +468,66 @@ class ComputeNode:
                      len(rnd.members))
             return index
 
+    def _checked_through_11(self, query_id: str, what: str) -> StepContext:
+        """Steps 5-11 on the log, in full (range proofs included), or the refusal.  A query
+        with gates comes here twice (gate shares, then decryption): the second time the
+        range proofs of the same aggregate's submissions -- the same log entries, proven
+        included in a consistent log -- are not re-verified; everything else is."""
+        view = query_view(self.follower, query_id)
+        agg = view.aggregate
+        seen = agg is not None and (agg[0], agg[1].digest()) in self._proofs_checked
+        ctx = StepContext(view, pinned=self.pinned, verify_range_proofs=not seen)
+        try:
+            run_steps(ctx, STEPS, through=11)
+        except VerificationError as exc:
+            log.warning("refused %s query %s: %s (party: %s)", what, query_id, exc,
+                        exc.party or "-")
+            raise
+        setup = ctx.setup()
+        if self.party_id not in setup.compute:
+            raise PolicyError(f"{self.party_id} is not a compute node of this cluster")
+        if (self.X is not None and setup.KIND == "setup"
+                and ctx.view.parties[self.party_id].elgamal_point() != self.X):
+            raise PolicyError(
+                f"{self.party_id}: its key does not match the key it registered "
+                "on the log; refusing to decrypt (see docs/deployment.md, key rotation)")
+        if agg is not None:
+            self._proofs_checked.add((agg[0], agg[1].digest()))
+        return ctx
+
+    def gate(self, query_id: str) -> int:
+        """Suppression before decryption, phase 1: check steps 5-11 on the log, then publish
+        decryption shares of the gate ciphertexts only (batched DLEQ, gate context).  Refused
+        for a query without gates and once the release decision is logged."""
+        with self._lock:
+            done = self.actions.done(query_id, "gate")
+            if done is not None:
+                return done
+            view = query_view(self.follower, query_id)
+            for idx, g in view.gates:  # logged before a crash: resume
+                if g.node == self.party_id:
+                    self.actions.record(query_id, "gate", idx)
+                    return idx
+            ctx = self._checked_through_11(query_id, "gate shares for")
+            gates = suppression.gate_entries(ctx.spec())
+            if not gates:
+                raise PolicyError(f"query {query_id} has no gate entries: it is decrypted in "
+                                  "one phase")
+            if ctx.view.release is not None:
+                raise PolicyError(f"the release decision of query {query_id} is logged: gate "
+                                  "shares now would be ignored")
+            x_j, Y_j = self.key_share(ctx.view)
+            cts = flow.flatten(suppression.select(ctx.aggregate, gates))
+            shares, proof = flow.make_decryption(
+                x_j, Y_j, cts, suppression.gate_context(query_id, self.party_id))
+            entry = entries.sign(entries.GateEntry(
+                query_id, self.party_id, tuple(s.to_bytes().hex() for s in shares),
+                proof.to_bytes().hex()), self.identity)
+            index = self.ledger.append(entry)
+            self.actions.record(query_id, "gate", index)
+            log.info("gate shares for %s logged at %d", query_id, index)
+            return index
+
     def decrypt(self, query_id: str) -> int:
         """Check steps 5-11 on the log, then publish decryption shares with a batched DLEQ."""
         with self._lock:
@@ -336,27 +543,20 @@ class ComputeNode:
             # included (one batched check): the ledger operator may have admitted anything,
             # and a submission that cancels others' (e.g. the negation of another hospital's
             # ciphertexts under a copied proof) would make the "aggregate" one hospital's
-            # vector.  Nothing is decrypted until this node has checked it itself.
+            # vector.  Nothing is decrypted until this node has checked it itself.  (Step 11
+            # enforces max(MIN_PROVIDERS_FLOOR, min_providers) distinct providers; a replaced
+            # key file is refused: shares under it could never verify.)
+            ctx = self._checked_through_11(query_id, "to decrypt")
+            x_j, Y_j = self.key_share(ctx.view)
+            # suppression before decryption: the release decision re-derived here (step 12's
+            # rule); only the released entries' ciphertexts get shares
             try:
-                view = check_query(view, through=11, pinned=self.pinned)
+                check_release(ctx)
             except VerificationError as exc:
                 log.warning("refused to decrypt query %s: %s (party: %s)", query_id, exc,
                             exc.party or "-")
                 raise
-            # (step 11 inside check_query already enforced max(MIN_PROVIDERS_FLOOR,
-            # min_providers) distinct providers: the one rule, checked once)
-            if self.party_id not in view.setup.compute:  # type: ignore[union-attr]
-                raise PolicyError(f"{self.party_id} is not a compute node of this cluster")
-            if view.parties[self.party_id].elgamal_point() != self.X:
-                # a replaced or restored-wrong key file: shares under it could never verify
-                # and would block the query for good once logged
-                raise PolicyError(
-                    f"{self.party_id}: its key does not match the key it registered "
-                    "on the log; refusing to decrypt (see docs/deployment.md, key rotation)")
-            x_j, Y_j = self.key_share()
-            if view.aggregate is None:  # pragma: no cover - step 11 requires it
-                raise PolicyError("no aggregate")
-            cts = view.aggregate[1].decode_ciphertexts()
+            cts = ctx.released_cts
             shares, proof = flow.make_decryption(
                 x_j, Y_j, cts, flow.decryption_context(query_id, self.party_id))
             entry = entries.sign(entries.DecryptionEntry(
@@ -374,7 +574,7 @@ def create_app(config: ComputeConfig, *, ceremony_loop: bool = True) -> FastAPI:
         node.start_ceremony()
     app, auth = create_party_app(config, node, title="statledger compute node", role="compute")
 
-    @app.post("/v1/queries/{query_id}/noise/commit")
+    @app.post("/v1/queries/{query_id}/noise/commit", responses=QUERY_ROUTE)
     def post_noise_commit(query_id: str,
                           body: dict[str, Any] = Body(...),  # noqa: B008
                           _party: str = Depends(auth.require("querier"))) -> dict[str, Any]:
@@ -383,12 +583,17 @@ def create_app(config: ComputeConfig, *, ceremony_loop: bool = True) -> FastAPI:
                                  "parameters the querier chose)")
         return {"index": node.noise_commit(query_id, body["params"]), "node": config.party_id}
 
-    @app.post("/v1/queries/{query_id}/noise/coin")
+    @app.post("/v1/queries/{query_id}/noise/coin", responses=QUERY_ROUTE)
     def post_noise_coin(query_id: str, _party: str = Depends(auth.require("querier"))
                         ) -> dict[str, Any]:
         return {"index": node.noise_coin(query_id), "node": config.party_id}
 
-    @app.post("/v1/queries/{query_id}/decrypt")
+    @app.post("/v1/queries/{query_id}/gate", responses=QUERY_ROUTE)
+    def post_gate(query_id: str, _party: str = Depends(auth.require("querier"))
+                  ) -> dict[str, Any]:
+        return {"index": node.gate(query_id), "node": config.party_id}
+
+    @app.post("/v1/queries/{query_id}/decrypt", responses=QUERY_ROUTE)
     def post_decrypt(query_id: str, _party: str = Depends(auth.require("querier"))
                      ) -> dict[str, Any]:
         return {"index": node.decrypt(query_id), "node": config.party_id}

@@ -24,6 +24,7 @@ indexes), ``ledger.sqlite`` (ledger only: the log).
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -162,6 +163,9 @@ class ComputeConfig(_Common):
     #: seconds after the key ceremony's complaint round closes before this node discloses
     #: its shares of a qualified dealer that published no valid phase-2 values (docs/dkg.md)
     dkg_patience: int = Field(default=20, ge=1, le=3600)
+    #: seconds a replaced key epoch's transport key is kept after the rekey entry (queries
+    #: started under the old key can finish), then erased (docs/dkg.md, "Key lifecycle")
+    key_retire_grace: int = Field(default=600, ge=0, le=7 * 86400)
 
     @property
     def elgamal_key_path(self) -> Path:
@@ -277,13 +281,30 @@ def _toml_value(v: Any) -> str:
     raise ConfigError(f"config: cannot write {type(v).__name__} to TOML")
 
 
+def _relative_paths(obj: Any, base: Path) -> Any:
+    """Paths inside ``base``'s parent (the deployment folder) relative to ``base``; others
+    (a dataset elsewhere on the machine) stay absolute."""
+    if isinstance(obj, Path):
+        rel = Path(os.path.relpath(obj.resolve(), base))
+        return obj if rel.parts[:2] == ("..", "..") else rel
+    if isinstance(obj, dict):
+        return {k: _relative_paths(v, base) for k, v in obj.items()}
+    return obj
+
+
 def _toml_key(k: str) -> str:
     return k if all(c.isalnum() or c in "_-" for c in k) and k else _toml_value(k)
 
 
-def dump_config_toml(cfg: AnyConfig) -> str:
-    """Write a config back to TOML (the inverse of :func:`load_config` for absolute paths)."""
+def dump_config_toml(cfg: AnyConfig, *, relative_to: Path | None = None) -> str:
+    """Write a config back to TOML (the inverse of :func:`load_config` for absolute paths).
+
+    ``relative_to`` (the folder the file will live in) writes the paths inside its parent
+    folder relative to it, as :func:`load_config` resolves them: a deployment folder can
+    then move as a whole."""
     data = cfg.model_dump(mode="python", exclude_none=True)
+    if relative_to is not None:
+        data = _relative_paths(data, relative_to.resolve())
     scalars: list[str] = []
     tables: list[str] = []
 

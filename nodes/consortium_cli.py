@@ -249,8 +249,13 @@ def propose(
                       ] = None,
     rotate: Annotated[list[str] | None, typer.Option(
         help="ID:KEY: a member's new identity key; repeatable")] = None,
+    refresh: Annotated[bool, typer.Option(
+        "--refresh", help="re-share the collective key among the compute nodes (new key "
+        "shares, same key; docs/dkg.md)")] = False,
 ) -> None:
-    """Write an unsigned membership change extending the log's current chain."""
+    """Write an unsigned membership change extending the log's current chain.  A change that
+    admits, revokes or rotates a compute node, or asks for a refresh, makes the compute nodes
+    re-share the collective key once it is logged (docs/dkg.md, "Key lifecycle")."""
     from statledger.nodes.http import RemoteError
     from statledger.protocol.consortium import Member, MembershipChange
 
@@ -270,7 +275,7 @@ def propose(
             _fail("the ledger serves another consortium than the one this party pins")
         change = MembershipChange(genesis.genesis.consortium_id, int(state["seq"]) + 1,
                                   str(state["head"]), tuple(members), tuple(revoke or ()),
-                                  tuple(rotations))
+                                  tuple(rotations), refresh=refresh)
     except RemoteError as exc:
         _fail(f"ledger: {exc}")
     except StatledgerError as exc:

@@ -1,32 +1,51 @@
 """Reading a data owner's rows: CSV, Parquet or an SQLite table -> columns of numpy arrays.
 
-A column whose every non-empty cell parses as a number becomes float64 (empty cells -> NaN);
-any other column stays a column of ``str`` objects (empty -> ``None``).  The statistic then
-applies the query's filters, categories and public bounds (``statledger.protocol.stats.base``).
+A cell is missing when it is empty or one of :data:`MISSING_TEXT` (``NA``, ``N/A``, ``NaN``,
+``NULL``, ... as R, pandas and Excel exports write them; surrounding spaces ignored).  A column
+whose every non-missing cell parses as a number becomes float64 (missing -> NaN); any other
+column stays a column of ``str`` objects (missing -> ``None``).  A UTF-8 byte-order mark (as
+Excel writes) is not part of the first column's name.  The statistic then applies the query's
+filters, categories and public bounds (``statledger.protocol.stats.base``).
+
+Errors name the file and what is wrong, never a cell's value or the number of rows: a data
+owner's refusal reaches the querier.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import math
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from statledger.proofs.errors import MalformedError
+from statledger.proofs.errors import MalformedError, PolicyError
 
-__all__ = ["load_table", "Table"]
+__all__ = ["load_table", "Table", "MISSING_TEXT", "is_missing_text", "check_for_query",
+           "table_digest", "check_distinct"]
 
 Table = dict[str, np.ndarray]
+
+#: Cell texts read as a missing value (compared after stripping spaces).
+MISSING_TEXT: frozenset[str] = frozenset(
+    {"", "NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None", "#N/A"})
+
+
+def is_missing_text(v: Any) -> bool:
+    """``v`` is None or a text that stands for a missing value (:data:`MISSING_TEXT`)."""
+    return v is None or (isinstance(v, str) and v.strip() in MISSING_TEXT)
 
 
 def _column(values: list[Any]) -> np.ndarray:
     floats: list[float] = []
     numeric = True
     for v in values:
-        if v is None or (isinstance(v, str) and v.strip() == ""):
+        if is_missing_text(v):
             floats.append(math.nan)
             continue
         if isinstance(v, bool):
@@ -41,16 +60,19 @@ def _column(values: list[Any]) -> np.ndarray:
         return np.asarray(floats, dtype=np.float64)
     out = np.empty(len(values), dtype=object)
     for i, v in enumerate(values):
-        out[i] = None if v is None or (isinstance(v, str) and v == "") else str(v)
+        out[i] = None if is_missing_text(v) else str(v)
     return out
 
 
 def _from_rows(header: list[str], rows: list[list[Any]], where: str) -> Table:
     if len(set(header)) != len(header):
-        raise MalformedError(f"{where}: duplicate column names")
-    for n, r in enumerate(rows, start=2):
+        dup = sorted({h for h in header if header.count(h) > 1})
+        raise MalformedError(f"{where}: duplicate column names ({', '.join(map(repr, dup))})")
+    for r in rows:
         if len(r) != len(header):
-            raise MalformedError(f"{where}: row {n} has {len(r)} cells, header has {len(header)}")
+            # no row number: a data owner's refusal reaches the querier (no row counts)
+            raise MalformedError(f"{where}: a row has {len(r)} cells, the header has "
+                                 f"{len(header)} columns")
     return {name: _column([r[i] for r in rows]) for i, name in enumerate(header)}
 
 
@@ -63,17 +85,31 @@ def load_table(path: str | Path, fmt: str | None = None, table: str | None = Non
     if not p.is_file():
         raise MalformedError(f"dataset {p} does not exist")
     if kind == "csv":
-        with p.open(newline="", encoding="utf-8") as fh:
-            reader = csv.reader(fh)
-            try:
-                header = next(reader)
-            except StopIteration:
-                raise MalformedError(f"{p}: empty CSV file") from None
-            return _from_rows(header, list(reader), str(p))
+        # utf-8-sig: a leading byte-order mark (Excel's "CSV UTF-8") is dropped, not read as
+        # part of the first column's name
+        try:
+            with p.open(newline="", encoding="utf-8-sig") as fh:
+                reader = csv.reader(fh)
+                try:
+                    header = next(reader)
+                except StopIteration:
+                    raise MalformedError(f"{p}: empty CSV file") from None
+                # a blank line (no cells at all, e.g. at the end of the file) is no row
+                rows = [r for r in reader if r]
+                return _from_rows([h.strip() for h in header], rows, str(p))
+        except UnicodeDecodeError:
+            raise MalformedError(f"{p}: not UTF-8 text (save the CSV as UTF-8)") from None
+        except csv.Error as exc:
+            raise MalformedError(f"{p}: not a valid CSV file ({exc})") from None
     if kind == "parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        t = pq.read_table(p)
+        try:
+            t = pq.read_table(p)
+        except (pa.ArrowException, OSError) as exc:
+            raise MalformedError(f"{p}: not a readable Parquet file ({type(exc).__name__})"
+                                 ) from None
         return {name: _column(t.column(name).to_pylist()) for name in t.column_names}
     if kind == "sqlite":
         if not table or not table.replace("_", "").isalnum():
@@ -86,3 +122,62 @@ def load_table(path: str | Path, fmt: str | None = None, table: str | None = Non
         finally:
             con.close()
     raise MalformedError(f"{p}: unknown dataset format {kind or p.suffix!r}")
+
+
+def check_for_query(table: Table, spec: Any, where: str) -> None:
+    """Raise :class:`MalformedError` starting with ``where`` if a data owner holding ``table``
+    could not answer ``spec`` (a missing column, text in a numeric column, values the
+    statistic refuses); the same encoding the owner runs, done before any cluster starts.
+    The message names the column and the reason, never a value or a row count."""
+    from statledger.protocol import calibration
+
+    for col in sorted(set(spec.used_columns())):
+        if col not in table:
+            raise MalformedError(f"{where}: no column {col!r}")
+        if spec.is_numeric(col) and table[col].dtype == object:
+            raise MalformedError(f"{where}: column {col!r} must be numeric, but some of its "
+                                 "cells are text that is not a number (missing values may be "
+                                 "empty or NA)")
+    try:
+        calibration.wire_encode(spec, table, where)  # what the owner's node encodes
+    except PolicyError as exc:  # e.g. more rows than max_rows (the message has no count)
+        raise MalformedError(f"{where}: {exc}") from None
+    except MalformedError as exc:
+        msg = str(exc)
+        if msg.startswith("entry "):  # the layout check names the value: say why instead
+            msg = ("its rows do not fit the ranges the query declares (more selected rows "
+                   "than max_rows)")
+        raise MalformedError(f"{where}: {msg}") from None
+
+
+def table_digest(table: Table) -> str:
+    """SHA-256 of a loaded table's columns (names, kinds and values, in column order): two
+    files with equal digests hold the same rows, whatever their format."""
+    h = hashlib.sha256()
+    for name, col in table.items():
+        h.update(json.dumps(name).encode() + b"\x00")
+        if col.dtype == object:
+            h.update(b"s" + json.dumps([None if v is None else str(v) for v in col]).encode())
+        else:
+            h.update(b"f" + np.ascontiguousarray(col, dtype="<f8").tobytes())
+        h.update(b"\x01")
+    return h.hexdigest()
+
+
+def check_distinct(sites: Mapping[str, str | Path], tables: Mapping[str, Table]) -> None:
+    """Refuse two sites given the same file (same path) or the same rows (same
+    :func:`table_digest`): their rows would be counted twice, silently."""
+    paths: dict[Path, str] = {}
+    digests: dict[str, str] = {}
+    for name, path in sites.items():
+        rp = Path(path).resolve()
+        if rp in paths:
+            raise MalformedError(f"{name}: the same file as {paths[rp]}; its rows would be "
+                                 "counted twice")
+        paths[rp] = name
+        if name in tables:
+            d = table_digest(tables[name])
+            if d in digests:
+                raise MalformedError(f"{name}: the same rows as {digests[d]}; they would be "
+                                     "counted twice")
+            digests[d] = name

@@ -7,10 +7,12 @@ bundled datasets -- and a querier.  Every query's certificate is written under
 
 from __future__ import annotations
 
+import json
 import shutil
+import sqlite3
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,7 +71,17 @@ TOUR: list[TourItem] = [
         "bounds": {"time": [0.0, 80.0]}, "params": {"value": "time"}, "min_cell_size": 5,
         "max_rows": 1000,
     }),
+    # differentially private (zCDP rho = 1, each hospital's budget DEMO_BUDGET_RHO): the
+    # result prints every number with its 95 % noise interval (docs/privacy.md)
+    TourItem("dp_mean", "diabetes", {
+        "version": 1, "statistic": "mean", "columns": ["bmi"],
+        "bounds": {"bmi": [15.0, 50.0]}, "privacy": {"mechanism": "zcdp", "rho": 1.0},
+        "max_rows": 1000,
+    }),
 ]
+
+#: the zCDP budget per dataset of every demo hospital (policy budget_rho)
+DEMO_BUDGET_RHO = 2.0
 
 
 def provider_datasets() -> dict[str, dict[str, str]]:
@@ -82,31 +94,21 @@ def provider_datasets() -> dict[str, dict[str, str]]:
 
 
 def start_cluster(base: Path, providers: dict[str, dict[str, str]],
-                  n_compute: int = 3, threshold: int | None = None) -> Cluster:
+                  n_compute: int = 3, threshold: int | None = None,
+                  policies: Mapping[str, str | Path] | None = None) -> Cluster:
     """Start a local cluster; the compute nodes run their key ceremony (``threshold``-of-
     ``n_compute``, default all of them) and the setup entry is written once it is done."""
     # a majority witness quorum (as `statledger node init` sets): with all nodes as the
     # quorum, one node down would block every checkpoint and the T-of-N key would not help
     cluster = Cluster(base, n_compute=n_compute, providers=providers, queriers=["querier"],
-                      threshold=threshold, witness_quorum=majority_quorum(n_compute))
-    cluster.start()
-    try:
-        register_queriers(cluster)
-        with cluster.client("ledger", as_party="querier") as c:
-            c.post("/v1/setup")
-    except BaseException:
-        cluster.stop()
-        raise
-    return cluster
+                      threshold=threshold, witness_quorum=majority_quorum(n_compute),
+                      policies=dict(policies or {}))
+    return cluster.start_and_set_up()
 
 
 def register_queriers(cluster: Cluster) -> None:
     """Queriers serve nothing, so they post their own ``party`` entry (self-signed)."""
-    from statledger.nodes.config import load_config
-    from statledger.nodes.serve import register_self
-
-    for p in cluster.layout.queriers:
-        register_self(load_config(p.config_path))
+    cluster.register_queriers()
 
 
 def querier_for(cluster: Cluster) -> Querier:
@@ -119,12 +121,28 @@ def querier_for(cluster: Cluster) -> Querier:
     )
 
 
+def keep_ledger(src: Path, dst: Path) -> Path:
+    """A consistent copy of a stopped ledger's SQLite log (its write-ahead log folded in),
+    written 0600 like every state file."""
+    dst.unlink(missing_ok=True)
+    dst.touch(mode=0o600)
+    a = sqlite3.connect(f"file:{src}?mode=ro", uri=True)
+    b = sqlite3.connect(dst)
+    try:
+        a.backup(b)
+    finally:
+        a.close()
+        b.close()
+    return dst
+
+
 def run_demo(out: Path | None, say: Callable[[str], None],
              step: Callable[[str], None] | None = None, *, n_compute: int = 3,
-             threshold: int | None = None) -> dict[str, Any]:
+             threshold: int | None = None, keep: bool = False) -> dict[str, Any]:
     """Run the tour on ``n_compute`` nodes with a ``threshold``-of-``n_compute`` key;
     ``threshold=None`` is 2-of-``n_compute`` (1-of-1 for one node); returns a summary
-    (timings, certificate sizes, verification)."""
+    (timings, certificate sizes, verification).  ``keep`` copies the ledger's log to
+    ``OUT/ledger.sqlite`` (``summary["ledger"]``) for ``statledger audit``."""
     if threshold is None:
         threshold = min(2, n_compute)
     from statledger.verifier.certificate import SUFFIX as CERT_SUFFIX
@@ -136,8 +154,10 @@ def run_demo(out: Path | None, say: Callable[[str], None],
     cert_dir = out_dir / "certificates"
     cert_dir.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"queries": []}
+    policy = work / "policy.json"
+    policy.write_text(json.dumps({"budget_rho": DEMO_BUDGET_RHO}), encoding="utf-8")
     cluster = start_cluster(work / "cluster", provider_datasets(), n_compute=n_compute,
-                            threshold=threshold)
+                            threshold=threshold, policies=dict.fromkeys(PROVIDERS, policy))
     summary["threshold"] = f"{threshold or n_compute}-of-{n_compute}"
     summary["startup_s"] = round(time.perf_counter() - t0, 2)
     say(f"cluster up in {summary['startup_s']:.1f} s: the {n_compute} compute nodes ran their "
@@ -187,7 +207,8 @@ def run_demo(out: Path | None, say: Callable[[str], None],
     summary["verify_s"] = round(time.perf_counter() - tv, 2)
     summary["total_s"] = round(time.perf_counter() - t0, 2)
     summary["out"] = str(out_dir)
-    if out is None:
-        summary["out"] = str(out_dir)
+    if keep:
+        summary["ledger"] = str(keep_ledger(work / "cluster" / "ledger" / "ledger.sqlite",
+                                            out_dir / "ledger.sqlite"))
     shutil.rmtree(work / "cluster", ignore_errors=True)
     return summary

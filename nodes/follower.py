@@ -25,6 +25,7 @@ Every refusal raises :class:`~statledger.proofs.errors.VerificationError` naming
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -34,6 +35,7 @@ from statledger.ledger.checkpoint import open_checkpoint
 from statledger.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from statledger.ledger.note import CosignatureVerifier, NoteVerifier, verify_quorum
 from statledger.proofs.errors import MalformedError, StatledgerError, VerificationError
+from statledger.protocol import chain
 from statledger.protocol.consortium import RosterTimeline, SignedGenesis
 from statledger.protocol.entries import Entry, GenesisEntry, MembershipEntry
 from statledger.protocol.view import QueryView, parse_entries
@@ -60,6 +62,8 @@ class LogFollower:
         self.genesis = genesis
         self.consortium_id: str = genesis.genesis.consortium_id
         self.origin: str = genesis.genesis.origin
+        if str(state_db) != ":memory:":  # owner-only, whoever's umask (journals follow it)
+            os.close(os.open(state_db, os.O_RDWR | os.O_CREAT, 0o600))
         self._db = sqlite3.connect(str(state_db), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.execute(_SCHEMA)
@@ -178,4 +182,21 @@ class LogFollower:
         """The query's entries and its roster, every one checked included (steps 5- follow
         with :func:`statledger.protocol.checks.check_query`)."""
         rows, _ = self.entries(self.ledger.roster_indices() + self.ledger.query_indices(query_id))
-        return parse_entries(rows)
+        view = parse_entries(rows)
+        prev = _previous_round(view)
+        if prev is None:
+            return view
+        # a chained round carries its previous round's query and result (protocol/chain.py)
+        prev_rows, _ = self.entries(self.ledger.query_indices(prev))
+        return parse_entries(sorted(set(rows) | set(chain.chain_rows(prev_rows, prev))))
+
+
+def _previous_round(view: QueryView) -> str | None:
+    """The previous round a chained query names (None if none or if the spec is malformed:
+    step 8 says why)."""
+    if view.query is None:
+        return None
+    try:
+        return chain.previous_id(view.query.query_spec())
+    except StatledgerError:
+        return None

@@ -9,7 +9,14 @@ They
   to another party;
 * sign each attempt afresh (new time and nonce), so a retry is never refused as a replay;
 * retry only when the connection could not be made (``ConnectError``/``ConnectTimeout``):
-  the request never reached the server, so retrying cannot apply it twice;
+  the request never reached the server, so retrying cannot apply it twice; with
+  ``busy_wait`` (sync client, default 30 s) also answers ``503`` carrying ``Retry-After``
+  (the peer did nothing: it was busy, or its own ledger was down), sleeping what it asks
+  (at most 5 s), for at most ``busy_wait`` seconds in all;
+* bound every request: ``timeout`` per client, overridable per request; with ``breaker``
+  seconds, a peer that timed out (connecting or answering) is not asked again for that long
+  (every request meanwhile fails at once with :class:`UnreachableError`), so the callers
+  of a frozen peer are answered in one timeout, not one timeout each;
 * raise :class:`RemoteError` for any non-2xx answer, carrying the remote's JSON ``error``
   reason, ``party``/``step``/``node`` fields and the status; :class:`UnreachableError` when
   the peer cannot be reached or times out.
@@ -36,6 +43,8 @@ if TYPE_CHECKING:
 __all__ = ["RemoteError", "UnreachableError", "SignedClient", "AsyncSignedClient"]
 
 DEFAULT_TIMEOUT = 30.0
+#: Seconds a sync client keeps retrying a peer's ``503`` + ``Retry-After`` (it did nothing).
+DEFAULT_BUSY_WAIT = 30.0
 
 
 class RemoteError(StatledgerError):
@@ -59,10 +68,26 @@ class RemoteError(StatledgerError):
 
 
 class UnreachableError(RemoteError):
-    """The peer could not be reached (connection refused, DNS, timeout)."""
+    """The peer could not be reached (connection refused, DNS, timeout).  ``retry_after``:
+    seconds after which asking again makes sense, when the client knows (its breaker)."""
 
-    def __init__(self, reason: str, *, url: str = "") -> None:
+    def __init__(self, reason: str, *, url: str = "", retry_after: int | None = None) -> None:
         super().__init__(None, reason, url=url)
+        self.retry_after = retry_after
+
+
+#: The longest ``Retry-After`` a client sleeps before retrying a 503 (a peer may ask more).
+MAX_BUSY_SLEEP = 5.0
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    """Seconds to wait before retrying a ``503`` with a ``Retry-After`` (delta seconds)."""
+    if resp.status_code != 503:
+        return None
+    raw = resp.headers.get("retry-after", "")
+    if not raw.isdigit():
+        return None
+    return min(float(raw), MAX_BUSY_SLEEP)
 
 
 def _raise_for(resp: httpx.Response) -> None:
@@ -94,7 +119,8 @@ def _decode(resp: httpx.Response) -> Any:
 
 class _Base:
     def __init__(self, base_url: str, party_id: str | None, signing_key: SigningKey | None,
-                 *, target: str | None, retries: int = 3, backoff: float = 0.2) -> None:
+                 *, target: str | None, retries: int = 3, backoff: float = 0.2,
+                 breaker: float = 0.0, busy_wait: float = DEFAULT_BUSY_WAIT) -> None:
         if (party_id is None) != (signing_key is None):
             raise ValueError("party_id and signing_key go together")
         if signing_key is not None and target is None:
@@ -110,6 +136,27 @@ class _Base:
         self.target = target
         self.retries = retries
         self.backoff = backoff
+        self.breaker = breaker
+        self.busy_wait = busy_wait
+        self._down_until = 0.0
+        self._down_reason = ""
+
+    def _check_breaker(self, url: str) -> None:
+        """Fail at once while the peer is known not to answer (``breaker`` seconds)."""
+        if self.breaker <= 0:
+            return
+        left = self._down_until - time.monotonic()
+        if left > 0:
+            raise UnreachableError(
+                f"not answering ({self._down_reason}); not asked again for {left:.0f} s",
+                url=url, retry_after=max(1, round(left)))
+
+    def _trip(self, exc: UnreachableError) -> UnreachableError:
+        if self.breaker > 0:
+            self._down_until = time.monotonic() + self.breaker
+            self._down_reason = exc.reason
+            exc.retry_after = max(1, round(self.breaker))
+        return exc
 
     def _sign(self, req: httpx.Request) -> None:
         if self.signing_key is None or self.party_id is None or self.target is None:
@@ -129,46 +176,62 @@ class SignedClient(_Base):
     @overload
     def __init__(self, base_url: str, party_id: None = None, signing_key: None = None, *,
                  target: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 retries: int = 3, backoff: float = 0.2,
+                 retries: int = 3, backoff: float = 0.2, breaker: float = 0.0,
+                 busy_wait: float = DEFAULT_BUSY_WAIT,
                  transport: httpx.BaseTransport | None = None) -> None: ...
 
     @overload
     def __init__(self, base_url: str, party_id: str, signing_key: SigningKey, *,
                  target: str, timeout: float = DEFAULT_TIMEOUT, retries: int = 3,
-                 backoff: float = 0.2, transport: httpx.BaseTransport | None = None) -> None: ...
+                 backoff: float = 0.2, breaker: float = 0.0, busy_wait: float = DEFAULT_BUSY_WAIT,
+                 transport: httpx.BaseTransport | None = None) -> None: ...
 
     def __init__(self, base_url: str, party_id: str | None = None,
                  signing_key: SigningKey | None = None, *, target: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT, retries: int = 3, backoff: float = 0.2,
+                 breaker: float = 0.0, busy_wait: float = DEFAULT_BUSY_WAIT,
                  transport: httpx.BaseTransport | None = None) -> None:
         super().__init__(base_url, party_id, signing_key, target=target, retries=retries,
-                         backoff=backoff)
+                         backoff=backoff, breaker=breaker, busy_wait=busy_wait)
         self._client = httpx.Client(base_url=self.base_url, timeout=timeout,
                                     transport=transport)
 
     def send(self, method: str, path: str, *, json: Any = None, content: bytes | None = None,
-             params: dict[str, Any] | None = None,
-             headers: dict[str, str] | None = None) -> httpx.Response:
-        """Send one signed request and return the (2xx) response; raise otherwise."""
+             params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+             timeout: float | None = None) -> httpx.Response:
+        """Send one signed request and return the (2xx) response; raise otherwise.
+        ``timeout`` overrides the client's for this request."""
         url = self.base_url + path
-        for attempt in range(self.retries + 1):
-            req = self._client.build_request(method, path, json=json, content=content,
-                                             params=params, headers=headers)
+        self._check_breaker(url)
+        busy_until = time.monotonic() + self.busy_wait
+        attempt = 0
+        while True:
+            req = self._client.build_request(
+                method, path, json=json, content=content, params=params, headers=headers,
+                timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout)
             self._sign(req)
             try:
                 resp = self._client.send(req)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if attempt < self.retries:
                     time.sleep(self.backoff * (2**attempt))
+                    attempt += 1
                     continue
-                raise UnreachableError(f"cannot connect ({exc})", url=url) from None
+                err = UnreachableError(f"cannot connect ({exc})", url=url)
+                # a refused connection fails fast anyway: only a timeout trips the breaker
+                raise (self._trip(err) if isinstance(exc, httpx.ConnectTimeout) else
+                       err) from None
             except httpx.TimeoutException as exc:
-                raise UnreachableError(f"timed out ({type(exc).__name__})", url=url) from None
+                raise self._trip(UnreachableError(f"timed out ({type(exc).__name__})",
+                                                  url=url)) from None
             except httpx.TransportError as exc:
                 raise UnreachableError(f"transport error ({exc})", url=url) from None
+            wait = _retry_after(resp)
+            if wait is not None and time.monotonic() + wait < busy_until:
+                time.sleep(wait)  # the peer did nothing (busy, or its ledger is down)
+                continue
             _raise_for(resp)
             return resp
-        raise UnreachableError("no attempt made", url=url)  # pragma: no cover (retries >= 0)
 
     def request(self, method: str, path: str, **kw: Any) -> Any:
         """Send and decode the body (JSON -> Python, text -> str, empty -> None)."""
@@ -178,8 +241,9 @@ class SignedClient(_Base):
         return self.request("GET", path, params=params)
 
     def post(self, path: str, *, json: Any = None, content: bytes | None = None,
-             params: dict[str, Any] | None = None) -> Any:
-        return self.request("POST", path, json=json, content=content, params=params)
+             params: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
+        return self.request("POST", path, json=json, content=content, params=params,
+                            timeout=timeout)
 
     def close(self) -> None:
         self._client.close()
@@ -197,31 +261,35 @@ class AsyncSignedClient(_Base):
     @overload
     def __init__(self, base_url: str, party_id: None = None, signing_key: None = None, *,
                  target: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 retries: int = 3, backoff: float = 0.2,
+                 retries: int = 3, backoff: float = 0.2, breaker: float = 0.0,
                  transport: httpx.AsyncBaseTransport | None = None) -> None: ...
 
     @overload
     def __init__(self, base_url: str, party_id: str, signing_key: SigningKey, *,
                  target: str, timeout: float = DEFAULT_TIMEOUT, retries: int = 3,
-                 backoff: float = 0.2,
+                 backoff: float = 0.2, breaker: float = 0.0,
                  transport: httpx.AsyncBaseTransport | None = None) -> None: ...
 
     def __init__(self, base_url: str, party_id: str | None = None,
                  signing_key: SigningKey | None = None, *, target: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT, retries: int = 3, backoff: float = 0.2,
+                 breaker: float = 0.0,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         super().__init__(base_url, party_id, signing_key, target=target, retries=retries,
-                         backoff=backoff)
+                         backoff=backoff, breaker=breaker)
         self._client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
                                          transport=transport)
 
     async def send(self, method: str, path: str, *, json: Any = None,
                    content: bytes | None = None, params: dict[str, Any] | None = None,
-                   headers: dict[str, str] | None = None) -> httpx.Response:
+                   headers: dict[str, str] | None = None,
+                   timeout: float | None = None) -> httpx.Response:
         url = self.base_url + path
+        self._check_breaker(url)
         for attempt in range(self.retries + 1):
-            req = self._client.build_request(method, path, json=json, content=content,
-                                             params=params, headers=headers)
+            req = self._client.build_request(
+                method, path, json=json, content=content, params=params, headers=headers,
+                timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout)
             self._sign(req)
             try:
                 resp = await self._client.send(req)
@@ -229,9 +297,13 @@ class AsyncSignedClient(_Base):
                 if attempt < self.retries:
                     await asyncio.sleep(self.backoff * (2**attempt))
                     continue
-                raise UnreachableError(f"cannot connect ({exc})", url=url) from None
+                err = UnreachableError(f"cannot connect ({exc})", url=url)
+                # a refused connection fails fast anyway: only a timeout trips the breaker
+                raise (self._trip(err) if isinstance(exc, httpx.ConnectTimeout) else
+                       err) from None
             except httpx.TimeoutException as exc:
-                raise UnreachableError(f"timed out ({type(exc).__name__})", url=url) from None
+                raise self._trip(UnreachableError(f"timed out ({type(exc).__name__})",
+                                                  url=url)) from None
             except httpx.TransportError as exc:
                 raise UnreachableError(f"transport error ({exc})", url=url) from None
             _raise_for(resp)

@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 KEY_FORMAT = "statledger-key/v1"
-_KINDS = ("ed25519", "elgamal-share")
+_KINDS = ("ed25519", "elgamal-share", "transport")
 
 
 class KeyFileError(StatledgerError):

@@ -239,6 +239,10 @@ def init_cluster(
     threshold: int | None = None,
     log_level: str = "warning",
     max_body: int | None = None,
+    port_base: int | None = None,
+    relative_paths: bool = False,
+    policy_templates: bool = False,
+    compute_settings: Mapping[str, Any] | None = None,
 ) -> ClusterLayout:
     """Create keys and configs for a whole cluster under ``base_dir``; return its layout.
 
@@ -249,7 +253,13 @@ def init_cluster(
     ``witness_quorum=None`` asks every compute node to cosign (the local test and demo
     clusters); ``statledger node init`` passes :func:`majority_quorum` unless told otherwise.
     ``threshold`` is the decryption threshold ``T`` the consortium pins (any ``T`` compute
-    nodes decrypt; fewer learn nothing): default all of them.
+    nodes decrypt; fewer learn nothing): default all of them.  ``port_base`` numbers the
+    ports in order (ledger, compute nodes, providers) from it instead of picking free ones;
+    ``relative_paths`` writes every path of a config relative to its folder (the deployment
+    folder can move); ``policy_templates`` writes a strict, commented ``policy.toml`` for
+    every provider without a policy (:mod:`statledger.nodes.policy_file`; an existing one is
+    kept).  ``compute_settings`` are extra fields of every compute node's config (e.g.
+    ``key_retire_grace``).  Configs are written 0600.
     """
     base = Path(base_dir).resolve()
     base.mkdir(parents=True, exist_ok=True)
@@ -262,6 +272,12 @@ def init_cluster(
     if len(set(all_ids)) != len(all_ids):
         raise ClusterError("party ids must be distinct")
     pinned = dict(ports or {})
+    if port_base is not None:
+        if not 1 <= port_base <= 65535 - len(served) + 1:
+            raise ClusterError(f"port base {port_base}: the {len(served)} served parties need "
+                               f"ports {port_base}..{port_base + len(served) - 1} within "
+                               "1..65535")
+        pinned = {p: port_base + i for i, p in enumerate(served)} | pinned
     picked = iter(free_ports(len([p for p in served if p not in pinned]), host))
     port = {p: pinned[p] if p in pinned else next(picked) for p in served}
     url = {p: f"http://{host}:{port[p]}" for p in served}
@@ -295,7 +311,11 @@ def init_cluster(
 
     def write(pid: str, cfg: Any) -> None:
         path = base / pid / "config.toml"
-        path.write_text(dump_config_toml(cfg), encoding="utf-8")
+        text = dump_config_toml(cfg, relative_to=path.parent if relative_paths else None)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
         layout.parties[pid] = PartyInfo(
             party_id=pid, role=role_of[pid], config_path=str(path), data_dir=str(base / pid),
             url=url.get(pid, ""), log_path=str(base / "logs" / f"{pid}.log"),
@@ -309,11 +329,15 @@ def init_cluster(
         write(pid, ComputeConfig(
             party_id=pid, role="compute", port=port[pid], data_dir=base / pid,
             ledger_url=ledger_url, peers={k: v for k, v in peers_compute.items() if k != pid},
-            witness=WitnessSettings(origin=origin, log_key=log_vkey), **common))
+            witness=WitnessSettings(origin=origin, log_key=log_vkey), **common,
+            **dict(compute_settings or {})))
     for pid, datasets in providers.items():
         ds = {name: DatasetConfig(**(d if isinstance(d, Mapping) else {"path": d}))
               for name, d in datasets.items()}
         pol = (policies or {}).get(pid)
+        if pol is None and policy_templates:
+            pol = _policy_template(base / pid / "policy.toml", pid, queriers,
+                                   [d.path for d in ds.values()])
         write(pid, ProviderConfig(
             party_id=pid, role="provider", port=port[pid], data_dir=base / pid,
             ledger_url=ledger_url, peers=peers_compute, datasets=ds,
@@ -325,6 +349,17 @@ def init_cluster(
             ledger_url=ledger_url, peers=all_peers, **common))
     (base / LAYOUT_FILE).write_text(layout.to_json(), encoding="utf-8")
     return layout
+
+
+def _policy_template(path: Path, party_id: str, queriers: list[str],
+                     data: list[Path]) -> Path:
+    """Write ``path`` (a strict ``policy.toml``) unless the owner already has one."""
+    if not path.exists():
+        from statledger.nodes.policy_file import dataset_columns, policy_template
+
+        cols, problems = dataset_columns(data)
+        path.write_text(policy_template(party_id, queriers, cols, problems), encoding="utf-8")
+    return path
 
 
 def load_layout(base_dir: str | Path) -> ClusterLayout:
@@ -484,6 +519,29 @@ class Cluster:
             self._wait_healthy(served, deadline)
             if self.wait_registered:
                 self._wait_registered([p for p in served if p != "ledger"], deadline)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def register_queriers(self) -> None:
+        """Queriers serve nothing, so each posts its own ``party`` entry (self-signed)."""
+        from statledger.nodes.config import load_config
+        from statledger.nodes.serve import register_self
+
+        for p in self.layout.queriers:
+            register_self(load_config(p.config_path))
+
+    def start_and_set_up(self) -> Cluster:
+        """:meth:`start`, register the queriers, then ask the ledger (signed as the first
+        querier) to write the setup entry: it waits for the compute nodes' key ceremony.
+        The cluster is stopped again if any of it fails."""
+        self.start()
+        try:
+            self.register_queriers()
+            if self.layout.queriers:
+                with self.client("ledger", as_party=self.layout.queriers[0].party_id) as c:
+                    c.post("/v1/setup")
         except BaseException:
             self.stop()
             raise

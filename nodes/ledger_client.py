@@ -14,7 +14,16 @@ from statledger.nodes.http import RemoteError, SignedClient
 from statledger.proofs.signatures import SigningKey
 from statledger.protocol.entries import Entry
 
-__all__ = ["LedgerClient"]
+__all__ = ["LedgerClient", "NODE_READ_TIMEOUT", "NODE_APPEND_TIMEOUT", "NODE_BREAKER"]
+
+# What a compute or provider node allows its ledger while a request waits (docs/deployment.md,
+# "Hostile clients"): a read (an appended entry's range proofs are checked by the ledger, so
+# appends get longer), then the node answers 503 + Retry-After; after a timeout the ledger
+# is not asked again for NODE_BREAKER seconds, so the requests queued behind one that
+# waited are answered at once.
+NODE_READ_TIMEOUT = 15.0
+NODE_APPEND_TIMEOUT = 60.0
+NODE_BREAKER = 5.0
 
 
 def _ranges(indices: Iterable[int]) -> list[tuple[int, int]]:
@@ -33,11 +42,14 @@ class LedgerClient:
     (requests are signed for that party only)."""
 
     def __init__(self, url: str, party_id: str, signing_key: SigningKey,
-                 *, target: str, timeout: float = 120.0) -> None:
+                 *, target: str, timeout: float = 120.0, append_timeout: float | None = None,
+                 breaker: float = 0.0) -> None:
         self.url = url
         self.party_id = party_id
         self.target = target
-        self.http = SignedClient(url, party_id, signing_key, target=target, timeout=timeout)
+        self.append_timeout = append_timeout
+        self.http = SignedClient(url, party_id, signing_key, target=target, timeout=timeout,
+                                 breaker=breaker)
 
     def close(self) -> None:
         self.http.close()
@@ -51,7 +63,8 @@ class LedgerClient:
     # -- writes --------------------------------------------------------------------------
     def append(self, entry: Entry) -> int:
         """Append one signed entry; idempotent for identical bytes.  Returns its index."""
-        out = self.http.post("/v1/entries", content=entry.to_bytes())
+        out = self.http.post("/v1/entries", content=entry.to_bytes(),
+                             timeout=self.append_timeout)
         return int(out["index"])
 
     def checkpoint(self) -> str:
@@ -101,6 +114,7 @@ class LedgerClient:
         idx = [int(p["index"]) for p in parties.values()] + [int(i) for i in out["dkg"]]
         if out.get("setup") is not None:
             idx.append(int(out["setup"]))
+        idx.extend(int(i) for i in out.get("setups") or [])  # rekeys (docs/dkg.md)
         return sorted(set(idx) | set(self.chain_indices()))
 
     def roster_indices(self) -> list[int]:

@@ -26,7 +26,8 @@ Routes (``auth`` = signed request, :mod:`statledger.nodes.auth`)::
                                             nodes' key ceremony on the log is finished
                                             (waits up to 120 s; 409 naming who it waits for)
                                             -> {"index", ...}
-    GET  /v1/ceremony                       -> {"dkg": [indices of dkg_* entries], "setup"}
+    GET  /v1/ceremony                       -> {"dkg": [indices of dkg_* entries], "setup",
+                                                "setups": [the setup and every rekey]}
     GET  /v1/proofs/inclusion?index=&size=  -> {"index", "size", "leaf_hash", "proof"}
     GET  /v1/proofs/inclusions?size=&indices=i,j,..  -> {"size", "proofs": {index: [...]}}
                                             (at most 500 indices)
@@ -83,7 +84,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from statledger.nodes.app import NotFoundError, create_app, error_body
+from statledger.nodes.app import SIGNED, NotFoundError, create_app, documented, error_body
 from statledger.nodes.auth import Authenticator, NonceStore
 from statledger.nodes.config import LedgerConfig
 from statledger.nodes.http import AsyncSignedClient, RemoteError
@@ -121,12 +122,16 @@ KIND_ROLES: dict[str, frozenset[str]] = {
     "noise_coin": frozenset({"compute"}),
     "aggregate": frozenset({"querier"}),
     "decryption": frozenset({"compute"}),
+    "gate": frozenset({"compute"}),
+    "release": frozenset({"querier"}),
     "result": frozenset({"querier"}),
     "endorsement": frozenset({"provider"}),
     "dkg_deal": frozenset({"compute"}),
     "dkg_ack": frozenset({"compute"}),
     "dkg_key": frozenset({"compute"}),
     "dkg_disclosure": frozenset({"compute"}),
+    "dkg_transport": frozenset({"compute"}),
+    "rekey": frozenset({"ledger"}),
 }
 
 _STATE_SCHEMA = """
@@ -137,6 +142,7 @@ CREATE TABLE IF NOT EXISTS ledger_queries (
     query_id TEXT PRIMARY KEY, querier TEXT NOT NULL, idx INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger_chain (idx INTEGER PRIMARY KEY, kind TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger_dkg (idx INTEGER PRIMARY KEY, kind TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS ledger_setups (idx INTEGER PRIMARY KEY, kind TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger_query_entries (
     query_id TEXT NOT NULL, idx INTEGER NOT NULL, kind TEXT NOT NULL,
     PRIMARY KEY (query_id, idx));
@@ -216,11 +222,39 @@ class LedgerNode:
             "SELECT value FROM ledger_meta WHERE key = 'setup_index'").fetchone()
         return int(row[0]) if row else None
 
+    def setup_indices(self) -> list[int]:
+        """Log indices of the setup and every rekey entry (docs/dkg.md, "Key lifecycle")."""
+        return [int(r[0]) for r in
+                self._db.execute("SELECT idx FROM ledger_setups ORDER BY idx").fetchall()]
+
+    def setups(self) -> list[tuple[int, Any]]:
+        """The setup and every rekey entry, in log order (as this log holds them)."""
+        from statledger.protocol.entries import Entry
+
+        return [(i, Entry.from_bytes(self.store.entry(i).data)) for i in self.setup_indices()]
+
+    def _key_for(self, qid: str | None) -> Any:
+        """The setup or rekey entry whose key the query uses (``view.key_in_force``)."""
+        from statledger.protocol.view import key_in_force
+
+        index = None
+        if qid is not None:
+            row = self._db.execute(
+                "SELECT idx FROM ledger_queries WHERE query_id = ?", (qid,)).fetchone()
+            index = None if row is None else int(row[0])
+        found = key_in_force(self.setups(), index)
+        if found is None:
+            raise ProtocolError("no setup entry on the log yet")
+        return found[1]
+
     def _index(self, entry: Any, idx: int) -> None:
         if entry.KIND == "setup":
             self._db.execute(
                 "INSERT OR IGNORE INTO ledger_meta(key, value) VALUES ('setup_index', ?)",
                 (str(idx),))
+        if entry.KIND in ("setup", "rekey"):
+            self._db.execute("INSERT OR IGNORE INTO ledger_setups(idx, kind) VALUES (?, ?)",
+                             (idx, entry.KIND))
         if entry.KIND in ("genesis", "membership"):
             self._db.execute("INSERT OR IGNORE INTO ledger_chain(idx, kind) VALUES (?, ?)",
                              (idx, entry.KIND))
@@ -303,12 +337,8 @@ class LedgerNode:
         with self._lock:
             roster = self.roster
             after = roster.apply(change)  # VerificationError names the signer at fault
-            if after.compute_epoch != roster.compute_epoch and (
-                    self.setup_index() is not None or self.dkg_indices()):
-                raise ProtocolError(
-                    "this change admits, revokes or rotates a compute node after the key "
-                    "ceremony began: the collective key would no longer match the roster, and "
-                    "resharing is not supported yet; found a new consortium instead")
+            if after.compute_epoch != roster.compute_epoch:
+                self._check_compute_change(after)
             entry = entries.sign(entries.MembershipEntry.of(change), self.identity)
             existing = self.store.index_of(entry.to_bytes())
             if existing is not None:
@@ -369,13 +399,15 @@ class LedgerNode:
             if existing is not None:  # idempotent: identical bytes were accepted before
                 return existing, self.store.leaf_hash(existing), entry.KIND
             idx = self._append_checked(data, entry)
+            if entry.KIND in ("dkg_key", "dkg_ack"):
+                self._maybe_rekey()
             return idx, self.store.leaf_hash(idx), entry.KIND
 
     def _author(self, entry: Any) -> str:
         kind = entry.KIND
-        if kind in ("setup", "genesis", "membership"):
+        if kind in ("setup", "rekey", "genesis", "membership"):
             return self.config.party_id
-        if kind in ("aggregate", "result"):
+        if kind in ("aggregate", "release", "result"):
             q = self.querier_of(entry.query_id)
             if q is None:
                 raise NotFoundError(f"unknown query id {entry.query_id}")
@@ -448,16 +480,11 @@ class LedgerNode:
             self.catch_up()
         return idx
 
-    def _roster(self) -> Any:
-        from statledger.protocol.entries import Entry
+    def _roster(self, qid: str | None = None) -> Any:
         from statledger.protocol.statemachine import Roster
 
-        setup_idx = self.setup_index()
-        if setup_idx is None:
-            raise ProtocolError("no setup entry on the log yet")
-        setup = Entry.from_bytes(self.store.entry(setup_idx).data)
-        return Roster.of(self.roster, setup.compute,  # type: ignore[attr-defined]
-                         setup.threshold)  # type: ignore[attr-defined]
+        setup = self._key_for(qid)
+        return Roster.of(self.roster, setup.compute, setup.threshold)
 
     def _check_order(self, entry: Any, qid: str) -> None:
         """(5c) The query's state machine (statledger.protocol.statemachine) accepts the new entry:
@@ -470,9 +497,9 @@ class LedgerNode:
             # A query may be posted before the cluster's setup entry (nothing can answer it
             # yet); once the roster exists, the query must fit it (e.g. min_providers).
             if self.setup_index() is not None:
-                start(entry, self._roster())
+                start(entry, self._roster())  # (the key in force now: the query's)
             return
-        roster = self._roster()
+        roster = self._roster(qid)
         indices = self.query_entries(qid)
         logged = [Entry.from_bytes(self.store.entry(i).data) for i in indices]
         state = replay(logged, roster, indices=indices)
@@ -484,11 +511,10 @@ class LedgerNode:
 
         row = self._db.execute(
             "SELECT idx FROM ledger_queries WHERE query_id = ?", (qid,)).fetchone()
-        setup_idx = self.setup_index()
-        if row is None or setup_idx is None:
+        if row is None or self.setup_index() is None:
             raise ProtocolError(f"query {qid}: no query or setup entry on the log yet")
         spec = Entry.from_bytes(self.store.entry(int(row[0])).data).query_spec()  # type: ignore[attr-defined]
-        return spec, Entry.from_bytes(self.store.entry(setup_idx).data)
+        return spec, self._key_for(qid)
 
     def _check_noise(self, entry: Any) -> None:
         """(5b) DP noise entries (docs/noise.md), refused at append time naming the node:
@@ -565,13 +591,12 @@ class LedgerNode:
         query's public ranges and its range proof verifies (the same check as verification
         step 9); the error names the author.  (Noise entries: :meth:`_check_noise`.)"""
         from statledger.proofs.vector import verify_encrypted_vector
-        from statledger.protocol import flow
-        from statledger.protocol.stats import get as get_statistic
+        from statledger.protocol import calibration, flow
 
         qid = entry.query_id
         spec, setup = self._query_spec_and_setup(qid)
         party = str(entry.provider)
-        ranges = list(get_statistic(spec.statistic).layout(spec).ranges)
+        ranges = list(calibration.wire_layout(spec).ranges)
         context = flow.submission_context(qid, party)
         try:
             ev = entry.decode_vector(ranges)
@@ -584,17 +609,50 @@ class LedgerNode:
             raise VerificationError(f"{entry.KIND} by {party} refused: {exc.reason}",
                                     step=exc.step, party=party) from None
 
+    def _check_compute_change(self, after: Any) -> None:
+        """A change that touches the compute nodes (or asks for a refresh) starts a new key
+        epoch: refused while a key ceremony or resharing is under way (its parameters would
+        change under the nodes' feet), and when the nodes left could not re-share the key."""
+        from statledger.protocol import ceremony
+
+        setups = self.setups()
+        after_index = setups[-1][0] if setups else -1
+        if any(i > after_index for i in self.dkg_indices()):
+            raise ProtocolError(
+                "a key ceremony or resharing is under way: a change that admits, revokes or "
+                "rotates a compute node (or asks for a refresh) waits until its setup or "
+                "rekey entry is on the log")
+        if setups:
+            try:
+                ceremony.run_params(self.consortium_id, after, setups[-1][1])
+            except MalformedError as exc:
+                raise ProtocolError(f"this change leaves too few of the key's nodes to re-share "
+                                    f"it: {exc}") from None
+
     def dkg_indices(self) -> list[int]:
         """Indices of the key ceremony's ``dkg_*`` entries, in log order."""
         return [int(r[0]) for r in
                 self._db.execute("SELECT idx FROM ledger_dkg ORDER BY idx").fetchall()]
 
     def _ceremony(self) -> tuple[Any, dict[str, Any], list[tuple[int, Any]]]:
-        """The ceremony's parameters (from the roster), the compute nodes' registered
-        transport keys and the ``dkg_*`` entries logged so far."""
+        """The pending run's parameters (a fresh ceremony before the setup, a resharing after
+        a change of the compute nodes), the compute nodes' registered transport keys and the
+        run's ``dkg_*`` entries logged so far; ProtocolError when no run is pending."""
         from statledger.protocol import ceremony
         from statledger.protocol.entries import Entry
 
+        try:
+            pending = ceremony.pending_run(self.setups(), self.timeline)
+        except MalformedError as exc:
+            raise ProtocolError(f"the key cannot be re-shared: {exc}") from None
+        if pending is None:
+            raise ProtocolError("no key ceremony is pending: the key in force matches the "
+                                "consortium's compute nodes")
+        params, after = pending
+        rows = [(i, Entry.from_bytes(self.store.entry(i).data)) for i in self.dkg_indices()
+                if i > after]
+        if params.prior is not None:
+            return params, {}, rows
         compute = [m.party_id for m in self.roster.of_role("compute")]
         if not compute:
             raise ProtocolError("the roster has no compute nodes")
@@ -606,10 +664,6 @@ class LedgerNode:
             reg = self.party(pid)
             pe = Entry.from_bytes(self.store.entry(int(reg["index"])).data)  # type: ignore[index]
             keys[pid] = pe.elgamal_point()  # type: ignore[attr-defined]
-        params = ceremony.params_for(consortium=self.consortium_id, nodes=compute,
-                                     threshold=self.roster.decryption_threshold,
-                                     epoch=self.roster.compute_epoch)
-        rows = [(i, Entry.from_bytes(self.store.entry(i).data)) for i in self.dkg_indices()]
         return params, keys, rows
 
     def _check_ceremony(self, entry: Any) -> None:
@@ -618,13 +672,39 @@ class LedgerNode:
         commitment by a node, no key commitment before every node acked, ... -> 409."""
         from statledger.protocol import ceremony
 
-        if self.setup_index() is not None:
-            raise ProtocolError(f"{entry.KIND} after the setup: the key ceremony is over")
-        params, _, rows = self._ceremony()
+        try:
+            params, _, rows = self._ceremony()
+        except ProtocolError as exc:
+            raise ProtocolError(f"{entry.KIND} refused: {exc}") from None
         try:
             ceremony.state_of(params, rows + [(self.store.size(), entry)])
         except VerificationError as exc:
             raise ProtocolError(f"{entry.KIND} by {entry.node} refused: {exc.reason}") from None
+
+    def _maybe_rekey(self) -> int | None:
+        """After a resharing's entry: append the ``rekey`` entry once the run is finished
+        (its outcome re-derived from the run on the log, like the setup).  Under the lock."""
+        from statledger.protocol import ceremony, dkg, entries
+
+        try:
+            params, _, rows = self._ceremony()
+        except ProtocolError:
+            return None
+        if params.prior is None:
+            return None  # the first setup is written on request (POST /v1/setup)
+        try:
+            result = ceremony.derive_from_log(params, {}, rows)
+        except dkg.DkgIncomplete:
+            return None
+        except VerificationError as exc:
+            log.warning("resharing failed: %s (party: %s)", exc.reason, exc.party or "-")
+            return None
+        rekey = entries.RekeyEntry(
+            self.consortium_id, params.nodes, params.threshold,
+            result.collective_key.to_bytes().hex(),
+            tuple(result.verification_keys[n].to_bytes().hex() for n in params.nodes))
+        signed = entries.sign(rekey, self.identity)
+        return self._append_checked(signed.to_bytes(), signed)
 
     def write_setup(self, timeout: float = SETUP_WAIT) -> int:
         """Append the ``setup`` entry once the compute nodes' key ceremony on the log is
@@ -640,6 +720,8 @@ class LedgerNode:
                 if existing is not None:
                     return existing
                 params, keys, rows = self._ceremony()
+                if params.prior is not None:  # pragma: no cover - a setup exists then
+                    raise ProtocolError("the setup exists; a resharing ends in a rekey entry")
                 try:
                     result = ceremony.derive_from_log(params, keys, rows)
                 except dkg.DkgIncomplete as exc:
@@ -768,7 +850,12 @@ def create_ledger_app(config: LedgerConfig, *, node: LedgerNode | None = None) -
     auth = Authenticator(the_node.key_of, the_node.nonces, the_node.role_of,
                          recipient=config.party_id)
 
-    @app.post("/v1/entries")
+    @app.post("/v1/entries", responses=documented(*SIGNED, 404, 422), openapi_extra={
+        "requestBody": {"required": True, "description": "one signed entry (deterministic "
+                        "CBOR, docs/entries.md); the content type is not looked at",
+                        "content": {media: {"schema": {"type": "string", "format": "binary"}}
+                                    for media in ("application/cbor",
+                                                  "application/octet-stream")}}})
     async def post_entry(request: Request,
                          party: str = Depends(auth.require())) -> dict[str, Any]:
         body = await request.body()
@@ -777,7 +864,7 @@ def create_ledger_app(config: LedgerConfig, *, node: LedgerNode | None = None) -
         idx, lh, kind = await run_in_threadpool(get_node().append, body, party)
         return {"index": idx, "leaf_hash": lh.hex(), "kind": kind}
 
-    @app.get("/v1/entries")
+    @app.get("/v1/entries", responses=documented(404))
     async def get_entries(start: int = Query(0, ge=0, le=_MAX_INDEX),
                           end: int | None = Query(None, ge=0, le=_MAX_INDEX),
                           ) -> list[dict[str, Any]]:
@@ -793,7 +880,7 @@ def create_ledger_app(config: LedgerConfig, *, node: LedgerNode | None = None) -
                  "data": base64.b64encode(e.data).decode("ascii")}
                 for e in get_node().store.entries(start, stop)]
 
-    @app.get("/v1/queries/{query_id}/entries")
+    @app.get("/v1/queries/{query_id}/entries", responses=documented(404))
     async def get_query_entries(query_id: str) -> dict[str, Any]:
         idx = get_node().query_entries(query_id)
         if not idx:
@@ -804,7 +891,7 @@ def create_ledger_app(config: LedgerConfig, *, node: LedgerNode | None = None) -
     async def get_parties() -> dict[str, Any]:
         return get_node().parties()
 
-    @app.get("/v1/parties/{party_id}")
+    @app.get("/v1/parties/{party_id}", responses=documented(404))
     async def get_party(party_id: str) -> dict[str, Any]:
         p = get_node().party(party_id)
         if p is None:
@@ -815,14 +902,18 @@ def create_ledger_app(config: LedgerConfig, *, node: LedgerNode | None = None) -
     async def get_log() -> dict[str, Any]:
         return get_node().info()
 
-    @app.get("/v1/checkpoint")
+    @app.get("/v1/checkpoint", response_class=PlainTextResponse, responses={
+        200: {"description": "the latest checkpoint note (C2SP signed note) with its "
+                             "cosignatures", "content": {"text/plain": {"schema": {
+                                 "type": "string"}}}}, **documented(404)})
     async def get_checkpoint() -> PlainTextResponse:
         note = get_node().store.latest_checkpoint()
         if note is None:
             raise NotFoundError("no checkpoint has been signed yet")
         return PlainTextResponse(note)
 
-    @app.post("/v1/checkpoint")
+    @app.post("/v1/checkpoint", responses=documented(
+        *SIGNED, 503, d503="fewer witnesses than the quorum cosigned (names each failure)"))
     async def post_checkpoint(_party: str = Depends(auth.require())) -> JSONResponse:
         out = await get_node().checkpoint()
         if not out["quorum_met"]:
@@ -842,14 +933,17 @@ def create_ledger_app(config: LedgerConfig, *, node: LedgerNode | None = None) -
         return {"consortium": n.consortium_id, "chain": n.chain_indices(), "seq": r.seq,
                 "head": r.head}
 
-    @app.post("/v1/membership")
+    @app.post("/v1/membership", responses=documented(*SIGNED, 422), openapi_extra={
+        "requestBody": {"required": True, "description": "a membership change, canonical "
+                        "JSON signed by the admission quorum (docs/consortium.md)",
+                        "content": {"application/json": {"schema": {"type": "object"}}}}})
     async def post_membership(request: Request,
                               _party: str = Depends(auth.require())) -> dict[str, Any]:
         body = await request.body()
         idx = await run_in_threadpool(get_node().append_membership, body)
         return {"index": idx, "seq": get_node().roster.seq, "head": get_node().roster.head}
 
-    @app.post("/v1/setup")
+    @app.post("/v1/setup", responses=documented(*SIGNED))
     async def post_setup(_party: str = Depends(auth.require())) -> dict[str, Any]:
         idx = await run_in_threadpool(get_node().write_setup)
         return {"index": idx, "leaf_hash": get_node().store.leaf_hash(idx).hex()}
@@ -858,9 +952,10 @@ def create_ledger_app(config: LedgerConfig, *, node: LedgerNode | None = None) -
     async def get_ceremony() -> dict[str, Any]:
         """The key ceremony's entries (hints: parties check them against checkpoints)."""
         n = get_node()
-        return {"dkg": n.dkg_indices(), "setup": n.setup_index()}
+        return {"dkg": n.dkg_indices(), "setup": n.setup_index(),
+                "setups": n.setup_indices()}
 
-    @app.get("/v1/setup")
+    @app.get("/v1/setup", responses=documented(404))
     async def get_setup() -> dict[str, Any]:
         idx = get_node().setup_index()
         if idx is None:
@@ -880,7 +975,7 @@ def create_ledger_app(config: LedgerConfig, *, node: LedgerNode | None = None) -
         return {"index": index, "size": n, "leaf_hash": st.leaf_hash(index).hex(),
                 "proof": [h.hex() for h in proof]}
 
-    @app.get("/v1/proofs/inclusions")
+    @app.get("/v1/proofs/inclusions", responses=documented(404))
     async def get_inclusions(size: int = Query(..., ge=1, le=_MAX_INDEX),
                              indices: str = Query(..., max_length=8000)) -> dict[str, Any]:
         st = get_node().store
@@ -908,7 +1003,7 @@ def create_ledger_app(config: LedgerConfig, *, node: LedgerNode | None = None) -
         proof = [] if size1 in (0, n) else st.consistency_proof(size1, n)
         return {"size1": size1, "size2": n, "proof": [h.hex() for h in proof]}
 
-    @app.get("/v1/bundles/{index}")
+    @app.get("/v1/bundles/{index}", responses=documented(404, 409))
     async def get_bundle(index: int = Path(..., ge=0, le=_MAX_INDEX),
                          size: int | None = Query(None, ge=1, le=_MAX_INDEX)) -> Any:
         b = get_node().store.bundle(index)
@@ -975,7 +1070,9 @@ def witness_router(witness: Any, auth: Authenticator | None = None,
     router = APIRouter()
     deps = [Depends(auth.require(*roles))] if auth is not None else []
 
-    @router.post("/v1/witness/cosign", dependencies=deps)
+    @router.post("/v1/witness/cosign", dependencies=deps, responses=documented(
+        *(SIGNED if auth is not None else ()), 403, 409, 422,
+        d409="the witness is at another size (its ``size``) or the request was replayed"))
     async def cosign(body: CosignRequest, request: Request) -> Any:
         try:
             proof = [bytes.fromhex(h) for h in body.proof]

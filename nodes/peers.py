@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
@@ -25,13 +26,45 @@ from typing import Any, Protocol
 import httpx
 from fastapi import FastAPI, Request
 
-from statledger.nodes.app import UnavailableError, create_app
+from statledger.nodes.app import SIGNED, UnavailableError, create_app, documented
 from statledger.nodes.auth import HEADER_PARTY, Authenticator, NonceStore
 from statledger.nodes.http import AsyncSignedClient, RemoteError
 from statledger.proofs.errors import MalformedError
 from statledger.proofs.signatures import VerifyKey
 
-__all__ = ["ActionLog", "PartyDirectory", "DirectoryAuthenticator", "create_party_app"]
+__all__ = ["ActionLog", "BoundedLock", "BUSY_WAIT", "QUERY_ROUTE", "PartyDirectory",
+           "DirectoryAuthenticator", "create_party_app"]
+
+#: The answers of a compute or provider node's signed query routes (``responses=``): the
+#: authentication's, an unknown query (404), a check that fails on the log (422), and the
+#: ledger failing (502) or not answering, the sender's lookup included, or the node busy (503).
+QUERY_ROUTE = documented(*SIGNED, 404, 422, 502, 503)
+
+#: Seconds a request waits for a node's action lock (held by another request, e.g. one
+#: whose ledger call is timing out) before it is answered 503 + Retry-After.
+BUSY_WAIT = 5.0
+#: The Retry-After of that answer.
+BUSY_RETRY_AFTER = 2
+
+
+class BoundedLock:
+    """A mutex that a request waits for at most ``wait`` seconds: a node's actions on one
+    query are serialised, but a request stuck behind another (a ledger call timing out, a
+    long check) is answered 503 + ``Retry-After`` instead of holding a worker thread."""
+
+    def __init__(self, wait: float = BUSY_WAIT) -> None:
+        self._lock = threading.Lock()
+        self.wait = wait
+
+    def __enter__(self) -> BoundedLock:
+        if not self._lock.acquire(timeout=self.wait):
+            raise UnavailableError(
+                f"busy with another request for more than {self.wait:.0f} s; retry later",
+                retry_after=BUSY_RETRY_AFTER)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
 
 # The syntax of a party id (statledger.nodes.auth checks it again, with the other headers).
 _PARTY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")

@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
+import os
+import sqlite3
+import time
 import tomllib
+from pathlib import Path
 from typing import Any
 
 from fastapi import Body, Depends, FastAPI
@@ -29,24 +32,45 @@ from statledger.nodes.app import NotFoundError
 from statledger.nodes.compute_service import query_view
 from statledger.nodes.config import ProviderConfig
 from statledger.nodes.data import Table, load_table
+from statledger.nodes.events import query_event
 from statledger.nodes.follower import LogFollower
 from statledger.nodes.keys import load_identity_key
-from statledger.nodes.ledger_client import LedgerClient
-from statledger.nodes.peers import ActionLog, create_party_app
+from statledger.nodes.ledger_client import (
+    NODE_APPEND_TIMEOUT,
+    NODE_BREAKER,
+    NODE_READ_TIMEOUT,
+    LedgerClient,
+)
+from statledger.nodes.peers import QUERY_ROUTE, ActionLog, BoundedLock, create_party_app
 from statledger.nodes.trust import pinned_genesis
-from statledger.proofs.errors import MalformedError, PolicyError
+from statledger.proofs.errors import MalformedError, PolicyError, StatledgerError
 from statledger.proofs.vector import encrypt_vector_with_proof
-from statledger.protocol import entries, flow
+from statledger.protocol import calibration, entries, flow, history
 from statledger.protocol.checks import check_query
 from statledger.protocol.dp import BudgetLedger
 from statledger.protocol.policy import ProviderPolicy
-from statledger.protocol.stats import get as get_statistic
 
 __all__ = ["ProviderNode", "create_app"]
 
 log = logging.getLogger("statledger.provider")
 
 _BUDGETS = "CREATE TABLE IF NOT EXISTS budgets(dataset TEXT PRIMARY KEY, state TEXT NOT NULL);"
+
+
+_HISTORY = """CREATE TABLE IF NOT EXISTS exact_history(
+  dataset TEXT NOT NULL, query_id TEXT NOT NULL, answered_at REAL NOT NULL, rows BLOB NOT NULL,
+  PRIMARY KEY (dataset, query_id));"""
+
+
+def _open_history(path: Path) -> sqlite3.Connection:
+    """The owner's history of answered exact queries (row sets: protocol/history.py): a
+    local file only its owner can read (mode 0600, rollback journal beside it, same mode)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+    db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+    db.executescript(_HISTORY)
+    return db
 
 
 def load_policy(path: Any) -> ProviderPolicy:
@@ -70,15 +94,23 @@ class ProviderNode:
         self.policy = load_policy(config.policy)
         genesis = pinned_genesis(config)
         self.ledger = LedgerClient(str(config.ledger_url), config.party_id, self.identity,
-                                   target=genesis.genesis.ledger.party_id)
+                                   target=genesis.genesis.ledger.party_id,
+                                   timeout=NODE_READ_TIMEOUT, append_timeout=NODE_APPEND_TIMEOUT,
+                                   breaker=NODE_BREAKER)
         self.follower = LogFollower(self.ledger, genesis, config.state_db_path)
         self.pinned = self.follower.consortium_id
         self._tables: dict[str, Table] = {}
         self.actions = ActionLog(config.state_db_path, _BUDGETS)
         self._db = self.actions.db
-        self._lock = threading.Lock()
+        self._history = _open_history(config.data_dir / "history.sqlite")
+        #: bucketed clip counts per query, returned to the querier with the submission index
+        self.clipped: dict[str, dict[str, str]] = {}
+        self._lock = BoundedLock()  # a request waits at most BUSY_WAIT s
+        #: the spec of each query being answered, for its outcome's event line
+        self._event_specs: dict[str, Any] = {}
 
     def close(self) -> None:
+        self._history.close()
         self.ledger.close()
         self.follower.close()
         self.actions.close()
@@ -106,7 +138,45 @@ class ProviderNode:
         total = self.policy.budget_rho if self.policy.budget_rho is not None else 0
         return BudgetLedger(dataset, total)
 
+    def _account_exact(self, name: str, query_id: str, spec: Any, report: Any) -> None:
+        """The exact-answer rules that need this owner's history: the quota of exact
+        answers per period and the differencing check; then record this answer (before
+        anything leaves the node)."""
+        rows = self._history.execute(
+            "SELECT query_id, answered_at, rows FROM exact_history WHERE dataset=?",
+            (name,)).fetchall()
+        if any(q == query_id for q, _, _ in rows):
+            return  # already answered (a resumed request): accounted once
+        self.policy.check_exact_quota(name, [float(t) for _, t, _ in rows], time.time())
+        selected = report.selected
+        if selected is None:  # pragma: no cover - select_rows always sets it
+            raise PolicyError("no row selection")
+        if self.policy.differencing_check:
+            k = max(spec.min_cell_size, self.policy.min_cell_size)
+            history.check_differencing(name, query_id, selected,
+                                       ((q, history.unpack_rows(b)) for q, _, b in rows), k)
+        self._history.execute("INSERT INTO exact_history VALUES (?, ?, ?, ?)",
+                              (name, query_id, time.time(), history.pack_rows(selected)))
+
     def contribute(self, query_id: str, querier: str, dataset: str | None) -> int:
+        """Contribute to ``query_id`` (see :meth:`_contribute`); one query event is logged
+        for the request (``received``) and one for its outcome (``contributed`` or
+        ``refused`` with the reason)."""
+        try:
+            index = self._contribute(query_id, querier, dataset)
+        except StatledgerError as exc:
+            query_event("refused", query_id, self._event_specs.pop(query_id, None),
+                        querier=querier, dataset=dataset, reason=str(exc))
+            raise
+        query_event("contributed", query_id, self._event_specs.pop(query_id, None),
+                    querier=querier, dataset=dataset, index=index)
+        return index
+
+    def _received(self, query_id: str, spec: Any, querier: str, dataset: str | None) -> None:
+        self._event_specs[query_id] = spec
+        query_event("received", query_id, spec, querier=querier, dataset=dataset)
+
+    def _contribute(self, query_id: str, querier: str, dataset: str | None) -> int:
         with self._lock:
             done = self.actions.done(query_id, "contribute")
             if done is not None:
@@ -116,6 +186,7 @@ class ProviderNode:
             spec = view.spec
             if spec is None or view.query is None:  # pragma: no cover - check_query sets them
                 raise PolicyError("no query")
+            self._received(query_id, spec, querier, dataset)
             if view.query.querier != querier:
                 raise PolicyError(f"query {query_id} was posted by {view.query.querier}, "
                                   f"not by {querier}")
@@ -136,9 +207,11 @@ class ProviderNode:
                 budget.charge(query_id, rho)
                 self._db.execute("INSERT OR REPLACE INTO budgets VALUES (?, ?)",
                                  (name, json.dumps(budget.to_dict())))
-            stat = get_statistic(spec.statistic)
-            values = stat.encode(spec, table)
-            ranges = stat.layout(spec).ranges
+            values, report = calibration.wire_encode(spec, table, self.party_id)
+            if rho is None:  # every exact answer is accounted for (docs/deployment.md)
+                self._account_exact(name, query_id, spec, report)
+            self.clipped[query_id] = calibration.clip_buckets(report)
+            ranges = calibration.wire_layout(spec).ranges
             ev = encrypt_vector_with_proof(
                 view.setup.collective_point(),  # type: ignore[union-attr]
                 values, list(ranges), flow.submission_context(query_id, self.party_id))
@@ -151,6 +224,16 @@ class ProviderNode:
             return index
 
     def endorse(self, query_id: str) -> tuple[int, str]:
+        """Endorse ``query_id``'s result (see :meth:`_endorse`), logging the outcome."""
+        try:
+            index, digest = self._endorse(query_id)
+        except StatledgerError as exc:
+            query_event("endorse_refused", query_id, reason=str(exc))
+            raise
+        query_event("endorsed", query_id, index=index, result_digest=digest)
+        return index, digest
+
+    def _endorse(self, query_id: str) -> tuple[int, str]:
         with self._lock:
             done = self.actions.done(query_id, "endorse")
             # Steps 5-14 in full, every owner's range and linking proofs included: an owner
@@ -177,7 +260,7 @@ def create_app(config: ProviderConfig) -> FastAPI:
     node = ProviderNode(config)
     app, auth = create_party_app(config, node, title="statledger provider node", role="provider")
 
-    @app.post("/v1/queries/{query_id}/contribute")
+    @app.post("/v1/queries/{query_id}/contribute", responses=QUERY_ROUTE)
     def post_contribute(query_id: str,
                         body: dict[str, Any] | None = Body(default=None),  # noqa: B008
                         party: str = Depends(auth.require("querier"))) -> dict[str, Any]:
@@ -188,9 +271,11 @@ def create_app(config: ProviderConfig) -> FastAPI:
             dataset = body.get("dataset")
             if dataset is not None and not isinstance(dataset, str):
                 raise MalformedError("dataset: expected a string")
-        return {"index": node.contribute(query_id, party, dataset), "provider": config.party_id}
+        index = node.contribute(query_id, party, dataset)
+        return {"index": index, "provider": config.party_id,
+                "clipped": node.clipped.get(query_id, {})}
 
-    @app.post("/v1/queries/{query_id}/endorse")
+    @app.post("/v1/queries/{query_id}/endorse", responses=QUERY_ROUTE)
     def post_endorse(query_id: str, _party: str = Depends(auth.require("querier"))
                      ) -> dict[str, Any]:
         index, digest = node.endorse(query_id)

@@ -40,7 +40,7 @@ from statledger.proofs.errors import (
 )
 from statledger.proofs.group import Point
 from statledger.proofs.signatures import SigningKey
-from statledger.protocol import entries, flow
+from statledger.protocol import calibration, entries, flow, suppression
 from statledger.protocol.checks import NOISE_STEPS, StepContext, check_query, run_steps
 from statledger.protocol.consortium import SignedGenesis
 from statledger.protocol.query import QuerySpec
@@ -69,6 +69,8 @@ class QueryOutcome:
     contributors: list[str]
     refusals: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    #: per provider and column, the bucketed number of values clipped to the bounds
+    clipped: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def _collect(pending: dict[Future[Any], str], timeout: float | None,
@@ -200,21 +202,27 @@ class Querier:
             raise QueryFailed(f"noise: {n} of the {t} coin shares needed{why()}")
 
     def _threshold_shares(self, qid: str, setup: entries.SetupEntry,
-                          flat: Sequence[Ciphertext]) -> tuple[list[str], list[list[Point]]]:
+                          flat: Sequence[Ciphertext], phase: str = "decrypt"
+                          ) -> tuple[list[str], list[list[Point]]]:
         """Ask every compute node to decrypt; return the first ``T`` nodes (log order) whose
         logged shares verify against their verification keys, and their shares.  Waits at
         most ``self.timeout`` seconds; a node that is down, refuses or logs invalid shares is
         skipped as long as ``T`` others answer (QueryFailed naming them otherwise)."""
         t = flow.decryption_threshold(setup)
         keys = dict(zip(setup.compute, setup.verification_points(), strict=True))
-        pending = {self._pool.submit(self._call, pid, url, f"/v1/queries/{qid}/decrypt"): pid
+        # phase "gate": shares of the gate ciphertexts only (protocol/suppression.py)
+        context = suppression.gate_context if phase == "gate" else flow.decryption_context
+        what = "gate" if phase == "gate" else "decryption"
+        pending = {self._pool.submit(self._call, pid, url, f"/v1/queries/{qid}/{phase}"): pid
                    for pid, url in self.compute.items()}
         failed: dict[str, str] = {}
         deadline = time.monotonic() + self.timeout
         while True:
             chosen: dict[str, list[Point]] = {}
+            logged: list[tuple[int, entries.GateEntry | entries.DecryptionEntry]]
             try:
-                logged = self.follower.query_view(qid).decryptions
+                qv = self.follower.query_view(qid)
+                logged = list(qv.gates if phase == "gate" else qv.decryptions)
                 failed.pop("ledger", None)
             except StatledgerError as exc:  # e.g. no checkpoint the witnesses cosigned yet
                 logged = []
@@ -225,10 +233,10 @@ class Querier:
                 try:
                     shares = d.share_points()
                     flow.verify_decryption(keys[d.node], flat, shares, d.decode_proof(),
-                                           flow.decryption_context(qid, d.node), party=d.node,
+                                           context(qid, d.node), party=d.node,
                                            step="decryption")
                 except (VerificationError, MalformedError) as exc:
-                    failed[d.node] = f"invalid decryption shares ({exc})"
+                    failed[d.node] = f"invalid {what} shares ({exc})"
                     continue
                 chosen[d.node] = list(shares)
             if len(chosen) == t:
@@ -237,9 +245,38 @@ class Querier:
             left = deadline - time.monotonic()
             if not pending or left <= 0:
                 why = "; ".join(f"{p}: {r}" for p, r in sorted(failed.items()))
-                raise QueryFailed(f"decryption: {len(chosen)} of the {t} valid decryption "
+                raise QueryFailed(f"{what}: {len(chosen)} of the {t} valid {what} "
                                   f"shares needed" + (f" ({why})" if why else ""))
             _collect(pending, left, failed)
+
+    def _release(self, qid: str, spec: QuerySpec, setup: entries.SetupEntry,
+                 agg: Sequence[Sequence[Ciphertext]],
+                 ranges: Sequence[Sequence[tuple[int, int]]], say: Progress) -> list[int]:
+        """Suppression before decryption (protocol/suppression.py): the entries to decrypt.
+        Without gates, all.  With gates: ask every node for its gate shares, combine the
+        first ``T`` valid ones, decrypt the gate totals, decide, log the release decision
+        (or reuse the one already logged by a resumed run: it must be this decision)."""
+        gates = suppression.gate_entries(spec)
+        if not gates:
+            return list(range(len(agg)))
+        say("gate")
+        gate_agg = suppression.select(agg, gates)
+        logged = self.follower.query_view(qid).release
+        if logged is not None:
+            decision = suppression.decide(spec, logged[1].gate_totals_int())
+            if list(decision.released) != list(logged[1].released):
+                raise QueryFailed(f"release: the logged release decision of query {qid} is "
+                                  "not the statistic's rule")
+            return list(decision.released)
+        names, shares = self._threshold_shares(qid, setup, flow.flatten(gate_agg), "gate")
+        gate_totals = flow.decrypt_totals(gate_agg, shares,
+                                          suppression.sub_ranges(ranges, gates),
+                                          flow.combination_weights(setup, names))
+        decision = suppression.decide(spec, gate_totals)
+        n_cts = len(flow.flatten(suppression.select(agg, decision.released)))
+        self.ledger.append(entries.sign(entries.ReleaseEntry.of(
+            qid, names, gate_totals, decision.released, n_cts), self.key))
+        return list(decision.released)
 
     def run(
         self,
@@ -282,7 +319,7 @@ class Querier:
             t = now
 
         qid = spec.query_id_for(self.party_id)
-        stat = get_statistic(spec.statistic)
+        get_statistic(spec.statistic)  # an unknown statistic fails before anything is logged
         # 1. the query entry
         say("query")
         query = entries.sign(entries.QueryEntry.for_spec(spec, self.party_id), self.key)
@@ -310,6 +347,13 @@ class Querier:
             why = "; ".join(f"{p}: {r}" for p, r in sorted(refusals.items()))
             raise QueryFailed(f"contributions: {len(ok)} provider(s) answered, the query needs "
                               f"{spec.min_providers} ({why})")
+        clipped = {p: dict(r.get("clipped") or {}) for p, r in sorted(ok.items())
+                   if isinstance(r, dict)}
+        for p, cols in clipped.items():
+            hit = {c: b for c, b in cols.items() if b != "0"}
+            if hit:
+                say("warning: " + p + " clipped values to the bounds: "
+                    + ", ".join(f"{c} ({b})" for c, b in hit.items()))
         lap("encrypt+prove")
         # 3. DP noise: commitments, then coin shares (docs/noise.md)
         view = check_query(self.follower.query_view(qid), through=8,
@@ -335,7 +379,7 @@ class Querier:
             raise QueryFailed(f"aggregate: the noise round of query {qid} is incomplete "
                               f"({len(ctx.noise.coins)} of the {ctx.noise.threshold} coin "
                               "shares needed)")
-        ranges = tuple(stat.layout(spec).ranges)
+        ranges = tuple(calibration.wire_layout(spec).ranges)
         # A resumed query (same id, e.g. after a compute node crashed) reuses the aggregate
         # already on the log instead of appending a second one.
         logged = view.aggregate[1] if view.aggregate is not None else None
@@ -364,17 +408,26 @@ class Querier:
             raise QueryFailed(f"aggregate: the logged aggregate of query {qid} is not the sum "
                               "of the contributions it lists")
         lap("aggregate")
-        # 5. decryption shares: ask all N nodes, combine the first T valid ones (log order)
-        say("decryption")
+        # 5. decryption shares (after the gate phase, if the statistic has gates): ask all N
+        # nodes, combine the first T valid ones (log order)
         setup = view.setup
         if setup is None:  # pragma: no cover - step 6 requires it
             raise QueryFailed("no setup")
-        decryptors, shares_by_node = self._threshold_shares(qid, setup, flat)
-        totals = flow.decrypt_totals(agg, shares_by_node, [c.ranges for c in contributions],
+        all_ranges = [c.ranges for c in contributions]
+        released = self._release(qid, spec, setup, agg, all_ranges, say)
+        say("decryption")
+        sub = suppression.select(agg, released)
+        decryptors, shares_by_node = self._threshold_shares(qid, setup, flow.flatten(sub))
+        totals = flow.decrypt_totals(sub, shares_by_node,
+                                     suppression.sub_ranges(all_ranges, released),
                                      flow.combination_weights(setup, decryptors))
         lap("decrypt")
-        # 6. decode and publish
-        result = stat.decode(spec, totals)
+        # 6. decode and publish (a withheld entry decodes as None: never decrypted)
+        noise = (None if ctx.noise is None else
+                 calibration.NoiseInfo(ctx.noise.params, len(ctx.noise.members)))
+        result = calibration.decode(
+            spec, suppression.expand(len(agg), released, totals)  # type: ignore[arg-type]
+            if len(released) != len(agg) else totals, noise)
         result_entry = entries.sign(
             entries.ResultEntry.for_totals(qid, totals, result.to_dict(), decryptors),
             self.key)
@@ -400,7 +453,7 @@ class Querier:
             raise QueryFailed(f"the fresh certificate does not verify: step {report.step}: "
                               f"{report.reason} (party {report.party})")
         lap("certificate")
-        return QueryOutcome(qid, spec, result, cert, contributors, refusals, timings)
+        return QueryOutcome(qid, spec, result, cert, contributors, refusals, timings, clipped)
 
     def certificate(self, query_id: str) -> Certificate:
         """A fresh cosigned checkpoint + the consortium chain, the roster and the query's
@@ -413,6 +466,11 @@ class Querier:
         parsed = Note.parse(note)
         cp = Checkpoint.parse(parsed.text)
         indices = self.ledger.roster_indices() + self.ledger.query_indices(query_id)
+        view = self.follower.query_view(query_id)  # a chained round: + its previous round's
+        if view.previous_query is not None:        # query and result (protocol/chain.py)
+            indices.append(view.previous_query[0])
+        if view.previous_result is not None:
+            indices.append(view.previous_result[0])
         rows = self.ledger.entries(sorted(set(indices)))
         proofs = self.ledger.inclusion_proofs([i for i, _ in rows], cp.size)
         triples = [(i, data, proofs[i]) for i, data in rows]
@@ -427,11 +485,14 @@ def run_rounds(
     datasets: Mapping[str, str] | str | None = None,
     progress: Progress | None = None,
     max_rounds: int = 25,
+    on_round: Callable[[QueryOutcome], None] | None = None,
 ) -> list[QueryOutcome]:
     """Run a multi-round statistic (exact logistic regression by IRLS) to convergence.
 
     Each round is its own query (public input: the current coefficients) with its own
-    certificate.  Single-round statistics return one outcome.
+    certificate.  Single-round statistics return one outcome.  ``on_round`` sees each
+    round's outcome as soon as it is certified (it may raise to stop, e.g. when an owner
+    refused).
     """
     from statledger.protocol.stats import logistic
 
@@ -442,9 +503,11 @@ def run_rounds(
     while current is not None:
         out = querier.run(current, datasets=datasets, progress=progress)
         outcomes.append(out)
+        if on_round is not None:
+            on_round(out)
         if spec.statistic != "logistic_irls" or len(outcomes) >= max_rounds:
             break
-        current = logistic.irls_next_spec(current, out.result)
+        current = logistic.irls_next_spec(current, out.result, out.query_id)
     if spec.statistic == "logistic_irls" and current is not None:
         raise PolicyError(f"IRLS did not converge in {max_rounds} rounds")
     return outcomes

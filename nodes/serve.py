@@ -18,7 +18,8 @@ request that is still arriving, so every node runs uvicorn's h11 protocol throug
 :class:`GuardedH11Protocol`, which closes a connection whose request line and headers are not
 in after ``header_timeout`` seconds or whose whole request is not in after
 ``request_timeout`` seconds, and refuses connections beyond ``max_connections`` (503, then
-closed); idle keep-alive connections close after ``keep_alive`` seconds.  At startup the
+closed); idle keep-alive connections close after ``keep_alive`` seconds; a request it
+cannot parse is answered 400 with the JSON error body of every other error.  At startup the
 process raises its soft open-file limit to what those connections need.
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import json
 import logging
 import os
 import signal
@@ -41,6 +43,7 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from statledger.nodes.config import AnyConfig, ComputeConfig, ConfigError, LedgerConfig, load_config
+from statledger.nodes.events import EVENTS_LOGGER
 from statledger.proofs.errors import StatledgerError
 
 __all__ = [
@@ -316,6 +319,23 @@ class GuardedH11Protocol(H11Protocol):
         self._phase = _IDLE
         super().connection_lost(exc)
 
+    def send_400_response(self, msg: str) -> None:
+        """A request h11 cannot parse (bad syntax; a request line or headers over its 16 KiB
+        limit) is answered 400 like every other error: the JSON error body (nodes/app.py,
+        documented in the OpenAPI), not uvicorn's text/plain."""
+        body = json.dumps({"error": f"malformed HTTP request: {msg}", "party": None,
+                           "node": None}).encode("utf-8")
+        headers = [(b"content-type", b"application/json"), (b"connection", b"close"),
+                   (b"content-length", str(len(body)).encode("ascii"))]
+        try:
+            self.transport.write(self.conn.send(h11.Response(
+                status_code=400, headers=headers, reason=b"Bad Request")) or b"")
+            self.transport.write(self.conn.send(h11.Data(data=body)) or b"")
+            self.transport.write(self.conn.send(h11.EndOfMessage()) or b"")
+        except h11.LocalProtocolError:  # too late to answer (a response had begun)
+            pass
+        self.transport.close()
+
 
 def guarded_protocol(limits: ServerLimits) -> type[GuardedH11Protocol]:
     """A :class:`GuardedH11Protocol` subclass bound to ``limits`` (uvicorn's ``http=``)."""
@@ -392,9 +412,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"statledger: {exc}\n")
         return 2
+    # every file this service creates (sqlite state and its journal, the log, keys) is
+    # readable by its owner only: 0600 files, 0700 folders
+    os.umask(0o077)
     level = getattr(logging, config.log_level.upper())
     logging.basicConfig(level=level, stream=sys.stderr,
                         format=f"%(asctime)s {config.party_id} %(levelname)s %(name)s: %(message)s")
+    # query events (received, refused + reason, contributed, endorsed) are the owner's audit
+    # trail: logged at every log level, one structured line each (docs/deployment.md)
+    logging.getLogger(EVENTS_LOGGER).setLevel(min(level, logging.INFO))
     import uvicorn
 
     try:

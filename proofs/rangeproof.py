@@ -18,40 +18,55 @@ with
 Range part: Bunz, Bootle, Boneh, Poelstra, Wuille, Maxwell, "Bulletproofs" (IEEE S&P 2018),
 sections 4.1-4.3 (aggregated range proof, here with heterogeneous segment widths: the bit
 vector is a concatenation of segments, segment ``k`` weighted by ``z^(2+k)``, padding bits
-weighted 0), the inner-product argument of section 3 (folding even/odd indices, see the
-note) and the single multi-scalar-multiplication verification of section 6.2.  Linking part:
-a 3-witness Sigma protocol on the statement folded with transcript weights ``rho_ji``.
+weighted 0), the inner-product argument of section 3 (:mod:`statledger.proofs.ipa`) and the
+single multi-scalar-multiplication verification of section 6.2.  Linking part: a 3-witness
+Sigma protocol on the statement folded with transcript weights ``rho_ji``.
 
 Field symbols: ``A, S, T1, T2, tau_x, mu, t_hat`` as in the paper; ``L, R`` the IPA rounds;
 ``a, b`` the final IPA scalars; ``A1, A2, A3, z_a, z_b, z_c`` the linking proof.
 
-Performance: every large multi-scalar multiplication goes through :func:`_msm_matrix`, a
-bucket (Pippenger) method on libsecp256k1's ``pubkey_combine`` (about 5 us per term instead of
-one 26 us scalar multiplication per term); the IPA generator folds are one variable-base
-multiplication per folded pair and are the prover's dominant cost.
+The parts: :mod:`statledger.proofs.msm` (multi-scalar multiplication over libsecp256k1 and
+the helper process), :mod:`statledger.proofs.generators` (the generator vectors and their
+pinned disk cache), :mod:`statledger.proofs.ipa` (inner-product argument); this module holds
+the range proof, the linking proof and the verification terms.  Verification returns its
+equations as :class:`VerificationTerms` (each equation already multiplied by a fresh
+``secrets`` weight), so that any number of proofs is checked by ONE multi-scalar
+multiplication (:func:`check_terms`, ``statledger.proofs.vector.verify_encrypted_vectors_batch``):
+the generator-vector coefficients of every proof add up into one scalar per generator, and
+a point that several equations use (a commitment ``V_ji`` in the range and the linking
+equations, the key ``X`` in every proof) is one term.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import multiprocessing
-import os
+import operator
 import secrets
-import threading
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
-from coincurve._libsecp256k1 import ffi, lib
 
+from statledger.proofs import generators as _gen
+from statledger.proofs import msm as _msm
 from statledger.proofs.errors import MalformedError, VerificationError
-from statledger.proofs.group import ORDER, G, H, Point, Scalar, generator, generators
+from statledger.proofs.generators import GENS, warm_up
+from statledger.proofs.group import ORDER, G, H, Point, Scalar
+from statledger.proofs.ipa import inner, prove_ipa, round_challenges, s_reversed_scaled, s_vector
+from statledger.proofs.msm import (
+    addr,
+    array_addrs,
+    combine_addrs,
+    counters,
+    matrix_of,
+    msm_par,
+    pk_of,
+    points_msm,
+    raw_matrix,
+    reset_counters,
+    shutdown_pool,
+    to_point,
+)
 from statledger.proofs.transcript import Transcript
-from statledger.settings import get_settings
 
 __all__ = [
     "LIMB_BITS",
@@ -72,424 +87,29 @@ __all__ = [
 LIMB_BITS = 16
 MAX_BITS = 128  # values up to 2^128: sums of 2^20 providers stay far below the group order
 PROOF_LABEL = b"statledger/range/bulletproofs-agg+link/v1"
-_LABEL_GVEC = b"statledger/range/v1/G"
-_LABEL_HVEC = b"statledger/range/v1/H"
-_LABEL_Q = b"statledger/range/v1/Q"
 
-_LOG = logging.getLogger(__name__)
 _Q = ORDER
 _POINT = 33
 _SCALAR = 32
-_PK_SIZE = 64  # sizeof(secp256k1_pubkey)
 
-# The helper process is governed by the settings (statledger.settings):
-# ``range_fold_threshold`` / ``range_msm_threshold``: IPA folds of at least that many pairs,
-# and MSMs of at least that many terms, use the helper (measured: below 512 / 2048 the
-# transfer costs more than it saves).  ``range_parallel``: True / False force the helper on /
-# off; None (default): on when the machine has a spare core (1-minute load average below the
-# CPU count).  Under contention the helper only adds transfer costs (measured at load
-# average 8 on 2 cores: 256 x 32-bit proof 2.5 s serial vs 4.1 s with the helper).
-
-
-def _parallel() -> bool:
-    if multiprocessing.parent_process() is not None:
-        # a worker of someone's process pool (e.g. the auditor's): a pool started here
-        # would be joined at the worker's exit, which multiprocessing does before the
-        # executor's shutdown hook runs, and the worker would hang for ever
-        return False
-    forced = get_settings().range_parallel
-    if forced is not None:
-        return forced
-    cpus = os.cpu_count() or 1
-    if cpus < 2:
-        return False
-    try:
-        return os.getloadavg()[0] < cpus
-    except OSError:  # pragma: no cover - no load average on this platform
-        return True
-
-
-_CTX: Any = None
-
-
-def _ctx() -> Any:
-    global _CTX
-    if _CTX is None:
-        from coincurve.context import GLOBAL_CONTEXT
-
-        _CTX = GLOBAL_CONTEXT.ctx
-    return _CTX
-
-
-# --------------------------------------------------------------------------------------------
-# Operation counters (benchmark: "count the scalar multiplications")
-# --------------------------------------------------------------------------------------------
-
-_COUNTS: dict[str, int] = {"mul": 0, "msm_terms": 0, "msm_calls": 0, "adds": 0}
-
-
-def counters() -> dict[str, int]:
-    """Counts since :func:`reset_counters`: variable-base multiplications done one by one
-    (``mul``), terms that went through the bucket MSM (``msm_terms``), bucket MSM calls, and
-    point additions done inside ``pubkey_combine`` (``adds``).  Worker processes' work is
-    counted by the caller."""
-    return dict(_COUNTS)
-
-
-def reset_counters() -> None:
-    for k in _COUNTS:
-        _COUNTS[k] = 0
-
-
-# --------------------------------------------------------------------------------------------
-# Raw libsecp256k1 layer: points as 64-byte secp256k1_pubkey structs, addressed by pointer.
-# The group's Point keeps its parsed struct in ``_pk`` (None for the identity); reading it
-# avoids re-parsing (a square root) for every term.  Results go back through Point.from_bytes.
-# --------------------------------------------------------------------------------------------
-
-
-def _pk_of(P: Point) -> Any:
-    pk = P._pk
-    return pk
-
-
-def _addr(cdata: Any) -> int:
-    return int(ffi.cast("uintptr_t", cdata))
-
-
-def _serialize(pk: Any) -> bytes:
-    out = ffi.new("unsigned char[33]")
-    outlen = ffi.new("size_t *", 33)
-    lib.secp256k1_ec_pubkey_serialize(_ctx(), out, outlen, pk, lib.SECP256K1_EC_COMPRESSED)
-    return bytes(ffi.buffer(out, 33))
-
-
-def _to_point(pk: Any | None) -> Point:
-    if pk is None:
-        return Point.identity()
-    return Point.from_bytes(_serialize(pk))
-
-
-def _array_from_points(points: Sequence[Point]) -> Any:
-    """A contiguous ``secp256k1_pubkey[]`` copy of non-identity points."""
-    arr = ffi.new("secp256k1_pubkey[]", max(1, len(points)))
-    for i, P in enumerate(points):
-        pk = _pk_of(P)
-        if pk is None:
-            raise ValueError("identity point in a generator vector")
-        arr[i] = pk[0]
-    return arr
-
-
-def _array_addrs(arr: Any, count: int, start: int = 0, step: int = 1) -> np.ndarray:
-    base = _addr(arr)
-    idx = np.arange(start, start + step * count, step, dtype=np.uint64)[:count]
-    return idx * np.uint64(_PK_SIZE) + np.uint64(base)
-
-
-def _combine_addrs(addrs: np.ndarray) -> Any | None:
-    """Sum of the points at ``addrs`` (one C call); None if empty or the identity."""
-    n = len(addrs)
-    if n == 0:
-        return None
-    addrs = np.ascontiguousarray(addrs, dtype=np.uint64)
-    ptrs = ffi.from_buffer("secp256k1_pubkey *[]", addrs)
-    out = ffi.new("secp256k1_pubkey *")
-    _COUNTS["adds"] += n
-    if lib.secp256k1_ec_pubkey_combine(_ctx(), out, ptrs, n) != 1:
-        return None
-    return out
-
-
-def _msm_naive(addrs: np.ndarray, ks: Sequence[int]) -> Any | None:
-    ctx = _ctx()
-    tmp = ffi.new("secp256k1_pubkey[]", max(1, len(ks)))
-    used: list[int] = []
-    for i, (a, k) in enumerate(zip(addrs.tolist(), ks, strict=True)):
-        if k == 0:
-            continue
-        tmp[i] = ffi.cast("secp256k1_pubkey *", a)[0]
-        if lib.secp256k1_ec_pubkey_tweak_mul(ctx, tmp + i, k.to_bytes(32, "big")) != 1:
-            raise ArithmeticError("tweak_mul failed")  # pragma: no cover - 0 < k < n
-        used.append(i)
-    _COUNTS["mul"] += len(used)
-    if not used:
-        return None
-    return _combine_addrs(_array_addrs(tmp, len(ks))[used])
-
-
-def _raw_matrix(addrs: np.ndarray) -> np.ndarray:
-    """Copy the 64-byte structs at ``addrs`` into one (n, 64) uint8 matrix."""
-    out = np.empty((len(addrs), _PK_SIZE), dtype=np.uint8)
-    dst = ffi.from_buffer("secp256k1_pubkey[]", out)
-    for i, a in enumerate(addrs.tolist()):
-        dst[i] = ffi.cast("secp256k1_pubkey *", a)[0]
-    return out
-
-
-def _matrix_of(arr: Any, count: int) -> np.ndarray:
-    """(count, 64) uint8 view of a raw array (no copy)."""
-    return np.frombuffer(ffi.buffer(arr, count * _PK_SIZE), dtype=np.uint8).reshape(count, _PK_SIZE)
-
-
-def _msm_addrs(addrs: np.ndarray, ks: Sequence[int]) -> Any | None:
-    """``sum k_i * P_i`` for points given by address (non-identity) and ints in [0, n)."""
-    if _window_bits(len(ks)) == 0:
-        return _msm_naive(np.ascontiguousarray(addrs, dtype=np.uint64), ks)
-    return _msm_matrix(_raw_matrix(addrs), ks)
-
-
-def _window_bits(n: int) -> int:
-    """Bucket window for an n-term MSM (0 = one multiplication per term), from the cost
-    model ceil(256/c) * (n*t_add + 2^c*t_call + c*2^(c-1)*t_add) against n*t_mul with
-    t_add ~ 0.3 us, t_call ~ 3.5 us (a combine call ends with a field inversion), t_mul ~ 26 us.
-    """
-    best_c, best = 0, 26.0 * n
-    for c in range(3, 11):  # c <= 10 keeps digits in uint16 (numpy radix sort)
-        cost = -(-256 // c) * (0.3 * n + 3.5 * (1 << c) + 0.3 * c * (1 << (c - 1)))
-        if cost < best:
-            best_c, best = c, cost
-    return best_c
-
-
-def _digits(ks: Sequence[int], c: int) -> np.ndarray:
-    """(n, W) array: column w holds bits [c*w, c*w + c) of each scalar."""
-    n = len(ks)
-    raw = np.frombuffer(b"".join(k.to_bytes(32, "big") for k in ks), dtype=np.uint8)
-    if c == 8:
-        return raw.reshape(n, 32)[:, ::-1]
-    bits = np.unpackbits(raw.reshape(n, 32), axis=1)[:, ::-1]  # column b = bit b
-    W = -(-256 // c)
-    if W * c > 256:
-        bits = np.concatenate((bits, np.zeros((n, W * c - 256), dtype=np.uint8)), axis=1)
-    weights = (1 << np.arange(c, dtype=np.uint16)).astype(np.uint16)
-    return (bits.reshape(n, W, c).astype(np.uint16) @ weights).astype(np.uint16)
-
-
-def _msm_matrix(raw: np.ndarray, ks: Sequence[int]) -> Any | None:
-    """``sum k_i * P_i`` for points given as rows of a (n, 64) raw matrix; None = identity.
-
-    Bucket (Pippenger) method with c-bit windows (c from :func:`_window_bits`): for each
-    window the points are sorted by their digit (numpy sort, then a contiguous gather so that
-    the additions walk memory in order), each bucket is summed by one ``pubkey_combine``
-    call, buckets are combined by bit (``sum_j j*B_j = sum_t 2^t sum_{j: bit t} B_j``) and
-    the partial sums joined by Horner's rule.  A bucket that sums to the identity is simply
-    empty, so adversarial points cannot make it fail.  Small MSMs use one multiplication per
-    term.
-    """
-    n = len(ks)
-    if n == 0:
-        return None
-    c = _window_bits(n)
-    if c == 0:
-        keep = np.ascontiguousarray(raw)
-        base = _addr(ffi.from_buffer("secp256k1_pubkey[]", keep))
-        addrs = np.arange(n, dtype=np.uint64) * np.uint64(_PK_SIZE) + np.uint64(base)
-        return _msm_naive(addrs, ks)
-    _COUNTS["msm_terms"] += n
-    _COUNTS["msm_calls"] += 1
-    ctx = _ctx()
-    combine = lib.secp256k1_ec_pubkey_combine
-    digits = _digits(ks, c)
-    W = digits.shape[1]
-    nb = 1 << c
-    gathered = np.empty((n, _PK_SIZE), dtype=np.uint8)
-    gbase = _addr(ffi.from_buffer("secp256k1_pubkey[]", gathered))
-    ptr_addrs = np.arange(n, dtype=np.uint64) * np.uint64(_PK_SIZE) + np.uint64(gbase)
-    ptrs = ffi.from_buffer("secp256k1_pubkey *[]", ptr_addrs)
-    buckets = ffi.new("secp256k1_pubkey[]", nb)
-    bucket_ptrs = [buckets + j for j in range(nb)]
-    partial: list[Any | None] = [None] * (W * c)
-    adds = 0
-    for w in range(W):
-        col = np.ascontiguousarray(digits[:, w])
-        counts = np.bincount(col, minlength=nb)
-        if counts[0] == n:
-            continue
-        order = np.argsort(col, kind="stable")
-        np.take(raw, order, axis=0, out=gathered)
-        starts = np.concatenate(([0], np.cumsum(counts))).tolist()
-        counts_l = counts.tolist()
-        nonempty: list[int] = []
-        for j in range(1, nb):
-            cnt = counts_l[j]
-            if cnt and combine(ctx, bucket_ptrs[j], ptrs + starts[j], cnt) == 1:
-                nonempty.append(j)
-        adds += n - counts_l[0]
-        for t in range(c):
-            sel = [bucket_ptrs[j] for j in nonempty if (j >> t) & 1]
-            if sel:
-                out = ffi.new("secp256k1_pubkey *")
-                if combine(ctx, out, ffi.new("secp256k1_pubkey *[]", sel), len(sel)) == 1:
-                    partial[c * w + t] = out
-                adds += len(sel)
-    _COUNTS["adds"] += adds
-    acc: Any | None = None
-    pair = ffi.new("secp256k1_pubkey *[3]")
-    for k in range(W * c - 1, -1, -1):
-        p = partial[k]
-        if acc is None:
-            if p is not None:
-                acc = ffi.new("secp256k1_pubkey *", p[0])
-            continue
-        pair[0] = acc
-        pair[1] = acc
-        cnt = 2
-        if p is not None:
-            pair[2] = p
-            cnt = 3
-        nxt = ffi.new("secp256k1_pubkey *")
-        acc = nxt if combine(ctx, nxt, pair, cnt) == 1 else None
-    return acc
-
-
-def _points_msm(ks: Sequence[int], points: Sequence[Point]) -> Point:
-    """MSM over group Points with int scalars (any int; reduced mod n)."""
-    addrs: list[int] = []
-    kk: list[int] = []
-    for k, P in zip(ks, points, strict=True):
-        k %= _Q
-        pk = _pk_of(P)
-        if k == 0 or pk is None:
-            continue
-        addrs.append(_addr(pk))
-        kk.append(k)
-    return _to_point(_msm_addrs(np.array(addrs, dtype=np.uint64), kk))
-
-
-# --------------------------------------------------------------------------------------------
-# Generators
-# --------------------------------------------------------------------------------------------
-
-
-#: SHA-256 of ``G_0..G_{N-1} || H_0..H_{N-1}`` (65-byte uncompressed SEC1 each) for every
-#: power of two N: a disk-cached copy of the generators is used only if it hashes to this
-#: pinned value, so a tampered cache cannot plant generators with known relations.
-_GEN_DIGESTS: dict[int, str] = {
-    1: "b4df7e68ed50b73dbca7c1bff9a7ca4765ec6af303c5cd178394dd2d08cd2f37",
-    2: "9727183007a528375b345630e6842d0ffda7eed69ac1a0d28d199ced4151580a",
-    4: "7c23bff51f77208543f457c1254c6a4610fc8c96b485c3d0b700babb3a68d17e",
-    8: "db40d6d9be2cc9d8a41762bfd6e8e884a344709dd500d084a70cbdf5cf1bbdef",
-    16: "c80c39f9fae5bf4c8673870cb41d38fecf6e29928fad828075402c16f1ede60e",
-    32: "c25e881b94bc9f266ccc078ec3f42a335527f4081df69ef5da22fe256d44efd7",
-    64: "17d26c06facfc679d3e431f0b32513c3e28befea9a5cb59ea5849ed75703fae8",
-    128: "96fba30f0c6f0b40031dbc9f391d7b67260dd06b3691d23802365631d97c1209",
-    256: "d2fb3603930ab9aec6b5457f6509a9be0b45a3f1353be61150dccf8e2a1da3aa",
-    512: "e6c3378d003dc32feb1bca115254592caa792132df9b866dd04d417f9200867b",
-    1024: "a14aa47f222c93c6d8b7a922a7b0d9f9b9be9998b9f79825715b0eeb054f3204",
-    2048: "30d3a46b109a525818fa64d2f0c831866767b41f43a52eecf254f44a8d4283e2",
-    4096: "4d2bd63e41cc415e48c7eec98cfbc513709086f5dd41471422fcb61bbde29d58",
-    8192: "3bb6e52eed04323837d3c7a8715d1f049589cb43000a3cf05aa131edc2d4e6f4",
-    16384: "dc832f7b4cea58b07922b8109231ed4b83ca1d502ab03cab2576c8f94316e916",
-    32768: "b2793696285dd5c56f11270193e1427de7a2fe7b3511adf7a2f18387d2c6e10d",
-}
-_GEN_CACHE_NAME = "range-generators-v1-{N}.bin"
-_UNCOMPRESSED = 65
-
-
-def _uncompressed(pk: Any) -> bytes:
-    out = ffi.new("unsigned char[65]")
-    outlen = ffi.new("size_t *", _UNCOMPRESSED)
-    lib.secp256k1_ec_pubkey_serialize(_ctx(), out, outlen, pk, lib.SECP256K1_EC_UNCOMPRESSED)
-    return bytes(ffi.buffer(out, _UNCOMPRESSED))
-
-
-def _generator_bytes(gvec: Any, hvec: Any, N: int) -> bytes:
-    return b"".join(_uncompressed(gvec + i) for i in range(N)) + b"".join(
-        _uncompressed(hvec + i) for i in range(N)
-    )
-
-
-def _cache_file(N: int) -> Path:
-    from statledger.proofs.dlog import cache_dir
-
-    return cache_dir() / _GEN_CACHE_NAME.format(N=N)
-
-
-def _load_cached_generators(N: int) -> tuple[Any, Any] | None:
-    digest = _GEN_DIGESTS.get(N)
-    if digest is None:
-        return None
-    try:
-        data = _cache_file(N).read_bytes()
-    except OSError:
-        return None
-    if len(data) != 2 * N * _UNCOMPRESSED or hashlib.sha256(data).hexdigest() != digest:
-        return None
-    arrays = []
-    for half in (0, 1):
-        arr = ffi.new("secp256k1_pubkey[]", N)
-        base = half * N * _UNCOMPRESSED
-        for i in range(N):
-            off = base + i * _UNCOMPRESSED
-            enc = data[off : off + _UNCOMPRESSED]
-            if lib.secp256k1_ec_pubkey_parse(_ctx(), arr + i, enc, _UNCOMPRESSED) != 1:
-                return None  # pragma: no cover - the digest matched
-        arrays.append(arr)
-    return arrays[0], arrays[1]
-
-
-def _store_cached_generators(N: int, gvec: Any, hvec: Any) -> None:
-    digest = _GEN_DIGESTS.get(N)
-    if digest is None:
-        return
-    data = _generator_bytes(gvec, hvec, N)
-    if hashlib.sha256(data).hexdigest() != digest:
-        _LOG.warning("range generators do not match the pinned digest for N=%d", N)
-        return
-    path = _cache_file(N)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError:
-        return
-
-
-class _Gens:
-    """G_0..G_{N-1}, H_0..H_{N-1} as contiguous raw arrays (cached, grown on demand).
-
-    Derived by RFC 9380 hash-to-curve (``statledger.proofs.group.generators``, ~0.26 ms each), or
-    read
-    from the disk cache when the file's SHA-256 equals the pinned digest for that N.
-    """
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.gvec: Any = None
-        self.hvec: Any = None
-        self.Q: Point | None = None
-        self._lock = threading.Lock()
-
-    def get(self, N: int) -> tuple[Any, Any, Point]:
-        if self.Q is not None and N <= self.n:
-            return self.gvec, self.hvec, self.Q
-        with self._lock:  # one derivation even when server threads ask at once
-            return self._grow(N)
-
-    def _grow(self, N: int) -> tuple[Any, Any, Point]:
-        if self.Q is None:
-            self.Q = generator(_LABEL_Q)
-        if N > self.n:
-            size = max(N, 2 * self.n)
-            loaded = _load_cached_generators(size)
-            if loaded is None:
-                gvec = _array_from_points(generators(_LABEL_GVEC, size))
-                hvec = _array_from_points(generators(_LABEL_HVEC, size))
-                _store_cached_generators(size, gvec, hvec)
-            else:
-                gvec, hvec = loaded
-            self.gvec, self.hvec, self.n = gvec, hvec, size
-        return self.gvec, self.hvec, self.Q
-
-
-_GENS = _Gens()
-
-
-def warm_up(N: int) -> None:
-    """Derive (and cache) the first ``N`` generators of each vector now (~0.26 ms each)."""
-    _GENS.get(N)
+# Names of the module before it was split (tests and benchmarks reach for them).
+_parallel = _msm.parallel
+_addr = _msm.addr
+_to_point = _msm.to_point
+_raw_matrix = _msm.raw_matrix
+_matrix_of = _msm.matrix_of
+_msm_matrix = _msm.msm_matrix
+_msm_par = _msm.msm_par
+_points_msm = _msm.points_msm
+_window_bits = _msm.window_bits
+_array_from_points = _msm.array_from_points
+_GENS = _gen.GENS
+_Gens = _gen.Gens
+_GEN_DIGESTS = _gen.GEN_DIGESTS
+_LABEL_GVEC = _gen.LABEL_GVEC
+_LABEL_HVEC = _gen.LABEL_HVEC
+_generator_bytes = _gen.generator_bytes
+_load_cached_generators = _gen.load_cached_generators
 
 
 # --------------------------------------------------------------------------------------------
@@ -694,133 +314,6 @@ def _sum_one(layout: RangeLayout, y: int) -> int:
     return (pow(y, N, _Q) - 1) * pow(y - 1, -1, _Q) % _Q
 
 
-# --------------------------------------------------------------------------------------------
-# Prover
-# --------------------------------------------------------------------------------------------
-
-
-_POOL: ProcessPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def _pool() -> ProcessPoolExecutor:
-    """One persistent helper process (the calling process does the other half of the work)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ProcessPoolExecutor(max_workers=1)
-        return _POOL
-
-
-def shutdown_pool() -> None:
-    """Stop the helper process started by large proofs (also done at interpreter exit)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is not None:
-            _POOL.shutdown(wait=True)
-        _POOL = None
-
-
-def _raw_bytes(pk: Any | None) -> bytes:
-    return b"" if pk is None else bytes(ffi.buffer(pk, _PK_SIZE))
-
-
-def _raw_from_bytes(data: bytes) -> Any | None:
-    if not data:
-        return None
-    pk = ffi.new("secp256k1_pubkey *")
-    ffi.memmove(pk, data, _PK_SIZE)
-    return pk
-
-
-def _add_raw(p: Any | None, q: Any | None) -> Any | None:
-    if p is None:
-        return q
-    if q is None:
-        return p
-    out = ffi.new("secp256k1_pubkey *")
-    if (
-        lib.secp256k1_ec_pubkey_combine(_ctx(), out, ffi.new("secp256k1_pubkey *[2]", [p, q]), 2)
-        != 1
-    ):
-        return None
-    return out
-
-
-def _msm_job(raw: bytes, ks: bytes) -> tuple[bytes, dict[str, int]]:
-    """Helper-process MSM: raw 64-byte rows and 32-byte big-endian scalars."""
-    reset_counters()
-    n = len(ks) // _SCALAR
-    mat = np.frombuffer(raw, dtype=np.uint8).reshape(n, _PK_SIZE)
-    kl = [int.from_bytes(ks[_SCALAR * i : _SCALAR * (i + 1)], "big") for i in range(n)]
-    return _raw_bytes(_msm_matrix(mat, kl)), counters()
-
-
-def _fold_job(lo: bytes, hi: bytes, e: int) -> tuple[bytes, dict[str, int]]:
-    reset_counters()
-    return _fold_raw(lo, hi, e), counters()
-
-
-def _merge_counts(c: dict[str, int]) -> None:
-    for k, v in c.items():
-        _COUNTS[k] += v
-
-
-def _submit_msm(raw: np.ndarray, ks: Sequence[int]) -> Future[tuple[bytes, dict[str, int]]]:
-    return _pool().submit(
-        _msm_job,
-        np.ascontiguousarray(raw).tobytes(),
-        b"".join(k.to_bytes(_SCALAR, "big") for k in ks),
-    )
-
-
-def _msm_par(raw: np.ndarray, ks: Sequence[int]) -> Any | None:
-    """:func:`_msm_matrix`, split in two halves (helper + caller) when large."""
-    n = len(ks)
-    if n < get_settings().range_msm_threshold or not _parallel():
-        return _msm_matrix(raw, ks)
-    h = n // 2
-    fut = _submit_msm(raw[h:], ks[h:])
-    mine = _msm_matrix(raw[:h], ks[:h])
-    theirs, cnt = fut.result()
-    _merge_counts(cnt)
-    return _add_raw(mine, _raw_from_bytes(theirs))
-
-
-def _fold_raw(lo: bytes, hi: bytes, e: int) -> bytes:
-    """``lo_i + e*hi_i`` for raw 64-byte structs (one multiplication per pair)."""
-    ctx = _ctx()
-    n = len(lo) // _PK_SIZE
-    a = ffi.new("secp256k1_pubkey[]", max(1, n))
-    bb = ffi.new("secp256k1_pubkey[]", max(1, n))
-    ffi.memmove(a, lo, len(lo))
-    ffi.memmove(bb, hi, len(hi))
-    eb = e.to_bytes(32, "big")
-    out = ffi.new("secp256k1_pubkey[]", max(1, n))
-    pair = ffi.new("secp256k1_pubkey *[2]")
-    tweak = lib.secp256k1_ec_pubkey_tweak_mul
-    combine = lib.secp256k1_ec_pubkey_combine
-    for i in range(n):
-        hp = bb + i
-        if tweak(ctx, hp, eb) != 1:
-            raise ArithmeticError("fold: tweak_mul failed")  # pragma: no cover
-        pair[0] = a + i
-        pair[1] = hp
-        if combine(ctx, out + i, pair, 2) != 1:
-            raise ArithmeticError("fold produced the identity")  # pragma: no cover
-    _COUNTS["mul"] += n
-    _COUNTS["adds"] += n
-    return bytes(ffi.buffer(out, n * _PK_SIZE))
-
-
-def _rows(data: bytes) -> np.ndarray:
-    return np.frombuffer(data, dtype=np.uint8).reshape(len(data) // _PK_SIZE, _PK_SIZE)
-
-
-def _inner(a: Sequence[int], b: Sequence[int]) -> int:
-    return sum(x * y for x, y in zip(a, b, strict=True)) % _Q
-
-
 def _rand() -> int:
     return secrets.randbelow(_Q - 1) + 1
 
@@ -850,7 +343,7 @@ def prove_range_and_link(
         raise ValueError("witness does not match the layout")
     _begin(t, layout)
     N = layout.N
-    gvec, hvec, Qp = _GENS.get(N)
+    gvec, hvec, Qp = GENS.get(N)
     # Segment values and blindings.
     seg_vals: list[int] = []
     seg_blinds: list[int] = []
@@ -872,17 +365,17 @@ def prove_range_and_link(
 
     # (1) A = alpha*H + sum_{aL=1} G_i - sum_{aL=0} H_i  (additions only, no multiplications)
     alpha = _rand()
-    g_all = _array_addrs(gvec, N)
-    h_all = _array_addrs(hvec, N)
-    ones = _to_point(_combine_addrs(g_all[aL_np]))
-    zeros = _to_point(_combine_addrs(h_all[~aL_np]))
+    g_all = array_addrs(gvec, N)
+    h_all = array_addrs(hvec, N)
+    ones = to_point(combine_addrs(g_all[aL_np]))
+    zeros = to_point(combine_addrs(h_all[~aL_np]))
     A = H * Scalar(alpha) + ones - zeros
     # (2) S = rho*H + <sL, G> + <sR, H>
     sL = _rand_vector(N)
     sR = _rand_vector(N)
     rho = _rand()
-    Gm, Hm = _matrix_of(gvec, N), _matrix_of(hvec, N)
-    S = H * Scalar(rho) + _to_point(_msm_par(np.concatenate((Gm, Hm)), sL + sR))
+    Gm, Hm = matrix_of(gvec, N), matrix_of(hvec, N)
+    S = H * Scalar(rho) + to_point(msm_par(np.concatenate((Gm, Hm)), sL + sR))
     t.append_point(b"A", A)
     t.append_point(b"S", S)
     y = _challenge(t, b"y")
@@ -895,11 +388,11 @@ def prove_range_and_link(
     l0 = [(bit - z) % _Q for bit in aL]
     r0 = [(yi * (bit - 1 + z) + di) % _Q for yi, bit, di in zip(yN, aL, d, strict=True)]
     r1 = [yi * si % _Q for yi, si in zip(yN, sR, strict=True)]
-    t1 = (_inner(l0, r1) + _inner(sL, r0)) % _Q
-    t2 = _inner(sL, r1)
+    t1 = (inner(l0, r1) + inner(sL, r0)) % _Q
+    t2 = inner(sL, r1)
     tau1, tau2 = _rand(), _rand()
-    T1 = _points_msm([t1, tau1], [G, H])
-    T2 = _points_msm([t2, tau2], [G, H])
+    T1 = points_msm([t1, tau1], [G, H])
+    T2 = points_msm([t2, tau2], [G, H])
     t.append_point(b"T1", T1)
     t.append_point(b"T2", T2)
     x = _challenge(t, b"x")
@@ -910,73 +403,15 @@ def prove_range_and_link(
     mu = (alpha + rho * x) % _Q
     av = [(u + v * x) % _Q for u, v in zip(l0, sL, strict=True)]
     bv = [(u + v * x) % _Q for u, v in zip(r0, r1, strict=True)]
-    t_hat = _inner(av, bv)
+    t_hat = inner(av, bv)
     t.append_scalar(b"tau_x", Scalar(tau_x))
     t.append_scalar(b"mu", Scalar(mu))
     t.append_scalar(b"t_hat", Scalar(t_hat))
     w = _challenge(t, b"w")
     Qw = Qp * Scalar(w)
-    q_row = _raw_matrix(np.array([_addr(_pk_of(Qw))], dtype=np.uint64))
-    # (3) inner-product argument, even/odd folding; generator vectors kept as raw rows
-    # Gm, Hm with scalings G'_i = fG * rG^i * Gm_i, H'_i = fH * rH^i * Hm_i.
-    fG, rG = 1, 1
-    fH, rH = 1, pow(y, -1, _Q)
-    n = N
-    Ls: list[Point] = []
-    Rs: list[Point] = []
-    knobs = get_settings()
-    par = _parallel() and N >= knobs.range_fold_threshold
-    while n > 1:
-        half = n // 2
-        cG = [fG * c % _Q for c in _powers(rG, n)]
-        cH = [fH * c % _Q for c in _powers(rH, n)]
-        a_lo, a_hi = av[0::2], av[1::2]
-        b_lo, b_hi = bv[0::2], bv[1::2]
-        kL = [x1 * c % _Q for x1, c in zip(a_lo, cG[1::2], strict=True)]
-        kL += [x1 * c % _Q for x1, c in zip(b_hi, cH[0::2], strict=True)]
-        kL.append(_inner(a_lo, b_hi))
-        matL = np.concatenate((Gm[1::2], Hm[0::2], q_row))
-        # L goes to the helper process (if large) while this process computes R.
-        futL = _submit_msm(matL, kL) if par and n >= knobs.range_msm_threshold else None
-        kR = [x1 * c % _Q for x1, c in zip(a_hi, cG[0::2], strict=True)]
-        kR += [x1 * c % _Q for x1, c in zip(b_lo, cH[1::2], strict=True)]
-        kR.append(_inner(a_hi, b_lo))
-        rawR = _msm_matrix(np.concatenate((Gm[0::2], Hm[1::2], q_row)), kR)
-        if futL is None:
-            rawL = _msm_matrix(matL, kL)
-        else:
-            dataL, cnt = futL.result()
-            _merge_counts(cnt)
-            rawL = _raw_from_bytes(dataL)
-        Lk, Rk = _to_point(rawL), _to_point(rawR)
-        Ls.append(Lk)
-        Rs.append(Rk)
-        t.append_point(b"L", Lk)
-        t.append_point(b"R", Rk)
-        u = _challenge(t, b"u")
-        if u == 0:
-            raise ArithmeticError("zero challenge")  # pragma: no cover
-        ui = pow(u, -1, _Q)
-        # G'new_i = u^-1 G'_2i + u G'_2i+1 = u^-1 fG rG^2i (Gm_2i + u^2 rG Gm_2i+1)
-        # H'new_i = u H'_2i + u^-1 H'_2i+1 = u fH rH^2i (Hm_2i + u^-2 rH Hm_2i+1)
-        eG, eH = u * u * rG % _Q, ui * ui * rH % _Q
-        futG = None
-        if half > 1 and par and half >= knobs.range_fold_threshold:
-            futG = _pool().submit(_fold_job, Gm[0::2].tobytes(), Gm[1::2].tobytes(), eG)
-        av = [(p * u + q * ui) % _Q for p, q in zip(a_lo, a_hi, strict=True)]
-        bv = [(p * ui + q * u) % _Q for p, q in zip(b_lo, b_hi, strict=True)]
-        if half > 1:
-            Hm = _rows(_fold_raw(Hm[0::2].tobytes(), Hm[1::2].tobytes(), eH))
-            if futG is None:
-                Gm = _rows(_fold_raw(Gm[0::2].tobytes(), Gm[1::2].tobytes(), eG))
-            else:
-                dataG, cnt = futG.result()
-                _merge_counts(cnt)
-                Gm = _rows(dataG)
-            fG, rG = fG * ui % _Q, rG * rG % _Q
-            fH, rH = fH * u % _Q, rH * rH % _Q
-        n = half
-    a_fin, b_fin = av[0], bv[0]
+    # (3) inner-product argument (statledger.proofs.ipa): G'_i = G_i, H'_i = y^-i H_i
+    q_row = raw_matrix(np.array([addr(pk_of(Qw))], dtype=np.uint64))
+    Ls, Rs, a_fin, b_fin = prove_ipa(t, Gm, Hm, q_row, av, bv, pow(y, -1, _Q))
     # (4) linking proof on the folded statement
     m_flat = [m for row in limbs for m in row]
     s_flat = [s for row in blinds for s in row]
@@ -986,9 +421,9 @@ def prove_range_and_link(
     fb = sum(p * s for p, s in zip(rhos, s_flat, strict=True)) % _Q
     fc = sum(p * r for p, r in zip(rhos, r_flat, strict=True)) % _Q
     ka, kb, kc = _rand(), _rand(), _rand()
-    A1 = _points_msm([ka, kb], [G, H])
-    A2 = _points_msm([kc], [G])
-    A3 = _points_msm([ka, kc], [G, X])
+    A1 = points_msm([ka, kb], [G, H])
+    A2 = points_msm([kc], [G])
+    A3 = points_msm([ka, kc], [G, X])
     t.append_point(b"A1", A1)
     t.append_point(b"A2", A2)
     t.append_point(b"A3", A3)
@@ -1019,46 +454,86 @@ def prove_range_and_link(
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _VectorPart:
+    """Equation 2's generator-vector coefficients of one proof, kept as the few scalars they
+    are made of and expanded only when the terms are checked (with the batch weight folded
+    into the starting values, so a batch costs no extra multiplication per generator):
+
+    ``G_i``: ``-z - a s_i``;  ``H_i``: ``z + y^-i (d_i - b s_(N-1-i))``  (``i < N``).
+    """
+
+    N: int
+    z: int
+    a: int
+    b: int
+    yinv: int
+    us: tuple[int, ...]
+    segments: tuple[tuple[int, int], ...]  # (width, z^(2+k)) per segment, in bit order
+
+    def expand_into(self, weight: int, gv: list[int], hv: list[int]) -> int:
+        """Add ``weight`` times the non-constant parts to ``gv[:N]`` / ``hv[:N]`` (unreduced)
+        and return ``weight * z``: the constant to subtract from ``gv[:N]`` and to add to
+        ``hv[:N]``."""
+        N = self.N
+        w = weight % _Q
+        s = s_vector(self.us, -w * self.a, reduced=False)
+        gv[:N] = map(operator.add, gv[:N], s)
+        t = s_reversed_scaled(self.us, self.yinv, -w * self.b, reduced=False)
+        hv[:N] = map(operator.add, hv[:N], t)
+        # y^-i d_i over the real bits: d runs z^(2+k) * 2^r along segment k, so segment k
+        # contributes lead_k z^(2+k) (2 y^-1)^r with lead_k = w y^-(its first bit)
+        widest = max(width for width, _ in self.segments)
+        step = _powers(2 * self.yinv % _Q, widest)
+        ypow = _powers(self.yinv, widest + 1)
+        e: list[int] = []
+        lead = w
+        for width, zz in self.segments:
+            c = lead * zz % _Q
+            e += [c * p for p in step[:width]]  # reduced with the sums
+            lead = lead * ypow[width] % _Q
+        hv[: len(e)] = map(operator.add, hv[: len(e)], e)
+        return w * self.z % _Q
+
+
 @dataclass
 class VerificationTerms:
     """``sum`` of the terms must be the identity.  Scalars are ints mod n.
 
-    ``g, h, q``: coefficients of G, H and Q; ``gv, hv``: of the generator vectors;
-    ``pts``: (coefficient, point) for every other point.
+    ``g, h, q``: coefficients of G, H and Q; ``pts``: (coefficient, point) for every other
+    point; ``vectors``: (weight, coefficients) of the generator vectors ``G_i``, ``H_i``,
+    expanded by :func:`_terms_is_identity`.
     """
 
-    g: int
-    h: int
-    q: int
-    gv: list[int]
-    hv: list[int]
-    pts: list[tuple[int, Point]]
+    g: int = 0
+    h: int = 0
+    q: int = 0
+    pts: list[tuple[int, Point]] = field(default_factory=list)
+    vectors: list[tuple[int, _VectorPart]] = field(default_factory=list)
 
     @classmethod
     def empty(cls) -> VerificationTerms:
-        return cls(0, 0, 0, [], [], [])
+        return cls()
 
     def add(self, other: VerificationTerms, weight: int = 1) -> None:
         self.g = (self.g + weight * other.g) % _Q
         self.h = (self.h + weight * other.h) % _Q
         self.q = (self.q + weight * other.q) % _Q
-        for mine, theirs in ((self.gv, other.gv), (self.hv, other.hv)):
-            if len(mine) < len(theirs):
-                mine.extend([0] * (len(theirs) - len(mine)))
-            if weight == 1:
-                for i, v in enumerate(theirs):
-                    mine[i] = (mine[i] + v) % _Q
-            else:
-                for i, v in enumerate(theirs):
-                    mine[i] = (mine[i] + weight * v) % _Q
         if weight == 1:
             self.pts.extend(other.pts)
+            self.vectors.extend(other.vectors)
         else:
             self.pts.extend((weight * k % _Q, P) for k, P in other.pts)
+            self.vectors.extend((weight * k % _Q, v) for k, v in other.vectors)
 
 
 def _fail(step: str, reason: str, party: str | None) -> VerificationError:
     return VerificationError(reason, step=step, party=party)
+
+
+def _weight() -> int:
+    """A verifier-random 128-bit batching weight (odd, so never 0)."""
+    return secrets.randbits(128) | 1
 
 
 def range_and_link_terms(
@@ -1073,8 +548,9 @@ def range_and_link_terms(
     party: str | None = None,
 ) -> tuple[VerificationTerms, VerificationTerms]:
     """Recompute every challenge and return (range terms, linking terms), each of which sums
-    to the identity iff its equations hold (each already combined with verifier-random
-    weights).  Raises :class:`VerificationError` for structural failures."""
+    to the identity iff its equations hold (each equation already multiplied by its own
+    verifier-random weight from ``secrets``).  Raises :class:`VerificationError` for
+    structural failures."""
     if proof.rounds != layout.rounds:
         raise _fail("range-proof", "wrong number of inner-product rounds", party)
     shape = list(layout.n_limbs)
@@ -1094,11 +570,7 @@ def range_and_link_terms(
     t.append_scalar(b"mu", proof.mu)
     t.append_scalar(b"t_hat", proof.t_hat)
     w = _challenge(t, b"w")
-    us: list[int] = []
-    for Lk, Rk in zip(proof.L, proof.R, strict=True):
-        t.append_point(b"L", Lk)
-        t.append_point(b"R", Rk)
-        us.append(_challenge(t, b"u"))
+    us = round_challenges(t, proof.L, proof.R)
     if 0 in (y, z, x, w) or 0 in us:
         raise _fail("range-proof", "zero challenge", party)
     total_limbs = layout.total_limbs
@@ -1110,13 +582,19 @@ def range_and_link_terms(
 
     t_hat, tau_x, mu = int(proof.t_hat), int(proof.tau_x), int(proof.mu)
     a, b = int(proof.a), int(proof.b)
-    zk, d = _segment_weights(layout, z)
+    zk: list[int] = []
+    zp = z * z % _Q
+    sum_d = 0  # <1, d> = sum_k z^(2+k) (2^width_k - 1)
+    for width, _j, _i in layout.segments:
+        zk.append(zp)
+        sum_d += zp * ((1 << width) - 1)
+        zp = zp * z % _Q
     # delta(y, z) = (z - z^2) <1, y^N> - z <1, d>
-    delta = ((z - z * z) * _sum_one(layout, y) - z * (sum(d) % _Q)) % _Q
+    delta = ((z - z * z) * _sum_one(layout, y) - z * sum_d) % _Q
 
     # --- equation 1 (polynomial identity), weight c1:
     # (t_hat - delta) G + tau_x H - sum_k z^(2+k) V_k - x T1 - x^2 T2 = 0
-    c1w = secrets.randbits(128) | 1
+    c1w = _weight()
     rng = VerificationTerms.empty()
     rng.g = c1w * (t_hat - delta) % _Q
     rng.h = c1w * tau_x % _Q
@@ -1136,38 +614,32 @@ def range_and_link_terms(
 
     # --- equation 2 (inner product), weight 1:
     # A + xS - mu H + w(t_hat - ab) Q + sum (-z - a s_i) G_i
-    #   + sum (z + y^-i (d_i - b s_i^-1)) H_i + sum (u_k^2 L_k + u_k^-2 R_k) = 0
-    s = [1]
-    uinv = [pow(u, -1, _Q) for u in us]
-    s = [1]
-    base = 1
-    for ui in uinv:
-        base = base * ui % _Q
-    s[0] = base
-    for u in us:  # round k uses bit k-1 of the index (even/odd folding)
-        u2 = u * u % _Q
-        s = s + [v * u2 % _Q for v in s]
-    yinv = pow(y, -1, _Q)
-    yinvN = _powers(yinv, N)
+    #   + sum (z + y^-i (d_i - b s_(N-1-i))) H_i + sum (u_k^2 L_k + u_k^-2 R_k) = 0
     rng.h = (rng.h - mu) % _Q
     rng.q = w * (t_hat - a * b) % _Q
-    rng.gv = [(-z - a * si) % _Q for si in s]
-    rng.hv = [
-        (z + yi * (di - b * s[N - 1 - i])) % _Q
-        for i, (yi, di) in enumerate(zip(yinvN, d, strict=True))
-    ]
+    part = _VectorPart(
+        N=N,
+        z=z,
+        a=a,
+        b=b,
+        yinv=pow(y, -1, _Q),
+        us=tuple(us),
+        segments=tuple((seg[0], zz) for seg, zz in zip(layout.segments, zk, strict=True)),
+    )
+    rng.vectors.append((1, part))
     rng.pts.append((1, proof.A))
     rng.pts.append((x, proof.S))
-    for u, ui, Lk, Rk in zip(us, uinv, proof.L, proof.R, strict=True):
-        rng.pts.append((u * u % _Q, Lk))
-        rng.pts.append((ui * ui % _Q, Rk))
+    for u, Lk, Rk in zip(us, proof.L, proof.R, strict=True):
+        u2 = u * u % _Q
+        rng.pts.append((u2, Lk))
+        rng.pts.append((pow(u2, -1, _Q), Rk))
 
     # --- linking equations, weights c3, c4, c5:
     # z_a G + z_b H - A1 - e sum rho V = 0
     # z_c G - A2 - e sum rho C1 = 0
     # z_a G + z_c X - A3 - e sum rho C2 = 0
     za, zb, zc = int(proof.z_a), int(proof.z_b), int(proof.z_c)
-    c3, c4, c5 = (secrets.randbits(128) for _ in range(3))
+    c3, c4, c5 = _weight(), _weight(), _weight()
     lk = VerificationTerms.empty()
     lk.g = (c3 * za + c4 * zc + c5 * za) % _Q
     lk.h = c3 * zb % _Q
@@ -1185,24 +657,46 @@ def range_and_link_terms(
 
 
 def _terms_is_identity(terms: VerificationTerms) -> bool:
-    N = max(len(terms.gv), len(terms.hv))
+    """One multi-scalar multiplication over every term: the generator vectors (every proof's
+    coefficients summed per generator), G, H, Q, and every other point once (coefficients of
+    the same point object merged: a commitment used by the range and the linking equations,
+    the key X of every proof)."""
+    N = max((v.N for _, v in terms.vectors), default=0)
     ks: list[int] = []
     mats: list[np.ndarray] = []
     if N:
-        gvec, hvec, _ = _GENS.get(N)
-        ks = terms.gv + [0] * (N - len(terms.gv)) + terms.hv + [0] * (N - len(terms.hv))
-        mats = [_matrix_of(gvec, N), _matrix_of(hvec, N)]
-    _, _, Qp = _GENS.get(1)
-    extra_a: list[int] = []
+        gv = [0] * N
+        hv = [0] * N
+        consts: dict[int, int] = {}
+        for weight, part in terms.vectors:
+            consts[part.N] = consts.get(part.N, 0) + part.expand_into(weight, gv, hv)
+        for n, c in consts.items():
+            gv[:n] = [v - c for v in gv[:n]]
+            hv[:n] = [v + c for v in hv[:n]]
+        gvec, hvec, _ = GENS.get(N)
+        ks = [v % _Q for v in gv]
+        ks += [v % _Q for v in hv]
+        mats = [matrix_of(gvec, N), matrix_of(hvec, N)]
+    _, _, Qp = GENS.get(1)
+    merged: dict[int, list[int]] = {}
     for k, P in [(terms.g, G), (terms.h, H), (terms.q, Qp), *terms.pts]:
-        k %= _Q
-        pk = _pk_of(P)
-        if k == 0 or pk is None:
+        pk = pk_of(P)
+        if pk is None:  # the identity: contributes nothing
             continue
-        ks.append(k)
-        extra_a.append(_addr(pk))
-    mats.append(_raw_matrix(np.array(extra_a, dtype=np.uint64)))
-    return _msm_par(np.concatenate(mats), ks) is None
+        key = addr(pk)
+        slot = merged.get(key)
+        if slot is None:
+            merged[key] = [k, key]
+        else:
+            slot[0] += k
+    extra_a: list[int] = []
+    for k, key in merged.values():
+        k %= _Q
+        if k:
+            ks.append(k)
+            extra_a.append(key)
+    mats.append(raw_matrix(np.array(extra_a, dtype=np.uint64)))
+    return msm_par(np.concatenate(mats), ks) is None
 
 
 def check_terms(rng: VerificationTerms, lk: VerificationTerms, *, party: str | None = None) -> None:

@@ -35,7 +35,8 @@ import hashlib
 import hmac
 import struct
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from statledger.proofs.errors import MalformedError, VerificationError
 from statledger.proofs.group import Point, Scalar, base_mul
@@ -45,12 +46,25 @@ from statledger.protocol.entries import (
     DkgDealEntry,
     DkgDisclosureEntry,
     DkgKeyEntry,
+    DkgTransportEntry,
     Entry,
     SetupEntry,
 )
 
+if TYPE_CHECKING:
+    from statledger.protocol.consortium import Roster, RosterTimeline
+
+_DKG_ENTRIES = (DkgDealEntry, DkgAckEntry, DkgKeyEntry, DkgDisclosureEntry, DkgTransportEntry)
+
 __all__ = [
     "CeremonyState",
+    "KeyEpoch",
+    "run_params",
+    "run_digest",
+    "run_rows",
+    "check_key_chain",
+    "check_setup_fields",
+    "pending_run",
     "params_for",
     "qualified",
     "next_message",
@@ -123,21 +137,33 @@ class CeremonyState:
     acks: dict[str, tuple[int, list[dkg.Disclosure]]]
     keys: dict[str, tuple[int, dkg.KeyCommit | None]]
     disclosures: list[tuple[int, dkg.Disclosure]]
+    transports: dict[str, tuple[int, dkg.TransportKey]] = field(default_factory=dict)
 
     @property
     def dealt(self) -> bool:
-        """Every node has a deal that counts."""
-        return set(self.deals) == set(self.params.nodes)
+        """Every dealer has a deal that counts."""
+        return set(self.deals) == set(self.params.dealers)
 
     @property
     def acked(self) -> bool:
         """The complaint round is closed: every node has acked."""
         return set(self.acks) == set(self.params.nodes)
 
+    @property
+    def keyed(self) -> bool:
+        """Resharing: every node has logged its transport key for this run."""
+        return set(self.transports) == set(self.params.nodes)
+
+    def transport_keys(self) -> dict[str, Point]:
+        """Resharing: the run's transport keys (each proven when it was sorted in)."""
+        return {n: tk.X for n, (_, tk) in self.transports.items()}
+
     def waiting_for(self) -> tuple[str, list[str]]:
         """The phase the ceremony is in and the nodes it waits for."""
+        if self.params.prior is not None and not self.keyed:
+            return "transport", [n for n in self.params.nodes if n not in self.transports]
         if not self.acks:
-            return "deal", [n for n in self.params.nodes if n not in self.deals]
+            return "deal", [n for n in self.params.dealers if n not in self.deals]
         if not self.acked:
             return "ack", [n for n in self.params.nodes if n not in self.acks]
         return "key", []
@@ -149,18 +175,38 @@ def state_of(params: dkg.DkgParams, rows: Sequence[tuple[int, Entry]]) -> Ceremo
     non-node, an undecodable message or a key commitment logged before the complaint round
     closed.  Signatures are the caller's business (step 6 checks them with the roster)."""
     st = CeremonyState(params, {}, [], {}, {}, [])
-    nodes = set(params.nodes)
+    reshare = params.prior is not None
+    nodes, dealers = set(params.nodes), set(params.dealers)
     for index, e in sorted(rows, key=lambda r: r[0]):
-        if not isinstance(e, (DkgDealEntry, DkgAckEntry, DkgKeyEntry, DkgDisclosureEntry)):
+        if not isinstance(e, _DKG_ENTRIES):
             continue
         node = e.node
-        if node not in nodes:
-            raise _fail(f"{e.KIND} entry {index} by {node}, not a compute node of the "
-                        "ceremony", node)
+        by_dealer = isinstance(e, (DkgDealEntry, DkgKeyEntry))
+        if node not in (dealers if by_dealer else nodes):
+            raise _fail(f"{e.KIND} entry {index} by {node}, not a "
+                        f"{'dealer' if by_dealer else 'compute node'} of the ceremony", node)
         try:
-            if isinstance(e, DkgDealEntry):
+            if isinstance(e, DkgTransportEntry):
+                if not reshare:
+                    raise _fail(f"transport key entry {index} in a fresh key ceremony (the "
+                                "nodes' registered keys are its transport keys)", node)
+                if node in st.transports:
+                    raise _fail(f"{node} logged two transport keys", node)
+                if st.deals or st.late_deals:
+                    raise _fail(f"transport key entry {index} by {node} after the first deal",
+                                node)
+                tk = dkg.TransportKey.from_bytes(e.message_bytes())
+                if tk.node != node:
+                    raise _fail(f"transport key entry {index} by {node} carries {tk.node}'s "
+                                "key", node)
+                dkg.verify_transport_key(params, tk)
+                st.transports[node] = (index, tk)
+            elif isinstance(e, DkgDealEntry):
                 if node in st.deals or node in st.late_deals:
                     raise _fail(f"{node} dealt twice", node)
+                if reshare and not st.keyed:
+                    raise _fail(f"deal entry {index} by {node} before every node's transport "
+                                "key", node)
                 deal = dkg.Deal.from_bytes(e.message_bytes(), params)
                 if deal.dealer != node:
                     raise _fail(f"deal entry {index} by {node} carries {deal.dealer}'s deal",
@@ -174,8 +220,11 @@ def state_of(params: dkg.DkgParams, rows: Sequence[tuple[int, Entry]]) -> Ceremo
                     raise _fail(f"{node} acked twice", node)
                 if st.keys:
                     raise _fail(f"ack entry {index} by {node} after a key commitment", node)
-                complaints = [dkg.Disclosure.from_bytes(b) for b in
-                              unpack(e.message_bytes(), f"ack entry {index}")]
+                items = unpack(e.message_bytes(), f"ack entry {index}")
+                if not items or items[0] != run_digest(params):
+                    raise _fail(f"ack entry {index} by {node} is not bound to this run (an "
+                                "ack of another ceremony or resharing)", node)
+                complaints = [dkg.Disclosure.from_bytes(b) for b in items[1:]]
                 for c in complaints:
                     if c.recipient != node:
                         raise _fail(f"ack entry {index} by {node} carries a complaint of "
@@ -197,6 +246,9 @@ def state_of(params: dkg.DkgParams, rows: Sequence[tuple[int, Entry]]) -> Ceremo
                                 node)
                 st.keys[node] = (index, kc)
             else:
+                if reshare:
+                    raise _fail(f"disclosure {index} by {node} in a resharing (nothing is "
+                                "reconstructed: a silent dealer is dropped)", node)
                 if not st.acked:
                     raise _fail(f"disclosure {index} by {node} before every node acked", node)
                 d = dkg.Disclosure.from_bytes(e.message_bytes())
@@ -224,7 +276,7 @@ def derive_from_log(params: dkg.DkgParams, transport_keys: Mapping[str, Point],
         X = transport_keys.get(node)
         h.update(X.to_bytes() if isinstance(X, Point) else b"-")
     for index, e in sorted(rows, key=lambda r: r[0]):
-        if isinstance(e, (DkgDealEntry, DkgAckEntry, DkgKeyEntry, DkgDisclosureEntry)):
+        if isinstance(e, _DKG_ENTRIES):
             # what the derivation reads: position, kind, author, message (signatures are
             # the caller's check)
             h.update(pack([struct.pack(">Q", index), e.KIND.encode(), e.node.encode(),
@@ -254,8 +306,16 @@ def _derive(params: dkg.DkgParams, transport_keys: Mapping[str, Point],
                                 party=waiting[0] if waiting else None)
     complaints = [c for n in params.nodes for c in st.acks[n][1]]
     key_commits = [kc for _, kc in st.keys.values() if kc is not None]
-    return dkg.derive(params, transport_keys, [d for _, d in st.deals.values()], complaints,
+    return dkg.derive(params, _keys(params, transport_keys, st),
+                      [d for _, d in st.deals.values()], complaints,
                       key_commits, [d for _, d in st.disclosures])
+
+
+def _keys(params: dkg.DkgParams, registered: Mapping[str, Point],
+          st: CeremonyState) -> Mapping[str, Point]:
+    """The run's transport keys: the nodes' registered keys (a fresh ceremony) or the keys
+    logged for this run (a resharing)."""
+    return registered if params.prior is None else st.transport_keys()
 
 
 def _seed(params: dkg.DkgParams, node: str, x: Scalar) -> bytes:
@@ -270,25 +330,28 @@ def qualified(params: dkg.DkgParams, transport_keys: Mapping[str, Point],
               st: CeremonyState) -> list[str]:
     """QUAL after phase 1 (``dkg.qualified_dealers`` on the deals and complaints that count)."""
     complaints = [c for n in params.nodes if n in st.acks for c in st.acks[n][1]]
-    return list(dkg.qualified_dealers(params, transport_keys,
+    return list(dkg.qualified_dealers(params, _keys(params, transport_keys, st),
                                       [d for _, d in st.deals.values()], complaints))
 
 
-def simulate(params: dkg.DkgParams, transport_secrets: Mapping[str, Scalar]
+def simulate(params: dkg.DkgParams, transport_secrets: Mapping[str, Scalar],
+             prior_shares: Mapping[str, Scalar] | None = None
              ) -> list[tuple[str, str, bytes]]:
     """An honest ceremony run in one process: ``(kind, node, message)`` in a log order that
-    follows the rules above (every deal, every ack, every key commitment).  For offline
-    tools, benchmarks and tests that build a log without running the nodes."""
+    follows the rules above (every deal, every ack, every key commitment; for a resharing,
+    every transport key first, the dealers dealing ``prior_shares``).  For offline tools,
+    benchmarks and tests that build a log without running the nodes."""
     keys = {n: base_mul(transport_secrets[n]) for n in params.nodes}
     out: list[tuple[str, str, bytes]] = []
     rows: list[tuple[int, Entry]] = []
-    kinds = {"dkg_deal": DkgDealEntry, "dkg_ack": DkgAckEntry, "dkg_key": DkgKeyEntry,
-             "dkg_disclosure": DkgDisclosureEntry}
+    kinds = {cls.KIND: cls for cls in _DKG_ENTRIES}
+    shares = dict(prior_shares or {})
     progress = True
     while progress:
         progress = False
-        for node in params.nodes:
-            act = next_message(params, keys, rows, node, transport_secrets[node])
+        for node in sorted(set(params.nodes) | set(params.dealers)):
+            act = next_message(params, keys, rows, node, transport_secrets.get(node),
+                               prior_share=shares.get(node))
             if act is not None:
                 kind, message = act
                 out.append((kind, node, message))
@@ -298,16 +361,27 @@ def simulate(params: dkg.DkgParams, transport_secrets: Mapping[str, Scalar]
 
 
 def next_message(params: dkg.DkgParams, transport_keys: Mapping[str, Point],
-                 rows: Sequence[tuple[int, Entry]], me: str, x: Scalar, *,
-                 reconstruct: bool = False) -> tuple[str, bytes] | None:
-    """What node ``me`` (transport key ``x``) logs next, or None while it waits for others.
+                 rows: Sequence[tuple[int, Entry]], me: str, x: Scalar | None, *,
+                 reconstruct: bool = False, prior_share: Scalar | None = None
+                 ) -> tuple[str, bytes] | None:
+    """What node ``me`` logs next, or None while it waits for others.  ``x`` is its transport
+    secret for this run (None for a resharing dealer that is not a new node: it only deals).
 
-    Deal first; ack (with a complaint for every share that fails its check) once every node
-    dealt; publish its Feldman values once every node acked and it is qualified; with
-    ``reconstruct`` (the caller's patience ran out), and once its own phase-2 values are on
-    the log, disclose its share of every qualified dealer whose phase-2 values are missing or
-    invalid."""
+    Fresh key: deal first; ack (with a complaint for every share that fails its check) once
+    every node dealt; publish its Feldman values once every node acked and it is qualified;
+    with ``reconstruct`` (the caller's patience ran out), and once its own phase-2 values are
+    on the log, disclose its share of every qualified dealer whose phase-2 values are missing
+    or invalid.
+
+    Resharing (``params.prior``; ``prior_share`` = ``me``'s previous share if it deals): log
+    its fresh transport key; deal its previous share once every node's transport key is on
+    the log; ack; publish its Feldman values (``A_0`` = its previous verification key).
+    Nothing is ever disclosed."""
     st = state_of(params, rows)
+    if params.prior is not None:
+        return _next_reshare(params, st, me, x, prior_share)
+    if x is None:
+        raise MalformedError("a fresh key ceremony needs the node's transport secret")
     X = base_mul(x)
     if not st.acks and me not in st.deals:
         deal, _ = dkg.deal(params, me, transport_keys, seed=_seed(params, me, x))
@@ -315,31 +389,13 @@ def next_message(params: dkg.DkgParams, transport_keys: Mapping[str, Point],
     if me not in st.acks:
         if not st.dealt and not st.acks:
             return None
-        complaints = []
-        for _, (_, deal) in sorted(st.deals.items()):
-            try:
-                dkg.open_share(params, deal, me, x)
-            except VerificationError:
-                try:
-                    complaints.append(dkg.disclose(params, deal, me, x, X).to_bytes())
-                except (VerificationError, MalformedError):
-                    # the share's randomness proof fails: the dealer is disqualified by
-                    # everyone without a complaint, and disclosing would leak (docs/dkg.md)
-                    continue
-        return "dkg_ack", pack(complaints)
+        return "dkg_ack", _ack(params, st, me, x)
     if not st.acked or (me in st.keys and not reconstruct):
         return None
     qual = qualified(params, transport_keys, st)
     if me in qual and me not in st.keys:
-        logged = st.deals[me][1]
-        _, secret = dkg.deal(params, me, transport_keys, seed=_seed(params, me, x))
-        H = dkg.pedersen_h()
-        if [base_mul(a) + b * H for a, b in zip(secret.a, secret.b, strict=True)] != list(
-                logged.commitments):
-            raise VerificationError(f"{me} cannot re-create the polynomials of the deal it "
-                                    "logged (its key changed?): its phase-2 values will be "
-                                    "reconstructed from disclosures", step=_STEP, party=me)
-        return "dkg_key", dkg.key_commit(params, logged, secret).to_bytes()
+        return "dkg_key", _key_commit(params, transport_keys, st, me,
+                                      _seed(params, me, x)).to_bytes()
     if reconstruct and me in qual and me in st.keys:
         # only once this node's own phase-2 values are on the log: a ledger that hid every
         # honest key commitment from it must not get it to disclose honest polynomials
@@ -362,9 +418,211 @@ def next_message(params: dkg.DkgParams, transport_keys: Mapping[str, Point],
     return None
 
 
+def run_digest(params: dkg.DkgParams) -> bytes:
+    """SHA-256 of the run's parameters: the first item of every ack, so that an ack (often
+    just "no complaint") belongs to one run and is never a copy of another run's."""
+    return hashlib.sha256(params.context()).digest()
+
+
+def _ack(params: dkg.DkgParams, st: CeremonyState, me: str, x: Scalar) -> bytes:
+    """``me``'s ack: the run's digest, then a complaint (disclosure) for every share that
+    fails its check."""
+    X = base_mul(x)
+    complaints = [run_digest(params)]
+    for _, (_, deal) in sorted(st.deals.items()):
+        try:
+            dkg.open_share(params, deal, me, x)
+        except VerificationError:
+            try:
+                complaints.append(dkg.disclose(params, deal, me, x, X).to_bytes())
+            except (VerificationError, MalformedError):
+                # the share's randomness proof fails: the dealer is disqualified by
+                # everyone without a complaint, and disclosing would leak (docs/dkg.md)
+                continue
+    return pack(complaints)
+
+
+def _key_commit(params: dkg.DkgParams, transport_keys: Mapping[str, Point],
+                st: CeremonyState, me: str, seed: bytes,
+                constant: Scalar | None = None) -> dkg.KeyCommit:
+    """``me``'s phase-2 values, from the polynomials its seed re-creates (checked against
+    the deal it logged)."""
+    logged = st.deals[me][1]
+    _, secret = dkg.deal(params, me, _keys(params, transport_keys, st), seed=seed,
+                         constant=constant)
+    H = dkg.pedersen_h()
+    if [base_mul(a) + b * H for a, b in zip(secret.a, secret.b, strict=True)] != list(
+            logged.commitments):
+        fate = ("will be reconstructed from disclosures" if params.prior is None
+                else "cannot be published: the resharing goes on without it")
+        raise VerificationError(f"{me} cannot re-create the polynomials of the deal it "
+                                f"logged (its key changed?): its phase-2 values {fate}",
+                                step=_STEP, party=me)
+    return dkg.key_commit(params, logged, secret)
+
+
+def _next_reshare(params: dkg.DkgParams, st: CeremonyState, me: str, x: Scalar | None,
+                  prior_share: Scalar | None) -> tuple[str, bytes] | None:
+    recipient, dealer = me in params.nodes, me in params.dealers
+    if recipient and x is None:
+        raise MalformedError(f"{me} is a node of the resharing: it needs its transport secret")
+    if dealer and prior_share is None:
+        raise MalformedError(f"{me} deals in the resharing: it needs its previous share")
+    if recipient and x is not None and me not in st.transports:
+        if st.deals or st.late_deals:
+            return None  # too late: the run goes on without this node's key (it stalls)
+        return "dkg_transport", dkg.transport_key(params, me, x).to_bytes()
+    if not st.keyed:
+        return None
+    if dealer and prior_share is not None:
+        seed = _seed(params, me, prior_share)
+        if not st.acks and me not in st.deals:
+            deal, _ = dkg.deal(params, me, st.transport_keys(), seed=seed,
+                               constant=prior_share)
+            return "dkg_deal", deal.to_bytes()
+    if recipient and x is not None and me not in st.acks:
+        if not st.dealt and not st.acks:
+            return None
+        return "dkg_ack", _ack(params, st, me, x)
+    if (dealer and prior_share is not None and st.acked and me not in st.keys
+            and me in qualified(params, {}, st)):
+        return "dkg_key", _key_commit(params, {}, st, me, _seed(params, me, prior_share),
+                                      prior_share).to_bytes()
+    return None
+
+
 def key_share(params: dkg.DkgParams, transport_keys: Mapping[str, Point],
               rows: Sequence[tuple[int, Entry]], me: str, x: Scalar) -> Scalar:
     """Node ``me``'s share ``x_j`` of the collective key, from the finished ceremony."""
     result = derive_from_log(params, transport_keys, rows)
     st = state_of(params, rows)
     return dkg.node_secret(params, result, me, x, [d for _, d in st.deals.values()])
+
+
+# --------------------------------------------------------------------------------------------
+# The key over the life of the log: one run per key epoch (docs/dkg.md, "Key lifecycle")
+# --------------------------------------------------------------------------------------------
+
+
+def run_params(consortium: str, roster: Roster, previous: SetupEntry | None
+               ) -> dkg.DkgParams:
+    """The parameters of the run that gives the key for ``roster`` (its compute nodes, its
+    decryption threshold, its compute epoch): a fresh ceremony if no key exists yet, else a
+    resharing of ``previous`` (the setup or rekey in force) by its nodes that are still
+    members.  :class:`MalformedError` if too few of them remain to re-share the key."""
+    nodes = tuple(sorted(m.party_id for m in roster.of_role("compute")))
+    if previous is None:
+        return dkg.DkgParams(consortium, roster.compute_epoch, nodes,
+                             roster.decryption_threshold)
+    prior = dkg.Prior(tuple(previous.compute), previous.threshold,
+                      tuple(previous.verification_points()), previous.collective_point(),
+                      tuple(n for n in previous.compute if n in nodes))
+    return dkg.DkgParams(consortium, roster.compute_epoch, nodes,
+                         roster.decryption_threshold, prior)
+
+
+def run_rows(rows: Sequence[tuple[int, Entry]], after: int, before: int | None
+             ) -> list[tuple[int, Entry]]:
+    """The ``dkg_*`` entries of one run: those logged after the previous setup or rekey
+    (``after``; -1 for the first run) and before this run's (``before``; None while the run
+    goes on)."""
+    return [(i, e) for i, e in rows
+            if isinstance(e, _DKG_ENTRIES) and i > after and (before is None or i < before)]
+
+
+@dataclass(frozen=True)
+class KeyEpoch:
+    """One key epoch: its setup or rekey entry (at ``index``), the run that produced it and
+    what anyone derives from that run."""
+
+    index: int
+    setup: SetupEntry
+    params: dkg.DkgParams
+    result: dkg.DkgResult
+
+
+def check_key_chain(setups: Sequence[tuple[int, SetupEntry]],
+                    rows: Sequence[tuple[int, Entry]], timeline: RosterTimeline,
+                    registered: Mapping[str, Point], *, log: str | None = None
+                    ) -> list[KeyEpoch]:
+    """Re-derive every setup / rekey entry of ``setups`` (log order) from its run on the log.
+
+    The first must be a ``setup`` (a fresh ceremony among the compute nodes of the roster in
+    force at its index, with their ``registered`` transport keys); each later one a ``rekey``
+    that re-shares the previous key among the compute nodes of the roster at *its* index,
+    which must be a new compute epoch (a membership change touched the compute nodes, or a
+    refresh was asked).  Each entry must state exactly the roster's compute nodes and
+    threshold and the key and verification keys its run produced.
+
+    Raises VerificationError (``step="dkg"``): the reason starts with "key ceremony: " and
+    ``party`` is the node at fault for a broken run; ``party`` = ``log`` (the log's party
+    id) when the log is at fault (a setup or rekey that misstates its run, precedes its end,
+    or has no run)."""
+    out: list[KeyEpoch] = []
+    for index, setup in setups:
+        prev = out[-1] if out else None
+        kind = "setup" if prev is None else "rekey"
+        if setup.KIND != kind:
+            raise _fail(f"entry {index}: a {setup.KIND} entry where the log needs a {kind}",
+                        log)
+        roster = timeline.at(index)
+        if prev is not None and roster.compute_epoch == prev.params.epoch:
+            raise _fail(f"rekey entry {index} without a membership change or refresh since the "
+                        f"key epoch at {prev.index}", log)
+        cid = timeline.consortium_id
+        check_setup_fields(setup, roster, cid, log=log)
+        try:
+            params = run_params(cid, roster, prev.setup if prev else None)
+        except MalformedError as exc:
+            raise _fail(f"{kind} entry {index}: {exc}", log) from None
+        run = run_rows(rows, prev.index if prev else -1, index)
+        try:
+            result = derive_from_log(params, registered, run)
+        except dkg.DkgIncomplete as exc:
+            raise _fail(f"the {kind} precedes the end of the key ceremony: {exc.reason}",
+                        log) from None
+        except VerificationError as exc:
+            raise _fail(f"key ceremony: {exc.reason}", exc.party) from None
+        if result.collective_key != setup.collective_point():
+            raise _fail(f"{kind}.collective_key is not the key the ceremony on the log "
+                        "produced", log)
+        if [result.verification_keys[n] for n in setup.compute] != \
+                setup.verification_points():
+            raise _fail(f"{kind}.verification_keys are not the ones the ceremony on the log "
+                        "produced", log)
+        out.append(KeyEpoch(index, setup, params, result))
+    return out
+
+
+def check_setup_fields(setup: SetupEntry, roster: Roster, consortium: str, *,
+                       log: str | None = None) -> None:
+    """A setup or rekey entry states this consortium, exactly the compute nodes of the
+    roster in force at its index and the roster's decryption threshold (VerificationError
+    blaming ``log``, the log's party id)."""
+    kind = setup.KIND
+    if setup.consortium != consortium:
+        raise _fail(f"the {kind} entry belongs to another consortium", log)
+    members = sorted(m.party_id for m in roster.of_role("compute"))
+    if list(setup.compute) != members:
+        raise _fail(f"the {kind} names compute nodes {list(setup.compute)}, the consortium's "
+                    f"are {members}", log)
+    if setup.threshold != roster.decryption_threshold:
+        raise _fail(f"the {kind} says threshold {setup.threshold}, the consortium's is "
+                    f"{roster.decryption_threshold}", log)
+
+
+def pending_run(setups: Sequence[tuple[int, SetupEntry]], timeline: RosterTimeline,
+                ) -> tuple[dkg.DkgParams, int] | None:
+    """The run the log waits for now, as ``(params, after)`` (its entries are those after
+    index ``after``), or None when the key in force matches the roster: no setup yet (a fresh
+    ceremony), or the compute epoch moved since the last setup / rekey (a resharing).
+    ``setups`` must be verified already (:func:`check_key_chain`).  MalformedError when the
+    roster can no longer re-share the key (too few previous nodes remain)."""
+    roster = timeline.final
+    cid = timeline.consortium_id
+    if not setups:
+        return run_params(cid, roster, None), -1
+    index, last = setups[-1]
+    if timeline.at(index).compute_epoch == roster.compute_epoch:
+        return None
+    return run_params(cid, roster, last), index

@@ -30,12 +30,13 @@ from statledger.proofs.elgamal import Ciphertext
 from statledger.proofs.errors import DecryptionError, MalformedError, VerificationError
 from statledger.proofs.group import Point
 from statledger.proofs.vector import EncryptedVector, verify_encrypted_vectors_batch
-from statledger.protocol import ceremony, dkg, flow, noise
+from statledger.protocol import calibration, ceremony, chain, flow, noise, suppression
 from statledger.protocol.consortium import Member, RosterTimeline
 from statledger.protocol.entries import (
     AggregateEntry,
     DecryptionEntry,
     Entry,
+    GateEntry,
     NoiseCommitEntry,
     QueryEntry,
     ResultEntry,
@@ -60,8 +61,10 @@ __all__ = [
     "StepContext",
     "StepHook",
     "check_min_providers",
+    "check_release",
     "check_query",
     "check_setup",
+    "key_chain",
     "results_match",
     "run_steps",
     "step_6_roster",
@@ -105,6 +108,8 @@ class StepContext:
     #: (6) the compute nodes' verification keys ``Y_j`` (re-derived from the key ceremony),
     #: in the setup entry's order
     keys: list[Point] = field(default_factory=list)
+    #: (6) every key epoch up to the one in force (the setup, then each rekey), re-derived
+    key_epochs: list[ceremony.KeyEpoch] = field(default_factory=list)
     #: (9) the statistic and its public ranges
     stat: Statistic | None = None
     ranges: Ranges = field(default_factory=list)
@@ -122,6 +127,10 @@ class StepContext:
     shares_by_node: list[list[Point]] = field(default_factory=list)
     #: (12) the T nodes whose shares are combined, sorted
     decryptors: list[str] = field(default_factory=list)
+    #: (12) the layout positions decrypted (all of them unless the statistic has gates:
+    #: protocol/suppression.py) and the released sub-aggregate, flattened
+    released: list[int] = field(default_factory=list)
+    released_cts: list[Ciphertext] = field(default_factory=list)
 
     # Accessors for what an earlier step established (each raises, never asserts).
     def setup(self) -> SetupEntry:
@@ -226,49 +235,40 @@ def step_6_roster(ctx: StepContext) -> str:
                           "admit", pid)
         verify_signature(p, member.verify_key(), pid, step="step 6")
     setup = ctx.setup()
-    setup_index = view.setup_index if view.setup_index is not None else -1
-    verify_signature(setup, log_key, log.party_id, step="step 6")
-    if setup.consortium != cid:
-        raise fail(6, "the setup entry belongs to another consortium", log.party_id)
-    members = [m.party_id for m in timeline.at(setup_index).of_role("compute")]
-    if list(setup.compute) != members:
-        raise fail(6, f"the setup names compute nodes {list(setup.compute)}, the consortium's "
-                      f"are {members}", log.party_id)
+    first_index, first = view.setups[0]
+    chain_upto = [(i, e) for i, e in view.setups if i <= (view.setup_index or 0)]
+    for _, key_entry in chain_upto:
+        verify_signature(key_entry, log_key, log.party_id, step="step 6")
+    try:  # (the names first: a node that is no member has no registered key to look for)
+        ceremony.check_setup_fields(first, timeline.at(first_index), cid, log=log.party_id)
+    except VerificationError as exc:
+        raise fail(6, exc.reason, exc.party) from None
     transport: dict[str, Point] = {}
-    for node in setup.compute:
+    for node in first.compute:
         share = view.parties.get(node)
-        if share is None or view.party_index[node] > setup_index:
+        if share is None or view.party_index[node] > first_index:
             raise fail(6, f"{node} registered no key before the setup", node)
         share.verify_pok(cid, step="step 6")
         transport[node] = share.elgamal_point()
-    roster_at_setup = timeline.at(setup_index)
-    if setup.threshold != roster_at_setup.decryption_threshold:
-        raise fail(6, f"the setup says threshold {setup.threshold}, the consortium's is "
-                      f"{roster_at_setup.decryption_threshold}", log.party_id)
-    rows = [(i, e) for i, e in view.dkg if i < setup_index]
+    rows = [(i, e) for i, e in view.dkg if i < (view.setup_index or 0)]
     for i, e in rows:
         _signed(ctx, i, e, e.claimed_author() or "", "compute", 6)
-    params = ceremony.params_for(setup, roster_at_setup.compute_epoch)
     try:
-        result = ceremony.derive_from_log(params, transport, rows)
-    except dkg.DkgIncomplete as exc:  # the log wrote a setup on an unfinished ceremony
-        raise fail(6, f"the setup precedes the end of the key ceremony: {exc.reason}",
-                   log.party_id) from None
+        epochs = ceremony.check_key_chain(chain_upto, rows, timeline, transport,
+                                          log=log.party_id)
     except VerificationError as exc:
-        raise fail(6, f"key ceremony: {exc.reason}", exc.party) from None
-    if result.collective_key != setup.collective_point():
-        raise fail(6, "setup.collective_key is not the key the ceremony on the log produced",
-                   log.party_id)
-    keys = [result.verification_keys[node] for node in setup.compute]
-    if keys != setup.verification_points():
-        raise fail(6, "setup.verification_keys are not the ones the ceremony on the log "
-                      "produced", log.party_id)
+        raise fail(6, exc.reason, exc.party) from None
+    result = epochs[-1].result
+    keys = setup.verification_points()
+    ctx.key_epochs = epochs
     ctx.keys = keys
     final = timeline.final
     return (f"consortium {cid[:16]}... ({'pinned' if ctx.pinned else 'self-asserted'}), "
             f"{len(view.memberships)} membership change(s), {len(final.members)} members; "
             f"key ceremony of {len(keys)} compute nodes re-derived ({setup.threshold}-of-"
             f"{len(keys)}, {len(result.qual)} qualified dealers"
+            + (f"; key epoch {len(epochs)}: {len(epochs) - 1} resharing(s) re-derived"
+               if len(epochs) > 1 else "")
             + (f", disqualified: {', '.join(sorted(result.disqualified))}"
                if result.disqualified else "") + ")")
 
@@ -282,7 +282,8 @@ def step_8_query(ctx: StepContext) -> str:
     _signed(ctx, view.query_index, q, q.querier, "querier", 8)
     spec = q.query_spec()
     for kind, items in (("submission", view.submissions), ("noise", view.noise),
-                        ("decryption", view.decryptions), ("endorsement", view.endorsements)):
+                        ("gate", view.gates), ("decryption", view.decryptions),
+                        ("endorsement", view.endorsements)):
         for index, e in items:
             if e.query_id != q.query_id:
                 raise fail(8, f"{kind} entry {index} belongs to query {e.query_id}",
@@ -291,15 +292,26 @@ def step_8_query(ctx: StepContext) -> str:
         raise fail(8, "the aggregate belongs to another query", q.querier)
     if view.result is not None and view.result[1].query_id != q.query_id:
         raise fail(8, "the result belongs to another query", q.querier)
+    if view.release is not None and view.release[1].query_id != q.query_id:
+        raise fail(8, "the release decision belongs to another query", q.querier)
+    # a chained round (IRLS): beta is the previous round's published beta_next
+    if view.previous_query is not None:
+        pi, pq = view.previous_query
+        _signed(ctx, pi, pq, pq.querier, "querier", 8)
+    if view.previous_result is not None and view.previous_query is not None:
+        ri, pr, _ = view.previous_result
+        _signed(ctx, ri, pr, view.previous_query[1].querier, "querier", 8)
+    chained = chain.check_chain(spec, q.querier, view.previous_query, view.previous_result)
     view.spec = spec
-    return f"query {q.query_id[:16]}... ({spec.statistic}) by {q.querier}"
+    return (f"query {q.query_id[:16]}... ({spec.statistic}) by {q.querier}"
+            + (f"; {chained}" if chained else ""))
 
 
 def step_9_submissions(ctx: StepContext) -> str:
     """(9) Submissions: signed, one per provider, decodable, range proofs valid."""
     view, spec = ctx.view, ctx.spec()
     ctx.stat = get_statistic(spec.statistic)
-    ctx.ranges = ranges = list(ctx.stat.layout(spec).ranges)
+    ctx.ranges = ranges = list(calibration.wire_layout(spec).ranges)
     X = ctx.setup().collective_point()
     seen: set[str] = set()
     batch: list[tuple[Point, EncryptedVector, Ranges, bytes]] = []
@@ -493,12 +505,112 @@ def step_11_aggregate(ctx: StepContext) -> str:
             f"({len(ctx.recomputed)} ciphertexts)")
 
 
+def check_release(ctx: StepContext) -> str:
+    """(12, first part) Suppression before decryption (protocol/suppression.py).  Without
+    gates: no ``gate`` and no ``release`` entry; every entry is decrypted.  With gates: at
+    most one ``gate`` entry per compute node, signed by it; the ``release`` entry is signed by
+    the querier and names ``T`` nodes whose gate entries prove (batched DLEQ, gate context)
+    their shares of the gate ciphertexts; the gate totals are their decryption; the released
+    positions are ``Statistic.release`` of those totals; no ``decryption`` entry precedes the
+    release entry.  Sets ``ctx.released`` and ``ctx.released_cts``.  The one rule: step 12 of
+    every verification and a compute node before it decrypts."""
+    view, setup, qid = ctx.view, ctx.setup(), ctx.query().query_id
+    spec, querier = ctx.spec(), ctx.query().querier
+    gates = suppression.gate_entries(spec)
+    if not ctx.aggregate:
+        raise fail(12, "no recomputed aggregate (step 11)")
+    if not gates:
+        if view.gates:
+            raise fail(12, f"a gate entry for a query without gates (entry {view.gates[0][0]})",
+                       view.gates[0][1].node)
+        if view.release is not None:
+            raise fail(12, "a release decision for a query without gates", querier)
+        ctx.released = list(range(len(ctx.aggregate)))
+        ctx.released_cts = ctx.recomputed
+        return "no gates: every entry decrypted"
+    gate_agg = suppression.select(ctx.aggregate, gates)
+    gate_cts = flow.flatten(gate_agg)
+    entries: dict[str, tuple[int, GateEntry]] = {}
+    for index, g in view.gates:
+        if g.node not in setup.compute:
+            raise fail(12, f"gate entry {index} by {g.node}, not a compute node", g.node)
+        _signed(ctx, index, g, g.node, "compute", 12)
+        if g.node in entries:
+            raise fail(12, f"node {g.node} sent two gate entries", g.node)
+        if len(g.shares) != len(gate_cts):
+            raise fail(12, f"gate entry {index} has {len(g.shares)} shares for the "
+                           f"{len(gate_cts)} gate ciphertexts: it covers ciphertexts that "
+                           "are not gates", g.node)
+        entries[g.node] = (index, g)
+    if view.release is None:
+        if view.decryptions:
+            index, d = view.decryptions[0]
+            raise fail(12, f"decryption entry {index} before any release decision (the "
+                           "query decrypts its gates first)", d.node)
+        raise _missing(12, f"no release decision yet ({len(entries)} gate entries)", querier)
+    rel_index, rel = view.release
+    _signed(ctx, rel_index, rel, querier, "querier", 12)
+    t = flow.decryption_threshold(setup)
+    if len(rel.decryptors) != t:
+        raise fail(12, f"the release decision names {len(rel.decryptors)} gate nodes; the "
+                       f"threshold is {t}", querier)
+    shares_by_node: list[list[Point]] = []
+    for node in rel.decryptors:
+        if node not in entries or entries[node][0] > rel_index:
+            raise fail(12, f"the release decision names {node}, which logged no gate shares "
+                           "before it", querier)
+        g = entries[node][1]
+        try:
+            shares = g.share_points()
+            proof = g.decode_proof()
+            flow.verify_decryption(ctx.keys[setup.compute.index(node)], gate_cts, shares,
+                                   proof, suppression.gate_context(qid, node), party=node,
+                                   step="step 12")
+        except (VerificationError, MalformedError) as exc:
+            reason = exc.reason if isinstance(exc, VerificationError) else str(exc)
+            raise fail(12, f"the release decision names {node}, whose gate shares are "
+                           f"invalid ({reason})", querier) from None
+        shares_by_node.append(list(shares))
+    try:
+        gate_totals = flow.decrypt_totals(
+            gate_agg, shares_by_node, suppression.sub_ranges(ctx.aggregate_ranges, gates),
+            flow.combination_weights(setup, list(rel.decryptors)))
+    except DecryptionError as exc:
+        raise fail(12, f"the gate ciphertexts do not decrypt within their bounds: {exc}"
+                   ) from None
+    if rel.gate_totals_int() != gate_totals:
+        raise fail(12, "the release decision's gate totals are not the decryption of the "
+                       "gate ciphertexts", querier)
+    decision = suppression.decide(spec, gate_totals)
+    if list(rel.released) != list(decision.released):
+        raise fail(12, "the release decision releases other entries than the statistic's "
+                       "rule allows for these gate totals", querier)
+    ctx.released = list(decision.released)
+    ctx.released_cts = flow.flatten(suppression.select(ctx.aggregate, ctx.released))
+    if rel.ciphertexts != len(ctx.released_cts):
+        raise fail(12, f"the release decision counts {rel.ciphertexts} released ciphertexts; "
+                       f"its entries have {len(ctx.released_cts)}", querier)
+    for index, d in view.decryptions:
+        if index < rel_index:
+            raise fail(12, f"decryption entry {index} precedes the release decision",
+                       d.node)
+        if len(d.shares) != len(ctx.released_cts):
+            # shares of a withheld ciphertext are on the log: never combined, still named
+            raise fail(12, f"decryption entry {index} has {len(d.shares)} shares for the "
+                           f"{len(ctx.released_cts)} released ciphertexts: it covers "
+                           "ciphertexts the release decision withholds", d.node)
+    withheld = len(ctx.aggregate) - len(ctx.released)
+    return (f"gates decrypted by {', '.join(rel.decryptors)}; {len(ctx.released)} entries "
+            f"released, {withheld} withheld (never decrypted)")
+
+
 def step_12_decryption(ctx: StepContext) -> str:
     """(12) Decryption shares: at most one entry per compute node, each signed by its node;
     the ``T`` nodes the result names (or, before a result exists, the first ``T`` valid
     entries in log order) each prove their shares with a batched DLEQ against their
     verification key ``Y_j``.  Other nodes' shares are never combined, so their DLEQ is not
     needed (a result naming a node whose shares are invalid fails, blaming the querier)."""
+    gate_detail = check_release(ctx)
     view, setup, qid = ctx.view, ctx.setup(), ctx.query().query_id
     t = flow.decryption_threshold(setup)
     entries: dict[str, tuple[int, DecryptionEntry]] = {}
@@ -517,7 +629,7 @@ def step_12_decryption(ctx: StepContext) -> str:
             proof = d.decode_proof()
         except MalformedError as exc:
             raise fail(12, f"decryption entry: {exc}", node) from None
-        flow.verify_decryption(ctx.keys[setup.compute.index(node)], ctx.recomputed, shares,
+        flow.verify_decryption(ctx.keys[setup.compute.index(node)], ctx.released_cts, shares,
                                proof, flow.decryption_context(qid, node), party=node,
                                step="step 12")
         return list(shares)
@@ -556,25 +668,33 @@ def step_12_decryption(ctx: StepContext) -> str:
     ctx.decryptors = sorted(chosen)
     ctx.shares_by_node = [chosen[n] for n in ctx.decryptors]
     return (f"decryption shares of {', '.join(ctx.decryptors)} proven (batched DLEQ; "
-            f"{t}-of-{len(setup.compute)})")
+            f"{t}-of-{len(setup.compute)}); {gate_detail}")
 
 
 def step_13_totals(ctx: StepContext) -> str:
     """(13) Totals: combine, exact discrete logs, recombine limbs, undo shifts; the result
     entry is signed by the querier and publishes exactly these totals."""
     view = ctx.view
+    released = ctx.released
     try:
-        totals = flow.decrypt_totals(ctx.aggregate, ctx.shares_by_node, ctx.aggregate_ranges,
+        totals = flow.decrypt_totals(suppression.select(ctx.aggregate, released),
+                                     ctx.shares_by_node,
+                                     suppression.sub_ranges(ctx.aggregate_ranges, released),
                                      flow.combination_weights(ctx.setup(), ctx.decryptors))
     except DecryptionError as exc:
         raise fail(13, f"the aggregate does not decrypt within its bounds: {exc}") from None
-    view.totals = totals
     querier = ctx.query().querier
     res_index, res, _ = ctx.result_entry()
     _signed(ctx, res_index, res, querier, "querier", 13)
     if res.totals_int() != totals:
-        raise fail(13, "the published totals are not the decryption of the aggregate", querier)
-    return f"{len(totals)} totals decrypted exactly"
+        # a withheld (suppressed) total published, or a wrong one
+        raise fail(13, "the published totals are not the decryption of the released entries "
+                       "of the aggregate", querier)
+    view.totals = totals if len(released) == len(ctx.aggregate) else suppression.expand(
+        len(ctx.aggregate), released, totals)  # type: ignore[assignment]
+    withheld = len(ctx.aggregate) - len(released)
+    return f"{len(totals)} totals decrypted exactly" + (
+        f" ({withheld} withheld entries never decrypted)" if withheld else "")
 
 
 def step_14_result(ctx: StepContext) -> str:
@@ -586,7 +706,9 @@ def step_14_result(ctx: StepContext) -> str:
     _, res, _ = ctx.result_entry()
     querier = ctx.query().querier
     try:
-        decoded = ctx.statistic().decode(ctx.spec(), view.totals).to_dict()
+        noise = (None if ctx.noise is None else
+                 calibration.NoiseInfo(ctx.noise.params, len(ctx.noise.members)))
+        decoded = calibration.decode(ctx.spec(), view.totals, noise).to_dict()
     except MalformedError as exc:
         # the querier published a result for totals that have none
         raise fail(14, f"the totals do not decode: {exc}", querier) from None
@@ -692,6 +814,15 @@ def check_query(
     ctx = StepContext(view, verify_range_proofs=verify_range_proofs, pinned=pinned)
     run_steps(ctx, steps, through=through, on_step=on_step)
     return view
+
+
+def key_chain(view: QueryView, *, pinned: str | None = None) -> list[ceremony.KeyEpoch]:
+    """Step 6 alone, and every key epoch up to the one in force for ``view`` (the setup,
+    then each rekey), re-derived from the log: what a compute node runs before it uses a key
+    share of any epoch."""
+    ctx = StepContext(view, pinned=pinned)
+    step_6_roster(ctx)
+    return ctx.key_epochs
 
 
 def check_setup(view: QueryView, *, pinned: str | None = None) -> list[Point]:

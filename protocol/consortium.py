@@ -347,6 +347,8 @@ class MembershipChange:
     admission: AdmissionRule | None = None
     signatures: Mapping[str, bytes] = field(default_factory=dict)
     possession: Mapping[str, bytes] = field(default_factory=dict)
+    #: re-share the collective key among the same compute nodes (new shares, same key)
+    refresh: bool = False
 
     def __post_init__(self) -> None:
         for name, v in (("consortium", self.consortium), ("prev", self.prev)):
@@ -364,7 +366,10 @@ class MembershipChange:
                    + [p for p, _ in self.rotate])
         if len(set(touched)) != len(touched):
             raise MalformedError("membership: a party is admitted, revoked or rotated twice")
-        if not touched and self.witness_quorum is None and self.admission is None:
+        if not isinstance(self.refresh, bool):
+            raise MalformedError("membership.refresh: expected true or false")
+        if (not touched and self.witness_quorum is None and self.admission is None
+                and not self.refresh):
             raise MalformedError("membership: the change changes nothing")
         if self.witness_quorum is not None:
             _int(self.witness_quorum, "membership.witness_quorum", 1, MAX_MEMBERS)
@@ -379,6 +384,8 @@ class MembershipChange:
             out["witness_quorum"] = self.witness_quorum
         if self.admission is not None:
             out["admission"] = self.admission.to_json_obj()
+        if self.refresh:
+            out["refresh"] = True
         return out
 
     def signing_bytes(self) -> bytes:
@@ -409,7 +416,10 @@ class MembershipChange:
     def from_json_obj(cls, obj: Any) -> MembershipChange:
         keys = {"v", "kind", "consortium", "seq", "prev", "admit", "revoke", "rotate",
                 "signatures", "possession"}
-        o = _obj(obj, keys, "membership", frozenset({"witness_quorum", "admission"}))
+        o = _obj(obj, keys, "membership", frozenset({"witness_quorum", "admission", "refresh"}))
+        if "refresh" in o and o["refresh"] is not True:
+            raise MalformedError("membership.refresh: only true may be written (omit it "
+                                 "otherwise)")
         if type(o["v"]) is not int or o["v"] != VERSION or o["kind"] != "membership":
             raise MalformedError(f"membership: expected v {VERSION}, kind membership")
         admit = tuple(Member.from_json_obj(m, f"membership.admit[{i}]")
@@ -424,7 +434,8 @@ class MembershipChange:
         return cls(o["consortium"], o["seq"], o["prev"], admit, revoke, tuple(rotate),
                    wq, None if adm is None else AdmissionRule.from_json_obj(adm),
                    _sig_map(o["signatures"], "membership.signatures"),
-                   _sig_map(o["possession"], "membership.possession"))
+                   _sig_map(o["possession"], "membership.possession"),
+                   refresh="refresh" in o)
 
     @classmethod
     def from_bytes(cls, data: bytes | str) -> MembershipChange:
@@ -517,7 +528,7 @@ class Roster:
         members = dict(self.members)
         revoked = set(self.revoked)
         new_keys: dict[str, str] = {}
-        compute_touched = False
+        compute_touched = change.refresh
         for m in change.admit:
             if m.party_id in members or m.party_id in revoked:
                 raise VerificationError(f"{m.party_id} is already (or was) a member",

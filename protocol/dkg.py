@@ -94,7 +94,14 @@ from statledger.proofs.group import (
     msm,
     sum_points,
 )
-from statledger.proofs.sigma import DLEQProof, prove_dleq, verify_dleq
+from statledger.proofs.sigma import (
+    DLEQProof,
+    SchnorrProof,
+    prove_dleq,
+    prove_schnorr,
+    verify_dleq,
+    verify_schnorr,
+)
 from statledger.proofs.transcript import Transcript
 from statledger.protocol.entries import check_party_id
 
@@ -105,6 +112,7 @@ __all__ = [
     "STEP",
     "pedersen_h",
     "DkgParams",
+    "Prior",
     "ShareProof",
     "EncryptedShare",
     "Deal",
@@ -112,6 +120,9 @@ __all__ = [
     "Disclosure",
     "KeyCommitProof",
     "KeyCommit",
+    "TransportKey",
+    "transport_key",
+    "verify_transport_key",
     "DkgResult",
     "DkgIncomplete",
     "deal",
@@ -138,6 +149,7 @@ _CONSORTIUM_RE = re.compile(r"^[0-9a-f]{64}$")
 _TAG_DEAL = 0x01
 _TAG_DISCLOSURE = 0x02
 _TAG_KEY_COMMIT = 0x03
+_TAG_TRANSPORT = 0x04
 _CT_BYTES = 64
 _POINT = 33
 _SCALAR = 32
@@ -176,27 +188,89 @@ def _int_in(v: object, lo: int, hi: int, what: str) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+def _check_nodes(nodes: object, what: str) -> tuple[str, ...]:
+    if not isinstance(nodes, tuple) or not nodes:
+        raise MalformedError(f"{what} must be a non-empty tuple of party ids")
+    if len(nodes) > _MAX_COUNT:
+        raise MalformedError(f"at most {_MAX_COUNT} {what}")
+    for node in nodes:
+        check_party_id(node, f"dkg {what}")
+    if any(a >= b for a, b in zip(nodes, nodes[1:], strict=False)):
+        raise MalformedError(f"{what} must be sorted and unique")
+    return nodes
+
+
+@dataclass(frozen=True)
+class Prior:
+    """The sharing a *resharing* re-deals (docs/dkg.md, "Key lifecycle"): the previous epoch's
+    nodes (``nodes[k]`` had evaluation point ``k + 1``), its threshold, its verification keys
+    ``Y_i`` (aligned with ``nodes``) and the collective key ``Y``; ``dealers`` are the previous
+    nodes that re-share (those still members: a revoked node deals nothing)."""
+
+    nodes: tuple[str, ...]
+    threshold: int
+    verification_keys: tuple[Point, ...]
+    collective_key: Point
+    dealers: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        _check_nodes(self.nodes, "prior nodes")
+        _int_in(self.threshold, 1, len(self.nodes), "prior threshold")
+        _check_points(self.verification_keys, "prior verification keys")
+        if len(self.verification_keys) != len(self.nodes):
+            raise MalformedError("prior: one verification key per prior node")
+        if not isinstance(self.collective_key, Point) or self.collective_key.is_identity():
+            raise MalformedError("prior: the collective key must be a point, not the identity")
+        _check_nodes(self.dealers, "dealers")
+        if not set(self.dealers) <= set(self.nodes):
+            raise MalformedError("prior: every dealer must be a prior node")
+        if len(self.dealers) < self.threshold:
+            raise MalformedError(f"prior: {len(self.dealers)} dealers cannot re-share a "
+                                 f"{self.threshold}-of-{len(self.nodes)} key")
+
+    def point_of(self, node: str) -> int:
+        """The dealer's evaluation point in the previous sharing."""
+        try:
+            return self.nodes.index(node) + 1
+        except ValueError:
+            raise MalformedError(f"{node!r} is not a node of the prior sharing") from None
+
+    def verification_key(self, node: str) -> Point:
+        return self.verification_keys[self.point_of(node) - 1]
+
+
 @dataclass(frozen=True)
 class DkgParams:
-    """Public parameters of one DKG run.  ``nodes[k]`` has evaluation point ``k + 1``."""
+    """Public parameters of one DKG run.  ``nodes[k]`` has evaluation point ``k + 1``.
+
+    With ``prior`` the run is a *resharing* of an existing key (docs/dkg.md, "Key
+    lifecycle"): the dealers are ``prior.dealers`` (each deals its previous share), the
+    recipients ``nodes``, and the output keeps ``prior.collective_key``."""
 
     consortium: str
     epoch: int
     nodes: tuple[str, ...]
     threshold: int
+    prior: Prior | None = None
+
+    @property
+    def dealers(self) -> tuple[str, ...]:
+        """Who deals: every node (a fresh key) or the prior nodes that re-share."""
+        return self.nodes if self.prior is None else self.prior.dealers
+
+    @property
+    def qual_threshold(self) -> int:
+        """How many qualified dealers the run needs (rule 3): ``T`` for a fresh key, the
+        prior threshold for a resharing (that many previous shares determine the key)."""
+        return self.threshold if self.prior is None else self.prior.threshold
 
     def __post_init__(self) -> None:
+        if self.prior is not None and not isinstance(self.prior, Prior):
+            raise TypeError("prior must be a Prior")
         if not isinstance(self.consortium, str) or not _CONSORTIUM_RE.fullmatch(self.consortium):
             raise MalformedError("consortium must be 64 lowercase hex characters")
         _int_in(self.epoch, 0, 2**64 - 1, "epoch")
-        if not isinstance(self.nodes, tuple) or not self.nodes:
-            raise MalformedError("nodes must be a non-empty tuple of party ids")
-        if len(self.nodes) > _MAX_COUNT:
-            raise MalformedError(f"at most {_MAX_COUNT} nodes")
-        for node in self.nodes:
-            check_party_id(node, "dkg node")
-        if any(a >= b for a, b in zip(self.nodes, self.nodes[1:], strict=False)):
-            raise MalformedError("nodes must be sorted and unique")
+        _check_nodes(self.nodes, "nodes")
         _int_in(self.threshold, 1, len(self.nodes), "threshold")
 
     def point_of(self, node: str) -> int:
@@ -209,7 +283,7 @@ class DkgParams:
     def context(self) -> bytes:
         """Canonical bytes binding the domain, the consortium, the epoch, the node list and the
         threshold (every field length-prefixed)."""
-        return _lp(
+        fresh = [
             DOMAIN,
             b"params",
             self.consortium.encode("ascii"),
@@ -217,7 +291,30 @@ class DkgParams:
             struct.pack(">I", self.threshold),
             struct.pack(">I", len(self.nodes)),
             *(n.encode("ascii") for n in self.nodes),
+        ]
+        p = self.prior
+        if p is None:
+            return _lp(*fresh)
+        return _lp(
+            *fresh,
+            b"reshare",
+            struct.pack(">I", p.threshold),
+            struct.pack(">I", len(p.nodes)),
+            *(n.encode("ascii") for n in p.nodes),
+            *(Y.to_bytes() for Y in p.verification_keys),
+            p.collective_key.to_bytes(),
+            struct.pack(">I", len(p.dealers)),
+            *(n.encode("ascii") for n in p.dealers),
         )
+
+    def check_dealer(self, dealer: str) -> None:
+        """:class:`MalformedError` unless ``dealer`` deals in this run."""
+        if dealer not in self.dealers:
+            raise MalformedError(f"{dealer!r} is not a dealer of this DKG")
+
+
+def _dealer_word(params: DkgParams) -> str:
+    return "node" if params.prior is None else "dealer (a previous node still a member)"
 
 
 def _transport_list(params: DkgParams, transport_keys: Mapping[str, Point]) -> list[Point]:
@@ -479,8 +576,13 @@ def deal(
     transport_keys: Mapping[str, Point],
     *,
     seed: bytes | None = None,
+    constant: Scalar | None = None,
 ) -> tuple[Deal, DealSecret]:
     """Dealer ``dealer``'s phase-1 message and its secret polynomials.
+
+    In a resharing (``params.prior``) ``constant`` is the dealer's previous share
+    ``x̄_i``: ``f_i(0) = x̄_i`` and ``f'_i(0) = 0``, so ``C_0 = Y_i``, its previous
+    verification key (refused if not).  A fresh run takes no ``constant``.
 
     Every random value (coefficients, share randomness ``r``, proof nonces) is derived from
     ``seed`` by SHAKE-256 (:class:`_DealRng`); without ``seed`` a fresh 32-byte one is drawn
@@ -491,8 +593,15 @@ def deal(
 
     Cost: ``T`` commitments (T base + T variable multiplications) and, per node, two base
     and one variable multiplication (``R``, ``rX_j``, the proof)."""
-    params.point_of(dealer)
+    params.check_dealer(dealer)
     keys = _transport_list(params, transport_keys)
+    if params.prior is None:
+        if constant is not None:
+            raise MalformedError("a fresh key ceremony deals no previous share")
+    elif not isinstance(constant, Scalar) or (
+            base_mul(constant) != params.prior.verification_key(dealer)):
+        raise MalformedError(f"{dealer}: a resharing deals the dealer's previous share, "
+                             "whose verification key is the prior one")
     if seed is None:
         seed = secrets.token_bytes(32)
     if not isinstance(seed, bytes) or len(seed) < 32:
@@ -502,6 +611,9 @@ def deal(
     T = params.threshold
     a = tuple(rng.scalar(b"a", struct.pack(">I", k)) for k in range(T))
     b = tuple(rng.scalar(b"b", struct.pack(">I", k)) for k in range(T))
+    if constant is not None:  # resharing: f(0) = previous share, f'(0) = 0
+        a = (constant, *a[1:])
+        b = (Scalar(0), *b[1:])
     H = pedersen_h()
     commitments = tuple(base_mul(ak) + bk * H for ak, bk in zip(a, b, strict=True))
     shares = []
@@ -546,8 +658,8 @@ def verify_deal(params: DkgParams, d: Deal, transport_keys: Mapping[str, Point])
 
     Cost: ``N`` Schnorr verifications (1 base + 1 variable multiplication each)."""
     _check_deal_shape(params, d)
-    if d.dealer not in params.nodes:
-        raise _fail("rule 1: deal by a party that is not a node", d.dealer)
+    if d.dealer not in params.dealers:
+        raise _fail(f"rule 1: deal by a party that is not a {_dealer_word(params)}", d.dealer)
     for j, X in enumerate(_transport_list(params, transport_keys), start=1):
         if not _share_proof_ok(params, d, j, X):
             raise _fail(f"rule 1: invalid proof of the share randomness for "
@@ -812,6 +924,70 @@ def verify_key_commit(params: DkgParams, deal: Deal, kc: KeyCommit) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# Resharing: a fresh transport key per run
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TransportKey:
+    """A recipient's transport key for one resharing run, ``X = x G``, with a Schnorr proof
+    of knowledge of ``x`` bound to the run (``params.context()``: consortium, epoch, nodes,
+    prior) and the node.  Each run takes a new one so that the previous one can be erased
+    (docs/dkg.md, "Key lifecycle").  ``04 || id || X || c || s``."""
+
+    node: str
+    X: Point
+    proof: SchnorrProof
+
+    def __post_init__(self) -> None:
+        check_party_id(self.node, "transport key node")
+        if not isinstance(self.X, Point) or not isinstance(self.proof, SchnorrProof):
+            raise TypeError("TransportKey needs a Point X and a SchnorrProof")
+
+    def to_bytes(self) -> bytes:
+        return (bytes((_TAG_TRANSPORT,)) + _party_bytes(self.node) + self.X.to_bytes()
+                + self.proof.to_bytes())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TransportKey:
+        """Strict inverse of :meth:`to_bytes`."""
+        r = _Reader(data, "transport key")
+        r.tag(_TAG_TRANSPORT)
+        node = r.party()
+        X = r.point()
+        proof = SchnorrProof.from_bytes(r.take(SchnorrProof.SIZE))
+        r.end()
+        return cls(node, X, proof)
+
+
+def _transport_context(params: DkgParams, node: str) -> bytes:
+    return _lp(DOMAIN, b"transport", params.context(), node.encode("ascii"))
+
+
+def transport_key(params: DkgParams, node: str, x: Scalar) -> TransportKey:
+    """Node ``node``'s transport key for this run (``x`` fresh from ``secrets``, kept until
+    the run's outcome is on the log, then erased).  Cost: 2 base multiplications."""
+    params.point_of(node)
+    if not isinstance(x, Scalar) or int(x) == 0:
+        raise MalformedError("transport secret must be a non-zero Scalar")
+    X = base_mul(x)
+    return TransportKey(node, X, prove_schnorr(x, X, _transport_context(params, node)))
+
+
+def verify_transport_key(params: DkgParams, tk: TransportKey) -> None:
+    """The node is a recipient of this run and proves knowledge of its key for *this* run
+    (a key replayed from another run or node fails).  Raises ``party`` = the node."""
+    if not isinstance(tk, TransportKey):
+        raise TypeError(f"expected a TransportKey, got {type(tk).__name__}")
+    if tk.node not in params.nodes:
+        raise _fail("transport key of a party that is not a node of this run", tk.node)
+    try:
+        verify_schnorr(tk.X, tk.proof, _transport_context(params, tk.node))
+    except VerificationError as exc:
+        raise _fail(f"transport key: {exc.reason}", tk.node) from None
+
+
+# --------------------------------------------------------------------------------------------
 # Lagrange
 # --------------------------------------------------------------------------------------------
 
@@ -936,8 +1112,8 @@ def _phase1(
     for d in deals:
         if not isinstance(d, Deal):
             raise TypeError(f"expected a Deal, got {type(d).__name__}")
-        if d.dealer not in keys:
-            raise _fail("rule 1: deal by a party that is not a node", d.dealer)
+        if d.dealer not in params.dealers:
+            raise _fail(f"rule 1: deal by a party that is not a {_dealer_word(params)}", d.dealer)
         if d.dealer in by_dealer:
             raise _fail("rule 1: second deal by this dealer", d.dealer)
         _check_deal_shape(params, d)
@@ -969,7 +1145,7 @@ def _phase1(
         st.disqualified[dealer] = f"rule 2: justified complaint by {', '.join(sorted(who))}"
 
     st.qual = tuple(sorted(d for d in by_dealer if d not in st.disqualified))
-    T = params.threshold
+    T = params.qual_threshold
     if len(st.qual) < T:
         raise VerificationError(
             f"rule 3: fewer than T qualified dealers ({len(st.qual)} < T = {T})", step=STEP
@@ -1008,22 +1184,12 @@ def derive(
     keys = dict(zip(params.nodes, _transport_list(params, transport_keys), strict=True))
     T = params.threshold
     st = _phase1(params, keys, deals, complaints)
+    if params.prior is not None:
+        return _derive_reshare(params, params.prior, st, key_commits, disclosures)
     qual = st.qual
 
     # Rule 4: QUAL is fixed; a silent or lying dealer is reconstructed, not dropped.
-    valid: dict[str, KeyCommit] = {}
-    for kc in key_commits:
-        if not isinstance(kc, KeyCommit):
-            raise TypeError(f"expected a KeyCommit, got {type(kc).__name__}")
-        if kc.dealer not in qual:
-            st.note(kc.dealer, "key commitment of a dealer not in QUAL")
-            continue
-        try:
-            verify_key_commit(params, st.by_dealer[kc.dealer], kc)
-        except VerificationError as exc:
-            st.note(kc.dealer, f"key commitment rejected: {exc.reason}")
-            continue
-        valid.setdefault(kc.dealer, kc)  # any two valid ones carry the same A (binding)
+    valid = _valid_key_commits(params, st, key_commits)
     missing = {i for i in qual if i not in valid}
     for disc in disclosures:
         target = st.usable(keys, disc, "disclosure")
@@ -1069,10 +1235,85 @@ def derive(
     )
 
 
+def _valid_key_commits(params: DkgParams, st: _Phase1, key_commits: Sequence[KeyCommit]
+                       ) -> dict[str, KeyCommit]:
+    """Rule 4's first half: the key commitment of each QUAL dealer that verifies against its
+    deal -- in a resharing, whose constant term ``A_0`` is also the dealer's previous
+    verification key ``Y_i`` (it re-shared its own share).  The others are recorded."""
+    valid: dict[str, KeyCommit] = {}
+    for kc in key_commits:
+        if not isinstance(kc, KeyCommit):
+            raise TypeError(f"expected a KeyCommit, got {type(kc).__name__}")
+        if kc.dealer not in st.qual:
+            st.note(kc.dealer, "key commitment of a dealer not in QUAL")
+            continue
+        try:
+            verify_key_commit(params, st.by_dealer[kc.dealer], kc)
+        except VerificationError as exc:
+            st.note(kc.dealer, f"key commitment rejected: {exc.reason}")
+            continue
+        if params.prior is not None and kc.A[0] != params.prior.verification_key(kc.dealer):
+            st.note(kc.dealer, "key commitment rejected: A_0 is not the dealer's previous "
+                               "verification key (it did not re-share its share)")
+            continue
+        valid.setdefault(kc.dealer, kc)  # any two valid ones carry the same A (binding)
+    return valid
+
+
+def _reshare_weights(prior: Prior, dealers: Sequence[str]) -> list[Scalar]:
+    """Lagrange weights at 0 of the dealers' *previous* evaluation points."""
+    return lagrange_at_zero([prior.point_of(i) for i in dealers])
+
+
+def _derive_reshare(
+    params: DkgParams,
+    prior: Prior,
+    st: _Phase1,
+    key_commits: Sequence[KeyCommit],
+    disclosures: Sequence[Disclosure],
+) -> DkgResult:
+    """Rule 4 of a resharing (docs/dkg.md, "Key lifecycle").  A QUAL dealer counts once its
+    key commitment verifies *and* its constant term ``A_0`` is its previous verification key
+    ``Y_i`` (so ``f_i(0)`` is its previous share).  A dealer without such a commitment is
+    dropped, not reconstructed: every dealer's constant term is pinned, so dropping one
+    cannot bias anything, while reconstructing it would publish a previous share.  ``S`` =
+    every counted dealer (at least ``prior.threshold``, else :class:`DkgIncomplete`);
+    ``Y = sum_{i in S} lambda_i A_i0`` must be the prior key (it is, by the pinning), and
+    ``Y'_j = sum_i lambda_i sum_k j^k A_ik``."""
+    T = params.threshold
+    valid = _valid_key_commits(params, st, key_commits)
+    for disc in disclosures:
+        if isinstance(disc, Disclosure):
+            st.note(disc.recipient, "disclosure in a resharing (nothing is reconstructed)")
+    S = sorted(valid)
+    if len(S) < prior.threshold:
+        waiting = [i for i in st.qual if i not in valid]
+        raise DkgIncomplete(
+            f"rule 4: {len(S)} of the {prior.threshold} re-shared previous shares needed "
+            f"(waiting for {', '.join(waiting) or 'nobody: too few qualified dealers'})",
+            step=STEP, party=waiting[0] if waiting else None,
+        )
+    lam = _reshare_weights(prior, S)
+    A_sum = [msm(lam, [valid[i].A[k] for i in S]) for k in range(T)]
+    if A_sum[0] != prior.collective_key:  # the pinned constants make this impossible
+        raise VerificationError("rule 4: the re-shared key is not the previous collective key",
+                                step=STEP)
+    vks = {node: msm(_powers(j, T), A_sum) for j, node in enumerate(params.nodes, start=1)}
+    return DkgResult(
+        qual=tuple(S),
+        disqualified=dict(sorted(st.disqualified.items())),
+        ignored={p: "; ".join(sorted(set(why))) for p, why in sorted(st.notes.items())},
+        collective_key=A_sum[0],
+        verification_keys=vks,
+        reconstructed=(),
+    )
+
+
 def node_secret(
     params: DkgParams, result: DkgResult, node: str, x_transport: Scalar, deals: Sequence[Deal]
 ) -> Scalar:
-    """``x_j = sum_{i in QUAL} s_ij`` (opens the node's own shares of the QUAL deals).
+    """``x_j = sum_{i in QUAL} s_ij`` (opens the node's own shares of the QUAL deals); in a
+    resharing ``x'_j = sum_{i in S} lambda_i s_ij`` over the counted dealers ``S``.
 
     Raises :class:`VerificationError`: ``party`` = a QUAL dealer whose share does not open
     (the node should have complained in phase 1), or ``party`` = ``node`` if
@@ -1086,12 +1327,14 @@ def node_secret(
             raise MalformedError(f"two different deals by {d.dealer}")
         by_dealer[d.dealer] = d
     acc = Scalar(0)
-    for dealer in result.qual:
+    weights = (_reshare_weights(params.prior, result.qual) if params.prior is not None
+               else [Scalar(1)] * len(result.qual))
+    for dealer, w in zip(result.qual, weights, strict=True):
         mine = by_dealer.get(dealer)
         if mine is None:
             raise MalformedError(f"no deal by QUAL dealer {dealer}")
         s, _ = open_share(params, mine, node, x_transport)
-        acc = acc + s
+        acc = acc + w * s
     if base_mul(acc) != result.verification_keys[node]:
         raise _fail("key share does not match its verification key Y_j", node)
     return acc

@@ -59,11 +59,15 @@ __all__ = [
     "DecryptionEntry",
     "ResultEntry",
     "EndorsementEntry",
+    "GateEntry",
+    "ReleaseEntry",
     "DkgDealEntry",
     "DkgAckEntry",
     "DkgKeyEntry",
     "DkgDisclosureEntry",
     "DKG_KINDS",
+    "DkgTransportEntry",
+    "RekeyEntry",
     "sign",
     "sign_entry",
     "verify_signature",
@@ -577,6 +581,17 @@ class SetupEntry(Entry):
 
 
 @dataclass(frozen=True)
+class RekeyEntry(SetupEntry):
+    """The outcome of a *resharing* of the collective key (docs/dkg.md, "Key lifecycle"),
+    signed by the log: the same fields as the setup -- the compute nodes after a membership
+    change or a refresh, the threshold, the *unchanged* collective key ``Y`` and the new
+    verification keys ``Y'_j``.  It supersedes the previous setup or rekey for every query
+    logged after it; everyone re-derives it from that run's ``dkg_*`` entries."""
+
+    KIND: ClassVar[str] = "rekey"
+
+
+@dataclass(frozen=True)
 class QueryEntry(Entry):
     """A query: its id (``QuerySpec.query_id_for(querier)``: the spec and the querier
     hashed together), the full spec, the querier."""
@@ -809,10 +824,10 @@ class AggregateEntry(Entry):
 
 
 @dataclass(frozen=True)
-class DecryptionEntry(Entry):
-    """A compute node's decryption shares ``D_k = x_i * C1_k`` and one batched DLEQ proof."""
+class _SharesEntry(Entry):
+    """A compute node's decryption shares ``D_k = x_i * C1_k`` of some ciphertexts and one
+    batched DLEQ proof (the shape of ``decryption`` and ``gate`` entries)."""
 
-    KIND: ClassVar[str] = "decryption"
     BINARY: ClassVar[dict[str, bool]] = {"query_id": False, "shares": True, "proof": False}
     query_id: str
     node: str
@@ -834,8 +849,9 @@ class DecryptionEntry(Entry):
                 "proof": self.proof}
 
     @classmethod
-    def _from_fields(cls, obj: dict[str, Any]) -> DecryptionEntry:
-        return cls(obj["query_id"], obj["node"], obj["shares"], obj["proof"], sig=obj["sig"])
+    def _from_fields(cls: type[E], obj: dict[str, Any]) -> E:
+        return cls(obj["query_id"], obj["node"], obj["shares"],  # type: ignore[call-arg,misc]
+                   obj["proof"], sig=obj["sig"])
 
     def claimed_author(self) -> str | None:
         return self.node
@@ -846,6 +862,13 @@ class DecryptionEntry(Entry):
     def decode_proof(self) -> sigma.DLEQBatchProof:
         """The batched DLEQ proof, strictly decoded."""
         return sigma.DLEQBatchProof.from_bytes(bytes.fromhex(self.proof))
+
+
+@dataclass(frozen=True)
+class DecryptionEntry(_SharesEntry):
+    """A compute node's decryption shares ``D_k = x_i * C1_k`` and one batched DLEQ proof."""
+
+    KIND: ClassVar[str] = "decryption"
 
 
 @dataclass(frozen=True)
@@ -923,6 +946,74 @@ class EndorsementEntry(Entry):
         return self.provider
 
 
+@dataclass(frozen=True)
+class GateEntry(_SharesEntry):
+    """Suppression before decryption, phase 1 (:mod:`statledger.protocol.suppression`): a
+    compute node's decryption shares of the *gate* ciphertexts only (the limbs of the
+    statistic's gate entries, in order) and one batched DLEQ proof under the gate context."""
+
+    KIND: ClassVar[str] = "gate"
+
+
+@dataclass(frozen=True)
+class ReleaseEntry(Entry):
+    """Suppression before decryption, the querier's decision: the ``T`` nodes whose gate
+    shares were combined (sorted), the decrypted gate totals (decimal strings), the layout
+    positions of the entries that may be decrypted (strictly increasing) and the number of
+    their ciphertexts (limbs): the share count of every decryption entry, which the log's
+    append rule enforces.  Re-derived by every compute node before it decrypts and by
+    step 12."""
+
+    KIND: ClassVar[str] = "release"
+    BINARY: ClassVar[dict[str, bool]] = {"query_id": False}
+    query_id: str
+    decryptors: tuple[str, ...]
+    gate_totals: tuple[str, ...]
+    released: tuple[int, ...]
+    ciphertexts: int
+
+    def _validate(self) -> None:
+        k = self.KIND
+        _query_id(k, self.query_id)
+        ds = _seq(k, "decryptors", self.decryptors, allow_empty=False)
+        for n, d in enumerate(ds):
+            _party(k, f"decryptors[{n}]", d)
+        if list(ds) != sorted(set(ds)):
+            raise _fail(k, "decryptors", "party ids must be sorted and unique")
+        object.__setattr__(self, "decryptors", ds)
+        items = _seq(k, "gate_totals", self.gate_totals, allow_empty=False)
+        for i, t in enumerate(items):
+            if (not isinstance(t, str) or len(t) > MAX_DECIMAL_DIGITS
+                    or not _DECIMAL_RE.fullmatch(t)):
+                raise _fail(k, f"gate_totals[{i}]", f"{t!r} is not a canonical decimal integer")
+        object.__setattr__(self, "gate_totals", items)
+        rel = _indices(k, "released", self.released, allow_empty=False)
+        if list(rel) != sorted(set(rel)):
+            raise _fail(k, "released", "positions must be strictly increasing")
+        object.__setattr__(self, "released", rel)
+        if _int(k, "ciphertexts", self.ciphertexts) < len(rel):
+            raise _fail(k, "ciphertexts", "fewer ciphertexts than released entries")
+
+    @classmethod
+    def of(cls, query_id: str, decryptors: Sequence[str], gate_totals: Sequence[int],
+           released: Sequence[int], ciphertexts: int) -> ReleaseEntry:
+        return cls(query_id, tuple(sorted(decryptors)), tuple(str(int(t)) for t in gate_totals),
+                   tuple(int(j) for j in released), int(ciphertexts))
+
+    def _fields_json(self) -> dict[str, Any]:
+        return {"query_id": self.query_id, "decryptors": list(self.decryptors),
+                "gate_totals": list(self.gate_totals), "released": list(self.released),
+                "ciphertexts": self.ciphertexts}
+
+    @classmethod
+    def _from_fields(cls, obj: dict[str, Any]) -> ReleaseEntry:
+        return cls(obj["query_id"], obj["decryptors"], obj["gate_totals"], obj["released"],
+                   obj["ciphertexts"], sig=obj["sig"])
+
+    def gate_totals_int(self) -> list[int]:
+        return [int(t) for t in self.gate_totals]
+
+
 # ---------------------------------------------------------------------------------------
 # the distributed key generation (docs/dkg.md): logged before the setup entry
 # ---------------------------------------------------------------------------------------
@@ -988,17 +1079,25 @@ class DkgDisclosureEntry(_DkgEntry):
     KIND: ClassVar[str] = "dkg_disclosure"
 
 
-DKG_KINDS = ("dkg_deal", "dkg_ack", "dkg_key", "dkg_disclosure")
+@dataclass(frozen=True)
+class DkgTransportEntry(_DkgEntry):
+    """Resharing only: a new node's fresh transport key for this run, with its proof of
+    knowledge bound to the run (``dkg.TransportKey``); the previous one can then be erased."""
+
+    KIND: ClassVar[str] = "dkg_transport"
+
+
+DKG_KINDS = ("dkg_deal", "dkg_ack", "dkg_key", "dkg_disclosure", "dkg_transport")
 
 
 KINDS: dict[str, type[Entry]] = {
     cls.KIND: cls
     for cls in (GenesisEntry, MembershipEntry, PartyEntry, SetupEntry, QueryEntry,
                 SubmissionEntry, NoiseCommitEntry, NoiseCoinEntry, AggregateEntry,
-                DecryptionEntry, ResultEntry, EndorsementEntry)
+                DecryptionEntry, ResultEntry, EndorsementEntry, GateEntry, ReleaseEntry)
 }
 KINDS.update({cls.KIND: cls for cls in (DkgDealEntry, DkgAckEntry, DkgKeyEntry,
-                                          DkgDisclosureEntry)})
+                                          DkgDisclosureEntry, DkgTransportEntry, RekeyEntry)})
 
 
 # ---------------------------------------------------------------------------------------

@@ -29,11 +29,10 @@ from statledger.proofs.errors import (
 )
 from statledger.proofs.group import Point, Scalar, msm, sum_points
 from statledger.proofs.vector import LIMB_BITS, EncryptedVector, n_limbs
-from statledger.protocol import dkg, dp, noise
+from statledger.protocol import calibration, dkg, dp, noise
 from statledger.protocol.entries import NoiseCoinEntry, NoiseCommitEntry, SetupEntry
 from statledger.protocol.noise import CoinShare, NoiseCommitment, NoiseParams
 from statledger.protocol.query import QuerySpec
-from statledger.protocol.stats import get as get_statistic
 
 __all__ = [
     "KEYREG_CONTEXT",
@@ -321,8 +320,9 @@ def privacy_rho(spec: QuerySpec) -> Fraction | None:
 
 
 def noise_sensitivities(spec: QuerySpec) -> list[int]:
-    """How much one row can move each entry of the query's encoded vector (integer units)."""
-    return list(get_statistic(spec.statistic).sensitivity(spec))
+    """How much one row can move each entry of the query's encrypted vector (integer units,
+    the per-entry weights of :mod:`statledger.protocol.calibration` included)."""
+    return calibration.wire_sensitivity(spec)
 
 
 @functools.lru_cache(maxsize=32)

@@ -11,14 +11,25 @@ allowed one.  The privacy budget itself is enforced with
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from statledger.proofs.errors import MalformedError, PolicyError
 from statledger.protocol.query import QuerySpec
 
-__all__ = ["ProviderPolicy"]
+__all__ = ["ExactQuota", "ProviderPolicy", "SECONDS_PER_DAY"]
+
+SECONDS_PER_DAY = 86_400
+
+
+class ExactQuota(BaseModel):
+    """At most ``max`` exact (non-DP) answers per dataset in any window of ``period_days``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max: int = Field(ge=0, description="exact answers allowed per window")
+    period_days: float = Field(gt=0, le=36_500, description="length of the rolling window")
 
 
 class ProviderPolicy(BaseModel):
@@ -41,6 +52,19 @@ class ProviderPolicy(BaseModel):
     budget_rho: float | None = Field(
         default=None, gt=0, description="total zCDP budget per dataset; None = no DP accounting"
     )
+    # -- privacy fields (docs/deployment.md, "Privacy fields of the policy") ----------------
+    exact: Literal["allow", "deny"] | ExactQuota = Field(
+        default="allow",
+        description="exact (non-DP) answers: allow, deny, or {max, period_days} per dataset")
+    exact_statistics: list[str] | None = Field(
+        default=None, description="statistics answered exactly; None = every allowed one")
+    exact_columns: list[str] | None = Field(
+        default=None, description="columns an exact query may touch; None = every allowed one")
+    require_dp_filtered: bool = Field(
+        default=False, description="refuse an exact query that has filters")
+    differencing_check: bool = Field(
+        default=True, description="refuse an exact query whose row set differs from an "
+                                  "earlier one's by fewer than min_cell_size rows")
 
     @classmethod
     def parse(cls, obj: Any) -> ProviderPolicy:
@@ -78,3 +102,33 @@ class ProviderPolicy(BaseModel):
             )
         if self.require_dp and spec.privacy.mechanism == "none":
             raise PolicyError("this owner requires differential privacy (privacy.mechanism)")
+        if spec.privacy.mechanism == "none":
+            self._check_exact_rules(spec, used)
+
+    def _check_exact_rules(self, spec: QuerySpec, used: list[str]) -> None:
+        if self.exact == "deny":
+            raise PolicyError("this owner answers no exact query (policy exact = \"deny\"); "
+                              "ask with differential privacy (privacy.mechanism)")
+        if self.exact_statistics is not None and spec.statistic not in self.exact_statistics:
+            raise PolicyError(f"statistic {spec.statistic!r} is answered only with "
+                              "differential privacy (policy exact_statistics)")
+        for col in used:
+            if self.exact_columns is not None and col not in self.exact_columns:
+                raise PolicyError(f"column {col!r} is answered only with differential "
+                                  "privacy (policy exact_columns)")
+        if self.require_dp_filtered and spec.filters:
+            raise PolicyError("this owner answers filtered queries only with differential "
+                              "privacy (policy require_dp_filtered)")
+
+    def check_exact_quota(self, dataset: str, answered_at: list[float], now: float) -> None:
+        """Raise :class:`PolicyError` when an ``{max, period_days}`` quota is used up:
+        ``answered_at`` are the times (seconds) of this dataset's earlier exact answers."""
+        if not isinstance(self.exact, ExactQuota):
+            return
+        since = now - self.exact.period_days * SECONDS_PER_DAY
+        recent = sum(1 for t in answered_at if t > since)
+        if recent >= self.exact.max:
+            raise PolicyError(
+                f"dataset {dataset}: the owner's quota of exact answers is used up "
+                f"({self.exact.max} per {self.exact.period_days:g} days; policy exact); "
+                "ask with differential privacy")

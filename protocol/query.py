@@ -212,9 +212,10 @@ class QuerySpec(BaseModel):
         # Imported lazily: statledger.protocol.stats imports this module.
         from statledger.protocol.stats import get
 
-        stat = get(self.statistic)
-        stat.validate(self)
-        layout = stat.layout(self)
+        get(self.statistic).validate(self)
+        from statledger.protocol.calibration import wire_layout
+
+        layout = wire_layout(self)  # DP weights widen the ranges (docs/privacy.md)
         if len(layout.ranges) > MAX_ENTRIES:
             raise MalformedError(
                 f"statistic: the encoded vector would have {len(layout.ranges)} entries "

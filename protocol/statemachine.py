@@ -11,6 +11,13 @@ Phases: ``created`` (query logged) -> ``collecting`` (>= 1 submission or noise e
 nodes, the setup's threshold; more may still decrypt until the result) -> ``released``
 (result) -> ``endorsed`` (every provider that submitted endorsed).
 
+Suppression before decryption (protocol/suppression.py): for a statistic with gate entries
+(``QueryState.gates_required``), ``gate`` entries (at most one per compute node) follow the
+aggregate, then one ``release`` decision by the querier naming ``T`` of them; decryption
+shares are accepted only after it, each with exactly the release entry's ``ciphertexts``
+shares (a share of a withheld ciphertext is refused; that they are the released ones is the
+DLEQ of step 12).  For other statistics both kinds are refused.
+
 DP noise (docs/noise.md) is two rounds *before* the aggregate, which lists the noise set it
 summed: ``noise_commit`` entries (at most one per compute node), then ``noise_coin`` entries
 (at most one per node).  The first coin share closes the noise set: a commitment after it is
@@ -32,6 +39,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from statledger.proofs.errors import ProtocolError, VerificationError
+from statledger.protocol import suppression
 from statledger.protocol.consortium import Roster as ConsortiumRoster
 from statledger.protocol.consortium import RosterTimeline
 from statledger.protocol.entries import (
@@ -39,12 +47,14 @@ from statledger.protocol.entries import (
     DecryptionEntry,
     EndorsementEntry,
     Entry,
+    GateEntry,
     GenesisEntry,
     MembershipEntry,
     NoiseCoinEntry,
     NoiseCommitEntry,
     PartyEntry,
     QueryEntry,
+    ReleaseEntry,
     ResultEntry,
     SetupEntry,
     SubmissionEntry,
@@ -110,7 +120,8 @@ class Roster:
     @classmethod
     def from_entries(cls, entries: Iterable[Entry]) -> Roster:
         """Roster from the log's consortium entries (the genesis and its membership changes,
-        in log order: the members after the last change) and the (single) ``setup`` entry.
+        in log order: the members after the last change) and the key in force: the
+        ``setup`` entry, or the last ``rekey`` given (the caller passes the query's).
         The membership chain is replayed with its signatures checked
         (:class:`statledger.protocol.consortium.RosterTimeline`)."""
         genesis: GenesisEntry | None = None
@@ -123,8 +134,8 @@ class Roster:
                 genesis = e
             elif isinstance(e, MembershipEntry):
                 changes.append(e)
-            elif isinstance(e, SetupEntry):
-                if setup is not None:
+            elif isinstance(e, SetupEntry):  # the setup, or a rekey: the last one given
+                if setup is not None and e.KIND == "setup":
                     raise ProtocolError("setup: more than one setup entry")
                 setup = e
         if genesis is None:
@@ -171,6 +182,17 @@ class QueryState:
     n_ciphertexts: int | None = None
     result_digest: str | None = None
     endorsements: tuple[tuple[str, int | None], ...] = ()
+    #: suppression before decryption (protocol/suppression.py): the statistic has gates,
+    #: the nodes that logged gate shares, whether the release decision is logged
+    gates_required: bool = False
+    gates: tuple[tuple[str, int | None], ...] = ()
+    released: bool = False
+    #: the released ciphertexts (the release entry's count): every decryption's share count
+    n_released: int | None = None
+
+    @property
+    def gated(self) -> tuple[str, ...]:
+        return tuple(p for p, _ in self.gates)
 
     @property
     def submitted(self) -> tuple[str, ...]:
@@ -203,8 +225,9 @@ def start(query: QueryEntry, roster: Roster, *, min_providers: int | None = None
         raise ProtocolError(f"{_kind(query)} entry cannot start a query (expected query)")
     if roster.queriers is not None and query.querier not in roster.queriers:
         raise ProtocolError(f"query from unknown querier {query.querier}")
+    spec = query.query_spec()
+    gates_required = suppression.gated(spec)
     if min_providers is None or noise_required is None:
-        spec = query.query_spec()
         if min_providers is None:
             min_providers = spec.min_providers
         if noise_required is None:
@@ -216,7 +239,8 @@ def start(query: QueryEntry, roster: Roster, *, min_providers: int | None = None
             f"query {query.query_id}: needs {min_providers} providers, roster has "
             f"{len(roster.providers)}"
         )
-    return QueryState(query.query_id, query.querier, roster, min_providers, noise_required)
+    return QueryState(query.query_id, query.querier, roster, min_providers, noise_required,
+                      gates_required=gates_required)
 
 
 def _kind(entry: object) -> str:
@@ -258,6 +282,10 @@ def advance(state: QueryState, entry: Entry, index: int | None = None) -> QueryS
         return _aggregate(state, entry)
     if isinstance(entry, DecryptionEntry):
         return _decryption(state, entry, index)
+    if isinstance(entry, GateEntry):
+        return _gate(state, entry, index)
+    if isinstance(entry, ReleaseEntry):
+        return _release(state, entry)
     if isinstance(entry, ResultEntry):
         return _result(state, entry)
     if isinstance(entry, EndorsementEntry):
@@ -356,13 +384,61 @@ def _decryption(state: QueryState, e: DecryptionEntry, index: int | None) -> Que
         raise ProtocolError(f"decryption from node {n} after phase {state.phase.value}")
     if n in state.decrypted:
         raise ProtocolError(f"duplicate decryption from node {n}")
-    if len(e.shares) != state.n_ciphertexts:
+    if state.gates_required and not state.released:
+        raise ProtocolError(f"decryption from node {n} before the release decision (the "
+                            "query decrypts its gates first)")
+    if state.gates_required:
+        if len(e.shares) != state.n_released:
+            raise ProtocolError(f"decryption from node {n} has {len(e.shares)} shares for "
+                                f"the {state.n_released} released ciphertexts (a share of a "
+                                "withheld ciphertext is refused)")
+    elif len(e.shares) != state.n_ciphertexts:
         raise ProtocolError(f"decryption from node {n} has {len(e.shares)} shares for "
                             f"{state.n_ciphertexts} aggregate ciphertexts")
     decs = state.decryptions + ((n, index),)
     done = len(decs) >= state.roster.needed
     return replace(state, phase=Phase.DECRYPTED if done else Phase.DECRYPTING,
                    decryptions=decs)
+
+
+def _gate(state: QueryState, e: GateEntry, index: int | None) -> QueryState:
+    n = e.node
+    if n not in state.roster.compute:
+        raise ProtocolError(f"gate shares from unknown compute node {n}")
+    if not state.gates_required:
+        raise ProtocolError(f"gate shares from node {n}, but query {state.query_id} has no "
+                            "gate entries")
+    if state.phase in _BEFORE_AGGREGATE:
+        raise ProtocolError(f"gate shares from node {n} before the aggregate")
+    if state.released or state.phase is not Phase.AGGREGATED:
+        raise ProtocolError(f"gate shares from node {n} after the release decision")
+    if n in state.gated:
+        raise ProtocolError(f"duplicate gate shares from node {n}")
+    if state.n_ciphertexts is not None and len(e.shares) > state.n_ciphertexts:
+        raise ProtocolError(f"gate shares from node {n}: {len(e.shares)} shares for "
+                            f"{state.n_ciphertexts} aggregate ciphertexts")
+    return replace(state, gates=state.gates + ((n, index),))
+
+
+def _release(state: QueryState, e: ReleaseEntry) -> QueryState:
+    if not state.gates_required:
+        raise ProtocolError(f"release decision, but query {state.query_id} has no gate "
+                            "entries")
+    if state.phase in _BEFORE_AGGREGATE:
+        raise ProtocolError("release decision before the aggregate")
+    if state.released:
+        raise ProtocolError("release: duplicate release decision")
+    if len(e.decryptors) != state.roster.needed:
+        raise ProtocolError(f"release decision names {len(e.decryptors)} gate node(s); the "
+                            f"threshold is {state.roster.needed}")
+    unknown = [n for n in e.decryptors if n not in state.gated]
+    if unknown:
+        raise ProtocolError(f"release decision names node(s) {', '.join(unknown)}, which "
+                            "logged no gate shares")
+    if state.n_ciphertexts is not None and e.ciphertexts > state.n_ciphertexts:
+        raise ProtocolError(f"release decision of {e.ciphertexts} ciphertexts; the aggregate "
+                            f"has {state.n_ciphertexts}")
+    return replace(state, released=True, n_released=e.ciphertexts)
 
 
 def _result(state: QueryState, e: ResultEntry) -> QueryState:
@@ -427,6 +503,10 @@ def expected_next(state: QueryState) -> list[tuple[str, str | None]]:
                     or len(state.noise_coins) >= state.roster.needed)
         if len(state.submissions) >= state.min_providers and noise_ok:
             out.append(("aggregate", None))
+    elif ph is Phase.AGGREGATED and state.gates_required and not state.released:
+        out += [("gate", n) for n in state.roster.compute if n not in state.gated]
+        if len(state.gates) >= state.roster.needed:
+            out.append(("release", None))
     elif ph in (Phase.AGGREGATED, Phase.DECRYPTING):
         out += [("decryption", n) for n in state.roster.compute if n not in state.decrypted]
     elif ph is Phase.DECRYPTED:

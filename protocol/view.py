@@ -25,19 +25,21 @@ from statledger.protocol.entries import (
     DecryptionEntry,
     EndorsementEntry,
     Entry,
+    GateEntry,
     GenesisEntry,
     MembershipEntry,
     NoiseCoinEntry,
     NoiseCommitEntry,
     PartyEntry,
     QueryEntry,
+    ReleaseEntry,
     ResultEntry,
     SetupEntry,
     SubmissionEntry,
 )
 from statledger.protocol.query import QuerySpec
 
-__all__ = ["PARSE_STEP", "QueryView", "fail", "parse_entries"]
+__all__ = ["PARSE_STEP", "QueryView", "fail", "key_in_force", "parse_entries"]
 
 #: Step 5 (number, name): run by :func:`parse_entries`, before the steps of
 #: :data:`statledger.protocol.checks.STEPS`.
@@ -55,8 +57,12 @@ class QueryView:
 
     genesis: GenesisEntry | None = None
     memberships: list[tuple[int, MembershipEntry]] = field(default_factory=list)
+    #: the setup or rekey entry in force for the query (the last one logged before the query
+    #: entry; the first setup if the query came first; the last one if there is no query)
     setup: SetupEntry | None = None
     setup_index: int | None = None
+    #: every setup and rekey entry (docs/dkg.md, "Key lifecycle"), in log order
+    setups: list[tuple[int, SetupEntry]] = field(default_factory=list)
     parties: dict[str, PartyEntry] = field(default_factory=dict)
     party_index: dict[str, int] = field(default_factory=dict)
     #: the key ceremony's ``dkg_*`` entries (docs/dkg.md), in log order
@@ -69,9 +75,15 @@ class QueryView:
     noise_commits: list[tuple[int, NoiseCommitEntry]] = field(default_factory=list)
     noise_coins: list[tuple[int, NoiseCoinEntry]] = field(default_factory=list)
     aggregate: tuple[int, AggregateEntry] | None = None
+    #: suppression before decryption (protocol/suppression.py): gate shares, the decision
+    gates: list[tuple[int, GateEntry]] = field(default_factory=list)
+    release: tuple[int, ReleaseEntry] | None = None
     decryptions: list[tuple[int, DecryptionEntry]] = field(default_factory=list)
     result: tuple[int, ResultEntry, bytes] | None = None
     endorsements: list[tuple[int, EndorsementEntry]] = field(default_factory=list)
+    #: a chained round's previous round: its query and result entries (protocol/chain.py)
+    previous_query: tuple[int, QueryEntry] | None = None
+    previous_result: tuple[int, ResultEntry, bytes] | None = None
     totals: list[int] | None = None
     decoded: dict[str, Any] | None = None
 
@@ -110,6 +122,8 @@ class QueryView:
 def parse_entries(entries: Sequence[tuple[int, bytes]]) -> QueryView:
     """(5) Decode every entry canonically and sort it into a :class:`QueryView`."""
     view = QueryView()
+    queries: list[tuple[int, QueryEntry]] = []
+    results: list[tuple[int, ResultEntry, bytes]] = []
     for index, data in entries:
         try:
             e = Entry.from_bytes(data)
@@ -130,15 +144,13 @@ def parse_entries(entries: Sequence[tuple[int, bytes]]) -> QueryView:
         elif e.KIND in DKG_KINDS:
             view.dkg.append((index, e))
         elif isinstance(e, SetupEntry):
-            if view.setup is not None:
+            if e.KIND == "setup" and view.setups:
                 raise fail(5, f"entry {index}: two setup entries (a second key ceremony)")
-            view.setup = e
-            view.setup_index = index
+            if e.KIND != "setup" and not view.setups:
+                raise fail(5, f"entry {index}: a {e.KIND} entry before the setup")
+            view.setups.append((index, e))
         elif isinstance(e, QueryEntry):
-            if view.query is not None:
-                raise fail(5, f"entry {index}: two query entries", e.querier)
-            view.query = e
-            view.query_index = index
+            queries.append((index, e))
         elif isinstance(e, SubmissionEntry):
             view.submissions.append((index, e))
         elif isinstance(e, NoiseCommitEntry):
@@ -151,12 +163,63 @@ def parse_entries(entries: Sequence[tuple[int, bytes]]) -> QueryView:
             view.aggregate = (index, e)
         elif isinstance(e, DecryptionEntry):
             view.decryptions.append((index, e))
+        elif isinstance(e, GateEntry):
+            view.gates.append((index, e))
+        elif isinstance(e, ReleaseEntry):
+            if view.release is not None:
+                raise fail(5, f"entry {index}: two release entries")
+            view.release = (index, e)
         elif isinstance(e, ResultEntry):
-            if view.result is not None:
-                raise fail(5, f"entry {index}: two result entries")
-            view.result = (index, e, bytes(data))
+            results.append((index, e, bytes(data)))
         elif isinstance(e, EndorsementEntry):
             view.endorsements.append((index, e))
         else:  # pragma: no cover - Entry.from_bytes knows no other kinds
             raise fail(5, f"entry {index}: unexpected kind {e.KIND}")
+    _sort_chain(view, queries, results)
+    in_force = key_in_force(view.setups, view.query_index)
+    if in_force is not None:
+        view.setup_index, view.setup = in_force
     return view
+
+
+def _sort_chain(view: QueryView, queries: list[tuple[int, QueryEntry]],
+                results: list[tuple[int, ResultEntry, bytes]]) -> None:
+    """One query entry is the query; a second one is allowed only as the previous round its
+    spec names in ``params.previous`` (protocol/chain.py), with at most its result entry."""
+    if len(queries) > 2:
+        raise fail(5, f"entry {queries[2][0]}: more than two query entries", queries[2][1].querier)
+    if len(queries) == 2:
+        (ia, a), (ib, b) = queries
+        if b.spec.get("params", {}).get("previous") == a.query_id:
+            view.previous_query = (ia, a)
+            queries = [(ib, b)]
+        elif a.spec.get("params", {}).get("previous") == b.query_id:
+            view.previous_query = (ib, b)
+            queries = [(ia, a)]
+        else:
+            raise fail(5, f"entry {ib}: two query entries", b.querier)
+    if queries:
+        view.query_index, view.query = queries[0]
+    prev = view.previous_query[1].query_id if view.previous_query is not None else None
+    for r in results:
+        if prev is not None and r[1].query_id == prev:
+            if view.previous_result is not None:
+                raise fail(5, f"entry {r[0]}: two result entries of the previous round")
+            view.previous_result = r
+        elif view.result is not None:
+            raise fail(5, f"entry {r[0]}: two result entries")
+        else:
+            view.result = r
+
+
+def key_in_force(setups: Sequence[tuple[int, SetupEntry]], index: int | None
+                 ) -> tuple[int, SetupEntry] | None:
+    """The setup or rekey entry whose key a query logged at ``index`` uses: the last one
+    before it; the first setup if the query came before any (its parties wait for the key);
+    the last one when ``index`` is None.  The one rule every party applies."""
+    if not setups:
+        return None
+    if index is None:
+        return setups[-1]
+    before = [s for s in setups if s[0] < index]
+    return before[-1] if before else setups[0]

@@ -47,7 +47,7 @@ from statledger.proofs.errors import (
     StatledgerError,
     VerificationError,
 )
-from statledger.protocol import statemachine
+from statledger.protocol import chain, statemachine
 from statledger.protocol.checks import STEPS, MissingEntryError, check_query
 from statledger.protocol.consortium import Roster, RosterTimeline
 from statledger.protocol.entries import (
@@ -56,9 +56,10 @@ from statledger.protocol.entries import (
     GenesisEntry,
     MembershipEntry,
     PartyEntry,
+    QueryEntry,
     SetupEntry,
 )
-from statledger.protocol.view import QueryView, parse_entries
+from statledger.protocol.view import QueryView, key_in_force, parse_entries
 from statledger.verifier.checks import (
     WITNESS_STEP,
     check_witness_quorum,
@@ -98,15 +99,38 @@ def _check_prefix(rows: Sequence[tuple[int, bytes]]) -> None:
     roster: list[Entry] = []
     events: list[Entry] = []
     indices: list[int] = []
+    setups: list[tuple[int, SetupEntry]] = []
     for index, data in sorted(rows):
         e = Entry.from_bytes(data)
-        if (isinstance(e, PartyEntry | SetupEntry | GenesisEntry | MembershipEntry)
+        if isinstance(e, SetupEntry):
+            setups.append((index, e))
+        elif (isinstance(e, PartyEntry | GenesisEntry | MembershipEntry)
                 or e.KIND in DKG_KINDS):  # the consortium and its key ceremony
             roster.append(e)
         else:
             events.append(e)
             indices.append(index)
+    query_at = next((i for i, e in zip(indices, events, strict=True) if e.KIND == "query"),
+                    None)
+    in_force = key_in_force(setups, query_at)  # the key the query uses (step 6's rule)
+    if in_force is not None:
+        roster.append(in_force[1])
     statemachine.replay(events, statemachine.Roster.from_entries(roster), indices=indices)
+
+
+def _carried(by_query: dict[str, list[tuple[int, bytes]]], query_id: str
+             ) -> list[tuple[int, bytes]]:
+    """A chained round's previous query and result entries (protocol/chain.py), as its
+    certificate carries them."""
+    for _, data in by_query[query_id]:
+        try:
+            e = Entry.from_bytes(data)
+            if isinstance(e, QueryEntry):
+                prev = chain.previous_id(e.query_spec())
+                return chain.chain_rows(by_query.get(prev, []), prev) if prev else []
+        except StatledgerError:
+            return []
+    return []
 
 
 def check_one_query(query_id: str, rows: list[tuple[int, bytes]]) -> dict[str, Any]:
@@ -125,7 +149,7 @@ def check_one_query(query_id: str, rows: list[tuple[int, bytes]]) -> dict[str, A
             out = _outcome(query_id, INVALID, step, exc.reason, exc.party)
         else:
             try:
-                _check_prefix(rows)
+                _check_prefix(chain.own_rows(rows))
             except StatledgerError as perr:
                 # the ledger enforces this order at every append: it admitted the entries
                 blame = "ledger"
@@ -360,7 +384,7 @@ def audit_log(
         for q in by_query if q in done]
     say(f"checking {len(todo)} queries ({len(results)} already checked) on {workers} "
         "worker(s)")
-    jobs = [(q, sorted(roster + by_query[q])) for q in todo]
+    jobs = [(q, sorted(roster + by_query[q] + _carried(by_query, q))) for q in todo]
     last_index = {q: max(i for i, _ in rs) for q, rs in jobs}
 
     def finish(n: int, r: dict[str, Any]) -> None:

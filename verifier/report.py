@@ -7,6 +7,7 @@ from typing import Any
 
 from statledger.proofs.errors import VerificationError
 from statledger.protocol.checks import STEP_NAMES
+from statledger.protocol.view import QueryView
 from statledger.verifier.checks import WITNESS_STEP
 
 __all__ = ["StepResult", "Report", "STEPS"]
@@ -50,6 +51,9 @@ class Report:
     statistic: str | None = None
     steps: list[StepResult] = field(default_factory=list)
     result: dict[str, Any] | None = None
+    #: the certificate's entries as decoded at step 5 (None when an earlier step failed);
+    #: checked only as far as ``steps`` says -- :mod:`statledger.verifier.show` reads it
+    view: QueryView | None = field(default=None, repr=False, compare=False)
 
     def passed(self, step: int, detail: str = "") -> None:
         self.steps.append(StepResult(step, STEPS[step], True, detail))

@@ -147,6 +147,7 @@ def _verify(cert: Certificate, trust: TrustPolicy | None, report: Report) -> Non
 
     # (5) entries decode canonically.
     view = parse_entries([(e.index, e.data) for e in cert.entries])
+    report.view = view
     report.passed(5, "every entry decodes canonically")
     if view.query is not None:
         report.query_id = view.query.query_id

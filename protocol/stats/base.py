@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Layout",
+    "RangeExceededError",
     "LocalReport",
     "Selection",
     "StatResult",
@@ -64,6 +65,7 @@ __all__ = [
     "max_abs_fixed",
     "max_abs_product",
     "check_totals",
+    "check_released_totals",
     "suppress_cells",
     "suppress_group_cells",
     "json_safe",
@@ -81,6 +83,11 @@ FloatArray = npt.NDArray[np.float64]
 
 
 # ---------------------------------------------------------------------------- layout
+class RangeExceededError(MalformedError):
+    """A local vector does not fit the public layout: clipped values always fit, so the site
+    has more rows than ``max_rows``.  The message carries no value."""
+
+
 @dataclass(frozen=True)
 class Layout:
     """Public description of an encoded vector: one label and one inclusive range per entry."""
@@ -119,8 +126,10 @@ class Layout:
             if isinstance(v, bool) or not isinstance(v, int):
                 raise MalformedError(f"entry {i} ({self.labels[i]}): not an int")
             if not lo <= v <= hi:
-                raise MalformedError(
-                    f"entry {i} ({self.labels[i]}): {v} outside declared range [{lo}, {hi}]"
+                # no value in the message: it would tell a site's row count or data
+                raise RangeExceededError(
+                    f"entry {i} ({self.labels[i]}) is outside declared range (more rows "
+                    "than max_rows?)"
                 )
 
 
@@ -306,6 +315,18 @@ class Statistic(ABC):
     def sensitivity(self, spec: QuerySpec) -> list[int]:
         """Per-entry L1 sensitivity to adding or removing one row (for DP calibration)."""
 
+    def gates(self, spec: QuerySpec) -> list[int]:
+        """Entries whose totals decide what else is decrypted (suppression before
+        decryption, :mod:`statledger.protocol.suppression`): decrypted first, always
+        released.  Empty (the default): every entry is decrypted in one phase."""
+        return []
+
+    def release(self, spec: QuerySpec, gate_totals: Sequence[int]) -> list[bool]:
+        """Per entry of :meth:`layout`, whether it may be decrypted, given the totals of
+        :meth:`gates` (in that order): a pure function of public values, re-run by every
+        compute node and the verifier.  Gate entries are always released."""
+        return [True] * len(self.layout(spec))
+
     def _finish(
         self, spec: QuerySpec, values: list[int], report: LocalReport
     ) -> tuple[list[int], LocalReport]:
@@ -387,6 +408,8 @@ class LocalReport:
     n_undeclared_category: int = 0
     n_filtered_out: int = 0
     clipped: dict[str, int] = field(default_factory=dict)
+    #: which rows of the local table were selected (for the owner's differencing history)
+    selected: npt.NDArray[np.bool_] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON."""
@@ -543,6 +566,7 @@ def select_rows(
         keep &= m
     report.n_filtered_out = before - int(np.count_nonzero(keep))
     report.n_selected = int(np.count_nonzero(keep))
+    report.selected = keep.copy()
 
     cell = np.zeros(report.n_selected, dtype=np.int64)
     n_cells = 1
@@ -614,8 +638,11 @@ def int_dot(a: IntArray, b: IntArray) -> int:
     return int(sum(map(operator.mul, a.tolist(), b.tolist()), 0))
 
 
-def check_totals(spec: QuerySpec, layout: Layout, totals: Sequence[int]) -> list[int]:
-    """Check the totals vector has the layout's length and int entries; return a list."""
+def check_released_totals(
+    spec: QuerySpec, layout: Layout, totals: Sequence[int | None], gates: Sequence[int]
+) -> list[int | None]:
+    """Like :func:`check_totals`, but an entry may be ``None``: withheld (never decrypted,
+    :mod:`statledger.protocol.suppression`); a gate entry never is."""
     if isinstance(totals, (str, bytes)):
         raise MalformedError("totals: expected a sequence of ints")
     out = list(totals)
@@ -624,9 +651,17 @@ def check_totals(spec: QuerySpec, layout: Layout, totals: Sequence[int]) -> list
             f"totals: {len(out)} entries, layout of {spec.statistic!r} has {len(layout)}"
         )
     for i, v in enumerate(out):
+        if v is None and i not in gates:
+            continue
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
             raise MalformedError(f"totals[{i}]: not an int")
-    return [int(v) for v in out]
+    return [None if v is None else int(v) for v in out]
+
+
+def check_totals(spec: QuerySpec, layout: Layout, totals: Sequence[int]) -> list[int]:
+    """Check the totals vector has the layout's length and int entries; return a list."""
+    checked = check_released_totals(spec, layout, totals, range(len(layout)))
+    return [int(v) for v in checked if v is not None]
 
 
 # ---------------------------------------------------------------------------- suppression

@@ -5,12 +5,17 @@
 
 Encoding per cell (row-major): ``n`` and, with a value column, ``S = sum v_f``.
 
-Disclosure control (see ``docs/queries.md``): primary suppression of cells with
-``0 < n < min_cell_size``, then complementary suppression
+Disclosure control (see ``docs/queries.md``, ``docs/privacy.md``): primary suppression of cells
+with ``0 < n < min_cell_size``, then complementary suppression
 (:func:`~statledger.protocol.stats.base.suppress_cells`) so that no row or column has exactly one
 suppressed cell -- this protects the suppressed cells even against someone who knows the
 true margins from another release.  The margins we publish are computed from published
 cells only (and say so), so they reveal nothing about suppressed cells either.
+
+Suppression before decryption (:mod:`statledger.protocol.suppression`): with a value column
+the cell counts ``n`` are the *gates* -- decrypted first -- and the sum of a suppressed cell
+is never decrypted (no decryption share, no total on the log); ``decode`` then receives
+``None`` for it.  The counts themselves are released (a count table has no other entry).
 
 Decoding is deterministic (step 14 compares bit for bit): counts are integers; a mean is the
 exact rational ``S / (n scale)`` rounded once to the nearest float.
@@ -30,7 +35,7 @@ from statledger.protocol.stats.base import (
     StatResult,
     Table,
     cell_prefix,
-    check_totals,
+    check_released_totals,
     count_range,
     group_cells,
     int_sum,
@@ -110,22 +115,47 @@ class Crosstab(Statistic):
                 out.append(int_sum(sel.fixed[v][m]))
         return self._finish(spec, out, sel.report)
 
-    def decode(self, spec: QuerySpec, totals: Sequence[int]) -> StatResult:
-        t = check_totals(spec, self.layout(spec), totals)
+    def gates(self, spec: QuerySpec) -> list[int]:
+        # counts only: nothing but the counts to hide, one phase
+        return [] if _value_col(spec) is None else list(range(0, len(self.layout(spec)), 2))
+
+    def _mask(self, spec: QuerySpec, n: list[list[int]]) -> list[list[bool]]:
+        R, C = len(n), len(n[0])
+        if C == 1:
+            # One categorical column: the categories form one line whose margin is the total.
+            return [
+                [m] for m in suppress_cells([[n[i][0] for i in range(R)]], spec.min_cell_size)[0]
+            ]
+        return suppress_cells(n, spec.min_cell_size)
+
+    def _grid(self, spec: QuerySpec, counts: Sequence[int]) -> list[list[int]]:
+        R = len(spec.categories[spec.group_by[0]])
+        C = len(spec.categories[spec.group_by[1]]) if len(spec.group_by) == 2 else 1
+        return [[int(counts[i * C + j]) for j in range(C)] for i in range(R)]
+
+    def release(self, spec: QuerySpec, gate_totals: Sequence[int]) -> list[bool]:
+        if _value_col(spec) is None:
+            return [True] * len(self.layout(spec))
+        if len(gate_totals) != len(self.gates(spec)):
+            raise MalformedError("gate totals: one count per cell expected")
+        mask = [m for row in self._mask(spec, self._grid(spec, gate_totals)) for m in row]
+        return [flag for m in mask for flag in (True, not m)]
+
+    def decode(self, spec: QuerySpec, totals: Sequence[int | None]) -> StatResult:
+        layout = self.layout(spec)
         v = _value_col(spec)
         w = self._width(spec)
+        t = check_released_totals(spec, layout, totals, list(range(0, len(layout), w)))
         row_cats = spec.categories[spec.group_by[0]]
         col_cats = spec.categories[spec.group_by[1]] if len(spec.group_by) == 2 else ["all"]
         R, C = len(row_cats), len(col_cats)
-        n = [[t[(i * C + j) * w] for j in range(C)] for i in range(R)]
-        s = [[t[(i * C + j) * w + 1] if v else 0 for j in range(C)] for i in range(R)]
-        if C == 1:
-            # One categorical column: the categories form one line whose margin is the total.
-            mask = [
-                [m] for m in suppress_cells([[n[i][0] for i in range(R)]], spec.min_cell_size)[0]
-            ]
-        else:
-            mask = suppress_cells(n, spec.min_cell_size)
+        n = [[int(t[(i * C + j) * w] or 0) for j in range(C)] for i in range(R)]
+        mask = self._mask(spec, n)
+        withheld = [[v is not None and t[(i * C + j) * w + 1] is None for j in range(C)]
+                    for i in range(R)]
+        if any(withheld[i][j] and not mask[i][j] for i in range(R) for j in range(C)):
+            raise MalformedError("totals: the sum of a published cell is withheld")
+        s = [[int(t[(i * C + j) * w + 1] or 0) if v else 0 for j in range(C)] for i in range(R)]
         pub_n = [[None if mask[i][j] else n[i][j] for j in range(C)] for i in range(R)]
 
         def _sum_n(cells: list[tuple[int, int]]) -> int:

@@ -15,8 +15,11 @@ Encoding (no group_by), every entry 0 or 1 except ``n``:
 The crypto adds, so a summed threshold entry counts the providers with a value beyond ``t``;
 a count > 0 is the OR.  Decoding: ``max`` = the largest ``t`` with ``ge(t) > 0`` (``a`` if none
 but some provider is non-empty); ``min`` = the smallest ``t`` with ``le(t) > 0`` (``b`` if
-none).  The result is suppressed (None) when ``0 < n < min_cell_size``.  Note that an extreme
-is by nature one individual's value: use it on non-sensitive columns or with DP.
+none).  The result is suppressed (None) when ``0 < n < min_cell_size``: ``n`` is the *gate*
+(decrypted first, :mod:`statledger.protocol.suppression`) and, when it is small, the threshold
+entries are never decrypted -- nothing but ``n`` and the number of providers is on the log.
+Note that an extreme is by nature one individual's value: use it on non-sensitive columns or
+with DP.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from statledger.protocol.stats.base import (
     Statistic,
     StatResult,
     Table,
-    check_totals,
+    check_released_totals,
     count_range,
     register,
     require_no_group_by,
@@ -122,13 +125,27 @@ class _Extreme(Statistic):
             out += [1 if bottom <= t else 0 for t in th]
         return self._finish(spec, out, sel.report)
 
-    def decode(self, spec: QuerySpec, totals: Sequence[int]) -> StatResult:
-        t = check_totals(spec, self.layout(spec), totals)
+    def gates(self, spec: QuerySpec) -> list[int]:
+        return [0, 1]
+
+    def release(self, spec: QuerySpec, gate_totals: Sequence[int]) -> list[bool]:
+        if len(gate_totals) != 2:
+            raise MalformedError("gate totals: expected n and providers")
+        width = len(self.layout(spec))
+        if 0 < gate_totals[0] < spec.min_cell_size:
+            return [True, True] + [False] * (width - 2)
+        return [True] * width
+
+    def decode(self, spec: QuerySpec, totals: Sequence[int | None]) -> StatResult:
+        t = check_released_totals(spec, self.layout(spec), totals, self.gates(spec))
         a, b = domain(spec)
-        n, providers, nonempty = t[0], t[1], t[2]
-        th = self._thresholds(spec)
-        counts = t[3:]
+        n, providers = int(t[0] or 0), int(t[1] or 0)
         suppressed = 0 < n < spec.min_cell_size
+        if not suppressed and any(v is None for v in t):
+            raise MalformedError("totals: an entry of an unsuppressed result is withheld")
+        nonempty = int(t[2] or 0)
+        th = self._thresholds(spec)
+        counts = [int(c or 0) for c in t[3:]]
         value: int | None = None
         if nonempty > 0 and not suppressed:
             hits = [th[i] for i, c in enumerate(counts) if c > 0]
@@ -143,7 +160,7 @@ class _Extreme(Statistic):
             "value": value,
             "n": None if suppressed else n,
             "providers": providers,
-            "providers_with_rows": nonempty,
+            "providers_with_rows": None if suppressed else nonempty,
             "suppressed": suppressed,
         }
         notes = []

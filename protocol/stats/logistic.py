@@ -292,7 +292,7 @@ class LogisticIRLS(_LogisticBase):
 
     name = "logistic_irls"
     description = "logistic regression, exact: one Newton/IRLS step per round"
-    _extra_params = ("beta", "round", "tol", "max_rounds")
+    _extra_params = ("beta", "round", "tol", "max_rounds", "previous")
 
     # ------------------------------------------------------------------ params
     def _beta(self, spec: QuerySpec, k: int) -> list[float]:
@@ -328,6 +328,11 @@ class LogisticIRLS(_LogisticBase):
         feats, _ = self._common_validate(spec)
         self._beta(spec, len(feats) + 1)
         self._round(spec)
+        prev = spec.params.get("previous")
+        if prev is not None and not (isinstance(prev, str) and len(prev) == 64
+                                     and all(c in "0123456789abcdef" for c in prev)):
+            raise MalformedError("params.previous: expected the previous round's query id "
+                                 "(64 lowercase hex digits; protocol/chain.py)")
         self._tol(spec)
         self._max_rounds(spec)
 
@@ -517,12 +522,17 @@ def irls_start(spec: QuerySpec) -> QuerySpec:
         raise MalformedError(f"statistic: irls_start needs {stat.name!r}")
     feats, _ = stat._features(spec)
     obj = spec.to_json_obj()
-    obj["params"] = {**obj["params"], "beta": [0.0] * (len(feats) + 1), "round": 0}
+    params = {k: v for k, v in obj["params"].items() if k != "previous"}
+    obj["params"] = {**params, "beta": [0.0] * (len(feats) + 1), "round": 0}
     return QuerySpec.parse(obj)
 
 
-def irls_next_spec(spec: QuerySpec, result: StatResult) -> QuerySpec | None:
-    """The next round's spec, or None when ``result`` converged, failed or rounds ran out."""
+def irls_next_spec(spec: QuerySpec, result: StatResult, previous: str | None = None
+                   ) -> QuerySpec | None:
+    """The next round's spec, or None when ``result`` converged, failed or rounds ran out.
+    ``previous`` is the query id of the round that published ``result``: it goes into
+    ``params.previous``, which the owners and the verifier require from round 1 on
+    (protocol/chain.py: the next beta is that round's published ``beta_next``)."""
     if spec.statistic != _IRLS.name or result.statistic != _IRLS.name:
         raise MalformedError(f"statistic: irls_next_spec needs {_IRLS.name!r}")
     v = result.values
@@ -533,6 +543,8 @@ def irls_next_spec(spec: QuerySpec, result: StatResult) -> QuerySpec | None:
         return None
     obj = spec.to_json_obj()
     obj["params"] = {**obj["params"], "beta": [float(b) for b in v["beta_next"]], "round": rnd}
+    if previous is not None:
+        obj["params"]["previous"] = previous
     return QuerySpec.parse(obj)
 
 

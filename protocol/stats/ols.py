@@ -62,7 +62,7 @@ from statledger.protocol.stats.base import (
     Statistic,
     StatResult,
     Table,
-    check_totals,
+    check_released_totals,
     count_range,
     fmt,
     int_dot,
@@ -368,9 +368,20 @@ class LinearRegression(Statistic):
         out = gram_encode([sel.fixed[c] for c in cols], self._gram(spec), sel.n)
         return self._finish(spec, out, sel.report)
 
-    def decode(self, spec: QuerySpec, totals: Sequence[int]) -> StatResult:
+    def gates(self, spec: QuerySpec) -> list[int]:
+        return [0]  # n: below min_cell_size nothing else is decrypted (protocol/suppression.py)
+
+    def release(self, spec: QuerySpec, gate_totals: Sequence[int]) -> list[bool]:
+        width = len(self.layout(spec))
+        return [True] + [gate_totals[0] >= spec.min_cell_size] * (width - 1)
+
+    def decode(self, spec: QuerySpec, totals: Sequence[int | None]) -> StatResult:
         feats, target = self._cols(spec)
-        t = check_totals(spec, self.layout(spec), totals)
+        partial = check_released_totals(spec, self.layout(spec), totals, [0])
+        if (partial[0] or 0) >= spec.min_cell_size and None in partial:
+            raise MalformedError("totals: an entry of an unsuppressed fit is withheld")
+        # below min_cell_size only n is read (ols_from_totals returns before the sums)
+        t = [0 if v is None else v for v in partial]
         values, notes = ols_from_totals(spec, self._gram(spec), t)
         values["target"] = target
         values["features"] = feats

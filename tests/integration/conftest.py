@@ -121,7 +121,7 @@ def e2e_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     Used by tests/integration/test_e2e_*.py.
     """
-    from statledger.nodes.demo import provider_datasets, register_queriers
+    from statledger.nodes.demo import provider_datasets
     from statledger.nodes.launcher import Cluster
 
     work = tmp_path_factory.mktemp("e2e")
@@ -131,11 +131,8 @@ def e2e_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     cluster = Cluster(work / "cluster", n_compute=3, providers=providers,
                       queriers=["querier", "querier-2"], policies={p: policy for p in providers},
                       startup_timeout=120)
-    cluster.start()
+    cluster.start_and_set_up()
     try:
-        register_queriers(cluster)
-        with cluster.client("ledger", as_party="querier") as c:
-            c.post("/v1/setup")
         yield cluster
     finally:
         cluster.stop()

@@ -30,12 +30,11 @@ from statledger.nodes.keys import load_elgamal_share, load_identity_key
 from statledger.proofs.errors import MalformedError
 from statledger.proofs.group import Point, Scalar
 from statledger.proofs.signatures import SigningKey
-from statledger.protocol import ceremony, flow, noise
+from statledger.protocol import calibration, ceremony, flow, noise
 from statledger.protocol import entries as E
 from statledger.protocol.checks import NOISE_STEPS, StepContext, run_steps
 from statledger.protocol.consortium import Genesis, Member, SignedGenesis, trust_document
 from statledger.protocol.query import QuerySpec
-from statledger.protocol.stats import get as get_statistic
 from statledger.protocol.view import parse_entries
 from statledger.verifier.certificate import build_certificate, parse_certificate
 
@@ -239,8 +238,7 @@ class Forgery:
         proofs and the totals stay those of the honest computation)."""
         spec, q = self.query()
         qid = q.query_id
-        stat = get_statistic(spec.statistic)
-        ranges = tuple(stat.layout(spec).ranges)
+        ranges = tuple(calibration.wire_layout(spec).ranges)  # the DP weights included
         _, setup = self.find("setup")
         subs = self.all("submission")
         contributions = [flow.Contribution(s.decode_vector(ranges), ranges) for _, s in subs]
@@ -277,7 +275,9 @@ class Forgery:
                                      flow.combination_weights(setup, named))
         if tamper_totals is not None:
             totals = tamper_totals(list(totals))
-        result = stat.decode(spec, totals).to_dict()
+        info = (None if ctx.noise is None else
+                calibration.NoiseInfo(ctx.noise.params, len(ctx.noise.members)))
+        result = calibration.decode(spec, totals, info).to_dict()
         if tamper_result is not None:
             result = tamper_result(copy.deepcopy(result))
         ridx, _ = self.find("result")

@@ -90,6 +90,12 @@ def test_verify_valid_human(certs: dict[str, Path]) -> None:
     assert code == 0, out
     assert "VALID" in out and "INVALID" not in out
     assert "self-asserted" in out  # says which trust policy was used
+    # one plain-language verdict by default; the numbered steps with --verbose
+    assert "VALID: 4 data owners contributed" in out and "numbers unaltered" in out
+    assert "compute nodes decrypted" in out
+    assert "( 1) ok" not in out
+    code, out = _cli("verify", "--verbose", str(certs["mean"]))
+    assert code == 0, out
     for n in range(1, 16):
         assert f"({n:>2}) ok" in out
 

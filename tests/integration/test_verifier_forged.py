@@ -27,10 +27,9 @@ from statledger.proofs.errors import MalformedError
 from statledger.proofs.group import G, Scalar
 from statledger.proofs.signatures import SigningKey
 from statledger.proofs.vector import LIMB_BITS, _encrypt, _layout, encrypt_vector_with_proof
+from statledger.protocol import calibration, flow
 from statledger.protocol import entries as E
-from statledger.protocol import flow
 from statledger.protocol.query import QuerySpec
-from statledger.protocol.stats import get as get_statistic
 from statledger.verifier.certificate import parse_certificate
 from statledger.verifier.report import Report
 from statledger.verifier.verify import TrustPolicy, verify_certificate
@@ -105,7 +104,7 @@ def test_originals_are_valid(verifier_run: Any) -> None:
 
 def _out_of_range_vector(f: Forgery, provider: str, qid: str) -> str:
     spec, _ = f.query()
-    ranges = list(get_statistic(spec.statistic).layout(spec).ranges)
+    ranges = list(calibration.wire_layout(spec).ranges)  # what owners encrypt (DP weights)
     _, setup = f.find("setup")
     X = setup.collective_point()
     rs, layout = _layout(ranges)
@@ -587,7 +586,7 @@ def _requery(f: Forgery, keep: tuple[str, ...], min_providers: int) -> None:
     new = QuerySpec.parse({**spec.to_json_obj(), "min_providers": min_providers})
     qidx, _ = f.find("query")
     f.resign(qidx, E.QueryEntry.for_spec(new, q.querier), q.querier)
-    ranges = list(get_statistic(new.statistic).layout(new).ranges)
+    ranges = list(calibration.wire_layout(new).ranges)
     X = f.find("setup")[1].collective_point()
     for p in ("hospital-a", "hospital-b", "hospital-c", "hospital-d"):
         sidx, _ = f.find("submission", provider=p)

@@ -151,7 +151,8 @@ def test_an_ack_cannot_carry_another_nodes_complaint() -> None:
     msgs = ceremony.simulate(params, secrets_)
     deal_c = dkg.Deal.from_bytes(msgs[2][2], params)
     forged = dkg.disclose(params, deal_c, "node-a", secrets_["node-a"], keys["node-a"])
-    rows = _rows(msgs[:3]) + [_row(3, "dkg_ack", "node-b", ceremony.pack([forged.to_bytes()]))]
+    rows = _rows(msgs[:3]) + [_row(3, "dkg_ack", "node-b", ceremony.pack(
+        [ceremony.run_digest(params), forged.to_bytes()]))]
     with pytest.raises(VerificationError) as exc:
         ceremony.state_of(params, rows)
     assert exc.value.party == "node-b"
@@ -179,7 +180,7 @@ def test_cheating_dealer_is_disqualified_and_the_key_stays_consistent() -> None:
 
     rows = _run(params, secrets_, keys, tamper=tamper)
     acks = [e for _, e in rows if e.KIND == "dkg_ack"]
-    assert all(ceremony.unpack(e.message_bytes(), "ack") for e in acks)  # everyone complained
+    assert all(ceremony.unpack(e.message_bytes(), "ack")[1:] for e in acks)  # all complained
     assert not any(e.KIND == "dkg_key" and e.node == "node-a" for _, e in rows)
     result = ceremony.derive_from_log(params, keys, rows)
     assert "node-a" in result.disqualified and result.qual == ("node-b", "node-c")
@@ -194,7 +195,8 @@ def test_a_false_complaint_changes_nothing() -> None:
 
     def tamper(kind: str, node: str, msg: bytes) -> bytes:
         if kind == "dkg_ack" and node == "node-c":  # node-c falsely accuses node-a
-            return ceremony.pack([dkg.disclose(params, deal_a[0], "node-c", secrets_["node-c"],
+            return ceremony.pack([ceremony.run_digest(params),
+                                  dkg.disclose(params, deal_a[0], "node-c", secrets_["node-c"],
                                                keys["node-c"]).to_bytes()])
         return msg
 
@@ -255,3 +257,18 @@ def test_params_bind_consortium_nodes_threshold_and_epoch() -> None:
         assert other.context() != base.context()
     with pytest.raises(MalformedError):
         ceremony.params_for()
+
+
+def test_an_ack_of_another_run_is_refused() -> None:
+    """An ack is bound to its run (its first item is the run's digest): a node's "no
+    complaint" of one ceremony is not its ack of another (the log would otherwise take a
+    byte-identical copy for the new one), nor is an ack without the digest."""
+    params, secrets_, keys = _setup()
+    other = ceremony.params_for(consortium=CID, nodes=NODES, threshold=2, epoch=5)
+    msgs = ceremony.simulate(params, secrets_)
+    for payload in (ceremony.pack([ceremony.run_digest(other)]), ceremony.pack([])):
+        rows = _rows(msgs[:3]) + [_row(3, "dkg_ack", "node-a", payload)]
+        with pytest.raises(VerificationError, match="not bound to this run") as exc:
+            ceremony.state_of(params, rows)
+        assert exc.value.party == "node-a"
+    assert ceremony.state_of(params, _rows(msgs[:4])).acks  # twin: the honest ack

@@ -61,8 +61,7 @@ class Ceremony:
                             tuple(self.verification[n].to_bytes().hex() for n in self.nodes))
 
 
-_DKG_ENTRY = {cls.KIND: cls for cls in (E.DkgDealEntry, E.DkgAckEntry, E.DkgKeyEntry,
-                                        E.DkgDisclosureEntry)}
+_DKG_ENTRY = {kind: E.KINDS[kind] for kind in E.DKG_KINDS}
 
 
 def key_ceremony(consortium: str, transport: Mapping[str, Scalar], threshold: int,
@@ -172,7 +171,16 @@ def ceremony_messages() -> dict[str, tuple[str, bytes]]:
     return {"dkg_deal": ("node-a", by["dkg_deal", "node-a"]),
             "dkg_ack": ("node-b", by["dkg_ack", "node-b"]),
             "dkg_key": ("node-a", by["dkg_key", "node-a"]),
-            "dkg_disclosure": ("node-b", disclosure.to_bytes())}
+            "dkg_disclosure": ("node-b", disclosure.to_bytes()),
+            "dkg_transport": ("node-a", _transport_message(cer))}
+
+
+def _transport_message(cer: Ceremony) -> bytes:
+    """node-a's transport key for a resharing of ``cer``'s key among the same nodes."""
+    prior = dkg.Prior(cer.nodes, cer.threshold, tuple(cer.verification[n] for n in cer.nodes),
+                      cer.collective, cer.nodes)
+    params = dkg.DkgParams(cer.params.consortium, 1, cer.nodes, cer.threshold, prior)
+    return dkg.transport_key(params, "node-a", Scalar(13)).to_bytes()
 
 
 CEREMONY_MESSAGES = ceremony_messages()
@@ -186,6 +194,8 @@ def unsigned_entries() -> dict[str, E.Entry]:
                                       "ab" * 64),
         "setup": E.SetupEntry(CONSORTIUM, ("node-a", "node-b"), 2, point_hex(23),
                               (point_hex(24), point_hex(25))),
+        "rekey": E.RekeyEntry(CONSORTIUM, ("node-a", "node-b"), 2, point_hex(23),
+                              (point_hex(26), point_hex(27))),
         "genesis": E.GenesisEntry.of(GENESIS),
         "membership": E.MembershipEntry.of(CHANGE),
         "query": E.QueryEntry.for_spec(SPEC, "researcher"),
@@ -212,7 +222,7 @@ AUTHOR = {"party": "prov-1", "party_compute": "node-a", "setup": "ledger", "gene
           "aggregate": "researcher",
           "decryption": "node-a", "result": "researcher", "endorsement": "prov-1",
           "dkg_deal": "node-a", "dkg_ack": "node-b", "dkg_key": "node-a",
-          "dkg_disclosure": "node-b"}
+          "dkg_disclosure": "node-b", "dkg_transport": "node-a", "rekey": "ledger"}
 
 
 def signed_entries() -> dict[str, E.Entry]:

@@ -359,7 +359,7 @@ def test_aggregate_and_decode(key) -> None:
 
 @pytest.mark.parametrize("window", [0, 3, 4, 5, 7, 8, 9])
 def test_bucket_msm_matches_group_msm(monkeypatch, window) -> None:
-    monkeypatch.setattr(rp, "_window_bits", lambda n: window)
+    monkeypatch.setattr("statledger.proofs.msm.window_bits", lambda n: window)
     n = 150
     pts = [base_mul(Scalar.random()) for _ in range(n)]
     ks = [secrets.randbelow(ORDER) for _ in range(n)]

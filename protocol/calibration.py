@@ -1,0 +1,310 @@
+"""Per-entry DP calibration: public integer weights, unscaling, error reports (docs/privacy.md).
+
+The verifiable noise (:mod:`statledger.protocol.noise`) adds one noise distribution to every
+entry of the encrypted aggregate.  Calibrated for the L2 norm of raw sensitivities, a count
+(sensitivity 1) would get the noise of a scaled sum (sensitivity ``max|x| * scale``).  So
+when a query asks for DP, entry ``i`` travels *scaled* by a public integer weight
+
+    c_i = max(1, floor(t_max / t_i))       (t_i its sensitivity, t_max the largest)
+
+-- the owner encodes ``c_i * v_i`` with the range ``c_i * [lo, hi]``, the noise is calibrated
+for the scaled sensitivities ``c_i * t_i`` (all within ``[t_max / 2, t_max]``), and the
+decoder divides the total by ``c_i``: the noise on entry ``i`` has standard deviation
+``sigma / c_i``, proportional to ``t_i``.  The budget is thereby split equally over the
+``d`` entries (``rho_i = rho (c_i t_i)^2 / sum_j (c_j t_j)^2``, ``~ rho / d``).  For a mean
+``S / n`` the variance ``Var S / n^2 + mu^2 Var n / n^2`` is smallest for
+``rho_S / rho_n = t_S / |mu|``: equal at the worst case ``|mu| = max |bound|``, which is all a
+spec-only (data-blind) rule can use.  The noise itself is untouched: scaling the *noise*
+instead of the data would give entries of different supports, which the privacy bound of
+Theorem 1 (docs/noise.md) does not cover.
+
+Everything here is a function of the spec (and, for the error report, of the logged noise
+parameters): the provider, the querier, the compute nodes and the verifier all call it, so
+the weights are never sent, only recomputed (steps 9, 10, 13 and 14).  Queries without DP
+have every weight 1 and decode exactly as before.
+
+Post-processing (free under DP): the unscaled totals are rounded to the nearest integer
+(half to even) and an entry that cannot be negative without noise (declared range ``lo >=
+0``: counts, sums of squares, sums of non-negative values) is clamped at 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+from statledger.proofs.errors import MalformedError, PolicyError
+from statledger.protocol.stats import get as get_statistic
+from statledger.protocol.stats.base import (
+    Layout,
+    LocalReport,
+    RangeExceededError,
+    StatResult,
+    Table,
+)
+
+if TYPE_CHECKING:
+    from statledger.protocol.noise import NoiseParams
+    from statledger.protocol.query import QuerySpec
+
+__all__ = [
+    "is_dp",
+    "weights",
+    "wire_layout",
+    "wire_sensitivity",
+    "wire_encode",
+    "unscale",
+    "entry_sd",
+    "NoiseInfo",
+    "decode",
+    "clip_buckets",
+    "Z95",
+    "MAX_SD_ENTRIES",
+]
+
+#: two-sided 95 % normal quantile used for the reported intervals
+Z95 = 1.959963984540054
+#: above this many entries the per-value error (one decode per entry) is not computed
+MAX_SD_ENTRIES = 256
+
+
+def is_dp(spec: QuerySpec) -> bool:
+    return spec.privacy.mechanism != "none"
+
+
+def weights(spec: QuerySpec) -> list[int]:
+    """``c_i = max(1, t_max // t_i)`` per entry when the query asks for DP, else all 1."""
+    sens = list(get_statistic(spec.statistic).sensitivity(spec))
+    if not is_dp(spec) or not sens:
+        return [1] * len(sens)
+    t_max = max(sens)
+    return [max(1, t_max // t) if t > 0 else 1 for t in sens]
+
+
+def wire_layout(spec: QuerySpec) -> Layout:
+    """The layout of what is encrypted and range-proved: every range times its weight."""
+    layout = get_statistic(spec.statistic).layout(spec)
+    w = weights(spec)
+    return Layout(list(layout.labels),
+                  [(c * lo, c * hi) for c, (lo, hi) in zip(w, layout.ranges, strict=True)])
+
+
+def wire_sensitivity(spec: QuerySpec) -> list[int]:
+    """Sensitivities of the weighted entries, ``c_i * t_i`` (what the noise is calibrated for)."""
+    sens = get_statistic(spec.statistic).sensitivity(spec)
+    return [c * t for c, t in zip(weights(spec), sens, strict=True)]
+
+
+def wire_encode(spec: QuerySpec, table: Table, party: str = "this site"
+                ) -> tuple[list[int], LocalReport]:
+    """The owner's vector as encrypted: ``c_i * v_i``, plus its (unpublished) local report.
+    A vector outside the layout is refused with an actionable message that carries no count
+    (PolicyError: "site P has more rows than max_rows; raise max_rows")."""
+    try:
+        values, report = get_statistic(spec.statistic).encode_with_report(spec, table)
+    except RangeExceededError:
+        raise PolicyError(f"site {party} has more rows than max_rows; raise max_rows") from None
+    return [c * v for c, v in zip(weights(spec), values, strict=True)], report
+
+
+def unscale(spec: QuerySpec, totals: Sequence[int]) -> list[int]:
+    """Totals in the statistic's own units: ``round(T_i / c_i)`` (half to even), clamped at 0
+    for entries whose declared range is non-negative (post-processing).  The identity when
+    the query asks for no DP."""
+    w = weights(spec)
+    if len(totals) != len(w):
+        raise MalformedError(f"totals: {len(totals)} entries, the query's layout has {len(w)}")
+    if not is_dp(spec):
+        return list(totals)
+    ranges = get_statistic(spec.statistic).layout(spec).ranges
+    out: list[int] = []
+    for c, t, (lo, _hi) in zip(w, totals, ranges, strict=True):
+        if t is None:  # withheld: never decrypted (protocol/suppression.py)
+            out.append(t)
+            continue
+        v = round(Fraction(t, c))
+        out.append(max(v, 0) if lo >= 0 else v)
+    return out
+
+
+def entry_sd(spec: QuerySpec, params: NoiseParams, shares: int) -> list[float]:
+    """Standard deviation of the noise on every entry, in the statistic's units: the released
+    noise is the sum of ``shares`` independent shares of variance ``share_variance`` each
+    (docs/noise.md), divided by the weight."""
+    var = shares * params.share_variance
+    return [math.sqrt(float(var)) / c for c in weights(spec)]
+
+
+@dataclass(frozen=True)
+class NoiseInfo:
+    """What the error report needs: the logged noise parameters and the noise set's size."""
+
+    params: NoiseParams
+    shares: int
+
+
+def _leaves(obj: Any, path: str, out: dict[str, float]) -> None:
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return
+    if isinstance(obj, (int, float)):
+        out[path] = float(obj)
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            if k == "dp":
+                continue
+            _leaves(v, f"{path}.{k}" if path else str(k), out)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            _leaves(v, f"{path}[{i}]", out)
+
+
+def _value_sd(spec: QuerySpec, totals: list[int], base: dict[str, float],
+              sds: list[float]) -> dict[str, float]:
+    """First-order (delta-method) noise sd of every released number: each entry moved by
+    ``h`` = about an eighth of its sd (at least 1 unit), the statistic decoded again, the
+    changes scaled to one sd and their squares summed.  Deterministic (the decoders are), so
+    step 14 recomputes it bit for bit."""
+    stat = get_statistic(spec.statistic)
+    acc = dict.fromkeys(base, 0.0)
+    for i, sd in enumerate(sds):
+        h = max(1, round(sd / 8))
+        moved = list(totals)
+        if moved[i] is None:  # withheld (protocol/suppression.py): no value to move
+            continue
+        moved[i] += h
+        try:
+            other: dict[str, float] = {}
+            _leaves(stat.decode(spec, moved).to_dict(), "", other)
+        except MalformedError:
+            continue
+        for path, v in base.items():
+            w = other.get(path)
+            if w is not None:
+                acc[path] += ((w - v) / h * sd) ** 2
+    return {p: math.sqrt(v) for p, v in acc.items()}
+
+
+def decode(spec: QuerySpec, totals: Sequence[int], noise: NoiseInfo | None = None
+           ) -> StatResult:
+    """Decode wire totals: unscale (and post-process) then the statistic's decoder; for a DP
+    query add ``values["dp"]`` -- the charge, the noise sd of every entry and of every
+    released number with its 95 % interval -- and a note.  ``noise`` is required for DP."""
+    stat = get_statistic(spec.statistic)
+    plain = unscale(spec, totals)
+    result = stat.decode(spec, plain)
+    if not is_dp(spec):
+        return result
+    if noise is None:
+        raise MalformedError("decode: a DP query needs its noise parameters")
+    sds = entry_sd(spec, noise.params, noise.shares)
+    labels = stat.layout(spec).labels
+    base: dict[str, float] = {}
+    _leaves(result.to_dict(), "", base)
+    base.pop("statistic", None)
+    value_sd = _value_sd(spec, plain, base, sds) if len(sds) <= MAX_SD_ENTRIES else {}
+    result.values["dp"] = {
+        "privacy": spec.privacy.model_dump(),
+        "noise_shares": noise.shares,
+        "weights": weights(spec),
+        "entry_sd": dict(zip(labels, sds, strict=True)),
+        "value_sd": value_sd,
+        "ci95": {p: [base[p] - Z95 * s, base[p] + Z95 * s] for p, s in value_sd.items()},
+    }
+    top = {p: s for p, s in value_sd.items() if "." not in p and "[" not in p}
+    shown = ", ".join(f"{p} ± {Z95 * s:.4g}" for p, s in list((top or value_sd).items())[:8])
+    result.notes.append(
+        f"differentially private ({spec.privacy.mechanism}); 95% noise intervals: {shown}"
+        if shown else f"differentially private ({spec.privacy.mechanism})")
+    result.notes.append("DP post-processing: totals rounded, non-negative totals clamped at 0")
+    return result
+
+
+def clip_buckets(report: LocalReport) -> dict[str, str]:
+    """Per column, how many values were clipped to the bounds, bucketed so the querier learns
+    an order of magnitude, never a count: ``"0"``, ``"1-9"``, ``"10-99"``, ``"100+"``."""
+    out: dict[str, str] = {}
+    for col, k in sorted(report.clipped.items()):
+        out[col] = "0" if k == 0 else "1-9" if k < 10 else "10-99" if k < 100 else "100+"
+    return out
+
+
+def synthetic_table(spec: QuerySpec, rows: int, seed: int = 0) -> dict[str, Any]:
+    """``rows`` made-up rows for :func:`plan`: every numeric column uniform within its bounds
+    (a fixed seed: the plan is reproducible), every categorical one cycling its categories."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    table: dict[str, Any] = {}
+    for col in spec.used_columns():
+        if col in spec.bounds:
+            lo, hi = spec.bounds[col]
+            table[col] = rng.uniform(lo, hi, rows)
+        elif col in spec.categories:
+            cats = spec.categories[col]
+            table[col] = np.asarray([cats[i % len(cats)] for i in range(rows)], dtype=object)
+    return table
+
+
+def plan(spec: QuerySpec, n_compute: int, rows: int, delta: float = 1e-6) -> dict[str, Any]:
+    """What a DP query would cost and how wrong its numbers would be, spending nothing: the
+    querier's noise calibration for ``n_compute`` nodes (all in the noise set), the
+    guarantee (rho, and epsilon at ``delta`` beyond the mechanism's own delta), the noise sd
+    of every encoded entry and of every released number on ``rows`` synthetic rows spread
+    over the bounds (:func:`synthetic_table`)."""
+    from statledger.protocol import flow, noise
+
+    rho = flow.privacy_rho(spec)
+    if rho is None:
+        raise MalformedError("privacy.mechanism: the query asks for no differential privacy; "
+                             "it would be answered exactly (nothing to plan)")
+    sens = wire_sensitivity(spec)
+    params = noise.calibrate(sens, rho, n_compute, n_compute)
+    bound = noise.privacy_bound(params, sens)
+    eps, dlt = bound.epsilon(delta)
+    vals, _ = wire_encode(spec, synthetic_table(spec, rows))
+    result = decode(spec, vals, NoiseInfo(params, n_compute)).to_dict()
+    dp_block = result["dp"]
+    exact = get_statistic(spec.statistic).decode(spec, unscale(spec, vals)).to_dict()
+    return {
+        "statistic": spec.statistic,
+        "rho": float(rho),
+        "rho_bound": bound.rho,
+        "epsilon": eps,
+        "delta": dlt,
+        "compute_nodes": n_compute,
+        "rows": rows,
+        "weights": dp_block["weights"],
+        "entry_sd": dp_block["entry_sd"],
+        "value_sd": dp_block["value_sd"],
+        "synthetic_values": {p: v for p, v in _leaf_map(exact).items()
+                             if p in dp_block["value_sd"]},
+        "noise_bits_per_entry": params.bits_per_entry,
+    }
+
+
+def _leaf_map(obj: Any) -> dict[str, float]:
+    out: dict[str, float] = {}
+    _leaves(obj, "", out)
+    return out
+
+
+def simulate_noise(params: NoiseParams, shares: int) -> list[int]:
+    """One draw of the released noise of a noise set of ``shares`` nodes, in wire units: the
+    exact law of docs/noise.md (every bit ``b XOR c`` uniform when the coin is), each share
+    ``u - offset``.  For in-process accuracy tests and benches; the protocol never samples
+    here (the nodes commit to bits)."""
+    import secrets
+
+    from statledger.protocol import flow, noise
+
+    weights = [noise.bit_weight(params, b) for b in range(params.bits_per_entry)]
+    out = [0] * params.entries
+    for pos in range(shares):
+        off = flow.noise_offset(params, pos)
+        for j in range(params.entries):
+            bits = secrets.randbits(params.bits_per_entry)
+            out[j] += sum(w for b, w in enumerate(weights) if bits >> b & 1) - off
+    return out
