@@ -193,12 +193,16 @@ class ComputeNode:
 
     def ceremony_step(self) -> str:
         """One step of this node's part in the key ceremony or a resharing; returns the
-        phase it acted in or waits for (``"done"`` while no run is pending)."""
+        phase it acted in or waits for (``"done"`` while no run is pending).  The idle look
+        (a few index lists from the ledger) runs outside the action lock, so a slow or frozen
+        ledger never makes it hold up a query request."""
+        indices = self.ledger.ceremony_indices()
+        if indices == self._seen:  # nothing new on the log since the last idle look
+            if any(due <= time.monotonic() for due in self._retire.values()):
+                with self._lock:
+                    self._erase_due()
+            return "done"
         with self._lock:
-            indices = self.ledger.ceremony_indices()
-            if indices == self._seen:  # nothing new on the log since the last idle look
-                self._erase_due()
-                return "done"
             rows, timeline = self.follower.entries(indices)
             view = parse_entries(rows)
             for i, e in view.dkg:
@@ -383,10 +387,9 @@ class ComputeNode:
                 raise PolicyError("no query")
             if self.party_id not in setup.compute:
                 raise PolicyError(f"{self.party_id} is not a compute node of this cluster")
-            for idx, c in view.noise_commits:  # logged before a crash: resume, never twice
-                if c.node == self.party_id:
-                    self.actions.record(query_id, "noise_commit", idx)
-                    return idx
+            resumed = self._resume(query_id, "noise_commit", view.noise_commits)
+            if resumed is not None:
+                return resumed
             if flow.privacy_rho(spec) is None:
                 raise PolicyError(f"query {query_id} asks for no DP noise")
             params = NoiseParams.from_json_obj(params_obj)
@@ -405,6 +408,15 @@ class ComputeNode:
             self.actions.record(query_id, "noise_commit", index)
             log.info("noise commitment for %s logged at %d", query_id, index)
             return index
+
+    def _resume(self, query_id: str, action: str, logged: Any) -> int | None:
+        """This node's entry for ``action`` if the log already holds it (logged before a
+        crash): recorded and returned, so nothing is ever made twice."""
+        for idx, e in logged:
+            if e.node == self.party_id:
+                self.actions.record(query_id, action, idx)
+                return int(idx)
+        return None
 
     def _coin_promise(self, query_id: str) -> tuple[str, str] | None:
         """The coin base ``P`` (hex) this node published its coin share for, and that signed
@@ -429,10 +441,9 @@ class ComputeNode:
             if done is not None:
                 return done
             view = query_view(self.follower, query_id)
-            for idx, c in view.noise_coins:  # logged before a crash: resume
-                if c.node == self.party_id:
-                    self.actions.record(query_id, "noise_coin", idx)
-                    return idx
+            resumed = self._resume(query_id, "noise_coin", view.noise_coins)
+            if resumed is not None:
+                return resumed
             ctx = StepContext(view, pinned=self.pinned)
             try:
                 run_steps(ctx, NOISE_STEPS, through=10)
@@ -504,10 +515,9 @@ class ComputeNode:
             if done is not None:
                 return done
             view = query_view(self.follower, query_id)
-            for idx, g in view.gates:  # logged before a crash: resume
-                if g.node == self.party_id:
-                    self.actions.record(query_id, "gate", idx)
-                    return idx
+            resumed = self._resume(query_id, "gate", view.gates)
+            if resumed is not None:
+                return resumed
             ctx = self._checked_through_11(query_id, "gate shares for")
             gates = suppression.gate_entries(ctx.spec())
             if not gates:
@@ -535,10 +545,9 @@ class ComputeNode:
             if done is not None:
                 return done
             view = query_view(self.follower, query_id)
-            for idx, d in view.decryptions:  # logged before a crash: resume
-                if d.node == self.party_id:
-                    self.actions.record(query_id, "decrypt", idx)
-                    return idx
+            resumed = self._resume(query_id, "decrypt", view.decryptions)
+            if resumed is not None:
+                return resumed
             # Steps 5-11 in full, the submissions' and noise shares' range and linking proofs
             # included (one batched check): the ledger operator may have admitted anything,
             # and a submission that cancels others' (e.g. the negation of another hospital's

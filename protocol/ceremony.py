@@ -12,9 +12,10 @@ value.  On a log, rounds are log positions:
 
 1. **Deals** (``dkg_deal``): one per compute node of the setup; a deal counts only if it
    precedes the first ``dkg_ack`` (an honest node acks only once it has seen every deal).
-2. **Acks** (``dkg_ack``): one per node, carrying its complaints (a ``Disclosure`` of every
-   share that failed its check).  The complaint round closes when *every* node has acked;
-   complaints are those in the acks.
+2. **Acks** (``dkg_ack``): one per node, carrying the run's digest (:func:`run_digest`: an ack
+   belongs to one run) and its complaints (a ``Disclosure`` of every share that failed its
+   check).  The complaint round closes when *every* node has acked; complaints are those in
+   the acks.
 3. **Keys** (``dkg_key``): a qualified dealer's Feldman values, valid only after every node's
    ack.  A ``dkg_key`` logged before the last ack would let its author see the honest
    dealers' Feldman values while complaints can still change the qualified set; such a
@@ -24,9 +25,12 @@ value.  On a log, rounds are log positions:
    qualified dealer whose phase-2 values are missing or invalid; ``T`` of them reconstruct
    that dealer's polynomial (its key cannot be dropped: that would bias the key).
 
-Only entries before the setup entry count (the caller passes exactly those).  The
-ceremony needs every compute node to deal and to ack (a node that never acks stalls it,
-visibly); decryption later needs only ``T``.
+Only the run's entries count (the caller passes exactly those: before the setup for the
+first ceremony, :func:`run_rows` for a resharing).  The ceremony needs every compute node to
+deal and to ack (a node that never acks stalls it, visibly); decryption later needs only
+``T``.  A resharing (``params.prior``; docs/dkg.md, "Key lifecycle") adds a fresh transport
+key per new node (``dkg_transport``) before the first deal, has the previous nodes deal and
+the new ones ack, and has no disclosures.
 """
 
 from __future__ import annotations

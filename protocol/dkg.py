@@ -63,6 +63,16 @@ Transcript rules that :func:`derive` enforces (every failure is a
    is a pure function of what it is given.  Its output does not depend on the order of the
    sequences it is given.
 
+Resharing (``params.prior``, docs/dkg.md "Key lifecycle"): the dealers are the previous
+nodes still members; dealer ``i`` deals ``f_i(0) = x̄_i`` (its previous share) and
+``f'_i(0) = 0``, so ``C_0 = Y_i``.  Rule 3 needs ``prior.threshold`` qualified dealers.  Rule
+4 counts a dealer whose key commitment verifies *and* has ``A_0 = Y_i``; the others are
+dropped, not reconstructed (every constant is pinned: nothing to bias, and a reconstruction
+would publish a previous share).  With ``lambda_i`` the Lagrange weights at 0 of the counted
+dealers' previous points: ``Y = sum lambda_i A_i0`` (the previous key), ``Y'_j = sum_i
+lambda_i sum_k j^k A_ik``, ``x'_j = sum_i lambda_i s_ij``.  New nodes encrypt to fresh
+transport keys (:class:`TransportKey`, tag ``04``).
+
 Encodings (big-endian; ``id`` = u8 length || ASCII party id; points 33 bytes, scalars 32):
 ``Deal`` = ``01 || id || u16 T || C_0..C_{T-1} || u16 N || N * (R || ct(64) || c || s)``;
 ``Disclosure`` = ``02 || id(dealer) || id(recipient) || K || c || s``;

@@ -1056,9 +1056,10 @@ class DkgDealEntry(_DkgEntry):
 
 @dataclass(frozen=True)
 class DkgAckEntry(_DkgEntry):
-    """Phase 1 closes: a node's complaints (``dkg.Disclosure`` of each share that failed its
-    check; none = every deal was good), ``message`` = the concatenated length-prefixed
-    disclosures (:func:`statledger.protocol.ceremony.pack`)."""
+    """Phase 1 closes: ``message`` = :func:`statledger.protocol.ceremony.pack` of the run's
+    digest (:func:`~statledger.protocol.ceremony.run_digest`: the ack belongs to one run),
+    then a node's complaints (``dkg.Disclosure`` of each share that failed its check; none =
+    every deal was good)."""
 
     KIND: ClassVar[str] = "dkg_ack"
 

@@ -428,17 +428,26 @@ def _release(state: QueryState, e: ReleaseEntry) -> QueryState:
         raise ProtocolError("release decision before the aggregate")
     if state.released:
         raise ProtocolError("release: duplicate release decision")
-    if len(e.decryptors) != state.roster.needed:
-        raise ProtocolError(f"release decision names {len(e.decryptors)} gate node(s); the "
-                            f"threshold is {state.roster.needed}")
-    unknown = [n for n in e.decryptors if n not in state.gated]
-    if unknown:
-        raise ProtocolError(f"release decision names node(s) {', '.join(unknown)}, which "
-                            "logged no gate shares")
+    _named_share_nodes(state, e.decryptors, state.gated, "release decision", "gate node(s)",
+                       "node(s)", "gate shares")
     if state.n_ciphertexts is not None and e.ciphertexts > state.n_ciphertexts:
         raise ProtocolError(f"release decision of {e.ciphertexts} ciphertexts; the aggregate "
                             f"has {state.n_ciphertexts}")
     return replace(state, released=True, n_released=e.ciphertexts)
+
+
+def _named_share_nodes(state: QueryState, names: Sequence[str], logged: Iterable[str],
+                       what: str, counted: str, unknown_noun: str, shares: str) -> None:
+    """A release decision or a result names exactly ``T`` nodes, each of which logged its
+    (gate or decryption) shares."""
+    if len(names) != state.roster.needed:
+        raise ProtocolError(f"{what} names {len(names)} {counted}; the threshold is "
+                            f"{state.roster.needed}")
+    have = set(logged)
+    unknown = [n for n in names if n not in have]
+    if unknown:
+        raise ProtocolError(f"{what} names {unknown_noun} {', '.join(unknown)}, which logged "
+                            f"no {shares}")
 
 
 def _result(state: QueryState, e: ResultEntry) -> QueryState:
@@ -448,13 +457,8 @@ def _result(state: QueryState, e: ResultEntry) -> QueryState:
         missing = [n for n in state.roster.compute if n not in state.decrypted]
         raise ProtocolError(f"result before {state.roster.needed} decryptions (none yet from "
                             f"{', '.join(missing)}; phase {state.phase.value})")
-    if len(e.decryptors) != state.roster.needed:
-        raise ProtocolError(f"result names {len(e.decryptors)} decrypting node(s); the "
-                            f"threshold is {state.roster.needed}")
-    unknown = [n for n in e.decryptors if n not in state.decrypted]
-    if unknown:
-        raise ProtocolError(f"result names decrypting node(s) {', '.join(unknown)}, which "
-                            "logged no decryption shares")
+    _named_share_nodes(state, e.decryptors, state.decrypted, "result",
+                       "decrypting node(s)", "decrypting node(s)", "decryption shares")
     digest = e.digest() if e.sig is not None else None
     return replace(state, phase=Phase.RELEASED, result_digest=digest)
 

@@ -69,7 +69,7 @@ def verifier_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VerifierR
 
     Used by tests/integration/test_verifier_*.py.
     """
-    from statledger.nodes.demo import provider_datasets, querier_for, register_queriers
+    from statledger.nodes.demo import provider_datasets, querier_for
     from statledger.nodes.launcher import Cluster
     from statledger.protocol.query import QuerySpec
 
@@ -81,11 +81,8 @@ def verifier_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VerifierR
     cluster = Cluster(base, n_compute=3, providers=providers, queriers=["querier"],
                       policies={p: policy for p in providers}, startup_timeout=120)
     run = VerifierRun(base_dir=cluster.base_dir, origin=cluster.layout.origin)
-    cluster.start()
+    cluster.start_and_set_up()
     try:
-        register_queriers(cluster)
-        with cluster.client("ledger", as_party="querier") as c:
-            c.post("/v1/setup")
         with querier_for(cluster) as q:
             for name, (dataset, spec) in VERIFIER_QUERIES.items():
                 out = q.run(QuerySpec.parse(spec), datasets=dataset)

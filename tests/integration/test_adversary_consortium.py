@@ -27,7 +27,6 @@ from statledger.ledger.note import Note, NoteSigner
 from statledger.ledger.witness import CosignatureSigner
 from statledger.nodes.cli import app
 from statledger.nodes.config import load_config
-from statledger.nodes.demo import register_queriers
 from statledger.nodes.follower import LogFollower
 from statledger.nodes.http import RemoteError, SignedClient
 from statledger.nodes.keys import load_identity_key
@@ -56,11 +55,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                  for k, pid in enumerate(HOSPITALS)}
     c = Cluster(tmp_path_factory.mktemp("consortium") / "c", n_compute=3, providers=providers,
                 queriers=["querier"], startup_timeout=120)
-    c.start()
+    c.start_and_set_up()
     try:
-        register_queriers(c)
-        with c.client("ledger", as_party="querier") as cl:
-            cl.post("/v1/setup")
         yield c
     finally:
         c.stop()

@@ -30,7 +30,6 @@ import pytest
 from test_nodes_hostile import _addr, _health_latencies, _serve
 
 from statledger.nodes.auth import sign_request
-from statledger.nodes.demo import register_queriers
 from statledger.nodes.launcher import Cluster, init_cluster
 from statledger.nodes.ledger_client import NODE_READ_TIMEOUT
 from statledger.nodes.peers import BUSY_WAIT
@@ -47,11 +46,8 @@ QID_B = "b" * 64
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = Cluster(tmp_path_factory.mktemp("stall"), n_compute=1, queriers=["querier"],
                 startup_timeout=90)
-    c.start()
+    c.start_and_set_up()
     try:
-        register_queriers(c)
-        with c.client("ledger", as_party="querier") as cl:
-            cl.post("/v1/setup")
         # the node's key-ceremony thread takes its action lock until it has seen the setup
         # on the log (it polls at most every 2 s); a frozen ledger then would hold it there
         time.sleep(5.0)

@@ -32,7 +32,6 @@ import httpx
 import pytest
 
 from statledger.nodes.auth import sign_request
-from statledger.nodes.demo import register_queriers
 from statledger.nodes.launcher import Cluster, PartyInfo, init_cluster
 from statledger.nodes.serve import PARENT_ENV
 from statledger.proofs.signatures import SigningKey
@@ -230,11 +229,8 @@ def test_connections_beyond_the_cap_get_503(tmp_path: Path) -> None:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = Cluster(tmp_path_factory.mktemp("hostile"), n_compute=1, queriers=["querier"],
                 startup_timeout=90)
-    c.start()
+    c.start_and_set_up()
     try:
-        register_queriers(c)
-        with c.client("ledger", as_party="querier") as cl:
-            cl.post("/v1/setup")
         yield c
     finally:
         ledger = c.procs.get("ledger")

@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from statledger.nodes.config import load_config
-from statledger.nodes.demo import provider_datasets, register_queriers
+from statledger.nodes.demo import provider_datasets
 from statledger.nodes.launcher import Cluster
 
 ST = shutil.which("st", path=str(Path(sys.executable).parent)) or shutil.which("st")
@@ -47,11 +47,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = Cluster(tmp_path_factory.mktemp("schemathesis"), n_compute=1,
                 providers={first: datasets[first]}, queriers=["querier"],
                 startup_timeout=90)
-    c.start()
+    c.start_and_set_up()
     try:
-        register_queriers(c)
         with c.client("ledger", as_party="querier") as cl:
-            cl.post("/v1/setup")
             cl.post("/v1/checkpoint")  # GET /v1/checkpoint and the bundles have one to serve
         yield c
     finally:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from statledger.nodes.demo import provider_datasets, register_queriers
+from statledger.nodes.demo import provider_datasets
 from statledger.nodes.launcher import Cluster
 from statledger.nodes.querier import Querier, QueryFailed
 from statledger.proofs.group import Scalar, base_mul
@@ -48,11 +48,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     cl = Cluster(work / "cluster", n_compute=3, providers=providers, queriers=["querier"],
                  threshold=2, witness_quorum=1, startup_timeout=120,
                  policies={p: policy for p in providers})
-    cl.start()
+    cl.start_and_set_up()
     try:
-        register_queriers(cl)
-        with cl.client("ledger", as_party="querier") as c:
-            c.post("/v1/setup")
         yield cl
     finally:
         cl.stop()

@@ -12,23 +12,16 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from test_ceremony import _row, _rows
 
 from statledger.proofs.elgamal import encrypt
 from statledger.proofs.errors import MalformedError, VerificationError
 from statledger.proofs.group import Scalar, base_mul
 from statledger.protocol import ceremony, dkg
-from statledger.protocol.entries import KINDS, Entry
+from statledger.protocol.entries import Entry
 
 CID = "ab" * 32
 OLD = ("node-a", "node-b", "node-c")
-
-
-def _row(i: int, kind: str, node: str, message: bytes) -> tuple[int, Entry]:
-    return i, KINDS[kind](node, message.hex())  # type: ignore[call-arg]
-
-
-def _rows(msgs, start: int = 0):
-    return [_row(start + i, k, n, m) for i, (k, n, m) in enumerate(msgs)]
 
 
 def _fresh(nodes=OLD, threshold=2):
