@@ -127,7 +127,7 @@ def check_node(path: Path, *, timeout: float = 5.0,
 
 
 def _check_provider(cfg: Any, add: Callable[[str, str, str], None]) -> None:
-    from statledger.nodes.data import load_table
+    from statledger.nodes.data import load_dataset
     from statledger.nodes.provider_service import load_policy
     from statledger.proofs.errors import StatledgerError
 
@@ -146,7 +146,7 @@ def _check_provider(cfg: Any, add: Callable[[str, str, str], None]) -> None:
     columns: set[str] = set()
     for name, ds in cfg.datasets.items():
         try:
-            table = load_table(ds.path, ds.format, ds.table)
+            table = load_dataset(ds)
         except (StatledgerError, OSError) as exc:
             add("FAIL", f"dataset {name}", str(exc))
             continue

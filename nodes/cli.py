@@ -90,6 +90,39 @@ def _check_threshold(compute: int, threshold: int | None) -> None:
         _fail(f"--threshold: expected 1 to {compute} (the compute nodes)", 2)
 
 
+def _vertical_owners(spec: Any, n_files: int) -> list[str] | None:
+    """For a vertically partitioned spec: the owner of each data file (in order); the local
+    owners are ``provider-1`` and ``provider-2``, so the spec's ``params.partition.owners``
+    must name them.  None for any other spec."""
+    from statledger.protocol import vertical
+
+    if not vertical.is_vertical(spec):
+        return None
+    part = vertical.VerticalPlan.of(spec).part
+    local = ["provider-1", "provider-2"]
+    if n_files != 2:
+        _fail("a vertically partitioned query takes exactly two data files (--data A B), one "
+              "per owner of params.partition.owners", 2)
+    if sorted(part.owners) != local:
+        _fail("params.partition.owners: the local cluster's owners are provider-1 and "
+              "provider-2 (the first and second data file)", 2)
+    return local
+
+
+def _pair_secret(tmp: Path, owners: list[str]) -> dict[str, dict[str, Path]]:
+    """A fresh pair secret for the two local vertical owners (this run only, mode 0600,
+    never on the log): each owner's node config names the other as its partner."""
+    import os
+    import secrets as _secrets
+
+    path = tmp / "vertical-pair.key"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(_secrets.token_bytes(32).hex())
+    a, b = owners
+    return {a: {b: path}, b: {a: path}}
+
+
 @app.command()
 def run(
     query: Annotated[Path, typer.Argument(help="query spec (JSON)")],
@@ -99,7 +132,8 @@ def run(
     more: Annotated[list[Path] | None, typer.Argument(
         help="more data files (the ones listed after --data A.csv)", show_default=False)] = None,
     out: Annotated[Path | None, typer.Option(
-        help="write the certificate here (IRLS: also one OUT-roundK file per round)")] = None,
+        help="write the certificate here (IRLS: also one OUT-roundK file per round; "
+             "--evaluate: the evaluation's, the fit's in OUT-fit)")] = None,
     compute: Annotated[int, typer.Option(help="number of compute nodes")] = 3,
     threshold: Annotated[int | None, typer.Option(
         help="decryption threshold T: any T compute nodes decrypt, fewer learn nothing "
@@ -113,12 +147,21 @@ def run(
         "--budget", help="zCDP budget rho of each local owner (policy budget_rho); needed "
                          "for a query with privacy.mechanism zcdp or approx",
         show_default=False)] = None,
+    evaluate: Annotated[bool, typer.Option(
+        "--evaluate", help="after a linear or logistic regression, evaluate the published "
+                           "model on the same owners (model_evaluation: R^2/RMSE/MAE or "
+                           "log-loss/accuracy/.../ROC AUC); its own certificate")] = False,
 ) -> None:
     """Run one query on an ephemeral local cluster with one provider per data file.  Every
     file is checked before the cluster starts; exit 2 naming the file and the reason if one
     cannot answer (unless --allow-partial), 1 if the query fails."""
     data = [*data, *(more or [])]
-    from statledger.nodes.data import check_distinct, check_for_query, load_table
+    from statledger.nodes.data import (
+        check_distinct,
+        check_for_query,
+        check_vertical_owner,
+        load_table,
+    )
     from statledger.nodes.demo import querier_for, start_cluster
     from statledger.nodes.querier import QueryOutcome, run_rounds
     from statledger.protocol.query import QuerySpec
@@ -133,6 +176,7 @@ def run(
         if not d.is_file():
             _fail(f"{d}: no such file", 2)
     _check_threshold(compute, threshold)
+    _check_evaluate(evaluate, spec.statistic)
     if budget is not None and not (budget > 0 and budget <= 1e6):
         _fail("--budget: expected a rho in (0, 1e6]", 2)
     if spec.privacy.mechanism != "none" and budget is None:
@@ -145,16 +189,22 @@ def run(
         _fail(f"{dup}: listed twice; its rows would be counted twice", 2)
     tables: dict[str, Any] = {}
     dropped: dict[str, str] = {}
-    for name, d in files.items():
+    owner_cols = _vertical_owners(spec, len(files))  # a vertical query: one file per owner
+    for pos, (name, d) in enumerate(files.items()):
         try:
             tables[name] = load_table(d)
-            check_for_query(tables[name], spec, name)
+            if owner_cols is not None:
+                check_vertical_owner(tables[name], spec, owner_cols[pos], name)
+            else:
+                check_for_query(tables[name], spec, name)
         except StatledgerError as exc:
             dropped[name] = str(exc).removeprefix(f"{name}: ")
     try:
         check_distinct(files, tables)
     except MalformedError as exc:
         _fail(str(exc), 2)
+    if dropped and owner_cols is not None:  # both owners' columns are needed
+        _fail("; ".join(f"{n}: {r}" for n, r in dropped.items()), 2)
     if dropped and not allow_partial:
         _fail("; ".join(f"{n}: {r}" for n, r in dropped.items())
               + " (fix the file, or --allow-partial to run without it)", 2)
@@ -166,7 +216,9 @@ def run(
         _fail(f"{len(kept)} data file(s) can answer, the query needs at least "
               f"{spec.min_providers} providers (min_providers)", 2)
     site_of = {f"provider-{i}": n for i, n in enumerate(kept, 1)}
-    providers = {pid: {"data": str(files[n].resolve())} for pid, n in site_of.items()}
+    # a pull-mode spec (docs/owners.md): the owners pull it, holding the dataset it names
+    ds_name = spec.pull.dataset if spec.pull is not None else "data"
+    providers = {pid: {ds_name: str(files[n].resolve())} for pid, n in site_of.items()}
 
     def check_round(o: QueryOutcome) -> None:
         # an owner that refused at run time: the result would silently cover fewer sites
@@ -189,12 +241,17 @@ def run(
             pol = Path(tmp) / "policy.json"
             pol.write_text(json.dumps({"budget_rho": budget}), encoding="utf-8")
             policies = dict.fromkeys(providers, pol)
+        pairs = _pair_secret(Path(tmp), list(providers)) if owner_cols is not None else None
         cluster = start_cluster(Path(tmp), providers, n_compute=compute,
-                                threshold=threshold, policies=policies)
+                                threshold=threshold, policies=policies,
+                                pull=list(providers) if spec.pull is not None else (),
+                                vertical_partners=pairs)
         try:
             with querier_for(cluster) as q:
-                outcomes = run_rounds(q, spec, datasets="data", on_round=check_round,
+                outcomes = run_rounds(q, spec, datasets=ds_name, on_round=check_round,
                                       progress=lambda m: typer.echo(f"  {m}...", err=True))
+                if evaluate:
+                    outcomes += _evaluate_fit(q, outcomes[-1], ds_name, check_round)
         except StatledgerError as exc:
             _fail(str(exc))
             return
@@ -203,9 +260,12 @@ def run(
     final = outcomes[-1]
     certs: list[str] = []
     if out is not None:
-        if len(outcomes) > 1:  # IRLS: every round is its own query with its own certificate
-            for i, o in enumerate(outcomes, 1):
-                p = out.with_name(f"{out.stem}-round{i}{out.suffix}")
+        rounds = outcomes[:-1] if evaluate else outcomes  # --evaluate: OUT-fit[-roundK]
+        tag = "-fit" if evaluate else ""
+        if len(rounds) > 1 or evaluate:  # IRLS: every round is its own query and certificate
+            for i, o in enumerate(rounds, 1):
+                p = out.with_name(f"{out.stem}{tag}" + (f"-round{i}" if len(rounds) > 1
+                                                        else "") + out.suffix)
                 p.write_bytes(o.certificate.to_bytes())
                 certs.append(str(p))
         out.write_bytes(final.certificate.to_bytes())
@@ -217,12 +277,15 @@ def run(
             "sites": sorted(site_of[p] for p in final.contributors if p in site_of),
             "dropped": dropped, "certificates": certs}, indent=1))
         return
+    if evaluate:
+        typer.echo(outcomes[-2].result.summary() + "\n")
     typer.echo(final.result.summary())
     if dropped:
         typer.secho(f"WARNING: this result leaves out {', '.join(dropped)}",
                     fg=typer.colors.YELLOW, bold=True, err=True)
     for c in certs[:-1]:
-        typer.echo(f"certificate of round {certs.index(c) + 1}: {c}")
+        typer.echo(f"certificate of {'the fit, ' if evaluate else ''}round "
+                   f"{certs.index(c) + 1}: {c}")
     if out is not None:
         typer.echo(f"certificate: {out}")
 
@@ -275,6 +338,10 @@ def query(
                                               "`statledger node init`")],
     dataset: Annotated[str | None, typer.Option(help="dataset name at the providers")] = None,
     out: Annotated[Path | None, typer.Option(help="write the certificate here")] = None,
+    evaluate: Annotated[bool, typer.Option(
+        "--evaluate", help="after a linear or logistic regression, evaluate the published "
+                           "model (model_evaluation; OUT gets the evaluation's certificate, "
+                           "OUT-fit the fit's)")] = False,
 ) -> None:
     """Run a query against a running cluster (registers the querier and writes the cluster's
     setup entry on first use)."""
@@ -290,10 +357,19 @@ def query(
     except StatledgerError as exc:
         _fail(str(exc), 2)
         return
+    _check_evaluate(evaluate, spec.statistic)
     try:
         with q:
             outcomes = run_rounds(q, spec, datasets=dataset,
                                   progress=lambda m: typer.echo(f"  {m}...", err=True))
+            if evaluate:
+                fit = outcomes[-1]
+                outcomes += _evaluate_fit(q, fit, dataset, None)
+                typer.echo(fit.result.summary() + "\n")
+                if out is not None:
+                    p = out.with_name(f"{out.stem}-fit{out.suffix}")
+                    p.write_bytes(fit.certificate.to_bytes())
+                    typer.echo(f"certificate of the fit: {p}")
     except StatledgerError as exc:
         _fail(str(exc))
         return
@@ -301,6 +377,27 @@ def query(
     if out is not None:
         out.write_bytes(outcomes[-1].certificate.to_bytes())
         typer.echo(f"certificate: {out}")
+
+
+def _check_evaluate(evaluate: bool, statistic: str) -> None:
+    from statledger.protocol.stats.evaluation import MODELS
+
+    if evaluate and statistic not in MODELS:
+        _fail(f"--evaluate: {statistic!r} publishes no model (one of {', '.join(MODELS)})", 2)
+
+
+def _evaluate_fit(q: Any, fit: Any, datasets: str | None, on_round: Any) -> list[Any]:
+    """``--evaluate``: the model_evaluation of the model ``fit`` published, on the same
+    owners (its spec names the fit's query id; protocol/stats/evaluation.py)."""
+    from statledger.protocol.stats.evaluation import evaluation_spec
+
+    spec = evaluation_spec(fit.spec, fit.query_id, fit.result.to_dict())
+    typer.echo(f"  evaluating the published model of query {fit.query_id[:16]}...", err=True)
+    out = q.run(spec, datasets=datasets,
+                progress=lambda m: typer.echo(f"  {m}...", err=True))
+    if on_round is not None:
+        on_round(out)
+    return [out]
 
 
 #: seconds the ledger waits for the key ceremony before answering POST /v1/setup
@@ -355,10 +452,12 @@ def verify(
         "--show", help="also print the certified query in words and the result table")
                     ] = False,
     verbose: Annotated[bool, typer.Option(
-        "--verbose", "-v", help="list every numbered verification step")] = False,
+        "--verbose", "-v", help="list every numbered verification step, and print progress "
+                                "on stderr as each step passes")] = False,
 ) -> None:
     """Verify certificates offline: one plain-language verdict per file (every numbered step
-    with --verbose).  Exit 0: all valid; 1: some invalid; 2: not a certificate."""
+    with --verbose).  Progress goes to stderr: with --verbose, or on a terminal once a file
+    takes over a second.  Exit 0: all valid; 1: some invalid; 2: not a certificate."""
     from statledger.verifier.certificate import SUFFIX as CERT_SUFFIX
     from statledger.verifier.show import inspect, render_text, verdict
     from statledger.verifier.verify import load_trust
@@ -379,7 +478,8 @@ def verify(
     code = 0
     for f in files:
         try:
-            shown = inspect(_read_cert(f), policy, source=str(f))
+            shown = inspect(_read_cert(f), policy, source=str(f),
+                            progress=_verify_progress(f, always=verbose))
         except MalformedError as exc:
             code = max(code, 2)
             if as_json:
@@ -415,6 +515,28 @@ def verify(
             typer.echo("")
             typer.echo(render_text(shown, verbose=verbose))
     raise typer.Exit(code)
+
+
+def _verify_progress(path: Path, *, always: bool) -> Any:
+    """A verifier progress hook that prints each passed step and the next one on stderr:
+    always (--verbose), or on a terminal once the file has taken a second."""
+    import time
+
+    from statledger.verifier.report import STEPS
+
+    t0 = time.perf_counter()
+    tty = sys.stderr.isatty()
+
+    def hook(step: int, _detail: str) -> None:
+        elapsed = time.perf_counter() - t0
+        if not (always or (tty and elapsed >= 1.0)):
+            return
+        nxt = min((n for n in STEPS if n > step), default=None)
+        typer.echo(f"{path.name} [{elapsed:6.2f} s] step {step} ok"
+                   + (f"; checking step {nxt} ({STEPS[nxt]})..." if nxt is not None else ""),
+                   err=True)
+
+    return hook
 
 
 def _read_cert(path: Path) -> bytes:
@@ -505,11 +627,14 @@ def audit(
 def node_serve(
     role: Annotated[str, typer.Option(help="ledger, compute or provider")],
     config: Annotated[Path, typer.Option(help="the party's config (TOML)")],
+    pull: Annotated[bool, typer.Option(
+        "--pull", help="provider only: open no port, poll the ledger for the queries that "
+                       "address this owner (docs/owners.md)")] = False,
 ) -> None:
     """Serve one party (blocks until stopped)."""
     from statledger.nodes.serve import main as serve_main
 
-    sys.exit(serve_main(["--role", role, "--config", str(config)]))
+    sys.exit(serve_main(["--role", role, "--config", str(config)] + (["--pull"] if pull else [])))
 
 
 @node_app.command("check")

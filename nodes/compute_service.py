@@ -7,8 +7,10 @@ Routes (``auth`` = signed request from a registered querier)::
                                                     them, commit to secret noise bits
                                                     -> {"index"}
     POST /v1/queries/{query_id}/noise/coin    auth  coin share x_j*P + DLEQ -> {"index"}
-    POST /v1/queries/{query_id}/gate     auth  shares of the gate ciphertexts only + batched
-                                               DLEQ (suppression before decryption) -> {"index"}
+    POST /v1/queries/{query_id}/pet      auth  one blinded shuffled PET step of every gate
+                                               cell (suppression before decryption) -> {"index"}
+    POST /v1/queries/{query_id}/gate     auth  shares of the last PET step's ciphertexts only
+                                               + batched DLEQ -> {"index"}
     POST /v1/queries/{query_id}/decrypt  auth  decryption shares + batched DLEQ -> {"index"}
     POST /v1/witness/cosign                    cosign a newer consistent checkpoint (ledger)
     GET  /v1/health
@@ -21,7 +23,8 @@ range and linking proofs and the noise set's bit proofs, batched; the noise shar
 the aggregate recomputed; at least ``min_providers`` providers and never fewer than two):
 it never decrypts a single
 submission, and never under a key share other than the one it registered.  For a statistic
-with gate entries (protocol/suppression.py) it first shares only the gate ciphertexts, and
+with gate entries (protocol/suppression.py) it first adds its blinded shuffled PET step (once,
+after checking the earlier ones), then shares only the complete chain's last ciphertexts, and
 then decrypts only the entries the logged release decision releases -- after re-deriving that
 decision itself (``checks.check_release``): a suppressed entry gets no share, whatever the
 querier asks.  A malformed
@@ -64,12 +67,13 @@ from statledger.proofs.errors import (
     VerificationError,
 )
 from statledger.proofs.group import Point, Scalar, base_mul
-from statledger.protocol import ceremony, entries, flow, noise, suppression
+from statledger.protocol import ceremony, entries, flow, noise, pet, suppression
 from statledger.protocol.checks import (
     MIN_PROVIDERS_FLOOR,
     NOISE_STEPS,
     STEPS,
     StepContext,
+    check_pet_chain,
     check_query,
     check_release,
     key_chain,
@@ -130,6 +134,8 @@ class ComputeNode:
         self._ceremony_thread: threading.Thread | None = None
         self._acked_at: float | None = None
         self._checked: set[tuple[int, str]] = set()  # ceremony entries whose signature held
+        #: PET steps (aggregate digest, log index, digest) whose proofs this node verified
+        self._pets_checked: set[tuple[str, int, str]] = set()
         #: aggregates (log index, digest) whose submissions' range proofs this node verified
         self._proofs_checked: set[tuple[int, str]] = set()
 
@@ -506,10 +512,56 @@ class ComputeNode:
             self._proofs_checked.add((agg[0], agg[1].digest()))
         return ctx
 
+    def _gated_context(self, query_id: str, what: str) -> StepContext:
+        """Steps 5-11, then the query must have gates and no release decision yet."""
+        ctx = self._checked_through_11(query_id, what)
+        if not suppression.gate_entries(ctx.spec()):
+            raise PolicyError(f"query {query_id} has no gate entries: it is decrypted in "
+                              "one phase")
+        if ctx.view.release is not None:
+            raise PolicyError(f"the release decision of query {query_id} is logged: "
+                              f"{what.split()[0]} now would be ignored")
+        return ctx
+
+    def pet(self, query_id: str) -> int:
+        """Suppression before decryption, the PET chain (protocol/pet.py): check steps 5-11
+        and every earlier PET step on the log (``check_pet_chain``), then blind (a secret
+        non-zero scalar per ciphertext) and shuffle the last step's outputs of every gate
+        cell, with proofs, and log it.  Refused once this node is in the chain, once the
+        chain has ``T`` steps, or once gate shares are logged."""
+        with self._lock:
+            done = self.actions.done(query_id, "pet")
+            if done is not None:
+                return done
+            view = query_view(self.follower, query_id)
+            resumed = self._resume(query_id, "pet", view.pets)
+            if resumed is not None:
+                return resumed
+            ctx = self._gated_context(query_id, "PET step for")
+            try:
+                current = check_pet_chain(ctx, complete=False, known=self._pets_checked)
+            except VerificationError as exc:
+                log.warning("refused a PET step for query %s: %s (party: %s)", query_id, exc,
+                            exc.party or "-")
+                raise
+            setup = ctx.setup()
+            if len(ctx.view.pets) >= flow.decryption_threshold(setup) or ctx.view.gates:
+                raise PolicyError(f"the PET chain of query {query_id} is complete")
+            X = setup.collective_point()
+            batches = [pet.blind_and_shuffle(X, cell, pet.pet_context(query_id, self.party_id, c))
+                       for c, cell in enumerate(current)]
+            entry = entries.sign(entries.PetEntry.of(query_id, self.party_id, batches),
+                                 self.identity)
+            index = self.ledger.append(entry)
+            self.actions.record(query_id, "pet", index)
+            log.info("PET step for %s logged at %d", query_id, index)
+            return index
+
     def gate(self, query_id: str) -> int:
-        """Suppression before decryption, phase 1: check steps 5-11 on the log, then publish
-        decryption shares of the gate ciphertexts only (batched DLEQ, gate context).  Refused
-        for a query without gates and once the release decision is logged."""
+        """Suppression before decryption, phase 2: check steps 5-11 and the complete PET
+        chain on the log, then publish decryption shares of the chain's last ciphertexts only
+        (batched DLEQ, gate context).  Refused for a query without gates and once the release
+        decision is logged."""
         with self._lock:
             done = self.actions.done(query_id, "gate")
             if done is not None:
@@ -518,16 +570,15 @@ class ComputeNode:
             resumed = self._resume(query_id, "gate", view.gates)
             if resumed is not None:
                 return resumed
-            ctx = self._checked_through_11(query_id, "gate shares for")
-            gates = suppression.gate_entries(ctx.spec())
-            if not gates:
-                raise PolicyError(f"query {query_id} has no gate entries: it is decrypted in "
-                                  "one phase")
-            if ctx.view.release is not None:
-                raise PolicyError(f"the release decision of query {query_id} is logged: gate "
-                                  "shares now would be ignored")
+            ctx = self._gated_context(query_id, "gate shares for")
+            try:
+                final = check_pet_chain(ctx, complete=True, known=self._pets_checked)
+            except VerificationError as exc:
+                log.warning("refused gate shares for query %s: %s (party: %s)", query_id, exc,
+                            exc.party or "-")
+                raise
             x_j, Y_j = self.key_share(ctx.view)
-            cts = flow.flatten(suppression.select(ctx.aggregate, gates))
+            cts = [ct for cell in final for ct in cell]
             shares, proof = flow.make_decryption(
                 x_j, Y_j, cts, suppression.gate_context(query_id, self.party_id))
             entry = entries.sign(entries.GateEntry(
@@ -560,7 +611,7 @@ class ComputeNode:
             # suppression before decryption: the release decision re-derived here (step 12's
             # rule); only the released entries' ciphertexts get shares
             try:
-                check_release(ctx)
+                check_release(ctx, known_pets=self._pets_checked)
             except VerificationError as exc:
                 log.warning("refused to decrypt query %s: %s (party: %s)", query_id, exc,
                             exc.party or "-")
@@ -596,6 +647,11 @@ def create_app(config: ComputeConfig, *, ceremony_loop: bool = True) -> FastAPI:
     def post_noise_coin(query_id: str, _party: str = Depends(auth.require("querier"))
                         ) -> dict[str, Any]:
         return {"index": node.noise_coin(query_id), "node": config.party_id}
+
+    @app.post("/v1/queries/{query_id}/pet", responses=QUERY_ROUTE)
+    def post_pet(query_id: str, _party: str = Depends(auth.require("querier"))
+                 ) -> dict[str, Any]:
+        return {"index": node.pet(query_id), "node": config.party_id}
 
     @app.post("/v1/queries/{query_id}/gate", responses=QUERY_ROUTE)
     def post_gate(query_id: str, _party: str = Depends(auth.require("querier"))

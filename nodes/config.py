@@ -92,11 +92,16 @@ class WitnessSettings(_Strict):
 
 
 class DatasetConfig(_Strict):
-    """A provider's dataset: a CSV, Parquet or SQLite file (``table`` for SQLite)."""
+    """A provider's dataset: a CSV, Parquet or SQLite file (``table`` for SQLite).
+    ``engine = "duckdb"`` encodes queries out of core (protocol/duckdb_encode.py; a
+    warehouse larger than memory); ``memory_limit`` (e.g. ``"1GB"``) and ``threads`` cap it."""
 
     path: Path
     format: Literal["csv", "parquet", "sqlite"] | None = None  # None: from the file suffix
     table: str | None = None
+    engine: Literal["pandas", "duckdb"] = "pandas"
+    memory_limit: str | None = Field(default=None, pattern=r"^[0-9]+(\.[0-9]+)?\s*[KMGT]i?B$")
+    threads: StrictInt | None = Field(default=None, ge=1, le=1024)
 
 
 class _Common(_Strict):
@@ -180,6 +185,10 @@ class ProviderConfig(_Common):
     peers: dict[PartyId, Url] = Field(default_factory=dict)
     datasets: dict[str, DatasetConfig] = Field(default_factory=dict)
     policy: Path | None = None
+    #: vertically partitioned queries (docs/privacy.md): each partner this owner allows
+    #: cross-products with, and the file holding the pair secret the two agreed out of band
+    #: (hex, at least 16 bytes; never on the log).  A partner not listed is refused.
+    vertical_partners: dict[PartyId, Path] = Field(default_factory=dict)
 
 
 class QuerierConfig(_Common):
@@ -230,6 +239,9 @@ def _resolve(base: Path, raw: dict[str, Any]) -> dict[str, Any]:
                 d = {**d, "path": fix(d["path"])}
             new[name] = d
         out["datasets"] = new
+    vp = out.get("vertical_partners")
+    if isinstance(vp, dict):
+        out["vertical_partners"] = {k: fix(v) for k, v in vp.items()}
     return out
 
 

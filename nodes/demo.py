@@ -12,7 +12,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,8 @@ TOUR: list[TourItem] = [
         "version": 1, "statistic": "kaplan_meier", "columns": ["time", "event"],
         "bounds": {"time": [0.0, 80.0], "event": [0.0, 1.0]},
         "group_by": ["group"], "categories": {"group": ["control", "miR-137"]},
-        "params": {"time": "time", "event": "event", "max_time": 75}, "max_rows": 1000,
+        "params": {"time": "time", "event": "event", "max_time": 75, "max_ties": 15},
+        "max_rows": 1000,
     }),
     TourItem("crosstab", "waltons", {
         "version": 1, "statistic": "crosstab", "group_by": ["group"],
@@ -95,14 +96,20 @@ def provider_datasets() -> dict[str, dict[str, str]]:
 
 def start_cluster(base: Path, providers: dict[str, dict[str, str]],
                   n_compute: int = 3, threshold: int | None = None,
-                  policies: Mapping[str, str | Path] | None = None) -> Cluster:
+                  policies: Mapping[str, str | Path] | None = None,
+                  pull: Iterable[str] = (),
+                  vertical_partners: Mapping[str, Mapping[str, str | Path]] | None = None
+                  ) -> Cluster:
     """Start a local cluster; the compute nodes run their key ceremony (``threshold``-of-
-    ``n_compute``, default all of them) and the setup entry is written once it is done."""
+    ``n_compute``, default all of them) and the setup entry is written once it is done.
+    The providers in ``pull`` run as owners that pull (docs/owners.md).
+    ``vertical_partners``: per provider, its vertical partners' pair secret files."""
     # a majority witness quorum (as `statledger node init` sets): with all nodes as the
     # quorum, one node down would block every checkpoint and the T-of-N key would not help
     cluster = Cluster(base, n_compute=n_compute, providers=providers, queriers=["querier"],
                       threshold=threshold, witness_quorum=majority_quorum(n_compute),
-                      policies=dict(policies or {}))
+                      policies=dict(policies or {}), pull=pull,
+                      vertical_partners=vertical_partners)
     return cluster.start_and_set_up()
 
 

@@ -186,7 +186,8 @@ class LogFollower:
         prev = _previous_round(view)
         if prev is None:
             return view
-        # a chained round carries its previous round's query and result (protocol/chain.py)
+        # a chained round carries its previous round's query, result and endorsements
+        # (protocol/chain.py)
         prev_rows, _ = self.entries(self.ledger.query_indices(prev))
         return parse_entries(sorted(set(rows) | set(chain.chain_rows(prev_rows, prev))))
 

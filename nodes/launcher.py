@@ -243,6 +243,7 @@ def init_cluster(
     relative_paths: bool = False,
     policy_templates: bool = False,
     compute_settings: Mapping[str, Any] | None = None,
+    vertical_partners: Mapping[str, Mapping[str, str | Path]] | None = None,
 ) -> ClusterLayout:
     """Create keys and configs for a whole cluster under ``base_dir``; return its layout.
 
@@ -341,7 +342,10 @@ def init_cluster(
         write(pid, ProviderConfig(
             party_id=pid, role="provider", port=port[pid], data_dir=base / pid,
             ledger_url=ledger_url, peers=peers_compute, datasets=ds,
-            policy=Path(pol).resolve() if pol is not None else None, **common))
+            policy=Path(pol).resolve() if pol is not None else None,
+            vertical_partners={k: Path(v).resolve() for k, v in
+                               (vertical_partners or {}).get(pid, {}).items()},
+            **common))
     all_peers = {p: url[p] for p in served if p != "ledger"}
     for pid in queriers:
         write(pid, QuerierConfig(
@@ -394,9 +398,13 @@ class Cluster:
         stop_timeout: float = 5.0,
         wait_registered: bool = True,
         env: Mapping[str, str] | None = None,
+        pull: Iterable[str] = (),
         **init_kwargs: Any,
     ) -> None:
         self.base_dir = Path(base_dir).resolve()
+        #: providers started as owners that pull (``node serve --pull``, docs/owners.md):
+        #: no port, no health route; started when they registered on the ledger
+        self.pull = set(pull)
         if (self.base_dir / LAYOUT_FILE).exists() and not init_kwargs:
             self.layout = load_layout(self.base_dir)
         else:
@@ -443,7 +451,7 @@ class Cluster:
         try:
             proc = subprocess.Popen(  # noqa: S603 -- fixed argv, our own interpreter
                 [sys.executable, "-m", "statledger.nodes.serve", "--role", info.role,
-                 "--config", info.config_path],
+                 "--config", info.config_path] + (["--pull"] if party_id in self.pull else []),
                 stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**self.env, PARENT_ENV: str(os.getpid())}, cwd=str(self.base_dir),
                 start_new_session=True,
@@ -516,7 +524,7 @@ class Cluster:
                 self._spawn(pid)
         deadline = time.monotonic() + self.startup_timeout
         try:
-            self._wait_healthy(served, deadline)
+            self._wait_healthy([p for p in served if p not in self.pull], deadline)
             if self.wait_registered:
                 self._wait_registered([p for p in served if p != "ledger"], deadline)
         except BaseException:
@@ -594,7 +602,8 @@ class Cluster:
         else:
             self.terminate(party_id)
         self._spawn(party_id)
-        self._wait_healthy([party_id], time.monotonic() + self.startup_timeout)
+        if party_id not in self.pull:
+            self._wait_healthy([party_id], time.monotonic() + self.startup_timeout)
 
     def alive(self, party_id: str) -> bool:
         proc = self.procs.get(party_id)

@@ -99,6 +99,12 @@ class LedgerClient:
             raise
         return [int(i) for i in out["indices"]]
 
+    def queries_since(self, since: int) -> list[tuple[str, int]]:
+        """(query id, index) of the queries logged at index >= ``since`` (a hint: an owner
+        reads each query through :class:`statledger.nodes.follower.LogFollower`)."""
+        out = self.http.get("/v1/queries", params={"since": since})
+        return [(str(r["query_id"]), int(r["index"])) for r in out["queries"]]
+
     def chain_indices(self) -> list[int]:
         """Indices of the consortium's genesis and membership entries (a hint: what is read
         at them is checked by :class:`statledger.nodes.follower.LogFollower`)."""

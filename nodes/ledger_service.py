@@ -9,6 +9,9 @@ Routes (``auth`` = signed request, :mod:`statledger.nodes.auth`)::
                                             -> {"index", "leaf_hash", "kind"}
     GET  /v1/entries?start=&end=            -> [{"index", "kind", "data" (base64)}] (<= 1000)
     GET  /v1/queries/{query_id}/entries     -> {"query_id", "indices"}   (404 if none)
+    GET  /v1/queries?since=N                -> {"queries": [{"query_id", "index"}]}: the
+                                            queries logged at index >= N (<= 1000; a hint
+                                            for owners that pull, docs/owners.md)
     GET  /v1/parties                        -> {party_id: {"role", "sig_key", "index"}}
     GET  /v1/parties/{party_id}             -> {"party_id", "role", "sig_key", "index"} | 404
     GET  /v1/log                            -> {"origin", "size", "log_key", "witness_keys",
@@ -52,6 +55,8 @@ Append checks (POST /v1/entries), in order -- each failure names its reason:
 5. entries that refer to a query (``query_id``) need its ``query`` entry first
    (``query`` entries must not repeat a query id)                               -> 404/409
    5b. a submission's range proof / a noise entry's proof verifies             -> 409/422
+       (submissions arriving together are checked in one batch, off the event loop:
+       :class:`SubmissionBatcher`)
    5c. the query's state machine (``statledger.protocol.statemachine``) accepts the entry:
        no duplicate, nothing out of order                                      -> 409
 5b. ``submission`` entries: the vector decodes with the query's public ranges and its
@@ -123,9 +128,13 @@ KIND_ROLES: dict[str, frozenset[str]] = {
     "aggregate": frozenset({"querier"}),
     "decryption": frozenset({"compute"}),
     "gate": frozenset({"compute"}),
+    "pet": frozenset({"compute"}),
     "release": frozenset({"querier"}),
     "result": frozenset({"querier"}),
     "endorsement": frozenset({"provider"}),
+    "vertical_rows": frozenset({"provider"}),
+    "vertical_products": frozenset({"provider"}),
+    "vertical_block": frozenset({"provider"}),
     "dkg_deal": frozenset({"compute"}),
     "dkg_ack": frozenset({"compute"}),
     "dkg_key": frozenset({"compute"}),
@@ -147,6 +156,61 @@ CREATE TABLE IF NOT EXISTS ledger_query_entries (
     query_id TEXT NOT NULL, idx INTEGER NOT NULL, kind TEXT NOT NULL,
     PRIMARY KEY (query_id, idx));
 """
+
+
+class SubmissionBatcher:
+    """Group commit for submission proofs: concurrent appends are verified together.
+
+    Each caller (a worker thread of ``POST /v1/entries``, never the event loop) queues its
+    submission's (X, vector, ranges, context, provider); whoever finds no batch running
+    takes every queued item (at most ``max_batch``) and checks all their range and linking
+    proofs with one multi-scalar multiplication
+    (:func:`statledger.proofs.vector.find_invalid_vectors`); the others wait for the
+    verdict on their own item.  A failed batch is halved until each bad proof is found:
+    the bad submissions are refused naming their owners, the good ones go on, and no
+    submission is accepted on a batch that failed.  Submissions arriving while a batch is
+    being checked form the next batch, so the batch size follows the load."""
+
+    def __init__(self, max_batch: int = 256) -> None:
+        self.max_batch = max_batch
+        self._cv = threading.Condition()
+        self._queue: list[list[Any]] = []  # [item, done, error]
+        self._busy = False
+        #: sizes of the batches checked so far (the bench and tests read it)
+        self.batch_sizes: list[int] = []
+
+    def check(self, item: tuple[Any, Any, Any, bytes, str]) -> None:
+        """Verify one submission's proofs (batched with concurrent ones); raises the
+        :class:`VerificationError` that names its provider."""
+        from statledger.proofs.vector import find_invalid_vectors
+
+        slot: list[Any] = [item, False, None]
+        with self._cv:
+            self._queue.append(slot)
+        while True:
+            with self._cv:
+                while not slot[1] and self._busy:
+                    self._cv.wait()
+                if slot[1]:
+                    break
+                self._busy = True
+                batch = self._queue[:self.max_batch]
+                del self._queue[:self.max_batch]
+            verdict: dict[int, BaseException] = {}
+            try:
+                bad = find_invalid_vectors([s[0][:4] for s in batch], [s[0][4] for s in batch])
+                verdict = {i: exc for i, exc in bad}
+            except BaseException as exc:  # noqa: BLE001 - every waiter must hear of it
+                verdict = dict.fromkeys(range(len(batch)), exc)
+            finally:
+                with self._cv:
+                    for i, s in enumerate(batch):
+                        s[1], s[2] = True, verdict.get(i)
+                    self.batch_sizes.append(len(batch))
+                    self._busy = False
+                    self._cv.notify_all()
+        if slot[2] is not None:
+            raise slot[2]
 
 
 class LedgerNode:
@@ -175,6 +239,7 @@ class LedgerNode:
         self._db.executescript(_STATE_SCHEMA)
         self.nonces = NonceStore(config.state_db_path)
         self._lock = threading.RLock()
+        self.batcher = SubmissionBatcher()
         from statledger.nodes.trust import pinned_genesis
 
         self.genesis = pinned_genesis(config)
@@ -375,6 +440,15 @@ class LedgerNode:
             "SELECT querier FROM ledger_queries WHERE query_id = ?", (query_id,)).fetchone()
         return None if row is None else str(row[0])
 
+    def queries_since(self, since: int, limit: int = MAX_ENTRIES_PER_PAGE
+                      ) -> list[tuple[str, int]]:
+        """(query id, index of its ``query`` entry) for every query logged at index >=
+        ``since``, in log order (at most ``limit``): what an owner that pulls polls for."""
+        rows = self._db.execute(
+            "SELECT query_id, idx FROM ledger_queries WHERE idx >= ? ORDER BY idx LIMIT ?",
+            (since, limit)).fetchall()
+        return [(str(q), int(i)) for q, i in rows]
+
     def query_entries(self, query_id: str) -> list[int]:
         rows = self._db.execute(
             "SELECT idx FROM ledger_query_entries WHERE query_id = ? ORDER BY idx",
@@ -390,6 +464,7 @@ class LedgerNode:
         if entry.KIND in ("genesis", "membership"):
             raise PolicyError(f"{entry.KIND} entries are written by the log itself (a "
                               "membership change goes to POST /v1/membership)")
+        proven = self._prove_outside_lock(entry, sender, data)
         with self._lock:
             author = self._author(entry)
             if author != sender:  # (2)
@@ -398,10 +473,24 @@ class LedgerNode:
             existing = self.store.index_of(data)
             if existing is not None:  # idempotent: identical bytes were accepted before
                 return existing, self.store.leaf_hash(existing), entry.KIND
-            idx = self._append_checked(data, entry)
+            idx = self._append_checked(data, entry, proven=proven)
             if entry.KIND in ("dkg_key", "dkg_ack"):
                 self._maybe_rekey()
             return idx, self.store.leaf_hash(idx), entry.KIND
+
+    def _prove_outside_lock(self, entry: Any, sender: str, data: bytes) -> bool:
+        """(5b) ahead of the lock, batched (:class:`SubmissionBatcher`): a submission by its
+        authenticated sender, a current provider, to a known query, not logged already, has
+        its proofs checked together with the concurrent ones.  True if it was checked here
+        (refusals raise naming the provider); False leaves every check to the locked path."""
+        if entry.KIND != "submission" or entry.claimed_author() != sender:
+            return False
+        member = self.member(sender)
+        if (member is None or member.role != "provider" or self.querier_of(entry.query_id)
+                is None or self.store.index_of(data) is not None):
+            return False
+        self._check_vector(entry)
+        return True
 
     def _author(self, entry: Any) -> str:
         kind = entry.KIND
@@ -417,7 +506,7 @@ class LedgerNode:
             raise MalformedError(f"{kind} entry names no author")
         return author
 
-    def _append_checked(self, data: bytes, entry: Any) -> int:
+    def _append_checked(self, data: bytes, entry: Any, *, proven: bool = False) -> int:
         from statledger.protocol import entries
 
         kind = entry.KIND
@@ -459,7 +548,7 @@ class LedgerNode:
                     raise ProtocolError(f"query {qid} is already on the log")
                 if kind != "query" and known is None:
                     raise NotFoundError(f"unknown query id {qid}")
-                if kind == "submission":  # (5b)
+                if kind == "submission" and not proven:  # (5b), unless checked batched
                     self._check_vector(entry)
                 elif kind in ("noise_commit", "noise_coin"):  # (5b)
                     self._check_noise(entry)
@@ -590,18 +679,20 @@ class LedgerNode:
         """(5b) A submission is refused at append time unless its vector decodes with the
         query's public ranges and its range proof verifies (the same check as verification
         step 9); the error names the author.  (Noise entries: :meth:`_check_noise`.)"""
-        from statledger.proofs.vector import verify_encrypted_vector
-        from statledger.protocol import calibration, flow
+        from statledger.protocol import calibration, flow, validity
+        from statledger.protocol.checks import check_addressed
 
         qid = entry.query_id
         spec, setup = self._query_spec_and_setup(qid)
         party = str(entry.provider)
+        check_addressed(spec, party)  # a pull query's owners only (docs/owners.md)
         ranges = list(calibration.wire_layout(spec).ranges)
         context = flow.submission_context(qid, party)
         try:
-            ev = entry.decode_vector(ranges)
-            verify_encrypted_vector(setup.collective_point(),
-                                    ev, ranges, context, party=party)
+            ev, onehot = validity.decode_submission(spec, entry, ranges)
+            self.batcher.check((setup.collective_point(), ev, ranges, context, party))
+            validity.verify_onehot_submissions(spec, setup.collective_point(),
+                                               [(party, ev, onehot, context)])
         except MalformedError as exc:
             raise VerificationError(f"{entry.KIND} by {party} refused: {exc}",
                                     step="append", party=party) from None
@@ -886,6 +977,11 @@ def create_ledger_app(config: LedgerConfig, *, node: LedgerNode | None = None) -
         if not idx:
             raise NotFoundError(f"unknown query id {query_id}")
         return {"query_id": query_id, "indices": idx}
+
+    @app.get("/v1/queries")
+    async def get_queries(since: int = Query(0, ge=0, le=_MAX_INDEX)) -> dict[str, Any]:
+        rows = get_node().queries_since(since)
+        return {"queries": [{"query_id": q, "index": i} for q, i in rows]}
 
     @app.get("/v1/parties")
     async def get_parties() -> dict[str, Any]:

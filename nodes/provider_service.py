@@ -31,7 +31,7 @@ from fastapi import Body, Depends, FastAPI
 from statledger.nodes.app import NotFoundError
 from statledger.nodes.compute_service import query_view
 from statledger.nodes.config import ProviderConfig
-from statledger.nodes.data import Table, load_table
+from statledger.nodes.data import AnyTable, load_dataset
 from statledger.nodes.events import query_event
 from statledger.nodes.follower import LogFollower
 from statledger.nodes.keys import load_identity_key
@@ -44,9 +44,10 @@ from statledger.nodes.ledger_client import (
 from statledger.nodes.peers import QUERY_ROUTE, ActionLog, BoundedLock, create_party_app
 from statledger.nodes.trust import pinned_genesis
 from statledger.proofs.errors import MalformedError, PolicyError, StatledgerError
-from statledger.proofs.vector import encrypt_vector_with_proof
-from statledger.protocol import calibration, entries, flow, history
-from statledger.protocol.checks import check_query
+from statledger.proofs.signatures import SigningKey
+from statledger.protocol import calibration, entries, flow, history, validity, vertical
+from statledger.protocol.checks import STEPS, StepContext, check_query, run_steps
+from statledger.protocol.consortium import SignedGenesis
 from statledger.protocol.dp import BudgetLedger
 from statledger.protocol.policy import ProviderPolicy
 
@@ -64,10 +65,12 @@ _HISTORY = """CREATE TABLE IF NOT EXISTS exact_history(
 
 def _open_history(path: Path) -> sqlite3.Connection:
     """The owner's history of answered exact queries (row sets: protocol/history.py): a
-    local file only its owner can read (mode 0600, rollback journal beside it, same mode)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    os.close(fd)
-    os.chmod(path, 0o600)
+    local file only its owner can read (mode 0600, rollback journal beside it, same mode);
+    ``:memory:`` for an owner that keeps no state file (tests, benchmarks)."""
+    if str(path) != ":memory:":
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        os.chmod(path, 0o600)
     db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
     db.executescript(_HISTORY)
     return db
@@ -85,24 +88,32 @@ def load_policy(path: Any) -> ProviderPolicy:
 
 
 class ProviderNode:
-    """The provider's logic (no HTTP)."""
+    """The provider's logic (no HTTP): shared by the service that answers requests and by
+    the owner that pulls queries from the ledger (:mod:`statledger.nodes.owner`)."""
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
-        self.party_id = config.party_id
-        self.identity = load_identity_key(config.identity_key_path)
-        self.policy = load_policy(config.policy)
-        genesis = pinned_genesis(config)
-        self.ledger = LedgerClient(str(config.ledger_url), config.party_id, self.identity,
+        self._init_owner(config.party_id, load_identity_key(config.identity_key_path),
+                         load_policy(config.policy), str(config.ledger_url),
+                         pinned_genesis(config), config.state_db_path,
+                         config.data_dir / "history.sqlite")
+
+    def _init_owner(self, party_id: str, identity: SigningKey, policy: ProviderPolicy,
+                    ledger_url: str, genesis: SignedGenesis, state_db: Path | str,
+                    history: Path | str) -> None:
+        self.party_id = party_id
+        self.identity = identity
+        self.policy = policy
+        self.ledger = LedgerClient(ledger_url, party_id, self.identity,
                                    target=genesis.genesis.ledger.party_id,
                                    timeout=NODE_READ_TIMEOUT, append_timeout=NODE_APPEND_TIMEOUT,
                                    breaker=NODE_BREAKER)
-        self.follower = LogFollower(self.ledger, genesis, config.state_db_path)
+        self.follower = LogFollower(self.ledger, genesis, Path(state_db))
         self.pinned = self.follower.consortium_id
-        self._tables: dict[str, Table] = {}
-        self.actions = ActionLog(config.state_db_path, _BUDGETS)
+        self._tables: dict[str, AnyTable] = {}
+        self.actions = ActionLog(state_db, _BUDGETS)
         self._db = self.actions.db
-        self._history = _open_history(config.data_dir / "history.sqlite")
+        self._history = _open_history(Path(history))
         #: bucketed clip counts per query, returned to the querier with the submission index
         self.clipped: dict[str, dict[str, str]] = {}
         self._lock = BoundedLock()  # a request waits at most BUSY_WAIT s
@@ -115,7 +126,7 @@ class ProviderNode:
         self.follower.close()
         self.actions.close()
 
-    def table(self, name: str | None) -> tuple[str, Table]:
+    def table(self, name: str | None) -> tuple[str, AnyTable]:
         names = list(self.config.datasets)
         if name is None:
             if len(names) != 1:
@@ -127,7 +138,7 @@ class ProviderNode:
         if ds is None:
             raise NotFoundError(f"{self.party_id} has no dataset {name!r}")
         if name not in self._tables:
-            self._tables[name] = load_table(ds.path, ds.format, ds.table)
+            self._tables[name] = load_dataset(ds)
         return name, self._tables[name]
 
     def _budget(self, dataset: str) -> BudgetLedger:
@@ -182,7 +193,7 @@ class ProviderNode:
             if done is not None:
                 return done
             view = check_query(query_view(self.follower, query_id), through=8,
-                               pinned=self.pinned)
+                               pinned=self.pinned, contributor=self.party_id)
             spec = view.spec
             if spec is None or view.query is None:  # pragma: no cover - check_query sets them
                 raise PolicyError("no query")
@@ -190,10 +201,13 @@ class ProviderNode:
             if view.query.querier != querier:
                 raise PolicyError(f"query {query_id} was posted by {view.query.querier}, "
                                   f"not by {querier}")
+            if vertical.is_vertical(spec):
+                return self._vertical(query_id, spec, querier, dataset)
             for idx, s in view.submissions:  # logged before a crash: resume, never resubmit
                 if s.provider == self.party_id:
                     self.actions.record(query_id, "contribute", idx)
                     return idx
+            dataset = self._addressed(query_id, spec, dataset)
             name, table = self.table(dataset)
             self.policy.check(spec, querier, list(table))
             rho = flow.privacy_rho(spec)
@@ -211,17 +225,103 @@ class ProviderNode:
             if rho is None:  # every exact answer is accounted for (docs/deployment.md)
                 self._account_exact(name, query_id, spec, report)
             self.clipped[query_id] = calibration.clip_buckets(report)
-            ranges = calibration.wire_layout(spec).ranges
-            ev = encrypt_vector_with_proof(
-                view.setup.collective_point(),  # type: ignore[union-attr]
-                values, list(ranges), flow.submission_context(query_id, self.party_id))
+            # the range-proved vector, and a one-hot proof when the query asks for it
+            raw = validity.encrypt_submission(
+                spec, view.setup.collective_point(),  # type: ignore[union-attr]
+                values, flow.submission_context(query_id, self.party_id))
             entry = entries.sign(
-                entries.SubmissionEntry(query_id, self.party_id, ev.to_bytes().hex()),
+                entries.SubmissionEntry(query_id, self.party_id, raw.hex()),
                 self.identity)
             index = self.ledger.append(entry)
             self.actions.record(query_id, "contribute", index, name)
             log.info("submission for %s (%s) logged at %d", query_id, name, index)
             return index
+
+    def _pair_secrets(self) -> dict[str, bytes]:
+        """The vertical partners of the node config and their pair secrets (hex files)."""
+        out: dict[str, bytes] = {}
+        partners = getattr(self.config, "vertical_partners", {}) or {}
+        for partner, path in partners.items():
+            try:
+                out[partner] = bytes.fromhex(Path(path).read_text(encoding="utf-8").strip())
+            except (OSError, ValueError):
+                raise PolicyError(f"{self.party_id}: the pair secret file for vertical partner "
+                                  f"{partner!r} is missing or not hex") from None
+        return out
+
+    def _vertical(self, query_id: str, spec: Any, querier: str, dataset: str | None) -> int:
+        """This owner's next phase of a vertically partitioned query (protocol/vertical.py):
+        owner A logs its rows, then -- once owner B's products are on the log -- its block;
+        owner B logs its products once A's rows are.  Every entry it builds on is read from
+        this node's follower (proven included in a checkpoint the witnesses cosigned) and
+        checked first (verification steps 5-9: signatures, order, every proof), so neither
+        the ledger nor the partner can feed it entries the log does not hold.  The index of
+        this owner's first entry is recorded as its contribution once its last phase is
+        logged (A: block, B: products)."""
+        ctx = StepContext(query_view(self.follower, query_id), pinned=self.pinned)
+        run_steps(ctx, STEPS, through=9)
+        plan = vertical.VerticalPlan.of(spec)
+        part = plan.part
+        if self.party_id not in part.owners:
+            raise PolicyError(f"query {query_id} is vertical between {part.a} and {part.b}; "
+                              f"{self.party_id} holds none of its columns")
+        dataset = self._addressed(query_id, spec, dataset)
+        name, table = self.table(dataset)
+        if not isinstance(table, dict):
+            raise PolicyError(f"{self.party_id}: dataset {name} must be a CSV/Parquet/SQLite "
+                              "table for a vertical query")
+        self.policy.check(spec, querier, list(table), own_columns=part.columns[self.party_id])
+        cfg = vertical.OwnerConfig(self.party_id, self._pair_secrets())
+        X = ctx.setup().collective_point()
+        logged = ctx.view.vertical
+        rows, prods, _ = ctx.vertical_entries
+        self.clipped[query_id] = {}
+        if self.party_id == part.a:
+            if not logged:
+                data = vertical.a_rows(spec, query_id, table, cfg, X).to_bytes()
+                return self._log_vertical(entries.VerticalRowsEntry, query_id, data)
+            if len(logged) == 1:
+                return logged[0][0]  # waiting for owner B's products
+            if len(logged) == 3:
+                self.actions.record(query_id, "contribute", logged[0][0], name)
+                return logged[2][0]
+            if rows is None or prods is None:  # pragma: no cover - step 9 decoded them
+                raise PolicyError("vertical entries not decoded")
+            data = vertical.a_block(spec, query_id, table, cfg, X, rows, prods).to_bytes()
+            index = self._log_vertical(entries.VerticalBlockEntry, query_id, data)
+            self.actions.record(query_id, "contribute", logged[0][0], name)
+            return index
+        if not logged or rows is None:
+            raise PolicyError(f"query {query_id}: owner {part.a}'s rows are not on the "
+                              "witnessed log yet")
+        if len(logged) >= 2:
+            self.actions.record(query_id, "contribute", logged[1][0], name)
+            return logged[1][0]
+        data = vertical.b_products(spec, query_id, table, cfg, X, rows).to_bytes()
+        index = self._log_vertical(entries.VerticalProductsEntry, query_id, data)
+        self.actions.record(query_id, "contribute", index, name)
+        return index
+
+    def _log_vertical(self, kind: Any, query_id: str, data: bytes) -> int:
+        entry = entries.sign(kind(query_id, self.party_id, data.hex()), self.identity)
+        index = int(self.ledger.append(entry))
+        log.info("%s for %s logged at %d", entry.KIND, query_id, index)
+        return index
+
+    def _addressed(self, query_id: str, spec: Any, dataset: str | None) -> str | None:
+        """A pull-mode query (docs/owners.md) is answered only by an owner it addresses,
+        from the dataset it names, before its deadline; the dataset to answer from."""
+        pull = spec.pull
+        if pull is None:
+            return dataset
+        if not pull.addresses(self.party_id):
+            raise PolicyError(f"query {query_id} does not address {self.party_id}")
+        if dataset is not None and dataset != pull.dataset:
+            raise PolicyError(f"query {query_id} asks for dataset {pull.dataset!r}, not "
+                              f"{dataset!r}")
+        if time.time() > pull.deadline:
+            raise PolicyError(f"query {query_id}: its submission deadline has passed")
+        return str(pull.dataset)
 
     def endorse(self, query_id: str) -> tuple[int, str]:
         """Endorse ``query_id``'s result (see :meth:`_endorse`), logging the outcome."""

@@ -40,8 +40,15 @@ from statledger.proofs.errors import (
 )
 from statledger.proofs.group import Point
 from statledger.proofs.signatures import SigningKey
-from statledger.protocol import calibration, entries, flow, suppression
-from statledger.protocol.checks import NOISE_STEPS, StepContext, check_query, run_steps
+from statledger.protocol import calibration, entries, flow, pet, suppression, validity, vertical
+from statledger.protocol.checks import (
+    NOISE_STEPS,
+    STEPS,
+    StepContext,
+    check_pet_chain,
+    check_query,
+    run_steps,
+)
 from statledger.protocol.consortium import SignedGenesis
 from statledger.protocol.query import QuerySpec
 from statledger.protocol.stats import get as get_statistic
@@ -249,33 +256,66 @@ class Querier:
                                   f"shares needed" + (f" ({why})" if why else ""))
             _collect(pending, left, failed)
 
+    def _pet_chain(self, qid: str, setup: entries.SetupEntry,
+                   agg: Sequence[Sequence[Ciphertext]],
+                   ranges: Sequence[Sequence[tuple[int, int]]]) -> list[list[Ciphertext]]:
+        """The blinded shuffled PET chain (protocol/pet.py): ask compute nodes one at a time
+        (setup order; a node that is down or refuses is skipped) until ``T`` distinct nodes
+        have logged their step, then check the whole chain as step 12 does and return its
+        last ciphertexts per gate cell."""
+        t = flow.decryption_threshold(setup)
+        failed: dict[str, str] = {}
+        for pid in setup.compute:
+            pets = self.follower.query_view(qid).pets
+            if len(pets) >= t:
+                break
+            if pid in {e.node for _, e in pets} or pid not in self.compute:
+                continue
+            try:
+                self._call(pid, self.compute[pid], f"/v1/queries/{qid}/pet")
+            except StatledgerError as exc:
+                failed[pid] = str(exc)
+        ctx = StepContext(self.follower.query_view(qid), pinned=self.follower.consortium_id,
+                          verify_range_proofs=False)
+        try:
+            run_steps(ctx, STEPS, through=11)
+            return check_pet_chain(ctx, complete=True)
+        except VerificationError as exc:
+            why = "; ".join(f"{p}: {r}" for p, r in sorted(failed.items()))
+            raise QueryFailed(f"pet: {exc.step}: {exc.reason} (party {exc.party or '-'})"
+                              + (f"; {why}" if why else "")) from None
+
     def _release(self, qid: str, spec: QuerySpec, setup: entries.SetupEntry,
                  agg: Sequence[Sequence[Ciphertext]],
                  ranges: Sequence[Sequence[tuple[int, int]]], say: Progress) -> list[int]:
         """Suppression before decryption (protocol/suppression.py): the entries to decrypt.
-        Without gates, all.  With gates: ask every node for its gate shares, combine the
-        first ``T`` valid ones, decrypt the gate totals, decide, log the release decision
-        (or reuse the one already logged by a resumed run: it must be this decision)."""
+        Without gates, all.  With gates: the PET chain of ``T`` nodes, then every node's gate
+        shares of its last ciphertexts; the first ``T`` valid ones give one bit per gate cell
+        ("a plaintext is zero": ``n < min_cell_size``); decide, log the release decision (or
+        reuse the one already logged by a resumed run: it must be this decision)."""
         gates = suppression.gate_entries(spec)
         if not gates:
             return list(range(len(agg)))
-        say("gate")
-        gate_agg = suppression.select(agg, gates)
         logged = self.follower.query_view(qid).release
         if logged is not None:
-            decision = suppression.decide(spec, logged[1].gate_totals_int())
+            decision = suppression.decide(spec, logged[1].small_bits())
             if list(decision.released) != list(logged[1].released):
                 raise QueryFailed(f"release: the logged release decision of query {qid} is "
                                   "not the statistic's rule")
             return list(decision.released)
-        names, shares = self._threshold_shares(qid, setup, flow.flatten(gate_agg), "gate")
-        gate_totals = flow.decrypt_totals(gate_agg, shares,
-                                          suppression.sub_ranges(ranges, gates),
-                                          flow.combination_weights(setup, names))
-        decision = suppression.decide(spec, gate_totals)
+        say("pet")
+        final = self._pet_chain(qid, setup, agg, ranges)
+        say("gate")
+        flat = [ct for cell in final for ct in cell]
+        k = len(final[0])
+        names, shares = self._threshold_shares(qid, setup, flat, "gate")
+        weights = flow.combination_weights(setup, names)
+        small = [pet.is_small(cell, [s[c * k:(c + 1) * k] for s in shares], weights)
+                 for c, cell in enumerate(final)]
+        decision = suppression.decide(spec, small)
         n_cts = len(flow.flatten(suppression.select(agg, decision.released)))
         self.ledger.append(entries.sign(entries.ReleaseEntry.of(
-            qid, names, gate_totals, decision.released, n_cts), self.key))
+            qid, names, small, decision.released, n_cts), self.key))
         return list(decision.released)
 
     def run(
@@ -306,6 +346,7 @@ class Querier:
         spec: QuerySpec,
         datasets: Mapping[str, str] | str | None,
         say: Progress,
+        retries: int = 5,
     ) -> QueryOutcome:
         import time
 
@@ -342,7 +383,12 @@ class Querier:
             listed = set(prior.aggregate[1].submissions)
             targets = {p: u for p, u in self.providers.items()
                        if any(i in listed and s.provider == p for i, s in prior.submissions)}
-        ok, refusals = self._fan_out(targets, f"/v1/queries/{qid}/contribute", ds_body)
+        if vertical.is_vertical(spec):  # the two owners' phases, in order
+            ok, refusals = self._vertical_phases(qid, spec, ds_body, say)
+        elif spec.pull is not None:  # pull mode: the owners find the query on the log
+            ok, refusals = self._await_submissions(qid, spec, say)
+        else:
+            ok, refusals = self._fan_out(targets, f"/v1/queries/{qid}/contribute", ds_body)
         if len(ok) < spec.min_providers:
             why = "; ".join(f"{p}: {r}" for p, r in sorted(refusals.items()))
             raise QueryFailed(f"contributions: {len(ok)} provider(s) answered, the query needs "
@@ -365,6 +411,8 @@ class Querier:
             lap("noise")
         # 4. the aggregate
         say("aggregate")
+        if vertical.is_vertical(spec):
+            return self._vertical_release(qid, spec, say, lap, timings, refusals)
         # steps 6, 8 and 10 (consortium and keys, the query, the noise round and its derived
         # shares) on entries proven in the witnessed log; the submissions' range proofs are
         # checked by every compute node before it decrypts (and by the certificate at the end)
@@ -393,7 +441,8 @@ class Querier:
                               "that are not its contributions")
         contributions: list[flow.Contribution] = []
         for i in sub_idx:
-            contributions.append(flow.Contribution(subs[i].decode_vector(ranges), ranges))
+            contributions.append(flow.Contribution(
+                subs[i].decode_vector(ranges, tail=validity.tail_bytes(spec)), ranges))
         for i in noise_idx:
             _, share, share_ranges = ctx.contributions[i]
             contributions.append(flow.Contribution(share, tuple(share_ranges)))
@@ -403,7 +452,14 @@ class Querier:
             agg_entry = entries.sign(entries.AggregateEntry(
                 qid, tuple(sub_idx), tuple(noise_idx),
                 tuple(c.to_bytes().hex() for c in flat)), self.key)
-            self.ledger.append(agg_entry)
+            try:
+                self.ledger.append(agg_entry)
+            except RemoteError as exc:
+                if spec.pull is None or exc.status != 409 or retries <= 0:
+                    raise
+                # a pull-mode owner's submission was logged after this view was read: the
+                # aggregate must list it; resume the query from the log (idempotent)
+                return self._run(spec, datasets, say, retries - 1)
         elif flat != logged.decode_ciphertexts():
             raise QueryFailed(f"aggregate: the logged aggregate of query {qid} is not the sum "
                               "of the contributions it lists")
@@ -415,12 +471,15 @@ class Querier:
             raise QueryFailed("no setup")
         all_ranges = [c.ranges for c in contributions]
         released = self._release(qid, spec, setup, agg, all_ranges, say)
-        say("decryption")
-        sub = suppression.select(agg, released)
-        decryptors, shares_by_node = self._threshold_shares(qid, setup, flow.flatten(sub))
-        totals = flow.decrypt_totals(sub, shares_by_node,
-                                     suppression.sub_ranges(all_ranges, released),
-                                     flow.combination_weights(setup, decryptors))
+        decryptors: list[str] = []
+        totals: list[int] = []
+        if released:  # else every entry is withheld: nothing is decrypted, the result says so
+            say("decryption")
+            sub = suppression.select(agg, released)
+            decryptors, shares_by_node = self._threshold_shares(qid, setup, flow.flatten(sub))
+            totals = flow.decrypt_totals(sub, shares_by_node,
+                                         suppression.sub_ranges(all_ranges, released),
+                                         flow.combination_weights(setup, decryptors))
         lap("decrypt")
         # 6. decode and publish (a withheld entry decodes as None: never decrypted)
         noise = (None if ctx.noise is None else
@@ -432,9 +491,98 @@ class Querier:
             entries.ResultEntry.for_totals(qid, totals, result.to_dict(), decryptors),
             self.key)
         self.ledger.append(result_entry)
-        # 7. endorsements by the contributing owners
-        say("endorsements")
+        # 7-9. endorsements by the contributing owners, checkpoint, certificate
         contributors = sorted(s.provider for _, s in view.submissions)
+        return self._endorse_and_certify(qid, spec, result, contributors, refusals, timings,
+                                         clipped, say, lap)
+
+    def _vertical_phases(self, qid: str, spec: QuerySpec, ds_body: Callable[[str], Any],
+                         say: Progress) -> tuple[dict[str, Any], dict[str, str]]:
+        """A vertically partitioned query (protocol/vertical.py): ask owner A for its rows,
+        owner B for its products, owner A for its block, in that order; each owner reads
+        what it builds on from its own witnessed view of the log, so the querier carries
+        nothing between them.  Any refusal stops the query, naming the owner."""
+        part = vertical.VerticalPlan.of(spec).part
+        missing = [p for p in part.owners if p not in self.providers]
+        if missing:
+            raise QueryFailed(f"contributions: vertical owner {missing[0]} is not among this "
+                              "querier's providers")
+        ok: dict[str, Any] = {}
+        for phase, owner in (("rows", part.a), ("products", part.b), ("block", part.a)):
+            say(f"vertical {phase} ({owner})")
+            try:
+                ok[owner] = self._call(owner, self.providers[owner],
+                                       f"/v1/queries/{qid}/contribute", ds_body(owner))
+            except StatledgerError as exc:
+                raise QueryFailed(f"contributions: vertical {phase} by {owner}: {exc}"
+                                  ) from None
+        return ok, {}
+
+    def _vertical_release(self, qid: str, spec: QuerySpec, say: Progress,
+                          lap: Callable[[str], None], timings: dict[str, float],
+                          refusals: dict[str, str]) -> QueryOutcome:
+        """Steps 4-9 of a vertical query: the aggregate is the release of the three owner
+        entries (:func:`statledger.protocol.vertical.release_ciphertexts`, sums over the
+        joined rows only); ``T`` nodes decrypt it (each re-checks every owner proof first);
+        the result publishes its plaintexts and the decoded fit; the two owners endorse."""
+        ctx = StepContext(self.follower.query_view(qid), pinned=self.follower.consortium_id,
+                          verify_range_proofs=False)  # every compute node checks the proofs
+        try:
+            run_steps(ctx, STEPS, through=9)
+        except VerificationError as exc:
+            raise QueryFailed(f"aggregate: {exc.step}: {exc.reason} (party "
+                              f"{exc.party or '-'})") from None
+        view = ctx.view
+        rows, prods, block = ctx.vertical_entries
+        if rows is None or prods is None or block is None:
+            raise QueryFailed(f"aggregate: {len(view.vertical)} of the 3 vertical entries of "
+                              f"query {qid} are on the log")
+        release = vertical.release_ciphertexts(spec, rows, prods, block)
+        if release.n < spec.min_cell_size:
+            raise QueryFailed("aggregate: fewer joined rows than min_cell_size")
+        flat = list(release.ciphertexts)
+        if view.aggregate is None:
+            self.ledger.append(entries.sign(entries.AggregateEntry(
+                qid, tuple(i for i, _ in view.vertical), (),
+                tuple(c.to_bytes().hex() for c in flat)), self.key))
+        elif view.aggregate[1].decode_ciphertexts() != flat:
+            raise QueryFailed(f"aggregate: the logged aggregate of query {qid} is not the "
+                              "release of its vertical entries")
+        lap("aggregate")
+        setup = ctx.setup()
+        say("decryption")
+        decryptors, shares = self._threshold_shares(qid, setup, flat)
+        plain = vertical.decrypt_release(release, shares,
+                                         flow.combination_weights(setup, decryptors))
+        lap("decrypt")
+        # n >= min_cell_size here, so no total is withheld (None)
+        totals = vertical.assemble_totals(spec, release.n, plain)
+        result = calibration.decode(spec, totals, None)  # type: ignore[arg-type]
+        self.ledger.append(entries.sign(
+            entries.ResultEntry.for_totals(qid, plain, result.to_dict(), decryptors),
+            self.key))
+        return self._endorse_and_certify(qid, spec, result, sorted(view.contributors()),
+                                         refusals, timings, {}, say, lap)
+
+    def _endorse_and_certify(self, qid: str, spec: QuerySpec, result: StatResult,
+                             contributors: list[str], refusals: dict[str, str],
+                             timings: dict[str, float], clipped: dict[str, dict[str, str]],
+                             say: Progress, lap: Callable[[str], None]) -> QueryOutcome:
+        """Steps 7-9: the contributors' endorsements, a cosigned checkpoint, the
+        certificate (verified before it is returned)."""
+        say("endorsements")
+        if spec.pull is not None:  # the owners endorse on their own (nodes/owner.py)
+            self._await_endorsements(qid, contributors)
+            lap("sign")
+            say("certificate")
+            cert = self.certificate(qid)
+            report = verify_certificate(cert.to_bytes(), self.trust,
+                                        source=f"query {qid[:12]}")
+            if not report.valid:
+                raise QueryFailed(f"the fresh certificate does not verify: step {report.step}: "
+                                  f"{report.reason} (party {report.party})")
+            lap("certificate")
+            return QueryOutcome(qid, spec, result, cert, contributors, refusals, timings, {})
         unknown = [p for p in contributors if p not in self.providers]
         if unknown:
             raise QueryFailed(f"endorsement: the log holds submissions by {', '.join(unknown)}, "
@@ -455,6 +603,56 @@ class Querier:
         lap("certificate")
         return QueryOutcome(qid, spec, result, cert, contributors, refusals, timings, clipped)
 
+    #: seconds between two looks at the log while a pull-mode query waits for its owners
+    pull_poll: float = 0.5
+    #: how long a pull-mode query waits for its contributors' endorsements (seconds)
+    endorse_wait: float = 120.0
+
+    def _await_submissions(self, qid: str, spec: QuerySpec, say: Progress
+                           ) -> tuple[dict[str, Any], dict[str, str]]:
+        """Pull mode (docs/owners.md): nobody is called; wait until the witnessed log holds
+        submissions from the quorum (``max(2, min_providers)`` distinct owners, the rule of
+        step 11) or the spec's deadline passes.  Misses raise naming every addressed owner
+        that did not submit (for ``owners: "all"``, every admitted owner)."""
+        from statledger.protocol.checks import MIN_PROVIDERS_FLOOR
+
+        pull = spec.pull
+        if pull is None:  # pragma: no cover - the caller checked
+            raise QueryFailed("contributions: not a pull-mode query")
+        need = max(MIN_PROVIDERS_FLOOR, spec.min_providers)
+        say("waiting for submissions")
+        while True:
+            view = self.follower.query_view(qid)
+            got = {s.provider for _, s in view.submissions}
+            if view.aggregate is not None or len(got) >= need:
+                return {p: {} for p in sorted(got)}, {}
+            left = pull.deadline - time.time()
+            if left <= 0:
+                break
+            time.sleep(min(self.pull_poll, left))
+        if pull.owners == "all":
+            _, timeline = self.follower.entries([])
+            addressed = sorted(m.party_id for m in timeline.final.of_role("provider"))
+        else:
+            addressed = sorted(pull.owners)
+        silent = [p for p in addressed if p not in got]
+        raise QueryFailed(f"contributions: {len(got)} owner(s) submitted by the deadline, the "
+                          f"query needs {need}; no submission from: {', '.join(silent)}")
+
+    def _await_endorsements(self, qid: str, contributors: Sequence[str]) -> None:
+        """Pull mode: wait (at most ``endorse_wait`` s) until every contributor's endorsement
+        is on the witnessed log; the owners check the result themselves and endorse it."""
+        deadline = time.monotonic() + self.endorse_wait
+        while True:
+            view = self.follower.query_view(qid)
+            missing = sorted(set(contributors) - {e.provider for _, e in view.endorsements})
+            if not missing:
+                return
+            if time.monotonic() >= deadline:
+                raise QueryFailed(f"endorsement: no endorsement from {', '.join(missing)} "
+                                  f"within {self.endorse_wait:g} s")
+            time.sleep(self.pull_poll)
+
     def certificate(self, query_id: str) -> Certificate:
         """A fresh cosigned checkpoint + the consortium chain, the roster and the query's
         entries with their inclusion proofs (the certificate carries the chain it needs)."""
@@ -467,10 +665,11 @@ class Querier:
         cp = Checkpoint.parse(parsed.text)
         indices = self.ledger.roster_indices() + self.ledger.query_indices(query_id)
         view = self.follower.query_view(query_id)  # a chained round: + its previous round's
-        if view.previous_query is not None:        # query and result (protocol/chain.py)
-            indices.append(view.previous_query[0])
+        if view.previous_query is not None:        # query, result and endorsements
+            indices.append(view.previous_query[0])  # (protocol/chain.py)
         if view.previous_result is not None:
             indices.append(view.previous_result[0])
+        indices.extend(i for i, _ in view.previous_endorsements)
         rows = self.ledger.entries(sorted(set(indices)))
         proofs = self.ledger.inclusion_proofs([i for i, _ in rows], cp.size)
         triples = [(i, data, proofs[i]) for i, data in rows]
@@ -487,29 +686,35 @@ def run_rounds(
     max_rounds: int = 25,
     on_round: Callable[[QueryOutcome], None] | None = None,
 ) -> list[QueryOutcome]:
-    """Run a multi-round statistic (exact logistic regression by IRLS) to convergence.
+    """Run a multi-round statistic (logistic regression by IRLS, Cox regression) to convergence.
 
     Each round is its own query (public input: the current coefficients) with its own
     certificate.  Single-round statistics return one outcome.  ``on_round`` sees each
     round's outcome as soon as it is certified (it may raise to stop, e.g. when an owner
     refused).
     """
-    from statledger.protocol.stats import logistic
+    from statledger.protocol.stats import cox, logistic
 
+    # chained Newton fits (protocol/chain.py): statistic -> (first round, next round)
+    chained: dict[str, tuple[Callable[[QuerySpec], QuerySpec], Callable[
+        [QuerySpec, StatResult, str], QuerySpec | None]]] = {
+        "logistic_irls": (logistic.irls_start, logistic.irls_next_spec),
+        "cox_regression": (cox.cox_start, cox.cox_next_spec),
+    }
+    loop = chained.get(spec.statistic)
     outcomes: list[QueryOutcome] = []
-    current: QuerySpec | None = spec
-    if spec.statistic == "logistic_irls" and hasattr(logistic, "irls_start"):
-        current = logistic.irls_start(spec)
+    current: QuerySpec | None = spec if loop is None else loop[0](spec)
     while current is not None:
         out = querier.run(current, datasets=datasets, progress=progress)
         outcomes.append(out)
         if on_round is not None:
             on_round(out)
-        if spec.statistic != "logistic_irls" or len(outcomes) >= max_rounds:
+        if loop is None or len(outcomes) >= max_rounds:
             break
-        current = logistic.irls_next_spec(current, out.result, out.query_id)
-    if spec.statistic == "logistic_irls" and current is not None:
-        raise PolicyError(f"IRLS did not converge in {max_rounds} rounds")
+        current = loop[1](current, out.result, out.query_id)
+    if loop is not None and current is not None:
+        raise PolicyError(f"{spec.statistic}: the Newton rounds did not converge in "
+                          f"{max_rounds} rounds")
     return outcomes
 
 

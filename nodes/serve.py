@@ -380,6 +380,34 @@ def uvicorn_options(limits: ServerLimits) -> dict[str, Any]:
     }
 
 
+def _serve_pull(config: AnyConfig, *, register: bool) -> int:
+    """``--pull``: the owner as a client of the ledger only (statledger.nodes.owner)."""
+    from statledger.nodes.config import ProviderConfig
+    from statledger.nodes.owner import PullOwner
+
+    if not isinstance(config, ProviderConfig):
+        sys.stderr.write("statledger: --pull is for the provider role only\n")
+        return 2
+    try:
+        if register:
+            register_self(config)
+        owner = PullOwner.from_config(config)
+    except StatledgerError as exc:
+        sys.stderr.write(f"statledger: {config.party_id}: cannot start: {exc}\n")
+        return 2
+    _exit_with_parent()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    log.info("%s pulls its queries from %s (no inbound port)", config.party_id,
+             config.ledger_url)
+    try:
+        owner.run(stop)
+    finally:
+        owner.close()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m statledger.nodes.serve", description=__doc__)
     parser.add_argument("--role", required=True,
@@ -387,6 +415,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", required=True)
     parser.add_argument("--no-register", action="store_true",
                         help="do not post this party's `party` entry to the ledger")
+    parser.add_argument("--pull", action="store_true",
+                        help="provider only: open no port; poll the ledger for the queries "
+                             "that address this owner (docs/owners.md)")
     defaults = ServerLimits()
     parser.add_argument("--header-timeout", type=float, default=defaults.header_timeout,
                         help="seconds to receive a request's line and headers "
@@ -421,6 +452,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # query events (received, refused + reason, contributed, endorsed) are the owner's audit
     # trail: logged at every log level, one structured line each (docs/deployment.md)
     logging.getLogger(EVENTS_LOGGER).setLevel(min(level, logging.INFO))
+    if args.pull:
+        return _serve_pull(config, register=not args.no_register)
     import uvicorn
 
     try:

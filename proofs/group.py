@@ -420,6 +420,9 @@ def base_mul(k: Scalar) -> Point:
 
 _POOL: ProcessPoolExecutor | None = None
 _POOL_SIZE = 0
+#: from this many terms :func:`msm` uses the bucket method (below, one multiplication per term
+#: wins: the sweep in proofs/msm.py ``_WINDOWS`` starts its windows at 384 terms)
+_BUCKET_MIN_TERMS = 384
 
 
 def _msm_raw(scalars: Sequence[int], pks: Sequence[Any]) -> Point:
@@ -500,6 +503,12 @@ def msm(scalars: Sequence[Scalar], points: Sequence[Point], *, workers: int = 1)
         # (never a nested pool inside another pool's worker: it would hang that worker's
         # exit, see proofs/rangeproof.py _parallel)
         return _msm_parallel(ks, pts, workers)
+    if len(ks) >= _BUCKET_MIN_TERMS:
+        # many terms (a batched DLEQ folds one term per ciphertext): the bucket method of
+        # proofs/msm.py, several times cheaper than one multiplication per term
+        from statledger.proofs.msm import points_msm
+
+        return points_msm(ks, pts)
     return _msm_raw(ks, [P._pk for P in pts])
 
 

@@ -22,6 +22,8 @@ Relations (``G`` the base point, all points in secp256k1, witnesses in ``Z_n``):
 * 0/1 ciphertext (Cramer--Damgard--Schoenmakers 1994): ``{ (X, C1, C2; r) : C1 = r*G and
   (C2 = r*X or C2 - G = r*X) }``.
 * Known plaintext: ``{ (X, C1, C2, m; r) : C1 = r*G and C2 - m*G = r*X }``.
+* DLEQ pair: ``{ (B1, B2, D1, D2; w) : D1 = w*B1 and D2 = w*B2, no point the identity }``
+  (a ciphertext blinded by a secret non-zero exponent; protocol/pet.py).
 
 Encodings: scalars are 32-byte big-endian and must be < n (anything else is
 :class:`~statledger.proofs.errors.MalformedError`);
@@ -64,6 +66,10 @@ __all__ = [
     "prove_dleq_batch",
     "verify_dleq_batch",
     "dleq_batch_weights",
+    "DLEQ_PAIR_DOMAIN",
+    "DLEQPairProof",
+    "prove_dleq_pair",
+    "verify_dleq_pair",
     "prove_zero_one",
     "verify_zero_one",
     "prove_plaintext",
@@ -75,6 +81,7 @@ DLEQ_DOMAIN = b"statledger/sigma/dleq/v1"
 DLEQ_BATCH_DOMAIN = b"statledger/sigma/dleq-batch/v1"
 ZERO_ONE_DOMAIN = b"statledger/sigma/zero-one/v1"
 PLAINTEXT_DOMAIN = b"statledger/sigma/plaintext/v1"
+DLEQ_PAIR_DOMAIN = b"statledger/sigma/dleq-pair/v1"
 
 _SCALAR = 32
 
@@ -130,6 +137,13 @@ class DLEQBatchProof(_ChallengeResponse):
     """One constant-size proof that ``log_G X == log_{C1_k} D_k`` for all k.  ``c || s``."""
 
     NAME: ClassVar[str] = "batched DLEQ proof"
+
+
+@dataclass(frozen=True, slots=True)
+class DLEQPairProof(_ChallengeResponse):
+    """Chaum--Pedersen proof that ``log_{B1} D1 == log_{B2} D2`` (no ``G``).  ``c || s``."""
+
+    NAME: ClassVar[str] = "DLEQ pair proof"
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +375,52 @@ def verify_dleq_batch(
     if C_star.is_identity():
         raise _fail("dleq-batch", 2, "folded base C* is the identity")
     _verify_eq(t, proof, [G, C_star], [X_i, D_star], "dleq-batch", 3)
+
+
+# --------------------------------------------------------------------------------------------
+# DLEQ over two arbitrary bases: a ciphertext raised to a secret exponent (PET blinding)
+# --------------------------------------------------------------------------------------------
+
+
+def _dleq_pair_transcript(B1: Point, B2: Point, D1: Point, D2: Point,
+                          context: bytes) -> Transcript:
+    t = _start(DLEQ_PAIR_DOMAIN, context)
+    for label, P in ((b"B1", B1), (b"B2", B2), (b"D1", D1), (b"D2", D2)):
+        t.append_point(label, P)
+    return t
+
+
+def _check_pair(B1: Point, B2: Point, D1: Point, D2: Point) -> str | None:
+    for name, P in (("B1", B1), ("B2", B2), ("D1", D1), ("D2", D2)):
+        if P.is_identity():
+            # D = O with B != O means a zero exponent: the relation excludes it
+            return f"{name} is the identity"
+    return None
+
+
+def prove_dleq_pair(w: Scalar, B1: Point, B2: Point, D1: Point, D2: Point,
+                    context: bytes) -> DLEQPairProof:
+    """Prove ``D1 = w*B1`` and ``D2 = w*B2`` for one non-zero ``w`` (e.g. ``(B1, B2)`` a
+    ciphertext, ``(D1, D2)`` the same ciphertext blinded by ``w``).  No ``w*G`` is revealed.
+    Cost: 2 variable multiplications."""
+    problem = _check_pair(B1, B2, D1, D2)
+    if problem is not None or w.is_zero():
+        raise MalformedError(f"DLEQ pair: {problem or 'the exponent is zero'}")
+    c, s = _prove_eq(_dleq_pair_transcript(B1, B2, D1, D2, context), w, [B1, B2])
+    return DLEQPairProof(c, s)
+
+
+def verify_dleq_pair(B1: Point, B2: Point, D1: Point, D2: Point, proof: DLEQPairProof,
+                     context: bytes) -> None:
+    """Steps: (1) no point is the identity (so the exponent is not zero); (2) recompute
+    ``A1 = s*B1 - c*D1``, ``A2 = s*B2 - c*D2`` and the challenge.  Cost: 4 variable
+    multiplications."""
+    _check_type(proof, DLEQPairProof)
+    problem = _check_pair(B1, B2, D1, D2)
+    if problem is not None:
+        raise _fail("dleq-pair", 1, problem)
+    _verify_eq(_dleq_pair_transcript(B1, B2, D1, D2, context), proof, [B1, B2], [D1, D2],
+               "dleq-pair", 2)
 
 
 # --------------------------------------------------------------------------------------------

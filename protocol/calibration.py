@@ -55,6 +55,7 @@ __all__ = [
     "weights",
     "wire_layout",
     "wire_sensitivity",
+    "privacy_profile",
     "wire_encode",
     "unscale",
     "entry_sd",
@@ -77,9 +78,13 @@ def is_dp(spec: QuerySpec) -> bool:
 
 def weights(spec: QuerySpec) -> list[int]:
     """``c_i = max(1, t_max // t_i)`` per entry when the query asks for DP, else all 1."""
-    sens = list(get_statistic(spec.statistic).sensitivity(spec))
+    stat = get_statistic(spec.statistic)
+    sens = list(stat.sensitivity(spec))
     if not is_dp(spec) or not sens:
         return [1] * len(sens)
+    own = stat.dp_weights(spec)  # a statistic that sets its own (e.g. workload strategies)
+    if own is not None:
+        return list(own)
     t_max = max(sens)
     return [max(1, t_max // t) if t > 0 else 1 for t in sens]
 
@@ -98,13 +103,37 @@ def wire_sensitivity(spec: QuerySpec) -> list[int]:
     return [c * t for c, t in zip(weights(spec), sens, strict=True)]
 
 
+def privacy_profile(spec: QuerySpec) -> list[int]:
+    """What the privacy bound is charged for (``noise.privacy_bound``): the wire sensitivities
+    of the entries that adding or removing ONE row can move together.  By default every
+    entry (:func:`wire_sensitivity`).  A statistic whose rows are one-hot over blocks
+    (:meth:`~statledger.protocol.stats.base.Statistic.onehot_blocks`: a row adds to one cell
+    of every block, e.g. a workload's marginals) moves one entry per block: its profile is
+    the largest wire sensitivity of each block.  The noise is independent per entry, so the
+    entries one row cannot move cost nothing (docs/privacy.md, "Workloads")."""
+    sens = wire_sensitivity(spec)
+    blocks = get_statistic(spec.statistic).onehot_blocks(spec)
+    if blocks is None:
+        return sens
+    if sum(blocks) != len(sens):
+        raise MalformedError("one-hot blocks do not cover the encoded vector")
+    out: list[int] = []
+    pos = 0
+    for n in blocks:
+        out.append(max(sens[pos:pos + n]))
+        pos += n
+    return out
+
+
 def wire_encode(spec: QuerySpec, table: Table, party: str = "this site"
                 ) -> tuple[list[int], LocalReport]:
     """The owner's vector as encrypted: ``c_i * v_i``, plus its (unpublished) local report.
     A vector outside the layout is refused with an actionable message that carries no count
     (PolicyError: "site P has more rows than max_rows; raise max_rows")."""
+    sql_encode = getattr(table, "encode_with_report", None)  # protocol/duckdb_encode.py
     try:
-        values, report = get_statistic(spec.statistic).encode_with_report(spec, table)
+        values, report = (sql_encode(spec) if callable(sql_encode)
+                          else get_statistic(spec.statistic).encode_with_report(spec, table))
     except RangeExceededError:
         raise PolicyError(f"site {party} has more rows than max_rows; raise max_rows") from None
     return [c * v for c, v in zip(weights(spec), values, strict=True)], report
@@ -117,7 +146,7 @@ def unscale(spec: QuerySpec, totals: Sequence[int]) -> list[int]:
     w = weights(spec)
     if len(totals) != len(w):
         raise MalformedError(f"totals: {len(totals)} entries, the query's layout has {len(w)}")
-    if not is_dp(spec):
+    if not is_dp(spec) or get_statistic(spec.statistic).decodes_wire_totals:
         return list(totals)
     ranges = get_statistic(spec.statistic).layout(spec).ranges
     out: list[int] = []
@@ -204,7 +233,9 @@ def decode(spec: QuerySpec, totals: Sequence[int], noise: NoiseInfo | None = Non
     base: dict[str, float] = {}
     _leaves(result.to_dict(), "", base)
     base.pop("statistic", None)
-    value_sd = _value_sd(spec, plain, base, sds) if len(sds) <= MAX_SD_ENTRIES else {}
+    own_sd = stat.value_sd(spec, math.sqrt(float(noise.shares * noise.params.share_variance)))
+    value_sd = (own_sd if own_sd is not None else
+                _value_sd(spec, plain, base, sds) if len(sds) <= MAX_SD_ENTRIES else {})
     result.values["dp"] = {
         "privacy": spec.privacy.model_dump(),
         "noise_shares": noise.shares,
@@ -218,7 +249,8 @@ def decode(spec: QuerySpec, totals: Sequence[int], noise: NoiseInfo | None = Non
     result.notes.append(
         f"differentially private ({spec.privacy.mechanism}); 95% noise intervals: {shown}"
         if shown else f"differentially private ({spec.privacy.mechanism})")
-    result.notes.append("DP post-processing: totals rounded, non-negative totals clamped at 0")
+    if not stat.decodes_wire_totals:
+        result.notes.append("DP post-processing: totals rounded, non-negative totals clamped at 0")
     return result
 
 
@@ -260,8 +292,9 @@ def plan(spec: QuerySpec, n_compute: int, rows: int, delta: float = 1e-6) -> dic
     if rho is None:
         raise MalformedError("privacy.mechanism: the query asks for no differential privacy; "
                              "it would be answered exactly (nothing to plan)")
-    sens = wire_sensitivity(spec)
-    params = noise.calibrate(sens, rho, n_compute, n_compute)
+    sens = privacy_profile(spec)
+    params = noise.calibrate(sens, rho, n_compute, n_compute,
+                             entries=len(wire_sensitivity(spec)))
     bound = noise.privacy_bound(params, sens)
     eps, dlt = bound.epsilon(delta)
     vals, _ = wire_encode(spec, synthetic_table(spec, rows))

@@ -29,10 +29,22 @@ from typing import Any
 from statledger.proofs.elgamal import Ciphertext
 from statledger.proofs.errors import DecryptionError, MalformedError, VerificationError
 from statledger.proofs.group import Point
+from statledger.proofs.onehot import OneHotProof
 from statledger.proofs.vector import EncryptedVector, verify_encrypted_vectors_batch
-from statledger.protocol import calibration, ceremony, chain, flow, noise, suppression
+from statledger.protocol import (
+    calibration,
+    ceremony,
+    chain,
+    flow,
+    noise,
+    pet,
+    suppression,
+    validity,
+    vertical,
+)
 from statledger.protocol.consortium import Member, RosterTimeline
 from statledger.protocol.entries import (
+    VERTICAL_KINDS,
     AggregateEntry,
     DecryptionEntry,
     Entry,
@@ -41,6 +53,9 @@ from statledger.protocol.entries import (
     QueryEntry,
     ResultEntry,
     SetupEntry,
+    VerticalBlockEntry,
+    VerticalProductsEntry,
+    VerticalRowsEntry,
     result_digest,
     verify_signature,
 )
@@ -60,8 +75,10 @@ __all__ = [
     "Step",
     "StepContext",
     "StepHook",
+    "check_addressed",
     "check_min_providers",
     "check_release",
+    "check_pet_chain",
     "check_query",
     "check_setup",
     "key_chain",
@@ -103,6 +120,9 @@ class StepContext:
     verify_range_proofs: bool = True
     #: the consortium id this party or verifier pins (None: self-asserted by the genesis)
     pinned: str | None = None
+    #: (8) the provider running the steps before it contributes (it counts as a contributor:
+    #: the previous result a chained round rests on must carry its endorsement)
+    contributor: str | None = None
     #: (6) the roster at every log index, replayed from the genesis
     roster: RosterTimeline | None = None
     #: (6) the compute nodes' verification keys ``Y_j`` (re-derived from the key ceremony),
@@ -131,6 +151,11 @@ class StepContext:
     #: protocol/suppression.py) and the released sub-aggregate, flattened
     released: list[int] = field(default_factory=list)
     released_cts: list[Ciphertext] = field(default_factory=list)
+    #: (9) a vertical query's decoded owner entries: rows, products, block (None until
+    #: logged); (11) what its aggregate decrypts (protocol/vertical.py)
+    vertical_entries: tuple[vertical.VerticalRows | None, vertical.VerticalProducts | None,
+                            EncryptedVector | None] = (None, None, None)
+    vertical_release: vertical.Release | None = None
 
     # Accessors for what an earlier step established (each raises, never asserts).
     def setup(self) -> SetupEntry:
@@ -282,8 +307,9 @@ def step_8_query(ctx: StepContext) -> str:
     _signed(ctx, view.query_index, q, q.querier, "querier", 8)
     spec = q.query_spec()
     for kind, items in (("submission", view.submissions), ("noise", view.noise),
-                        ("gate", view.gates), ("decryption", view.decryptions),
-                        ("endorsement", view.endorsements)):
+                        ("pet", view.pets), ("gate", view.gates),
+                        ("decryption", view.decryptions),
+                        ("endorsement", view.endorsements), ("vertical", view.vertical)):
         for index, e in items:
             if e.query_id != q.query_id:
                 raise fail(8, f"{kind} entry {index} belongs to query {e.query_id}",
@@ -302,37 +328,114 @@ def step_8_query(ctx: StepContext) -> str:
         ri, pr, _ = view.previous_result
         _signed(ctx, ri, pr, view.previous_query[1].querier, "querier", 8)
     chained = chain.check_chain(spec, q.querier, view.previous_query, view.previous_result)
+    # ... and that result is established: endorsed by every owner that contributes here
+    for ei, en in view.previous_endorsements:
+        _signed(ctx, ei, en, en.provider, "provider", 8)
+    contributors = view.contributors() | ({ctx.contributor} if ctx.contributor else set())
+    established = chain.check_established(
+        q.querier, view.previous_query, view.previous_result, view.previous_endorsements,
+        query_index=view.query_index, contributors=contributors, floor=MIN_PROVIDERS_FLOOR)
     view.spec = spec
     return (f"query {q.query_id[:16]}... ({spec.statistic}) by {q.querier}"
-            + (f"; {chained}" if chained else ""))
+            + (f"; {chained}" if chained else "")
+            + (f"; {established}" if established else ""))
+
+
+def check_addressed(spec: QuerySpec, provider: str, index: int | None = None) -> None:
+    """(9) A pull-mode query (docs/owners.md) takes submissions only from the owners it
+    addresses.  The one rule for the ledger's append check and verification step 9."""
+    if spec.pull is not None and not spec.pull.addresses(provider):
+        where = "a submission" if index is None else f"submission {index}"
+        raise fail(9, f"{where} by {provider}, whom the pull query does not address",
+                   provider)
 
 
 def step_9_submissions(ctx: StepContext) -> str:
-    """(9) Submissions: signed, one per provider, decodable, range proofs valid."""
+    """(9) Submissions: signed, one per provider, addressed (pull mode), decodable, range
+    proofs valid (all of them in one batched check), and one-hot proofs valid when the query
+    asks for them (one-record owners, protocol/validity.py; one batched check)."""
     view, spec = ctx.view, ctx.spec()
     ctx.stat = get_statistic(spec.statistic)
     ctx.ranges = ranges = list(calibration.wire_layout(spec).ranges)
     X = ctx.setup().collective_point()
+    if vertical.is_vertical(spec) or view.vertical:
+        return _vertical_entries(ctx, X)
     seen: set[str] = set()
     batch: list[tuple[Point, EncryptedVector, Ranges, bytes]] = []
+    onehots: list[tuple[str, EncryptedVector, OneHotProof | None, bytes]] = []
     parties: list[str] = []
     for index, s in view.submissions:
         _signed(ctx, index, s, s.provider, "provider", 9)
         if s.provider in seen:
             raise fail(9, f"provider {s.provider} submitted twice", s.provider)
         seen.add(s.provider)
+        check_addressed(spec, s.provider, index)
         try:
-            ev = s.decode_vector(ranges)
+            ev, onehot = validity.decode_submission(spec, s, ranges)
         except MalformedError as exc:
             raise fail(9, f"submission {index}: {exc}", s.provider) from None
         ctx.contributions[index] = (s.provider, ev, ranges)
-        batch.append((X, ev, ranges, flow.submission_context(ctx.query().query_id, s.provider)))
+        sub_ctx = flow.submission_context(ctx.query().query_id, s.provider)
+        batch.append((X, ev, ranges, sub_ctx))
+        onehots.append((s.provider, ev, onehot, sub_ctx))
         parties.append(s.provider)
     if ctx.verify_range_proofs and batch:
         _batch_verify(batch, parties, 9)
+        try:  # one-record owners of a one-hot statistic (protocol/validity.py)
+            validity.verify_onehot_submissions(spec, X, onehots)
+        except VerificationError as exc:
+            raise fail(9, f"one-hot proof: {exc.reason}", exc.party) from None
     return (f"{len(view.submissions)} submissions"
             + (", every value proven in range" if ctx.verify_range_proofs else
                " (range proofs not re-checked here)"))
+
+
+def _vertical_entries(ctx: StepContext, X: Point) -> str:
+    """(9) of a vertical query (protocol/vertical.py): no submissions; the owner entries
+    present are a prefix of rows (owner A), products (owner B), block (owner A) in log
+    order, each signed by its owner and decoded strictly; every proof of those present
+    verifies (:func:`statledger.protocol.vertical.verify_vertical`, the check owner B and
+    every compute node run before they act on them)."""
+    view, spec, qid = ctx.view, ctx.spec(), ctx.query().query_id
+    if not vertical.is_vertical(spec):
+        index, e = view.vertical[0]
+        raise fail(9, f"entry {index}: a {e.KIND} entry for a query that is not vertical",
+                   e.claimed_author())
+    if view.submissions:
+        index, s = view.submissions[0]
+        raise fail(9, f"submission {index} for a vertical query (its owners publish "
+                      "vertical entries)", s.provider)
+    plan = vertical.VerticalPlan.of(spec)
+    owners = (plan.part.a, plan.part.b, plan.part.a)
+    decoded: list[Any] = [None, None, None]
+    for pos, (index, e) in enumerate(view.vertical):
+        if pos >= len(VERTICAL_KINDS) or e.KIND != VERTICAL_KINDS[pos]:
+            raise fail(9, f"entry {index}: a {e.KIND} entry out of order (rows, products, "
+                          "block)", e.claimed_author())
+        author = str(e.claimed_author())
+        if author != owners[pos]:
+            raise fail(9, f"entry {index}: a {e.KIND} entry by {author}, not by "
+                          f"{owners[pos]}", author)
+        _signed(ctx, index, e, author, "provider", 9)
+        try:
+            if isinstance(e, VerticalRowsEntry):
+                decoded[pos] = e.decode_rows(spec)
+            elif isinstance(e, VerticalProductsEntry):
+                decoded[pos] = e.decode_products(spec)
+            elif isinstance(e, VerticalBlockEntry):
+                decoded[pos] = e.decode_block(spec)
+        except MalformedError as exc:
+            raise fail(9, f"{e.KIND} entry {index}: {exc}", author) from None
+    rows, prods, block = decoded
+    ctx.vertical_entries = (rows, prods, block)
+    if rows is not None and ctx.verify_range_proofs:
+        try:
+            vertical.verify_vertical(spec, qid, X, rows, prods, block)
+        except VerificationError as exc:
+            raise fail(9, f"{exc.step}: {exc.reason}", exc.party) from None
+    return (f"vertical query: {len(view.vertical)} of 3 owner entries"
+            + (", every proof valid" if ctx.verify_range_proofs else
+               " (proofs not re-checked here)"))
 
 
 @dataclass(frozen=True)
@@ -449,7 +552,7 @@ def step_10_noise(ctx: StepContext) -> str:
             zip(rnd.members, rnd.commitments, strict=True)):
         share = flow.derive_noise_share(params, qid, com, rnd.seed, position)
         ctx.contributions[index] = (node, share.vector, list(share.ranges))
-    bound = flow.noise_bound(params, tuple(flow.noise_sensitivities(spec)))
+    bound = flow.noise_bound(params, tuple(flow.privacy_profile(spec)))
     k = len(rnd.members)
     offsets = sum(flow.noise_offset(params, p) for p in range(k))
     mean = Fraction(k * params.share_max, 2) - offsets
@@ -467,7 +570,7 @@ def check_min_providers(view: QueryView) -> None:
     compute node before it decrypts."""
     if view.spec is None or view.query is None:
         raise fail(11, "no checked query: cannot count the providers it needs")
-    distinct = len({s.provider for _, s in view.submissions})
+    distinct = len(view.contributors())
     wanted = view.spec.min_providers
     need = max(MIN_PROVIDERS_FLOOR, wanted)
     if distinct < need:
@@ -487,6 +590,8 @@ def step_11_aggregate(ctx: StepContext) -> str:
     # The aggregate is recomputed below, but it is still the querier's signed statement: an
     # unchecked signature would be a field anyone (the log operator) could change.
     _signed(ctx, agg_index, agg, querier, "querier", 11)
+    if vertical.is_vertical(ctx.spec()):
+        return _vertical_aggregate(ctx, agg)
     if sorted(agg.submissions) != sorted(i for i, _ in view.submissions):
         raise fail(11, "the aggregate does not list exactly the submissions", querier)
     if sorted(agg.noise) != (ctx.noise.indices if ctx.noise is not None else []):
@@ -505,21 +610,118 @@ def step_11_aggregate(ctx: StepContext) -> str:
             f"({len(ctx.recomputed)} ciphertexts)")
 
 
-def check_release(ctx: StepContext) -> str:
+def _vertical_aggregate(ctx: StepContext, agg: AggregateEntry) -> str:
+    """(11) of a vertical query: the aggregate lists exactly the three owner entries and
+    holds exactly :func:`statledger.protocol.vertical.release_ciphertexts` of them (sums
+    over the joined rows only), which needs ``n >= min_cell_size`` joined rows."""
+    view, spec, querier = ctx.view, ctx.spec(), ctx.query().querier
+    rows, prods, block = ctx.vertical_entries
+    if rows is None or prods is None or block is None:
+        raise _missing(11, f"{len(view.vertical)} of the 3 owner entries of a vertical query",
+                       querier)
+    if sorted(agg.submissions) != sorted(i for i, _ in view.vertical):
+        raise fail(11, "the aggregate does not list exactly the vertical entries", querier)
+    if agg.noise:
+        raise fail(11, "the aggregate of a vertical query lists noise entries", querier)
+    check_min_providers(view)
+    release = vertical.release_ciphertexts(spec, rows, prods, block)
+    if release.n < spec.min_cell_size:
+        # owner B's support rule refuses this before it logs its products
+        raise fail(11, "fewer joined rows than min_cell_size", str(view.vertical[1][1]
+                                                                    .claimed_author()))
+    ctx.vertical_release = release
+    ctx.aggregate = [[ct] for ct in release.ciphertexts]
+    ctx.aggregate_ranges = []
+    ctx.recomputed = list(release.ciphertexts)
+    if ctx.recomputed != agg.decode_ciphertexts():
+        raise fail(11, "the logged aggregate is not the release of the vertical entries",
+                   querier)
+    return (f"vertical aggregate of 2 owners recomputed ({len(ctx.recomputed)} ciphertexts "
+            "over the joined rows)")
+
+
+def check_pet_chain(ctx: StepContext, *, complete: bool,
+                    known: set[tuple[str, int, str]] | None = None) -> list[list[Ciphertext]]:
+    """(12, PET) The blinded shuffled PET chain of a gated query (protocol/pet.py): the
+    ``pet`` entries in log order, each signed by a distinct compute node, at most ``T`` of
+    them, each a proven blinding (non-zero exponent per ciphertext, the same on both
+    components) and shuffle of the previous entry's outputs -- the candidates ``Enc(n - j)``
+    re-derived from the aggregate for the first.  ``complete``: exactly ``T`` entries are
+    required (a missing step raises :class:`MissingEntryError`).  Returns the last outputs,
+    per gate cell (the candidates when the chain is empty).  The one rule: step 12 and a
+    compute node before it adds its own step, its gate shares and its decryption.
+
+    ``known`` (a compute node's memory): ``(aggregate digest, log index, entry digest)`` of
+    steps whose proofs this party already verified; their proofs are not re-verified (the
+    log is append-only and consistent, so the same entry at the same index after the same
+    aggregate has the same inputs), everything else is; newly verified steps are added."""
+    view, setup, qid = ctx.view, ctx.setup(), ctx.query().query_id
+    spec = ctx.spec()
+    if not ctx.aggregate:
+        raise fail(12, "no recomputed aggregate (step 11)")
+    current = suppression.pet_inputs(spec, ctx.aggregate, ctx.aggregate_ranges)
+    t = flow.decryption_threshold(setup)
+    agg_index, agg_entry = ctx.aggregate_entry()
+    agg_digest = agg_entry.digest()
+    seen: set[str] = set()
+    X = setup.collective_point()
+    for step_no, (index, e) in enumerate(view.pets):
+        if e.node not in setup.compute:
+            raise fail(12, f"PET entry {index} by {e.node}, not a compute node", e.node)
+        _signed(ctx, index, e, e.node, "compute", 12)
+        if index < agg_index:
+            raise fail(12, f"PET entry {index} precedes the aggregate", e.node)
+        if e.node in seen:
+            raise fail(12, f"node {e.node} sent two PET entries (the chain needs {t} "
+                           "distinct nodes)", e.node)
+        if step_no >= t:
+            raise fail(12, f"PET entry {index} is step {step_no + 1} of a chain of {t}",
+                       e.node)
+        seen.add(e.node)
+        k = len(current[0]) if current else 0
+        if e.cells != len(current) or len(e.blinded) != len(current) * k:
+            raise fail(12, f"PET entry {index} has {len(e.blinded)} ciphertexts in {e.cells} "
+                           f"cells; the query tests {len(current)} cells of {k}", e.node)
+        try:
+            batches = e.batches()
+        except MalformedError as exc:
+            raise fail(12, f"PET entry {index}: {exc}", e.node) from None
+        key = (agg_digest, index, e.digest())
+        if known is None or key not in known:
+            for cell, (inputs, batch) in enumerate(zip(current, batches, strict=True)):
+                pet.verify_batch(X, inputs, batch, pet.pet_context(qid, e.node, cell),
+                                 party=e.node, step="step 12")
+            if known is not None:
+                known.add(key)
+        current = [list(b.shuffled) for b in batches]
+    if complete and len(view.pets) < t:
+        waiting = [n for n in setup.compute if n not in seen]
+        raise _missing(12, f"{len(view.pets)} of the {t} PET steps", waiting[0] if waiting
+                       else None)
+    return current
+
+
+def check_release(ctx: StepContext, *,
+                  known_pets: set[tuple[str, int, str]] | None = None) -> str:
     """(12, first part) Suppression before decryption (protocol/suppression.py).  Without
-    gates: no ``gate`` and no ``release`` entry; every entry is decrypted.  With gates: at
-    most one ``gate`` entry per compute node, signed by it; the ``release`` entry is signed by
-    the querier and names ``T`` nodes whose gate entries prove (batched DLEQ, gate context)
-    their shares of the gate ciphertexts; the gate totals are their decryption; the released
-    positions are ``Statistic.release`` of those totals; no ``decryption`` entry precedes the
-    release entry.  Sets ``ctx.released`` and ``ctx.released_cts``.  The one rule: step 12 of
-    every verification and a compute node before it decrypts."""
+    gates: no ``pet``, ``gate`` or ``release`` entry; every entry is decrypted.  With gates:
+    the PET chain is complete and valid (:func:`check_pet_chain`); at most one ``gate``
+    entry per compute node, signed by it, after the chain; the ``release`` entry is signed
+    by the querier and names ``T`` nodes whose gate entries prove (batched DLEQ, gate
+    context) their shares of the chain's last ciphertexts; its small bits are "a plaintext
+    of the cell is zero"; the released positions are ``Statistic.release`` of those bits; no
+    ``decryption`` entry precedes the release entry.  Sets ``ctx.released`` and
+    ``ctx.released_cts``.  The one rule: step 12 of every verification and a compute node
+    before it decrypts."""
     view, setup, qid = ctx.view, ctx.setup(), ctx.query().query_id
     spec, querier = ctx.spec(), ctx.query().querier
     gates = suppression.gate_entries(spec)
     if not ctx.aggregate:
         raise fail(12, "no recomputed aggregate (step 11)")
     if not gates:
+        if view.pets:
+            raise fail(12, f"a PET entry for a query without gates (entry {view.pets[0][0]})",
+                       view.pets[0][1].node)
         if view.gates:
             raise fail(12, f"a gate entry for a query without gates (entry {view.gates[0][0]})",
                        view.gates[0][1].node)
@@ -528,8 +730,14 @@ def check_release(ctx: StepContext) -> str:
         ctx.released = list(range(len(ctx.aggregate)))
         ctx.released_cts = ctx.recomputed
         return "no gates: every entry decrypted"
-    gate_agg = suppression.select(ctx.aggregate, gates)
-    gate_cts = flow.flatten(gate_agg)
+    if view.pets or view.gates or view.release is not None:
+        final = check_pet_chain(ctx, complete=True, known=known_pets)
+    else:
+        raise _missing(12, "no PET step yet (the query tests its gates first)",
+                       setup.compute[0])
+    last_pet = view.pets[-1][0]
+    gate_cts = [ct for cell in final for ct in cell]
+    k = len(final[0])
     entries: dict[str, tuple[int, GateEntry]] = {}
     for index, g in view.gates:
         if g.node not in setup.compute:
@@ -537,16 +745,18 @@ def check_release(ctx: StepContext) -> str:
         _signed(ctx, index, g, g.node, "compute", 12)
         if g.node in entries:
             raise fail(12, f"node {g.node} sent two gate entries", g.node)
+        if index < last_pet:
+            raise fail(12, f"gate entry {index} precedes the last PET step", g.node)
         if len(g.shares) != len(gate_cts):
             raise fail(12, f"gate entry {index} has {len(g.shares)} shares for the "
-                           f"{len(gate_cts)} gate ciphertexts: it covers ciphertexts that "
-                           "are not gates", g.node)
+                           f"{len(gate_cts)} PET ciphertexts: it covers other ciphertexts",
+                       g.node)
         entries[g.node] = (index, g)
     if view.release is None:
         if view.decryptions:
             index, d = view.decryptions[0]
             raise fail(12, f"decryption entry {index} before any release decision (the "
-                           "query decrypts its gates first)", d.node)
+                           "query tests its gates first)", d.node)
         raise _missing(12, f"no release decision yet ({len(entries)} gate entries)", querier)
     rel_index, rel = view.release
     _signed(ctx, rel_index, rel, querier, "querier", 12)
@@ -571,20 +781,16 @@ def check_release(ctx: StepContext) -> str:
             raise fail(12, f"the release decision names {node}, whose gate shares are "
                            f"invalid ({reason})", querier) from None
         shares_by_node.append(list(shares))
-    try:
-        gate_totals = flow.decrypt_totals(
-            gate_agg, shares_by_node, suppression.sub_ranges(ctx.aggregate_ranges, gates),
-            flow.combination_weights(setup, list(rel.decryptors)))
-    except DecryptionError as exc:
-        raise fail(12, f"the gate ciphertexts do not decrypt within their bounds: {exc}"
-                   ) from None
-    if rel.gate_totals_int() != gate_totals:
-        raise fail(12, "the release decision's gate totals are not the decryption of the "
-                       "gate ciphertexts", querier)
-    decision = suppression.decide(spec, gate_totals)
+    weights = flow.combination_weights(setup, list(rel.decryptors))
+    small = [pet.is_small(cell, [s[c * k:(c + 1) * k] for s in shares_by_node], weights)
+             for c, cell in enumerate(final)]
+    if rel.small_bits() != small:
+        raise fail(12, "the release decision's small-cell bits are not the PET's outcome",
+                   querier)
+    decision = suppression.decide(spec, small)
     if list(rel.released) != list(decision.released):
         raise fail(12, "the release decision releases other entries than the statistic's "
-                       "rule allows for these gate totals", querier)
+                       "rule allows for these small-cell bits", querier)
     ctx.released = list(decision.released)
     ctx.released_cts = flow.flatten(suppression.select(ctx.aggregate, ctx.released))
     if rel.ciphertexts != len(ctx.released_cts):
@@ -600,8 +806,9 @@ def check_release(ctx: StepContext) -> str:
                            f"{len(ctx.released_cts)} released ciphertexts: it covers "
                            "ciphertexts the release decision withholds", d.node)
     withheld = len(ctx.aggregate) - len(ctx.released)
-    return (f"gates decrypted by {', '.join(rel.decryptors)}; {len(ctx.released)} entries "
-            f"released, {withheld} withheld (never decrypted)")
+    return (f"PET chain of {len(view.pets)} nodes; gates tested by "
+            f"{', '.join(rel.decryptors)} ({sum(small)} of {len(small)} small); "
+            f"{len(ctx.released)} entries released, {withheld} withheld (never decrypted)")
 
 
 def step_12_decryption(ctx: StepContext) -> str:
@@ -613,6 +820,17 @@ def step_12_decryption(ctx: StepContext) -> str:
     gate_detail = check_release(ctx)
     view, setup, qid = ctx.view, ctx.setup(), ctx.query().query_id
     t = flow.decryption_threshold(setup)
+    if not ctx.released_cts:
+        # the release decision withholds every entry: nothing may be decrypted
+        if view.decryptions:
+            index, d = view.decryptions[0]
+            raise fail(12, f"decryption entry {index}: the release decision withholds every "
+                           "entry", d.node)
+        if view.result is not None and view.result[1].decryptors:
+            raise fail(12, "the result names decrypting nodes; the release decision "
+                           "withholds every entry", ctx.query().querier)
+        ctx.decryptors, ctx.shares_by_node = [], []
+        return f"nothing decrypted; {gate_detail}"
     entries: dict[str, tuple[int, DecryptionEntry]] = {}
     for index, d in view.decryptions:
         if d.node not in setup.compute:
@@ -676,11 +894,13 @@ def step_13_totals(ctx: StepContext) -> str:
     entry is signed by the querier and publishes exactly these totals."""
     view = ctx.view
     released = ctx.released
+    if ctx.vertical_release is not None:
+        return _vertical_totals(ctx)
     try:
-        totals = flow.decrypt_totals(suppression.select(ctx.aggregate, released),
-                                     ctx.shares_by_node,
-                                     suppression.sub_ranges(ctx.aggregate_ranges, released),
-                                     flow.combination_weights(ctx.setup(), ctx.decryptors))
+        totals = [] if not released else flow.decrypt_totals(
+            suppression.select(ctx.aggregate, released), ctx.shares_by_node,
+            suppression.sub_ranges(ctx.aggregate_ranges, released),
+            flow.combination_weights(ctx.setup(), ctx.decryptors))
     except DecryptionError as exc:
         raise fail(13, f"the aggregate does not decrypt within its bounds: {exc}") from None
     querier = ctx.query().querier
@@ -695,6 +915,29 @@ def step_13_totals(ctx: StepContext) -> str:
     withheld = len(ctx.aggregate) - len(released)
     return f"{len(totals)} totals decrypted exactly" + (
         f" ({withheld} withheld entries never decrypted)" if withheld else "")
+
+
+def _vertical_totals(ctx: StepContext) -> str:
+    """(13) of a vertical query: the release decrypts exactly (each plaintext within its
+    bound); the result entry publishes those plaintexts; the statistic's totals are
+    :func:`statledger.protocol.vertical.assemble_totals` of them."""
+    release = ctx.vertical_release
+    if release is None:  # pragma: no cover - the caller checked
+        raise fail(13, "no release (step 11)")
+    try:
+        plain = vertical.decrypt_release(release, ctx.shares_by_node,
+                                         flow.combination_weights(ctx.setup(), ctx.decryptors))
+    except DecryptionError as exc:
+        raise fail(13, f"the aggregate does not decrypt within its bounds: {exc}") from None
+    querier = ctx.query().querier
+    res_index, res, _ = ctx.result_entry()
+    _signed(ctx, res_index, res, querier, "querier", 13)
+    if res.totals_int() != plain:
+        raise fail(13, "the published totals are not the decryption of the vertical release",
+                   querier)
+    ctx.view.totals = vertical.assemble_totals(ctx.spec(), release.n,  # type: ignore[assignment]
+                                               plain)
+    return f"{len(plain)} vertical aggregates decrypted exactly (n = {release.n} joined rows)"
 
 
 def step_14_result(ctx: StepContext) -> str:
@@ -732,7 +975,7 @@ def step_15_endorsements(ctx: StepContext) -> str:
         if en.result_digest != digest:
             raise fail(15, f"endorsement {index} signs another result", en.provider)
         endorsed.add(en.provider)
-    contributors = {s.provider for _, s in view.submissions}
+    contributors = view.contributors()
     extra = sorted(endorsed - contributors)
     if extra:
         raise fail(15, f"endorsement by {extra[0]}, who did not contribute", extra[0])
@@ -801,6 +1044,7 @@ def check_query(
     verify_range_proofs: bool = True,
     steps: Sequence[Step] = STEPS,
     pinned: str | None = None,
+    contributor: str | None = None,
 ) -> QueryView:
     """Run the steps of ``steps`` (default :data:`STEPS`: 6 and 8-15) up to ``through`` on
     ``view`` (step 7 needs the checkpoint: see :mod:`statledger.verifier.checks`).
@@ -809,9 +1053,11 @@ def check_query(
     (step 8), ``totals`` (13) and ``decoded`` (14) filled in when those steps ran.
     ``verify_range_proofs=False`` skips only the range proofs of steps 9-10; every other
     check still runs.  ``pinned`` is the consortium id the caller trusts (its trust file):
-    step 6 then refuses a log whose genesis is another consortium's.
+    step 6 then refuses a log whose genesis is another consortium's.  ``contributor`` is the
+    provider running the steps before it contributes (step 8 counts it as a contributor).
     """
-    ctx = StepContext(view, verify_range_proofs=verify_range_proofs, pinned=pinned)
+    ctx = StepContext(view, verify_range_proofs=verify_range_proofs, pinned=pinned,
+                      contributor=contributor)
     run_steps(ctx, steps, through=through, on_step=on_step)
     return view
 

@@ -29,11 +29,14 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from statledger.proofs import sigma
+from statledger.proofs.elgamal import Ciphertext
 from statledger.proofs.errors import MalformedError, VerificationError
 from statledger.proofs.group import Point
+from statledger.proofs.shuffle import ShuffleProof
 from statledger.proofs.signatures import SigningKey, VerifyKey
 from statledger.protocol.canonical import MAX_SAFE_INT, canonical_bytes, sha256_hex
 from statledger.protocol.cbor import cbor_bytes, parse_cbor
+from statledger.protocol.pet import PetBatch
 
 if TYPE_CHECKING:  # pragma: no cover
     from statledger.proofs.elgamal import Ciphertext
@@ -61,11 +64,16 @@ __all__ = [
     "EndorsementEntry",
     "GateEntry",
     "ReleaseEntry",
+    "PetEntry",
     "DkgDealEntry",
     "DkgAckEntry",
     "DkgKeyEntry",
     "DkgDisclosureEntry",
     "DKG_KINDS",
+    "VERTICAL_KINDS",
+    "VerticalRowsEntry",
+    "VerticalProductsEntry",
+    "VerticalBlockEntry",
     "DkgTransportEntry",
     "RekeyEntry",
     "sign",
@@ -666,11 +674,20 @@ class SubmissionEntry(Entry):
     def claimed_author(self) -> str | None:
         return self.provider
 
-    def decode_vector(self, ranges: Sequence[tuple[int, int]]) -> EncryptedVector:
-        """Strictly decode the vector against the public ranges (MalformedError otherwise)."""
+    def decode_vector(self, ranges: Sequence[tuple[int, int]], *, tail: int = 0
+                      ) -> EncryptedVector:
+        """Strictly decode the vector against the public ranges (MalformedError otherwise).
+        ``tail``: the exact length of a validity proof the query asks after the vector (a
+        one-hot proof, :func:`statledger.protocol.validity.tail_bytes`); it is not decoded
+        here (:func:`statledger.protocol.validity.decode_submission`)."""
         from statledger.proofs.vector import EncryptedVector
 
-        return EncryptedVector.from_bytes(bytes.fromhex(self.vector), list(ranges))
+        raw = bytes.fromhex(self.vector)
+        want = EncryptedVector.encoded_size(list(ranges))
+        if tail and len(raw) != want + tail:
+            raise MalformedError(f"submission vector must be {want + tail} bytes "
+                                 f"(vector and validity proof), got {len(raw)}")
+        return EncryptedVector.from_bytes(raw[:want] if tail else raw, list(ranges))
 
 
 @dataclass(frozen=True)
@@ -886,18 +903,23 @@ class ResultEntry(Entry):
     def _validate(self) -> None:
         k = self.KIND
         _query_id(k, self.query_id)
-        items = _seq(k, "totals", self.totals, allow_empty=False)
+        # empty totals and decryptors: a gated query whose release decision withholds every
+        # entry (nothing decrypted; protocol/suppression.py); step 12 checks which case it is
+        items = _seq(k, "totals", self.totals, allow_empty=True)
         for i, t in enumerate(items):
             if (not isinstance(t, str) or len(t) > MAX_DECIMAL_DIGITS
                     or not _DECIMAL_RE.fullmatch(t)):
                 raise _fail(k, f"totals[{i}]", f"{t!r} is not a canonical decimal integer")
         object.__setattr__(self, "totals", items)
         object.__setattr__(self, "result", _json_object(k, "result", self.result))
-        ds = _seq(k, "decryptors", self.decryptors, allow_empty=False)
+        ds = _seq(k, "decryptors", self.decryptors, allow_empty=True)
         for n, d in enumerate(ds):
             _party(k, f"decryptors[{n}]", d)
         if list(ds) != sorted(set(ds)):
             raise _fail(k, "decryptors", "party ids must be sorted and unique")
+        if bool(ds) != bool(items):
+            raise _fail(k, "decryptors", "decrypting nodes without totals, or totals "
+                                         "without decrypting nodes")
         object.__setattr__(self, "decryptors", ds)
 
     @classmethod
@@ -949,26 +971,122 @@ class EndorsementEntry(Entry):
 @dataclass(frozen=True)
 class GateEntry(_SharesEntry):
     """Suppression before decryption, phase 1 (:mod:`statledger.protocol.suppression`): a
-    compute node's decryption shares of the *gate* ciphertexts only (the limbs of the
-    statistic's gate entries, in order) and one batched DLEQ proof under the gate context."""
+    compute node's decryption shares of the last ``pet`` entry's shuffled ciphertexts only
+    (``k`` per gate cell, in order) and one batched DLEQ proof under the gate context."""
 
     KIND: ClassVar[str] = "gate"
 
 
 @dataclass(frozen=True)
+class PetEntry(Entry):
+    """Suppression before decryption, the blinded shuffled PET (:mod:`statledger.protocol.pet`):
+    one compute node's step of the chain for every gate cell, cells in gate order, ``k``
+    ciphertexts per cell -- the inputs blinded in order (``blinded``, hex 66-byte
+    ciphertexts, no identity point), one DLEQ-pair proof per blinded ciphertext
+    (``blind_proofs``, 64 bytes each), the blinded ciphertexts re-encrypted and permuted
+    (``shuffled``) and one shuffle proof per cell (``shuffle_proofs``).  Its inputs are the
+    previous ``pet`` entry's ``shuffled`` (log order), or the candidates ``Enc(n - j)`` for
+    the first; step 12 re-derives them."""
+
+    KIND: ClassVar[str] = "pet"
+    BINARY: ClassVar[dict[str, bool]] = {"query_id": False, "blinded": True,
+                                         "blind_proofs": True, "shuffled": True,
+                                         "shuffle_proofs": True}
+    query_id: str
+    node: str
+    blinded: tuple[str, ...]
+    blind_proofs: tuple[str, ...]
+    shuffled: tuple[str, ...]
+    shuffle_proofs: tuple[str, ...]
+
+    def _validate(self) -> None:
+        k = self.KIND
+        _query_id(k, self.query_id)
+        _party(k, "node", self.node)
+        lists: dict[str, tuple[str, ...]] = {}
+        for name in ("blinded", "blind_proofs", "shuffled", "shuffle_proofs"):
+            lists[name] = _seq(k, name, getattr(self, name), allow_empty=False)
+            object.__setattr__(self, name, lists[name])
+        width = len(lists["blinded"])
+        if len(lists["blind_proofs"]) != width or len(lists["shuffled"]) != width:
+            raise _fail(k, "blind_proofs", "blinded, blind_proofs and shuffled must have one "
+                                           "item per ciphertext each")
+        cells = len(lists["shuffle_proofs"])
+        if width % cells:
+            raise _fail(k, "shuffle_proofs", "one shuffle proof per cell of equal size expected")
+        for name in ("blinded", "shuffled"):
+            for i, c in enumerate(lists[name]):
+                _hex(k, f"{name}[{i}]", c, _CIPHERTEXT_HEX)
+                _point(k, f"{name}[{i}]", c[:_POINT_HEX])
+                _point(k, f"{name}[{i}]", c[_POINT_HEX:])
+        for i, p in enumerate(lists["blind_proofs"]):
+            _decode(k, f"blind_proofs[{i}]", p, sigma.DLEQPairProof.from_bytes)
+        per_cell = width // cells
+        for i, p in enumerate(lists["shuffle_proofs"]):
+            _decode(k, f"shuffle_proofs[{i}]", p,
+                    lambda b: ShuffleProof.from_bytes(b, per_cell))
+
+    def _fields_json(self) -> dict[str, Any]:
+        return {"query_id": self.query_id, "node": self.node, "blinded": list(self.blinded),
+                "blind_proofs": list(self.blind_proofs), "shuffled": list(self.shuffled),
+                "shuffle_proofs": list(self.shuffle_proofs)}
+
+    @classmethod
+    def _from_fields(cls, obj: dict[str, Any]) -> PetEntry:
+        return cls(obj["query_id"], obj["node"], obj["blinded"], obj["blind_proofs"],
+                   obj["shuffled"], obj["shuffle_proofs"], sig=obj["sig"])
+
+    def claimed_author(self) -> str | None:
+        return self.node
+
+    @property
+    def cells(self) -> int:
+        return len(self.shuffle_proofs)
+
+    def batches(self) -> list[PetBatch]:
+        """The entry's per-cell :class:`statledger.protocol.pet.PetBatch` es, strictly
+        decoded (MalformedError otherwise)."""
+        k = len(self.blinded) // self.cells
+
+        def cts(items: Sequence[str]) -> tuple[Ciphertext, ...]:
+            return tuple(Ciphertext.from_bytes(bytes.fromhex(c)) for c in items)
+
+        out = []
+        for c in range(self.cells):
+            part = slice(c * k, (c + 1) * k)
+            out.append(PetBatch(
+                cts(self.blinded[part]),
+                tuple(sigma.DLEQPairProof.from_bytes(bytes.fromhex(p))
+                      for p in self.blind_proofs[part]),
+                cts(self.shuffled[part]),
+                ShuffleProof.from_bytes(bytes.fromhex(self.shuffle_proofs[c]), k)))
+        return out
+
+    @classmethod
+    def of(cls, query_id: str, node: str, batches: Sequence[PetBatch]) -> PetEntry:
+        """From per-cell :class:`statledger.protocol.pet.PetBatch` es (unsigned)."""
+        return cls(query_id, node,
+                   tuple(c.to_bytes().hex() for b in batches for c in b.blinded),
+                   tuple(p.to_bytes().hex() for b in batches for p in b.blind_proofs),
+                   tuple(c.to_bytes().hex() for b in batches for c in b.shuffled),
+                   tuple(b.shuffle_proof.to_bytes().hex() for b in batches))
+
+
+@dataclass(frozen=True)
 class ReleaseEntry(Entry):
     """Suppression before decryption, the querier's decision: the ``T`` nodes whose gate
-    shares were combined (sorted), the decrypted gate totals (decimal strings), the layout
-    positions of the entries that may be decrypted (strictly increasing) and the number of
-    their ciphertexts (limbs): the share count of every decryption entry, which the log's
-    append rule enforces.  Re-derived by every compute node before it decrypts and by
-    step 12."""
+    shares (of the last ``pet`` entry's ciphertexts) were combined (sorted), the bit "this
+    gate cell is small" per gate cell (``small``, 0 or 1: ``n < min_cell_size``, the only
+    thing the PET reveals), the layout positions of the entries that may be decrypted
+    (strictly increasing, possibly none) and the number of their ciphertexts (limbs): the
+    share count of every decryption entry, which the log's append rule enforces.  Re-derived
+    by every compute node before it decrypts and by step 12."""
 
     KIND: ClassVar[str] = "release"
     BINARY: ClassVar[dict[str, bool]] = {"query_id": False}
     query_id: str
     decryptors: tuple[str, ...]
-    gate_totals: tuple[str, ...]
+    small: tuple[int, ...]
     released: tuple[int, ...]
     ciphertexts: int
 
@@ -981,13 +1099,12 @@ class ReleaseEntry(Entry):
         if list(ds) != sorted(set(ds)):
             raise _fail(k, "decryptors", "party ids must be sorted and unique")
         object.__setattr__(self, "decryptors", ds)
-        items = _seq(k, "gate_totals", self.gate_totals, allow_empty=False)
-        for i, t in enumerate(items):
-            if (not isinstance(t, str) or len(t) > MAX_DECIMAL_DIGITS
-                    or not _DECIMAL_RE.fullmatch(t)):
-                raise _fail(k, f"gate_totals[{i}]", f"{t!r} is not a canonical decimal integer")
-        object.__setattr__(self, "gate_totals", items)
-        rel = _indices(k, "released", self.released, allow_empty=False)
+        items = _seq(k, "small", self.small, allow_empty=False)
+        for i, b in enumerate(items):
+            if isinstance(b, bool) or b not in (0, 1):
+                raise _fail(k, f"small[{i}]", f"{b!r} is not 0 or 1")
+        object.__setattr__(self, "small", items)
+        rel = _indices(k, "released", self.released, allow_empty=True)
         if list(rel) != sorted(set(rel)):
             raise _fail(k, "released", "positions must be strictly increasing")
         object.__setattr__(self, "released", rel)
@@ -995,23 +1112,23 @@ class ReleaseEntry(Entry):
             raise _fail(k, "ciphertexts", "fewer ciphertexts than released entries")
 
     @classmethod
-    def of(cls, query_id: str, decryptors: Sequence[str], gate_totals: Sequence[int],
+    def of(cls, query_id: str, decryptors: Sequence[str], small: Sequence[bool],
            released: Sequence[int], ciphertexts: int) -> ReleaseEntry:
-        return cls(query_id, tuple(sorted(decryptors)), tuple(str(int(t)) for t in gate_totals),
+        return cls(query_id, tuple(sorted(decryptors)), tuple(int(bool(b)) for b in small),
                    tuple(int(j) for j in released), int(ciphertexts))
 
     def _fields_json(self) -> dict[str, Any]:
         return {"query_id": self.query_id, "decryptors": list(self.decryptors),
-                "gate_totals": list(self.gate_totals), "released": list(self.released),
+                "small": list(self.small), "released": list(self.released),
                 "ciphertexts": self.ciphertexts}
 
     @classmethod
     def _from_fields(cls, obj: dict[str, Any]) -> ReleaseEntry:
-        return cls(obj["query_id"], obj["decryptors"], obj["gate_totals"], obj["released"],
+        return cls(obj["query_id"], obj["decryptors"], obj["small"], obj["released"],
                    obj["ciphertexts"], sig=obj["sig"])
 
-    def gate_totals_int(self) -> list[int]:
-        return [int(t) for t in self.gate_totals]
+    def small_bits(self) -> list[bool]:
+        return [bool(b) for b in self.small]
 
 
 # ---------------------------------------------------------------------------------------
@@ -1088,6 +1205,71 @@ class DkgTransportEntry(_DkgEntry):
     KIND: ClassVar[str] = "dkg_transport"
 
 
+@dataclass(frozen=True)
+class _VerticalEntry(Entry):
+    """One owner's phase of a vertically partitioned query (statledger.protocol.vertical):
+    the hex of the phase's canonical bytes, decoded strictly against the query's plan."""
+
+    BINARY: ClassVar[dict[str, bool]] = {"query_id": False, "data": False}
+    query_id: str
+    provider: str
+    data: str
+
+    def _validate(self) -> None:
+        _query_id(self.KIND, self.query_id)
+        _party(self.KIND, "provider", self.provider)
+        _hex(self.KIND, "data", self.data)
+
+    def _fields_json(self) -> dict[str, Any]:
+        return {"query_id": self.query_id, "provider": self.provider, "data": self.data}
+
+    @classmethod
+    def _from_fields(cls, obj: dict[str, Any]) -> Any:
+        return cls(obj["query_id"], obj["provider"], obj["data"], sig=obj["sig"])
+
+    def claimed_author(self) -> str | None:
+        return self.provider
+
+
+@dataclass(frozen=True)
+class VerticalRowsEntry(_VerticalEntry):
+    """Owner A's tags and encrypted, range-proved rows (phase 1)."""
+
+    KIND: ClassVar[str] = "vertical_rows"
+
+    def decode_rows(self, spec: QuerySpec) -> Any:
+        from statledger.protocol.vertical import VerticalPlan, VerticalRows
+
+        return VerticalRows.from_bytes(bytes.fromhex(self.data), VerticalPlan.of(spec))
+
+
+@dataclass(frozen=True)
+class VerticalProductsEntry(_VerticalEntry):
+    """Owner B's mask, proved products and own block (phase 2)."""
+
+    KIND: ClassVar[str] = "vertical_products"
+
+    def decode_products(self, spec: QuerySpec) -> Any:
+        from statledger.protocol.vertical import VerticalPlan, VerticalProducts
+
+        return VerticalProducts.from_bytes(bytes.fromhex(self.data), VerticalPlan.of(spec))
+
+
+@dataclass(frozen=True)
+class VerticalBlockEntry(_VerticalEntry):
+    """Owner A's own block over the joined rows (phase 3)."""
+
+    KIND: ClassVar[str] = "vertical_block"
+
+    def decode_block(self, spec: QuerySpec) -> EncryptedVector:
+        from statledger.protocol.vertical import decode_a_block
+
+        return decode_a_block(bytes.fromhex(self.data), spec)
+
+
+VERTICAL_KINDS = ("vertical_rows", "vertical_products", "vertical_block")
+
+
 DKG_KINDS = ("dkg_deal", "dkg_ack", "dkg_key", "dkg_disclosure", "dkg_transport")
 
 
@@ -1095,10 +1277,13 @@ KINDS: dict[str, type[Entry]] = {
     cls.KIND: cls
     for cls in (GenesisEntry, MembershipEntry, PartyEntry, SetupEntry, QueryEntry,
                 SubmissionEntry, NoiseCommitEntry, NoiseCoinEntry, AggregateEntry,
-                DecryptionEntry, ResultEntry, EndorsementEntry, GateEntry, ReleaseEntry)
+                DecryptionEntry, ResultEntry, EndorsementEntry, GateEntry, ReleaseEntry,
+                PetEntry)
 }
 KINDS.update({cls.KIND: cls for cls in (DkgDealEntry, DkgAckEntry, DkgKeyEntry,
                                           DkgDisclosureEntry, DkgTransportEntry, RekeyEntry)})
+KINDS.update({cls.KIND: cls for cls in (VerticalRowsEntry, VerticalProductsEntry,
+                                          VerticalBlockEntry)})
 
 
 # ---------------------------------------------------------------------------------------

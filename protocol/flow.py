@@ -54,6 +54,7 @@ __all__ = [
     "noise_bound",
     "privacy_rho",
     "noise_sensitivities",
+    "privacy_profile",
     "NoiseRange",
     "noise_offset",
     "noise_ranges",
@@ -325,10 +326,18 @@ def noise_sensitivities(spec: QuerySpec) -> list[int]:
     return calibration.wire_sensitivity(spec)
 
 
+def privacy_profile(spec: QuerySpec) -> list[int]:
+    """The sensitivities the privacy bound is charged for: those of the entries one row can
+    move together (:func:`calibration.privacy_profile`; every entry unless the statistic's
+    rows are one-hot over blocks)."""
+    return calibration.privacy_profile(spec)
+
+
 @functools.lru_cache(maxsize=32)
-def _calibrated(sensitivities: tuple[int, ...], rho: Fraction, n_nodes: int) -> NoiseParams:
+def _calibrated(sensitivities: tuple[int, ...], rho: Fraction, n_nodes: int,
+                entries: int) -> NoiseParams:
     # n_nodes = threshold = N: honest_count(N, N) = 1 (docs/privacy.md, "The guarantee")
-    return noise.calibrate(sensitivities, rho, n_nodes, n_nodes)
+    return noise.calibrate(sensitivities, rho, n_nodes, n_nodes, entries=entries)
 
 
 def noise_plan(spec: QuerySpec, setup: SetupEntry) -> NoiseParams | None:
@@ -343,7 +352,8 @@ def noise_plan(spec: QuerySpec, setup: SetupEntry) -> NoiseParams | None:
     rho = privacy_rho(spec)
     if rho is None:
         return None
-    return _calibrated(tuple(noise_sensitivities(spec)), rho, len(setup.compute))
+    return _calibrated(tuple(privacy_profile(spec)), rho, len(setup.compute),
+                       len(noise_sensitivities(spec)))
 
 
 #: the largest noise parameters anyone is asked to commit to or check: bits per entry, and
@@ -392,7 +402,7 @@ def check_noise_params(spec: QuerySpec, setup: SetupEntry, params: NoiseParams) 
             or shift > MAX_NOISE_SHIFT):
         raise MalformedError("noise parameters beyond the work limits (bits per entry, "
                              "support of the summands, shift of the largest sensitivity)")
-    why = _bound_ok(params, sens, rho)
+    why = _bound_ok(params, tuple(privacy_profile(spec)), rho)
     if why is not None:
         raise PolicyError(f"the noise parameters are not private enough: {why}")
 

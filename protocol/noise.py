@@ -301,7 +301,9 @@ class PrivacyBound:
 
 
 def _shifts(params: NoiseParams, sensitivities: Sequence[int]) -> list[int]:
-    if len(sensitivities) != params.entries:
+    # one per entry, or fewer: the entries one row can move together (a privacy profile,
+    # calibration.privacy_profile); the others cost nothing
+    if not 0 < len(sensitivities) <= params.entries:
         raise MalformedError(f"{len(sensitivities)} sensitivities but {params.entries} entries")
     out = []
     for j, t in enumerate(sensitivities):
@@ -345,6 +347,7 @@ def calibrate(
     delta: float = DEFAULT_DELTA,
     max_inflation: float = 1.5,
     max_summand_bits: int = 6,
+    entries: int | None = None,
 ) -> NoiseParams:
     """Parameters with ``privacy_bound(...).rho <= rho`` and ``.delta <= delta``.
 
@@ -352,11 +355,16 @@ def calibrate(
     widths ``r <= max_summand_bits`` and the smallest ``s`` that meets ``rho``, return the one
     with the fewest bits per entry whose honest variance is at most ``max_inflation`` times
     the ideal ``sum t_j^2 / (2 rho)`` (a discrete Gaussian's); if none is, the one with the
-    smallest variance."""
+    smallest variance.
+
+    ``entries``: how many entries get noise, when ``sensitivities`` lists only those one row
+    can move together (``calibration.privacy_profile``); default ``len(sensitivities)``."""
     h = honest_count(n_nodes, threshold)
-    d = len(sensitivities)
-    if d == 0:
+    if len(sensitivities) == 0:
         raise MalformedError("no entries")
+    d = len(sensitivities) if entries is None else entries
+    if isinstance(d, bool) or not isinstance(d, int) or d < len(sensitivities):
+        raise MalformedError("entries must be an int >= the number of sensitivities")
     target = float(rho)
     if not target > 0:
         raise MalformedError("rho must be > 0")

@@ -75,8 +75,11 @@ class ProviderPolicy(BaseModel):
             where = ".".join(str(p) for p in first["loc"]) or "policy"
             raise MalformedError(f"policy.{where}: {first['msg']}") from None
 
-    def check(self, spec: QuerySpec, querier: str, dataset_columns: list[str]) -> None:
-        """Raise :class:`PolicyError` naming the first rule the query breaks."""
+    def check(self, spec: QuerySpec, querier: str, dataset_columns: list[str], *,
+              own_columns: list[str] | None = None) -> None:
+        """Raise :class:`PolicyError` naming the first rule the query breaks.  ``own_columns``:
+        the columns this owner answers for when it holds only some of the query's (a
+        vertically partitioned query); default, every column the query uses."""
         if self.allowed_queriers is not None and querier not in self.allowed_queriers:
             raise PolicyError(f"querier {querier!r} is not in allowed_queriers")
         if self.allowed_statistics is not None and spec.statistic not in self.allowed_statistics:
@@ -84,7 +87,7 @@ class ProviderPolicy(BaseModel):
                 f"statistic {spec.statistic!r} is not allowed (allowed: "
                 f"{', '.join(self.allowed_statistics)})"
             )
-        used = sorted(set(spec.used_columns()))
+        used = sorted(set(spec.used_columns() if own_columns is None else own_columns))
         for col in used:
             if col not in dataset_columns:
                 raise PolicyError(f"column {col!r} does not exist in this dataset")

@@ -35,6 +35,7 @@ __all__ = [
     "ZCDP",
     "ApproxDP",
     "Privacy",
+    "Pull",
     "QuerySpec",
     "MAX_ENTRIES",
     "MAX_ENTRY_BITS",
@@ -117,6 +118,29 @@ Privacy = Annotated[NoPrivacy | ZCDP | ApproxDP, Field(discriminator="mechanism"
 _Name = Annotated[StrictStr, Field(min_length=1, max_length=128)]
 
 
+class Pull(BaseModel):
+    """A pull-mode query (docs/owners.md): the owners find it on the log themselves.
+
+    ``dataset`` is the name of the dataset the owners answer from; ``owners`` either lists
+    the owners addressed or is ``"all"`` (every admitted owner holding that dataset);
+    ``deadline`` (Unix seconds) is when the querier stops waiting for submissions."""
+
+    model_config = _CONFIG
+    dataset: _Name
+    owners: Literal["all"] | Annotated[list[_Name], Field(min_length=1, max_length=10_000)]
+    deadline: Annotated[StrictInt, Field(ge=1, le=2**40)]
+
+    @model_validator(mode="after")
+    def _check_owners(self) -> Pull:
+        if isinstance(self.owners, list) and len(set(self.owners)) != len(self.owners):
+            raise MalformedError("owners: duplicate owner")
+        return self
+
+    def addresses(self, owner: str) -> bool:
+        """True if ``owner`` is asked to answer (listed, or every owner is)."""
+        return self.owners == "all" or owner in self.owners
+
+
 class QuerySpec(BaseModel):
     """A versioned query specification (see ``docs/queries.md``).
 
@@ -140,11 +164,18 @@ class QuerySpec(BaseModel):
     min_providers: Annotated[StrictInt, Field(ge=1, le=10_000)] = DEFAULT_MIN_PROVIDERS
     max_rows: Annotated[StrictInt, Field(ge=1, le=_MAX_MAX_ROWS)] = DEFAULT_MAX_ROWS
     params: dict[StrictStr, Any] = Field(default_factory=dict)
+    #: pull mode (docs/owners.md); absent from the canonical bytes when None, so the ids of
+    #: specs without it are what they always were
+    pull: Pull | None = None
 
     # ------------------------------------------------------------------ validation
     @model_validator(mode="after")
     def _check(self) -> QuerySpec:
         check_scale(self.scale)
+        if (self.pull is not None and isinstance(self.pull.owners, list)
+                and len(self.pull.owners) < self.min_providers):
+            raise MalformedError(f"pull.owners: {len(self.pull.owners)} owner(s) listed, "
+                                 f"min_providers is {self.min_providers}")
         try:
             check_json_value(self.params, "params")
         except MalformedError:
@@ -270,6 +301,8 @@ class QuerySpec(BaseModel):
     def to_json_obj(self) -> dict[str, Any]:
         """The spec as a plain JSON object, every field (defaults included)."""
         out: dict[str, Any] = self.model_dump(mode="json")
+        if out.get("pull") is None:
+            out.pop("pull", None)
         return out
 
     def canonical_bytes(self) -> bytes:

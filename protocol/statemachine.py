@@ -26,6 +26,11 @@ threshold), the aggregate of a DP query at least ``T`` coin shares and lists exa
 set's commitments.  Whether they verify (bit proofs, DLEQs) is checked by the ledger's
 append rule (5b) and by verification step 10.
 
+A vertically partitioned query (protocol/vertical.py) takes no submission: its owners log
+``vertical_rows`` (owner A), ``vertical_products`` (owner B), ``vertical_block`` (owner A), in
+that order; the aggregate follows all three and lists exactly them; its endorsements are the
+two owners'.  The three kinds are refused for any other query.
+
 Every rejected event raises :class:`~statledger.proofs.errors.ProtocolError` whose message names the
 event (kind) and the party.  The machine checks order, uniqueness, membership and the
 cross-references it can see (query id, listed log indices, result digest); cryptographic
@@ -38,8 +43,8 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from statledger.proofs.errors import ProtocolError, VerificationError
-from statledger.protocol import suppression
+from statledger.proofs.errors import MalformedError, ProtocolError, VerificationError
+from statledger.protocol import suppression, vertical
 from statledger.protocol.consortium import Roster as ConsortiumRoster
 from statledger.protocol.consortium import RosterTimeline
 from statledger.protocol.entries import (
@@ -53,13 +58,18 @@ from statledger.protocol.entries import (
     NoiseCoinEntry,
     NoiseCommitEntry,
     PartyEntry,
+    PetEntry,
     QueryEntry,
     ReleaseEntry,
     ResultEntry,
     SetupEntry,
     SubmissionEntry,
+    VerticalBlockEntry,
+    VerticalProductsEntry,
+    VerticalRowsEntry,
     check_party_id,
 )
+from statledger.protocol.stats.vertical import partition_of
 
 __all__ = [
     "Phase",
@@ -186,9 +196,17 @@ class QueryState:
     #: the nodes that logged gate shares, whether the release decision is logged
     gates_required: bool = False
     gates: tuple[tuple[str, int | None], ...] = ()
+    #: the nodes that logged a blinded shuffled PET step (protocol/pet.py), in log order
+    pets: tuple[tuple[str, int | None], ...] = ()
+    #: the ciphertext count of the PET steps (every step and every gate entry has it)
+    n_pet: int | None = None
     released: bool = False
     #: the released ciphertexts (the release entry's count): every decryption's share count
     n_released: int | None = None
+    #: a vertical query (protocol/vertical.py): the author of each of its owner entries in
+    #: order (rows, products, block: owners A, B, A), and the entries logged so far
+    vertical_authors: tuple[str, ...] | None = None
+    vertical: tuple[tuple[str, int | None], ...] = ()
 
     @property
     def gated(self) -> tuple[str, ...]:
@@ -196,6 +214,9 @@ class QueryState:
 
     @property
     def submitted(self) -> tuple[str, ...]:
+        """The contributing providers: the submitters, or a vertical query's two owners."""
+        if self.vertical_authors is not None:
+            return tuple(dict.fromkeys(p for p, _ in self.vertical))
         return tuple(p for p, _ in self.submissions)
 
     @property
@@ -227,6 +248,17 @@ def start(query: QueryEntry, roster: Roster, *, min_providers: int | None = None
         raise ProtocolError(f"query from unknown querier {query.querier}")
     spec = query.query_spec()
     gates_required = suppression.gated(spec)
+    authors: tuple[str, ...] | None = None
+    if vertical.is_vertical(spec):
+        try:
+            part = partition_of(spec)
+        except MalformedError as exc:
+            raise ProtocolError(f"query {query.query_id}: {exc}") from None
+        for o in part.owners:
+            if o not in roster.providers:
+                raise ProtocolError(f"query {query.query_id}: vertical owner {o} is not a "
+                                    "provider")
+        authors = (part.a, part.b, part.a)
     if min_providers is None or noise_required is None:
         if min_providers is None:
             min_providers = spec.min_providers
@@ -240,7 +272,7 @@ def start(query: QueryEntry, roster: Roster, *, min_providers: int | None = None
             f"{len(roster.providers)}"
         )
     return QueryState(query.query_id, query.querier, roster, min_providers, noise_required,
-                      gates_required=gates_required)
+                      gates_required=gates_required, vertical_authors=authors)
 
 
 def _kind(entry: object) -> str:
@@ -274,6 +306,8 @@ def advance(state: QueryState, entry: Entry, index: int | None = None) -> QueryS
                             f"{state.query_id})")
     if isinstance(entry, SubmissionEntry):
         return _submission(state, entry, index)
+    if isinstance(entry, VerticalRowsEntry | VerticalProductsEntry | VerticalBlockEntry):
+        return _vertical(state, entry, index)
     if isinstance(entry, NoiseCommitEntry):
         return _noise_commit(state, entry, index)
     if isinstance(entry, NoiseCoinEntry):
@@ -282,6 +316,8 @@ def advance(state: QueryState, entry: Entry, index: int | None = None) -> QueryS
         return _aggregate(state, entry)
     if isinstance(entry, DecryptionEntry):
         return _decryption(state, entry, index)
+    if isinstance(entry, PetEntry):
+        return _pet(state, entry, index)
     if isinstance(entry, GateEntry):
         return _gate(state, entry, index)
     if isinstance(entry, ReleaseEntry):
@@ -300,6 +336,9 @@ def _submission(state: QueryState, e: SubmissionEntry, index: int | None) -> Que
     p = e.provider
     if p not in state.roster.providers:
         raise ProtocolError(f"submission from unknown provider {p}")
+    if state.vertical_authors is not None:
+        raise ProtocolError(f"submission from provider {p} to a vertical query (its owners "
+                            "log vertical entries)")
     if state.phase not in _BEFORE_AGGREGATE:
         raise ProtocolError(f"submission from provider {p} after the aggregate "
                             f"(phase {state.phase.value})")
@@ -307,6 +346,32 @@ def _submission(state: QueryState, e: SubmissionEntry, index: int | None) -> Que
         raise ProtocolError(f"duplicate submission from provider {p}")
     return replace(state, phase=Phase.COLLECTING,
                    submissions=state.submissions + ((p, index),))
+
+
+def _vertical(state: QueryState,
+              e: VerticalRowsEntry | VerticalProductsEntry | VerticalBlockEntry,
+              index: int | None) -> QueryState:
+    """A vertical query's owner entries: only for a vertical query, before the aggregate,
+    exactly in the order rows (owner A), products (owner B), block (owner A)."""
+    p = e.provider
+    authors = state.vertical_authors
+    if authors is None:
+        raise ProtocolError(f"{e.KIND} entry from provider {p}: the query is not vertical")
+    if state.phase not in _BEFORE_AGGREGATE:
+        raise ProtocolError(f"{e.KIND} entry from provider {p} after the aggregate "
+                            f"(phase {state.phase.value})")
+    pos = len(state.vertical)
+    if pos >= len(VERTICAL_ORDER) or e.KIND != VERTICAL_ORDER[pos]:
+        want = VERTICAL_ORDER[pos] if pos < len(VERTICAL_ORDER) else "no further entry"
+        raise ProtocolError(f"{e.KIND} entry from provider {p} out of order (expected "
+                            f"{want})")
+    if p != authors[pos]:
+        raise ProtocolError(f"{e.KIND} entry from provider {p}: only {authors[pos]} writes it")
+    return replace(state, phase=Phase.COLLECTING, vertical=state.vertical + ((p, index),))
+
+
+#: The owner entries of a vertical query, in their order on the log.
+VERTICAL_ORDER = ("vertical_rows", "vertical_products", "vertical_block")
 
 
 def _noise_event(state: QueryState, what: str, n: str) -> None:
@@ -360,6 +425,13 @@ def _check_listed(state: QueryState, what: str, listed: tuple[int, ...],
 def _aggregate(state: QueryState, e: AggregateEntry) -> QueryState:
     if state.phase not in _BEFORE_AGGREGATE:
         raise ProtocolError(f"aggregate: duplicate or late (phase {state.phase.value})")
+    if state.vertical_authors is not None:
+        if len(state.vertical) != len(VERTICAL_ORDER):
+            raise ProtocolError(f"aggregate before the vertical entries: {len(state.vertical)} "
+                                f"of {len(VERTICAL_ORDER)}")
+        _check_listed(state, "vertical entries", e.submissions, state.vertical)
+        _check_listed(state, "noise commitments", e.noise, state.noise_commits)
+        return replace(state, phase=Phase.AGGREGATED, n_ciphertexts=len(e.ciphertexts))
     k = len(state.submissions)
     if k < state.min_providers:
         raise ProtocolError(f"aggregate before enough submissions: {k} of "
@@ -401,6 +473,28 @@ def _decryption(state: QueryState, e: DecryptionEntry, index: int | None) -> Que
                    decryptions=decs)
 
 
+def _pet(state: QueryState, e: PetEntry, index: int | None) -> QueryState:
+    n = e.node
+    if n not in state.roster.compute:
+        raise ProtocolError(f"PET step from unknown compute node {n}")
+    if not state.gates_required:
+        raise ProtocolError(f"PET step from node {n}, but query {state.query_id} has no "
+                            "gate entries")
+    if state.phase in _BEFORE_AGGREGATE:
+        raise ProtocolError(f"PET step from node {n} before the aggregate")
+    if state.released or state.gates or state.phase is not Phase.AGGREGATED:
+        raise ProtocolError(f"PET step from node {n} after the gate shares")
+    if n in (p for p, _ in state.pets):
+        raise ProtocolError(f"duplicate PET step from node {n}")
+    if len(state.pets) >= state.roster.needed:
+        raise ProtocolError(f"PET step from node {n}: the chain already has "
+                            f"{len(state.pets)} steps")
+    if state.n_pet is not None and len(e.shuffled) != state.n_pet:
+        raise ProtocolError(f"PET step from node {n}: {len(e.shuffled)} ciphertexts, the "
+                            f"chain has {state.n_pet}")
+    return replace(state, pets=state.pets + ((n, index),), n_pet=len(e.shuffled))
+
+
 def _gate(state: QueryState, e: GateEntry, index: int | None) -> QueryState:
     n = e.node
     if n not in state.roster.compute:
@@ -414,9 +508,12 @@ def _gate(state: QueryState, e: GateEntry, index: int | None) -> QueryState:
         raise ProtocolError(f"gate shares from node {n} after the release decision")
     if n in state.gated:
         raise ProtocolError(f"duplicate gate shares from node {n}")
-    if state.n_ciphertexts is not None and len(e.shares) > state.n_ciphertexts:
+    if len(state.pets) < state.roster.needed:
+        raise ProtocolError(f"gate shares from node {n} before the PET chain is complete "
+                            f"({len(state.pets)} of {state.roster.needed} steps)")
+    if len(e.shares) != state.n_pet:
         raise ProtocolError(f"gate shares from node {n}: {len(e.shares)} shares for "
-                            f"{state.n_ciphertexts} aggregate ciphertexts")
+                            f"the {state.n_pet} ciphertexts of the PET chain")
     return replace(state, gates=state.gates + ((n, index),))
 
 
@@ -453,6 +550,13 @@ def _named_share_nodes(state: QueryState, names: Sequence[str], logged: Iterable
 def _result(state: QueryState, e: ResultEntry) -> QueryState:
     if state.phase in (Phase.RELEASED, Phase.ENDORSED):
         raise ProtocolError("result: duplicate result")
+    if state.gates_required and state.released and state.n_released == 0:
+        # every entry withheld (suppression before decryption): nothing was decrypted
+        if e.decryptors or e.totals:
+            raise ProtocolError("result: the release decision withholds every entry; the "
+                                "result names no decrypting node and publishes no total")
+        digest = e.digest() if e.sig is not None else None
+        return replace(state, phase=Phase.RELEASED, result_digest=digest)
     if state.phase is not Phase.DECRYPTED:
         missing = [n for n in state.roster.compute if n not in state.decrypted]
         raise ProtocolError(f"result before {state.roster.needed} decryptions (none yet from "
@@ -478,7 +582,7 @@ def _endorsement(state: QueryState, e: EndorsementEntry, index: int | None) -> Q
         raise ProtocolError(f"endorsement from provider {p} names result digest "
                             f"{e.result_digest}, not the released result's")
     ends = state.endorsements + ((p, index),)
-    done = len(ends) == len(state.submissions)
+    done = len(ends) == len(state.submitted)
     return replace(state, phase=Phase.ENDORSED if done else Phase.RELEASED, endorsements=ends)
 
 
@@ -494,7 +598,13 @@ def expected_next(state: QueryState) -> list[tuple[str, str | None]]:
     """
     ph = state.phase
     out: list[tuple[str, str | None]] = []
-    if ph in _BEFORE_AGGREGATE:
+    if ph in _BEFORE_AGGREGATE and state.vertical_authors is not None:
+        pos = len(state.vertical)
+        if pos < len(VERTICAL_ORDER):
+            out.append((VERTICAL_ORDER[pos], state.vertical_authors[pos]))
+        else:
+            out.append(("aggregate", None))
+    elif ph in _BEFORE_AGGREGATE:
         out += [("submission", p) for p in state.roster.providers if p not in state.submitted]
         if state.noise_required:
             if not state.noise_coins:
@@ -507,6 +617,10 @@ def expected_next(state: QueryState) -> list[tuple[str, str | None]]:
                     or len(state.noise_coins) >= state.roster.needed)
         if len(state.submissions) >= state.min_providers and noise_ok:
             out.append(("aggregate", None))
+    elif (ph is Phase.AGGREGATED and state.gates_required and not state.released
+          and len(state.pets) < state.roster.needed):
+        chained = {p for p, _ in state.pets}
+        out += [("pet", n) for n in state.roster.compute if n not in chained]
     elif ph is Phase.AGGREGATED and state.gates_required and not state.released:
         out += [("gate", n) for n in state.roster.compute if n not in state.gated]
         if len(state.gates) >= state.roster.needed:

@@ -1,32 +1,38 @@
-"""Suppression before decryption: the gate, the public release decision, partial decryption.
+"""Suppression before decryption: the PET gate, the public release decision, partial decryption.
 
 A statistic whose small cells must stay hidden names its *gate* entries
-(:meth:`Statistic.gates`, e.g. the cell counts ``n`` of a crosstab of means) and a public
-rule (:meth:`Statistic.release`) that says, from the gate totals alone, which entries may be
-decrypted.  One query then decrypts in two phases (docs/privacy.md, "Suppression before
-decryption"):
+(:meth:`Statistic.gates`: row counts, e.g. the cell counts ``n`` of a crosstab) and a public
+rule (:meth:`Statistic.release`) that says, from one bit per gate -- "this count is below
+``min_cell_size``" -- which entries may be decrypted.  One query then decrypts in phases
+(docs/privacy.md, "Suppression before decryption"; the construction: docs/notes/pet.md):
 
-1. **gate** -- every compute node publishes decryption shares of the gate entries'
+1. **pet** -- ``T`` distinct compute nodes in sequence each blind (a secret non-zero scalar
+   per ciphertext, DLEQ-pair proof) and shuffle (re-encryption shuffle proof) the ``k``
+   candidates ``Enc(n - j)``, ``j < k = min_cell_size``, of every gate count
+   (:mod:`statledger.protocol.pet`); one ``pet`` entry per node;
+2. **gate** -- every compute node publishes decryption shares of the *last* ``pet`` entry's
    ciphertexts only, with a batched DLEQ proof bound to (query, node) under its own domain
    (:data:`GATE_CONTEXT`, so a gate proof never passes as a decryption proof);
-2. **release** -- the querier combines ``T`` valid gate entries, decrypts the gate totals
-   and logs a ``release`` entry: the ``T`` nodes combined, the gate totals and the released
-   entries ``{j : release(spec, gate totals)[j]}``.  Everyone re-derives it (step 12);
-3. **decryption** -- every compute node checks the release entry itself (the same function,
-   :func:`check_release`) and publishes decryption shares of the released entries'
-   ciphertexts only: a withheld entry's ciphertexts get no share from any node, so its total
-   is nowhere on the log and cannot be recomputed.  The result entry publishes the released
-   entries' totals only; the decoder receives ``None`` for a withheld entry.
+3. **release** -- the querier combines ``T`` valid gate entries: a gate is *small* iff one of
+   its ``k`` plaintexts is zero (``0 <= n < k``: an empty cell is small); it logs a
+   ``release`` entry with the ``T`` nodes combined, the small bits and the released entries
+   ``{j : release(spec, small)[j]}``.  Everyone re-derives it (step 12);
+4. **decryption** -- every compute node checks the release entry itself (the same function,
+   :func:`statledger.protocol.checks.check_release`) and publishes decryption shares of the
+   released entries' ciphertexts only: a withheld entry (a small count included) gets no
+   share from any node, so its total is nowhere on the log and cannot be recomputed.  The
+   result entry publishes the released entries' totals only; the decoder receives ``None``
+   for a withheld entry.
 
-What this reveals: the gate totals (e.g. every cell count, small ones included: n = 1 is
-public) -- never the withheld sums.  A test that reveals only "n < k" (blinded
-plaintext-equality tests, shuffled) is not built yet; docs/privacy.md says so.
+What this reveals: one bit per gate, ``n < min_cell_size`` -- never a withheld count or sum.
+A query that asks for DP has no gates: its released numbers carry noise calibrated to the
+budget (docs/privacy.md), and a PET cannot test a noisy count against a threshold.
 
-A statistic without gates decrypts everything in one phase, as before: no gate entry and no
-release entry may appear for its queries.  Gated today: ``crosstab`` with a value column
-(gates: the cell counts; withheld: the sums of suppressed cells), ``min``/``max`` (gates:
-``n`` and ``providers``; withheld below ``min_cell_size``: everything else) and
-``linear_regression`` (gate: ``n``; withheld below ``min_cell_size``: every sum).
+A statistic without gates decrypts everything in one phase, as before: no pet, gate or
+release entry may appear for its queries.  Gated today (exact queries): ``crosstab`` (gates:
+the cell counts; withheld: every entry of a suppressed cell, its count included),
+``min``/``max`` (gate: ``n``; withheld when small: everything) and ``linear_regression``
+(gate: ``n``; withheld when small: everything).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from dataclasses import dataclass
 
 from statledger.proofs.elgamal import Ciphertext
 from statledger.proofs.errors import MalformedError
-from statledger.protocol import calibration
+from statledger.protocol import pet
 from statledger.protocol.query import QuerySpec
 from statledger.protocol.stats import get as get_statistic
 
@@ -47,6 +53,7 @@ __all__ = [
     "gated",
     "gate_entries",
     "decide",
+    "pet_inputs",
     "select",
     "sub_ranges",
     "expand",
@@ -66,7 +73,10 @@ def gate_context(query_id: str, node: str) -> bytes:
 
 
 def gate_entries(spec: QuerySpec) -> list[int]:
-    """The statistic's gate entries (layout positions, increasing, no repeat)."""
+    """The statistic's gate entries (layout positions, increasing, no repeat); none for a
+    query that asks for DP (its noise is the disclosure control, docs/privacy.md)."""
+    if spec.privacy.mechanism != "none":
+        return []
     stat = get_statistic(spec.statistic)
     gates = list(stat.gates(spec))
     width = len(stat.layout(spec))
@@ -83,35 +93,47 @@ def gated(spec: QuerySpec) -> bool:
 
 @dataclass(frozen=True)
 class Release:
-    """The public decision: the gate totals and the entries that may be decrypted."""
+    """The public decision: one bit per gate (``n < min_cell_size``) and the entries that
+    may be decrypted."""
 
-    gate_totals: tuple[int, ...]
+    small: tuple[bool, ...]
     released: tuple[int, ...]
 
 
-def decide(spec: QuerySpec, gate_totals: Sequence[int]) -> Release:
-    """The release decision for ``gate_totals`` (the decrypted gate entries as encrypted, in
-    :func:`gate_entries` order): ``Statistic.release`` of their values in the statistic's own
-    units (a DP query's wire totals unscaled and post-processed as the decoder sees them,
-    :func:`statledger.protocol.calibration.unscale`), gate entries always released.  A pure
-    function of public values: the querier, every compute node and the verifier run it and
-    must agree."""
+def decide(spec: QuerySpec, small: Sequence[bool]) -> Release:
+    """The release decision for the PET bits ``small`` (one per gate, in
+    :func:`gate_entries` order): ``Statistic.release``.  A pure function of public values:
+    the querier, every compute node and the verifier run it and must agree."""
     stat = get_statistic(spec.statistic)
     gates = gate_entries(spec)
-    if len(gate_totals) != len(gates):
-        raise MalformedError(f"release: {len(gate_totals)} gate totals, the query has "
+    if len(small) != len(gates):
+        raise MalformedError(f"release: {len(small)} gate bits, the query has "
                              f"{len(gates)} gate entries")
     width = len(stat.layout(spec))
-    wire = expand(width, gates, [int(v) for v in gate_totals])
-    plain = [v for v in calibration.unscale(spec, wire) if v is not None]  # type: ignore[arg-type]
-    flags = stat.release(spec, plain)
+    bits = [bool(b) for b in small]
+    flags = stat.release(spec, bits)
     if len(flags) != width:
         raise MalformedError(f"{spec.statistic}: release mask of {len(flags)} entries for a "
                              f"layout of {width}")
-    if not all(flags[g] for g in gates):
-        raise MalformedError(f"{spec.statistic}: a gate entry is not released")
-    return Release(tuple(int(v) for v in gate_totals),
-                   tuple(j for j, f in enumerate(flags) if f))
+    for g, b in zip(gates, bits, strict=True):
+        if b and flags[g]:
+            raise MalformedError(f"{spec.statistic}: a small gate count is released")
+    return Release(tuple(bits), tuple(j for j, f in enumerate(flags) if f))
+
+
+def pet_inputs(spec: QuerySpec, agg: Sequence[Sequence[Ciphertext]],
+               contributions_ranges: Sequence[Sequence[tuple[int, int]]]
+               ) -> list[list[Ciphertext]]:
+    """The first PET node's inputs: per gate entry, ``Enc(n - j)`` for ``j < min_cell_size``
+    from its aggregated limbs (:func:`statledger.protocol.pet.count_ciphertext`, the shift
+    of the contributions' lower bounds included).  Public: everyone re-derives them."""
+    out: list[list[Ciphertext]] = []
+    for g in gate_entries(spec):
+        if not 0 <= g < len(agg):
+            raise MalformedError("release: a gate outside the aggregate")
+        shift = sum(int(r[g][0]) for r in contributions_ranges)
+        out.append(pet.candidates(pet.count_ciphertext(agg[g], shift), spec.min_cell_size))
+    return out
 
 
 def select(agg: Sequence[Sequence[Ciphertext]], entries: Sequence[int]

@@ -31,11 +31,15 @@ from statledger.protocol.entries import (
     NoiseCoinEntry,
     NoiseCommitEntry,
     PartyEntry,
+    PetEntry,
     QueryEntry,
     ReleaseEntry,
     ResultEntry,
     SetupEntry,
     SubmissionEntry,
+    VerticalBlockEntry,
+    VerticalProductsEntry,
+    VerticalRowsEntry,
 )
 from statledger.protocol.query import QuerySpec
 
@@ -77,13 +81,20 @@ class QueryView:
     aggregate: tuple[int, AggregateEntry] | None = None
     #: suppression before decryption (protocol/suppression.py): gate shares, the decision
     gates: list[tuple[int, GateEntry]] = field(default_factory=list)
+    pets: list[tuple[int, PetEntry]] = field(default_factory=list)
     release: tuple[int, ReleaseEntry] | None = None
     decryptions: list[tuple[int, DecryptionEntry]] = field(default_factory=list)
     result: tuple[int, ResultEntry, bytes] | None = None
     endorsements: list[tuple[int, EndorsementEntry]] = field(default_factory=list)
+    #: a vertically partitioned query's owner entries (protocol/vertical.py): rows, products
+    #: and block, in log order (their order and authors are step 9's)
+    vertical: list[tuple[int, VerticalRowsEntry | VerticalProductsEntry | VerticalBlockEntry]
+                   ] = field(default_factory=list)
     #: a chained round's previous round: its query and result entries (protocol/chain.py)
     previous_query: tuple[int, QueryEntry] | None = None
     previous_result: tuple[int, ResultEntry, bytes] | None = None
+    #: ... and the owners' endorsements of that result (step 8: it must be established)
+    previous_endorsements: list[tuple[int, EndorsementEntry]] = field(default_factory=list)
     totals: list[int] | None = None
     decoded: dict[str, Any] | None = None
 
@@ -105,6 +116,12 @@ class QueryView:
     @property
     def query_id(self) -> str | None:
         return self.query.query_id if self.query is not None else None
+
+    def contributors(self) -> set[str]:
+        """The owners whose data the query's aggregate combines: the submitters, or the
+        two owners of a vertical query's entries."""
+        return ({s.provider for _, s in self.submissions}
+                | {e.provider for _, e in self.vertical})
 
     def compute_nodes(self) -> list[PartyEntry]:
         """The compute nodes of the setup entry, in its order (step 6 if one is missing)."""
@@ -165,6 +182,8 @@ def parse_entries(entries: Sequence[tuple[int, bytes]]) -> QueryView:
             view.decryptions.append((index, e))
         elif isinstance(e, GateEntry):
             view.gates.append((index, e))
+        elif isinstance(e, PetEntry):
+            view.pets.append((index, e))
         elif isinstance(e, ReleaseEntry):
             if view.release is not None:
                 raise fail(5, f"entry {index}: two release entries")
@@ -173,6 +192,8 @@ def parse_entries(entries: Sequence[tuple[int, bytes]]) -> QueryView:
             results.append((index, e, bytes(data)))
         elif isinstance(e, EndorsementEntry):
             view.endorsements.append((index, e))
+        elif isinstance(e, VerticalRowsEntry | VerticalProductsEntry | VerticalBlockEntry):
+            view.vertical.append((index, e))
         else:  # pragma: no cover - Entry.from_bytes knows no other kinds
             raise fail(5, f"entry {index}: unexpected kind {e.KIND}")
     _sort_chain(view, queries, results)
@@ -185,7 +206,8 @@ def parse_entries(entries: Sequence[tuple[int, bytes]]) -> QueryView:
 def _sort_chain(view: QueryView, queries: list[tuple[int, QueryEntry]],
                 results: list[tuple[int, ResultEntry, bytes]]) -> None:
     """One query entry is the query; a second one is allowed only as the previous round its
-    spec names in ``params.previous`` (protocol/chain.py), with at most its result entry."""
+    spec names in ``params.previous`` (protocol/chain.py), with at most its result entry and
+    its endorsements."""
     if len(queries) > 2:
         raise fail(5, f"entry {queries[2][0]}: more than two query entries", queries[2][1].querier)
     if len(queries) == 2:
@@ -210,6 +232,9 @@ def _sort_chain(view: QueryView, queries: list[tuple[int, QueryEntry]],
             raise fail(5, f"entry {r[0]}: two result entries")
         else:
             view.result = r
+    if prev is not None:
+        view.previous_endorsements = [e for e in view.endorsements if e[1].query_id == prev]
+        view.endorsements = [e for e in view.endorsements if e[1].query_id != prev]
 
 
 def key_in_force(setups: Sequence[tuple[int, SetupEntry]], index: int | None

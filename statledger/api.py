@@ -105,16 +105,27 @@ class Session:
     # -- queries ------------------------------------------------------------------------
     def _check_sites(self, spec: Any, allow_partial: bool) -> dict[str, str]:
         """Local sessions: the checks of ``statledger run`` before anything is posted."""
-        from statledger.nodes.data import check_for_query, load_table
+        from statledger.nodes.data import check_for_query, check_vertical_owner, load_table
 
         if self.sites is None:
             return {}
+        owners = _vertical_owners(spec)
+        if owners is not None:  # a vertical query: only its two owners answer
+            missing = [o for o in owners if o not in self.sites]
+            if missing:
+                raise SiteError(f"params.partition.owners: {missing[0]} is not a site of "
+                                "this session")
         bad: dict[str, str] = {}
         for name, path in self.sites.items():
+            if owners is not None and name not in owners:
+                continue
             try:
                 if name not in self._tables:
                     self._tables[name] = load_table(path)
-                check_for_query(self._tables[name], spec, name)
+                if owners is not None:
+                    check_vertical_owner(self._tables[name], spec, name, name)
+                else:
+                    check_for_query(self._tables[name], spec, name)
             except StatledgerError as exc:
                 bad[name] = str(exc).removeprefix(f"{name}: ")
         if bad and not allow_partial:
@@ -142,7 +153,8 @@ class Session:
         for n, r in left_out.items():
             warnings.warn(f"site {n} is left out of the query: {r}", PartialResultWarning,
                           stacklevel=2)
-        expected = set(self._querier.providers)
+        owners = _vertical_owners(qs)
+        expected = set(self._querier.providers) if owners is None else set(owners)
 
         def check_round(o: QueryOutcome) -> None:
             missing = {p: o.refusals.get(p, "no submission")
@@ -207,16 +219,44 @@ class Session:
 
     logistic_regression = logistic
 
+    def cox(self, time: str, event: str, covariates: Sequence[str],
+            bounds: Mapping[str, Sequence[float]], *, max_time: int | None = None,
+            times: Sequence[float] | None = None, ties: str = "breslow",
+            **kw: Any) -> Result:
+        """Cox proportional hazards of (``time``, ``event``) on ``covariates`` (each with
+        public ``bounds``), fitted by federated Newton rounds (one certified query per
+        round) on the public time grid ``1..max_time`` or ``times``; ``ties`` is
+        ``"breslow"`` or ``"efron"``; strata through ``group_by``/``categories``."""
+        cols = [time, event, *covariates]
+        tb = [0.0, float(max_time if max_time is not None else max(times or [0.0]))]
+        bnds = _bounds({time: tb, event: [0.0, 1.0], **dict(bounds)}, cols)
+        params: dict[str, Any] = {"time": time, "event": event,
+                                  "covariates": list(covariates), "ties": ties}
+        if max_time is not None:
+            params["max_time"] = max_time
+        if times is not None:
+            params["times"] = list(times)
+        return self._run({"statistic": "cox_regression", "columns": cols, "bounds": bnds,
+                          "params": params}, kw)
+
+    cox_regression = cox
+
     def kaplan_meier(self, time: str, event: str, *, max_time: float,
-                     bounds: Sequence[float] | None = None, **kw: Any) -> Result:
-        """Kaplan–Meier curves on the integer grid 0..``max_time`` (``event`` is 1 for an
-        event, 0 for censored); ``group_by``/``categories`` for one curve per group and
-        the logrank test."""
+                     bounds: Sequence[float] | None = None, step: int | None = None,
+                     max_ties: int | None = None, **kw: Any) -> Result:
+        """Kaplan–Meier curves on the integer grid ``step, 2 step, ..., max_time`` (``step``
+        default 1; ``event`` is 1 for an event, 0 for censored); ``max_ties`` bounds one
+        owner's events (or censorings) at one grid point in one group (default
+        ``max_rows``; ``2^b - 1`` makes the range proofs cheapest); ``group_by``/
+        ``categories`` for one curve per group and the logrank test."""
         tb = list(bounds) if bounds is not None else [0.0, float(max_time)]
+        params: dict[str, Any] = {"time": time, "event": event, "max_time": max_time}
+        if step is not None:
+            params["step"] = step
+        if max_ties is not None:
+            params["max_ties"] = max_ties
         return self._run({"statistic": "kaplan_meier", "columns": [time, event],
-                          "bounds": {time: tb, event: [0.0, 1.0]},
-                          "params": {"time": time, "event": event, "max_time": max_time}},
-                         kw)
+                          "bounds": {time: tb, event: [0.0, 1.0]}, "params": params}, kw)
 
     def crosstab(self, rows: str, categories: Mapping[str, Sequence[str]], *,
                  columns: str | None = None, value: str | None = None,
@@ -232,6 +272,35 @@ class Session:
             base["bounds"] = {value: list(bounds)}
             base["params"] = {"value": value}
         return self._run(base, kw)
+
+    def ttest(self, column: str, bounds: Sequence[float], group: str,
+              categories: Sequence[str], **kw: Any) -> Result:
+        """Welch's two-sample t-test of ``column`` (clipped to its public ``bounds``) between
+        the two ``categories`` of ``group`` (first minus second)."""
+        return self._run({"statistic": "ttest", "columns": [column], "group_by": [group],
+                          "bounds": {column: list(bounds)},
+                          "categories": {group: list(categories)}}, kw)
+
+    def chi2_independence(self, rows: str, columns: str,
+                          categories: Mapping[str, Sequence[str]], **kw: Any) -> Result:
+        """Pearson's chi-squared test of independence of ``rows`` x ``columns`` (no
+        continuity correction); refused when a cell is suppressed."""
+        return self._run({"statistic": "chi2_independence", "group_by": [rows, columns],
+                          "categories": {k: list(v) for k, v in categories.items()}}, kw)
+
+    def evaluate(self, fit: Result, **kw: Any) -> Result:
+        """Evaluate the model ``fit`` published (a linear or logistic regression of this
+        consortium) on the owners' rows: R^2, RMSE, MAE, or log-loss, accuracy, precision,
+        recall, F1 at ``threshold`` and ROC AUC over ``bins`` score bins.  The query names
+        the fit's query id; every owner checks the coefficients are the published ones.
+        Other spec fields (``bounds``, ``filters``, ...) and ``dataset`` as for any query."""
+        from statledger.protocol.stats.evaluation import evaluation_spec
+
+        run_kw = {k: kw.pop(k) for k in ("dataset", "allow_partial", "progress") if k in kw}
+        spec = evaluation_spec(fit.spec, fit.query_id, fit.values, **kw)
+        return self.query(spec, **run_kw)
+
+    model_evaluation = evaluate
 
 
 def _write_frame(df: Any, path: Path, site: str) -> Path:
@@ -261,8 +330,40 @@ def _bounds(bounds: Mapping[str, Sequence[float]], cols: Sequence[str]) -> dict[
     return {c: [float(x) for x in bounds[c]] for c in cols}
 
 
+def _vertical_owners(spec: Any) -> list[str] | None:
+    """The two owners of a vertically partitioned spec; None for any other spec."""
+    from statledger.protocol import vertical
+
+    if not vertical.is_vertical(spec):
+        return None
+    return list(vertical.VerticalPlan.of(spec).part.owners)
+
+
+def _pair_secrets(work: Path, pairs: Sequence[Sequence[str]], sites: Mapping[str, Any]
+                  ) -> dict[str, dict[str, Path]]:
+    """A fresh pair secret (mode 0600, this session only, never on the log) for each pair
+    of sites that may answer vertical queries together."""
+    import os
+    import secrets
+
+    out: dict[str, dict[str, Path]] = {}
+    for k, pair in enumerate(pairs):
+        if (isinstance(pair, str) or len(pair) != 2 or pair[0] == pair[1]
+                or any(p not in sites for p in pair)):
+            raise MalformedError(f"vertical: pair {k} must name two different sites")
+        path = work / f"vertical-pair-{k}.key"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(secrets.token_bytes(32).hex())
+        a, b = pair
+        out.setdefault(a, {})[b] = path
+        out.setdefault(b, {})[a] = path
+    return out
+
+
 def local(sites: Mapping[str, Any], *, compute: int = 3, threshold: int | None = 2,
-          work_dir: str | Path | None = None) -> Session:
+          work_dir: str | Path | None = None,
+          vertical: Sequence[Sequence[str]] = ()) -> Session:
     """Start a local cluster with one data owner per site and return its session.
 
     ``sites`` maps a site name to a pandas DataFrame (written by this function to the
@@ -270,7 +371,9 @@ def local(sites: Mapping[str, Any], *, compute: int = 3, threshold: int | None =
     nodes share a ``threshold``-of-``compute`` key.  Every check runs before a process
     starts: site names, unreadable files, the same file or the same rows given twice.
     Use it as a context manager (or call ``close()``): the processes stop and ``work_dir``
-    (default: a new temporary folder) is removed."""
+    (default: a new temporary folder) is removed.  ``vertical``: pairs of site names that
+    answer vertically partitioned queries together (docs/statistics.md, section 4); each
+    pair gets a fresh pair secret."""
     from statledger.nodes.data import check_distinct, load_table
     from statledger.nodes.demo import querier_for, start_cluster
 
@@ -311,7 +414,8 @@ def local(sites: Mapping[str, Any], *, compute: int = 3, threshold: int | None =
         check_distinct(files, tables)
         cluster = start_cluster(work / "cluster", {n: {_DATASET: str(p)}
                                                    for n, p in files.items()},
-                                n_compute=compute, threshold=threshold)
+                                n_compute=compute, threshold=threshold,
+                                vertical_partners=_pair_secrets(work, vertical, files))
     except BaseException:
         if work_dir is None:
             shutil.rmtree(work, ignore_errors=True)

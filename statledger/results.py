@@ -397,6 +397,7 @@ _KINDS: dict[str, type[Result]] = {
     "linear_regression": RegressionResult,
     "logistic_irls": RegressionResult,
     "logistic_approx": RegressionResult,
+    "cox_regression": RegressionResult,
     "kaplan_meier": KaplanMeierResult,
 }
 

@@ -120,8 +120,8 @@ def _check_prefix(rows: Sequence[tuple[int, bytes]]) -> None:
 
 def _carried(by_query: dict[str, list[tuple[int, bytes]]], query_id: str
              ) -> list[tuple[int, bytes]]:
-    """A chained round's previous query and result entries (protocol/chain.py), as its
-    certificate carries them."""
+    """A chained round's previous query, result and endorsement entries
+    (protocol/chain.py), as its certificate carries them."""
     for _, data in by_query[query_id]:
         try:
             e = Entry.from_bytes(data)

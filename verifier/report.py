@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,9 +55,15 @@ class Report:
     #: the certificate's entries as decoded at step 5 (None when an earlier step failed);
     #: checked only as far as ``steps`` says -- :mod:`statledger.verifier.show` reads it
     view: QueryView | None = field(default=None, repr=False, compare=False)
+    #: called as ``progress(step, detail)`` after each step passes (a long verification
+    #: tells its reader how far it got: ``statledger verify --verbose`` prints it)
+    progress: Callable[[int, str], None] | None = field(default=None, repr=False,
+                                                        compare=False)
 
     def passed(self, step: int, detail: str = "") -> None:
         self.steps.append(StepResult(step, STEPS[step], True, detail))
+        if self.progress is not None:
+            self.progress(step, detail)
 
     def failed(self, err: VerificationError, step: int) -> None:
         self.valid = False

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
@@ -62,10 +62,12 @@ class Shown:
 
 
 def inspect(raw: bytes, trust: TrustPolicy | None = None, *,
-            source: str = "<certificate>") -> Shown:
-    """Verify ``raw`` and gather what it certifies.  Raises
-    :class:`~statledger.proofs.errors.MalformedError` when ``raw`` is not a certificate."""
-    report = verify_certificate(raw, trust, source=source)
+            source: str = "<certificate>",
+            progress: Callable[[int, str], None] | None = None) -> Shown:
+    """Verify ``raw`` and gather what it certifies (``progress(step, detail)`` after each
+    step passes).  Raises :class:`~statledger.proofs.errors.MalformedError` when ``raw`` is
+    not a certificate."""
+    report = verify_certificate(raw, trust, source=source, progress=progress)
     return shown_from_report(report, origin=parse_certificate(raw).origin)
 
 
@@ -81,7 +83,7 @@ def shown_from_report(report: Report, *, origin: str = "") -> Shown:
             sh.spec = view.spec if view.spec is not None else QuerySpec.parse(view.query.spec)
         except StatledgerError:
             sh.spec = None  # an invalid certificate's claimed spec: shown as absent
-    sh.contributors = sorted({s.provider for _, s in view.submissions})
+    sh.contributors = sorted(view.contributors())
     sh.endorsers = sorted({e.provider for _, e in view.endorsements})
     if view.setup is not None:
         sh.compute = list(view.setup.compute)

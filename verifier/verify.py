@@ -8,6 +8,7 @@ party.  It raises :class:`MalformedError` only when the input is not a certifica
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,10 +93,12 @@ def _step_number(err: VerificationError, default: int) -> int:
 
 
 def verify_certificate(
-    raw: bytes, trust: TrustPolicy | None = None, *, source: str = "<certificate>"
+    raw: bytes, trust: TrustPolicy | None = None, *, source: str = "<certificate>",
+    progress: Callable[[int, str], None] | None = None,
 ) -> Report:
-    """Run steps 1-15 on one certificate.  MalformedError only for step 1 (not a certificate)."""
-    report = Report(source=source)
+    """Run steps 1-15 on one certificate.  MalformedError only for step 1 (not a certificate).
+    ``progress(step, detail)`` is called after each step passes."""
+    report = Report(source=source, progress=progress)
     # (1) format: statledger-certificate/v2, exact lengths, limits, increasing indices.
     cert = parse_certificate(raw)
     report.passed(1, f"{len(cert.entries)} entries")

@@ -30,6 +30,10 @@ _MODULES: tuple[str, ...] = (
     "ols",
     "survival",
     "logistic",
+    "cox",
+    "classical",
+    "workload",
+    "vertical",
 )
 
 for _name in _MODULES:

@@ -68,6 +68,7 @@ __all__ = [
     "check_released_totals",
     "suppress_cells",
     "suppress_group_cells",
+    "suppress_small_cells",
     "json_safe",
     "format_table",
     "require_numeric",
@@ -316,16 +317,38 @@ class Statistic(ABC):
         """Per-entry L1 sensitivity to adding or removing one row (for DP calibration)."""
 
     def gates(self, spec: QuerySpec) -> list[int]:
-        """Entries whose totals decide what else is decrypted (suppression before
-        decryption, :mod:`statledger.protocol.suppression`): decrypted first, always
-        released.  Empty (the default): every entry is decrypted in one phase."""
+        """Row-count entries whose smallness decides what is decrypted (suppression before
+        decryption, :mod:`statledger.protocol.suppression`): each is tested by the blinded
+        shuffled PET, which reveals only ``n < min_cell_size``.  Empty (the default): every
+        entry is decrypted in one phase."""
         return []
 
-    def release(self, spec: QuerySpec, gate_totals: Sequence[int]) -> list[bool]:
-        """Per entry of :meth:`layout`, whether it may be decrypted, given the totals of
-        :meth:`gates` (in that order): a pure function of public values, re-run by every
-        compute node and the verifier.  Gate entries are always released."""
+    def release(self, spec: QuerySpec, small: Sequence[bool]) -> list[bool]:
+        """Per entry of :meth:`layout`, whether it may be decrypted, given one bit per
+        :meth:`gates` entry (in that order, ``True`` = small): a pure function of public
+        values, re-run by every compute node and the verifier.  A small gate is never
+        released."""
         return [True] * len(self.layout(spec))
+
+    #: True when :meth:`decode` takes the wire totals (DP weights included, not rounded or
+    #: clamped) and un-weights them itself (:func:`statledger.protocol.calibration.unscale`)
+    decodes_wire_totals: ClassVar[bool] = False
+
+    def dp_weights(self, spec: QuerySpec) -> list[int] | None:
+        """Per-entry DP weights chosen by the statistic itself (None: the calibration's
+        default rule, :func:`statledger.protocol.calibration.weights`)."""
+        return None
+
+    def onehot_blocks(self, spec: QuerySpec) -> list[int] | None:
+        """Cells per block when one row adds exactly one to one cell of every block (or to
+        none): a one-record owner then proves its blocks one-hot
+        (:mod:`statledger.protocol.validity`).  None: no such structure."""
+        return None
+
+    def value_sd(self, spec: QuerySpec, wire_sd: float) -> dict[str, float] | None:
+        """Exact noise sd of every released number (result paths) when every wire entry
+        carries noise of sd ``wire_sd``; None: the calibration's delta method."""
+        return None
 
     def _finish(
         self, spec: QuerySpec, values: list[int], report: LocalReport
@@ -708,6 +731,35 @@ def suppress_cells(counts: Sequence[Sequence[int]], min_cell_size: int) -> list[
                         supp[pick[0]][pick[1]] = True
                         changed = True
     return supp
+
+
+def suppress_small_cells(small: Sequence[Sequence[bool]]) -> list[list[bool]]:
+    """Suppression of a 2-D table from one bit per cell alone (the PET gate,
+    :mod:`statledger.protocol.pet`: no count is known).  Returns a same-shape mask.
+
+    1. primary: the small cells (``n < min_cell_size``, empty cells included);
+    2. complementary: while a line (a row; a column when the table has more than one row) has
+       exactly one suppressed cell, suppress the *first unsuppressed cell of that line by
+       position* -- a public deterministic rule that cannot rank by counts.  Rows before
+       columns, repeated until stable.  A line with no other cell stays as it is.
+
+    A 1-D table is passed as a single row (its total is the margin)."""
+    grid = [[bool(b) for b in row] for row in small]
+    nrow = len(grid)
+    ncol = len(grid[0]) if nrow else 0
+    lines = [[(i, j) for j in range(ncol)] for i in range(nrow)]
+    if nrow > 1:
+        lines += [[(i, j) for i in range(nrow)] for j in range(ncol)]
+    changed = True
+    while changed:
+        changed = False
+        for line in lines:
+            if sum(grid[i][j] for i, j in line) == 1:
+                free = [(i, j) for i, j in line if not grid[i][j]]
+                if free:
+                    grid[free[0][0]][free[0][1]] = True
+                    changed = True
+    return grid
 
 
 def suppress_group_cells(spec: QuerySpec, counts: Sequence[int]) -> list[bool]:

@@ -12,10 +12,12 @@ suppressed cell -- this protects the suppressed cells even against someone who k
 true margins from another release.  The margins we publish are computed from published
 cells only (and say so), so they reveal nothing about suppressed cells either.
 
-Suppression before decryption (:mod:`statledger.protocol.suppression`): with a value column
-the cell counts ``n`` are the *gates* -- decrypted first -- and the sum of a suppressed cell
-is never decrypted (no decryption share, no total on the log); ``decode`` then receives
-``None`` for it.  The counts themselves are released (a count table has no other entry).
+Suppression before decryption (:mod:`statledger.protocol.suppression`, exact queries): the
+cell counts ``n`` are the *gates* -- tested by the blinded shuffled PET, which reveals only
+"``n < min_cell_size``" per cell (an empty cell is small) -- and neither the count nor the
+sum of a suppressed cell (primary or complementary, :meth:`Crosstab._mask_bits`: the first
+unsuppressed cell of a line by position) is ever decrypted; ``decode`` receives ``None`` for
+them.  A DP query has no gates: its noisy counts are suppressed by value after decryption.
 
 Decoding is deterministic (step 14 compares bit for bit): counts are integers; a mean is the
 exact rational ``S / (n scale)`` rounded once to the nearest float.
@@ -45,6 +47,7 @@ from statledger.protocol.stats.base import (
     select_rows,
     sum_range,
     suppress_cells,
+    suppress_small_cells,
 )
 from statledger.protocol.stats.exact import to_float
 
@@ -116,8 +119,16 @@ class Crosstab(Statistic):
         return self._finish(spec, out, sel.report)
 
     def gates(self, spec: QuerySpec) -> list[int]:
-        # counts only: nothing but the counts to hide, one phase
-        return [] if _value_col(spec) is None else list(range(0, len(self.layout(spec)), 2))
+        # the cell counts, with or without a value column (a small count is itself withheld)
+        return list(range(0, len(self.layout(spec)), self._width(spec)))
+
+    def _mask_bits(self, spec: QuerySpec, small: list[list[bool]]) -> list[list[bool]]:
+        """Suppression from the PET bits alone
+        (:func:`~statledger.protocol.stats.base.suppress_small_cells`: complementary cells
+        by position); one categorical column: the categories form one line."""
+        if len(small[0]) == 1:
+            return [[m] for m in suppress_small_cells([[r[0] for r in small]])[0]]
+        return suppress_small_cells(small)
 
     def _mask(self, spec: QuerySpec, n: list[list[int]]) -> list[list[bool]]:
         R, C = len(n), len(n[0])
@@ -133,24 +144,27 @@ class Crosstab(Statistic):
         C = len(spec.categories[spec.group_by[1]]) if len(spec.group_by) == 2 else 1
         return [[int(counts[i * C + j]) for j in range(C)] for i in range(R)]
 
-    def release(self, spec: QuerySpec, gate_totals: Sequence[int]) -> list[bool]:
-        if _value_col(spec) is None:
-            return [True] * len(self.layout(spec))
-        if len(gate_totals) != len(self.gates(spec)):
-            raise MalformedError("gate totals: one count per cell expected")
-        mask = [m for row in self._mask(spec, self._grid(spec, gate_totals)) for m in row]
-        return [flag for m in mask for flag in (True, not m)]
+    def release(self, spec: QuerySpec, small: Sequence[bool]) -> list[bool]:
+        if len(small) != len(self.gates(spec)):
+            raise MalformedError("gate bits: one per cell expected")
+        grid = self._grid(spec, [int(b) for b in small])
+        mask = [m for row in self._mask_bits(spec, [[bool(b) for b in r] for r in grid])
+                for m in row]
+        return [not m for m in mask for _ in range(self._width(spec))]
 
     def decode(self, spec: QuerySpec, totals: Sequence[int | None]) -> StatResult:
         layout = self.layout(spec)
         v = _value_col(spec)
         w = self._width(spec)
-        t = check_released_totals(spec, layout, totals, list(range(0, len(layout), w)))
+        t = check_released_totals(spec, layout, totals, [])
         row_cats = spec.categories[spec.group_by[0]]
         col_cats = spec.categories[spec.group_by[1]] if len(spec.group_by) == 2 else ["all"]
         R, C = len(row_cats), len(col_cats)
         n = [[int(t[(i * C + j) * w] or 0) for j in range(C)] for i in range(R)]
-        mask = self._mask(spec, n)
+        gone = [[t[(i * C + j) * w] is None for j in range(C)] for i in range(R)]
+        # withheld counts: the PET gate's decision (never decrypted); all counts present: a
+        # DP query's noisy counts, suppressed by their values (post-processing)
+        mask = gone if any(any(r) for r in gone) else self._mask(spec, n)
         withheld = [[v is not None and t[(i * C + j) * w + 1] is None for j in range(C)]
                     for i in range(R)]
         if any(withheld[i][j] and not mask[i][j] for i in range(R) for j in range(C)):

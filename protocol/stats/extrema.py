@@ -126,21 +126,24 @@ class _Extreme(Statistic):
         return self._finish(spec, out, sel.report)
 
     def gates(self, spec: QuerySpec) -> list[int]:
-        return [0, 1]
+        return [0]  # n: tested by the PET (protocol/suppression.py)
 
-    def release(self, spec: QuerySpec, gate_totals: Sequence[int]) -> list[bool]:
-        if len(gate_totals) != 2:
-            raise MalformedError("gate totals: expected n and providers")
+    def release(self, spec: QuerySpec, small: Sequence[bool]) -> list[bool]:
+        if len(small) != 1:
+            raise MalformedError("gate bits: expected one (n)")
         width = len(self.layout(spec))
-        if 0 < gate_totals[0] < spec.min_cell_size:
-            return [True, True] + [False] * (width - 2)
+        if small[0]:
+            # n < min_cell_size (an empty selection included): only the number of providers,
+            # which the aggregate entry lists anyway
+            return [False, True] + [False] * (width - 2)
         return [True] * width
 
     def decode(self, spec: QuerySpec, totals: Sequence[int | None]) -> StatResult:
-        t = check_released_totals(spec, self.layout(spec), totals, self.gates(spec))
+        t = check_released_totals(spec, self.layout(spec), totals, [1])
         a, b = domain(spec)
         n, providers = int(t[0] or 0), int(t[1] or 0)
-        suppressed = 0 < n < spec.min_cell_size
+        # a withheld n: the PET found it small; a present one: exact and >= k, or DP-noisy
+        suppressed = t[0] is None or 0 < n < spec.min_cell_size
         if not suppressed and any(v is None for v in t):
             raise MalformedError("totals: an entry of an unsuppressed result is withheld")
         nonempty = int(t[2] or 0)

@@ -369,20 +369,24 @@ class LinearRegression(Statistic):
         return self._finish(spec, out, sel.report)
 
     def gates(self, spec: QuerySpec) -> list[int]:
-        return [0]  # n: below min_cell_size nothing else is decrypted (protocol/suppression.py)
+        return [0]  # n: when small (PET) nothing is decrypted (protocol/suppression.py)
 
-    def release(self, spec: QuerySpec, gate_totals: Sequence[int]) -> list[bool]:
-        width = len(self.layout(spec))
-        return [True] + [gate_totals[0] >= spec.min_cell_size] * (width - 1)
+    def release(self, spec: QuerySpec, small: Sequence[bool]) -> list[bool]:
+        return [not small[0]] * len(self.layout(spec))
 
     def decode(self, spec: QuerySpec, totals: Sequence[int | None]) -> StatResult:
         feats, target = self._cols(spec)
-        partial = check_released_totals(spec, self.layout(spec), totals, [0])
-        if (partial[0] or 0) >= spec.min_cell_size and None in partial:
+        partial = check_released_totals(spec, self.layout(spec), totals, [])
+        if partial[0] is not None and None in partial:
             raise MalformedError("totals: an entry of an unsuppressed fit is withheld")
         # below min_cell_size only n is read (ols_from_totals returns before the sums)
         t = [0 if v is None else v for v in partial]
         values, notes = ols_from_totals(spec, self._gram(spec), t)
+        if partial[0] is None:
+            # withheld by the PET gate: only "n < min_cell_size" is known, not n
+            values["n"] = values["df_resid"] = None
+            notes = [notes[0], f"suppressed: fewer than {spec.min_cell_size} rows "
+                               "(the count itself is not published)"]
         values["target"] = target
         values["features"] = feats
         return _RegressionResult(self.name, values, _ols_summary(values), notes)

@@ -1,22 +1,39 @@
 """Kaplan-Meier survival curves per group and the logrank test, statistic ``"kaplan_meier"``.
 
 Spec: ``params.time`` and ``params.event`` (numeric columns; ``event`` must be 0/1 -- 1 =
-event observed, 0 = censored), a declared time grid -- either ``params.times`` (strictly
-increasing positive numbers ``t_1 < ... < t_m``) or ``params.max_time`` (an integer ``M``:
-the unit grid ``1, 2, ..., M``) -- and optionally ``params.alpha`` (default 0.05, the
-confidence level is ``1 - alpha``).  Groups come from ``group_by`` (at most one column with
-declared categories); without ``group_by`` there is one group ``all``.  ``columns`` must list
-exactly ``[time, event]``.  Times are **not** clipped (their ``bounds`` are required by the
-spec schema but unused): the grid decides.
+event observed, 0 = censored), a public time grid, optionally ``params.max_ties`` and
+``params.alpha`` (default 0.05, the confidence level is ``1 - alpha``).  Groups come from
+``group_by`` (at most one column with declared categories); without ``group_by`` there is one
+group ``all``.  ``columns`` must list exactly ``[time, event]``.  Times are **not** clipped
+(their ``bounds`` are required by the spec schema but unused): the grid decides.
 
-Encoding, per group ``g`` (in declared category order): ``n_g`` (rows of the group), then for
-each grid point ``t_k``: ``d_gk`` (events) and ``c_gk`` (censored), where a row with time
-``T`` is counted at the first grid point ``t_k >= T``; rows with ``T > t_m`` are counted only
-in ``n_g`` (still at risk at the end of the grid).  Every entry has range ``[0, max_rows]``
-and sensitivity 1.  With a grid that contains every distinct observed time (e.g. integer
-times and ``max_time >= max T``) the counts are exactly lifelines' event table.
+The grid is declared in the spec, so it is public and depends on no owner's data: either
+``params.times`` (strictly increasing positive numbers ``t_1 < ... < t_m``) or the integer
+domain ``params.max_time = M`` with an optional ``params.step = s`` (default 1; ``M`` a
+multiple of ``s``): the grid ``s, 2s, ..., M``, written in two numbers however many points it
+has (a daily grid over three years is ``{"max_time": 1095}``).  At most 4096 points.  The
+grid reveals nothing about the data; the released counts on it reveal the pooled event table
+at its resolution (a daily grid: how many events and censorings each group had on each day).
+A data-dependent grid (the owners' distinct times) is not offered: it would publish each
+owner's set of times, or need a round that decrypts the pooled times before the query.
 
-Decoding (see docs/statistics.md), per group: at risk ``r_k = n - sum_{j<k} (d_j + c_j)``;
+Encoding, per group ``g`` (in declared category order): ``a_g``, the rows still at risk after
+the last grid point (time ``T > t_m``), then for each grid point ``t_k``: ``d_gk`` (events)
+and ``c_gk`` (censored), where a row with time ``T`` is counted at the first grid point
+``t_k >= T``.  The group size is derived, not encoded: ``n_g = a_g + sum_k (d_gk + c_gk)``, so
+no submission can claim more removals than rows (a vector whose censorings exceed its group
+size does not exist) and one row changes exactly one entry by 1.  Ranges: ``a_g`` in ``[0,
+max_rows]``; ``d_gk`` and ``c_gk`` in ``[0, max_ties]`` (``params.max_ties``, default
+``max_rows``; an owner with more tied events -- or censorings -- at one grid point in one group
+refuses the query with a PolicyError that names no count).  The range proof's bit width of an
+entry is ``bitlen(hi)``, plus as many again unless ``hi + 1`` is a power of two
+(:class:`statledger.proofs.rangeproof.RangeLayout`): ``max_ties = 2^b - 1`` costs ``b`` bits
+per entry (7: 3 bits), ``max_ties = max_rows = 1000`` costs 20.  Sensitivity 1 per entry.
+With a grid that contains every distinct observed time (e.g. integer times and ``max_time >=
+max T``) the counts are exactly lifelines' event table.
+
+Decoding (see docs/statistics.md), per group: ``n = a + sum_k (d_k + c_k)``, at risk ``r_k =
+n - sum_{j<k} (d_j + c_j)`` (never below ``d_k + c_k``);
 ``S(t_k) = prod_{j<=k} (r_j - d_j) / r_j`` (the product-limit estimate); Greenwood ``V_k =
 sum_{j<=k} d_j / (r_j (r_j - d_j))`` (terms with ``r_j = d_j`` count 0); the exponential
 ("log(-log)") band with ``z = Phi^-1(1 - alpha/2)``: ``exp(-exp(log(-log S) -+ z sqrt(V) /
@@ -47,10 +64,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from statledger.proofs.errors import MalformedError
+from statledger.proofs.errors import MalformedError, PolicyError
 from statledger.protocol.stats.base import (
     Layout,
     LocalReport,
+    RangeExceededError,
     Statistic,
     StatResult,
     Table,
@@ -261,10 +279,9 @@ class KaplanMeier(Statistic):
                 "params.times: give exactly one of params.times or params.max_time"
             )
         if has_m:
-            m = spec.params["max_time"]
-            if isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= _MAX_GRID:
-                raise MalformedError(f"params.max_time: must be an integer in 1..{_MAX_GRID}")
-            return [float(k) for k in range(1, m + 1)]
+            return self._integer_grid(spec)
+        if "step" in spec.params:
+            raise MalformedError("params.step: only with params.max_time (an integer grid)")
         ts = spec.params["times"]
         if not isinstance(ts, list) or not 1 <= len(ts) <= _MAX_GRID:
             raise MalformedError(f"params.times: must be a list of 1..{_MAX_GRID} numbers")
@@ -276,6 +293,29 @@ class KaplanMeier(Statistic):
             if i > 0 and not t > ts[i - 1]:
                 raise MalformedError(f"params.times[{i}]: must be > params.times[{i - 1}]")
         return [float(t) for t in ts]
+
+    def _integer_grid(self, spec: QuerySpec) -> list[float]:
+        """The grid ``s, 2s, ..., M`` of ``params.max_time = M`` and ``params.step = s``."""
+        m = spec.params["max_time"]
+        s = spec.params.get("step", 1)
+        if isinstance(s, bool) or not isinstance(s, int) or s < 1:
+            raise MalformedError("params.step: must be a positive integer")
+        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+            raise MalformedError("params.max_time: must be a positive integer")
+        if m % s:
+            raise MalformedError("params.max_time: must be a multiple of params.step")
+        if m // s > _MAX_GRID:
+            raise MalformedError(f"params.max_time: the grid has {m // s} points, at most "
+                                 f"{_MAX_GRID} (raise params.step)")
+        return [float(k) for k in range(s, m + 1, s)]
+
+    def _max_ties(self, spec: QuerySpec) -> int:
+        """``params.max_ties``: the largest count of one kind (events, or censorings) one
+        owner may have at one grid point in one group (default ``max_rows``)."""
+        k = spec.params.get("max_ties", spec.max_rows)
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= spec.max_rows:
+            raise MalformedError("params.max_ties: must be an integer in 1..max_rows")
+        return k
 
     def _alpha(self, spec: QuerySpec) -> float:
         a = spec.params.get("alpha", 0.05)
@@ -297,7 +337,8 @@ class KaplanMeier(Statistic):
         return out[0], out[1]
 
     def validate(self, spec: QuerySpec) -> None:
-        require_params(spec, ("time", "event", "times", "max_time", "alpha"), ("time", "event"))
+        require_params(spec, ("time", "event", "times", "max_time", "step", "max_ties", "alpha"),
+                       ("time", "event"))
         if len(spec.group_by) > 1:
             raise MalformedError("group_by: kaplan_meier supports at most one group column")
         time, event = self._cols(spec)
@@ -306,17 +347,22 @@ class KaplanMeier(Statistic):
         if lo > 0 or hi < 1:
             raise MalformedError(f"bounds.{event}: an event column needs bounds containing [0, 1]")
         self._grid(spec)
+        self._max_ties(spec)
         self._alpha(spec)
 
     def layout(self, spec: QuerySpec) -> Layout:
         grid = self._grid(spec)
+        ties = (0, self._max_ties(spec))
         labels: list[str] = []
+        ranges: list[tuple[int, int]] = []
         for cell in group_cells(spec):
             p = cell_prefix(spec, cell)
-            labels.append(f"{p}n")
+            labels.append(f"{p}n>{fmt(grid[-1])}")
+            ranges.append((0, spec.max_rows))
             for t in grid:
                 labels += [f"{p}d@{fmt(t)}", f"{p}c@{fmt(t)}"]
-        return Layout(labels, [(0, spec.max_rows)] * len(labels))
+            ranges += [ties] * (2 * len(grid))
+        return Layout(labels, ranges)
 
     def sensitivity(self, spec: QuerySpec) -> list[int]:
         return [1] * len(self.layout(spec))
@@ -331,16 +377,25 @@ class KaplanMeier(Statistic):
         if np.any((ev != 0.0) & (ev != 1.0)):
             raise MalformedError(f"table.{event}: event values must be 0 or 1")
         k = np.searchsorted(grid, tv, side="left")
+        ties = self._max_ties(spec)
         out: list[int] = []
         for cell in range(sel.n_cells):
             mask = sel.cell_mask(cell)
+            if int(mask.sum()) > spec.max_rows:
+                raise RangeExceededError("a group has more rows than max_rows")
             kk, ee = k[mask], ev[mask]
             inside = kk < m
-            d = np.bincount(kk[inside], weights=ee[inside], minlength=m)
-            c = np.bincount(kk[inside], weights=1.0 - ee[inside], minlength=m)
-            out.append(int(mask.sum()))
-            for j in range(m):
-                out += [int(d[j]), int(c[j])]
+            d = np.bincount(kk[inside], weights=ee[inside], minlength=m).astype(np.int64)
+            c = np.bincount(kk[inside], weights=1.0 - ee[inside], minlength=m).astype(np.int64)
+            if m and max(int(d.max()), int(c.max())) > ties:
+                # no count in the message: it would tell the site's data
+                raise PolicyError("params.max_ties: this site has more tied events or "
+                                  "censorings at one grid point than max_ties allows; raise "
+                                  "params.max_ties or coarsen the grid")
+            out.append(int((~inside).sum()))
+            pairs = np.empty(2 * m, dtype=np.int64)
+            pairs[0::2], pairs[1::2] = d, c
+            out += [int(x) for x in pairs]
         return self._finish(spec, out, sel.report)
 
     # ------------------------------------------------------------------ decode
@@ -352,22 +407,18 @@ class KaplanMeier(Statistic):
         m = len(grid)
         w = 1 + 2 * m
         cells = group_cells(spec)
-        ns = [t[i * w] for i in range(len(cells))]
         for i in range(len(cells)):
-            block = t[i * w : (i + 1) * w]
-            if min(block) < 0:
+            if min(t[i * w : (i + 1) * w]) < 0:
                 raise MalformedError(f"totals: negative count in group {i}")
-            if sum(block[1:]) > block[0]:
-                raise MalformedError(
-                    f"totals: {sum(block[1:])} removals exceed the size {block[0]} of group {i}"
-                )
+        # the group size is derived: rows at risk after the grid plus every removal on it
+        ns = [sum(t[i * w : (i + 1) * w]) for i in range(len(cells))]
         mask = suppress_group_cells(spec, ns)
         groups: list[dict[str, Any]] = []
         d_all: list[list[int]] = []
         r_all: list[list[int]] = []
         for i, cell in enumerate(cells):
             block = t[i * w : (i + 1) * w]
-            n = block[0]
+            n = ns[i]
             d = block[1::2]
             c = block[2::2]
             label = cell_label(spec, cell)

@@ -4,14 +4,16 @@ One person in the bundled diabetes data has ``bmi >= 42`` (site 3).  A crosstab 
 ``target`` by sex over that filter has a one-person cell; with ``min_cell_size = 5`` the cell
 and its complement are suppressed.  Played here:
 
-* the honest run: the result shows "suppressed", the certificate verifies, and the person's
-  value appears nowhere -- in no decoded entry of the log and not in the certificate's bytes;
-  no node logged a share of the withheld ciphertexts (every decryption entry has exactly the
-  released ciphertexts' count);
+* the honest run: the blinded shuffled PET finds the cell small (its complement is the other
+  cell), the release decision withholds every entry, nothing is decrypted, and the person's
+  value and count appear nowhere on the log; with both cells large the PET finds no zero and
+  the cells decrypt as before (counts and means as numpy's);
 * a malicious querier that logs a release decision freeing the small cell: every compute node
   refuses to decrypt, naming step 12 and the querier, and the query fails;
 * a malicious compute node that logs shares of every ciphertext (the withheld sum included):
-  the log refuses the entry (409) and it never appears.
+  the log refuses the entry (409) and it never appears;
+* a malicious compute node that logs a PET step computed on other inputs: the next node
+  refuses to add its step, naming it at step 12, and so does the querier.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ import pytest
 
 from statledger.nodes.http import RemoteError
 from statledger.nodes.querier import QueryFailed
+from statledger.proofs.elgamal import encrypt
 from statledger.proofs.group import Scalar, base_mul
-from statledger.protocol import datasets, entries, flow, suppression
+from statledger.protocol import datasets, entries, flow, pet, suppression
 from statledger.protocol.query import QuerySpec
 from statledger.protocol.view import parse_entries
 
@@ -62,47 +65,65 @@ def _numbers(obj: Any) -> set[str]:
 
 @pytest.fixture(scope="module")
 def honest(e2e_querier: Any) -> tuple[QuerySpec, Any, Any]:
+    """The one-person cell is small, the other cell is empty, so small too: every entry is
+    withheld, nothing is decrypted, and the (verified) result says "suppressed"."""
     spec = _spec()
     outcome = e2e_querier.run(spec, datasets="diabetes")
     rows = e2e_querier.ledger.query_entries(spec.query_id_for("querier"))
     return spec, outcome, rows
 
 
-def test_the_one_person_cell_is_suppressed_and_verifies(honest: tuple[Any, Any, Any]) -> None:
-    spec, outcome, _ = honest
+def test_the_one_person_cell_is_suppressed_by_the_pet(honest: tuple[Any, Any, Any]) -> None:
+    spec, outcome, rows = honest
+    assert suppression.gated(spec)
     res = outcome.result.to_dict()
     assert res["suppressed"] == [[True], [True]]
     assert res["means"] == [[None], [None]] and res["counts"] == [[None], [None]]
-    assert suppression.gated(spec)
+    view = parse_entries(rows)
+    assert view.release is not None
+    rel = view.release[1]
+    # what the gate reveals: one bit per cell -- the one-person cell and the empty one
+    # (nobody else has bmi >= 42) are both "small", indistinguishable
+    assert rel.small_bits() == [True, True]
+    assert rel.released == () and rel.ciphertexts == 0
+    assert len(view.pets) >= 2 and len({e.node for _, e in view.pets}) == len(view.pets)
+    assert not view.decryptions and view.result is not None
+    assert view.result[1].totals == () and view.result[1].decryptors == ()
 
 
-def test_the_persons_value_is_nowhere_on_the_log_or_in_the_certificate(
+def test_the_persons_value_and_count_are_nowhere_on_the_log_or_in_the_certificate(
         honest: tuple[Any, Any, Any]) -> None:
     spec, outcome, rows = honest
     value = _the_person()
     fixed = round(value * spec.scale)
-    needles = {str(fixed), str(value), repr(value), str(int(value))}
     view = parse_entries(rows)
-    assert view.release is not None and view.decryptions
+    assert view.release is not None
     for _, data in rows:
         obj = entries.Entry.from_bytes(data).to_json_obj()
         assert not (_numbers(obj) & {str(fixed), repr(value)}), obj.get("kind")
         assert str(fixed) not in json.dumps(obj)
+    # no entry publishes a count: no totals at all, the release carries bits only
+    assert set(view.release[1].small) <= {0, 1}
     cert = outcome.certificate.to_bytes()
     assert str(fixed).encode() not in cert
-    # the published totals are the released entries' only: counts, no sum
-    assert view.result is not None
-    assert len(view.result[1].totals) == len(view.release[1].released) == 2
-    assert needles.isdisjoint(set(view.result[1].totals))
 
 
-def test_no_node_shared_a_withheld_ciphertext(honest: tuple[Any, Any, Any]) -> None:
-    _, _, rows = honest
-    view = parse_entries(rows)
-    assert view.release is not None and view.aggregate is not None
-    n_all = len(view.aggregate[1].ciphertexts)
-    for _, d in view.decryptions:
-        assert len(d.shares) == view.release[1].ciphertexts < n_all
+def test_released_cells_decrypt_as_before(e2e_querier: Any) -> None:
+    """Both cells large: the PET finds no zero, everything is decrypted and verifies; the
+    counts and means are numpy's."""
+    spec = QuerySpec.parse({**_spec().to_json_obj(),
+                            "filters": [{"column": "bmi", "op": ">=", "value": 30}]})
+    outcome = e2e_querier.run(spec, datasets="diabetes")
+    res = outcome.result.to_dict()
+    rows = [datasets.load("diabetes", s) for s in datasets.sites("diabetes")]
+    allr = {k: np.concatenate([r[k] for r in rows]) for k in ("sex", "bmi", "target")}
+    for i, sx in enumerate((1.0, 2.0)):
+        m = (allr["sex"] == sx) & (allr["bmi"] >= 30)
+        assert res["counts"][i][0] == int(m.sum()) >= 5
+        assert res["means"][i][0] == pytest.approx(float(allr["target"][m].mean()), rel=1e-6)
+    view = parse_entries(e2e_querier.ledger.query_entries(spec.query_id_for("querier")))
+    assert view.release is not None and view.release[1].small_bits() == [False, False]
+    assert len(view.pets) >= 2 and view.decryptions
 
 
 def test_a_querier_that_frees_the_small_cell_is_refused_by_every_node(
@@ -111,9 +132,9 @@ def test_a_querier_that_frees_the_small_cell_is_refused_by_every_node(
     compute nodes (separate processes, the honest rule) refuse to decrypt."""
     spec = _spec(min_cell_size=6)  # another query id, the same small cell
 
-    def free_everything(s: QuerySpec, gate_totals: Any) -> suppression.Release:
+    def free_everything(s: QuerySpec, small: Any) -> suppression.Release:
         width = len(suppression.get_statistic(s.statistic).layout(s))
-        return suppression.Release(tuple(gate_totals), tuple(range(width)))
+        return suppression.Release(tuple(small), tuple(range(width)))
 
     monkeypatch.setattr("statledger.nodes.querier.suppression.decide", free_everything)
     with pytest.raises(QueryFailed) as ei:
@@ -129,15 +150,13 @@ def test_a_node_that_shares_every_ciphertext_is_refused_by_the_log(
     """An honest run stopped after the release decision; then a compute node logs shares of
     every ciphertext of the aggregate (the withheld sum included): refused at append."""
     spec = _spec(min_cell_size=7)
-    real = type(e2e_querier)._threshold_shares
+    real = type(e2e_querier)._release
 
-    def stop_before_decrypting(self: Any, qid: str, setup: Any, flat: Any,
-                               phase: str = "decrypt") -> Any:
-        if phase == "decrypt":
-            raise QueryFailed("stopped by the test before decryption")
-        return real(self, qid, setup, flat, phase)
+    def stop_after_the_release(self: Any, *args: Any) -> Any:
+        real(self, *args)
+        raise QueryFailed("stopped by the test before decryption")
 
-    monkeypatch.setattr(type(e2e_querier), "_threshold_shares", stop_before_decrypting)
+    monkeypatch.setattr(type(e2e_querier), "_release", stop_after_the_release)
     with pytest.raises(QueryFailed, match="stopped by the test"):
         e2e_querier.run(spec, datasets="diabetes")
     qid = spec.query_id_for("querier")
@@ -156,3 +175,40 @@ def test_a_node_that_shares_every_ciphertext_is_refused_by_the_log(
     assert ei.value.status == 409 and node in str(ei.value), str(ei.value)
     assert "withheld ciphertext" in str(ei.value)
     assert int(httpx.get(e2e_cluster.url("ledger") + "/v1/log").json()["size"]) == size
+
+
+def test_a_node_whose_pet_step_is_forged_is_named_by_the_next_node(
+        e2e_cluster: Any, e2e_querier: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """compute-1 logs a PET step computed on other inputs (candidates of ``Enc(0)``: every
+    cell would come out "small"); compute-2, asked for its step, checks the chain itself and
+    refuses, naming compute-1 at step 12; the querier's run fails naming it too."""
+    spec = _spec(min_cell_size=8)
+    qid = spec.query_id_for("querier")
+
+    def stop(self: Any, *args: Any) -> Any:
+        raise QueryFailed("stopped by the test before the PET chain")
+
+    monkeypatch.setattr(type(e2e_querier), "_pet_chain", stop)
+    with pytest.raises(QueryFailed, match="stopped by the test"):
+        e2e_querier.run(spec, datasets="diabetes")
+    monkeypatch.undo()
+    view = e2e_querier.follower.query_view(qid)
+    assert view.aggregate is not None and not view.pets and view.setup is not None
+    X = view.setup.collective_point()
+    node = "compute-1"
+    batches = [pet.blind_and_shuffle(X, pet.candidates(encrypt(X, 0), spec.min_cell_size),
+                                     pet.pet_context(qid, node, c)) for c in range(2)]
+    forged = entries.sign(entries.PetEntry.of(qid, node, batches),
+                          e2e_cluster.signing_key(node))
+    with e2e_cluster.client("ledger", as_party=node) as c:
+        c.post("/v1/entries", content=forged.to_bytes())  # well formed: the log takes it
+    with pytest.raises(RemoteError) as ei, \
+            e2e_cluster.client("compute-2", as_party="querier") as c:
+        c.post(f"/v1/queries/{qid}/pet")
+    assert "step 12" in str(ei.value) and node in str(ei.value), str(ei.value)
+    assert "PET blinding" in str(ei.value)
+    with pytest.raises(QueryFailed) as qi:
+        e2e_querier.run(spec, datasets="diabetes")
+    assert "step 12" in str(qi.value) and node in str(qi.value), str(qi.value)
+    after = parse_entries(e2e_querier.ledger.query_entries(qid))
+    assert [e.node for _, e in after.pets] == [node] and not after.gates

@@ -130,10 +130,15 @@ def test_parse_refuses_unrelated_second_query() -> None:
     assert view.result is not None and view.result[0] == 20
     with pytest.raises(VerificationError, match="two result entries"):
         parse_entries([(12, q1.to_bytes()), (20, r1.to_bytes()), (21, r1.to_bytes())])
-    # chain_rows keeps only the previous round's query and result; own_rows drops them
-    rows = [(3, q0.to_bytes()), (9, r0.to_bytes()), (12, q1.to_bytes()), (20, r1.to_bytes())]
-    assert [i for i, _ in chain.chain_rows(rows, q0.query_id)] == [3, 9]
+    # chain_rows keeps only the previous round's query, result and endorsements (step 8:
+    # the result must be established; tests/unit/test_chain_endorsed.py); own_rows drops them
+    e0 = entries.sign(entries.EndorsementEntry(q0.query_id, "prov-1",
+                                               entries.result_digest(r0.to_bytes())), KEY)
+    rows = [(3, q0.to_bytes()), (9, r0.to_bytes()), (10, e0.to_bytes()), (12, q1.to_bytes()),
+            (20, r1.to_bytes())]
+    assert [i for i, _ in chain.chain_rows(rows, q0.query_id)] == [3, 9, 10]
     assert [i for i, _ in chain.own_rows(rows)] == [12, 20]
+    assert [i for i, _ in parse_entries(rows).previous_endorsements] == [10]
 
 
 def test_previous_must_be_a_query_id() -> None:

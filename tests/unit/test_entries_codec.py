@@ -418,7 +418,8 @@ def test_decryption_and_result_rules():
     assert r["decryptors"] == ["node-a", "node-b"]
     one = E.Entry.from_bytes(_enc({**r, "decryptors": ["node-b"]}))
     assert isinstance(one, E.ResultEntry) and one.decryptors == ("node-b",)
-    for bad, why in (([], "must not be empty"),
+    # empty decryptors only with empty totals (every entry withheld by the PET gate)
+    for bad, why in (([], "totals without decrypting nodes"),
                      (["node-b", "node-a"], "sorted and unique"),
                      (["node-a", "node-a"], "sorted and unique"),
                      (["node-a", "node-b", "node-a"], "sorted and unique"),

@@ -367,11 +367,11 @@ def test_count_off_by_one_at_a_billion_fails_step_14() -> None:
 
 
 def test_totals_that_do_not_decode_fail_step_14() -> None:
-    """Counts no real rows give (more removals than a group has) cannot have a result: a
+    """Counts no real rows give (a negative count in a group) cannot have a result: a
     published one fails step 14, blaming the querier, instead of escaping as an exception."""
     spec, tot = case("kaplan_meier")
     bad = list(tot)
-    bad[0] = 1  # the control group "has" one row and dozens of events
+    bad[0] = -1  # the control group "has" minus one row after the grid
     q = E.sign(E.QueryEntry.for_spec(spec, "researcher"), RESEARCHER)
     r = E.sign(E.ResultEntry.for_totals(spec.query_id_for("researcher"), bad,
                                         decoded("kaplan_meier"), DECRYPTORS), RESEARCHER)
