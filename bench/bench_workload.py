@@ -222,7 +222,6 @@ def _owner_proc(configs: list[str], stop_file: str, out_file: str) -> None:
 
 
 def cluster(n: int, rho: float | None, procs: int, work: Path) -> dict[str, Any]:
-    from statledger.nodes.config import load_config
     from statledger.nodes.launcher import Cluster
     from statledger.nodes.querier import Querier
     from statledger.verifier.verify import verify_certificate
@@ -258,8 +257,6 @@ def cluster(n: int, rho: float | None, procs: int, work: Path) -> dict[str, Any]
         spec = QuerySpec.parse(spec_obj(rho, pull={"dataset": DATASET, "owners": "all",
                                                    "deadline": int(time.time() + 3600)},
                                         min_providers=n))
-        cfg = load_config(str(c.config_path("querier")))
-        del cfg
         q = Querier("querier", c.signing_key("querier"), c.url("ledger"),
                     {p.party_id: p.url for p in c.layout.compute}, {}, trust=c.genesis,
                     timeout=3600.0)

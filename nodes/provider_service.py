@@ -346,6 +346,14 @@ class ProviderNode:
             if done is not None:
                 return done, digest
             mine = self.actions.done(query_id, "contribute")
+            if mine is None:
+                # The append timed out (or the node crashed) after the ledger logged the
+                # submission: the log holds it, signed with this owner's own key (step 5
+                # checked the signature), so it is this owner's contribution.
+                own = [i for i, s in view.submissions if s.provider == self.party_id]
+                if len(own) == 1:
+                    mine = own[0]
+                    self.actions.record(query_id, "contribute", mine)
             if mine is None or view.aggregate is None or mine not in view.aggregate[1].submissions:
                 raise PolicyError(f"{self.party_id} did not contribute to the aggregate of "
                                   f"{query_id}; it endorses only results it took part in")

@@ -386,3 +386,38 @@ def test_ledger_killed_mid_query_then_resumed(e2e_cluster: Any, querier: Any) ->
     kinds = [k for _, k in _kinds(querier, qid)]
     assert sorted(kinds) == sorted(["query", "aggregate", "result"] + ["submission"] * 4
                                    + ["decryption"] * 3 + ["endorsement"] * 4)
+
+
+# -- an append that timed out after the ledger logged it ------------------------------------
+
+def test_owner_whose_append_timed_out_still_endorses(e2e_cluster: Any, querier: Any) -> None:
+    """The ledger logs a submission but the owner's append times out (a loaded machine): the
+    owner has no record of its contribution.  Asked to endorse, it finds its own signed
+    submission in the checked log and endorses; it never endorses for an owner that did not
+    submit (the twin below)."""
+    spec = _spec(bounds={"bmi": [15.0, 51.0]})
+    out = querier.run(spec, datasets="diabetes")
+    qid = out.query_id
+    owner = out.contributors[0]
+    db = Path(e2e_cluster.layout.parties[owner].data_dir) / "state.sqlite"
+    con = sqlite3.connect(db)
+    try:
+        with con:
+            gone = con.execute("DELETE FROM actions WHERE query_id=? AND action IN "
+                               "('contribute', 'endorse')", (qid,)).rowcount
+    finally:
+        con.close()
+    assert gone == 2
+    before = parse_entries(querier.ledger.query_entries(qid))
+    ok, failed = querier._fan_out({owner: querier.providers[owner]},
+                                  f"/v1/queries/{qid}/endorse")
+    assert failed == {} and owner in ok
+    after = parse_entries(querier.ledger.query_entries(qid))
+    # the same endorsement (identical bytes: the append is idempotent), not a second one
+    assert [i for i, _ in after.endorsements] == [i for i, _ in before.endorsements]
+    # twin: an owner with no submission on the log is still refused
+    absent = [p for p in querier.providers if p not in out.contributors]
+    if absent:
+        ok, failed = querier._fan_out({absent[0]: querier.providers[absent[0]]},
+                                      f"/v1/queries/{qid}/endorse")
+        assert absent[0] in failed and "did not contribute" in str(failed[absent[0]])
