@@ -684,6 +684,10 @@ def node_init(
     port_base: Annotated[int, typer.Option(
         help="ports in order from here: the ledger, compute-1..N, then the providers")
                          ] = 8100,
+    vertical: Annotated[list[str], typer.Option(
+        help="A:B, two providers that answer vertically partitioned queries together: a "
+             "fresh pair secret (0600) in each one's folder and in its config (repeatable)")
+                        ] = [],  # noqa: B006
 ) -> None:
     """Create keys (0600), TOML configs (0600, paths relative to each config's folder) and a
     strict, commented policy.toml per data owner for every party of a deployment."""
@@ -706,11 +710,24 @@ def node_init(
                 _fail(f"--provider {spec!r}: expected NAME:PATH", 2)
             ds[name] = str(Path(path).resolve())
         providers[pid] = ds
+    pairs: list[tuple[str, str]] = []
+    for item in vertical:
+        a, _, b = item.partition(":")
+        if not a or not b or a == b or ":" in b:
+            _fail(f"--vertical {item!r}: expected A:B, two different provider ids", 2)
+        for pid in (a, b):
+            if pid not in providers:
+                _fail(f"--vertical {item!r}: {pid!r} is not a --provider", 2)
+        if (a, b) in pairs or (b, a) in pairs:
+            _fail(f"--vertical {item!r}: the pair is given twice", 2)
+        pairs.append((a, b))
     try:
+        partners = _init_pair_secrets(base_dir, pairs)
         layout = init_cluster(base_dir, n_compute=compute, providers=providers,
                               queriers=querier, host=host, witness_quorum=quorum,
                               threshold=threshold, origin=origin, port_base=port_base,
-                              relative_paths=True, policy_templates=True)
+                              relative_paths=True, policy_templates=True,
+                              vertical_partners=partners)
     except StatledgerError as exc:
         _fail(str(exc), 2)
         return
@@ -718,6 +735,42 @@ def node_init(
         typer.echo(f"{p.party_id:<14} {p.role:<9} {p.url or '-':<26} {p.config_path}")
     typer.echo(f"witness quorum: {quorum} of {compute} compute nodes")
     typer.echo(f"decryption threshold: {threshold or compute} of {compute} compute nodes")
+    for a, b in pairs:
+        typer.echo(f"vertical partners: {a} and {b} (pair secret: {partners[a][b].name})")
+
+
+def _init_pair_secrets(base: Path, pairs: list[tuple[str, str]]
+                       ) -> dict[str, dict[str, Path]]:
+    """Per pair ``(A, B)``: ``BASE/A/vertical-B.key`` and ``BASE/B/vertical-A.key``, the same
+    fresh 32-byte secret in hex, mode 0600.  Re-running init keeps an existing pair secret
+    (as it keeps keys); two existing files that differ are refused."""
+    import os
+    import secrets as _secrets
+
+    out: dict[str, dict[str, Path]] = {}
+    for a, b in pairs:
+        pa = base.resolve() / a / f"vertical-{b}.key"
+        pb = base.resolve() / b / f"vertical-{a}.key"
+        old = {p.read_text(encoding="utf-8").strip() for p in (pa, pb) if p.is_file()}
+        if len(old) > 1:
+            raise MalformedError(f"vertical: {pa} and {pb} hold different pair secrets; "
+                                 "remove one (both owners must hold the same secret)")
+        secret = old.pop() if old else _secrets.token_bytes(32).hex()
+        try:
+            if len(bytes.fromhex(secret)) < 16:
+                raise ValueError
+        except ValueError:
+            raise MalformedError(f"vertical: the existing pair secret of {a} and {b} is not "
+                                 "hex of at least 16 bytes; remove its files") from None
+        for p in (pa, pb):
+            p.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(secret + "\n")
+        out.setdefault(a, {})[b] = pa
+        out.setdefault(b, {})[a] = pb
+    return out
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ from statledger.nodes.ledger_client import (
 from statledger.nodes.ledger_service import witness_from_config, witness_router
 from statledger.nodes.peers import QUERY_ROUTE, ActionLog, BoundedLock, create_party_app
 from statledger.nodes.trust import pinned_genesis
+from statledger.proofs.elgamal import Ciphertext
 from statledger.proofs.errors import (
     MalformedError,
     PolicyError,
@@ -523,6 +524,27 @@ class ComputeNode:
                               f"{what.split()[0]} now would be ignored")
         return ctx
 
+    def _pet_ready(self, query_id: str, action: str, what: str, *, complete: bool
+                   ) -> int | tuple[StepContext, list[list[Ciphertext]]]:
+        """The start the PET and gate actions share: this node's logged entry if it already
+        acted (the index), else steps 5-11 and the PET chain on the log checked (complete
+        or not) -- the context and the chain's last ciphertexts."""
+        done = self.actions.done(query_id, action)
+        if done is not None:
+            return done
+        view = query_view(self.follower, query_id)
+        resumed = self._resume(query_id, action, view.pets if action == "pet" else view.gates)
+        if resumed is not None:
+            return resumed
+        ctx = self._gated_context(query_id, what)
+        try:
+            chain = check_pet_chain(ctx, complete=complete, known=self._pets_checked)
+        except VerificationError as exc:
+            log.warning("refused %s query %s: %s (party: %s)", what, query_id, exc,
+                        exc.party or "-")
+            raise
+        return ctx, chain
+
     def pet(self, query_id: str) -> int:
         """Suppression before decryption, the PET chain (protocol/pet.py): check steps 5-11
         and every earlier PET step on the log (``check_pet_chain``), then blind (a secret
@@ -530,20 +552,10 @@ class ComputeNode:
         cell, with proofs, and log it.  Refused once this node is in the chain, once the
         chain has ``T`` steps, or once gate shares are logged."""
         with self._lock:
-            done = self.actions.done(query_id, "pet")
-            if done is not None:
-                return done
-            view = query_view(self.follower, query_id)
-            resumed = self._resume(query_id, "pet", view.pets)
-            if resumed is not None:
-                return resumed
-            ctx = self._gated_context(query_id, "PET step for")
-            try:
-                current = check_pet_chain(ctx, complete=False, known=self._pets_checked)
-            except VerificationError as exc:
-                log.warning("refused a PET step for query %s: %s (party: %s)", query_id, exc,
-                            exc.party or "-")
-                raise
+            ready = self._pet_ready(query_id, "pet", "a PET step for", complete=False)
+            if isinstance(ready, int):
+                return ready
+            ctx, current = ready
             setup = ctx.setup()
             if len(ctx.view.pets) >= flow.decryption_threshold(setup) or ctx.view.gates:
                 raise PolicyError(f"the PET chain of query {query_id} is complete")
@@ -563,20 +575,10 @@ class ComputeNode:
         (batched DLEQ, gate context).  Refused for a query without gates and once the release
         decision is logged."""
         with self._lock:
-            done = self.actions.done(query_id, "gate")
-            if done is not None:
-                return done
-            view = query_view(self.follower, query_id)
-            resumed = self._resume(query_id, "gate", view.gates)
-            if resumed is not None:
-                return resumed
-            ctx = self._gated_context(query_id, "gate shares for")
-            try:
-                final = check_pet_chain(ctx, complete=True, known=self._pets_checked)
-            except VerificationError as exc:
-                log.warning("refused gate shares for query %s: %s (party: %s)", query_id, exc,
-                            exc.party or "-")
-                raise
+            ready = self._pet_ready(query_id, "gate", "gate shares for", complete=True)
+            if isinstance(ready, int):
+                return ready
+            ctx, final = ready
             x_j, Y_j = self.key_share(ctx.view)
             cts = [ct for cell in final for ct in cell]
             shares, proof = flow.make_decryption(

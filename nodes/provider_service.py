@@ -149,17 +149,27 @@ class ProviderNode:
         total = self.policy.budget_rho if self.policy.budget_rho is not None else 0
         return BudgetLedger(dataset, total)
 
-    def _account_exact(self, name: str, query_id: str, spec: Any, report: Any) -> None:
-        """The exact-answer rules that need this owner's history: the quota of exact
-        answers per period and the differencing check; then record this answer (before
-        anything leaves the node)."""
-        rows = self._history.execute(
+    def _exact_history(self, name: str) -> list[tuple[str, float, bytes]]:
+        return [(str(q), float(t), bytes(b)) for q, t, b in self._history.execute(
             "SELECT query_id, answered_at, rows FROM exact_history WHERE dataset=?",
-            (name,)).fetchall()
+            (name,)).fetchall()]
+
+    def _check_exact_quota(self, name: str, query_id: str) -> None:
+        """The quota alone, recording nothing (owner A of a vertical query, before its
+        rows: an early refusal; the answer is accounted before its block)."""
+        rows = self._exact_history(name)
+        if not any(q == query_id for q, _, _ in rows):
+            self.policy.check_exact_quota(name, [t for _, t, _ in rows], time.time())
+
+    def _account_exact(self, name: str, query_id: str, spec: Any, selected: Any) -> None:
+        """The exact-answer rules that need this owner's history: the quota of exact
+        answers per period and the differencing check on ``selected`` (the mask of the
+        table rows the released aggregates cover); then record this answer (before
+        anything leaves the node)."""
+        rows = self._exact_history(name)
         if any(q == query_id for q, _, _ in rows):
             return  # already answered (a resumed request): accounted once
-        self.policy.check_exact_quota(name, [float(t) for _, t, _ in rows], time.time())
-        selected = report.selected
+        self.policy.check_exact_quota(name, [t for _, t, _ in rows], time.time())
         if selected is None:  # pragma: no cover - select_rows always sets it
             raise PolicyError("no row selection")
         if self.policy.differencing_check:
@@ -223,7 +233,7 @@ class ProviderNode:
                                  (name, json.dumps(budget.to_dict())))
             values, report = calibration.wire_encode(spec, table, self.party_id)
             if rho is None:  # every exact answer is accounted for (docs/deployment.md)
-                self._account_exact(name, query_id, spec, report)
+                self._account_exact(name, query_id, spec, report.selected)
             self.clipped[query_id] = calibration.clip_buckets(report)
             # the range-proved vector, and a one-hot proof when the query asks for it
             raw = validity.encrypt_submission(
@@ -276,8 +286,15 @@ class ProviderNode:
         logged = ctx.view.vertical
         rows, prods, _ = ctx.vertical_entries
         self.clipped[query_id] = {}
+        # Exact answers (no DP for vertical queries yet) count against the owner's quota and
+        # enter its history with the JOINED rows (vertical.joined_rows), checked and recorded
+        # in the phase that gates the release (B: products, A: block; nothing is decrypted
+        # without both), before that entry leaves the node.
+        exact = flow.privacy_rho(spec) is None
         if self.party_id == part.a:
             if not logged:
+                if exact:
+                    self._check_exact_quota(name, query_id)
                 data = vertical.a_rows(spec, query_id, table, cfg, X).to_bytes()
                 return self._log_vertical(entries.VerticalRowsEntry, query_id, data)
             if len(logged) == 1:
@@ -288,6 +305,9 @@ class ProviderNode:
             if rows is None or prods is None:  # pragma: no cover - step 9 decoded them
                 raise PolicyError("vertical entries not decoded")
             data = vertical.a_block(spec, query_id, table, cfg, X, rows, prods).to_bytes()
+            if exact:
+                self._account_exact(name, query_id, spec, vertical.joined_rows(
+                    spec, query_id, table, cfg, rows, prods))
             index = self._log_vertical(entries.VerticalBlockEntry, query_id, data)
             self.actions.record(query_id, "contribute", logged[0][0], name)
             return index
@@ -298,6 +318,9 @@ class ProviderNode:
             self.actions.record(query_id, "contribute", logged[1][0], name)
             return logged[1][0]
         data = vertical.b_products(spec, query_id, table, cfg, X, rows).to_bytes()
+        if exact:
+            self._account_exact(name, query_id, spec,
+                                vertical.joined_rows(spec, query_id, table, cfg, rows))
         index = self._log_vertical(entries.VerticalProductsEntry, query_id, data)
         self.actions.record(query_id, "contribute", index, name)
         return index

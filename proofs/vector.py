@@ -245,17 +245,7 @@ def encrypt_vector_with_proof(
 
     A value outside its range raises :class:`MalformedError` before anything is proved.
     """
-    _check_key(X)
-    rs, layout = _layout(ranges)
-    if len(values) != len(rs):
-        raise MalformedError(f"{len(values)} values but {len(rs)} ranges")
-    limb_values: list[list[int]] = []
-    for j, (v, (lo, hi)) in enumerate(zip(values, rs, strict=True)):
-        _check_int(v, f"value {j}")
-        if not lo <= v <= hi:
-            raise MalformedError(f"value {j} is outside its range [{lo}, {hi}]")
-        limb_values.append(split_limbs(v - lo, LIMB_BITS, layout.n_limbs[j]))
-    return _encrypt(X, limb_values, rs, layout, context)
+    return encrypt_vector_with_openings(X, values, ranges, context)[0]
 
 
 def encrypt_vector_with_openings(

@@ -97,6 +97,7 @@ __all__ = [
     "decode_a_block",
     "decrypt_release",
     "is_vertical",
+    "joined_rows",
     "mask_rows",
     "release_ciphertexts",
     "row_tag",
@@ -350,6 +351,8 @@ class VerticalProducts:
 class _Local:
     ids: list[str]
     u: dict[str, np.ndarray]  # shifted fixed-point values, int64, >= 0
+    at: np.ndarray  # the table row of each local row (the selected rows, in order)
+    n_rows: int  # rows in the owner's table
 
 
 def _local(plan: VerticalPlan, table: Table, owner: str, cols: Sequence[str]) -> _Local:
@@ -378,7 +381,7 @@ def _local(plan: VerticalPlan, table: Table, owner: str, cols: Sequence[str]) ->
     if len(ids) > spec.max_rows:
         raise PolicyError(f"owner {owner}: more rows than the query's max_rows")
     u = {c: sel.fixed[c].astype(np.int64) - gram_col(spec, c).lo for c in cols}
-    return _Local(ids, u)
+    return _Local(ids, u, np.flatnonzero(selected), len(raw))
 
 
 def _support_check(spec: QuerySpec, owner: str, local: _Local, rows: Sequence[int],
@@ -447,6 +450,26 @@ def _block(plan: VerticalPlan, local: _Local, rows: Sequence[int],
         else:
             b = [int(v) for v in local.u[lab[1]][idx].tolist()]
             out.append(sum(x * y for x, y in zip(a, b, strict=True)))
+    return out
+
+
+def joined_rows(spec: QuerySpec, query_id: str, table: Table, cfg: OwnerConfig,
+                rows: VerticalRows, products: VerticalProducts | None = None) -> np.ndarray:
+    """The rows of this owner's table that the query's released aggregates cover, as a mask
+    over the table (its exact-answer history, :mod:`statledger.protocol.history`): its
+    selected rows whose ids are in the join -- owner B: those it finds in A's entry (its
+    mask); owner A: those B's mask names (``products``).  Not the owner's own selection:
+    the partner's filter also picks rows, so two queries with the same selection at A can
+    release sums over joined sets one person apart."""
+    plan = VerticalPlan.of(spec)
+    own = plan.a_cols if cfg.owner == plan.part.a else plan.b_cols
+    key = cfg.secret_for(spec, plan.part)
+    local = _local(plan, table, cfg.owner, own)
+    match = _matched(plan, rows, key, query_id, local)
+    if products is not None:
+        match = {r: match[r] for r in mask_rows(products.mask, spec.max_rows) if r in match}
+    out = np.zeros(local.n_rows, dtype=bool)
+    out[local.at[np.asarray(sorted(match.values()), dtype=np.intp)]] = True
     return out
 
 

@@ -76,6 +76,11 @@ __all__ = [
     "require_no_group_by",
     "require_params",
     "fmt",
+    "is_finite_number",
+    "round_beta",
+    "round_index",
+    "round_tol",
+    "round_limit",
 ]
 
 Table = Mapping[str, Any]
@@ -197,6 +202,53 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, Mapping):
         return {str(k): json_safe(v) for k, v in obj.items()}
     raise MalformedError(f"result value of type {type(obj).__name__} is not JSON")
+
+
+def is_finite_number(v: Any) -> bool:
+    """A JSON number a spec may carry: an int or a finite float, never a bool."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# ------------------------------------------------------- parameters of chained rounds
+# Logistic IRLS and Cox run federated Newton rounds chained by ``params.previous``
+# (protocol/chain.py); both read their round parameters through these.
+def round_beta(spec: QuerySpec, k: int, max_abs: float, what: str) -> list[float]:
+    """``params.beta``: ``k`` finite numbers, each ``|b| <= max_abs`` (zeros when absent:
+    round 0); ``what`` says what the entries are, for the error message."""
+    b = spec.params.get("beta")
+    if b is None:
+        return [0.0] * k
+    if not isinstance(b, list) or len(b) != k:
+        raise MalformedError(f"params.beta: must be a list of {k} numbers ({what})")
+    for i, v in enumerate(b):
+        if not is_finite_number(v) or abs(v) > max_abs:
+            bound = f"{max_abs:.0e}".replace("e+0", "e")  # 1e3, 1e6
+            raise MalformedError(f"params.beta[{i}]: must be a finite number, |b| <= {bound}")
+    return [float(v) for v in b]
+
+
+def round_index(spec: QuerySpec, cap: int) -> int:
+    """``params.round``: an integer in ``0..cap-1`` (0 when absent)."""
+    r = spec.params.get("round", 0)
+    if isinstance(r, bool) or not isinstance(r, int) or not 0 <= r < cap:
+        raise MalformedError(f"params.round: must be an integer in 0..{cap - 1}")
+    return r
+
+
+def round_tol(spec: QuerySpec, default: float) -> float:
+    """``params.tol``: the convergence tolerance, a number in (0, 1)."""
+    t = spec.params.get("tol", default)
+    if not is_finite_number(t) or not 0 < float(t) < 1:
+        raise MalformedError("params.tol: must be a number in (0, 1)")
+    return float(t)
+
+
+def round_limit(spec: QuerySpec, default: int, cap: int) -> int:
+    """``params.max_rounds``: an integer in ``1..cap``."""
+    m = spec.params.get("max_rounds", default)
+    if isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= cap:
+        raise MalformedError(f"params.max_rounds: must be an integer in 1..{cap}")
+    return m
 
 
 def fmt(v: Any) -> str:

@@ -16,10 +16,19 @@ std         same as variance                      ``sqrt(variance)``
 Variance is the *sample* variance (``ddof=1``, like ``numpy.var(ddof=1)`` and pandas).
 ``S2`` is the sum of squares of the fixed-point values (at ``scale**2``), so the decoded
 variance is the exact sample variance of the quantised data.
-Cells are suppressed by :func:`~statledger.protocol.stats.base.suppress_group_cells`; a suppressed
-cell
-publishes neither its value nor its ``n``.  With DP noise ``n`` can be <= 0: the mean is then
-undefined (None) and a negative variance estimate is clamped to 0.
+Suppression before decryption (exact queries with ``min_cell_size >= 2``): the gates are every
+cell's ``n`` (:mod:`statledger.protocol.suppression`); only the bit ``n < min_cell_size`` per
+cell is learnt (an empty cell is small), and a small cell -- with its complementary cells,
+chosen by position (:func:`~statledger.protocol.stats.base.suppress_small_cells`; with one
+group_by column the overall total is the margin, with two the rows and columns) -- is never
+decrypted: neither its ``n`` nor its sums.  A count is gated too (its ``n`` *is* the answer).
+With ``min_cell_size == 1`` nothing is small but an empty selection, whose answer (0, or no
+mean) hides nothing: no gates, one decryption phase.  A DP query has no gates: its noisy
+counts are suppressed after decoding by
+:func:`~statledger.protocol.stats.base.suppress_group_cells` (``0 < n < min_cell_size``,
+post-processing).  A suppressed cell publishes neither its value nor its ``n``.  With DP
+noise ``n`` can be <= 0: the mean is then undefined (None) and a negative variance estimate
+is clamped to 0.
 
 Deterministic decoding (step 14 compares bit for bit): every value is an exact rational of
 the integer totals (``Fraction``) rounded once to the nearest float; ``std`` is the correctly
@@ -41,7 +50,7 @@ from statledger.protocol.stats.base import (
     Table,
     cell_label,
     cell_prefix,
-    check_totals,
+    check_released_totals,
     count_range,
     group_cells,
     int_dot,
@@ -53,6 +62,7 @@ from statledger.protocol.stats.base import (
     select_rows,
     sum_range,
     suppress_group_cells,
+    suppress_small_cells,
 )
 from statledger.protocol.stats.exact import sqrt_float, to_float
 
@@ -97,6 +107,35 @@ class _Basic(Statistic):
                 ranges.append(product_range(spec, col, col))
         return Layout(labels, ranges)
 
+    def _width(self, spec: QuerySpec) -> int:
+        """Entries per cell: ``n`` then the sums."""
+        return 1 + (self.order if self._col(spec) is not None else 0)
+
+    def gates(self, spec: QuerySpec) -> list[int]:
+        # every cell's n; none at min_cell_size 1 (only an empty selection would be small,
+        # and its answer hides nothing).  DP queries: protocol/suppression.py drops the gates.
+        if spec.min_cell_size <= 1:
+            return []
+        return list(range(0, len(self.layout(spec)), self._width(spec)))
+
+    def _mask_bits(self, spec: QuerySpec, small: Sequence[bool]) -> list[bool]:
+        """Suppression of the group-by cells from the PET bits alone: the cells in the
+        layout as :func:`~statledger.protocol.stats.base.suppress_group_cells` (one line with
+        the total as margin for one group_by column; a grid for two), complementary cells by
+        position."""
+        bits = [bool(b) for b in small]
+        if len(spec.group_by) < 2:
+            return suppress_small_cells([bits])[0]
+        ncol = len(spec.categories[spec.group_by[1]])
+        grid = [bits[i : i + ncol] for i in range(0, len(bits), ncol)]
+        return [m for row in suppress_small_cells(grid) for m in row]
+
+    def release(self, spec: QuerySpec, small: Sequence[bool]) -> list[bool]:
+        if len(small) != len(self.gates(spec)):
+            raise MalformedError("gate bits: one per cell expected")
+        mask = self._mask_bits(spec, small)
+        return [not m for m in mask for _ in range(self._width(spec))]
+
     def sensitivity(self, spec: QuerySpec) -> list[int]:
         col = self._col(spec)
         out: list[int] = []
@@ -128,17 +167,29 @@ class _Basic(Statistic):
     def _value(self, spec: QuerySpec, n: int, s1: int, s2: int) -> float | int | None:
         raise NotImplementedError
 
-    def decode(self, spec: QuerySpec, totals: Sequence[int]) -> StatResult:
-        t = check_totals(spec, self.layout(spec), totals)
+    def decode(self, spec: QuerySpec, totals: Sequence[int | None]) -> StatResult:
+        t = check_released_totals(spec, self.layout(spec), totals, [])
         col = self._col(spec)
-        width = 1 + (self.order if col is not None else 0)
+        width = self._width(spec)
         cells = group_cells(spec)
-        ns = [t[k * width] for k in range(len(cells))]
-        mask = suppress_group_cells(spec, ns)
+        gone = [t[k * width] is None for k in range(len(cells))]
+        # withheld counts: the PET gate's decision (never decrypted, exact queries); all
+        # counts present: exact counts >= min_cell_size or a DP query's noisy counts,
+        # suppressed by their values (post-processing)
+        if any(v is None for v in t) and (spec.privacy.mechanism != "none"
+                                          or not self.gates(spec)):
+            raise MalformedError("totals: withheld entries for a query without gates")
+        if any(gone):
+            mask = gone
+        else:
+            mask = suppress_group_cells(spec, [int(t[k * width] or 0) for k in range(len(cells))])
         out_cells: list[dict[str, Any]] = []
         rows: list[list[Any]] = []
         for k, cell in enumerate(cells):
-            block = t[k * width : (k + 1) * width] + [0, 0]
+            raw = t[k * width : (k + 1) * width]
+            if not mask[k] and any(v is None for v in raw):
+                raise MalformedError("totals: an entry of a published cell is withheld")
+            block = [int(v or 0) for v in raw] + [0, 0]
             n, s1, s2 = block[0], block[1], block[2]
             if mask[k]:
                 value: float | int | None = None

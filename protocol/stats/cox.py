@@ -68,7 +68,6 @@ log-likelihood from the counts alone (``phi = R - w d``) and the likelihood-rati
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from fractions import Fraction
@@ -93,6 +92,10 @@ from statledger.protocol.stats.base import (
     group_cells,
     register,
     require_params,
+    round_beta,
+    round_index,
+    round_limit,
+    round_tol,
     select_rows,
 )
 from statledger.protocol.stats.exact import (
@@ -126,10 +129,6 @@ _PIVOT_FLOOR = Decimal("1e-14")
 _GRID = KaplanMeier()  # one rule for the declared time grid (params.times / max_time)
 
 
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _rdiv(a: int, b: int) -> int:
     """``a / b`` rounded to the nearest integer, halves up (``b > 0``); exact."""
     return (2 * a + b) // (2 * b)
@@ -147,21 +146,12 @@ class CoxRegression(Statistic):
 
     # ------------------------------------------------------------------ params
     def _cols(self, spec: QuerySpec) -> tuple[str, str, list[str]]:
-        out = []
-        for key in ("time", "event"):
-            c = spec.params.get(key)
-            if not isinstance(c, str):
-                raise MalformedError(f"params.{key}: must be a column name (string)")
-            if c not in spec.bounds:
-                raise MalformedError(f"params.{key}: column {c!r} has no bounds (numeric)")
-            out.append(c)
-        if out[0] == out[1]:
-            raise MalformedError("params.event: must differ from params.time")
+        time, event = KaplanMeier.time_event(spec)  # the same rule as Kaplan-Meier's
         covs = check_column_list(spec, "covariates")
         for c in covs:
-            if c in out:
+            if c in (time, event):
                 raise MalformedError(f"params.covariates: {c!r} is the time or event column")
-        return out[0], out[1], covs
+        return time, event, covs
 
     def _ties(self, spec: QuerySpec) -> str:
         t = spec.params.get("ties", "breslow")
@@ -170,33 +160,16 @@ class CoxRegression(Statistic):
         return str(t)
 
     def _beta(self, spec: QuerySpec, k: int) -> list[float]:
-        b = spec.params.get("beta")
-        if b is None:
-            return [0.0] * k
-        if not isinstance(b, list) or len(b) != k:
-            raise MalformedError(f"params.beta: must be a list of {k} numbers (one per covariate)")
-        for i, v in enumerate(b):
-            if not _is_num(v) or abs(v) > _MAX_ABS_BETA:
-                raise MalformedError(f"params.beta[{i}]: must be a finite number, |b| <= 1e3")
-        return [float(v) for v in b]
+        return round_beta(spec, k, _MAX_ABS_BETA, "one per covariate")
 
     def _round(self, spec: QuerySpec) -> int:
-        r = spec.params.get("round", 0)
-        if isinstance(r, bool) or not isinstance(r, int) or not 0 <= r < _MAX_ROUNDS_CAP:
-            raise MalformedError(f"params.round: must be an integer in 0..{_MAX_ROUNDS_CAP - 1}")
-        return r
+        return round_index(spec, _MAX_ROUNDS_CAP)
 
     def _tol(self, spec: QuerySpec) -> float:
-        t = spec.params.get("tol", DEFAULT_TOL)
-        if not _is_num(t) or not 0 < float(t) < 1:
-            raise MalformedError("params.tol: must be a number in (0, 1)")
-        return float(t)
+        return round_tol(spec, DEFAULT_TOL)
 
     def _max_rounds(self, spec: QuerySpec) -> int:
-        m = spec.params.get("max_rounds", DEFAULT_MAX_ROUNDS)
-        if isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= _MAX_ROUNDS_CAP:
-            raise MalformedError(f"params.max_rounds: must be an integer in 1..{_MAX_ROUNDS_CAP}")
-        return m
+        return round_limit(spec, DEFAULT_MAX_ROUNDS, _MAX_ROUNDS_CAP)
 
     def validate(self, spec: QuerySpec) -> None:
         require_params(

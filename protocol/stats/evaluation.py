@@ -54,7 +54,6 @@ rounded square roots.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
@@ -72,6 +71,7 @@ from statledger.protocol.stats.base import (
     Table,
     check_released_totals,
     count_range,
+    is_finite_number,
     max_abs_fixed,
     max_abs_product,
     product_range,
@@ -116,15 +116,11 @@ FloatArray = npt.NDArray[np.float64]
 _LOGISTIC = LogisticIRLS()
 
 
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _same_numbers(a: Any, b: Any) -> bool:
     """Two lists of the same finite numbers, exactly (an int and a float are the same number
     when equal as rationals: canonical JSON writes 1.0 as 1)."""
     return (isinstance(a, list) and isinstance(b, list) and len(a) == len(b)
-            and all(_is_num(x) and _is_num(y) and Fraction(x) == Fraction(y)
+            and all(is_finite_number(x) and is_finite_number(y) and Fraction(x) == Fraction(y)
                     for x, y in zip(a, b, strict=True)))
 
 
@@ -147,14 +143,14 @@ def _coef(spec: QuerySpec) -> list[Fraction]:
         raise MalformedError(f"params.coef: must be the fit's {len(feats) + 1} coefficients "
                              "(intercept first)")
     for i, v in enumerate(c):
-        if not _is_num(v) or abs(v) > _MAX_ABS_COEF:
+        if not is_finite_number(v) or abs(v) > _MAX_ABS_COEF:
             raise MalformedError(f"params.coef[{i}]: must be a finite number, |coef| <= 1e12")
     return [Fraction(v) for v in c]
 
 
 def _threshold(spec: QuerySpec) -> float:
     t = spec.params.get("threshold", DEFAULT_THRESHOLD)
-    if not _is_num(t) or not 0 < t < 1:
+    if not is_finite_number(t) or not 0 < t < 1:
         raise MalformedError("params.threshold: must be a number in (0, 1)")
     return float(t)
 
@@ -470,7 +466,7 @@ def check_model_reference(spec: QuerySpec, model_spec: QuerySpec,
     if model_spec.params.get("standardize", {}) != spec.params.get("standardize", {}):
         raise MalformedError("params.standardize differs from the fit's")
     coef = model_result.get("coef")
-    if not isinstance(coef, list) or not all(_is_num(c) for c in coef):
+    if not isinstance(coef, list) or not all(is_finite_number(c) for c in coef):
         raise MalformedError("the referenced result holds no model (no coefficients: "
                              "suppressed or singular)")
     if not _same_numbers(coef, spec.params.get("coef")):
@@ -490,7 +486,7 @@ def evaluation_spec(model_spec: QuerySpec, model_query_id: str, model_result: Ma
         raise MalformedError(f"{model_spec.statistic!r} is not a model fit "
                              f"({', '.join(MODELS)})")
     coef = model_result.get("coef")
-    if not isinstance(coef, list) or not all(_is_num(c) for c in coef):
+    if not isinstance(coef, list) or not all(is_finite_number(c) for c in coef):
         raise MalformedError("the fit's result holds no coefficients (suppressed or singular)")
     src = model_spec.to_json_obj()
     params: dict[str, Any] = {

@@ -78,9 +78,14 @@ from statledger.protocol.stats.base import (
     Table,
     check_totals,
     count_range,
+    is_finite_number,
     register,
     require_no_group_by,
     require_params,
+    round_beta,
+    round_index,
+    round_limit,
+    round_tol,
     select_rows,
 )
 from statledger.protocol.stats.exact import (
@@ -126,10 +131,6 @@ IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
 
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 # ---------------------------------------------------------------------------- shared
 class _LogisticBase(Statistic):
     _extra_params: tuple[str, ...] = ()
@@ -154,7 +155,7 @@ class _LogisticBase(Statistic):
             where = f"params.standardize.{col}"
             if col not in feats:
                 raise MalformedError(f"{where}: not one of params.features")
-            if not isinstance(cs, list) or len(cs) != 2 or not all(_is_num(v) for v in cs):
+            if not isinstance(cs, list) or len(cs) != 2 or not all(is_finite_number(v) for v in cs):
                 raise MalformedError(f"{where}: must be [center, spread] (two finite numbers)")
             if not cs[1] > 0:
                 raise MalformedError(f"{where}: spread must be > 0")
@@ -296,33 +297,16 @@ class LogisticIRLS(_LogisticBase):
 
     # ------------------------------------------------------------------ params
     def _beta(self, spec: QuerySpec, k: int) -> list[float]:
-        b = spec.params.get("beta")
-        if b is None:
-            return [0.0] * k
-        if not isinstance(b, list) or len(b) != k:
-            raise MalformedError(f"params.beta: must be a list of {k} numbers (intercept first)")
-        for i, v in enumerate(b):
-            if not _is_num(v) or abs(v) > _MAX_ABS_BETA:
-                raise MalformedError(f"params.beta[{i}]: must be a finite number, |b| <= 1e6")
-        return [float(v) for v in b]
+        return round_beta(spec, k, _MAX_ABS_BETA, "intercept first")
 
     def _round(self, spec: QuerySpec) -> int:
-        r = spec.params.get("round", 0)
-        if isinstance(r, bool) or not isinstance(r, int) or not 0 <= r < _MAX_ROUNDS_CAP:
-            raise MalformedError(f"params.round: must be an integer in 0..{_MAX_ROUNDS_CAP - 1}")
-        return r
+        return round_index(spec, _MAX_ROUNDS_CAP)
 
     def _tol(self, spec: QuerySpec) -> float:
-        t = spec.params.get("tol", DEFAULT_TOL)
-        if not _is_num(t) or not 0 < float(t) < 1:
-            raise MalformedError("params.tol: must be a number in (0, 1)")
-        return float(t)
+        return round_tol(spec, DEFAULT_TOL)
 
     def _max_rounds(self, spec: QuerySpec) -> int:
-        m = spec.params.get("max_rounds", DEFAULT_MAX_ROUNDS)
-        if isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= _MAX_ROUNDS_CAP:
-            raise MalformedError(f"params.max_rounds: must be an integer in 1..{_MAX_ROUNDS_CAP}")
-        return m
+        return round_limit(spec, DEFAULT_MAX_ROUNDS, _MAX_ROUNDS_CAP)
 
     def validate(self, spec: QuerySpec) -> None:
         feats, _ = self._common_validate(spec)

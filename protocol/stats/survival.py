@@ -77,6 +77,7 @@ from statledger.protocol.stats.base import (
     check_totals,
     fmt,
     group_cells,
+    is_finite_number,
     register,
     require_params,
     select_rows,
@@ -99,10 +100,6 @@ __all__ = ["KaplanMeier", "km_curve", "logrank"]
 
 
 _MAX_GRID = 4096
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def km_curve(
@@ -286,7 +283,7 @@ class KaplanMeier(Statistic):
         if not isinstance(ts, list) or not 1 <= len(ts) <= _MAX_GRID:
             raise MalformedError(f"params.times: must be a list of 1..{_MAX_GRID} numbers")
         for i, t in enumerate(ts):
-            if not _is_num(t):
+            if not is_finite_number(t):
                 raise MalformedError(f"params.times[{i}]: must be a finite number")
             if i == 0 and t <= 0:
                 raise MalformedError("params.times[0]: must be > 0")
@@ -319,11 +316,16 @@ class KaplanMeier(Statistic):
 
     def _alpha(self, spec: QuerySpec) -> float:
         a = spec.params.get("alpha", 0.05)
-        if not _is_num(a) or not 0.0 < float(a) < 1.0:
+        if not is_finite_number(a) or not 0.0 < float(a) < 1.0:
             raise MalformedError("params.alpha: must be a number in (0, 1)")
         return float(a)
 
     def _cols(self, spec: QuerySpec) -> tuple[str, str]:
+        return self.time_event(spec)
+
+    @staticmethod
+    def time_event(spec: QuerySpec) -> tuple[str, str]:
+        """``params.time`` and ``params.event``: two distinct numeric (bounded) columns."""
         out = []
         for key in ("time", "event"):
             c = spec.params.get(key)

@@ -381,7 +381,7 @@ def test_a_decision_without_gate_shares_is_missing_not_invalid() -> None:
 @pytest.mark.parametrize("kind", ["gate", "pet"])
 def test_gate_and_pet_entries_on_a_query_without_gates_are_rejected(kind: str) -> None:
     spec = QuerySpec.parse({"version": 1, "statistic": "mean", "columns": ["income"],
-                            "bounds": {"income": [0, 200000]}, "min_cell_size": 5,
+                            "bounds": {"income": [0, 200000]}, "min_cell_size": 1,
                             "max_rows": 100, "min_providers": 2})
     assert not suppression.gated(spec)
     rows, _ = _build(spec, _tables(), gated=False)
@@ -681,10 +681,11 @@ def test_a_dp_query_has_no_gates_and_suppresses_by_noisy_value() -> None:
 
 
 def test_one_phase_statistics_have_no_gates() -> None:
-    """Counts have nothing but counts; ``mean``/``sum`` and the moments are not gated yet
-    (docs/privacy.md, "What is not built yet")."""
-    for obj in ({"statistic": "count", "columns": []},
-                {"statistic": "mean", "columns": ["x"], "bounds": {"x": [0, 1]}},
+    """``histogram`` is not gated yet (docs/privacy.md, "What is not built yet"); count and
+    the moments are gated except at ``min_cell_size`` 1 (tests/unit/test_suppression_basic.py)."""
+    for obj in ({"statistic": "count", "columns": [], "min_cell_size": 1},
+                {"statistic": "mean", "columns": ["x"], "bounds": {"x": [0, 1]},
+                 "min_cell_size": 1},
                 {"statistic": "histogram", "columns": ["x"], "bounds": {"x": [0, 1]},
                  "params": {"bins": [0, 0.5, 1]}}):
         assert not suppression.gated(QuerySpec.parse({"version": 1, **obj}))
