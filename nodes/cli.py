@@ -112,13 +112,10 @@ def _vertical_owners(spec: Any, n_files: int) -> list[str] | None:
 def _pair_secret(tmp: Path, owners: list[str]) -> dict[str, dict[str, Path]]:
     """A fresh pair secret for the two local vertical owners (this run only, mode 0600,
     never on the log): each owner's node config names the other as its partner."""
-    import os
-    import secrets as _secrets
+    from statledger.nodes.keys import write_pair_secret
 
     path = tmp / "vertical-pair.key"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(_secrets.token_bytes(32).hex())
+    write_pair_secret([path])
     a, b = owners
     return {a: {b: path}, b: {a: path}}
 
@@ -744,8 +741,7 @@ def _init_pair_secrets(base: Path, pairs: list[tuple[str, str]]
     """Per pair ``(A, B)``: ``BASE/A/vertical-B.key`` and ``BASE/B/vertical-A.key``, the same
     fresh 32-byte secret in hex, mode 0600.  Re-running init keeps an existing pair secret
     (as it keeps keys); two existing files that differ are refused."""
-    import os
-    import secrets as _secrets
+    from statledger.nodes.keys import write_pair_secret
 
     out: dict[str, dict[str, Path]] = {}
     for a, b in pairs:
@@ -755,19 +751,14 @@ def _init_pair_secrets(base: Path, pairs: list[tuple[str, str]]
         if len(old) > 1:
             raise MalformedError(f"vertical: {pa} and {pb} hold different pair secrets; "
                                  "remove one (both owners must hold the same secret)")
-        secret = old.pop() if old else _secrets.token_bytes(32).hex()
         try:
-            if len(bytes.fromhex(secret)) < 16:
+            kept = bytes.fromhex(old.pop()) if old else None
+            if kept is not None and len(kept) < 16:
                 raise ValueError
         except ValueError:
             raise MalformedError(f"vertical: the existing pair secret of {a} and {b} is not "
                                  "hex of at least 16 bytes; remove its files") from None
-        for p in (pa, pb):
-            p.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(secret + "\n")
+        write_pair_secret([pa, pb], kept)
         out.setdefault(a, {})[b] = pa
         out.setdefault(b, {})[a] = pb
     return out

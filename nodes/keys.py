@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,7 @@ __all__ = [
     "KeyFileError",
     "KeyPermissionError",
     "write_secret_file",
+    "write_pair_secret",
     "read_secret_file",
     "create_identity_key",
     "load_identity_key",
@@ -74,6 +76,25 @@ def write_secret_file(path: str | Path, kind: str, secret: bytes) -> Path:
     finally:
         os.close(fd)
     return p
+
+
+def write_pair_secret(paths: Sequence[str | Path], secret: bytes | None = None) -> bytes:
+    """Write a vertical pair secret (docs/deployment.md, "Vertical partners") to every path
+    as one line of hex, mode 0600 (a new folder 0700); ``secret`` defaults to 32 fresh
+    random bytes.  Returns the secret."""
+    key = secrets.token_bytes(32) if secret is None else secret
+    if len(key) < 16:
+        raise KeyFileError("a pair secret must be at least 16 bytes")
+    for path in paths:
+        p = Path(path)
+        p.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, (key.hex() + "\n").encode("ascii"))
+        finally:
+            os.close(fd)
+    return key
 
 
 def read_secret_file(path: str | Path, kind: str) -> bytes:

@@ -31,8 +31,10 @@ budget (docs/privacy.md), and a PET cannot test a noisy count against a threshol
 A statistic without gates decrypts everything in one phase, as before: no pet, gate or
 release entry may appear for its queries.  Gated today (exact queries): ``crosstab`` (gates:
 the cell counts; withheld: every entry of a suppressed cell, its count included),
-``min``/``max`` (gate: ``n``; withheld when small: everything) and ``linear_regression``
-(gate: ``n``; withheld when small: everything).
+``min``/``max`` (gate: ``n``; withheld when small: everything), ``linear_regression``
+(gate: ``n``; withheld when small: everything) and ``count``/``sum``/``mean``/``variance``/
+``std`` with ``min_cell_size >= 2`` (gates: every group-by cell's ``n``; withheld: every entry
+of a suppressed cell, as for ``crosstab``).
 """
 
 from __future__ import annotations

@@ -459,8 +459,8 @@ def joined_rows(spec: QuerySpec, query_id: str, table: Table, cfg: OwnerConfig,
     over the table (its exact-answer history, :mod:`statledger.protocol.history`): its
     selected rows whose ids are in the join -- owner B: those it finds in A's entry (its
     mask); owner A: those B's mask names (``products``).  Not the owner's own selection:
-    the partner's filter also picks rows, so two queries with the same selection at A can
-    release sums over joined sets one person apart."""
+    the partner's rows also pick the join (its table, its missing values), so two queries
+    with the same selection at A can release sums over joined sets one person apart."""
     plan = VerticalPlan.of(spec)
     own = plan.a_cols if cfg.owner == plan.part.a else plan.b_cols
     key = cfg.secret_for(spec, plan.part)

@@ -343,8 +343,7 @@ def _pair_secrets(work: Path, pairs: Sequence[Sequence[str]], sites: Mapping[str
                   ) -> dict[str, dict[str, Path]]:
     """A fresh pair secret (mode 0600, this session only, never on the log) for each pair
     of sites that may answer vertical queries together."""
-    import os
-    import secrets
+    from statledger.nodes.keys import write_pair_secret
 
     out: dict[str, dict[str, Path]] = {}
     for k, pair in enumerate(pairs):
@@ -352,9 +351,7 @@ def _pair_secrets(work: Path, pairs: Sequence[Sequence[str]], sites: Mapping[str
                 or any(p not in sites for p in pair)):
             raise MalformedError(f"vertical: pair {k} must name two different sites")
         path = work / f"vertical-pair-{k}.key"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(secrets.token_bytes(32).hex())
+        write_pair_secret([path])
         a, b = pair
         out.setdefault(a, {})[b] = path
         out.setdefault(b, {})[a] = path

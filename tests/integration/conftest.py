@@ -19,16 +19,19 @@ import pytest
 # ---------------------------------------------------------------------------------------
 
 #: The queries the verifier suite runs once on one real cluster.  ``mean_other`` has the same
-#: public layout as ``mean`` (only ``min_cell_size`` differs, so another query id): the
-#: replay tests move a submission from one to the other.
+#: public layout as ``mean`` (only ``min_providers`` differs, so another query id): the
+#: replay tests move a submission from one to the other.  Both use ``min_cell_size`` 1, so
+#: they decrypt in one phase (no PET gate: tests/integration/forge.py re-derives the
+#: decryption of a forged aggregate, not a PET chain); ``crosstab`` is the gated query.
 VERIFIER_QUERIES: dict[str, tuple[str, dict[str, Any]]] = {
     "mean": ("diabetes", {
         "version": 1, "statistic": "mean", "columns": ["bmi"],
-        "bounds": {"bmi": [15.0, 50.0]}, "max_rows": 1000,
+        "bounds": {"bmi": [15.0, 50.0]}, "max_rows": 1000, "min_cell_size": 1,
     }),
     "mean_other": ("diabetes", {
         "version": 1, "statistic": "mean", "columns": ["bmi"],
-        "bounds": {"bmi": [15.0, 50.0]}, "max_rows": 1000, "min_cell_size": 6,
+        "bounds": {"bmi": [15.0, 50.0]}, "max_rows": 1000, "min_cell_size": 1,
+        "min_providers": 3,
     }),
     "crosstab": ("waltons", {
         "version": 1, "statistic": "crosstab", "group_by": ["group"],

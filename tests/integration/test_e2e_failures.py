@@ -147,7 +147,7 @@ def _post_as(cluster: Any, party: str, entry: Any) -> int:
 @pytest.fixture(scope="module")
 def posted_query(e2e_cluster: Any, querier: Any) -> tuple[QuerySpec, Any]:
     """A query entry on the log that no provider was asked to answer."""
-    spec = _spec(min_cell_size=7)
+    spec = _spec(min_cell_size=1, max_rows=1007)  # no PET gate; distinct query id
     querier.ledger.append(entries.sign(entries.QueryEntry.for_spec(spec, "querier"),
                                        e2e_cluster.signing_key("querier")))
     view = parse_entries(querier.ledger.query_entries(spec.query_id_for("querier")))
@@ -228,7 +228,7 @@ def _kinds(querier: Any, qid: str) -> list[tuple[int, str]]:
 # -- a compute node's wrong decryption share -----------------------------------------------
 
 def test_wrong_decryption_share_caught_and_named(e2e_cluster: Any, querier: Any) -> None:
-    spec = _spec(min_cell_size=8)
+    spec = _spec(min_cell_size=1, max_rows=1008)  # no PET gate; distinct query id
     qid = spec.query_id_for("querier")
     x1 = load_elgamal_share(Path(e2e_cluster.layout.parties["compute-1"].data_dir)
                             / "elgamal.key")
@@ -270,7 +270,7 @@ def test_compute_node_with_a_wrong_key_share_refuses_then_recovers(
     query id completes."""
     from statledger.nodes.keys import load_or_create_elgamal_share
 
-    spec = _spec(min_cell_size=9)
+    spec = _spec(min_cell_size=1, max_rows=1009)  # no PET gate; distinct query id
     key = Path(e2e_cluster.layout.parties["compute-3"].data_dir) / "elgamal.key"
     original = key.read_bytes()
     load_or_create_elgamal_share(tmp_path / "other.key")
@@ -363,7 +363,7 @@ def test_ledger_killed_mid_query_then_resumed(e2e_cluster: Any, querier: Any) ->
     """The ledger dies after the contributions: the query fails naming the step and the
     ledger; after a restart (state from its SQLite) the same query id completes, every
     entry logged exactly once."""
-    spec = _spec(min_cell_size=10)
+    spec = _spec(min_cell_size=1, max_rows=1010)  # no PET gate; distinct query id
     qid = spec.query_id_for("querier")
     killed: list[str] = []
 

@@ -212,3 +212,37 @@ def test_a_node_whose_pet_step_is_forged_is_named_by_the_next_node(
     assert "step 12" in str(qi.value) and node in str(qi.value), str(qi.value)
     after = parse_entries(e2e_querier.ledger.query_entries(qid))
     assert [e.node for _, e in after.pets] == [node] and not after.gates
+
+
+def test_a_mean_over_the_one_person_releases_nothing_end_to_end(e2e_querier: Any) -> None:
+    """mean/sum/variance are gated by their ``n`` too (protocol/stats/basic.py): the mean of
+    ``target`` over the one person with ``bmi >= 42`` decrypts nothing -- neither the count
+    nor the sum has a share on the log -- and a mean over ``bmi >= 30`` decrypts as before."""
+    base = {"version": 1, "statistic": "mean", "columns": ["target"],
+            "bounds": {"target": [0, 400], "bmi": [10, 60]}, "min_cell_size": 5,
+            "max_rows": 1000}
+    spec = QuerySpec.parse({**base, "filters": [{"column": "bmi", "op": ">=", "value": 42}]})
+    assert suppression.gate_entries(spec) == [0]
+    outcome = e2e_querier.run(spec, datasets="diabetes")
+    res = outcome.result.to_dict()
+    assert res["n"] is None and res["value"] is None and res["cells"][0]["suppressed"]
+    rows = e2e_querier.ledger.query_entries(spec.query_id_for("querier"))
+    view = parse_entries(rows)
+    assert view.release is not None and view.release[1].small_bits() == [True]
+    assert view.release[1].released == () and not view.decryptions
+    assert view.result is not None and view.result[1].totals == ()
+    fixed = round(_the_person() * spec.scale)
+    for _, data in rows:
+        obj = entries.Entry.from_bytes(data).to_json_obj()
+        assert str(fixed) not in json.dumps(obj), obj.get("kind")
+    assert str(fixed).encode() not in outcome.certificate.to_bytes()
+
+    large = QuerySpec.parse({**base, "filters": [{"column": "bmi", "op": ">=", "value": 30}]})
+    got = e2e_querier.run(large, datasets="diabetes").result.to_dict()
+    parts = [datasets.load("diabetes", s) for s in datasets.sites("diabetes")]
+    picked = np.concatenate([r["target"][r["bmi"] >= 30] for r in parts])
+    assert got["n"] == picked.size >= 5
+    assert got["value"] == pytest.approx(float(picked.mean()), rel=1e-6)
+    view = parse_entries(e2e_querier.ledger.query_entries(large.query_id_for("querier")))
+    assert view.release is not None and view.release[1].small_bits() == [False]
+    assert view.decryptions

@@ -31,10 +31,11 @@ COMPUTE = ["compute-1", "compute-2", "compute-3"]
 
 
 def _spec(min_cell: int) -> QuerySpec:
-    # a distinct min_cell_size per test: a distinct query id (specs are shared by nobody)
+    # a distinct max_rows per test: a distinct query id (specs are shared by nobody);
+    # min_cell_size 1: no PET gate, these tests are about the decryption phase
     return QuerySpec.parse({"version": 1, "statistic": "mean", "columns": ["bmi"],
-                            "bounds": {"bmi": [15.0, 50.0]}, "max_rows": 1000,
-                            "min_cell_size": min_cell})
+                            "bounds": {"bmi": [15.0, 50.0]}, "max_rows": 1000 + min_cell,
+                            "min_cell_size": 1})
 
 
 @pytest.fixture(scope="module")

@@ -89,6 +89,12 @@ def test_node_init_keeps_the_pair_secret_on_re_init(tmp_path: Path, data: Path) 
     (base / B / f"vertical-{A}.key").write_text("00" * 32, encoding="utf-8")
     code, out = _init(base, data, "--vertical", f"{A}:{B}")
     assert code == 2 and "different pair secrets" in out
+    # an existing secret that is not hex, or too short: refused, never kept
+    for bad in ("zz" * 32, "00" * 15):
+        for who, other in ((A, B), (B, A)):
+            (base / who / f"vertical-{other}.key").write_text(bad, encoding="utf-8")
+        code, out = _init(base, data, "--vertical", f"{A}:{B}")
+        assert code == 2 and "not hex of at least 16 bytes" in out
 
 
 @pytest.mark.parametrize(("arg", "why"), [
