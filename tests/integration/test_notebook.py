@@ -40,6 +40,7 @@ def test_the_notebook_runs(tmp_path: Path) -> None:
     html = json.dumps([o.get("data", {}).get("text/html", "") for o in outputs])
     assert "OLS Regression Results" in text
     assert "converged: True" in text and "IRLS rounds verified" in text
+    assert "'roc_auc'" in text and "evaluation verified: True" in text  # model evaluation
     assert "P&gt;|z|" in html or "P>|z|" in html  # the logistic fit shown as a table
     assert any("image/png" in o.get("data", {}) for o in outputs), "no KM plot"
     assert (tmp_path / "km.cert").is_file() and (tmp_path / "logit-round1.cert").is_file()
