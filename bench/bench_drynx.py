@@ -189,6 +189,15 @@ def cpu_tree(root: int | None = None) -> float:
     return cpu_snapshot({"all": root})["all"]
 
 
+def write_results(res: dict[str, Any], out: str | Path) -> None:
+    """Stamp the end load average, write ``res`` as JSON to ``out`` and print it."""
+    res["load_average_end"] = load_average()
+    text = json.dumps(res, indent=2, sort_keys=True)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(text + "\n", encoding="utf-8")
+    sys.stdout.write(text + "\n")
+
+
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -459,11 +468,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                 ref["irls_round0"])
             res["ratios"]["irls_round_verify_speedup_vs_drynx"] = round(
                 DRYNX["verify_s"] / r["verify_s"], 2)
-    res["load_average_end"] = load_average()
-    text = json.dumps(res, indent=2, sort_keys=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text + "\n", encoding="utf-8")
-    sys.stdout.write(text + "\n")
+    write_results(res, args.out)
     tmp.cleanup()
     return 0
 

@@ -40,7 +40,6 @@ decrypted totals.  Prints one JSON object and writes ``bench/results/drynx_ops.j
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -59,6 +58,7 @@ from bench_drynx import (  # noqa: E402 - the headline's data and cluster helper
     load_average,
     run_query,
     spec_obj,
+    write_results,
 )
 
 #: Drynx's per-operation totals in seconds (TIFS 2020, allOps.py "total").
@@ -215,11 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         r = _simul_sum(base / "simul", args.verify_reps)
         res["ops"]["sum_simul"] = r
         res["table"]["sum_simul"] = _summary("sum_simul", r)
-    res["load_average_end"] = load_average()
-    text = json.dumps(res, indent=2, sort_keys=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text + "\n", encoding="utf-8")
-    sys.stdout.write(text + "\n")
+    write_results(res, args.out)
     tmp.cleanup()
     return 0
 

@@ -21,7 +21,7 @@ Step 11 carries the rule on the number of providers (:data:`MIN_PROVIDERS_FLOOR`
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -640,6 +640,17 @@ def _vertical_aggregate(ctx: StepContext, agg: AggregateEntry) -> str:
             "over the joined rows)")
 
 
+def _compute_share_entry(ctx: StepContext, index: int, e: GateEntry | DecryptionEntry,
+                         what: str, seen: Mapping[str, object]) -> None:
+    """(12) What a gate and a decryption entry share: by a compute node of the setup,
+    signed by it (admitted at that index), and its only entry of that kind."""
+    if e.node not in ctx.setup().compute:
+        raise fail(12, f"{what} entry {index} by {e.node}, not a compute node", e.node)
+    _signed(ctx, index, e, e.node, "compute", 12)
+    if e.node in seen:
+        raise fail(12, f"node {e.node} sent two {what} entries", e.node)
+
+
 def check_pet_chain(ctx: StepContext, *, complete: bool,
                     known: set[tuple[str, int, str]] | None = None) -> list[list[Ciphertext]]:
     """(12, PET) The blinded shuffled PET chain of a gated query (protocol/pet.py): the
@@ -740,11 +751,7 @@ def check_release(ctx: StepContext, *,
     k = len(final[0])
     entries: dict[str, tuple[int, GateEntry]] = {}
     for index, g in view.gates:
-        if g.node not in setup.compute:
-            raise fail(12, f"gate entry {index} by {g.node}, not a compute node", g.node)
-        _signed(ctx, index, g, g.node, "compute", 12)
-        if g.node in entries:
-            raise fail(12, f"node {g.node} sent two gate entries", g.node)
+        _compute_share_entry(ctx, index, g, "gate", entries)
         if index < last_pet:
             raise fail(12, f"gate entry {index} precedes the last PET step", g.node)
         if len(g.shares) != len(gate_cts):
@@ -833,11 +840,7 @@ def step_12_decryption(ctx: StepContext) -> str:
         return f"nothing decrypted; {gate_detail}"
     entries: dict[str, tuple[int, DecryptionEntry]] = {}
     for index, d in view.decryptions:
-        if d.node not in setup.compute:
-            raise fail(12, f"decryption entry {index} by {d.node}, not a compute node", d.node)
-        _signed(ctx, index, d, d.node, "compute", 12)
-        if d.node in entries:
-            raise fail(12, f"node {d.node} sent two decryption entries", d.node)
+        _compute_share_entry(ctx, index, d, "decryption", entries)
         entries[d.node] = (index, d)
 
     def shares_of(node: str) -> list[Point]:
