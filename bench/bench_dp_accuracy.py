@@ -10,6 +10,8 @@ demo's crosstab of time by group on waltons), all sites pooled, 3 compute nodes:
 step 14 does.  Per released number: the exact value, the median and 95th-percentile relative
 error, the mean reported sd (``dp.value_sd``) and the empirical sd.  Also the issue-12
 targets for the mean: share of runs within 5 % of the exact mean, and with |n error| <= 5.
+Also a robust empirical sd (1.4826 MAD) and the share of runs whose reported 95 % interval
+(``dp.ci95``) holds the exact answer, and the DP weights (the budget split) of each query.
 
 Prints one JSON object and writes it to ``bench/results/dp_accuracy.json``.
 """
@@ -82,11 +84,21 @@ def bench_one(name: str, dataset: str, obj: dict[str, Any], runs: int) -> dict[s
         if d.size == 0 or p.startswith(("df_", "cells[")) or "p_value" in p:
             continue
         rel = np.abs(d - v) / abs(v) if v != 0 else np.abs(d - v)
-        numbers[p] = {"exact": v, "median_rel_error": float(np.median(rel)),
+        rep = np.asarray(reported[p]) if len(reported[p]) == d.size else None
+        numbers[p] = {"exact": v, "runs_defined": int(d.size),  # a None (no fit) is left out
+                      "median_rel_error": float(np.median(rel)),
                       "p95_rel_error": float(np.quantile(rel, 0.95)),
                       "empirical_sd": float(np.std(d, ddof=1)) if d.size > 1 else None,
-                      "reported_sd": float(np.mean(reported[p])) if reported[p] else None}
+                      # 1.4826 * MAD: the sd a normal law with the same spread would have
+                      "empirical_robust_sd": float(1.4826 * np.median(np.abs(d - np.median(d)))),
+                      "reported_sd": float(np.mean(reported[p])) if reported[p] else None,
+                      "reported_sd_median": float(np.median(reported[p])) if reported[p]
+                      else None,
+                      # share of runs whose released 95 % interval holds the exact answer
+                      "ci95_coverage": (float(np.mean(np.abs(d - v) <= calibration.Z95 * rep))
+                                        if rep is not None else None)}
     out: dict[str, Any] = {"dataset": dataset, "rows": int(len(next(iter(table.values())))),
+                           "weights": calibration.weights(spec),
                            "calibrate_cpu_s": round(calib_s, 3),
                            "decode_cpu_s_per_run": round(decode_s, 4),
                            "noise_bits_per_entry": params.bits_per_entry,

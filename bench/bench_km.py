@@ -70,7 +70,10 @@ def km_spec(max_time: int, max_ties: int | None, max_rows: int) -> dict[str, Any
     return {"version": 1, "statistic": "kaplan_meier", "columns": ["time", "status"],
             "bounds": {"time": [0, max_time], "status": [0, 1]},
             "group_by": ["sex"], "categories": {"sex": ["1", "2"]},
-            "params": params, "max_rows": max_rows}
+            "params": params, "max_rows": max_rows,
+            # the exact (lifelines-identical) table; min_cell_size >= 2 coarsens the grid
+            # before decryption (bench/bench_km_coarsen.py)
+            "min_cell_size": 1}
 
 
 def matches_lifelines(values: dict[str, Any], pooled: Any) -> bool:

@@ -72,7 +72,9 @@ def demo(
         typer.echo(f"{q['name']:<22} {q['seconds']:>7.2f} s  {q['rounds']} round(s)  "
                    f"certificate {max(q['certificate_bytes']) / 1024:.0f} KiB")
     typer.echo(f"\n{summary['verified']} certificates verified offline in "
-               f"{summary['verify_s']:.2f} s; demo wall time {summary['total_s']:.1f} s")
+               f"{summary['verify_s']:.2f} s; demo wall time {summary['total_s']:.1f} s "
+               f"({summary['cpu_s']:.1f} CPU s in all processes; load average "
+               f"{summary['load_average'][0]:.1f} at the start)")
     typer.echo(f"certificates: {summary['out']}/certificates/ (verified under the consortium's "
                f"trust file {summary['trust']}: statledger verify CERT --trust that file)")
     typer.echo(f"see one: statledger show {summary['out']}/certificates/kaplan_meier.cert "
@@ -320,6 +322,8 @@ def plan(
     typer.echo(f"{p['statistic']}: costs rho = {p['rho']:g} of each owner's budget "
                f"(zCDP; = ({p['epsilon']:.3g}, {p['delta']:.2g})-DP), noise from "
                f"{p['compute_nodes']} compute nodes")
+    split = ", ".join(f"{lab} {100 * s:.3g}%" for lab, s in p["budget_share"].items())
+    typer.echo(f"budget split over the encoded entries: {split}")
     typer.echo(f"expected noise on {p['rows']} synthetic rows spread over the bounds:")
     typer.echo(f"  {'number':<24} {'synthetic':>14} {'noise sd':>12} {'95% ±':>12}")
     for path, sd in p["value_sd"].items():

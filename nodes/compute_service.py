@@ -124,6 +124,7 @@ class ComputeNode:
                                    timeout=NODE_READ_TIMEOUT, append_timeout=NODE_APPEND_TIMEOUT,
                                    breaker=NODE_BREAKER)
         self.follower = LogFollower(self.ledger, genesis, config.state_db_path)
+        self.follower.proven = {}  # each entry read and proven included once
         self.pinned = self.follower.consortium_id
         self.actions = ActionLog(config.state_db_path)
         self._lock = BoundedLock()  # a request waits at most BUSY_WAIT s

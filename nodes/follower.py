@@ -46,6 +46,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["LogFollower"]
 
 _STEP = "ledger view"
+#: At most this many proven entries are kept (``LogFollower.proven``); then it starts over.
+MAX_PROVEN = 20_000
 _SCHEMA = """CREATE TABLE IF NOT EXISTS accepted_checkpoint (
     origin TEXT PRIMARY KEY, size INTEGER NOT NULL, root TEXT NOT NULL)"""
 
@@ -68,6 +70,12 @@ class LogFollower:
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.execute(_SCHEMA)
         self._lock = threading.Lock()
+        #: entries already proven included in an accepted checkpoint (index -> bytes), or
+        #: None to read and prove every entry at every call.  Sound to keep: every checkpoint
+        #: accepted later is proven consistent with the one they were proven against, so an
+        #: entry proven once stays at its index.  Enabled by a pack of owners sharing this
+        #: follower (nodes/owner.py).
+        self.proven: dict[int, bytes] | None = None
 
     def close(self) -> None:
         self._db.close()
@@ -164,24 +172,38 @@ class LogFollower:
         witnessed checkpoint consistent with this party's history."""
         chain_idx = self.ledger.chain_indices()
         wanted = sorted(set(indices) | set(chain_idx) | {0})
-        rows = dict(self.ledger.entries(wanted))
-        if sorted(rows) != wanted:
+        proven = dict(self.proven) if self.proven is not None else {}  # a snapshot
+        new = [i for i in wanted if i not in proven]
+        rows = dict(self.ledger.entries(new)) if new else {}
+        if sorted(rows) != new:
             raise _refuse("the ledger did not serve every entry asked for")
+        rows.update((i, proven[i]) for i in wanted if i in proven)
         timeline = self._roster({i: rows[i] for i in chain_idx + [0] if i in rows})
-        size, root = self.checkpoint(max(wanted), timeline)
-        proofs = self.ledger.inclusion_proofs(wanted, size)
-        for i in wanted:
+        if not new:  # every entry proven before, against an accepted checkpoint
+            return sorted(rows.items()), timeline
+        size, root = self.checkpoint(max(new), timeline)
+        proofs = self.ledger.inclusion_proofs(new, size)
+        for i in new:
             try:
                 verify_inclusion(i, size, leaf_hash(rows[i]), proofs[i], root)
             except (StatledgerError, KeyError) as exc:
                 raise _refuse(f"entry {i} is not in the witnessed log of size {size}: "
                               f"{exc}") from None
+        if self.proven is not None:  # only once every new entry is proven
+            if len(self.proven) + len(new) > MAX_PROVEN:  # bounded: re-read and re-proven
+                self.proven.clear()
+            self.proven.update((i, rows[i]) for i in new)
         return sorted(rows.items()), timeline
 
     def query_view(self, query_id: str) -> QueryView:
         """The query's entries and its roster, every one checked included (steps 5- follow
         with :func:`statledger.protocol.checks.check_query`)."""
         rows, _ = self.entries(self.ledger.roster_indices() + self.ledger.query_indices(query_id))
+        return self.view_of(rows)
+
+    def view_of(self, rows: list[tuple[int, bytes]]) -> QueryView:
+        """The view of a query's ``rows`` (read by :meth:`entries`), with a chained round's
+        previous round read and checked included too."""
         view = parse_entries(rows)
         prev = _previous_round(view)
         if prev is None:

@@ -165,7 +165,9 @@ class SubmissionBatcher:
     submission's (X, vector, ranges, context, provider); whoever finds no batch running
     takes every queued item (at most ``max_batch``) and checks all their range and linking
     proofs with one multi-scalar multiplication
-    (:func:`statledger.proofs.vector.find_invalid_vectors`); the others wait for the
+    (:func:`statledger.proofs.vector.find_invalid_vectors`), and the one-hot proofs of
+    those that carry one with another
+    (:func:`statledger.proofs.onehot.find_invalid_onehots`); the others wait for the
     verdict on their own item.  A failed batch is halved until each bad proof is found:
     the bad submissions are refused naming their owners, the good ones go on, and no
     submission is accepted on a batch that failed.  Submissions arriving while a batch is
@@ -179,12 +181,15 @@ class SubmissionBatcher:
         #: sizes of the batches checked so far (the bench and tests read it)
         self.batch_sizes: list[int] = []
 
-    def check(self, item: tuple[Any, Any, Any, bytes, str]) -> None:
-        """Verify one submission's proofs (batched with concurrent ones); raises the
+    def check(self, item: tuple[Any, Any, Any, bytes, str], onehot: Any = None) -> None:
+        """Verify one submission's proofs (batched with concurrent ones): ``(X, vector,
+        ranges, context, provider)`` and its one-hot statement, if it carries one
+        (:func:`statledger.protocol.validity.onehot_statement`); raises the
         :class:`VerificationError` that names its provider."""
+        from statledger.proofs.onehot import find_invalid_onehots
         from statledger.proofs.vector import find_invalid_vectors
 
-        slot: list[Any] = [item, False, None]
+        slot: list[Any] = [item, False, None, onehot]
         with self._cv:
             self._queue.append(slot)
         while True:
@@ -200,6 +205,10 @@ class SubmissionBatcher:
             try:
                 bad = find_invalid_vectors([s[0][:4] for s in batch], [s[0][4] for s in batch])
                 verdict = {i: exc for i, exc in bad}
+                hot = [i for i, s in enumerate(batch) if s[3] is not None]
+                for k, exc in find_invalid_onehots([batch[i][3] for i in hot],
+                                                   [batch[i][0][4] for i in hot]):
+                    verdict.setdefault(hot[k], exc)
             except BaseException as exc:  # noqa: BLE001 - every waiter must hear of it
                 verdict = dict.fromkeys(range(len(batch)), exc)
             finally:
@@ -240,6 +249,10 @@ class LedgerNode:
         self.nonces = NonceStore(config.state_db_path)
         self._lock = threading.RLock()
         self.batcher = SubmissionBatcher()
+        #: each query's state machine after its logged entries: (their indices, state), so
+        #: an append advances it by one entry instead of replaying (and decoding) them all
+        self._states: dict[str, tuple[tuple[int, ...], Any]] = {}
+        self._specs: dict[str, Any] = {}  # each logged query's parsed spec
         from statledger.nodes.trust import pinned_genesis
 
         self.genesis = pinned_genesis(config)
@@ -589,10 +602,20 @@ class LedgerNode:
                 start(entry, self._roster())  # (the key in force now: the query's)
             return
         roster = self._roster(qid)
-        indices = self.query_entries(qid)
-        logged = [Entry.from_bytes(self.store.entry(i).data) for i in indices]
-        state = replay(logged, roster, indices=indices)
-        advance(state, entry, self.store.size())
+        indices = tuple(self.query_entries(qid))
+        known, state = self._states.get(qid, ((), None))
+        if (state is None or state.roster != roster or known != indices[:len(known)]
+                or not known):
+            known, state = (), None
+        if state is None:  # (the states are immutable: a cached one is never changed)
+            logged = [Entry.from_bytes(self.store.entry(i).data) for i in indices]
+            state = replay(logged, roster, indices=list(indices))
+        else:
+            for i in indices[len(known):]:
+                state = advance(state, Entry.from_bytes(self.store.entry(i).data), i)
+        self._states[qid] = (indices, state)
+        size = self.store.size()  # under the append lock: the index the entry will get
+        self._states[qid] = (indices + (size,), advance(state, entry, size))
 
     def _query_spec_and_setup(self, qid: str) -> tuple[Any, Any]:
         """The query's spec and the setup entry, as this log holds them."""
@@ -602,7 +625,10 @@ class LedgerNode:
             "SELECT idx FROM ledger_queries WHERE query_id = ?", (qid,)).fetchone()
         if row is None or self.setup_index() is None:
             raise ProtocolError(f"query {qid}: no query or setup entry on the log yet")
-        spec = Entry.from_bytes(self.store.entry(int(row[0])).data).query_spec()  # type: ignore[attr-defined]
+        spec = self._specs.get(qid)
+        if spec is None:  # a logged query entry never changes: its spec is parsed once
+            spec = Entry.from_bytes(self.store.entry(int(row[0])).data).query_spec()  # type: ignore[attr-defined]
+            self._specs[qid] = spec
         return spec, self._key_for(qid)
 
     def _check_noise(self, entry: Any) -> None:
@@ -690,9 +716,9 @@ class LedgerNode:
         context = flow.submission_context(qid, party)
         try:
             ev, onehot = validity.decode_submission(spec, entry, ranges)
-            self.batcher.check((setup.collective_point(), ev, ranges, context, party))
-            validity.verify_onehot_submissions(spec, setup.collective_point(),
-                                               [(party, ev, onehot, context)])
+            X = setup.collective_point()
+            self.batcher.check((X, ev, ranges, context, party), validity.onehot_statement(
+                spec, X, party, ev, onehot, context))
         except MalformedError as exc:
             raise VerificationError(f"{entry.KIND} by {party} refused: {exc}",
                                     step="append", party=party) from None

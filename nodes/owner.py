@@ -22,7 +22,13 @@ querier to call.  A :class:`PullOwner` instead polls the ledger (docs/owners.md)
 A submission the ledger refuses because the aggregate came first (the query had its quorum)
 is not counted; the owner logs why (a ``late`` query event) and forgets the query.
 :func:`run_owners` packs many lightweight owners into one process (benchmarks: one thread
-steps them all in turn).
+steps them all in turn).  The owners of one pack share one :class:`SharedLog`: one follower
+(the witnessed checkpoint, the inclusion proofs, each entry read and proven once), one list
+of queries and one cache of checked views, so a query's log -- every owner's submission
+proofs included -- is checked once per process, not once per owner.  Sound because every
+owner of a pack is the same operator's software on the same machine: a check one of them
+ran is a check each of them ran.  Nothing is shared across processes, and a check that
+failed is never cached as passed.
 """
 
 from __future__ import annotations
@@ -30,25 +36,215 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from statledger.nodes.app import NotFoundError
 from statledger.nodes.config import ProviderConfig
 from statledger.nodes.data import AnyTable, Table
 from statledger.nodes.events import query_event
+from statledger.nodes.follower import LogFollower
 from statledger.nodes.http import RemoteError
 from statledger.nodes.provider_service import ProviderNode
 from statledger.proofs.errors import MalformedError, PolicyError, StatledgerError
 from statledger.proofs.signatures import SigningKey
+from statledger.protocol.checks import check_query
 from statledger.protocol.consortium import SignedGenesis
+from statledger.protocol.entries import QueryEntry
 from statledger.protocol.policy import ProviderPolicy
+from statledger.protocol.query import QuerySpec
+from statledger.protocol.view import QueryView
 
-__all__ = ["PullOwner", "run_owners"]
+__all__ = ["PullOwner", "SharedLog", "run_owners", "share"]
 
 log = logging.getLogger("statledger.owner")
 
 #: seconds between two polls of :meth:`PullOwner.run` (and of ``node serve --pull``)
 POLL_INTERVAL = 1.0
+
+
+Rows = list[tuple[int, bytes]]
+
+
+class SharedLog:
+    """The checked reads of one process's owners (see the module docstring), through one
+    :class:`~statledger.nodes.follower.LogFollower` whose proven entries are kept.
+
+    Reads are refreshed once per round (:meth:`new_round`; :func:`run_owners` starts one
+    before each sweep of its pack): the queries logged, and each query's entries -- only
+    those not proven yet are fetched and proven.  :meth:`checked` runs verification steps
+    5 through ``through`` on the part of a query's log an action rests on, and keeps the
+    view that passed, keyed by the log indices it was built from: contributing rests on
+    the roster and the query entry (steps 5-8), endorsing on the log up to the result
+    (steps 5-14, every submission's range and one-hot proofs with one batched check).
+    Every owner of the pack acting on the same part gets the same checked view; a failure
+    raises for each caller and is kept for the round only, never as a pass.
+
+    Counters (tests read them, never timings): :attr:`check_runs` counts the runs of the
+    steps by (query id, through); :attr:`proof_checks` counts, per submission's log index,
+    how many runs checked its proofs.
+    """
+
+    def __init__(self, follower: LogFollower) -> None:
+        self.follower = follower
+        if follower.proven is None:
+            follower.proven = {}
+        self.ledger = follower.ledger
+        self.pinned = follower.consortium_id
+        self._lock = threading.RLock()
+        self._round = 0
+        self._queries: list[tuple[str, int]] = []
+        self._cursor = 0
+        self._listed = -1  # round of the last listing
+        self._list_error: StatledgerError | None = None  # ... and its failure, if it failed
+        #: this round's rows and views per query (a failure: the error, for this round)
+        self._rows: dict[str, Rows | BaseException] = {}
+        self._views: dict[str, QueryView] = {}
+        self._own: dict[str, set[int]] = {}
+        #: each query's last view and the indices it was built from (parsed again only when
+        #: the log grew: polling a quiet query costs no decoding)
+        self._last_view: dict[str, tuple[tuple[int, ...], QueryView]] = {}
+        self._roster: list[int] | None = None
+        #: views that passed the steps: (query id, through, contributor, indices) -> view
+        self._checked: dict[tuple[str, int, str | None, tuple[int, ...]], QueryView] = {}
+        self._specs: dict[str, QuerySpec] = {}
+        #: this round's checks that failed (kept for the round only, never as passed)
+        self._failed: dict[tuple[str, int, str | None, tuple[int, ...]], StatledgerError] = {}
+        self.check_runs: Counter[tuple[str, int]] = Counter()
+        self.proof_checks: Counter[int] = Counter()
+
+    def new_round(self) -> None:
+        """Forget this round's reads (the next ones go to the ledger again)."""
+        with self._lock:
+            self._round += 1
+            self._rows.clear()
+            self._views.clear()
+            self._own.clear()
+            self._failed.clear()
+            self._roster = None
+
+    def queries_since(self, cursor: int) -> list[tuple[str, int]]:
+        """(query id, index) of the queries logged at index >= ``cursor`` (the ledger's
+        hint, listed once per round for the whole pack)."""
+        with self._lock:
+            if self._listed != self._round:
+                self._listed = self._round
+                self._list_error = None
+                try:
+                    listed = self.ledger.queries_since(self._cursor)
+                except StatledgerError as exc:
+                    # one wait per round, not one per owner: a ledger that does not answer
+                    # would otherwise stall the pack for (owners x timeout) every round
+                    self._list_error = exc
+                    raise
+                for qid, index in listed:
+                    if index >= self._cursor:
+                        self._queries.append((qid, index))
+                        self._cursor = index + 1
+            if self._list_error is not None:
+                raise self._list_error
+            return [(q, i) for q, i in self._queries if i >= cursor]
+
+    def rows(self, query_id: str) -> Rows:
+        """The roster's and the query's entries, each proven included (this round's)."""
+        with self._lock:
+            got = self._rows.get(query_id)
+            if isinstance(got, BaseException):
+                raise got
+            if got is not None:
+                return got
+            try:
+                if self._roster is None:
+                    self._roster = self.ledger.roster_indices()
+                own = self.ledger.query_indices(query_id)
+                rows, _ = self.follower.entries(self._roster + own)
+            except StatledgerError as exc:
+                self._rows[query_id] = exc
+                raise
+            self._rows[query_id] = rows
+            self._own[query_id] = set(own)
+            return rows
+
+    def query_view(self, query_id: str) -> QueryView:
+        """The query's view this round (entries proven included; steps 6- not run)."""
+        with self._lock:
+            view = self._views.get(query_id)
+            if view is None:
+                rows = self.rows(query_id)
+                key = tuple(i for i, _ in rows)
+                last = self._last_view.get(query_id)
+                # the same proven entries: reuse (a chained round's previous round is read
+                # again every time)
+                if last is not None and last[0] == key and last[1].previous_query is None:
+                    view = last[1]
+                else:
+                    view = self.follower.view_of(rows)
+                    self._last_view[query_id] = (key, view)
+                self._views[query_id] = view
+            return view
+
+    def spec(self, query: QueryEntry) -> QuerySpec:
+        """The spec of a query entry, parsed once per process (a query id names one spec:
+        it is the hash of the spec and the querier, checked when the entry is decoded)."""
+        with self._lock:
+            spec = self._specs.get(query.query_id)
+            if spec is None:
+                spec = self._specs[query.query_id] = query.query_spec()
+            return spec
+
+    def checked(self, query_id: str, *, through: int,
+                contributor: str | None = None) -> QueryView:
+        """The part of the query's log an action rests on, steps 5 through ``through``
+        passed (see the class docstring)."""
+        with self._lock:
+            full = self.query_view(query_id)
+            if full.query is None or full.query_index is None:
+                raise NotFoundError(f"unknown query id {query_id} (no query entry on the log)")
+            cut = full.query_index
+            if through > 8:
+                # the log up to the result (the endorsements after it are step 15's)
+                cut = full.result[0] if full.result is not None else max(
+                    i for i, _ in self.rows(query_id))
+            own = self._own[query_id]  # the query's own entries (the rest: its roster)
+            rows = [(i, b) for i, b in self.rows(query_id) if i <= cut or i not in own]
+            chained = full.previous_query is not None
+            key = (query_id, through, contributor if chained else None,
+                   tuple(i for i, _ in rows))
+            view = None if chained else self._checked.get(key)
+            if view is not None:
+                return view
+            failed = self._failed.get(key)
+            if failed is not None:  # failed this round: the same refusal, not a re-run
+                raise failed
+            view = self.follower.view_of(rows)
+            self.check_runs[(query_id, through)] += 1
+            if through >= 9:
+                self.proof_checks.update(i for i, _ in view.submissions)
+            try:
+                check_query(view, through=through, pinned=self.pinned,
+                            contributor=contributor)
+            except StatledgerError as exc:
+                if not chained:
+                    self._failed[key] = exc
+                raise
+            if not chained:  # a chained round's previous log is read afresh every time
+                self._checked[key] = view
+            return view
+
+
+def share(owners: Sequence[PullOwner]) -> SharedLog | None:
+    """Make ``owners`` (one process's pack) share one :class:`SharedLog`, through the first
+    owner's follower (its accepted checkpoint is the pack's); None for an empty pack."""
+    if not owners:
+        return None
+    first = owners[0].shared
+    if all(o.shared is first for o in owners):
+        return first
+    pack = SharedLog(owners[0].follower)
+    for o in owners:
+        o.shared = pack
+    return pack
 
 
 class PullOwner(ProviderNode):
@@ -84,6 +280,8 @@ class PullOwner(ProviderNode):
         return owner
 
     def _init_pull(self) -> None:
+        #: this owner's checked reads, shared with its pack (:func:`share`)
+        self.shared = SharedLog(self.follower)
         #: index of the next ``query`` entry to look at
         self.cursor = 0
         #: queries this owner still acts on (contribute, then endorse)
@@ -101,13 +299,21 @@ class PullOwner(ProviderNode):
             raise PolicyError(f"{self.party_id} holds no dataset {name!r}")
         return name, self._tables[name]
 
+    def checked_view(self, query_id: str, *, through: int,
+                     contributor: str | None = None) -> QueryView:
+        """Steps 5 through ``through``, run once for the whole pack (:class:`SharedLog`)."""
+        return self.shared.checked(query_id, through=through, contributor=contributor)
+
     # -- one poll ----------------------------------------------------------------------------
-    def step(self) -> None:
+    def step(self, *, fresh: bool = True) -> None:
         """One poll of the ledger, acting on every query it finds due: contribute to the
         new ones that address it, endorse the results of those it contributed to.  Errors
-        reaching the ledger are logged and retried at the next step."""
+        reaching the ledger are logged and retried at the next step.  ``fresh=False``: read
+        what the pack read this round (:func:`run_owners` starts the round)."""
+        if fresh:
+            self.shared.new_round()
         try:
-            for qid, index in self.ledger.queries_since(self.cursor):
+            for qid, index in self.shared.queries_since(self.cursor):
                 self.pending.add(qid)
                 self.cursor = max(self.cursor, index + 1)
         except StatledgerError as exc:
@@ -134,11 +340,11 @@ class PullOwner(ProviderNode):
 
     def _act(self, qid: str) -> str | None:
         """Act on one query; the reason to stop following it, or None to look again."""
-        view = self.follower.query_view(qid)
+        view = self.shared.query_view(qid)
         if view.query is None:
             return None  # not yet under a witnessed checkpoint
         try:
-            spec = view.query.query_spec()
+            spec = self.shared.spec(view.query)
         except MalformedError as exc:
             return f"malformed spec: {exc}"
         pull = spec.pull
@@ -193,17 +399,22 @@ def run_owners(owners: Sequence[PullOwner] | Iterable[PullOwner], *,
                stop: threading.Event | None = None, interval: float = POLL_INTERVAL,
                rounds: int | None = None) -> None:
     """Step every owner in turn (one thread), then sleep ``interval`` seconds; until
-    ``stop`` is set, or ``rounds`` rounds when given.  An owner whose step fails
-    unexpectedly is logged and stepped again next round: one owner never stops the others."""
+    ``stop`` is set, or ``rounds`` rounds when given.  The owners share one
+    :class:`SharedLog` (:func:`share`), read afresh once per round.  An owner whose step
+    fails unexpectedly is logged and stepped again next round: one owner never stops the
+    others."""
     pack = list(owners)
+    shared = share(pack)
     done = 0
     halt = stop if stop is not None else threading.Event()
     while not halt.is_set() and (rounds is None or done < rounds):
+        if shared is not None:
+            shared.new_round()
         for owner in pack:
             if halt.is_set():
                 break
             try:
-                owner.step()
+                owner.step(fresh=False)
             except Exception:  # noqa: BLE001 - one owner's bug must not stop the pack
                 log.exception("%s: step failed", owner.party_id)
         done += 1

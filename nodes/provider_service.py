@@ -50,6 +50,7 @@ from statledger.protocol.checks import STEPS, StepContext, check_query, run_step
 from statledger.protocol.consortium import SignedGenesis
 from statledger.protocol.dp import BudgetLedger
 from statledger.protocol.policy import ProviderPolicy
+from statledger.protocol.view import QueryView
 
 __all__ = ["ProviderNode", "create_app"]
 
@@ -109,6 +110,7 @@ class ProviderNode:
                                    timeout=NODE_READ_TIMEOUT, append_timeout=NODE_APPEND_TIMEOUT,
                                    breaker=NODE_BREAKER)
         self.follower = LogFollower(self.ledger, genesis, Path(state_db))
+        self.follower.proven = {}  # each entry read and proven included once
         self.pinned = self.follower.consortium_id
         self._tables: dict[str, AnyTable] = {}
         self.actions = ActionLog(state_db, _BUDGETS)
@@ -179,6 +181,13 @@ class ProviderNode:
         self._history.execute("INSERT INTO exact_history VALUES (?, ?, ?, ?)",
                               (name, query_id, time.time(), history.pack_rows(selected)))
 
+    def checked_view(self, query_id: str, *, through: int,
+                     contributor: str | None = None) -> QueryView:
+        """The query read through this owner's follower, verification steps 5 through
+        ``through`` passed (owners packed in one process share the check: nodes/owner.py)."""
+        return check_query(query_view(self.follower, query_id), through=through,
+                           pinned=self.pinned, contributor=contributor)
+
     def contribute(self, query_id: str, querier: str, dataset: str | None) -> int:
         """Contribute to ``query_id`` (see :meth:`_contribute`); one query event is logged
         for the request (``received``) and one for its outcome (``contributed`` or
@@ -202,8 +211,7 @@ class ProviderNode:
             done = self.actions.done(query_id, "contribute")
             if done is not None:
                 return done
-            view = check_query(query_view(self.follower, query_id), through=8,
-                               pinned=self.pinned, contributor=self.party_id)
+            view = self.checked_view(query_id, through=8, contributor=self.party_id)
             spec = view.spec
             if spec is None or view.query is None:  # pragma: no cover - check_query sets them
                 raise PolicyError("no query")
@@ -361,8 +369,7 @@ class ProviderNode:
             done = self.actions.done(query_id, "endorse")
             # Steps 5-14 in full, every owner's range and linking proofs included: an owner
             # signs only a result it has checked itself, whatever the ledger admitted.
-            view = check_query(query_view(self.follower, query_id), through=14,
-                               pinned=self.pinned)
+            view = self.checked_view(query_id, through=14)
             if view.result is None:  # pragma: no cover - step 14 requires it
                 raise PolicyError("no result")
             digest = entries.result_digest(view.result[2])

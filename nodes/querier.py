@@ -53,7 +53,7 @@ from statledger.protocol.consortium import SignedGenesis
 from statledger.protocol.query import QuerySpec
 from statledger.protocol.stats import get as get_statistic
 from statledger.protocol.stats.base import StatResult
-from statledger.verifier.certificate import Certificate, build_certificate
+from statledger.verifier.certificate import Certificate, build_certificate, left_out
 from statledger.verifier.verify import TrustPolicy, verify_certificate
 
 __all__ = ["Querier", "QueryOutcome", "QueryFailed"]
@@ -115,6 +115,7 @@ class Querier:
         # process only (an in-memory database) when it has none
         self.follower = LogFollower(self.ledger, trust,
                                     state_db if state_db is not None else Path(":memory:"))
+        self.follower.proven = {}  # each entry read and proven included once
         self.trust = TrustPolicy(trust, f"{party_id}'s trust file")
         self.compute = dict(compute)
         self.providers = dict(providers)
@@ -287,7 +288,8 @@ class Querier:
 
     def _release(self, qid: str, spec: QuerySpec, setup: entries.SetupEntry,
                  agg: Sequence[Sequence[Ciphertext]],
-                 ranges: Sequence[Sequence[tuple[int, int]]], say: Progress) -> list[int]:
+                 ranges: Sequence[Sequence[tuple[int, int]]], say: Progress
+                 ) -> suppression.Release:
         """Suppression before decryption (protocol/suppression.py): the entries to decrypt.
         Without gates, all.  With gates: the PET chain of ``T`` nodes, then every node's gate
         shares of its last ciphertexts; the first ``T`` valid ones give one bit per gate cell
@@ -295,14 +297,15 @@ class Querier:
         reuse the one already logged by a resumed run: it must be this decision)."""
         gates = suppression.gate_entries(spec)
         if not gates:
-            return list(range(len(agg)))
+            return suppression.everything(len(agg))
         logged = self.follower.query_view(qid).release
         if logged is not None:
             decision = suppression.decide(spec, logged[1].small_bits())
-            if list(decision.released) != list(logged[1].released):
+            if (list(decision.released) != list(logged[1].released)
+                    or list(decision.merged) != list(logged[1].merged)):
                 raise QueryFailed(f"release: the logged release decision of query {qid} is "
                                   "not the statistic's rule")
-            return list(decision.released)
+            return decision
         say("pet")
         final = self._pet_chain(qid, setup, agg, ranges)
         say("gate")
@@ -313,10 +316,10 @@ class Querier:
         small = [pet.is_small(cell, [s[c * k:(c + 1) * k] for s in shares], weights)
                  for c, cell in enumerate(final)]
         decision = suppression.decide(spec, small)
-        n_cts = len(flow.flatten(suppression.select(agg, decision.released)))
+        n_cts = len(flow.flatten(suppression.select(agg, decision.groups())))
         self.ledger.append(entries.sign(entries.ReleaseEntry.of(
-            qid, names, small, decision.released, n_cts), self.key))
-        return list(decision.released)
+            qid, names, small, decision.released, n_cts, decision.merged), self.key))
+        return decision
 
     def run(
         self,
@@ -470,23 +473,26 @@ class Querier:
         if setup is None:  # pragma: no cover - step 6 requires it
             raise QueryFailed("no setup")
         all_ranges = [c.ranges for c in contributions]
-        released = self._release(qid, spec, setup, agg, all_ranges, say)
+        decision = self._release(qid, spec, setup, agg, all_ranges, say)
+        released, groups = list(decision.released), decision.groups()
         decryptors: list[str] = []
         totals: list[int] = []
         if released:  # else every entry is withheld: nothing is decrypted, the result says so
             say("decryption")
-            sub = suppression.select(agg, released)
+            sub = suppression.select(agg, groups)
             decryptors, shares_by_node = self._threshold_shares(qid, setup, flow.flatten(sub))
             totals = flow.decrypt_totals(sub, shares_by_node,
-                                         suppression.sub_ranges(all_ranges, released),
+                                         suppression.sub_ranges(all_ranges, groups),
                                          flow.combination_weights(setup, decryptors))
         lap("decrypt")
         # 6. decode and publish (a withheld entry decodes as None: never decrypted)
         noise = (None if ctx.noise is None else
                  calibration.NoiseInfo(ctx.noise.params, len(ctx.noise.members)))
         result = calibration.decode(
-            spec, suppression.expand(len(agg), released, totals)  # type: ignore[arg-type]
-            if len(released) != len(agg) else totals, noise)
+            spec, suppression.expand(len(agg), released, totals,  # type: ignore[arg-type]
+                                     groups)
+            if len(released) != len(agg) else totals, noise,
+            list(decision.small) if suppression.gated(spec) else None)
         result_entry = entries.sign(
             entries.ResultEntry.for_totals(qid, totals, result.to_dict(), decryptors),
             self.key)
@@ -653,9 +659,10 @@ class Querier:
                                   f"within {self.endorse_wait:g} s")
             time.sleep(self.pull_poll)
 
-    def certificate(self, query_id: str) -> Certificate:
+    def certificate(self, query_id: str, *, compact: bool = True) -> Certificate:
         """A fresh cosigned checkpoint + the consortium chain, the roster and the query's
-        entries with their inclusion proofs (the certificate carries the chain it needs)."""
+        entries with their inclusion proofs (the certificate carries the chain it needs).
+        ``compact``: without the shares no step combines (``left_out``); else every entry."""
         note = self.ledger.checkpoint()
         from statledger.ledger.checkpoint import Checkpoint
         from statledger.ledger.note import Note, NoteVerifier
@@ -670,6 +677,9 @@ class Querier:
         if view.previous_result is not None:
             indices.append(view.previous_result[0])
         indices.extend(i for i, _ in view.previous_endorsements)
+        if compact:  # the shares no step combines (verifier/certificate.py)
+            drop = left_out(view)
+            indices = [i for i in indices if i not in drop]
         rows = self.ledger.entries(sorted(set(indices)))
         proofs = self.ledger.inclusion_proofs([i for i, _ in rows], cp.size)
         triples = [(i, data, proofs[i]) for i, data in rows]

@@ -48,6 +48,7 @@ __all__ = [
     "prove_onehot",
     "verify_onehot",
     "verify_onehot_batch",
+    "find_invalid_onehots",
 ]
 
 DOMAIN = b"statledger/onehot/v1"
@@ -244,28 +245,52 @@ def verify_onehot_batch(
     parties: Sequence[str] | None = None,
 ) -> None:
     """Verify many owners' proofs with ONE multi-scalar multiplication (a fresh random
-    128-bit weight per equation).  If it fails, each item is checked alone and the first
-    bad one is named (``party`` = ``parties[i]`` or the item index)."""
+    128-bit weight per equation).  If it fails, the bad ones are found by halving
+    (:func:`find_invalid_onehots`) and the first is named (``party`` = ``parties[i]`` or
+    the item index)."""
+    bad = find_invalid_onehots(items, parties)
+    if bad:
+        raise bad[0][1]
+
+
+def find_invalid_onehots(
+    items: Sequence[tuple[Point, Blocks, Sequence[int], OneHotProof, bytes]],
+    parties: Sequence[str] | None = None,
+) -> list[tuple[int, VerificationError]]:
+    """Every invalid proof of ``items``, each with the error naming its party ([] if all
+    verify): ONE multi-scalar multiplication when all hold, else the failing ones found by
+    halving (:func:`statledger.proofs.vector.find_failing`; a fresh random 128-bit weight
+    per proof at every check)."""
+    from statledger.proofs.vector import find_failing
+
     if parties is not None and len(parties) != len(items):
         raise MalformedError(f"{len(items)} items but {len(parties)} party names")
     names = [str(i) if parties is None else parties[i] for i in range(len(items))]
-    all_ks: list[int] = []
-    all_ps: list[Point] = []
-    per: list[tuple[list[int], list[Point]]] = []
-    for (X, blocks, scales, proof, context), name in zip(items, names, strict=True):
+    bad: list[tuple[int, VerificationError]] = []
+    per: dict[int, tuple[list[int], list[Point]]] = {}
+    for i, ((X, blocks, scales, proof, context), name) in enumerate(
+            zip(items, names, strict=True)):
         try:
             _check_statement(X, blocks, scales)
+            per[i] = _terms(X, blocks, scales, proof, context)
         except MalformedError as exc:
-            raise VerificationError(f"one-hot statement: {exc}", step="onehot",
-                                    party=name) from None
-        ks, ps = _terms(X, blocks, scales, proof, context)
-        per.append((ks, ps))
-        all_ks += ks
-        all_ps += ps
-    if not items or _holds(all_ks, all_ps):
-        return
-    for (ks, ps), name in zip(per, names, strict=True):
-        if not _holds(ks, ps):
-            raise VerificationError("a block's count is not the record's one-hot count "
-                                    "(proof fails)", step="onehot", party=name)
-    raise VerificationError("batch verification failed", step="onehot")  # pragma: no cover
+            bad.append((i, VerificationError(f"one-hot statement: {exc}", step="onehot",
+                                             party=name)))
+
+    def holds(group: Sequence[int]) -> bool:
+        ks: list[int] = []
+        ps: list[Point] = []
+        for i in group:
+            weight = secrets.randbits(128) | 1  # fresh for every check
+            ks += [weight * k for k in per[i][0]]
+            ps += per[i][1]
+        return _holds(ks, ps)
+
+    def alone(i: int) -> VerificationError | None:
+        if _holds(*per[i]):
+            return None
+        return VerificationError("a block's count is not the record's one-hot count "
+                                 "(proof fails)", step="onehot", party=names[i])
+
+    bad += find_failing(list(per), holds, alone, step="onehot")
+    return sorted(bad, key=lambda b: b[0])

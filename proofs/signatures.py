@@ -19,6 +19,7 @@ This is the lowest layer: ``ledger`` may import it (docs/architecture.md).
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from typing import Any
 
@@ -44,6 +45,14 @@ def _check_bytes(data: object, n: int, what: str) -> bytes:
     return data
 
 
+#: Keys that passed :meth:`VerifyKey.from_bytes`, by their 32 bytes (VerifyKey is immutable).
+_ACCEPTED_KEYS: dict[bytes, VerifyKey] = {}
+_MAX_ACCEPTED_KEYS = 4096
+#: (public key, SHA-256 of the message, signature) triples that verified.
+_VERIFIED: set[tuple[bytes, bytes, bytes]] = set()
+_MAX_VERIFIED = 1 << 16
+
+
 class VerifyKey:
     """An Ed25519 public key.  Immutable; compare with ``==``."""
 
@@ -67,6 +76,12 @@ class VerifyKey:
     @classmethod
     def from_bytes(cls, data: bytes) -> VerifyKey:
         raw = _check_bytes(data, PUBLIC_KEY_BYTES, "Ed25519 public key")
+        # Decoding is a pure function of the 32 bytes (a point decompression and a small-order
+        # test, ~1 ms): a key that passed every check is reused for the same bytes.  Only
+        # accepted keys are kept, so a rejected encoding is re-checked (and refused) each time.
+        known = _ACCEPTED_KEYS.get(raw)
+        if known is not None:
+            return known
         try:
             key = eddsa.import_public_key(raw)
         except ValueError as exc:
@@ -75,7 +90,11 @@ class VerifyKey:
             raise MalformedError("non-canonical Ed25519 public key encoding")
         if (key.pointQ * 8).is_point_at_infinity():
             raise MalformedError("Ed25519 public key of small order")
-        return cls._wrap(raw, key)
+        vk = cls._wrap(raw, key)
+        if len(_ACCEPTED_KEYS) >= _MAX_ACCEPTED_KEYS:  # bounded: parties are few, a flood
+            _ACCEPTED_KEYS.clear()                     # of fresh keys only costs time
+        _ACCEPTED_KEYS[raw] = vk
+        return vk
 
     def to_bytes(self) -> bytes:
         return bytes(self._raw)
@@ -87,10 +106,21 @@ class VerifyKey:
         sig = _check_bytes(sig, SIGNATURE_BYTES, "Ed25519 signature")
         if int.from_bytes(sig[32:], "little") >= ED25519_L:
             raise VerificationError("Ed25519 signature: S is not reduced (S >= L)", party=party)
+        msg = bytes(msg)
+        # Verification is a pure function of (key, message, signature): a triple that
+        # verified once is not verified again (~3 ms each; a party re-reads the same entries
+        # and checkpoints many times per query).  The message is keyed by its SHA-256, so a
+        # different message, key or signature byte is a different triple and is checked.
+        seen = (self._raw, hashlib.sha256(msg).digest(), sig)
+        if seen in _VERIFIED:
+            return
         try:
-            eddsa.new(self._key, "rfc8032").verify(bytes(msg), sig)
+            eddsa.new(self._key, "rfc8032").verify(msg, sig)
         except ValueError:
             raise VerificationError("Ed25519 signature does not verify", party=party) from None
+        if len(_VERIFIED) >= _MAX_VERIFIED:
+            _VERIFIED.clear()
+        _VERIFIED.add(seen)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, VerifyKey):

@@ -18,6 +18,12 @@ spec-only (data-blind) rule can use.  The noise itself is untouched: scaling the
 instead of the data would give entries of different supports, which the privacy bound of
 Theorem 1 (docs/noise.md) does not cover.
 
+A statistic may choose its own weights (``Statistic.dp_weights``): a workload its strategy's,
+linear regression the split that minimises the noise of its coefficients
+(:func:`statledger.protocol.stats.ols.ols_dp_weights`); and its own documented
+post-processing of the unscaled totals (``Statistic.dp_postprocess``, given each entry's
+exact noise variance: linear regression's ridge).
+
 Everything here is a function of the spec (and, for the error report, of the logged noise
 parameters): the provider, the querier, the compute nodes and the verifier all call it, so
 the weights are never sent, only recomputed (steps 9, 10, 13 and 14).  Queries without DP
@@ -31,10 +37,11 @@ Post-processing (free under DP): the unscaled totals are rounded to the nearest 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from statledger.proofs.errors import MalformedError, PolicyError
 from statledger.protocol.stats import get as get_statistic
@@ -59,6 +66,8 @@ __all__ = [
     "wire_encode",
     "unscale",
     "entry_sd",
+    "entry_var",
+    "budget_share",
     "NoiseInfo",
     "decode",
     "clip_buckets",
@@ -150,13 +159,22 @@ def unscale(spec: QuerySpec, totals: Sequence[int]) -> list[int]:
         return list(totals)
     ranges = get_statistic(spec.statistic).layout(spec).ranges
     out: list[int] = []
-    for c, t, (lo, _hi) in zip(w, totals, ranges, strict=True):
+    for i, (c, t, (lo, _hi)) in enumerate(zip(w, totals, ranges, strict=True)):
         if t is None:  # withheld: never decrypted (protocol/suppression.py)
             out.append(t)
             continue
+        if isinstance(t, bool) or not isinstance(t, numbers.Integral):
+            raise MalformedError(f"totals[{i}]: not an int")
         v = round(Fraction(t, c))
         out.append(max(v, 0) if lo >= 0 else v)
     return out
+
+
+def entry_var(spec: QuerySpec, params: NoiseParams, shares: int) -> list[Fraction]:
+    """Exact noise variance of every entry in the statistic's units: ``shares *
+    share_variance / c_i^2``."""
+    var = shares * params.share_variance
+    return [var / (c * c) for c in weights(spec)]
 
 
 def entry_sd(spec: QuerySpec, params: NoiseParams, shares: int) -> list[float]:
@@ -216,14 +234,21 @@ def _value_sd(spec: QuerySpec, totals: list[int], base: dict[str, float],
     return {p: math.sqrt(v) for p, v in acc.items()}
 
 
-def decode(spec: QuerySpec, totals: Sequence[int], noise: NoiseInfo | None = None
-           ) -> StatResult:
+def decode(spec: QuerySpec, totals: Sequence[int], noise: NoiseInfo | None = None,
+           small: Sequence[bool] | None = None) -> StatResult:
     """Decode wire totals: unscale (and post-process) then the statistic's decoder; for a DP
     query add ``values["dp"]`` -- the charge, the noise sd of every entry and of every
-    released number with its 95 % interval -- and a note.  ``noise`` is required for DP."""
+    released number with its 95 % interval -- and a note.  ``noise`` is required for DP.
+    ``small``: a gated query's PET bits (its release entry's), passed to
+    ``Statistic.decode_gated`` (a presence statistic reads its answer from them)."""
     stat = get_statistic(spec.statistic)
     plain = unscale(spec, totals)
-    result = stat.decode(spec, plain)
+    if is_dp(spec) and noise is not None:  # documented post-processing (e.g. OLS ridge)
+        # withheld entries stay None, as unscale leaves them (its list[int] is as loose)
+        plain = cast("list[int]", stat.dp_postprocess(
+            spec, plain, entry_var(spec, noise.params, noise.shares)))
+    result = stat.decode(spec, plain) if small is None else stat.decode_gated(
+        spec, plain, small)
     if not is_dp(spec):
         return result
     if noise is None:
@@ -310,12 +335,31 @@ def plan(spec: QuerySpec, n_compute: int, rows: int, delta: float = 1e-6) -> dic
         "compute_nodes": n_compute,
         "rows": rows,
         "weights": dp_block["weights"],
+        "budget_share": budget_share(spec),
         "entry_sd": dp_block["entry_sd"],
         "value_sd": dp_block["value_sd"],
         "synthetic_values": {p: v for p, v in _leaf_map(exact).items()
                              if p in dp_block["value_sd"]},
         "noise_bits_per_entry": params.bits_per_entry,
     }
+
+
+def budget_share(spec: QuerySpec) -> dict[str, float]:
+    """The budget split stated by :func:`plan`: each charged item's share of ``rho``,
+    ``s_i^2 / sum_j s_j^2`` over the :func:`privacy_profile` (the zCDP charge of noise of one
+    sd on every wire entry, before the noise's shift rounding): one item per entry, or per
+    one-hot block (labelled ``first..last`` entry) when one row moves one cell of a block."""
+    stat = get_statistic(spec.statistic)
+    labels = stat.layout(spec).labels
+    blocks = stat.onehot_blocks(spec) or [1] * len(labels)
+    names: list[str] = []
+    pos = 0
+    for n in blocks:
+        names.append(labels[pos] if n == 1 else f"{labels[pos]}..{labels[pos + n - 1]}")
+        pos += n
+    sq = [x * x for x in privacy_profile(spec)]
+    total = sum(sq)
+    return {lab: s / total for lab, s in zip(names, sq, strict=True)}
 
 
 def _leaf_map(obj: Any) -> dict[str, float]:

@@ -148,8 +148,10 @@ class StepContext:
     #: (12) the T nodes whose shares are combined, sorted
     decryptors: list[str] = field(default_factory=list)
     #: (12) the layout positions decrypted (all of them unless the statistic has gates:
-    #: protocol/suppression.py) and the released sub-aggregate, flattened
+    #: protocol/suppression.py), each with its release group's members (the position
+    #: alone unless the statistic merges entries), and the released sub-aggregate, flattened
     released: list[int] = field(default_factory=list)
+    release_groups: list[tuple[int, ...]] = field(default_factory=list)
     released_cts: list[Ciphertext] = field(default_factory=list)
     #: (9) a vertical query's decoded owner entries: rows, products, block (None until
     #: logged); (11) what its aggregate decrypts (protocol/vertical.py)
@@ -738,7 +740,8 @@ def check_release(ctx: StepContext, *,
                        view.gates[0][1].node)
         if view.release is not None:
             raise fail(12, "a release decision for a query without gates", querier)
-        ctx.released = list(range(len(ctx.aggregate)))
+        everything = suppression.everything(len(ctx.aggregate))
+        ctx.released, ctx.release_groups = list(everything.released), everything.groups()
         ctx.released_cts = ctx.recomputed
         return "no gates: every entry decrypted"
     if view.pets or view.gates or view.release is not None:
@@ -798,8 +801,11 @@ def check_release(ctx: StepContext, *,
     if list(rel.released) != list(decision.released):
         raise fail(12, "the release decision releases other entries than the statistic's "
                        "rule allows for these small-cell bits", querier)
-    ctx.released = list(decision.released)
-    ctx.released_cts = flow.flatten(suppression.select(ctx.aggregate, ctx.released))
+    if list(rel.merged) != list(decision.merged):
+        raise fail(12, "the release decision groups (sums) other entries than the "
+                       "statistic's rule gives for these small-cell bits", querier)
+    ctx.released, ctx.release_groups = list(decision.released), decision.groups()
+    ctx.released_cts = flow.flatten(suppression.select(ctx.aggregate, ctx.release_groups))
     if rel.ciphertexts != len(ctx.released_cts):
         raise fail(12, f"the release decision counts {rel.ciphertexts} released ciphertexts; "
                        f"its entries have {len(ctx.released_cts)}", querier)
@@ -812,10 +818,14 @@ def check_release(ctx: StepContext, *,
             raise fail(12, f"decryption entry {index} has {len(d.shares)} shares for the "
                            f"{len(ctx.released_cts)} released ciphertexts: it covers "
                            "ciphertexts the release decision withholds", d.node)
-    withheld = len(ctx.aggregate) - len(ctx.released)
+    summed = sum(len(g) for g in ctx.release_groups)
+    withheld = len(ctx.aggregate) - summed
+    merged = (f" ({summed - len(ctx.released)} more decrypted only inside "
+              f"{len(rel.merged)} sums)" if rel.merged else "")
     return (f"PET chain of {len(view.pets)} nodes; gates tested by "
             f"{', '.join(rel.decryptors)} ({sum(small)} of {len(small)} small); "
-            f"{len(ctx.released)} entries released, {withheld} withheld (never decrypted)")
+            f"{len(ctx.released)} entries released{merged}, {withheld} withheld (never "
+            "decrypted)")
 
 
 def step_12_decryption(ctx: StepContext) -> str:
@@ -896,13 +906,13 @@ def step_13_totals(ctx: StepContext) -> str:
     """(13) Totals: combine, exact discrete logs, recombine limbs, undo shifts; the result
     entry is signed by the querier and publishes exactly these totals."""
     view = ctx.view
-    released = ctx.released
+    released, groups = ctx.released, ctx.release_groups
     if ctx.vertical_release is not None:
         return _vertical_totals(ctx)
     try:
         totals = [] if not released else flow.decrypt_totals(
-            suppression.select(ctx.aggregate, released), ctx.shares_by_node,
-            suppression.sub_ranges(ctx.aggregate_ranges, released),
+            suppression.select(ctx.aggregate, groups), ctx.shares_by_node,
+            suppression.sub_ranges(ctx.aggregate_ranges, groups),
             flow.combination_weights(ctx.setup(), ctx.decryptors))
     except DecryptionError as exc:
         raise fail(13, f"the aggregate does not decrypt within its bounds: {exc}") from None
@@ -914,10 +924,12 @@ def step_13_totals(ctx: StepContext) -> str:
         raise fail(13, "the published totals are not the decryption of the released entries "
                        "of the aggregate", querier)
     view.totals = totals if len(released) == len(ctx.aggregate) else suppression.expand(
-        len(ctx.aggregate), released, totals)  # type: ignore[assignment]
-    withheld = len(ctx.aggregate) - len(released)
+        len(ctx.aggregate), released, totals, groups)  # type: ignore[assignment]
+    withheld = len(ctx.aggregate) - sum(len(g) for g in groups)
+    summed = sum(len(g) for g in groups if len(g) > 1)
     return f"{len(totals)} totals decrypted exactly" + (
-        f" ({withheld} withheld entries never decrypted)" if withheld else "")
+        f" ({withheld} withheld entries never decrypted)" if withheld else "") + (
+        f" ({summed} entries decrypted only inside sums)" if summed else "")
 
 
 def _vertical_totals(ctx: StepContext) -> str:
@@ -954,7 +966,8 @@ def step_14_result(ctx: StepContext) -> str:
     try:
         noise = (None if ctx.noise is None else
                  calibration.NoiseInfo(ctx.noise.params, len(ctx.noise.members)))
-        decoded = calibration.decode(ctx.spec(), view.totals, noise).to_dict()
+        small = None if view.release is None else view.release[1].small_bits()
+        decoded = calibration.decode(ctx.spec(), view.totals, noise, small).to_dict()
     except MalformedError as exc:
         # the querier published a result for totals that have none
         raise fail(14, f"the totals do not decode: {exc}", querier) from None

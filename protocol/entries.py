@@ -195,6 +195,28 @@ def _json_object(kind: str, name: str, value: object) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------
+# decoded entries, by their exact bytes
+# ---------------------------------------------------------------------------------------
+
+#: Entries that decoded strictly, keyed by their exact bytes (decoding is a pure function
+#: of them; entries are frozen).  A party reads the same entries many times per query (each
+#: look at the log, each chained round); only *successful* decodings are kept, so bytes that
+#: were refused are decoded, and refused, again.  Bounded by the bytes it holds.
+_DECODED: dict[bytes, Entry] = {}
+_DECODED_BYTES = [0]
+_MAX_DECODED_BYTES = 64 << 20
+
+
+def _remember(raw: bytes, entry: Entry) -> None:
+    if _DECODED_BYTES[0] + len(raw) > _MAX_DECODED_BYTES:
+        _DECODED.clear()
+        _DECODED_BYTES[0] = 0
+    if raw not in _DECODED:
+        _DECODED[raw] = entry
+        _DECODED_BYTES[0] += len(raw)
+
+
+# ---------------------------------------------------------------------------------------
 # the base class
 # ---------------------------------------------------------------------------------------
 
@@ -336,6 +358,9 @@ class Entry:
         if not isinstance(data, bytes | bytearray | memoryview):
             raise MalformedError("entry: data must be bytes")
         raw = bytes(data)
+        known = _DECODED.get(raw)  # the exact bytes decoded before (a dict compares them all)
+        if known is not None:
+            return known
         if raw[:1] == b"{":
             raise MalformedError(
                 "entry: this is a version 1 entry (canonical JSON, hex fields), no longer "
@@ -344,6 +369,7 @@ class Entry:
         entry = Entry.from_wire_obj(parse_cbor(raw))
         if entry.to_bytes() != raw:
             raise MalformedError(f"{entry.KIND}: bytes are not the canonical encoding")
+        _remember(raw, entry)
         return entry
 
 
@@ -1078,9 +1104,13 @@ class ReleaseEntry(Entry):
     shares (of the last ``pet`` entry's ciphertexts) were combined (sorted), the bit "this
     gate cell is small" per gate cell (``small``, 0 or 1: ``n < min_cell_size``, the only
     thing the PET reveals), the layout positions of the entries that may be decrypted
-    (strictly increasing, possibly none) and the number of their ciphertexts (limbs): the
-    share count of every decryption entry, which the log's append rule enforces.  Re-derived
-    by every compute node before it decrypts and by step 12."""
+    (strictly increasing, possibly none), the release groups with more than one member
+    (``merged``: per group ``[target, other members...]``, by increasing target; the target
+    is a released position, the others are not released and in no other group: only the
+    group's sum is decrypted, published at the target; empty unless the statistic merges,
+    e.g. Kaplan-Meier's coarsened grid) and the number of the ciphertexts (limbs) decrypted:
+    the share count of every decryption entry, which the log's append rule enforces.
+    Re-derived by every compute node before it decrypts and by step 12."""
 
     KIND: ClassVar[str] = "release"
     BINARY: ClassVar[dict[str, bool]] = {"query_id": False}
@@ -1089,6 +1119,7 @@ class ReleaseEntry(Entry):
     small: tuple[int, ...]
     released: tuple[int, ...]
     ciphertexts: int
+    merged: tuple[tuple[int, ...], ...] = ()
 
     def _validate(self) -> None:
         k = self.KIND
@@ -1108,24 +1139,44 @@ class ReleaseEntry(Entry):
         if list(rel) != sorted(set(rel)):
             raise _fail(k, "released", "positions must be strictly increasing")
         object.__setattr__(self, "released", rel)
+        groups = _seq(k, "merged", self.merged, allow_empty=True)
+        merged: list[tuple[int, ...]] = []
+        members: set[int] = set(rel)
+        for i, grp in enumerate(groups):
+            g = _seq(k, f"merged[{i}]", grp, allow_empty=False)
+            g = tuple(_int(k, f"merged[{i}][{n}]", v) for n, v in enumerate(g))
+            if len(g) < 2 or g[0] not in rel:
+                raise _fail(k, f"merged[{i}]", "expected a released target and at least one "
+                            "other member")
+            if merged and g[0] <= merged[-1][0]:
+                raise _fail(k, "merged", "groups must be ordered by strictly increasing target")
+            others = g[1:]
+            if list(others) != sorted(set(others)) or members & set(others):
+                raise _fail(k, f"merged[{i}]", "members must be strictly increasing and in no "
+                            "other group (nor released)")
+            members |= set(others)
+            merged.append(g)
+        object.__setattr__(self, "merged", tuple(merged))
         if _int(k, "ciphertexts", self.ciphertexts) < len(rel):
             raise _fail(k, "ciphertexts", "fewer ciphertexts than released entries")
 
     @classmethod
     def of(cls, query_id: str, decryptors: Sequence[str], small: Sequence[bool],
-           released: Sequence[int], ciphertexts: int) -> ReleaseEntry:
+           released: Sequence[int], ciphertexts: int,
+           merged: Sequence[Sequence[int]] = ()) -> ReleaseEntry:
         return cls(query_id, tuple(sorted(decryptors)), tuple(int(bool(b)) for b in small),
-                   tuple(int(j) for j in released), int(ciphertexts))
+                   tuple(int(j) for j in released), int(ciphertexts),
+                   tuple(tuple(int(j) for j in g) for g in merged))
 
     def _fields_json(self) -> dict[str, Any]:
         return {"query_id": self.query_id, "decryptors": list(self.decryptors),
                 "small": list(self.small), "released": list(self.released),
-                "ciphertexts": self.ciphertexts}
+                "ciphertexts": self.ciphertexts, "merged": [list(g) for g in self.merged]}
 
     @classmethod
     def _from_fields(cls, obj: dict[str, Any]) -> ReleaseEntry:
         return cls(obj["query_id"], obj["decryptors"], obj["small"], obj["released"],
-                   obj["ciphertexts"], sig=obj["sig"])
+                   obj["ciphertexts"], obj["merged"], sig=obj["sig"])
 
     def small_bits(self) -> list[bool]:
         return [bool(b) for b in self.small]

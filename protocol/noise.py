@@ -34,7 +34,6 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-from scipy.special import logsumexp
 
 from statledger.proofs.elgamal import Ciphertext
 from statledger.proofs.errors import MalformedError, VerificationError
@@ -260,6 +259,8 @@ def rho_for_shift(pmf: np.ndarray, q: int, delta: float) -> tuple[float, float]:
         lq = np.log(pmf[a : size - a - q + 1])
     if not (np.isfinite(lp).all() and np.isfinite(lq).all()):
         return math.inf, 1.0
+    from scipy.special import logsumexp  # lazily: a verifier's cold start needs no scipy
+
     lp = lp - logsumexp(lp)
     lq = lq - logsumexp(lq)
     d_inf = float((lp - lq).max()) + 1e-12

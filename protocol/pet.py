@@ -5,7 +5,8 @@ Construction and proofs: ``docs/notes/pet.md``.  Used by suppression before decr
 before anything of the query is decrypted, and only the bit ``n < k`` comes out.
 
 For a count ciphertext ``C = Enc(n)`` (the aggregate entry's limbs recombined
-homomorphically, :func:`count_ciphertext`) and ``k = min_cell_size``:
+homomorphically, :func:`count_ciphertext`) and ``k`` the statistic's gate threshold
+(``Statistic.gate_k``: ``min_cell_size``, or 1 for a presence test, "is the count 0?"):
 
 1. **candidates** -- ``E_j = C - (O, j*G) = Enc(n - j)`` for ``j = 0..k-1``
    (:func:`candidates`; a public function of the aggregate, re-derived by everyone).

@@ -43,6 +43,8 @@ __all__ = [
     "encrypt_submission",
     "decode_submission",
     "verify_onehot_submissions",
+    "onehot_statement",
+    "OneHotStatement",
 ]
 
 
@@ -128,15 +130,31 @@ def verify_onehot_submissions(
     layout = onehot_layout(spec)
     if layout is None:
         return
+    batch = [onehot_statement(spec, X, party, ev, proof, context, layout)
+             for party, ev, proof, context in items]
+    verify_onehot_batch([b for b in batch if b is not None], [p for p, _, _, _ in items])
+
+
+OneHotStatement = tuple[Point, list[list[Ciphertext]], list[int], OneHotProof, bytes]
+
+
+def onehot_statement(spec: QuerySpec, X: Point, party: str, ev: EncryptedVector,
+                     proof: OneHotProof | None, context: bytes,
+                     layout: tuple[list[int], list[int]] | None = None,
+                     ) -> OneHotStatement | None:
+    """What :func:`statledger.proofs.onehot.find_invalid_onehots` checks for ``party``'s
+    submission (None when the spec asks for no one-hot proof): the ledger's batcher
+    gathers these across concurrent appends.  Raises :class:`VerificationError` naming
+    ``party`` when the proof is missing or the vector does not fit the blocks."""
+    layout = onehot_layout(spec) if layout is None else layout
+    if layout is None:
+        return None
     sizes, scales = layout
-    batch = []
-    for party, ev, proof, context in items:
-        if proof is None:
-            raise VerificationError("the submission lacks its one-hot proof", step="onehot",
-                                    party=party)
-        try:
-            blocks = _blocks(ev, sizes)
-        except MalformedError as exc:
-            raise VerificationError(str(exc), step="onehot", party=party) from None
-        batch.append((X, blocks, scales, proof, context))
-    verify_onehot_batch(batch, [p for p, _, _, _ in items])
+    if proof is None:
+        raise VerificationError("the submission lacks its one-hot proof", step="onehot",
+                                party=party)
+    try:
+        blocks = _blocks(ev, sizes)
+    except MalformedError as exc:
+        raise VerificationError(str(exc), step="onehot", party=party) from None
+    return (X, blocks, list(scales), proof, context)

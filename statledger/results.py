@@ -320,22 +320,33 @@ class KaplanMeierResult(Result):
         """Groups below the minimum cell size: published without a curve."""
         return [str(g["label"]) for g in self.values["groups"] if g.get("suppressed")]
 
+    def _frame(self, cols: dict[str, tuple[dict[str, Any], str]]) -> Any:
+        """Columns ``name -> (group, key)`` over the union of the groups' times.  A coarsened
+        curve (``min_cell_size >= 2``: docs/statistics.md) has its own released times: a
+        step function, carried forward between them, NaN after its last (truncated)."""
+        pd = _pandas()
+        times = sorted({float(t) for g, _ in cols.values() for t in g["times"]})
+        idx = pd.Index(times or self.timeline, name="timeline")
+        out: dict[str, Any] = {}
+        for name, (g, key) in cols.items():
+            ser = pd.Series(g[key], index=[float(t) for t in g["times"]], dtype=float)
+            full = ser.reindex(idx, method="ffill")
+            full[idx > ser.index[-1]] = float("nan")
+            out[name] = full.to_numpy()
+        return pd.DataFrame(out, index=idx)
+
     @property
     def survival_function_(self) -> Any:
-        pd = _pandas()
-        idx = pd.Index(self.timeline, name="timeline")
-        return pd.DataFrame({self._label(g): g["survival"] for g in self._groups()}, index=idx)
+        return self._frame({self._label(g): (g, "survival") for g in self._groups()})
 
     @property
     def confidence_interval_(self) -> Any:
-        pd = _pandas()
-        idx = pd.Index(self.timeline, name="timeline")
         level = 1 - float(self.values.get("alpha", 0.05))
-        cols: dict[str, Any] = {}
+        cols: dict[str, tuple[dict[str, Any], str]] = {}
         for g in self._groups():
-            cols[f"{self._label(g)}_lower_{level:g}"] = g["ci_lower"]
-            cols[f"{self._label(g)}_upper_{level:g}"] = g["ci_upper"]
-        return pd.DataFrame(cols, index=idx)
+            cols[f"{self._label(g)}_lower_{level:g}"] = (g, "ci_lower")
+            cols[f"{self._label(g)}_upper_{level:g}"] = (g, "ci_upper")
+        return self._frame(cols)
 
     @property
     def median_survival_time_(self) -> Any:
@@ -368,7 +379,7 @@ class KaplanMeierResult(Result):
             g = found[0]
         return pd.DataFrame({"at_risk": g["at_risk"], "observed": g["events"],
                              "censored": g["censored"]},
-                            index=pd.Index(self.timeline, name="event_at"))
+                            index=pd.Index(g["times"], name="event_at"))
 
     def to_frame(self) -> Any:
         return self.survival_function_.join(self.confidence_interval_)
@@ -379,8 +390,8 @@ class KaplanMeierResult(Result):
         plt = _pyplot()
         if ax is None:
             _, ax = plt.subplots()
-        times = self.timeline
         for g in self._groups():
+            times = g["times"]  # a coarsened curve: its released times only
             label = "KM_estimate" if not self.values.get("group_by") else str(g["label"])
             (line,) = ax.step(times, g["survival"], where="post", label=label, **kwargs)
             if ci_show:

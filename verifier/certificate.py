@@ -26,11 +26,15 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from statledger.proofs.errors import MalformedError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from statledger.protocol.view import QueryView
+
 __all__ = ["FORMAT", "MAGIC", "SUFFIX", "CertEntry", "Certificate", "parse_certificate",
-           "build_certificate"]
+           "build_certificate", "left_out"]
 
 FORMAT = "statledger-certificate/v2"
 MAGIC = (FORMAT + "\n").encode("ascii")
@@ -194,3 +198,23 @@ def build_certificate(
         checkpoint=checkpoint,
         entries=tuple(CertEntry(i, d, tuple(p)) for i, d, p in ordered),
     )
+
+
+def left_out(view: QueryView) -> set[int]:
+    """The log indices of the query's entries a certificate does not carry: the shares no
+    step combines.  Step 12 checks only the ``T`` decryption entries the result names and
+    the ``T`` gate entries the release decision names (their batched DLEQ proofs); the other
+    nodes' shares are never combined, so the verifier needs neither them nor their proofs
+    (docs/certificate.md, "Which entries").  Nothing else is left out: a certificate that
+    lacks a named node's entry fails step 12, and leaving an entry out cannot make a
+    certificate pass that would fail with it (no step draws a conclusion from an entry's
+    absence; a log can hold such entries only if they are well formed, the ledger's append
+    rule).  Without a result (or a release decision) nothing is left out."""
+    out: set[int] = set()
+    if view.result is not None:
+        named = set(view.result[1].decryptors)
+        out |= {i for i, d in view.decryptions if d.node not in named}
+    if view.release is not None:
+        gated = set(view.release[1].decryptors)
+        out |= {i for i, g in view.gates if g.node not in gated}
+    return out

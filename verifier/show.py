@@ -26,6 +26,7 @@ from statledger.proofs.errors import StatledgerError
 from statledger.protocol.query import QuerySpec
 from statledger.protocol.stats import get as get_statistic
 from statledger.protocol.stats.base import StatResult, fmt
+from statledger.protocol.stats.survival import KaplanMeier
 from statledger.verifier.certificate import parse_certificate
 from statledger.verifier.report import STEPS, Report
 from statledger.verifier.verify import TrustPolicy, verify_certificate
@@ -97,7 +98,9 @@ def shown_from_report(report: Report, *, origin: str = "") -> Shown:
     if report.valid and sh.spec is not None and view.totals is not None:
         # the statistic's own decoder on the totals step 13 decrypted (step 14 ran it too and
         # found the published result equal to it)
-        sh.result = get_statistic(sh.spec.statistic).decode(sh.spec, view.totals)
+        stat = get_statistic(sh.spec.statistic)
+        sh.result = (stat.decode(sh.spec, view.totals) if view.release is None else
+                     stat.decode_gated(sh.spec, view.totals, view.release[1].small_bits()))
     return sh
 
 
@@ -150,8 +153,12 @@ def describe_query(spec: QuerySpec) -> list[str]:
     if spec.bounds:
         lines.append("values clipped to " + ", ".join(
             f"{c} in [{_num(lo)}, {_num(hi)}]" for c, (lo, hi) in spec.bounds.items()))
-    lines.append(f"cells of fewer than {spec.min_cell_size} rows suppressed; at least "
-                 f"{spec.min_providers} data owners; at most {spec.max_rows} rows per owner")
+    small = (f"grid points with fewer than {spec.min_cell_size} events merged into the next "
+             "one before decryption" if spec.statistic == KaplanMeier.name
+             and KaplanMeier.coarsened(spec) else
+             f"cells of fewer than {spec.min_cell_size} rows suppressed")
+    lines.append(f"{small}; at least {spec.min_providers} data owners; at most "
+                 f"{spec.max_rows} rows per owner")
     lines.append(_privacy(spec))
     return lines
 

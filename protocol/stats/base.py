@@ -69,6 +69,7 @@ __all__ = [
     "suppress_cells",
     "suppress_group_cells",
     "suppress_small_cells",
+    "suppress_small_group_cells",
     "json_safe",
     "format_table",
     "require_numeric",
@@ -382,6 +383,30 @@ class Statistic(ABC):
         released."""
         return [True] * len(self.layout(spec))
 
+    def gate_k(self, spec: QuerySpec) -> int:
+        """The PET threshold ``k`` of every gate: a gate is *small* iff its count is below
+        ``k`` (:func:`statledger.protocol.suppression.pet_inputs` tests ``Enc(n - j)``,
+        ``j < k``).  Default ``min_cell_size``; ``1`` for a presence test (``n == 0``: the
+        set statistics, which publish presence and never a count)."""
+        return spec.min_cell_size
+
+    def decode_gated(self, spec: QuerySpec, totals: Sequence[int | None],
+                     small: Sequence[bool]) -> StatResult:
+        """Decode a gated query's totals (``None`` at every withheld entry) knowing the
+        PET's public gate bits ``small`` (the release entry's, one per :meth:`gates` entry).
+        Default: :meth:`decode` (the withheld entries say enough); a statistic whose answer
+        *is* the gate bits (presence, :mod:`statledger.protocol.stats.sets`) overrides it."""
+        return self.decode(spec, totals)  # type: ignore[arg-type]
+
+    def release_groups(self, spec: QuerySpec, small: Sequence[bool]
+                       ) -> list[tuple[int, tuple[int, ...]]]:
+        """The release decision as *release groups* ``(target, members)``: the sum of the
+        members' entries (coefficient 1) is decrypted as one number, published at ``target``
+        (a member); a member's own value never is.  Default: every entry :meth:`release`
+        allows, alone.  Kaplan-Meier merges small intervals with the next one
+        (:mod:`statledger.protocol.stats.survival`).  Same purity as :meth:`release`."""
+        return [(j, (j,)) for j, f in enumerate(self.release(spec, small)) if f]
+
     #: True when :meth:`decode` takes the wire totals (DP weights included, not rounded or
     #: clamped) and un-weights them itself (:func:`statledger.protocol.calibration.unscale`)
     decodes_wire_totals: ClassVar[bool] = False
@@ -390,6 +415,13 @@ class Statistic(ABC):
         """Per-entry DP weights chosen by the statistic itself (None: the calibration's
         default rule, :func:`statledger.protocol.calibration.weights`)."""
         return None
+
+    def dp_postprocess(self, spec: QuerySpec, totals: Sequence[int | None],
+                       entry_var: Sequence[Fraction]) -> list[int | None]:
+        """Documented DP post-processing of the unscaled totals before :meth:`decode`, given
+        the exact noise variance of every entry (statistic units); deterministic.  Default:
+        unchanged (linear regression adds a ridge, :mod:`statledger.protocol.stats.ols`)."""
+        return list(totals)
 
     def onehot_blocks(self, spec: QuerySpec) -> list[int] | None:
         """Cells per block when one row adds exactly one to one cell of every block (or to
@@ -812,6 +844,19 @@ def suppress_small_cells(small: Sequence[Sequence[bool]]) -> list[list[bool]]:
                     grid[free[0][0]][free[0][1]] = True
                     changed = True
     return grid
+
+
+def suppress_small_group_cells(spec: QuerySpec, small: Sequence[bool]) -> list[bool]:
+    """Suppression of the flat list of group-by cells of ``spec`` from the PET bits alone
+    (one per cell, ``True`` = small): the cells laid out as in :func:`suppress_group_cells`
+    (one line with the total as its margin for zero or one group_by column; rows x columns
+    for two), complementary cells by position (:func:`suppress_small_cells`)."""
+    bits = [bool(b) for b in small]
+    if len(spec.group_by) < 2:
+        return suppress_small_cells([bits])[0]
+    ncol = len(spec.categories[spec.group_by[1]])
+    grid = [bits[i : i + ncol] for i in range(0, len(bits), ncol)]
+    return [m for row in suppress_small_cells(grid) for m in row]
 
 
 def suppress_group_cells(spec: QuerySpec, counts: Sequence[int]) -> list[bool]:

@@ -62,7 +62,7 @@ from statledger.protocol.stats.base import (
     select_rows,
     sum_range,
     suppress_group_cells,
-    suppress_small_cells,
+    suppress_small_group_cells,
 )
 from statledger.protocol.stats.exact import sqrt_float, to_float
 
@@ -123,12 +123,7 @@ class _Basic(Statistic):
         layout as :func:`~statledger.protocol.stats.base.suppress_group_cells` (one line with
         the total as margin for one group_by column; a grid for two), complementary cells by
         position."""
-        bits = [bool(b) for b in small]
-        if len(spec.group_by) < 2:
-            return suppress_small_cells([bits])[0]
-        ncol = len(spec.categories[spec.group_by[1]])
-        grid = [bits[i : i + ncol] for i in range(0, len(bits), ncol)]
-        return [m for row in suppress_small_cells(grid) for m in row]
+        return suppress_small_group_cells(spec, small)
 
     def release(self, spec: QuerySpec, small: Sequence[bool]) -> list[bool]:
         if len(small) != len(self.gates(spec)):

@@ -8,8 +8,24 @@ are clipped to the bounds first (reported), so every selected row lands in a bin
 Encoding per group-by cell: the ``m`` bin counts, each in ``[0, max_rows]``.
 
 Suppression: the table rows are the group-by cells (one row without group_by), the columns
-the bins; :func:`~statledger.protocol.stats.base.suppress_cells` applies primary and complementary
-suppression, and the published total counts published bins only.
+the bins; the published total of a row counts its published bins only.
+
+* **Exact queries with** ``min_cell_size >= 2``: suppression *before decryption*
+  (:mod:`statledger.protocol.suppression`).  The gates are every bin count; the blinded
+  shuffled PET reveals only "``count < min_cell_size``" per bin (an empty bin is small, so
+  an empty bin is withheld too: ``0`` and ``1`` look alike).  A small bin is never
+  decrypted, and neither is its complement: while a line of the table (a group's bins; with
+  group_by also a bin across the groups) has exactly one withheld bin, the first released
+  bin of that line *by position* is withheld too
+  (:func:`~statledger.protocol.stats.base.suppress_small_cells`, the rule crosstab uses).
+  Why: the histogram's total ``n`` is not published, but it is derivable elsewhere (a
+  ``count`` with the same filters, or the sum of the other bins plus a known margin), and
+  one withheld bin would then be ``n`` minus the published ones.
+* ``min_cell_size == 1``: nothing but an empty bin could be small, and a 0 hides nothing:
+  no gates, every bin decrypted in one phase.
+* **DP queries**: no gates; every noisy bin is decrypted and the decoder suppresses by the
+  noisy values (:func:`~statledger.protocol.stats.base.suppress_cells`: primary ``0 < c <
+  min_cell_size``, complementary the smallest cell of the line; post-processing).
 """
 
 from __future__ import annotations
@@ -29,13 +45,14 @@ from statledger.protocol.stats.base import (
     Table,
     cell_label,
     cell_prefix,
-    check_totals,
+    check_released_totals,
     count_range,
     group_cells,
     register,
     require_params,
     select_rows,
     suppress_cells,
+    suppress_small_cells,
 )
 
 if TYPE_CHECKING:
@@ -92,6 +109,21 @@ class Histogram(Statistic):
     def sensitivity(self, spec: QuerySpec) -> list[int]:
         return [1] * len(self.layout(spec))
 
+    def gates(self, spec: QuerySpec) -> list[int]:
+        # every bin count; none at min_cell_size 1 (only an empty bin would be small, and a
+        # 0 hides nothing).  DP queries: protocol/suppression.py drops the gates.
+        if spec.min_cell_size <= 1:
+            return []
+        return list(range(len(self.layout(spec))))
+
+    def release(self, spec: QuerySpec, small: Sequence[bool]) -> list[bool]:
+        if len(small) != len(self.gates(spec)):
+            raise MalformedError("gate bits: one per bin expected")
+        m = len(_edges(spec)) - 1
+        bits = [bool(b) for b in small]
+        grid = [bits[k : k + m] for k in range(0, len(bits), m)]
+        return [not b for row in suppress_small_cells(grid) for b in row]
+
     def encode_with_report(self, spec: QuerySpec, table: Table) -> tuple[list[int], LocalReport]:
         col = spec.columns[0]
         e = np.asarray(_edges(spec), dtype=np.float64)
@@ -106,14 +138,30 @@ class Histogram(Statistic):
             out.extend(int(c) for c in counts[:m])
         return self._finish(spec, out, sel.report)
 
-    def decode(self, spec: QuerySpec, totals: Sequence[int]) -> StatResult:
-        t = check_totals(spec, self.layout(spec), totals)
+    def decode(self, spec: QuerySpec, totals: Sequence[int | None]) -> StatResult:
+        t = check_released_totals(spec, self.layout(spec), totals, [])
         col = spec.columns[0]
         e = _edges(spec)
         m = len(e) - 1
         cells = group_cells(spec)
-        grid = [t[k * m : (k + 1) * m] for k in range(len(cells))]
-        mask = suppress_cells(grid, spec.min_cell_size)
+        if any(v is None for v in t):
+            # withheld bins: the PET gate's decision (exact queries), never decrypted
+            if spec.privacy.mechanism != "none" or not self.gates(spec):
+                raise MalformedError("totals: withheld entries for a query without gates")
+            mask = [[t[k * m + i] is None for i in range(m)] for k in range(len(cells))]
+            if [not b for row in mask for b in row] != self.release(
+                    spec, [b for row in mask for b in row]):
+                # the rule withholds a stable set (no line with exactly one withheld bin);
+                # any other pattern did not come from it
+                raise MalformedError("totals: the withheld bins are not a release decision "
+                                     "of the histogram's rule")
+        else:
+            # every bin decrypted: exact counts >= min_cell_size (gated or min_cell_size 1)
+            # or a DP query's noisy counts, suppressed by their values (post-processing)
+            grid_all = [[int(v or 0) for v in t[k * m : (k + 1) * m]]
+                        for k in range(len(cells))]
+            mask = suppress_cells(grid_all, spec.min_cell_size)
+        grid = [[int(v or 0) for v in t[k * m : (k + 1) * m]] for k in range(len(cells))]
         pub = [[None if mask[k][i] else grid[k][i] for i in range(m)] for k in range(len(cells))]
         out_cells: list[dict[str, Any]] = []
         for k, cell in enumerate(cells):

@@ -55,6 +55,20 @@ sqrt 2) = Q(1/2, z^2 / 2)`` (exact ``z^2``) and the CI's ``z_{0.975}`` in decima
 under the fixed context of :mod:`~statledger.protocol.stats.exact`; ``converged`` compares
 the exact ``max|delta|`` with ``tol``.  The layout (which decoding checks the totals against)
 uses no libm either.
+
+Suppression before decryption (exact queries with ``min_cell_size >= 2``,
+:mod:`statledger.protocol.suppression`), both forms: the gate is ``n``; the blinded shuffled
+PET reveals only "``n < min_cell_size``" (no rows counts as small), and then *nothing* is
+decrypted -- no ``n``, no gram block, no ``xwx``/``xr``/``loglik`` -- the result says
+"suppressed" and (IRLS) has no ``beta_next``, so no later round can follow it
+(:mod:`statledger.protocol.chain`).  **Every IRLS round is gated**, not only round 0: the
+chain fixes the spec (filters included) but not *which owners* answer a round (any subset
+that endorsed the previous result, :func:`statledger.protocol.chain.check_established`), so
+a querier could ask round 1 of only the owners with few rows, whose ``n`` round 0's test
+never saw.  The price is one PET cell per round (``k = min_cell_size`` candidates,
+docs/notes/pet.md, measured in docs/performance.md).  ``min_cell_size == 1``: no gate (only
+an empty selection, whose design is singular, would be small).  A DP query has no gate: a
+noisy ``n`` below ``min_cell_size`` suppresses the result after decoding.
 """
 
 from __future__ import annotations
@@ -76,7 +90,7 @@ from statledger.protocol.stats.base import (
     Statistic,
     StatResult,
     Table,
-    check_totals,
+    check_released_totals,
     count_range,
     is_finite_number,
     register,
@@ -134,6 +148,27 @@ FloatArray = npt.NDArray[np.float64]
 # ---------------------------------------------------------------------------- shared
 class _LogisticBase(Statistic):
     _extra_params: tuple[str, ...] = ()
+
+    def gates(self, spec: QuerySpec) -> list[int]:
+        # n; none at min_cell_size 1.  DP queries: protocol/suppression.py drops the gate
+        return [0] if spec.min_cell_size > 1 else []
+
+    def release(self, spec: QuerySpec, small: Sequence[bool]) -> list[bool]:
+        if len(small) != len(self.gates(spec)):
+            raise MalformedError("gate bits: expected one (n)")
+        return [not any(small)] * len(self.layout(spec))
+
+    def _released_n(self, spec: QuerySpec, totals: Sequence[int | None]) -> list[int] | None:
+        """The totals, or None when the PET gate withheld them all (n < min_cell_size:
+        nothing decrypted).  A partial release is refused."""
+        t = check_released_totals(spec, self.layout(spec), totals, [])
+        if all(v is None for v in t):
+            if spec.privacy.mechanism != "none" or not self.gates(spec):
+                raise MalformedError("totals: withheld entries for a query without gates")
+            return None
+        if any(v is None for v in t):
+            raise MalformedError("totals: an entry of a published result is withheld")
+        return [int(v or 0) for v in t]
 
     def _features(self, spec: QuerySpec) -> tuple[list[str], str]:
         feats = check_column_list(spec, "features")
@@ -241,10 +276,11 @@ class LogisticApprox(_LogisticBase):
         out = gram_encode([*qs, u], self._gram(spec), int(y.size))
         return self._finish(spec, out, report)
 
-    def decode(self, spec: QuerySpec, totals: Sequence[int]) -> StatResult:
+    def decode(self, spec: QuerySpec, totals: Sequence[int | None]) -> StatResult:
         feats, target = self._features(spec)
         cols = self._gram(spec)
-        t = check_totals(spec, self.layout(spec), totals)
+        released = self._released_n(spec, totals)
+        t = released if released is not None else [0] * len(self.layout(spec))
         terms = ["const", *feats]
         n = t[0]
         notes = [
@@ -252,8 +288,10 @@ class LogisticApprox(_LogisticBase):
             "(= 4 x OLS of y - 1/2); no standard errors",
         ]
         coef: list[float] | None = None
-        if n < spec.min_cell_size:
-            notes.append(f"suppressed: n = {n} < min_cell_size {spec.min_cell_size}")
+        # withheld by the PET gate (never decrypted), or a DP query's small noisy n
+        suppressed = released is None or n < spec.min_cell_size
+        if suppressed:
+            notes.append(f"suppressed: fewer than {spec.min_cell_size} rows")
         else:
             fit = gram_ols(cols, t)  # exact rational least squares
             if fit is None:
@@ -265,7 +303,7 @@ class LogisticApprox(_LogisticBase):
             "target": target,
             "features": feats,
             "terms": terms,
-            "n": n if n >= spec.min_cell_size else None,
+            "n": None if suppressed else n,
             "coef": coef if coef is not None else [None] * len(terms),
             "standardize": {k: list(v) for k, v in self._standardize(spec, feats).items()},
         }
@@ -402,7 +440,8 @@ class LogisticIRLS(_LogisticBase):
         feats, target = self._features(spec)
         terms = ["const", *feats]
         k = len(terms)
-        t = check_totals(spec, self.layout(spec), totals)
+        released = self._released_n(spec, totals)
+        t = released if released is not None else [0] * len(self.layout(spec))
         beta = self._beta(spec, k)
         tol = self._tol(spec)
         rnd = self._round(spec)
@@ -438,8 +477,9 @@ class LogisticIRLS(_LogisticBase):
         notes = [
             f"IRLS round {rnd}; tol {tol:g}; log-likelihood at the round's input beta",
         ]
-        if n < spec.min_cell_size:
-            notes.append(f"suppressed: n = {n} < min_cell_size {spec.min_cell_size}")
+        if released is None or n < spec.min_cell_size:
+            # withheld by the PET gate (never decrypted), or a DP query's small noisy n
+            notes.append(f"suppressed: fewer than {spec.min_cell_size} rows")
             values["n"] = None
             values["log_likelihood"] = None
         else:

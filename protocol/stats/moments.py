@@ -16,6 +16,17 @@ bit; square roots are taken of the exact rationals, correctly rounded, never wit
   ``numpy.corrcoef``: ``sign(cov_ij) sqrt(cov_ij^2 / (cov_ii cov_jj))`` correctly rounded,
   clamped to [-1, 1] (only DP noise can push it out);
 * ``cosine = P_xy / sqrt(P_xx P_yy)`` (None when a norm is 0), the same way.
+
+Suppression before decryption (exact queries with ``min_cell_size >= 2``,
+:mod:`statledger.protocol.suppression`): the gates are every group-by cell's ``n``; the
+blinded shuffled PET reveals only "``n < min_cell_size``" per cell (an empty cell is small).
+A small cell -- with its complementary cells, by position, laid out like the moments'
+(:func:`~statledger.protocol.stats.base.suppress_small_group_cells`: one line with the total
+as margin for one group_by column, rows x columns for two) -- is never decrypted: neither
+its ``n`` nor any sum or product (a 3-row covariance would give away the three rows' sums
+and cross-products).  ``min_cell_size == 1``: no gates (only an empty cell could be small).
+A DP query has no gates: its noisy counts are suppressed after decoding
+(:func:`~statledger.protocol.stats.base.suppress_group_cells`, post-processing).
 """
 
 from __future__ import annotations
@@ -33,7 +44,7 @@ from statledger.protocol.stats.base import (
     Table,
     cell_label,
     cell_prefix,
-    check_totals,
+    check_released_totals,
     count_range,
     group_cells,
     int_dot,
@@ -46,6 +57,7 @@ from statledger.protocol.stats.base import (
     select_rows,
     sum_range,
     suppress_group_cells,
+    suppress_small_group_cells,
 )
 from statledger.protocol.stats.exact import signed_sqrt_ratio, to_float
 
@@ -68,8 +80,51 @@ def _unit_ratio(num: Fraction, den2: Fraction) -> float:
     return signed_sqrt_ratio(num, den2)
 
 
-class _Matrix(Statistic):
+class _CellGated(Statistic):
+    """A statistic whose every group-by cell is a block of ``_block(spec)`` entries starting
+    with the cell's ``n``: gated by ``n`` (exact, ``min_cell_size >= 2``), a suppressed
+    cell withheld whole."""
+
+    def _block(self, spec: QuerySpec) -> int:
+        raise NotImplementedError
+
+    def gates(self, spec: QuerySpec) -> list[int]:
+        # every cell's n; none at min_cell_size 1.  DP: protocol/suppression.py drops them
+        if spec.min_cell_size <= 1:
+            return []
+        return list(range(0, len(self.layout(spec)), self._block(spec)))
+
+    def release(self, spec: QuerySpec, small: Sequence[bool]) -> list[bool]:
+        if len(small) != len(self.gates(spec)):
+            raise MalformedError("gate bits: one per cell expected")
+        mask = suppress_small_group_cells(spec, small)
+        return [not m for m in mask for _ in range(self._block(spec))]
+
+    def _cell_mask(self, spec: QuerySpec, t: Sequence[int | None]) -> list[bool]:
+        """Per cell, suppressed: withheld by the PET gate's decision (``None`` totals, never
+        decrypted) or, with every total present (exact counts >= min_cell_size, or a DP
+        query's noisy ones), by the counts' values (post-processing)."""
+        w = self._block(spec)
+        cells = len(t) // w
+        gone = [t[c * w] is None for c in range(cells)]
+        if any(v is None for v in t):
+            if spec.privacy.mechanism != "none" or not self.gates(spec):
+                raise MalformedError("totals: withheld entries for a query without gates")
+            for c in range(cells):
+                if any((v is None) != gone[c] for v in t[c * w : (c + 1) * w]):
+                    raise MalformedError("totals: a cell is partly withheld")
+            if [not g for g in gone for _ in range(w)] != self.release(spec, gone):
+                raise MalformedError("totals: the withheld cells are not a release decision "
+                                     "of the rule")
+            return gone
+        return suppress_group_cells(spec, [int(t[c * w] or 0) for c in range(cells)])
+
+
+class _Matrix(_CellGated):
     kind: str = "covariance"
+
+    def _block(self, spec: QuerySpec) -> int:
+        return self._width(len(spec.columns))
 
     def validate(self, spec: QuerySpec) -> None:
         require_params(spec, ())
@@ -148,17 +203,16 @@ class _Matrix(Statistic):
             out.append(row)
         return out
 
-    def decode(self, spec: QuerySpec, totals: Sequence[int]) -> StatResult:
-        t = check_totals(spec, self.layout(spec), totals)
+    def decode(self, spec: QuerySpec, totals: Sequence[int | None]) -> StatResult:
+        t = check_released_totals(spec, self.layout(spec), totals, [])
         cols = spec.columns
         w = self._width(len(cols))
         cells = group_cells(spec)
-        ns = [t[c * w] for c in range(len(cells))]
-        mask = suppress_group_cells(spec, ns)
+        mask = self._cell_mask(spec, t)
         out_cells: list[dict[str, Any]] = []
         rows: list[list[Any]] = []
         for c, cell in enumerate(cells):
-            block = t[c * w : (c + 1) * w]
+            block = [int(v or 0) for v in t[c * w : (c + 1) * w]]
             mat = None if mask[c] else self._matrix(spec, block)
             n_pub = None if mask[c] else block[0]
             out_cells.append(
@@ -216,10 +270,13 @@ class Correlation(_Matrix):
     kind = "correlation"
 
 
-class Cosine(Statistic):
+class Cosine(_CellGated):
     """Cosine similarity of two numeric columns."""
 
     name = "cosine"
+
+    def _block(self, spec: QuerySpec) -> int:
+        return 4
 
     def validate(self, spec: QuerySpec) -> None:
         require_params(spec, ())
@@ -264,14 +321,14 @@ class Cosine(Statistic):
             out += [int(m.sum()), int_dot(a, a), int_dot(b, b), int_dot(a, b)]
         return self._finish(spec, out, sel.report)
 
-    def decode(self, spec: QuerySpec, totals: Sequence[int]) -> StatResult:
-        t = check_totals(spec, self.layout(spec), totals)
+    def decode(self, spec: QuerySpec, totals: Sequence[int | None]) -> StatResult:
+        t = check_released_totals(spec, self.layout(spec), totals, [])
         cells = group_cells(spec)
-        mask = suppress_group_cells(spec, [t[4 * c] for c in range(len(cells))])
+        mask = self._cell_mask(spec, t)
         out_cells: list[dict[str, Any]] = []
         rows: list[list[Any]] = []
         for c, cell in enumerate(cells):
-            n, pxx, pyy, pxy = t[4 * c : 4 * c + 4]
+            n, pxx, pyy, pxy = (int(v or 0) for v in t[4 * c : 4 * c + 4])
             value: float | None = None
             if not mask[c] and pxx > 0 and pyy > 0:
                 value = _unit_ratio(Fraction(pxy), Fraction(pxx * pyy))

@@ -97,6 +97,9 @@ __all__ = [
     "GramFit",
     "gram_ols",
     "coef_table",
+    "ols_allocation",
+    "ols_dp_weights",
+    "ols_ridge",
 ]
 
 
@@ -222,6 +225,135 @@ def gram_encode(
     return out
 
 
+# ---------------------------------------------------------------------------- DP allocation
+#: mean offset of the reference design: each column's mean uniform in the middle half of its
+#: bounds, ``E[mu^2] = t^2 / 12`` (``t`` the half-width)
+_REF_OFFSET2 = Fraction(1, 12)
+#: the smallest DP weight (rounding the allocation down to integers moves a share by < 13 %,
+#: most by far less: the other weights are larger)
+_MIN_WEIGHT = 16
+#: no entry's wire sensitivity below the largest's / _SHARE_FLOOR (its budget share >=
+#: 1/_SHARE_FLOOR^2 of the largest: the noise's shift granularity, noise.calibrate)
+_SHARE_FLOOR = 16
+#: fixed-point bits of the fourth roots of the allocation
+_ROOT_BITS = 32
+#: the ridge doubles at most this many times (z <= 2^10 noise sds) to reach a definite X'X
+_RIDGE_DOUBLINGS = 10
+
+
+def ols_allocation(cols: Sequence[GramColumn]) -> list[Fraction]:
+    """Importance ``D_e`` of every :func:`gram_layout` entry of ``cols`` (features...,
+    target) for the released fit: ``D_e = t_e^2 sum_q E[(d theta_q / d e)^2] / V_q`` over the
+    released ``theta = (b_0, b_1..b_p, sigma^2)``, each normalised by its sampling variance
+    ``V_q``, at a public reference design (docs/privacy.md, "Linear regression"):
+
+    * each column ``v`` has half-width ``t_v`` (its sensitivity) around its midpoint
+      ``M_v`` (the encoding's shift) and variance ``s_v^2 = t_v^2 / 3`` (uniform on its bounds),
+      features independent;
+    * the target is ``sum_k b_k x_k + e`` with ``b_k = +-t_y / (t_k sqrt(2p))`` (independent
+      random signs; the features explain half its variance) and ``Var e = sigma^2 = t_y^2 /
+      6``;
+    * the means sit at ``M_v + mu_v`` with ``E[mu_v^2] = t_v^2 / 12`` (random signs): a sum's
+      noise moves the centred cross products by ``mu_w eps_v / n`` (its only first-order
+      effect on the slopes).
+
+    Minimising ``sum_e D_e / rho_e`` under ``sum_e rho_e = rho`` gives ``rho_e ~ sqrt(D_e)``
+    (Lagrange).  ``n`` cancels, so nothing here depends on data or on the row count.  Exact
+    rationals (the same on every machine)."""
+    k = len(cols)
+    p = k - 1
+    t = [max(abs(lo), abs(hi)) for lo, hi in (c.shifted() for c in cols)]
+    s2 = [Fraction(x * x, 3) for x in t]
+    m2 = [Fraction(c.shift * c.shift) for c in cols]
+    b2 = [Fraction(t[p] * t[p], 2 * p * t[i] * t[i]) for i in range(p)]  # b_k^2
+    sig2 = Fraction(t[p] * t[p], 6)
+    v0 = sig2 * (1 + sum((m2[i] / s2[i] for i in range(p)), Fraction(0)))  # intercept
+    vs = 2 * sig2 * sig2  # sigma^2
+    # per unit of P_vw: sum_q E[g_q^2] / V_q  (slopes: V_k = sigma^2 / s_k^2)
+    unit: dict[tuple[int, int], Fraction] = {}
+    for i, j in _pairs(k):
+        if i == j == p:  # P_yy: sigma^2 only
+            g = 1 / vs
+        elif j == p:  # P_ky
+            g = (1 / (s2[i] * sig2) + m2[i] / (s2[i] * s2[i] * v0) + 4 * b2[i] / vs)
+        elif i == j:  # P_kk
+            g = (b2[i] / (s2[i] * sig2) + m2[i] * b2[i] / (s2[i] * s2[i] * v0)
+                 + b2[i] * b2[i] / vs)
+        else:  # P_kl, features k < l
+            g = (b2[j] / (s2[i] * sig2) + b2[i] / (s2[j] * sig2)
+                 + (m2[i] * b2[j] / (s2[i] * s2[i]) + m2[j] * b2[i] / (s2[j] * s2[j])) / v0
+                 + 4 * b2[i] * b2[j] / vs)
+        unit[(i, j)] = g
+    out = [Fraction(1, 2)]  # n: sigma^2 = RSS / n moves with n
+    for v in range(k):
+        own = (1 if v == p else b2[v]) / v0  # the intercept reads the means directly
+        off = sum((_REF_OFFSET2 * t[w] * t[w] * (4 if w == v else 1)
+                   * unit[(min(v, w), max(v, w))] for w in range(k)), Fraction(0))
+        out.append(t[v] * t[v] * (own + off))
+    for i, j in _pairs(k):
+        out.append(t[i] * t[i] * t[j] * t[j] * unit[(i, j)])
+    return out
+
+
+def _root4(x: Fraction) -> int:
+    """``floor(x^(1/4) * 2^_ROOT_BITS)``, exactly (integer square roots)."""
+    return math.isqrt(math.isqrt(x.numerator * (1 << (4 * _ROOT_BITS)) // x.denominator))
+
+
+def ols_dp_weights(cols: Sequence[GramColumn]) -> list[int]:
+    """Integer DP weights of the :func:`gram_layout` entries: ``c_e ~ D_e^(1/4) / t_e``
+    (wire sensitivity ``c_e t_e ~ sqrt(rho_e)``, :func:`ols_allocation`), every share at
+    least ``1/_SHARE_FLOOR^2`` of the largest: ``c_e = floor(2^B a_e / (a_max t_e))`` with
+    ``B`` the smallest exponent giving every weight at least ``_MIN_WEIGHT``.  The widest wire
+    sensitivity is then just below ``2^B``, a power of two like the noise's step ``Delta``
+    (:func:`~statledger.protocol.noise.calibrate`): measured on the README's fit, 253 noise
+    bits per entry where an unaligned scale needed up to 344.  A pure function of the spec."""
+    sens = gram_sensitivity(cols)
+    a = [_root4(d) for d in ols_allocation(cols)]
+    top = max(a)
+    a = [max(x, -(-top // _SHARE_FLOOR), 1) for x in a]
+    need = max(-(-_MIN_WEIGHT * top * t // x) for t, x in zip(sens, a, strict=True))
+    b = (need - 1).bit_length()  # 2^b >= need
+    return [(x << b) // (top * t) for t, x in zip(sens, a, strict=True)]
+
+
+def ols_ridge(cols: Sequence[GramColumn], totals: Sequence[int | None],
+              entry_var: Sequence[Fraction]) -> list[int | None]:
+    """DP post-processing of unscaled gram totals: every feature's ``sum(x_k^2)`` raised by
+    ``z * lambda_k``, ``lambda_k = floor(sd_k)`` the noise sd of that entry and ``z`` the
+    smallest of ``1, 2, 4, ..., 2^_RIDGE_DOUBLINGS`` that makes the noisy centred ``X'X``
+    positive definite (exact, :func:`~statledger.protocol.stats.exact.int_spd_inverse`; ``z =
+    1`` when none does: decode then reports the design singular).  A ridge by the noise level
+    in the spirit of AdaSSP (Wang 2018), which picks ``lambda`` from the noisy smallest
+    eigenvalue; here no eigenvalue is needed and every step is exact integer arithmetic, so
+    step 14 recomputes it bit for bit.  Withheld entries stay withheld; non-int entries are
+    left for decode to refuse."""
+    k = len(cols)
+    out = list(totals)
+    if len(out) != len(entry_var) or len(out) != 1 + k + k * (k + 1) // 2:
+        raise MalformedError(f"totals: {len(out)} entries, the fit's layout has "
+                             f"{1 + k + k * (k + 1) // 2}")
+    diag = [1 + k + pos for pos, (i, j) in enumerate(_pairs(k)) if i == j < k - 1]
+    lam = [math.isqrt(entry_var[e].numerator // entry_var[e].denominator) for e in diag]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in out):
+        return out  # withheld (suppressed fit) or malformed: nothing to post-process
+    ints: list[int] = [v for v in out if v is not None]
+
+    def ridged(step: int) -> list[int]:
+        trial = list(ints)
+        for e, lam_k in zip(diag, lam, strict=True):
+            trial[e] += lam_k << step
+        return trial
+
+    if ints[0] > 0:  # with no rows there is no design: decode says so
+        for step in range(_RIDGE_DOUBLINGS + 1):
+            trial = ridged(step)
+            a = _centred(k, trial)
+            if int_spd_inverse([row[: k - 1] for row in a[: k - 1]]) is not None:
+                return list(trial)
+    return list(ridged(0))
+
+
 @dataclass(frozen=True)
 class GramFit:
     """Exact least squares of the last gram column on the others, with an intercept.
@@ -239,6 +371,15 @@ class GramFit:
     explained: Fraction
 
 
+def _centred(k: int, block: Sequence[int]) -> list[list[int]]:
+    """``A_vw = n P_vw - S_v S_w`` (k x k, integers) from gram totals of ``k`` columns."""
+    n = block[0]
+    s = list(block[1 : 1 + k])
+    prod = dict(zip(_pairs(k), block[1 + k :], strict=True))
+    return [[n * prod[(min(i, j), max(i, j))] - s[i] * s[j] for j in range(k)]
+            for i in range(k)]
+
+
 def gram_ols(cols: Sequence[GramColumn], block: Sequence[int]) -> GramFit | None:
     """The exact OLS fit from gram totals of ``cols`` (features..., target), or None when the
     features' centred cross-product matrix is not positive definite or is nearly singular
@@ -254,8 +395,7 @@ def gram_ols(cols: Sequence[GramColumn], block: Sequence[int]) -> GramFit | None
     if n <= 0:
         return None
     s = list(block[1 : 1 + k])
-    prod = dict(zip(_pairs(k), block[1 + k :], strict=True))
-    a = [[n * prod[(min(i, j), max(i, j))] - s[i] * s[j] for j in range(k)] for i in range(k)]
+    a = _centred(k, block)
     inv = int_spd_inverse([row[:p] for row in a[:p]])
     if inv is None:
         return None
@@ -361,6 +501,15 @@ class LinearRegression(Statistic):
     def sensitivity(self, spec: QuerySpec) -> list[int]:
         return gram_sensitivity(self._gram(spec))
 
+    def dp_weights(self, spec: QuerySpec) -> list[int] | None:
+        """The budget split that minimises the noise of the fit (:func:`ols_dp_weights`)."""
+        return ols_dp_weights(self._gram(spec))
+
+    def dp_postprocess(self, spec: QuerySpec, totals: Sequence[int | None],
+                       entry_var: Sequence[Fraction]) -> list[int | None]:
+        """The ridge by the noise level (:func:`ols_ridge`)."""
+        return ols_ridge(self._gram(spec), totals, entry_var)
+
     def encode_with_report(self, spec: QuerySpec, table: Table) -> tuple[list[int], LocalReport]:
         feats, target = self._cols(spec)
         cols = [*feats, target]
@@ -389,6 +538,13 @@ class LinearRegression(Statistic):
                                "(the count itself is not published)"]
         values["target"] = target
         values["features"] = feats
+        if spec.privacy.mechanism != "none" and partial[0] is not None:
+            notes.append("DP post-processing: each feature's sum of squares raised by its "
+                         "noise sd, doubled until X'X is positive definite (ridge by the "
+                         "noise level, docs/privacy.md)")
+            if values["coef"][0] is None:
+                notes.append("under DP the noise, not necessarily the data, can leave the "
+                             "design singular or too small")
         return _RegressionResult(self.name, values, _ols_summary(values), notes)
 
 

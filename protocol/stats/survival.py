@@ -43,6 +43,19 @@ E_g = sum_k d_gk - d_k r_gk / r_k``, hypergeometric covariance ``V_gh = sum_k d_
 (r_k - 1) * r_gk (delta_gh r_k - r_hk) / r_k^2``, ``chi^2 = Z' V'^+ Z`` over the first ``G -
 1`` groups, ``df = G - 1``.
 
+Coarsened before decryption (an exact query with ``min_cell_size = k >= 2``; docs/privacy.md):
+the gates are every events entry ``d_gk`` (the PET reveals only ``d_gk < k``); per group,
+:func:`coarsen` of its bits gives the released intervals -- a run of small points merged with
+the next non-small point ``e``, whose events and censorings are decrypted as two sums at
+``t_e`` (release groups, :meth:`KaplanMeier.release_groups`) -- and the truncated tail: the
+small points after the last non-small point ``L`` and ``a_g`` are added to ``c_gL`` (censored
+at ``t_L``).  A group without a non-small point releases nothing.  The decoder receives each
+sum at its target and 0 at the other members, so the released points are exactly those with
+``d >= k``; it publishes per group only those points (the curve on the coarsened grid,
+lifelines' on rows rounded up to the released interval's end), with ``merged`` and
+``truncated`` listing the other grid points, and the logrank on the coarsened counts.  With
+``min_cell_size = 1`` (or DP) there are no gates: the full table below.
+
 Deterministic decoding (step 14 of docs/verification.md compares every number bit for bit):
 ``S`` is an exact rational (integer numerator and denominator) rounded once to a float, and
 the median compares it exactly with 1/2; ``O``, ``E``, ``V`` and ``chi^2`` are exact rationals
@@ -74,7 +87,7 @@ from statledger.protocol.stats.base import (
     Table,
     cell_label,
     cell_prefix,
-    check_totals,
+    check_released_totals,
     fmt,
     group_cells,
     is_finite_number,
@@ -96,10 +109,27 @@ from statledger.protocol.stats.ols import check_columns_listed
 if TYPE_CHECKING:
     from statledger.protocol.query import QuerySpec
 
-__all__ = ["KaplanMeier", "km_curve", "logrank"]
+__all__ = ["KaplanMeier", "coarsen", "km_curve", "logrank"]
 
 
 _MAX_GRID = 4096
+
+
+def coarsen(small: Sequence[bool]) -> tuple[list[tuple[int, int]], int]:
+    """The coarsened grid of one group from its PET bits (``small[k]``: fewer than
+    ``min_cell_size`` events at grid point ``k``): the released intervals ``(first, last)``
+    (grid indices, inclusive) -- every run of small points merged with the next non-small
+    point, so each released interval holds at least ``min_cell_size`` events -- and the
+    index of the first truncated point (``len(small)`` when none is: the trailing run of
+    small points after the last non-small one).  No non-small point: no interval, nothing is
+    released.  A pure function of public bits."""
+    out: list[tuple[int, int]] = []
+    start = 0
+    for k, b in enumerate(small):
+        if not b:
+            out.append((start, k))
+            start = k + 1
+    return out, start
 
 
 def km_curve(
@@ -228,8 +258,13 @@ class _KMResult(StatResult):
             out.append(f"--- {grp['label']}: n = {fmt(grp['n'])}, "
                        f"median = {fmt(grp['median']) if grp['median'] is not None else 'inf'}")
             if grp["suppressed"]:
-                out.append("    (suppressed: fewer than min_cell_size rows, or complementary)")
+                out.append("    (suppressed: fewer than min_cell_size rows, or complementary;"
+                           " coarsened grid: no interval with min_cell_size events)")
                 continue
+            if grp.get("merged") or grp.get("truncated"):
+                out.append(f"    coarsened: {len(grp['merged'])} grid points merged into a "
+                           f"later one, {len(grp['truncated'])} truncated (curve ends at "
+                           f"{fmt(grp['times'][-1])})")
             lo_name = f"lower_{1 - v['alpha']:g}"
             hi_name = f"upper_{1 - v['alpha']:g}"
             out.append(f"{'timeline':>10} {'at_risk':>8} {'observed':>8} {'censored':>8} "
@@ -369,6 +404,45 @@ class KaplanMeier(Statistic):
     def sensitivity(self, spec: QuerySpec) -> list[int]:
         return [1] * len(self.layout(spec))
 
+    # ------------------------------------------------------------------ suppression
+    @staticmethod
+    def coarsened(spec: QuerySpec) -> bool:
+        """Whether the query releases the coarsened grid (an exact query with
+        ``min_cell_size >= 2``): its gates are the events entries; else (``min_cell_size =
+        1``, or DP) every entry is decrypted: the exact table, or the noisy one."""
+        return spec.privacy.mechanism == "none" and spec.min_cell_size >= 2
+
+    def gates(self, spec: QuerySpec) -> list[int]:
+        """Every (group, grid point) events entry ``d_gk`` (PET: ``d_gk < min_cell_size``)."""
+        if not self.coarsened(spec):
+            return []
+        m = len(self._grid(spec))
+        w = 1 + 2 * m
+        return [i * w + 1 + 2 * k for i in range(len(group_cells(spec))) for k in range(m)]
+
+    def release_groups(self, spec: QuerySpec, small: Sequence[bool]
+                       ) -> list[tuple[int, tuple[int, ...]]]:
+        """Per group, :func:`coarsen` of its bits: a released interval ``[s, e]`` decrypts
+        ``sum d_s..d_e`` at ``d_e`` and ``sum c_s..c_e`` at ``c_e``; the last one's censorings
+        group also sums every entry of the truncated points and the rows after the grid
+        (counted as censored at its end).  A group without a non-small point: nothing."""
+        if not self.coarsened(spec):
+            return super().release_groups(spec, small)
+        m = len(self._grid(spec))
+        w = 1 + 2 * m
+        out: list[tuple[int, tuple[int, ...]]] = []
+        for i in range(len(group_cells(spec))):
+            base = i * w
+            intervals, cut = coarsen(small[i * m:(i + 1) * m])
+            for n, (s, e) in enumerate(intervals):
+                d = tuple(base + 1 + 2 * k for k in range(s, e + 1))
+                c = [base + 2 + 2 * k for k in range(s, e + 1)]
+                if n == len(intervals) - 1:  # the tail: truncated points, rows after the grid
+                    c = [base, *c, *(base + 1 + j for j in range(2 * cut, 2 * m))]
+                out.append((d[-1], d))
+                out.append((base + 2 + 2 * e, tuple(sorted(c))))
+        return out
+
     # ------------------------------------------------------------------ encode
     def encode_with_report(self, spec: QuerySpec, table: Table) -> tuple[list[int], LocalReport]:
         time, event = self._cols(spec)
@@ -401,25 +475,58 @@ class KaplanMeier(Statistic):
         return self._finish(spec, out, sel.report)
 
     # ------------------------------------------------------------------ decode
+    def _released_points(self, spec: QuerySpec, block: Sequence[int], i: int) -> list[int]:
+        """The grid indices a coarsened group releases, from its expanded totals (a released
+        interval's sums at its last point, 0 at the merged and truncated points and after
+        the grid: :meth:`release_groups`): the points with at least ``min_cell_size``
+        events.  Raises :class:`MalformedError` for totals no coarsened release gives."""
+        d, c = block[1::2], block[2::2]
+        points = [k for k, x in enumerate(d) if x >= self.gate_k(spec)]
+        keep = set(points)
+        if (not points or block[0] != 0
+                or any((d[k] or c[k]) for k in range(len(d)) if k not in keep)):
+            raise MalformedError(f"totals: group {i} is not a coarsened release (every "
+                                 "released interval has at least min_cell_size events)")
+        return points
+
     def decode(self, spec: QuerySpec, totals: Sequence[int]) -> StatResult:
         time, event = self._cols(spec)
         grid = self._grid(spec)
         alpha = self._alpha(spec)
-        t = check_totals(spec, self.layout(spec), totals)
+        coarse = self.coarsened(spec)
+        layout = self.layout(spec)
+        # coarsened: a group none of whose intervals is released is withheld (None)
+        raw = check_released_totals(spec, layout, totals, [] if coarse else range(len(layout)))
         m = len(grid)
         w = 1 + 2 * m
         cells = group_cells(spec)
+        blocks: list[list[int] | None] = []
         for i in range(len(cells)):
-            if min(t[i * w : (i + 1) * w]) < 0:
+            b = raw[i * w : (i + 1) * w]
+            if all(v is None for v in b):
+                blocks.append(None)
+                continue
+            if any(v is None for v in b):
+                raise MalformedError(f"totals: group {i} is partly withheld")
+            ints = [int(v) for v in b if v is not None]
+            if min(ints) < 0:
                 raise MalformedError(f"totals: negative count in group {i}")
+            blocks.append(ints)
         # the group size is derived: rows at risk after the grid plus every removal on it
-        ns = [sum(t[i * w : (i + 1) * w]) for i in range(len(cells))]
-        mask = suppress_group_cells(spec, ns)
+        ns = [0 if blk is None else sum(blk) for blk in blocks]
+        points: list[list[int] | None] = [None] * len(cells)
+        if coarse:
+            mask = [blk is None for blk in blocks]
+            for i, blk in enumerate(blocks):
+                if blk is not None:
+                    points[i] = self._released_points(spec, blk, i)
+        else:
+            mask = suppress_group_cells(spec, ns)
         groups: list[dict[str, Any]] = []
         d_all: list[list[int]] = []
         r_all: list[list[int]] = []
         for i, cell in enumerate(cells):
-            block = t[i * w : (i + 1) * w]
+            block = blocks[i] or []
             n = ns[i]
             d = block[1::2]
             c = block[2::2]
@@ -434,21 +541,29 @@ class KaplanMeier(Statistic):
                 groups.append(entry)
                 continue
             km = km_curve(n, d, c, alpha)
-            below = [k for k, b in enumerate(km["below_half"]) if b]
+            # coarsened: only the released points (the curve on the coarsened grid; the
+            # merged and truncated points have no row of their own)
+            rows = points[i]
+            keep = list(range(m)) if rows is None else rows
+            below = [k for k in keep if km["below_half"][k]]
             median = grid[below[0]] if below else None
             entry.update(
                 {
                     "n": n,
-                    "times": [0.0, *grid],
-                    "at_risk": [n, *km["at_risk"]],
-                    "events": [0, *d],
-                    "censored": [0, *c],
-                    "survival": [1.0, *km["survival"]],
-                    "ci_lower": [1.0, *km["ci_lower"]],
-                    "ci_upper": [1.0, *km["ci_upper"]],
+                    "times": [0.0, *(grid[k] for k in keep)],
+                    "at_risk": [n, *(km["at_risk"][k] for k in keep)],
+                    "events": [0, *(d[k] for k in keep)],
+                    "censored": [0, *(c[k] for k in keep)],
+                    "survival": [1.0, *(km["survival"][k] for k in keep)],
+                    "ci_lower": [1.0, *(km["ci_lower"][k] for k in keep)],
+                    "ci_upper": [1.0, *(km["ci_upper"][k] for k in keep)],
                     "median": median,
                 }
             )
+            if rows is not None:
+                last, shown = rows[-1], set(rows)
+                entry["merged"] = [grid[k] for k in range(last) if k not in shown]
+                entry["truncated"] = [grid[k] for k in range(last + 1, m)]
             groups.append(entry)
             if n > 0:
                 d_all.append(list(d))
@@ -457,6 +572,14 @@ class KaplanMeier(Statistic):
             "times are binned up to the first grid point >= the observed time",
             f"confidence band: exponential Greenwood (log(-log)), level {1 - alpha:g}",
         ]
+        if coarse:
+            notes.append(
+                f"grid coarsened before decryption: a run of grid points with fewer than "
+                f"{spec.min_cell_size} (min_cell_size) events is merged into the next point "
+                "(its events and censorings counted there: 'merged'); the points after a "
+                "group's last released point ('truncated') and the rows after the grid are "
+                "one sum counted as censored at that point; logrank is computed on these "
+                "coarsened counts")
         lr = None
         if any(mask):
             notes.append("logrank not computed: a group is suppressed")

@@ -48,7 +48,8 @@ def session(pooled: pd.DataFrame) -> Iterator[statledger.Session]:
 def km(session: statledger.Session, max_ties: int) -> statledger.Result:
     return session.kaplan_meier("time", "status", max_time=MAX_TIME, step=STEP,
                                 max_ties=max_ties, group_by=["sex"],
-                                categories={"sex": ["1", "2"]}, max_rows=1000)
+                                categories={"sex": ["1", "2"]}, max_rows=1000,
+                                min_cell_size=1)  # the exact table: the owners allow k = 1
 
 
 def test_weekly_grid_matches_lifelines_and_verifies_with_progress(

@@ -71,10 +71,12 @@ def test_weights_equalise_sensitivities() -> None:
     assert calibration.wire_sensitivity(spec) == [sens[1], sens[1]]
     lay = calibration.wire_layout(spec)
     assert lay.ranges[0] == (0, spec.max_rows * sens[1])
-    # OLS: every scaled sensitivity within [t_max / 2, t_max]
-    ols = QuerySpec.parse({**json.loads((EXAMPLES / "linear_regression.json").read_text()),
+    # the default rule (a crosstab's counts and sums): every scaled sensitivity within
+    # [t_max / 2, t_max]; linear regression splits its own way (tests/unit/test_dp_ols.py)
+    tab = QuerySpec.parse({**json.loads((EXAMPLES / "crosstab.json").read_text()),
                            "privacy": {"mechanism": "zcdp", "rho": 1.0}})
-    ws = calibration.wire_sensitivity(ols)
+    ws = calibration.wire_sensitivity(tab)
+    assert len(set(get("crosstab").sensitivity(tab))) > 1
     assert all(max(ws) // 2 < s <= max(ws) for s in ws)
 
 

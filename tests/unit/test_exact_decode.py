@@ -112,7 +112,8 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
         "version": 1, "statistic": "kaplan_meier", "columns": ["time", "event"],
         "bounds": {"time": [0, 100], "event": [0, 1]},
         "categories": {"group": ["control", "miR-137"]}, "group_by": ["group"],
-        "params": {"time": "time", "event": "event", "max_time": 80, "alpha": 0.1}}),
+        "params": {"time": "time", "event": "event", "max_time": 80, "alpha": 0.1},
+        "min_cell_size": 1}),
 }
 
 
@@ -128,7 +129,7 @@ CASES["logrank_3_groups"] = ("rossi", {
     "version": 1, "statistic": "kaplan_meier", "columns": ["week", "arrest"],
     "bounds": {"week": [0, 52], "arrest": [0, 1]},
     "categories": {"prio_band": ["low", "mid", "high"]}, "group_by": ["prio_band"],
-    "params": {"time": "week", "event": "arrest", "max_time": 52}})
+    "params": {"time": "week", "event": "arrest", "max_time": 52}, "min_cell_size": 1})
 
 
 @cache

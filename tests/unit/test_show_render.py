@@ -54,7 +54,8 @@ def _km() -> tuple[QuerySpec, StatResult]:
     spec = {"version": 1, "statistic": "kaplan_meier", "columns": [t_col, e_col],
             "bounds": {t_col: [0.0, 30.0], e_col: [0.0, 1.0]}, "group_by": [g_col],
             "categories": {g_col: [EVIL, EVIL_ATTR]},
-            "params": {"time": t_col, "event": e_col, "max_time": 30}, "max_rows": 1000}
+            "params": {"time": t_col, "event": e_col, "max_time": 30}, "max_rows": 1000,
+            "min_cell_size": 1}
     table = {t_col: rng.integers(1, 30, n).astype(float),
              e_col: rng.integers(0, 2, n).astype(float),
              g_col: np.array([EVIL, EVIL_ATTR] * (n // 2), dtype=object)}

@@ -54,7 +54,8 @@ def lung_spec(**params: Any) -> QuerySpec:
     return QuerySpec.parse({
         "version": 1, "statistic": "kaplan_meier", "columns": ["time", "status"],
         "bounds": {"time": [0, 1022], "status": [0, 1]}, "group_by": ["sex"],
-        "categories": {"sex": ["1", "2"]}, "params": p, "max_rows": 1000})
+        "categories": {"sex": ["1", "2"]}, "params": p, "max_rows": 1000,
+        "min_cell_size": 1})  # the exact daily table (k >= 2 coarsens: test_km_coarsen.py)
 
 
 def pooled_totals(spec: QuerySpec, tables: list[dict[str, np.ndarray]]) -> list[int]:

@@ -104,7 +104,7 @@ def _build(spec: QuerySpec, tables: list[dict[str, np.ndarray]], *,
     log.append(E.sign(E.AggregateEntry(qid, tuple(subs), (), tuple(
         c.to_bytes().hex() for c in flow.flatten(agg))), KEYS[QUERIER]))
     weights = flow.combination_weights(setup, NODES)
-    released = list(range(len(agg)))
+    decision = suppression.everything(len(agg))
     if gated:
         current = suppression.pet_inputs(spec, agg, all_ranges)
         for n in NODES:
@@ -123,11 +123,12 @@ def _build(spec: QuerySpec, tables: list[dict[str, np.ndarray]], *,
                                           proof.to_bytes().hex()), KEYS[n]))
         small = [pet.is_small(cell, [g[c * k:(c + 1) * k] for g in gate_shares], weights)
                  for c, cell in enumerate(current)]
-        released = list(suppression.decide(spec, small).released)
-        n_cts = len(flow.flatten(suppression.select(agg, released)))
-        log.append(E.sign(E.ReleaseEntry.of(qid, NODES, small, released, n_cts),
-                          KEYS[QUERIER]))
-    sub = suppression.select(agg, released)
+        decision = suppression.decide(spec, small)
+        n_cts = len(flow.flatten(suppression.select(agg, decision.groups())))
+        log.append(E.sign(E.ReleaseEntry.of(qid, NODES, small, decision.released, n_cts,
+                                            decision.merged), KEYS[QUERIER]))
+    released, groups = list(decision.released), decision.groups()
+    sub = suppression.select(agg, groups)
     shares_by_node = []
     totals: list[int] = []
     if released:  # every entry withheld: nothing is decrypted, the result says "suppressed"
@@ -138,16 +139,18 @@ def _build(spec: QuerySpec, tables: list[dict[str, np.ndarray]], *,
             log.append(E.sign(E.DecryptionEntry(qid, n, tuple(s.to_bytes().hex() for s in sh),
                                                 proof.to_bytes().hex()), KEYS[n]))
         totals = flow.decrypt_totals(sub, shares_by_node,
-                                     suppression.sub_ranges(all_ranges, released), weights)
-    full = suppression.expand(len(agg), released, totals)
+                                     suppression.sub_ranges(all_ranges, groups), weights)
+    full = suppression.expand(len(agg), released, totals, groups)
+    value = (stat.decode_gated(spec, full, decision.small) if gated
+             else stat.decode(spec, full))  # a presence result is read off the gate bits
     result = E.sign(E.ResultEntry.for_totals(
-        qid, totals, stat.decode(spec, full).to_dict(), NODES if released else ()),
-        KEYS[QUERIER])
+        qid, totals, value.to_dict(), NODES if released else ()), KEYS[QUERIER])
     log.append(result)
     for p in PROVIDERS:
         log.append(E.sign(E.EndorsementEntry(qid, p, E.result_digest(result.to_bytes())),
                           KEYS[p]))
     info = {"clear": clear, "agg": agg, "shares": cer.shares, "released": released,
+            "groups": groups, "cer": cer, "all_ranges": all_ranges,
             "qid": qid, "setup": setup, "small": small if gated else None}
     return [(i, e.to_bytes()) for i, e in enumerate(log)], info
 
@@ -681,13 +684,13 @@ def test_a_dp_query_has_no_gates_and_suppresses_by_noisy_value() -> None:
 
 
 def test_one_phase_statistics_have_no_gates() -> None:
-    """``histogram`` is not gated yet (docs/privacy.md, "What is not built yet"); count and
-    the moments are gated except at ``min_cell_size`` 1 (tests/unit/test_suppression_basic.py)."""
+    """Count, the moments and the histogram are gated except at ``min_cell_size`` 1
+    (tests/unit/test_suppression_basic.py, tests/unit/test_presence_gates.py)."""
     for obj in ({"statistic": "count", "columns": [], "min_cell_size": 1},
                 {"statistic": "mean", "columns": ["x"], "bounds": {"x": [0, 1]},
                  "min_cell_size": 1},
                 {"statistic": "histogram", "columns": ["x"], "bounds": {"x": [0, 1]},
-                 "params": {"bins": [0, 0.5, 1]}}):
+                 "params": {"bins": [0, 0.5, 1]}, "min_cell_size": 1}):
         assert not suppression.gated(QuerySpec.parse({"version": 1, **obj}))
 
 def test_a_gate_entry_under_another_key_or_with_extra_shares_names_its_node() -> None:
