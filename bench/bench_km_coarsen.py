@@ -29,14 +29,12 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_suppression import _cpu  # noqa: E402
 
 from statledger.proofs.elgamal import encrypt, split_limbs  # noqa: E402
 from statledger.proofs.group import Scalar, base_mul  # noqa: E402
@@ -47,15 +45,6 @@ from statledger.protocol.stats import get as get_statistic  # noqa: E402
 
 T = 3
 QID = "0" * 64
-
-
-def _cpu(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.process_time()
-        out = fn()
-        times.append(time.process_time() - t0)
-    return statistics.median(times), out
 
 
 def main() -> None:

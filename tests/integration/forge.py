@@ -27,6 +27,7 @@ from statledger.ledger.merkle import inclusion_proof, leaf_hash, root_from_leaf_
 from statledger.ledger.note import Note, NoteSigner, Signature
 from statledger.ledger.witness import CosignatureSigner
 from statledger.nodes.keys import load_elgamal_share, load_identity_key
+from statledger.nodes.ledger_client import LedgerClient
 from statledger.proofs.errors import MalformedError
 from statledger.proofs.group import Point, Scalar
 from statledger.proofs.signatures import SigningKey
@@ -373,3 +374,17 @@ def start_with_malicious_ledger(cluster: Any, script: str) -> Any:
     cluster.start(only=[p for p in cluster.layout.parties
                         if p != "ledger" and cluster.layout.parties[p].serves])
     return proc
+
+
+class ForgingLedger(LedgerClient):
+    """The ledger (or the path to it) serving forged bytes at chosen indices."""
+
+    forge: set[int] = set()
+
+    def entries(self, indices: Any) -> list[tuple[int, bytes]]:
+        out = []
+        for i, data in super().entries(indices):
+            if i in self.forge:
+                data = data[:-40] + bytes([data[-40] ^ 1]) + data[-39:]
+            out.append((i, data))
+        return out

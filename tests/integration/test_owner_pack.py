@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from forge import ForgingLedger
 
 from statledger.nodes.follower import LogFollower
 from statledger.nodes.ledger_client import LedgerClient
@@ -135,20 +136,6 @@ def test_a_pack_checks_each_submission_once(cluster: Any) -> None:
     assert follower.proven is not None and subs <= set(follower.proven)
     for o in owners:
         o.close()
-
-
-class ForgingLedger(LedgerClient):
-    """The network path (or the ledger) serving forged bytes for some entries."""
-
-    forge: set[int] = set()
-
-    def entries(self, indices: Any) -> list[tuple[int, bytes]]:
-        out = []
-        for i, data in super().entries(indices):
-            if i in self.forge:
-                data = data[:-40] + bytes([data[-40] ^ 1]) + data[-39:]
-            out.append((i, data))
-        return out
 
 
 def test_forged_submissions_refused_for_every_owner_of_the_pack(cluster: Any) -> None:

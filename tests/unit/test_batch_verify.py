@@ -11,11 +11,10 @@ verdict must equal the one-by-one verdict.
 from __future__ import annotations
 
 import json
-import threading
-import time
 from typing import Any
 
 import pytest
+from batching import run_concurrently
 
 from statledger.nodes.ledger_service import SubmissionBatcher
 from statledger.proofs import vector as V
@@ -190,38 +189,10 @@ def test_party_names_must_match_items(batch: Any) -> None:
 # -- the ledger's batcher (group commit) ----------------------------------------------------
 
 
-def _run_concurrently(batcher: SubmissionBatcher, items: list[Item], names: list[str]
-                      ) -> dict[str, BaseException | None]:
-    """Queue every item while a batch is 'running', then let them go: one batch of all."""
-    out: dict[str, BaseException | None] = {}
-
-    def one(i: int) -> None:
-        try:
-            batcher.check((*items[i], names[i]))
-            out[names[i]] = None
-        except BaseException as exc:  # noqa: BLE001 - recorded for the asserts
-            out[names[i]] = exc
-
-    with batcher._cv:
-        batcher._busy = True
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(items))]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 30
-    while len(batcher._queue) < len(items) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    with batcher._cv:
-        batcher._busy = False
-        batcher._cv.notify_all()
-    for t in threads:
-        t.join(60)
-    return out
-
-
 def test_batcher_checks_concurrent_submissions_together(batch: Any) -> None:
     _, items, names = batch
     batcher = SubmissionBatcher()
-    out = _run_concurrently(batcher, items, names)
+    out = run_concurrently(batcher, [((*it, n),) for it, n in zip(items, names, strict=True)])
     assert batcher.batch_sizes == [N]
     assert all(v is None for v in out.values()) and len(out) == N
 
@@ -232,7 +203,7 @@ def test_batcher_refuses_only_the_bad_one_and_names_it(batch: Any) -> None:
     X, ev, ranges, ctx = items[3]
     tampered[3] = (X, _flip(ev, ranges, 8 * 50), ranges, ctx)
     batcher = SubmissionBatcher(max_batch=5)
-    out = _run_concurrently(batcher, tampered, names)
+    out = run_concurrently(batcher, [((*it, n),) for it, n in zip(tampered, names, strict=True)])
     assert sorted(batcher.batch_sizes) == [2, 5, 5]
     bad = out.pop("owner-003")
     assert isinstance(bad, VerificationError) and bad.party == "owner-003"

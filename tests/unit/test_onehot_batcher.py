@@ -9,12 +9,11 @@ ledger must refuse that owner alone, naming it; the good submissions of the same
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
 import numpy as np
 import pytest
+from batching import run_concurrently
 
 from statledger.nodes.ledger_service import SubmissionBatcher
 from statledger.proofs.elgamal import keygen
@@ -69,38 +68,10 @@ def _swap_proof(raws: list[bytes], bad: int, donor: int) -> list[bytes]:
     return out
 
 
-def _run_concurrently(batcher: SubmissionBatcher, slots: list[Slot]
-                      ) -> dict[str, BaseException | None]:
-    """Queue every submission while a batch is 'running', then let them go together."""
-    out: dict[str, BaseException | None] = {}
-
-    def one(slot: Slot) -> None:
-        try:
-            batcher.check(*slot)
-            out[slot[0][4]] = None
-        except BaseException as exc:  # noqa: BLE001 - recorded for the asserts
-            out[slot[0][4]] = exc
-
-    with batcher._cv:
-        batcher._busy = True
-    threads = [threading.Thread(target=one, args=(s,)) for s in slots]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 30
-    while len(batcher._queue) < len(slots) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    with batcher._cv:
-        batcher._busy = False
-        batcher._cv.notify_all()
-    for t in threads:
-        t.join(60)
-    return out
-
-
 def test_good_batch_passes_in_one_batch(owners: Any) -> None:
     X, names, raws = owners
     batcher = SubmissionBatcher()
-    out = _run_concurrently(batcher, [_slot(X, p, r) for p, r in zip(names, raws, strict=True)])
+    out = run_concurrently(batcher, [_slot(X, p, r) for p, r in zip(names, raws, strict=True)])
     assert batcher.batch_sizes == [N]
     assert out == dict.fromkeys(names)
 
@@ -114,7 +85,7 @@ def test_one_bad_onehot_proof_refuses_that_owner_only(owners: Any, bad: int) -> 
     from statledger.proofs.vector import find_invalid_vectors
     assert find_invalid_vectors([s[0][:4] for s in slots], names) == []
     batcher = SubmissionBatcher()
-    out = _run_concurrently(batcher, slots)
+    out = run_concurrently(batcher, slots)
     assert batcher.batch_sizes == [N]
     err = out.pop(names[bad])
     assert isinstance(err, VerificationError)
@@ -133,7 +104,7 @@ def test_two_bad_proofs_each_named(owners: Any) -> None:
     with pytest.raises(VerificationError, match="one-hot") as err:
         verify_onehot_batch(stmts, names)
     assert err.value.party == names[1]
-    out = _run_concurrently(SubmissionBatcher(), slots)
+    out = run_concurrently(SubmissionBatcher(), slots)
     assert {p for p, v in out.items() if v is not None} == {names[1], names[5]}
 
 
@@ -146,7 +117,7 @@ def test_a_range_proof_failure_and_a_onehot_failure_in_one_batch(owners: Any) ->
     (x6, ev6, ranges, ctx6, p6), st6 = slots[6]
     other = slots[0][0][1]  # owner 0's vector under owner 6's name: its proofs bind owner 0
     slots[6] = ((x6, other, ranges, ctx6, p6), st6)
-    out = _run_concurrently(SubmissionBatcher(), slots)
+    out = run_concurrently(SubmissionBatcher(), slots)
     e2, e6 = out.pop(names[2]), out.pop(names[6])
     assert isinstance(e2, VerificationError) and e2.party == names[2] and e2.step == "onehot"
     assert isinstance(e6, VerificationError) and e6.party == names[6]

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from forge import ForgingLedger
 
 from statledger.nodes.follower import LogFollower
-from statledger.nodes.ledger_client import LedgerClient
 from statledger.proofs.errors import MalformedError, StatledgerError, VerificationError
 from statledger.proofs.signatures import ED25519_L, SigningKey, VerifyKey
 from statledger.protocol.entries import DecryptionEntry, Entry, GateEntry
@@ -278,20 +278,6 @@ def test_entry_cache_decodes_other_bytes_afresh(run: Run) -> None:
         except MalformedError:
             continue  # refused (and refused again: a failure is not kept)
         assert forged is not first and forged.to_bytes() == bytes(data)
-
-
-class ForgingLedger(LedgerClient):
-    """The ledger (or the path to it) serving forged bytes at chosen indices."""
-
-    forge: set[int] = set()
-
-    def entries(self, indices: Any) -> list[tuple[int, bytes]]:
-        out = []
-        for i, data in super().entries(indices):
-            if i in self.forge:
-                data = data[:-40] + bytes([data[-40] ^ 1]) + data[-39:]
-            out.append((i, data))
-        return out
 
 
 def test_follower_cache_keeps_proven_bytes_and_refuses_forged_new_ones(run: Run) -> None:
