@@ -80,7 +80,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -156,6 +156,45 @@ CREATE TABLE IF NOT EXISTS ledger_query_entries (
     query_id TEXT NOT NULL, idx INTEGER NOT NULL, kind TEXT NOT NULL,
     PRIMARY KEY (query_id, idx));
 """
+
+
+class _Rows:
+    """A statement's rows, read in full (what ``fetchone``/``fetchall`` callers need)."""
+
+    def __init__(self, rows: list[Any]) -> None:
+        self._rows = rows
+
+    def fetchone(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list[Any]:
+        return self._rows
+
+
+class _SerialConnection:
+    """The node's side-table connection, shared by its threads (the event loop's reads, the
+    append workers, the auth checks): ONE statement at a time, each run to completion and
+    its rows read before the next starts.  Without this, a read left open on the shared
+    connection while another thread begins the append's write transaction upgrades a stale
+    WAL snapshot (the nonce store writes the same file) and SQLite refuses at once with
+    "database is locked" (no busy wait), and concurrent statements garble each other's
+    error state: an HTTP 500 under load."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._mutex = threading.Lock()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Rows:
+        with self._mutex:
+            return _Rows(self._conn.execute(sql, params).fetchall())
+
+    def executescript(self, script: str) -> None:
+        with self._mutex:
+            self._conn.executescript(script)
+
+    def close(self) -> None:
+        with self._mutex:
+            self._conn.close()
 
 
 class SubmissionBatcher:
@@ -241,8 +280,8 @@ class LedgerNode:
                 self.witness_verifiers[pid] = CosignatureVerifier.from_vkey(w.key)
         self.store = LedgerStore(config.ledger_db_path, config.origin, self.log_seed,
                                  witnesses=list(self.witness_verifiers.values()))
-        self._db = sqlite3.connect(str(config.state_db_path), check_same_thread=False,
-                                   isolation_level=None)
+        self._db = _SerialConnection(sqlite3.connect(
+            str(config.state_db_path), check_same_thread=False, isolation_level=None))
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(_STATE_SCHEMA)
@@ -522,6 +561,8 @@ class LedgerNode:
     def _append_checked(self, data: bytes, entry: Any, *, proven: bool = False) -> int:
         from statledger.protocol import entries
 
+        if self._indexed_size() < self.store.size():  # an earlier append logged its entry
+            self.catch_up()  # but failed to index it: every check below reads all of them
         kind = entry.KIND
         author = self._author(entry)
         if kind in ("genesis", "membership"):  # written by the log itself, checked before

@@ -216,6 +216,20 @@ def _remember(raw: bytes, entry: Entry) -> None:
         _DECODED_BYTES[0] += len(raw)
 
 
+def _detached(entry: Entry) -> Entry:
+    """``entry`` as its caller's own object: the JSON objects a kind holds (a query's spec,
+    a result, noise parameters: dicts, mutable under the frozen dataclass) are deep copies,
+    so no caller's change reaches the cached entry -- nor what another caller decodes from
+    the same bytes.  Every other field is immutable and shared."""
+    mutable = [f.name for f in fields(entry) if isinstance(getattr(entry, f.name), dict | list)]
+    if not mutable:
+        return entry
+    own = copy.copy(entry)
+    for name in mutable:
+        object.__setattr__(own, name, copy.deepcopy(getattr(entry, name)))
+    return own
+
+
 # ---------------------------------------------------------------------------------------
 # the base class
 # ---------------------------------------------------------------------------------------
@@ -360,7 +374,7 @@ class Entry:
         raw = bytes(data)
         known = _DECODED.get(raw)  # the exact bytes decoded before (a dict compares them all)
         if known is not None:
-            return known
+            return _detached(known)
         if raw[:1] == b"{":
             raise MalformedError(
                 "entry: this is a version 1 entry (canonical JSON, hex fields), no longer "
@@ -370,7 +384,7 @@ class Entry:
         if entry.to_bytes() != raw:
             raise MalformedError(f"{entry.KIND}: bytes are not the canonical encoding")
         _remember(raw, entry)
-        return entry
+        return _detached(entry)
 
 
 # ---------------------------------------------------------------------------------------

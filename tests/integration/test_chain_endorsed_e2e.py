@@ -58,8 +58,9 @@ def test_an_evaluation_needs_the_fits_endorsements(e2e_cluster: Any, e2e_querier
     # the querier publishes coefficients of its choosing for its own fit
     real = querier_module.calibration.decode
 
-    def forged_decode(spec: QuerySpec, totals: Sequence[int], noise: Any = None) -> Any:
-        res = real(spec, totals, noise)
+    def forged_decode(spec: QuerySpec, totals: Sequence[int], noise: Any = None,
+                      small: Any = None) -> Any:
+        res = real(spec, totals, noise, small)
         if spec.statistic == "linear_regression":
             res.values["coef"] = [c * 3.0 for c in res.values["coef"]]
         return res

@@ -46,7 +46,7 @@ def runs(e2e_cluster: Any, e2e_querier: Any) -> dict[str, Any]:
     union = QuerySpec.parse({
         "version": 1, "statistic": "set_union", "columns": ["sex"],
         "categories": {"sex": ["1", "2", "3"]}, "bounds": {"bmi": [10, 60]},
-        "filters": [{"column": "bmi", "op": ">=", "value": 35}], "max_rows": 1000})
+        "filters": [{"column": "bmi", "op": ">=", "value": 25}], "max_rows": 1000})
     hist = QuerySpec.parse({
         "version": 1, "statistic": "histogram", "columns": ["bmi"],
         "bounds": {"bmi": [10, 60]}, "params": {"bins": BINS}, "min_cell_size": 5,
@@ -65,7 +65,7 @@ def test_set_union_decrypts_nothing_and_matches_numpy(runs: dict[str, Any]) -> N
     spec, outcome, rows = runs["union"]
     assert suppression.gated(spec) and get_statistic("set_union").gate_k(spec) == 1
     pooled = _pooled()
-    held = {str(int(s)) for s in pooled["sex"][pooled["bmi"] >= 35]}
+    held = {str(int(s)) for s in pooled["sex"][pooled["bmi"] >= 25]}
     res = outcome.result.to_dict()
     assert res["members"] == [e for e in ["1", "2", "3"] if e in held] and "3" not in held
     assert "providers" not in res and "counts" not in res
