@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from statledger.protocol.query import QuerySpec
 
 __all__ = [
+    "CellGated",
     "Layout",
     "RangeExceededError",
     "LocalReport",
@@ -440,6 +441,48 @@ class Statistic(ABC):
         """Check ``values`` against the layout (defence in depth) and return them."""
         self.layout(spec).check(values)
         return values, report
+
+
+class CellGated(Statistic):
+    """A statistic whose every group-by cell is a block of ``_block(spec)`` entries starting
+    with the cell's ``n``: gated by ``n`` (exact, ``min_cell_size >= 2``), a suppressed
+    cell -- with its complementary cells, by position (:func:`suppress_small_group_cells`)
+    -- withheld whole.  The one rule of count/sum/mean/variance/std and of the moment
+    matrices (covariance, correlation, cosine)."""
+
+    def _block(self, spec: QuerySpec) -> int:
+        raise NotImplementedError
+
+    def gates(self, spec: QuerySpec) -> list[int]:
+        # every cell's n; none at min_cell_size 1.  DP: protocol/suppression.py drops them
+        if spec.min_cell_size <= 1:
+            return []
+        return list(range(0, len(self.layout(spec)), self._block(spec)))
+
+    def release(self, spec: QuerySpec, small: Sequence[bool]) -> list[bool]:
+        if len(small) != len(self.gates(spec)):
+            raise MalformedError("gate bits: one per cell expected")
+        mask = suppress_small_group_cells(spec, small)
+        return [not m for m in mask for _ in range(self._block(spec))]
+
+    def _cell_mask(self, spec: QuerySpec, t: Sequence[int | None]) -> list[bool]:
+        """Per cell, suppressed: withheld by the PET gate's decision (``None`` totals, never
+        decrypted) or, with every total present (exact counts >= min_cell_size, or a DP
+        query's noisy ones), by the counts' values (post-processing)."""
+        w = self._block(spec)
+        cells = len(t) // w
+        gone = [t[c * w] is None for c in range(cells)]
+        if any(v is None for v in t):
+            if spec.privacy.mechanism != "none" or not self.gates(spec):
+                raise MalformedError("totals: withheld entries for a query without gates")
+            for c in range(cells):
+                if any((v is None) != gone[c] for v in t[c * w : (c + 1) * w]):
+                    raise MalformedError("totals: a cell is partly withheld")
+            if [not g for g in gone for _ in range(w)] != self.release(spec, gone):
+                raise MalformedError("totals: the withheld cells are not a release decision "
+                                     "of the rule")
+            return gone
+        return suppress_group_cells(spec, [int(t[c * w] or 0) for c in range(cells)])
 
 
 REGISTRY: dict[str, Statistic] = {}

@@ -43,9 +43,9 @@ from typing import TYPE_CHECKING, Any
 
 from statledger.proofs.errors import MalformedError
 from statledger.protocol.stats.base import (
+    CellGated,
     Layout,
     LocalReport,
-    Statistic,
     StatResult,
     Table,
     cell_label,
@@ -62,7 +62,6 @@ from statledger.protocol.stats.base import (
     select_rows,
     sum_range,
     suppress_group_cells,
-    suppress_small_group_cells,
 )
 from statledger.protocol.stats.exact import sqrt_float, to_float
 
@@ -72,7 +71,7 @@ if TYPE_CHECKING:
 __all__ = ["Count", "Sum", "Mean", "Variance", "Std"]
 
 
-class _Basic(Statistic):
+class _Basic(CellGated):
     order: int = 1
 
     def validate(self, spec: QuerySpec) -> None:
@@ -111,25 +110,10 @@ class _Basic(Statistic):
         """Entries per cell: ``n`` then the sums."""
         return 1 + (self.order if self._col(spec) is not None else 0)
 
-    def gates(self, spec: QuerySpec) -> list[int]:
-        # every cell's n; none at min_cell_size 1 (only an empty selection would be small,
-        # and its answer hides nothing).  DP queries: protocol/suppression.py drops the gates.
-        if spec.min_cell_size <= 1:
-            return []
-        return list(range(0, len(self.layout(spec)), self._width(spec)))
-
-    def _mask_bits(self, spec: QuerySpec, small: Sequence[bool]) -> list[bool]:
-        """Suppression of the group-by cells from the PET bits alone: the cells in the
-        layout as :func:`~statledger.protocol.stats.base.suppress_group_cells` (one line with
-        the total as margin for one group_by column; a grid for two), complementary cells by
-        position."""
-        return suppress_small_group_cells(spec, small)
-
-    def release(self, spec: QuerySpec, small: Sequence[bool]) -> list[bool]:
-        if len(small) != len(self.gates(spec)):
-            raise MalformedError("gate bits: one per cell expected")
-        mask = self._mask_bits(spec, small)
-        return [not m for m in mask for _ in range(self._width(spec))]
+    def _block(self, spec: QuerySpec) -> int:
+        # gates: every cell's n (CellGated); none at min_cell_size 1 (only an empty selection
+        # would be small, and its answer hides nothing).  DP: protocol/suppression.py drops them
+        return self._width(spec)
 
     def sensitivity(self, spec: QuerySpec) -> list[int]:
         col = self._col(spec)

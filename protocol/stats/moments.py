@@ -37,9 +37,9 @@ from typing import TYPE_CHECKING, Any
 
 from statledger.proofs.errors import MalformedError
 from statledger.protocol.stats.base import (
+    CellGated,
     Layout,
     LocalReport,
-    Statistic,
     StatResult,
     Table,
     cell_label,
@@ -56,8 +56,6 @@ from statledger.protocol.stats.base import (
     require_params,
     select_rows,
     sum_range,
-    suppress_group_cells,
-    suppress_small_group_cells,
 )
 from statledger.protocol.stats.exact import signed_sqrt_ratio, to_float
 
@@ -80,47 +78,7 @@ def _unit_ratio(num: Fraction, den2: Fraction) -> float:
     return signed_sqrt_ratio(num, den2)
 
 
-class _CellGated(Statistic):
-    """A statistic whose every group-by cell is a block of ``_block(spec)`` entries starting
-    with the cell's ``n``: gated by ``n`` (exact, ``min_cell_size >= 2``), a suppressed
-    cell withheld whole."""
-
-    def _block(self, spec: QuerySpec) -> int:
-        raise NotImplementedError
-
-    def gates(self, spec: QuerySpec) -> list[int]:
-        # every cell's n; none at min_cell_size 1.  DP: protocol/suppression.py drops them
-        if spec.min_cell_size <= 1:
-            return []
-        return list(range(0, len(self.layout(spec)), self._block(spec)))
-
-    def release(self, spec: QuerySpec, small: Sequence[bool]) -> list[bool]:
-        if len(small) != len(self.gates(spec)):
-            raise MalformedError("gate bits: one per cell expected")
-        mask = suppress_small_group_cells(spec, small)
-        return [not m for m in mask for _ in range(self._block(spec))]
-
-    def _cell_mask(self, spec: QuerySpec, t: Sequence[int | None]) -> list[bool]:
-        """Per cell, suppressed: withheld by the PET gate's decision (``None`` totals, never
-        decrypted) or, with every total present (exact counts >= min_cell_size, or a DP
-        query's noisy ones), by the counts' values (post-processing)."""
-        w = self._block(spec)
-        cells = len(t) // w
-        gone = [t[c * w] is None for c in range(cells)]
-        if any(v is None for v in t):
-            if spec.privacy.mechanism != "none" or not self.gates(spec):
-                raise MalformedError("totals: withheld entries for a query without gates")
-            for c in range(cells):
-                if any((v is None) != gone[c] for v in t[c * w : (c + 1) * w]):
-                    raise MalformedError("totals: a cell is partly withheld")
-            if [not g for g in gone for _ in range(w)] != self.release(spec, gone):
-                raise MalformedError("totals: the withheld cells are not a release decision "
-                                     "of the rule")
-            return gone
-        return suppress_group_cells(spec, [int(t[c * w] or 0) for c in range(cells)])
-
-
-class _Matrix(_CellGated):
+class _Matrix(CellGated):
     kind: str = "covariance"
 
     def _block(self, spec: QuerySpec) -> int:
@@ -270,7 +228,7 @@ class Correlation(_Matrix):
     kind = "correlation"
 
 
-class Cosine(_CellGated):
+class Cosine(CellGated):
     """Cosine similarity of two numeric columns."""
 
     name = "cosine"
