@@ -82,6 +82,15 @@ class UnreachableError(RemoteError):
 MAX_BUSY_SLEEP = 5.0
 
 
+def _resendable(method: str) -> bool:
+    """A connection that dropped mid-request (reset, closed before the response) is sent
+    again only for a read: the peer may have acted on a write before it dropped, and a
+    write is never repeated behind the caller's back.  A stale pooled connection to a
+    peer that restarted is the usual cause; the resend then reconnects or reports
+    "cannot connect"."""
+    return method.upper() in ("GET", "HEAD")
+
+
 def _retry_after(resp: httpx.Response) -> float | None:
     """Seconds to wait before retrying a ``503`` with a ``Retry-After`` (delta seconds)."""
     if resp.status_code != 503:
@@ -234,6 +243,10 @@ class SignedClient(_Base):
                 raise self._trip(UnreachableError(f"timed out ({type(exc).__name__})",
                                                   url=url)) from None
             except httpx.TransportError as exc:
+                if _resendable(method) and attempt < self.retries:
+                    time.sleep(self.backoff * (2**attempt))
+                    attempt += 1
+                    continue
                 raise UnreachableError(f"transport error ({exc})", url=url) from None
             wait = _retry_after(resp)
             if wait is not None and time.monotonic() + wait < busy_until:
@@ -314,6 +327,9 @@ class AsyncSignedClient(_Base):
                 raise self._trip(UnreachableError(f"timed out ({type(exc).__name__})",
                                                   url=url)) from None
             except httpx.TransportError as exc:
+                if _resendable(method) and attempt < self.retries:
+                    await asyncio.sleep(self.backoff * (2**attempt))
+                    continue
                 raise UnreachableError(f"transport error ({exc})", url=url) from None
             _raise_for(resp)
             return resp

@@ -21,7 +21,7 @@ from statledger.nodes.auth import (
     sign_request,
     verify_request,
 )
-from statledger.nodes.http import RemoteError, SignedClient
+from statledger.nodes.http import RemoteError, SignedClient, UnreachableError
 from statledger.proofs.errors import (
     DecryptionError,
     MalformedError,
@@ -264,7 +264,6 @@ def test_signed_client_roundtrip_and_remote_error(tmp_path):
 
 
 def test_unreachable_peer_retries_then_typed_error():
-    from statledger.nodes.http import UnreachableError
     from statledger.nodes.launcher import free_ports
 
     port = free_ports(1)[0]  # nothing listens there
@@ -304,3 +303,43 @@ def test_non_json_error_body_is_carried():
     with pytest.raises(RemoteError) as info:
         cl.get("/x")
     assert info.value.status == 502 and info.value.reason == "bad gateway from proxy"
+
+
+def _dropping_handler(drops: int):
+    """A peer whose first ``drops`` connections are reset before any response (a stale
+    pooled connection to a peer that restarted)."""
+    seen: list[str] = []
+
+    def handler(request):
+        seen.append(request.method)
+        if len(seen) <= drops:
+            raise httpx.RemoteProtocolError("Connection reset by peer", request=request)
+        return httpx.Response(200, json={"ok": True})
+    return handler, seen
+
+
+def test_a_read_on_a_dropped_connection_is_sent_again():
+    handler, seen = _dropping_handler(1)
+    cl = SignedClient("http://peer", "prov-1", SK_A, target="node-x", retries=2, backoff=0.0,
+                      transport=httpx.MockTransport(handler))
+    assert cl.get("/v1/setup") == {"ok": True}
+    assert seen == ["GET", "GET"]
+
+
+def test_a_read_that_keeps_dropping_is_reported_after_the_retries():
+    handler, seen = _dropping_handler(10)
+    cl = SignedClient("http://peer", "prov-1", SK_A, target="node-x", retries=2, backoff=0.0,
+                      transport=httpx.MockTransport(handler))
+    with pytest.raises(UnreachableError, match="transport error"):
+        cl.get("/v1/setup")
+    assert len(seen) == 3
+
+
+def test_a_write_on_a_dropped_connection_is_never_repeated():
+    """The peer may have acted before the connection dropped: a write is not sent twice."""
+    handler, seen = _dropping_handler(1)
+    cl = SignedClient("http://peer", "prov-1", SK_A, target="node-x", retries=2, backoff=0.0,
+                      transport=httpx.MockTransport(handler))
+    with pytest.raises(UnreachableError, match="transport error"):
+        cl.post("/v1/any", content=b"x")
+    assert seen == ["POST"]
