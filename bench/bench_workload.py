@@ -21,7 +21,8 @@ moves one cell of each, L2 sensitivity sqrt(15), sd sqrt(15 / (2 rho))).
 
 ``--mode cluster`` (real processes on loopback): a ledger and ``N_COMPUTE`` compute nodes
 (``nodes/launcher.py``), the owners as pull-mode clients (``nodes/owner.py``, no inbound
-port) packed into ``--procs`` processes, the querier waiting for the quorum of all ``n``
+port) packed into ``--procs`` processes (``--workers`` owners of each stepping at once), the
+querier waiting for the quorum of all ``n``
 submissions, then decryption, result, the owners' endorsements and the certificate, which is
 verified offline.  Reports the wall time, the owners' CPU per owner, the certificate's size
 and its offline verification time.
@@ -204,7 +205,7 @@ def strategy_errors(rho: float) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- cluster mode
-def _owner_proc(configs: list[str], stop_file: str, out_file: str) -> None:
+def _owner_proc(configs: list[str], stop_file: str, out_file: str, workers: int = 1) -> None:
     profile = os.environ.get("BENCH_WORKLOAD_PROFILE")  # a directory: cProfile each process
     if profile:
         import cProfile
@@ -212,15 +213,15 @@ def _owner_proc(configs: list[str], stop_file: str, out_file: str) -> None:
         prof = cProfile.Profile()
         prof.enable()
         try:
-            _owners(configs, stop_file, out_file)
+            _owners(configs, stop_file, out_file, workers)
         finally:
             prof.disable()
             prof.dump_stats(str(Path(profile) / (Path(out_file).stem + ".pstats")))
         return
-    _owners(configs, stop_file, out_file)
+    _owners(configs, stop_file, out_file, workers)
 
 
-def _owners(configs: list[str], stop_file: str, out_file: str) -> None:
+def _owners(configs: list[str], stop_file: str, out_file: str, workers: int = 1) -> None:
     from statledger.nodes.config import load_config
     from statledger.nodes.owner import PullOwner, run_owners
 
@@ -231,7 +232,7 @@ def _owners(configs: list[str], stop_file: str, out_file: str) -> None:
     t0 = time.process_time()
     stop = mp.Event()
     while not os.path.exists(stop_file):
-        run_owners(owners, stop=stop, interval=0.0, rounds=1)
+        run_owners(owners, stop=stop, interval=0.0, rounds=1, workers=workers)
         time.sleep(0.5)
     cpu = time.process_time() - t0
     Path(out_file).write_text(json.dumps({"owners": len(owners), "cpu_s": cpu}))
@@ -243,7 +244,8 @@ def _proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def cluster(n: int, rho: float | None, procs: int, work: Path) -> dict[str, Any]:
+def cluster(n: int, rho: float | None, procs: int, work: Path, workers: int = 1
+            ) -> dict[str, Any]:
     from statledger.nodes.launcher import Cluster
     from statledger.nodes.querier import Querier
     from statledger.verifier.verify import verify_certificate
@@ -262,7 +264,7 @@ def cluster(n: int, rho: float | None, procs: int, work: Path) -> dict[str, Any]
     t_setup = time.monotonic()
     c = Cluster(work / "cluster", n_compute=N_COMPUTE, providers=providers, pull=owners,
                 policies=dict.fromkeys(owners, str(policy)), startup_timeout=600)
-    out: dict[str, Any] = {"owners": n, "procs": procs}
+    out: dict[str, Any] = {"owners": n, "procs": procs, "workers_per_proc": workers}
     try:
         c.start(only=["ledger"] + [p.party_id for p in c.layout.compute])
         c.register_queriers()
@@ -272,7 +274,8 @@ def cluster(n: int, rho: float | None, procs: int, work: Path) -> dict[str, Any]
         stop_file = str(work / "stop")
         shares = [owners[i::procs] for i in range(procs)]
         ps = [mp.Process(target=_owner_proc, args=(
-            [str(c.config_path(p)) for p in share], stop_file, str(work / f"owners-{k}.json")))
+            [str(c.config_path(p)) for p in share], stop_file, str(work / f"owners-{k}.json"),
+            workers))
             for k, share in enumerate(shares)]
         for p in ps:
             p.start()
@@ -322,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rho", type=float, default=1.0)
     ap.add_argument("--mode", choices=("crypto", "cluster", "both"), default="crypto")
     ap.add_argument("--procs", type=int, default=2, help="owner processes (cluster mode)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="owners stepping at once in each owner process (cluster mode; "
+                         "run_owners(workers=)); 1: in turn")
     ap.add_argument("--no-dp", action="store_true",
                     help="cluster mode without DP (the verifiable noise measured apart: "
                          "bench_noise.py)")
@@ -341,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in args.owners:
             with tempfile.TemporaryDirectory(prefix="bench-workload-") as tmp:
                 runs.append(cluster(n, None if args.no_dp else args.rho, args.procs,
-                                    Path(tmp)))
+                                    Path(tmp), args.workers))
         report["cluster"] = runs
     text = json.dumps(report, indent=1)
     print(text)

@@ -12,6 +12,9 @@ Routes (``auth`` = signed request from a registered querier)::
     POST /v1/queries/{query_id}/gate     auth  shares of the last PET step's ciphertexts only
                                                + batched DLEQ -> {"index"}
     POST /v1/queries/{query_id}/decrypt  auth  decryption shares + batched DLEQ -> {"index"}
+    POST /v1/queries/{query_id}/check    auth  steps 5-11 on the log now (the range proofs
+                                               of the aggregate's submissions), logs nothing
+                                               -> {"checked": true}
     POST /v1/witness/cosign                    cosign a newer consistent checkpoint (ledger)
     GET  /v1/health
 
@@ -45,6 +48,7 @@ from fastapi import Body, Depends, FastAPI
 from statledger.nodes.app import NotFoundError
 from statledger.nodes.config import ComputeConfig
 from statledger.nodes.follower import LogFollower
+from statledger.nodes.http import RemoteError
 from statledger.nodes.keys import (
     load_elgamal_share,
     load_identity_key,
@@ -97,9 +101,17 @@ def query_view(follower: LogFollower, query_id: str) -> QueryView:
     400 for a malformed id, 404 for an unknown one."""
     if not _QUERY_ID.fullmatch(query_id):
         raise MalformedError("query_id: expected 64 lowercase hex digits (a sha256)")
-    if not follower.ledger.query_indices(query_id):
+    # one request for the indices: the same list decides "unknown" and is read
+    try:
+        roster, chain, own = follower.ledger.view_indices(query_id)
+    except RemoteError as exc:
+        if exc.status != 404:  # 404: no setup yet, so no query either
+            raise
+        own = []
+    if not own:
         raise NotFoundError(f"unknown query id {query_id} (no query entry on the log)")
-    view = follower.query_view(query_id)
+    rows, _ = follower.entries(roster + own, chain=chain)
+    view = follower.view_of(rows)
     if view.query is None:
         raise NotFoundError(f"unknown query id {query_id} (no query entry on the log)")
     return view
@@ -487,12 +499,16 @@ class ComputeNode:
                      len(rnd.members))
             return index
 
-    def _checked_through_11(self, query_id: str, what: str) -> StepContext:
-        """Steps 5-11 on the log, in full (range proofs included), or the refusal.  A query
-        with gates comes here twice (gate shares, then decryption): the second time the
-        range proofs of the same aggregate's submissions -- the same log entries, proven
-        included in a consistent log -- are not re-verified; everything else is."""
-        view = query_view(self.follower, query_id)
+    def _checked_through_11(self, query_id: str, what: str,
+                            view: QueryView | None = None) -> StepContext:
+        """Steps 5-11 on the log, in full (range proofs included), or the refusal; on
+        ``view`` when the caller has just read it (the one read of the log per request).
+        A query with gates comes here three times (PET step, gate shares, decryption):
+        after the first, the range proofs of the same aggregate's submissions -- the same
+        log entries, proven included in a consistent log -- are not re-verified;
+        everything else is."""
+        if view is None:
+            view = query_view(self.follower, query_id)
         agg = view.aggregate
         seen = agg is not None and (agg[0], agg[1].digest()) in self._proofs_checked
         ctx = StepContext(view, pinned=self.pinned, verify_range_proofs=not seen)
@@ -514,9 +530,24 @@ class ComputeNode:
             self._proofs_checked.add((agg[0], agg[1].digest()))
         return ctx
 
-    def _gated_context(self, query_id: str, what: str) -> StepContext:
-        """Steps 5-11, then the query must have gates and no release decision yet."""
-        ctx = self._checked_through_11(query_id, what)
+    def check(self, query_id: str) -> None:
+        """Steps 5-11 on the log, in full, once the aggregate is logged; nothing is logged.
+        The querier asks every compute node at once before the PET chain, whose steps run
+        one node after the other: each node's costly check (the submissions' range proofs)
+        then runs beside the others' instead of inside the chain.  The PET step, the gate
+        shares and the decryption that follow still run steps 5-11 on the log; only the
+        range proofs of this same aggregate (log index and digest) are not verified again."""
+        with self._lock:
+            view = query_view(self.follower, query_id)
+            if view.aggregate is None:
+                raise PolicyError(f"query {query_id} has no aggregate on the log yet")
+            if (view.aggregate[0], view.aggregate[1].digest()) not in self._proofs_checked:
+                self._checked_through_11(query_id, "to check", view)
+
+    def _gated_context(self, query_id: str, what: str, view: QueryView) -> StepContext:
+        """Steps 5-11 on ``view``, then the query must have gates and no release decision
+        yet."""
+        ctx = self._checked_through_11(query_id, what, view)
         if not suppression.gate_entries(ctx.spec()):
             raise PolicyError(f"query {query_id} has no gate entries: it is decrypted in "
                               "one phase")
@@ -537,7 +568,7 @@ class ComputeNode:
         resumed = self._resume(query_id, action, view.pets if action == "pet" else view.gates)
         if resumed is not None:
             return resumed
-        ctx = self._gated_context(query_id, what)
+        ctx = self._gated_context(query_id, what, view)
         try:
             chain = check_pet_chain(ctx, complete=complete, known=self._pets_checked)
         except VerificationError as exc:
@@ -609,7 +640,7 @@ class ComputeNode:
             # vector.  Nothing is decrypted until this node has checked it itself.  (Step 11
             # enforces max(MIN_PROVIDERS_FLOOR, min_providers) distinct providers; a replaced
             # key file is refused: shares under it could never verify.)
-            ctx = self._checked_through_11(query_id, "to decrypt")
+            ctx = self._checked_through_11(query_id, "to decrypt", view)
             x_j, Y_j = self.key_share(ctx.view)
             # suppression before decryption: the release decision re-derived here (step 12's
             # rule); only the released entries' ciphertexts get shares
@@ -660,6 +691,12 @@ def create_app(config: ComputeConfig, *, ceremony_loop: bool = True) -> FastAPI:
     def post_gate(query_id: str, _party: str = Depends(auth.require("querier"))
                   ) -> dict[str, Any]:
         return {"index": node.gate(query_id), "node": config.party_id}
+
+    @app.post("/v1/queries/{query_id}/check", responses=QUERY_ROUTE)
+    def post_check(query_id: str, _party: str = Depends(auth.require("querier"))
+                   ) -> dict[str, Any]:
+        node.check(query_id)
+        return {"checked": True, "node": config.party_id}
 
     @app.post("/v1/queries/{query_id}/decrypt", responses=QUERY_ROUTE)
     def post_decrypt(query_id: str, _party: str = Depends(auth.require("querier"))

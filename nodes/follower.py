@@ -21,6 +21,20 @@ sees, a checkpoint nobody witnessed, or two different logs to two parties (a spl
    consortium id) run on the view, as before.
 
 Every refusal raises :class:`~statledger.proofs.errors.VerificationError` naming the ledger.
+
+What a follower keeps between reads, so that a poll costs what is new on the log and not
+what it already checked (each a pure function of bytes it holds, never of what the ledger
+says; a check that failed is never kept):
+
+* the entries proven included (``proven``, when enabled): fetched and proven once;
+* the roster timeline derived from the chain's bytes (the genesis, entry 0, and every
+  membership change): derived again only when those bytes change -- a thousand founding
+  members' genesis costs tens of milliseconds to re-encode and re-derive;
+* the last checkpoint note whose log signature and witness quorum verified, with the roster
+  keys it verified under: the same note text under the same keys is not verified again (a
+  new note, new cosignatures or a new roster are);
+* each query's previous round (a chained query's spec names it; the query id is the hash
+  of the spec).
 """
 
 from __future__ import annotations
@@ -76,6 +90,17 @@ class LogFollower:
         #: entry proven once stays at its index.  Enabled by a pack of owners sharing this
         #: follower (nodes/owner.py).
         self.proven: dict[int, bytes] | None = None
+        #: the chain rows the last roster timeline was derived from, and that timeline
+        self._timeline: tuple[tuple[tuple[int, bytes], ...], RosterTimeline] | None = None
+        #: (note text, log key, witness keys, quorum) of the last checkpoint that verified,
+        #: and its (size, root)
+        self._note: tuple[tuple[object, ...], tuple[int, bytes]] | None = None
+        #: query id -> the previous round its spec names (None: not a chained round)
+        self._previous: dict[str, str | None] = {}
+        #: counters (tests read them, never timings): roster timelines derived, checkpoint
+        #: notes whose signatures were checked
+        self.derivations = 0
+        self.notes_verified = 0
 
     def close(self) -> None:
         self._db.close()
@@ -92,6 +117,18 @@ class LogFollower:
 
     # -- reading -----------------------------------------------------------------------------
     def _roster(self, rows: dict[int, bytes]) -> RosterTimeline:
+        """The roster timeline of the chain ``rows``; derived again only when their bytes
+        differ from the last rows that derived one (a failure is never kept)."""
+        key = tuple(sorted(rows.items()))
+        last = self._timeline
+        if last is not None and last[0] == key:
+            return last[1]
+        timeline = self._derive(rows)
+        self._timeline = (key, timeline)
+        return timeline
+
+    def _derive(self, rows: dict[int, bytes]) -> RosterTimeline:
+        self.derivations += 1
         chain: list[tuple[int, MembershipEntry]] = []
         genesis = None
         for index in sorted(rows):
@@ -120,8 +157,12 @@ class LogFollower:
         roster = timeline.final
         log_key = NoteVerifier(*roster.log_key())
         witnesses = [CosignatureVerifier(name, key) for name, key in roster.witness_keys()]
+        # what a verified note is remembered under: its text and every key it was checked
+        # with (a new roster, log key or witness set verifies it afresh)
+        keys: tuple[object, ...] = (roster.log_key(), tuple(roster.witness_keys()),
+                                    roster.witness_quorum)
         problem = "the ledger has signed no checkpoint"
-        cp = None
+        got: tuple[int, bytes] | None = None
         for attempt in range(3):
             # the latest checkpoint first; a fresh one when it does not cover the entries or
             # lacks the witness quorum (concurrent requests may race for the witnesses)
@@ -129,6 +170,14 @@ class LogFollower:
                          else self.ledger.checkpoint())
             if note_text is None:
                 continue
+            last = self._note
+            if last is not None and last[0] == (note_text, *keys):
+                if last[1][0] <= covering:  # the same note: verified before, too small
+                    problem = f"no checkpoint covers entry {covering}"
+                    continue
+                got = last[1]  # the very note text verified before under the same keys
+                break
+            self.notes_verified += 1
             try:
                 cp, note = open_checkpoint(note_text, log_key, origin=self.origin)
             except StatledgerError as exc:
@@ -142,35 +191,40 @@ class LogFollower:
             except VerificationError as exc:
                 problem = f"checkpoint of size {cp.size}: {exc.reason}"
                 continue
+            got = (cp.size, cp.root)
+            self._note = ((note_text, *keys), got)
             break
         else:
             raise _refuse(problem)
-        if cp is None:  # pragma: no cover - the loop breaks only with a checkpoint
+        if got is None:  # pragma: no cover - the loop breaks only with a checkpoint
             raise _refuse(problem)
+        size, root = got
         with self._lock:
             prev = self.accepted()
             if prev is not None:
                 size0, root0 = prev
-                if cp.size < size0:
-                    raise _refuse(f"the ledger shows a log of size {cp.size}, this party "
+                if size < size0:
+                    raise _refuse(f"the ledger shows a log of size {size}, this party "
                                   f"already accepted size {size0} (a rollback)")
-                if cp.size == size0 and cp.root != root0:
-                    raise _refuse(f"two different checkpoints of size {cp.size} (a split "
+                if size == size0 and root != root0:
+                    raise _refuse(f"two different checkpoints of size {size} (a split "
                                   "view or a forked log)")
-                if cp.size > size0 and size0 > 0:
-                    proof = self.ledger.consistency_proof(size0, cp.size)
+                if size > size0 and size0 > 0:
+                    proof = self.ledger.consistency_proof(size0, size)
                     try:
-                        verify_consistency(size0, cp.size, root0, cp.root, proof)
+                        verify_consistency(size0, size, root0, root, proof)
                     except StatledgerError as exc:
-                        raise _refuse(f"checkpoint of size {cp.size} is not consistent with "
+                        raise _refuse(f"checkpoint of size {size} is not consistent with "
                                       f"the accepted one of size {size0}: {exc}") from None
-            self._accept(cp.size, cp.root)
-        return cp.size, cp.root
+            self._accept(size, root)
+        return size, root
 
-    def entries(self, indices: list[int]) -> tuple[list[tuple[int, bytes]], RosterTimeline]:
+    def entries(self, indices: list[int], *, chain: list[int] | None = None
+                ) -> tuple[list[tuple[int, bytes]], RosterTimeline]:
         """The entries at ``indices`` and the consortium chain, each proven included in a
-        witnessed checkpoint consistent with this party's history."""
-        chain_idx = self.ledger.chain_indices()
+        witnessed checkpoint consistent with this party's history.  ``chain``: the chain's
+        indices when the caller just asked the ledger for them (one request less)."""
+        chain_idx = list(chain) if chain is not None else self.ledger.chain_indices()
         wanted = sorted(set(indices) | set(chain_idx) | {0})
         proven = dict(self.proven) if self.proven is not None else {}  # a snapshot
         new = [i for i in wanted if i not in proven]
@@ -198,20 +252,31 @@ class LogFollower:
     def query_view(self, query_id: str) -> QueryView:
         """The query's entries and its roster, every one checked included (steps 5- follow
         with :func:`statledger.protocol.checks.check_query`)."""
-        rows, _ = self.entries(self.ledger.roster_indices() + self.ledger.query_indices(query_id))
+        roster, chain, own = self.ledger.view_indices(query_id)  # one request
+        rows, _ = self.entries(roster + own, chain=chain)
         return self.view_of(rows)
 
     def view_of(self, rows: list[tuple[int, bytes]]) -> QueryView:
         """The view of a query's ``rows`` (read by :meth:`entries`), with a chained round's
         previous round read and checked included too."""
         view = parse_entries(rows)
-        prev = _previous_round(view)
+        prev = self._previous_round(view)
         if prev is None:
             return view
         # a chained round carries its previous round's query, result and endorsements
         # (protocol/chain.py)
         prev_rows, _ = self.entries(self.ledger.query_indices(prev))
         return parse_entries(sorted(set(rows) | set(chain.chain_rows(prev_rows, prev))))
+
+    def _previous_round(self, view: QueryView) -> str | None:
+        """:func:`_previous_round`, once per query id (the id is the hash of the spec and
+        the querier, checked when the query entry is decoded: one id, one spec)."""
+        if view.query is None:
+            return None
+        qid = view.query.query_id
+        if qid not in self._previous:
+            self._previous[qid] = _previous_round(view)
+        return self._previous[qid]
 
 
 def _previous_round(view: QueryView) -> str | None:

@@ -111,22 +111,44 @@ class LedgerClient:
         out = self.http.get("/v1/consortium")
         return [int(i) for i in out["chain"]]
 
+    def index(self, query_id: str | None = None) -> dict[str, Any]:
+        """Every hint of one poll in one request (``GET /v1/index``): the consortium chain,
+        the registered parties, the key ceremony, the setups and, given ``query_id``, the
+        query's entries."""
+        params = {} if query_id is None else {"query": query_id}
+        out: dict[str, Any] = self.http.get("/v1/index", params=params)
+        return out
+
+    @staticmethod
+    def _ceremony_of(out: dict[str, Any]) -> list[int]:
+        idx = [int(i) for i in out["parties"]] + [int(i) for i in out["dkg"]]
+        if out.get("setup") is not None:
+            idx.append(int(out["setup"]))
+        idx.extend(int(i) for i in out.get("setups") or [])  # rekeys (docs/dkg.md)
+        return sorted(set(idx) | {int(i) for i in out["chain"]})
+
+    def _roster_of(self, out: dict[str, Any]) -> list[int]:
+        if out.get("setup") is None:  # as GET /v1/setup answers while there is no setup
+            raise RemoteError(404, "no setup entry on the log yet",
+                              url=f"{self.url}/v1/index")
+        return self._ceremony_of(out)
+
     def ceremony_indices(self) -> list[int]:
         """Indices of the consortium chain, every ``party`` entry, the key ceremony's
         ``dkg_*`` entries and the ``setup`` entry once written (hints: what is read at them is
         checked by :class:`statledger.nodes.follower.LogFollower`)."""
-        out = self.http.get("/v1/ceremony")
-        parties = self.http.get("/v1/parties")
-        idx = [int(p["index"]) for p in parties.values()] + [int(i) for i in out["dkg"]]
-        if out.get("setup") is not None:
-            idx.append(int(out["setup"]))
-        idx.extend(int(i) for i in out.get("setups") or [])  # rekeys (docs/dkg.md)
-        return sorted(set(idx) | set(self.chain_indices()))
+        return self._ceremony_of(self.index())
 
     def roster_indices(self) -> list[int]:
-        """:meth:`ceremony_indices` once the setup is written (ProtocolError before)."""
-        setup = self.http.get("/v1/setup")  # 404 -> RemoteError while there is no setup
-        return sorted(set(self.ceremony_indices()) | {int(setup["index"])})
+        """:meth:`ceremony_indices` once the setup is written (a 404 RemoteError before)."""
+        return self._roster_of(self.index())
+
+    def view_indices(self, query_id: str) -> tuple[list[int], list[int], list[int]]:
+        """(:meth:`roster_indices`, :meth:`chain_indices`, :meth:`query_indices`) of
+        ``query_id``, asked in one request (a 404 RemoteError before the setup)."""
+        out = self.index(query_id)
+        return (self._roster_of(out), sorted(int(i) for i in out["chain"]),
+                [int(i) for i in out.get("query") or []])
 
     def latest_checkpoint(self) -> str | None:
         """The latest cosigned checkpoint the ledger serves (unchecked), or None."""

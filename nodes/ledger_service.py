@@ -31,6 +31,9 @@ Routes (``auth`` = signed request, :mod:`statledger.nodes.auth`)::
                                             -> {"index", ...}
     GET  /v1/ceremony                       -> {"dkg": [indices of dkg_* entries], "setup",
                                                 "setups": [the setup and every rekey]}
+    GET  /v1/index?query=                   -> {"chain", "parties", "dkg", "setup", "setups"
+                                                [, "query": the query's indices]}: every
+                                            hint a reader's poll needs, in one answer
     GET  /v1/proofs/inclusion?index=&size=  -> {"index", "size", "leaf_hash", "proof"}
     GET  /v1/proofs/inclusions?size=&indices=i,j,..  -> {"size", "proofs": {index: [...]}}
                                             (at most 500 indices)
@@ -76,6 +79,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import sqlite3
 import threading
@@ -86,7 +90,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from statledger.nodes.app import SIGNED, NotFoundError, create_app, documented, error_body
@@ -197,6 +201,54 @@ class _SerialConnection:
             self._conn.close()
 
 
+class EntryPages:
+    """The served form of each logged entry, encoded once: ``GET /v1/entries`` answers a
+    page by joining the JSON objects of its entries (``{"index", "kind", "data"}``, data in
+    base64), each built the first time it is served and kept.  Sound because a logged entry
+    never changes (the store is append-only): the key is the entry's index *and* its leaf
+    hash, so bytes that are not the logged ones are never served from here.  A page is
+    byte-for-byte the page a fresh node serves (compact JSON, the key order above).  Bounded:
+    past ``max_bytes`` of encoded entries the cache starts over."""
+
+    def __init__(self, max_bytes: int = 96 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._frags: dict[tuple[int, bytes], bytes] = {}
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def encode(index: int, kind: str, data: bytes) -> bytes:
+        """One entry's JSON object, as a page holds it."""
+        return json.dumps({"index": index, "kind": kind,
+                           "data": base64.b64encode(data).decode("ascii")},
+                          separators=(",", ":")).encode("ascii")
+
+    def page(self, rows: Sequence[Any]) -> bytes:
+        """The JSON array of the stored entries ``rows`` (``statledger.ledger.store.Entry``)."""
+        out: list[bytes] = []
+        for e in rows:
+            key = (int(e.index), bytes(e.leaf_hash))
+            frag = self._frags.get(key)
+            if frag is None:
+                frag = self.encode(e.index, e.kind, e.data)
+                with self._lock:
+                    if self._bytes + len(frag) > self.max_bytes:
+                        self._frags.clear()
+                        self._bytes = 0
+                    self._frags[key] = frag
+                    self._bytes += len(frag)
+            out.append(frag)
+        return b"[" + b",".join(out) + b"]"
+
+
+class _EntryRow(BaseModel):
+    """One entry as ``GET /v1/entries`` serves it (the documented shape)."""
+
+    index: int
+    kind: str
+    data: str = Field(description="the entry's bytes, base64")
+
+
 class SubmissionBatcher:
     """Group commit for submission proofs: concurrent appends are verified together.
 
@@ -288,6 +340,7 @@ class LedgerNode:
         self.nonces = NonceStore(config.state_db_path)
         self._lock = threading.RLock()
         self.batcher = SubmissionBatcher()
+        self.pages = EntryPages()  # each entry's served form, encoded once
         #: each query's state machine after its logged entries: (their indices, state), so
         #: an append advances it by one entry instead of replaying (and decoding) them all
         self._states: dict[str, tuple[tuple[int, ...], Any]] = {}
@@ -295,6 +348,8 @@ class LedgerNode:
         from statledger.nodes.trust import pinned_genesis
 
         self.genesis = pinned_genesis(config)
+        #: the pinned genesis' id (its canonical hash: computed once, it never changes)
+        self._consortium_id = str(self.genesis.genesis.consortium_id)
         if self.genesis.genesis.origin != config.origin:
             raise PolicyError(f"the pinned consortium's log is {self.genesis.genesis.origin!r}, "
                               f"this ledger serves {config.origin!r}")
@@ -431,7 +486,7 @@ class LedgerNode:
 
     @property
     def consortium_id(self) -> str:
-        return str(self.genesis.genesis.consortium_id)
+        return self._consortium_id
 
     def member(self, party_id: str) -> Any:
         """The current member ``party_id`` (None if unknown or revoked)."""
@@ -1022,10 +1077,10 @@ def create_ledger_app(config: LedgerConfig, *, node: LedgerNode | None = None) -
         idx, lh, kind = await run_in_threadpool(get_node().append, body, party)
         return {"index": idx, "leaf_hash": lh.hex(), "kind": kind}
 
-    @app.get("/v1/entries", responses=documented(404))
+    @app.get("/v1/entries", response_model=list[_EntryRow], responses=documented(404))
     async def get_entries(start: int = Query(0, ge=0, le=_MAX_INDEX),
                           end: int | None = Query(None, ge=0, le=_MAX_INDEX),
-                          ) -> list[dict[str, Any]]:
+                          ) -> Response:
         n = get_node().store.size()
         stop = min(n, start + MAX_ENTRIES_PER_PAGE) if end is None else end
         if stop > n:
@@ -1034,9 +1089,9 @@ def create_ledger_app(config: LedgerConfig, *, node: LedgerNode | None = None) -
             raise MalformedError(f"start {start} > end {stop}")
         if stop - start > MAX_ENTRIES_PER_PAGE:
             raise MalformedError(f"at most {MAX_ENTRIES_PER_PAGE} entries per request")
-        return [{"index": e.index, "kind": e.kind,
-                 "data": base64.b64encode(e.data).decode("ascii")}
-                for e in get_node().store.entries(start, stop)]
+        # each entry encoded once (EntryPages): a page is the join of its entries' JSON
+        return Response(get_node().pages.page(get_node().store.entries(start, stop)),
+                        media_type="application/json")
 
     @app.get("/v1/queries/{query_id}/entries", responses=documented(404))
     async def get_query_entries(query_id: str) -> dict[str, Any]:
@@ -1117,6 +1172,22 @@ def create_ledger_app(config: LedgerConfig, *, node: LedgerNode | None = None) -
         n = get_node()
         return {"dkg": n.dkg_indices(), "setup": n.setup_index(),
                 "setups": n.setup_indices()}
+
+    @app.get("/v1/index")
+    async def get_index(query: str | None = Query(None, pattern="^[0-9a-f]{64}$"),
+                        ) -> dict[str, Any]:
+        """The hints a reader's poll needs, in one answer (each also has its own route):
+        the consortium chain, the registered parties', the key ceremony's and the setups'
+        indices, and the query's entries when ``query`` is given (empty if unknown).  Hints
+        only: a reader checks what it reads at them (nodes/follower.py)."""
+        n = get_node()
+        out: dict[str, Any] = {
+            "chain": n.chain_indices(),
+            "parties": sorted(int(p["index"]) for p in n.parties().values()),
+            "dkg": n.dkg_indices(), "setup": n.setup_index(), "setups": n.setup_indices()}
+        if query is not None:
+            out["query"] = n.query_entries(query)
+        return out
 
     @app.get("/v1/setup", responses=documented(404))
     async def get_setup() -> dict[str, Any]:

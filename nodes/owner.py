@@ -22,10 +22,11 @@ querier to call.  A :class:`PullOwner` instead polls the ledger (docs/owners.md)
 A submission the ledger refuses because the aggregate came first (the query had its quorum)
 is not counted; the owner logs why (a ``late`` query event) and forgets the query.
 :func:`run_owners` packs many lightweight owners into one process (benchmarks: one thread
-steps them all in turn).  The owners of one pack share one :class:`SharedLog`: one follower
-(the witnessed checkpoint, the inclusion proofs, each entry read and proven once), one list
-of queries and one cache of checked views, so a query's log -- every owner's submission
-proofs included -- is checked once per process, not once per owner.  Sound because every
+steps them in turn, or ``workers`` threads).  The owners of one pack share one
+:class:`SharedLog`: one follower (the witnessed checkpoint, the inclusion proofs, each entry
+read and proven once), one list of queries and one cache of checked views, so a query's
+log -- every owner's submission proofs included -- is checked once per process, not once
+per owner.  Sound because every
 owner of a pack is the same operator's software on the same machine: a check one of them
 ran is a check each of them ran.  Nothing is shared across processes, and a check that
 failed is never cached as passed.
@@ -105,7 +106,6 @@ class SharedLog:
         #: each query's last view and the indices it was built from (parsed again only when
         #: the log grew: polling a quiet query costs no decoding)
         self._last_view: dict[str, tuple[tuple[int, ...], QueryView]] = {}
-        self._roster: list[int] | None = None
         #: views that passed the steps: (query id, through, contributor, indices) -> view
         self._checked: dict[tuple[str, int, str | None, tuple[int, ...]], QueryView] = {}
         self._specs: dict[str, QuerySpec] = {}
@@ -122,7 +122,6 @@ class SharedLog:
             self._views.clear()
             self._own.clear()
             self._failed.clear()
-            self._roster = None
 
     def queries_since(self, cursor: int) -> list[tuple[str, int]]:
         """(query id, index) of the queries logged at index >= ``cursor`` (the ledger's
@@ -155,10 +154,8 @@ class SharedLog:
             if got is not None:
                 return got
             try:
-                if self._roster is None:
-                    self._roster = self.ledger.roster_indices()
-                own = self.ledger.query_indices(query_id)
-                rows, _ = self.follower.entries(self._roster + own)
+                roster, chain, own = self.ledger.view_indices(query_id)  # one request
+                rows, _ = self.follower.entries(roster + own, chain=chain)
             except StatledgerError as exc:
                 self._rows[query_id] = exc
                 raise
@@ -288,6 +285,9 @@ class PullOwner(ProviderNode):
         self.pending: set[str] = set()
         #: why each query this owner stopped following was dropped (its last word on it)
         self.outcome: dict[str, str] = {}
+        #: the log index of this owner's submission to each pending query, once its action
+        #: log holds it (a recorded action never changes: not asked again at every poll)
+        self._contributed: dict[str, int] = {}
 
     def datasets(self) -> set[str]:
         return set(self._held) if self._held is not None else set(self.config.datasets)
@@ -335,6 +335,7 @@ class PullOwner(ProviderNode):
 
     def _drop(self, qid: str, why: str) -> None:
         self.pending.discard(qid)
+        self._contributed.pop(qid, None)
         self.outcome[qid] = why
         log.info("%s: query %s: %s", self.party_id, qid[:12], why)
 
@@ -353,11 +354,15 @@ class PullOwner(ProviderNode):
         if not pull.addresses(self.party_id) or pull.dataset not in self.datasets():
             return "not addressed to this owner"
         querier = view.query.querier
-        mine = self.actions.done(qid, "contribute")
+        mine = self._contributed.get(qid)
+        if mine is None:
+            mine = self.actions.done(qid, "contribute")
         if mine is None:  # logged before this owner's state was lost: resume from the log
             mine = next((i for i, s in view.submissions if s.provider == self.party_id), None)
             if mine is not None:
                 self.actions.record(qid, "contribute", mine)
+        if mine is not None:
+            self._contributed[qid] = mine
         if mine is None:
             if view.aggregate is not None:
                 query_event("late", qid, spec, querier=querier,
@@ -395,28 +400,52 @@ class PullOwner(ProviderNode):
         run_owners([self], stop=stop, interval=interval)
 
 
+def _step(owner: PullOwner, halt: threading.Event) -> None:
+    if halt.is_set():
+        return
+    try:
+        owner.step(fresh=False)
+    except Exception:  # noqa: BLE001 - one owner's bug must not stop the pack
+        log.exception("%s: step failed", owner.party_id)
+
+
 def run_owners(owners: Sequence[PullOwner] | Iterable[PullOwner], *,
                stop: threading.Event | None = None, interval: float = POLL_INTERVAL,
-               rounds: int | None = None) -> None:
-    """Step every owner in turn (one thread), then sleep ``interval`` seconds; until
-    ``stop`` is set, or ``rounds`` rounds when given.  The owners share one
-    :class:`SharedLog` (:func:`share`), read afresh once per round.  An owner whose step
-    fails unexpectedly is logged and stepped again next round: one owner never stops the
-    others."""
+               rounds: int | None = None, workers: int = 1) -> None:
+    """Step every owner once per round, then sleep ``interval`` seconds; until ``stop`` is
+    set, or ``rounds`` rounds when given.  The owners share one :class:`SharedLog`
+    (:func:`share`), read afresh once per round.  An owner whose step fails unexpectedly is
+    logged and stepped again next round: one owner never stops the others.
+
+    ``workers``: how many owners of the pack step at once (threads; 1: in turn).  Each
+    owner is stepped by one thread at a time and keeps its own state; what they share is
+    the :class:`SharedLog`, which is locked.  With several, one owner encrypts while
+    another's submission waits for the ledger's checks, and the ledger checks the
+    submissions that arrive together in one batch (nodes/ledger_service.py); measured on a
+    loaded 2-core machine, it costs more CPU than it saves (docs/performance.md)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if workers < 1:
+        raise ValueError("workers: at least 1")
     pack = list(owners)
     shared = share(pack)
     done = 0
     halt = stop if stop is not None else threading.Event()
-    while not halt.is_set() and (rounds is None or done < rounds):
-        if shared is not None:
-            shared.new_round()
-        for owner in pack:
-            if halt.is_set():
-                break
-            try:
-                owner.step(fresh=False)
-            except Exception:  # noqa: BLE001 - one owner's bug must not stop the pack
-                log.exception("%s: step failed", owner.party_id)
-        done += 1
-        if rounds is None or done < rounds:
-            halt.wait(interval)
+    pool = (ThreadPoolExecutor(max_workers=workers, thread_name_prefix="owner")
+            if workers > 1 else None)
+    try:
+        while not halt.is_set() and (rounds is None or done < rounds):
+            if shared is not None:
+                shared.new_round()
+            if pool is None:
+                for owner in pack:
+                    _step(owner, halt)
+            else:  # the round ends when every owner's step did
+                for future in [pool.submit(_step, owner, halt) for owner in pack]:
+                    future.result()
+            done += 1
+            if rounds is None or done < rounds:
+                halt.wait(interval)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)

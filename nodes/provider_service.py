@@ -52,7 +52,7 @@ from statledger.protocol.dp import BudgetLedger
 from statledger.protocol.policy import ProviderPolicy
 from statledger.protocol.view import QueryView
 
-__all__ = ["ProviderNode", "create_app"]
+__all__ = ["ProviderNode", "create_app", "preload"]
 
 log = logging.getLogger("statledger.provider")
 
@@ -394,8 +394,25 @@ class ProviderNode:
             return index, digest
 
 
+def preload(node: ProviderNode) -> list[str]:
+    """Read every configured dataset once, as the node starts (a query then finds its table
+    in memory instead of paying the read; a DuckDB dataset is only opened).  A dataset that
+    cannot be read is left for the query that names it, which reports why to the querier;
+    its name is returned (and logged)."""
+    failed: list[str] = []
+    for name in node.config.datasets:
+        try:
+            node.table(name)
+        except Exception as exc:  # noqa: BLE001 - reported again, precisely, by the query
+            log.warning("dataset %s not loaded at start (%s); the first query that names it "
+                        "reads it again", name, type(exc).__name__)
+            failed.append(name)
+    return failed
+
+
 def create_app(config: ProviderConfig) -> FastAPI:
     node = ProviderNode(config)
+    preload(node)
     app, auth = create_party_app(config, node, title="statledger provider node", role="provider")
 
     @app.post("/v1/queries/{query_id}/contribute", responses=QUERY_ROUTE)

@@ -46,7 +46,6 @@ from statledger.protocol.checks import (
     STEPS,
     StepContext,
     check_pet_chain,
-    check_query,
     run_steps,
 )
 from statledger.protocol.consortium import SignedGenesis
@@ -137,6 +136,17 @@ class Querier:
         with SignedClient(url, self.party_id, self.key, target=target, timeout=self.timeout,
                           retries=2) as c:
             return c.post(path, json=body)
+
+    def _witnessed(self) -> None:
+        """A checkpoint of the log as it is now, cosigned by the witnesses, before a fan-out
+        whose parties each need one that covers the entry just appended: they then find it
+        (``latest_checkpoint``) instead of each asking the ledger for a fresh one at once
+        (concurrent asks each start a cosigning round).  Nothing is accepted from it here:
+        every party checks the checkpoint it reads itself."""
+        try:
+            self.ledger.checkpoint()
+        except StatledgerError as exc:  # the parties ask for one themselves, as before
+            log.info("no cosigned checkpoint before the fan-out: %s", exc)
 
     def _fan_out(self, targets: Mapping[str, str], path: str,
                  body: Callable[[str], Any] | None = None) -> tuple[dict[str, Any],
@@ -266,16 +276,31 @@ class Querier:
         last ciphertexts per gate cell."""
         t = flow.decryption_threshold(setup)
         failed: dict[str, str] = {}
-        for pid in setup.compute:
-            pets = self.follower.query_view(qid).pets
-            if len(pets) >= t:
+        asked: set[str] = set()
+        checks: dict[str, Future[Any]] = {}
+        while True:  # the log is read once per pass, not once per node
+            done = {e.node for _, e in self.follower.query_view(qid).pets}
+            todo = [p for p in setup.compute
+                    if p not in done and p not in asked and p in self.compute]
+            if len(done) >= t or not todo:
                 break
-            if pid in {e.node for _, e in pets} or pid not in self.compute:
-                continue
-            try:
-                self._call(pid, self.compute[pid], f"/v1/queries/{qid}/pet")
-            except StatledgerError as exc:
-                failed[pid] = str(exc)
+            if not asked:  # every node but the first checks steps 5-11 now, side by side
+                checks = {p: self._pool.submit(self._call, p, self.compute[p],
+                                               f"/v1/queries/{qid}/check")
+                          for p in setup.compute if p in self.compute and p != todo[0]}
+            for pid in todo:
+                if len(done) >= t:
+                    break
+                asked.add(pid)
+                if pid in checks:  # its answer does not matter: the PET step checks again
+                    checks.pop(pid).exception()
+                try:
+                    self._call(pid, self.compute[pid], f"/v1/queries/{qid}/pet")
+                    done.add(pid)  # counted; the next pass reads what the log holds
+                except StatledgerError as exc:
+                    failed[pid] = str(exc)
+        for fut in checks.values():  # a node beyond the chain: done before its gate shares
+            fut.exception()
         ctx = StepContext(self.follower.query_view(qid), pinned=self.follower.consortium_id,
                           verify_range_proofs=False)
         try:
@@ -405,11 +430,14 @@ class Querier:
                     + ", ".join(f"{c} ({b})" for c, b in hit.items()))
         lap("encrypt+prove")
         # 3. DP noise: commitments, then coin shares (docs/noise.md)
-        view = check_query(self.follower.query_view(qid), through=8,
-                           pinned=self.follower.consortium_id)
+        checked = StepContext(self.follower.query_view(qid),
+                              pinned=self.follower.consortium_id)
+        run_steps(checked, NOISE_STEPS, through=8)  # steps 6 and 8, as check_query(through=8)
+        view = checked.view
         if view.setup is None:  # pragma: no cover - step 6 requires it
             raise QueryFailed("no setup")
-        if flow.privacy_rho(spec) is not None and view.aggregate is None:
+        noise_round = flow.privacy_rho(spec) is not None and view.aggregate is None
+        if noise_round:
             self._noise_round(qid, spec, view.setup, say)
             lap("noise")
         # 4. the aggregate
@@ -419,9 +447,15 @@ class Querier:
         # steps 6, 8 and 10 (consortium and keys, the query, the noise round and its derived
         # shares) on entries proven in the witnessed log; the submissions' range proofs are
         # checked by every compute node before it decrypts (and by the certificate at the end)
-        ctx = StepContext(self.follower.query_view(qid), pinned=self.follower.consortium_id)
+        # After a noise round (or in pull mode, where owners submit on their own) the log
+        # has grown: it is read and checked again.  Otherwise nothing was appended since the
+        # view checked above: its context goes on with step 10 (steps 6 and 8 held on it).
+        again = noise_round or spec.pull is not None
+        ctx = (StepContext(self.follower.query_view(qid), pinned=self.follower.consortium_id)
+               if again else checked)
         try:
-            run_steps(ctx, NOISE_STEPS, through=10)
+            run_steps(ctx, NOISE_STEPS if again else
+                      tuple(s for s in NOISE_STEPS if s.number > 8), through=10)
         except VerificationError as exc:
             raise QueryFailed(f"aggregate: {exc.step}: {exc.reason} (party "
                               f"{exc.party or '-'})") from None
@@ -480,6 +514,7 @@ class Querier:
         if released:  # else every entry is withheld: nothing is decrypted, the result says so
             say("decryption")
             sub = suppression.select(agg, groups)
+            self._witnessed()
             decryptors, shares_by_node = self._threshold_shares(qid, setup, flow.flatten(sub))
             totals = flow.decrypt_totals(sub, shares_by_node,
                                          suppression.sub_ranges(all_ranges, groups),
@@ -593,6 +628,7 @@ class Querier:
         if unknown:
             raise QueryFailed(f"endorsement: the log holds submissions by {', '.join(unknown)}, "
                               "whom this querier cannot reach (not in its providers)")
+        self._witnessed()
         _, failed = self._fan_out({p: self.providers[p] for p in contributors},
                                   f"/v1/queries/{qid}/endorse")
         if failed:
@@ -628,14 +664,18 @@ class Querier:
         need = max(MIN_PROVIDERS_FLOOR, spec.min_providers)
         say("waiting for submissions")
         while True:
-            view = self.follower.query_view(qid)
-            got = {s.provider for _, s in view.submissions}
-            if view.aggregate is not None or len(got) >= need:
-                return {p: {} for p in sorted(got)}, {}
             left = pull.deadline - time.time()
-            if left <= 0:
-                break
-            time.sleep(min(self.pull_poll, left))
+            # the witnessed log is read (every new entry proven included, a fresh
+            # checkpoint) once the ledger's index lists enough entries for the quorum, and
+            # at the deadline: the index only says when to look (_log_may_hold)
+            if left <= 0 or self._log_may_hold(qid, need):
+                view = self.follower.query_view(qid)
+                got = {s.provider for _, s in view.submissions}
+                if view.aggregate is not None or len(got) >= need:
+                    return {p: {} for p in sorted(got)}, {}
+                if left <= 0:
+                    break
+            time.sleep(min(self.pull_poll, max(left, 0.0)))
         if pull.owners == "all":
             _, timeline = self.follower.entries([])
             addressed = sorted(m.party_id for m in timeline.final.of_role("provider"))
@@ -649,15 +689,40 @@ class Querier:
         """Pull mode: wait (at most ``endorse_wait`` s) until every contributor's endorsement
         is on the witnessed log; the owners check the result themselves and endorse it."""
         deadline = time.monotonic() + self.endorse_wait
+        want = 0  # entries the ledger's index must list before the log is read again
         while True:
-            view = self.follower.query_view(qid)
-            missing = sorted(set(contributors) - {e.provider for _, e in view.endorsements})
-            if not missing:
-                return
-            if time.monotonic() >= deadline:
-                raise QueryFailed(f"endorsement: no endorsement from {', '.join(missing)} "
-                                  f"within {self.endorse_wait:g} s")
+            late = time.monotonic() >= deadline
+            if late or self._log_may_hold(qid, want):
+                listed = self._listed(qid)
+                view = self.follower.query_view(qid)
+                missing = sorted(set(contributors) - {e.provider for _, e in view.endorsements})
+                if not missing:
+                    return
+                if late:
+                    raise QueryFailed(f"endorsement: no endorsement from {', '.join(missing)} "
+                                      f"within {self.endorse_wait:g} s")
+                want = listed + len(missing)  # read again once that many more are listed
             time.sleep(self.pull_poll)
+
+    def _listed(self, qid: str) -> int:
+        """How many entries the ledger's index lists for the query (unchecked; 0 when the
+        ledger does not answer)."""
+        try:
+            return len(self.ledger.query_indices(qid))
+        except StatledgerError:
+            return 0
+
+    def _log_may_hold(self, qid: str, entries: int) -> bool:
+        """Whether reading the witnessed log may find what a pull-mode wait waits for: the
+        ledger's index of the query (one request, unchecked) lists at least ``entries``
+        entries, or does not answer.  A hint of *when* to read, never of *what* is there:
+        every decision rests on the checked read (LogFollower).  A ledger that under-reports
+        only delays the querier until the deadline, where the log is read regardless (it
+        can deny service anyway); one that over-reports only causes a read."""
+        try:
+            return len(self.ledger.query_indices(qid)) >= entries
+        except StatledgerError:
+            return True
 
     def certificate(self, query_id: str, *, compact: bool = True) -> Certificate:
         """A fresh cosigned checkpoint + the consortium chain, the roster and the query's

@@ -28,18 +28,22 @@ mix-net"):
 * commitments ``A', B'_i, C', D', F' = (F'1, F'2)``, challenge ``v``, responses ``k_A``,
   ``k_B`` (vector), ``k_C``, ``k_D``, ``k_E`` (vector), ``k_F``.
 
-Like :mod:`statledger.proofs.sigma`, the proof is in challenge--response form
-``(U, B, v, k_A, k_B, k_C, k_D, k_E, k_F)``: the verifier recomputes every commitment from the
-responses and ``v``, rebuilds the transcript (domain, ``N``, context, ``X``, the bases, every
-input and output ciphertext, ``U``, then ``e``, then ``B`` and the commitments, then ``v``) and
-compares.  Encoding (:meth:`ShuffleProof.to_bytes`): ``U ‖ B ‖ v ‖ k_A ‖ k_B ‖ k_C ‖ k_D ‖
-k_E ‖ k_F``, ``130*N + 160`` bytes; :meth:`ShuffleProof.from_bytes` is strict (exact length,
-canonical scalars, points on the curve and not the identity).
+The proof is in *commitment form* (version 2; version 1 was challenge--response)
+``(U, B, A', B', C', D', F', k_A, k_B, k_C, k_D, k_E, k_F)``: the verifier rebuilds the
+transcript (domain, ``N``, context, ``X``, the bases, every input and output ciphertext,
+``U``, then ``e``, then ``B`` and the prover's commitments, then ``v``) and is left with the
+``N + 5`` verification equations of :func:`shuffle_equations`, which
+:func:`statledger.proofs.batch.holds` checks -- for one proof (:func:`verify_shuffle`) or
+for many proofs and other commitment-form proofs at once (protocol/pet.py) -- as one
+random linear combination, one multi-scalar multiplication.  Encoding
+(:meth:`ShuffleProof.to_bytes`): ``U ‖ B ‖ A' ‖ B' ‖ C' ‖ D' ‖ F'1 ‖ F'2 ‖ k_A ‖ k_B ‖ k_C ‖
+k_D ‖ k_E ‖ k_F``, ``163*N + 293`` bytes; :meth:`ShuffleProof.from_bytes` is strict (exact
+length, canonical scalars, points on the curve and not the identity).
 
 Every multi-scalar multiplication goes through :func:`~statledger.proofs.group.msm`, every
 multiple of ``G`` through :func:`~statledger.proofs.group.base_mul`; :func:`shuffle_costs`
 gives the exact counts (prove: ``3N + 4`` base and ``5N + 1`` variable-base multiplications;
-verify: ``N + 4`` base and ``8N + 4`` variable-base).
+verify alone: one multi-scalar multiplication of ``8N + 8`` terms).
 
 The prover does not re-check its witness (that would cost as much as the shuffle): a wrong
 permutation or re-randomiser simply yields a proof that fails verification.
@@ -51,9 +55,19 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from statledger.proofs import batch
+from statledger.proofs.batch import Equation
 from statledger.proofs.elgamal import Ciphertext, rerandomize
 from statledger.proofs.errors import MalformedError, VerificationError
-from statledger.proofs.group import G, Point, Scalar, base_mul, generator, generators, msm
+from statledger.proofs.group import (
+    G,
+    Point,
+    Scalar,
+    base_mul,
+    generator,
+    generators,
+    msm,
+)
 from statledger.proofs.transcript import Transcript
 
 __all__ = [
@@ -65,15 +79,16 @@ __all__ = [
     "shuffle",
     "prove_shuffle",
     "verify_shuffle",
+    "shuffle_equations",
     "shuffle_generators",
     "shuffle_costs",
 ]
 
-SHUFFLE_DOMAIN = b"statledger/shuffle/terelius-wikstrom/v1"
+SHUFFLE_DOMAIN = b"statledger/shuffle/terelius-wikstrom/v2"
 H_LABEL = b"statledger/shuffle/v1/H"
 J_LABEL = b"statledger/shuffle/v1/J"
-# A denial-of-service bound, not a security parameter: a proof of 2^16 ciphertexts is 8.5 MB
-# and takes ~15 s to verify on one core.  Raising it changes no byte of any proof.
+# A denial-of-service bound, not a security parameter: a proof of 2^16 ciphertexts is 10.7 MB
+# and takes seconds to verify on one core.  Raising it changes no byte of any proof.
 MAX_SHUFFLE_SIZE = 1 << 16
 
 _POINT = 33
@@ -90,10 +105,12 @@ def shuffle_costs(n: int) -> dict[str, dict[str, int]]:
     """Scalar multiplications of :func:`prove_shuffle` and :func:`verify_shuffle` for ``n``
     ciphertexts (``base`` = ``base_mul``, ``var`` = ``msm`` terms).  Exact when no input
     contains the identity (``msm`` skips identity terms, e.g. ``C1 = O`` of a trivial
-    encryption); the re-encryption of :func:`shuffle` adds ``n`` base + ``n`` var."""
+    encryption); the re-encryption of :func:`shuffle` adds ``n`` base + ``n`` var.  The
+    verifier's terms are those of ONE msm (distinct points: ``G, J, X``, ``H`` (n), ``U``,
+    ``B``, ``B'`` (n each), ``A', C', D', F'1, F'2``, inputs and outputs (2n each))."""
     return {
         "prove": {"base": 3 * n + 4, "var": 5 * n + 1},
-        "verify": {"base": n + 4, "var": 8 * n + 4},
+        "verify": {"base": 0, "var": 8 * n + 8},
         "reencrypt": {"base": n, "var": n},
     }
 
@@ -105,15 +122,20 @@ def shuffle_costs(n: int) -> dict[str, dict[str, int]]:
 
 @dataclass(frozen=True, slots=True)
 class ShuffleProof:
-    """Terelius--Wikstrom proof of a shuffle of ``n`` ciphertexts.
+    """Terelius--Wikstrom proof of a shuffle of ``n`` ciphertexts, in commitment form.
 
     ``U`` permutation commitments and ``B`` chain commitments (``n`` points each), the
-    challenge ``v`` and the responses ``k_A, k_B (n), k_C, k_D, k_E (n), k_F``.
+    prover's commitments ``A_p`` (``A'``), ``B_p`` (``B'``, ``n``), ``C_p``, ``D_p``,
+    ``F_p = (F'1, F'2)`` and the responses ``k_A, k_B (n), k_C, k_D, k_E (n), k_F``.
     """
 
     U: tuple[Point, ...]
     B: tuple[Point, ...]
-    v: Scalar
+    A_p: Point
+    B_p: tuple[Point, ...]
+    C_p: Point
+    D_p: Point
+    F_p: tuple[Point, Point]
     k_A: Scalar
     k_B: tuple[Scalar, ...]
     k_C: Scalar
@@ -122,19 +144,20 @@ class ShuffleProof:
     k_F: Scalar
 
     def __post_init__(self) -> None:
-        for name in ("U", "B", "k_B", "k_E"):
+        for name in ("U", "B", "B_p", "F_p", "k_B", "k_E"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
-        if not all(isinstance(P, Point) for P in self.U + self.B):
-            raise TypeError("ShuffleProof U and B must be Points")
-        scalars = (self.v, self.k_A, self.k_C, self.k_D, self.k_F) + self.k_B + self.k_E
+        points = self.U + self.B + self.B_p + (self.A_p, self.C_p, self.D_p) + self.F_p
+        if len(self.F_p) != 2 or not all(isinstance(P, Point) for P in points):
+            raise TypeError("ShuffleProof U, B, A', B', C', D' and F' (two) must be Points")
+        scalars = (self.k_A, self.k_C, self.k_D, self.k_F) + self.k_B + self.k_E
         if not all(isinstance(s, Scalar) for s in scalars):
-            raise TypeError("ShuffleProof challenge and responses must be Scalars")
+            raise TypeError("ShuffleProof responses must be Scalars")
         n = len(self.U)
         _check_size(n, MalformedError)
-        if not len(self.B) == len(self.k_B) == len(self.k_E) == n:
+        if not len(self.B) == len(self.B_p) == len(self.k_B) == len(self.k_E) == n:
             raise MalformedError(
-                f"shuffle proof: U, B, k_B, k_E must have one entry per ciphertext, got "
-                f"{n}, {len(self.B)}, {len(self.k_B)}, {len(self.k_E)}"
+                f"shuffle proof: U, B, B', k_B, k_E must have one entry per ciphertext, got "
+                f"{n}, {len(self.B)}, {len(self.B_p)}, {len(self.k_B)}, {len(self.k_E)}"
             )
 
     @property
@@ -144,19 +167,15 @@ class ShuffleProof:
 
     @staticmethod
     def encoded_size(n: int) -> int:
-        """``130*n + 160``: ``2n`` points, ``2n + 5`` scalars."""
-        return 2 * n * _POINT + (2 * n + 5) * _SCALAR
+        """``163*n + 293``: ``3n + 5`` points, ``2n + 4`` scalars."""
+        return (3 * n + 5) * _POINT + (2 * n + 4) * _SCALAR
 
     def to_bytes(self) -> bytes:
-        """``U ‖ B ‖ v ‖ k_A ‖ k_B ‖ k_C ‖ k_D ‖ k_E ‖ k_F`` (points 33 bytes, scalars 32)."""
-        parts = [P.to_bytes() for P in self.U]
-        parts += [P.to_bytes() for P in self.B]
-        parts += [self.v.to_bytes(), self.k_A.to_bytes()]
-        parts += [s.to_bytes() for s in self.k_B]
-        parts += [self.k_C.to_bytes(), self.k_D.to_bytes()]
-        parts += [s.to_bytes() for s in self.k_E]
-        parts.append(self.k_F.to_bytes())
-        return b"".join(parts)
+        """``U ‖ B ‖ A' ‖ B' ‖ C' ‖ D' ‖ F'1 ‖ F'2 ‖ k_A ‖ k_B ‖ k_C ‖ k_D ‖ k_E ‖ k_F``
+        (points 33 bytes, scalars 32)."""
+        points = [*self.U, *self.B, self.A_p, *self.B_p, self.C_p, self.D_p, *self.F_p]
+        scalars = [self.k_A, *self.k_B, self.k_C, self.k_D, *self.k_E, self.k_F]
+        return b"".join([P.to_bytes() for P in points] + [s.to_bytes() for s in scalars])
 
     @classmethod
     def from_bytes(cls, data: bytes, n: int) -> ShuffleProof:
@@ -177,36 +196,25 @@ class ShuffleProof:
             raise MalformedError(
                 f"shuffle proof for {n} ciphertexts must be {size} bytes, got {len(data)}"
             )
-        pos = 0
-
-        def points(count: int, name: str) -> list[Point]:
-            nonlocal pos
-            out = []
-            for i in range(count):
-                P = Point.from_bytes(data[pos : pos + _POINT])
-                if P.is_identity():
-                    raise MalformedError(f"shuffle proof: {name}_{i} is the identity")
-                out.append(P)
-                pos += _POINT
-            return out
-
-        def scalars(count: int) -> list[Scalar]:
-            nonlocal pos
-            out = [
-                Scalar.from_bytes(data[pos + _SCALAR * i : pos + _SCALAR * (i + 1)])
-                for i in range(count)
-            ]
-            pos += _SCALAR * count
-            return out
-
-        U = points(n, "U")
-        B = points(n, "B")
-        v, k_A = scalars(2)
-        k_B = scalars(n)
-        k_C, k_D = scalars(2)
-        k_E = scalars(n)
-        (k_F,) = scalars(1)
-        return cls(tuple(U), tuple(B), v, k_A, tuple(k_B), k_C, k_D, tuple(k_E), k_F)
+        names = ([f"U_{i}" for i in range(n)] + [f"B_{i}" for i in range(n)] + ["A'"]
+                 + [f"B'_{i}" for i in range(n)] + ["C'", "D'", "F'1", "F'2"])
+        points = []
+        for i, name in enumerate(names):
+            P = Point.from_bytes(data[_POINT * i : _POINT * (i + 1)])
+            if P.is_identity():
+                raise MalformedError(f"shuffle proof: {name} is the identity")
+            points.append(P)
+        pos = _POINT * len(names)
+        scalars = [Scalar.from_bytes(data[pos + _SCALAR * i : pos + _SCALAR * (i + 1)])
+                   for i in range(2 * n + 4)]
+        U, B = points[:n], points[n : 2 * n]
+        A_p, B_p = points[2 * n], points[2 * n + 1 : 3 * n + 1]
+        C_p, D_p, F1, F2 = points[3 * n + 1 :]
+        k_A, k_B = scalars[0], scalars[1 : n + 1]
+        k_C, k_D, k_E, k_F = scalars[n + 1], scalars[n + 2], scalars[n + 3 : 2 * n + 3], \
+            scalars[-1]
+        return cls(tuple(U), tuple(B), A_p, tuple(B_p), C_p, D_p, (F1, F2), k_A, tuple(k_B),
+                   k_C, k_D, tuple(k_E), k_F)
 
 
 def _check_size(n: int, error: Callable[[str], Exception]) -> None:
@@ -439,7 +447,11 @@ def _prove_shuffle(
     return ShuffleProof(
         U=tuple(U),
         B=tuple(B),
-        v=v,
+        A_p=A_p,
+        B_p=tuple(B_p),
+        C_p=C_p,
+        D_p=D_p,
+        F_p=F_p,
         k_A=alpha + v * a,
         k_B=tuple(beta[i] + v * b[i] for i in range(n)),
         k_C=gamma + v * c,
@@ -458,7 +470,7 @@ def _fail(step: int, reason: str, party: str | None) -> VerificationError:
     return VerificationError(reason, step=f"{_NAME} step {step}", party=party)
 
 
-def verify_shuffle(
+def shuffle_equations(
     X: Point,
     inputs: Sequence[Ciphertext],
     outputs: Sequence[Ciphertext],
@@ -466,23 +478,17 @@ def verify_shuffle(
     context: bytes,
     *,
     party: str | None = None,
-) -> None:
-    """Check that ``outputs`` is a re-encrypted permutation of ``inputs`` under ``X``.
+) -> list[Equation]:
+    """Steps 1-2 of :func:`verify_shuffle` (raising), then the challenges re-derived and the
+    proof's ``N + 5`` verification equations (each ``sum k*P = O``), for
+    :func:`statledger.proofs.batch.holds`::
 
-    Returns ``None`` or raises :class:`VerificationError` (``step="shuffle step N"``,
-    ``party`` as given):
-
-    1. sizes: ``len(inputs) == len(outputs) == proof.n`` and ``1 <= N <= MAX_SHUFFLE_SIZE``;
-    2. no identity where it is not allowed: ``X``, an output's ``C1'`` (an honest shuffle
-       never produces one; it would expose that output's plaintext), a ``U_j`` or ``B_i``
-       (inputs may contain the identity: trivial encryptions ``(O, m*G)`` of public values);
-    3. recompute ``e``, ``A = sum e_j*U_j``, ``C = sum U_j - sum H_i``,
-       ``D = B_{N-1} - (prod e_j)*J``, ``F = sum e_j*w_j`` and the commitments
-       ``A' = k_A*G + sum k_E,i*H_i - v*A``, ``B'_i = k_B,i*G + k_E,i*B_{i-1} - v*B_i``,
-       ``C' = k_C*G - v*C``, ``D' = k_D*G - v*D``,
-       ``F' = sum k_E,i*w'_i - k_F*(G, X) - v*F``; re-derive ``v`` and compare.
-
-    Cost: ``N + 4`` base + ``8N + 4`` variable-base multiplications, ``~3N`` additions.
+        A'   + v*sum e_j*U_j - k_A*G - sum k_E,i*H_i          = O
+        B'_i + v*B_i - k_B,i*G - k_E,i*B_{i-1}                 = O   (i = 0..N-1, B_{-1} = J)
+        C'   + v*(sum U_j - sum H_i) - k_C*G                   = O
+        D'   + v*(B_{N-1} - (prod e_j)*J) - k_D*G              = O
+        F'1  + v*sum e_j*C1_j + k_F*G - sum k_E,i*C1'_i        = O
+        F'2  + v*sum e_j*C2_j + k_F*X - sum k_E,i*C2'_i        = O
     """
     if not isinstance(proof, ShuffleProof):
         raise TypeError(f"expected a ShuffleProof, got {type(proof).__name__}")
@@ -504,39 +510,72 @@ def verify_shuffle(
     for i, w in enumerate(outputs):
         if w.C1.is_identity():
             raise _fail(2, f"output {i} has C1 = O (its plaintext is exposed)", party)
-    for name, Ps in (("U", proof.U), ("B", proof.B)):
+    for name, Ps in (("U", proof.U), ("B", proof.B), ("B'", proof.B_p),
+                     ("A'", (proof.A_p,)), ("C'", (proof.C_p,)), ("D'", (proof.D_p,)),
+                     ("F'", proof.F_p)):
         for i, P in enumerate(Ps):
             if P.is_identity():
                 raise _fail(2, f"commitment {name}_{i} is the identity", party)
 
     J, H = shuffle_generators(n)
     t = _statement(X, inputs, outputs, J, context)
-    U, B, v, k_E = proof.U, proof.B, proof.v, proof.k_E
+    U, B, k_E = proof.U, proof.B, proof.k_E
     e = _batching_vector(t, U)
-    minus_ve = [-(v * e_j) for e_j in e]
-    minus_v = -v
-
+    v = _challenge(t, B, proof.A_p, proof.B_p, proof.C_p, proof.D_p, proof.F_p)
+    ve = [v * e_j for e_j in e]
+    minus_v, one = -v, Scalar(1)
     prod_e = Scalar(1)
     for e_j in e:
         prod_e = prod_e * e_j
-    C = Point.identity()
-    for P in U:
-        C = C + P
-    for P in H:
-        C = C - P
 
-    A_p = _lin(proof.k_A, [*k_E, *minus_ve], [*H, *U])
+    # Written as ``commitment + v*(statement) - responses*(bases) = O``: the prover's
+    # commitments keep the coefficient 1, so once weighted their scalars have 128 bits and
+    # cost half as much in the bucket msm.
+    eq_a = [(one, proof.A_p), (-proof.k_A, G)]
+    eq_a += [(-k, P) for k, P in zip(k_E, H, strict=True)]
+    eq_a += zip(ve, U, strict=True)
     B_prev = [J, *B[:-1]]
-    B_p = [_lin(proof.k_B[i], [k_E[i], minus_v], [B_prev[i], B[i]]) for i in range(n)]
-    C_p = _lin(proof.k_C, [minus_v], [C])
-    D_p = _lin(proof.k_D, [minus_v, v * prod_e], [B[-1], J])
-    F_p = (
-        _lin(-proof.k_F, [*k_E, *minus_ve], [*(w.C1 for w in outputs), *(w.C1 for w in inputs)]),
-        msm(
-            [*k_E, *minus_ve, -proof.k_F],
-            [*(w.C2 for w in outputs), *(w.C2 for w in inputs), X],
-        ),
-    )
-    if _challenge(t, B, A_p, B_p, C_p, D_p, F_p) != v:
-        raise _fail(3, "challenge mismatch: the outputs are not a proven shuffle of the inputs",
-                    party)
+    eq_b = [[(one, proof.B_p[i]), (-proof.k_B[i], G), (-k_E[i], B_prev[i]), (v, B[i])]
+            for i in range(n)]
+    eq_c = [(one, proof.C_p), (-proof.k_C, G)]
+    eq_c += [(v, P) for P in U]
+    eq_c += [(minus_v, P) for P in H]
+    eq_d = [(one, proof.D_p), (-proof.k_D, G), (v, B[-1]), (minus_v * prod_e, J)]
+    eq_f1 = [(one, proof.F_p[0]), (proof.k_F, G)]
+    eq_f1 += [(-k, w.C1) for k, w in zip(k_E, outputs, strict=True)]
+    eq_f1 += [(ve_j, w.C1) for ve_j, w in zip(ve, inputs, strict=True)]
+    eq_f2 = [(one, proof.F_p[1]), (proof.k_F, X)]
+    eq_f2 += [(-k, w.C2) for k, w in zip(k_E, outputs, strict=True)]
+    eq_f2 += [(ve_j, w.C2) for ve_j, w in zip(ve, inputs, strict=True)]
+    return [eq_a, *eq_b, eq_c, eq_d, eq_f1, eq_f2]
+
+
+def verify_shuffle(
+    X: Point,
+    inputs: Sequence[Ciphertext],
+    outputs: Sequence[Ciphertext],
+    proof: ShuffleProof,
+    context: bytes,
+    *,
+    party: str | None = None,
+) -> None:
+    """Check that ``outputs`` is a re-encrypted permutation of ``inputs`` under ``X``.
+
+    Returns ``None`` or raises :class:`VerificationError` (``step="shuffle step N"``,
+    ``party`` as given):
+
+    1. sizes: ``len(inputs) == len(outputs) == proof.n`` and ``1 <= N <= MAX_SHUFFLE_SIZE``;
+    2. no identity where it is not allowed: ``X``, an output's ``C1'`` (an honest shuffle
+       never produces one; it would expose that output's plaintext), a ``U_j``, ``B_i`` or
+       any of the prover's commitments (inputs may contain the identity: trivial
+       encryptions ``(O, m*G)`` of public values);
+    3. re-derive ``e`` and ``v`` from the transcript and check the ``N + 5`` equations of
+       :func:`shuffle_equations` -- a batch of one proof for
+       :func:`statledger.proofs.batch.holds` (fresh random weights, one msm; a false
+       equation passes with probability <= 2^-127).
+
+    Cost: one multi-scalar multiplication of ``8N + 8`` terms.
+    """
+    if not batch.holds(shuffle_equations(X, inputs, outputs, proof, context, party=party)):
+        raise _fail(3, "an equation does not hold: the outputs are not a proven shuffle of "
+                       "the inputs", party)

@@ -3,13 +3,13 @@
 Notes (relation, reference, cost): ``docs/notes/schnorr.md``, ``docs/notes/dleq.md`` (single
 and batched Chaum--Pedersen), ``docs/notes/or-proof.md`` (CDS disjunction, 0/1 ciphertexts).
 
-Every proof here is in *challenge--response* form ``(c, s)``: the verifier recomputes the
-commitments from ``(c, s)`` and the statement, re-derives the challenge from a fresh
-:class:`~statledger.proofs.transcript.Transcript` and compares.  Each transcript starts with a
-domain
-separator naming the proof and its version, then absorbs ``context`` (binds the proof to its
-use: query id, party id), then the *whole statement* (bases, public keys, ciphertexts), then
-every commitment, and only then squeezes the challenge (docs/notes/transcript.md).
+Every proof here but the DLEQ pair (below) is in *challenge--response* form ``(c, s)``: the
+verifier recomputes the commitments from ``(c, s)`` and the statement, re-derives the
+challenge from a fresh :class:`~statledger.proofs.transcript.Transcript` and compares.
+Each transcript starts with a domain separator naming the proof and its version, then
+absorbs ``context`` (binds the proof to its use: query id, party id), then the *whole
+statement* (bases, public keys, ciphertexts), then every commitment, and only then
+squeezes the challenge (docs/notes/transcript.md).
 
 Relations (``G`` the base point, all points in secp256k1, witnesses in ``Z_n``):
 
@@ -23,7 +23,11 @@ Relations (``G`` the base point, all points in secp256k1, witnesses in ``Z_n``):
   (C2 = r*X or C2 - G = r*X) }``.
 * Known plaintext: ``{ (X, C1, C2, m; r) : C1 = r*G and C2 - m*G = r*X }``.
 * DLEQ pair: ``{ (B1, B2, D1, D2; w) : D1 = w*B1 and D2 = w*B2, no point the identity }``
-  (a ciphertext blinded by a secret non-zero exponent; protocol/pet.py).
+  (a ciphertext blinded by a secret non-zero exponent; protocol/pet.py).  Unlike the others
+  it is in *commitment form* ``(A1, A2, s)`` (98 bytes, :class:`DLEQPairProof`): the
+  verifier re-derives ``c`` from the transcript and is left with two equations
+  (:func:`dleq_pair_equations`) that :func:`statledger.proofs.batch.holds` checks for many
+  proofs in one multi-scalar multiplication (docs/notes/pet.md).
 
 Encodings: scalars are 32-byte big-endian and must be < n (anything else is
 :class:`~statledger.proofs.errors.MalformedError`);
@@ -43,6 +47,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Self
 
+from statledger.proofs import batch
+from statledger.proofs.batch import Equation
 from statledger.proofs.elgamal import Ciphertext, encode_message
 from statledger.proofs.errors import MalformedError, VerificationError
 from statledger.proofs.group import G, Point, Scalar, base_mul, msm
@@ -70,6 +76,7 @@ __all__ = [
     "DLEQPairProof",
     "prove_dleq_pair",
     "verify_dleq_pair",
+    "dleq_pair_equations",
     "prove_zero_one",
     "verify_zero_one",
     "prove_plaintext",
@@ -81,7 +88,7 @@ DLEQ_DOMAIN = b"statledger/sigma/dleq/v1"
 DLEQ_BATCH_DOMAIN = b"statledger/sigma/dleq-batch/v1"
 ZERO_ONE_DOMAIN = b"statledger/sigma/zero-one/v1"
 PLAINTEXT_DOMAIN = b"statledger/sigma/plaintext/v1"
-DLEQ_PAIR_DOMAIN = b"statledger/sigma/dleq-pair/v1"
+DLEQ_PAIR_DOMAIN = b"statledger/sigma/dleq-pair/v2"
 
 _SCALAR = 32
 
@@ -140,10 +147,40 @@ class DLEQBatchProof(_ChallengeResponse):
 
 
 @dataclass(frozen=True, slots=True)
-class DLEQPairProof(_ChallengeResponse):
-    """Chaum--Pedersen proof that ``log_{B1} D1 == log_{B2} D2`` (no ``G``).  ``c || s``."""
+class DLEQPairProof:
+    """Chaum--Pedersen proof that ``log_{B1} D1 == log_{B2} D2`` (no ``G``), in commitment
+    form: ``A1 || A2 || s`` (two 33-byte points, neither the identity, and a scalar: 98
+    bytes), ``A_i = k*B_i`` and ``s = k + c*w``."""
 
+    A1: Point
+    A2: Point
+    s: Scalar
     NAME: ClassVar[str] = "DLEQ pair proof"
+    SIZE: ClassVar[int] = 98
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.A1, Point) or not isinstance(self.A2, Point):
+            raise TypeError(f"{self.NAME} commitments must be Points")
+        if not isinstance(self.s, Scalar):
+            raise TypeError(f"{self.NAME} response must be a Scalar")
+
+    def to_bytes(self) -> bytes:
+        return self.A1.to_bytes() + self.A2.to_bytes() + self.s.to_bytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> DLEQPairProof:
+        """Strict: exactly 98 bytes, both points canonical, on the curve and not the
+        identity, the scalar canonical (< n)."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise MalformedError(f"{cls.NAME} encoding must be bytes")
+        data = bytes(data)
+        if len(data) != cls.SIZE:
+            raise MalformedError(f"{cls.NAME} encoding must be {cls.SIZE} bytes, got "
+                                 f"{len(data)}")
+        A1, A2 = Point.from_bytes(data[:33]), Point.from_bytes(data[33:66])
+        if A1.is_identity() or A2.is_identity():
+            raise MalformedError(f"{cls.NAME}: a commitment is the identity")
+        return cls(A1, A2, Scalar.from_bytes(data[66:]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,25 +439,50 @@ def prove_dleq_pair(w: Scalar, B1: Point, B2: Point, D1: Point, D2: Point,
                     context: bytes) -> DLEQPairProof:
     """Prove ``D1 = w*B1`` and ``D2 = w*B2`` for one non-zero ``w`` (e.g. ``(B1, B2)`` a
     ciphertext, ``(D1, D2)`` the same ciphertext blinded by ``w``).  No ``w*G`` is revealed.
-    Cost: 2 variable multiplications."""
+    Commitment form: ``A_i = k*B_i``, ``c`` from the transcript (domain, context, the four
+    points, ``A1``, ``A2``), ``s = k + c*w``.  Cost: 2 variable multiplications."""
     problem = _check_pair(B1, B2, D1, D2)
     if problem is not None or w.is_zero():
         raise MalformedError(f"DLEQ pair: {problem or 'the exponent is zero'}")
-    c, s = _prove_eq(_dleq_pair_transcript(B1, B2, D1, D2, context), w, [B1, B2])
-    return DLEQPairProof(c, s)
+    k = Scalar.random()
+    A1, A2 = k * B1, k * B2
+    c = _dleq_pair_challenge(_dleq_pair_transcript(B1, B2, D1, D2, context), A1, A2)
+    return DLEQPairProof(A1, A2, k + c * w)
+
+
+def _dleq_pair_challenge(t: Transcript, A1: Point, A2: Point) -> Scalar:
+    t.append_point(b"A1", A1)
+    t.append_point(b"A2", A2)
+    return t.challenge_scalar(b"c")
+
+
+def dleq_pair_equations(B1: Point, B2: Point, D1: Point, D2: Point, proof: DLEQPairProof,
+                        context: bytes) -> list[Equation]:
+    """The proof's two verification equations ``A_i + c*D_i - s*B_i = O`` (``i = 1, 2``),
+    ``c`` re-derived from the transcript, for :func:`statledger.proofs.batch.holds`.
+    Step 1 first: :class:`VerificationError` if a point of the statement or a commitment is
+    the identity (``D = O`` with ``B != O`` means a zero exponent)."""
+    _check_type(proof, DLEQPairProof)
+    problem = _check_pair(B1, B2, D1, D2)
+    if problem is None and (proof.A1.is_identity() or proof.A2.is_identity()):
+        problem = "a commitment is the identity"
+    if problem is not None:
+        raise _fail("dleq-pair", 1, problem)
+    c = _dleq_pair_challenge(_dleq_pair_transcript(B1, B2, D1, D2, context), proof.A1,
+                             proof.A2)
+    # the commitment keeps the coefficient 1: weighted, a 128-bit scalar (cheaper in an msm)
+    minus_s, one = -proof.s, Scalar(1)
+    return [[(one, proof.A1), (c, D1), (minus_s, B1)],
+            [(one, proof.A2), (c, D2), (minus_s, B2)]]
 
 
 def verify_dleq_pair(B1: Point, B2: Point, D1: Point, D2: Point, proof: DLEQPairProof,
                      context: bytes) -> None:
-    """Steps: (1) no point is the identity (so the exponent is not zero); (2) recompute
-    ``A1 = s*B1 - c*D1``, ``A2 = s*B2 - c*D2`` and the challenge.  Cost: 4 variable
-    multiplications."""
-    _check_type(proof, DLEQPairProof)
-    problem = _check_pair(B1, B2, D1, D2)
-    if problem is not None:
-        raise _fail("dleq-pair", 1, problem)
-    _verify_eq(_dleq_pair_transcript(B1, B2, D1, D2, context), proof, [B1, B2], [D1, D2],
-               "dleq-pair", 2)
+    """Steps: (1) no point is the identity (so the exponent is not zero); (2) the two
+    equations of :func:`dleq_pair_equations` hold (one random linear combination, a batch
+    of one).  Cost: one 6-term multi-scalar multiplication."""
+    if not batch.holds(dleq_pair_equations(B1, B2, D1, D2, proof, context)):
+        raise _fail("dleq-pair", 2, "the equation does not hold")
 
 
 # --------------------------------------------------------------------------------------------

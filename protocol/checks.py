@@ -664,6 +664,12 @@ def check_pet_chain(ctx: StepContext, *, complete: bool,
     per gate cell (the candidates when the chain is empty).  The one rule: step 12 and a
     compute node before it adds its own step, its gate shares and its decryption.
 
+    The proofs of every cell of every step not yet verified are checked together, as one
+    random linear combination (:func:`statledger.protocol.pet.verify_cells`); a failure
+    names the entry, the cell and the ciphertext (or the shuffle), and an earlier step's
+    bad proof is named before a later step's other fault, as when steps were checked in
+    turn.
+
     ``known`` (a compute node's memory): ``(aggregate digest, log index, entry digest)`` of
     steps whose proofs this party already verified; their proofs are not re-verified (the
     log is append-only and consistent, so the same entry at the same index after the same
@@ -678,35 +684,49 @@ def check_pet_chain(ctx: StepContext, *, complete: bool,
     agg_digest = agg_entry.digest()
     seen: set[str] = set()
     X = setup.collective_point()
-    for step_no, (index, e) in enumerate(view.pets):
-        if e.node not in setup.compute:
-            raise fail(12, f"PET entry {index} by {e.node}, not a compute node", e.node)
-        _signed(ctx, index, e, e.node, "compute", 12)
-        if index < agg_index:
-            raise fail(12, f"PET entry {index} precedes the aggregate", e.node)
-        if e.node in seen:
-            raise fail(12, f"node {e.node} sent two PET entries (the chain needs {t} "
-                           "distinct nodes)", e.node)
-        if step_no >= t:
-            raise fail(12, f"PET entry {index} is step {step_no + 1} of a chain of {t}",
-                       e.node)
-        seen.add(e.node)
-        k = len(current[0]) if current else 0
-        if e.cells != len(current) or len(e.blinded) != len(current) * k:
-            raise fail(12, f"PET entry {index} has {len(e.blinded)} ciphertexts in {e.cells} "
-                           f"cells; the query tests {len(current)} cells of {k}", e.node)
-        try:
-            batches = e.batches()
-        except MalformedError as exc:
-            raise fail(12, f"PET entry {index}: {exc}", e.node) from None
-        key = (agg_digest, index, e.digest())
-        if known is None or key not in known:
-            for cell, (inputs, batch) in enumerate(zip(current, batches, strict=True)):
-                pet.verify_batch(X, inputs, batch, pet.pet_context(qid, e.node, cell),
-                                 party=e.node, step="step 12")
-            if known is not None:
-                known.add(key)
-        current = [list(b.shuffled) for b in batches]
+    pending: list[pet.PetCheck] = []
+    new_keys: list[tuple[str, int, str]] = []
+
+    def verify_pending() -> None:
+        pet.verify_cells(X, pending, step="step 12")
+        if known is not None:
+            known.update(new_keys)
+
+    try:
+        for step_no, (index, e) in enumerate(view.pets):
+            if e.node not in setup.compute:
+                raise fail(12, f"PET entry {index} by {e.node}, not a compute node", e.node)
+            _signed(ctx, index, e, e.node, "compute", 12)
+            if index < agg_index:
+                raise fail(12, f"PET entry {index} precedes the aggregate", e.node)
+            if e.node in seen:
+                raise fail(12, f"node {e.node} sent two PET entries (the chain needs {t} "
+                               "distinct nodes)", e.node)
+            if step_no >= t:
+                raise fail(12, f"PET entry {index} is step {step_no + 1} of a chain of {t}",
+                           e.node)
+            seen.add(e.node)
+            k = len(current[0]) if current else 0
+            if e.cells != len(current) or len(e.blinded) != len(current) * k:
+                raise fail(12, f"PET entry {index} has {len(e.blinded)} ciphertexts in "
+                               f"{e.cells} cells; the query tests {len(current)} cells of {k}",
+                           e.node)
+            try:
+                batches = e.batches()
+            except MalformedError as exc:
+                raise fail(12, f"PET entry {index}: {exc}", e.node) from None
+            key = (agg_digest, index, e.digest())
+            if known is None or key not in known:
+                pending.extend(
+                    pet.PetCheck(inputs, batch, pet.pet_context(qid, e.node, cell), e.node,
+                                 f"entry {index}, cell {cell}")
+                    for cell, (inputs, batch) in enumerate(zip(current, batches, strict=True)))
+                new_keys.append(key)
+            current = [list(b.shuffled) for b in batches]
+    except VerificationError:
+        verify_pending()  # an earlier step's bad proof is named first
+        raise
+    verify_pending()
     if complete and len(view.pets) < t:
         waiting = [n for n in setup.compute if n not in seen]
         raise _missing(12, f"{len(view.pets)} of the {t} PET steps", waiting[0] if waiting

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from statledger.proofs.errors import MalformedError, VerificationError
@@ -239,8 +240,9 @@ class Genesis:
     def to_bytes(self) -> bytes:
         return canonical_bytes(self.to_json_obj())
 
-    @property
+    @cached_property
     def consortium_id(self) -> str:
+        """The canonical SHA-256 of the (frozen) document, computed once per object."""
         return sha256_hex(self.to_bytes())
 
     def signing_bytes(self) -> bytes:

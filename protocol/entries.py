@@ -36,7 +36,7 @@ from statledger.proofs.shuffle import ShuffleProof
 from statledger.proofs.signatures import SigningKey, VerifyKey
 from statledger.protocol.canonical import MAX_SAFE_INT, canonical_bytes, sha256_hex
 from statledger.protocol.cbor import cbor_bytes, parse_cbor
-from statledger.protocol.pet import PetBatch
+from statledger.protocol.pet import PET_VERSION, PetBatch
 
 if TYPE_CHECKING:  # pragma: no cover
     from statledger.proofs.elgamal import Ciphertext
@@ -1023,10 +1023,13 @@ class PetEntry(Entry):
     one compute node's step of the chain for every gate cell, cells in gate order, ``k``
     ciphertexts per cell -- the inputs blinded in order (``blinded``, hex 66-byte
     ciphertexts, no identity point), one DLEQ-pair proof per blinded ciphertext
-    (``blind_proofs``, 64 bytes each), the blinded ciphertexts re-encrypted and permuted
-    (``shuffled``) and one shuffle proof per cell (``shuffle_proofs``).  Its inputs are the
-    previous ``pet`` entry's ``shuffled`` (log order), or the candidates ``Enc(n - j)`` for
-    the first; step 12 re-derives them."""
+    (``blind_proofs``, 98 bytes each), the blinded ciphertexts re-encrypted and permuted
+    (``shuffled``) and one shuffle proof per cell (``shuffle_proofs``), both kinds of proof
+    in commitment form (``proof_version`` 2, :data:`statledger.protocol.pet.PET_VERSION`;
+    an entry without it, version 1, is refused by name).  Its inputs are the previous
+    ``pet`` entry's ``shuffled`` (log order), or the candidates ``Enc(n - j)`` for the
+    first; step 12 re-derives them.  Every point and proof is decoded once, strictly, when
+    the entry is built; :meth:`batches` hands the decoded cells out."""
 
     KIND: ClassVar[str] = "pet"
     BINARY: ClassVar[dict[str, bool]] = {"query_id": False, "blinded": True,
@@ -1038,11 +1041,16 @@ class PetEntry(Entry):
     blind_proofs: tuple[str, ...]
     shuffled: tuple[str, ...]
     shuffle_proofs: tuple[str, ...]
+    proof_version: int = PET_VERSION
 
     def _validate(self) -> None:
         k = self.KIND
         _query_id(k, self.query_id)
         _party(k, "node", self.node)
+        v = self.proof_version
+        if isinstance(v, bool) or not isinstance(v, int) or v != PET_VERSION:
+            raise _fail(k, "proof_version", f"PET encoding version {v!r} is not accepted (this "
+                                            f"is version {PET_VERSION}: commitment-form proofs)")
         lists: dict[str, tuple[str, ...]] = {}
         for name in ("blinded", "blind_proofs", "shuffled", "shuffle_proofs"):
             lists[name] = _seq(k, name, getattr(self, name), allow_empty=False)
@@ -1054,27 +1062,58 @@ class PetEntry(Entry):
         cells = len(lists["shuffle_proofs"])
         if width % cells:
             raise _fail(k, "shuffle_proofs", "one shuffle proof per cell of equal size expected")
-        for name in ("blinded", "shuffled"):
+        per_cell = width // cells
+
+        def cts(name: str) -> list[Ciphertext]:
+            out = []
             for i, c in enumerate(lists[name]):
                 _hex(k, f"{name}[{i}]", c, _CIPHERTEXT_HEX)
-                _point(k, f"{name}[{i}]", c[:_POINT_HEX])
-                _point(k, f"{name}[{i}]", c[_POINT_HEX:])
-        for i, p in enumerate(lists["blind_proofs"]):
-            _decode(k, f"blind_proofs[{i}]", p, sigma.DLEQPairProof.from_bytes)
-        per_cell = width // cells
-        for i, p in enumerate(lists["shuffle_proofs"]):
-            _decode(k, f"shuffle_proofs[{i}]", p,
-                    lambda b: ShuffleProof.from_bytes(b, per_cell))
+                out.append(Ciphertext(_point(k, f"{name}[{i}]", c[:_POINT_HEX]),
+                                      _point(k, f"{name}[{i}]", c[_POINT_HEX:])))
+            return out
+
+        def proofs(name: str, decoder: Callable[[bytes], Any]) -> list[Any]:
+            out = []
+            for i, h in enumerate(lists[name]):
+                _hex(k, f"{name}[{i}]", h)
+                try:
+                    out.append(decoder(bytes.fromhex(h)))
+                except MalformedError as exc:
+                    raise _fail(k, f"{name}[{i}]", str(exc)) from None
+            return out
+
+        blinded, shuffled = cts("blinded"), cts("shuffled")
+        blind_proofs = proofs("blind_proofs", sigma.DLEQPairProof.from_bytes)
+        shuffle_proofs = proofs("shuffle_proofs",
+                                lambda b: ShuffleProof.from_bytes(b, per_cell))
+        # decoded once, here (strictly); batches() hands them out (immutable, not a field)
+        object.__setattr__(self, "_batches", tuple(
+            PetBatch(tuple(blinded[c * per_cell:(c + 1) * per_cell]),
+                     tuple(blind_proofs[c * per_cell:(c + 1) * per_cell]),
+                     tuple(shuffled[c * per_cell:(c + 1) * per_cell]),
+                     shuffle_proofs[c])
+            for c in range(cells)))
+
+    @classmethod
+    def _json_keys(cls, obj: dict[str, Any]) -> set[str]:
+        if "proof_version" not in obj:
+            raise MalformedError(
+                "pet: a version 1 PET entry (challenge-response blinding and shuffle proofs, "
+                "no 'proof_version') is no longer accepted: PET entries are version "
+                f"{PET_VERSION} (commitment-form proofs, docs/notes/pet.md)")
+        return super()._json_keys(obj)
 
     def _fields_json(self) -> dict[str, Any]:
         return {"query_id": self.query_id, "node": self.node, "blinded": list(self.blinded),
                 "blind_proofs": list(self.blind_proofs), "shuffled": list(self.shuffled),
-                "shuffle_proofs": list(self.shuffle_proofs)}
+                "shuffle_proofs": list(self.shuffle_proofs),
+                "proof_version": self.proof_version}
 
     @classmethod
     def _from_fields(cls, obj: dict[str, Any]) -> PetEntry:
         return cls(obj["query_id"], obj["node"], obj["blinded"], obj["blind_proofs"],
-                   obj["shuffled"], obj["shuffle_proofs"], sig=obj["sig"])
+                   obj["shuffled"], obj["shuffle_proofs"], obj["proof_version"],
+                   sig=obj["sig"])
 
     def claimed_author(self) -> str | None:
         return self.node
@@ -1085,22 +1124,8 @@ class PetEntry(Entry):
 
     def batches(self) -> list[PetBatch]:
         """The entry's per-cell :class:`statledger.protocol.pet.PetBatch` es, strictly
-        decoded (MalformedError otherwise)."""
-        k = len(self.blinded) // self.cells
-
-        def cts(items: Sequence[str]) -> tuple[Ciphertext, ...]:
-            return tuple(Ciphertext.from_bytes(bytes.fromhex(c)) for c in items)
-
-        out = []
-        for c in range(self.cells):
-            part = slice(c * k, (c + 1) * k)
-            out.append(PetBatch(
-                cts(self.blinded[part]),
-                tuple(sigma.DLEQPairProof.from_bytes(bytes.fromhex(p))
-                      for p in self.blind_proofs[part]),
-                cts(self.shuffled[part]),
-                ShuffleProof.from_bytes(bytes.fromhex(self.shuffle_proofs[c]), k)))
-        return out
+        decoded when the entry was built (MalformedError then)."""
+        return list(self.__dict__["_batches"])
 
     @classmethod
     def of(cls, query_id: str, node: str, batches: Sequence[PetBatch]) -> PetEntry:

@@ -16,7 +16,11 @@ homomorphically, :func:`count_ciphertext`) and ``k`` the statistic's gate thresh
    ``W_i``, raises each to its own secret non-zero scalar, ``W'_i = r_i * W_i`` (both
    components; a DLEQ-pair proof ``log_{C1} C1' == log_{C2} C2'`` per ciphertext, no point
    the identity, so ``r_i != 0``), then re-encrypts and permutes the ``k`` blinded ciphertexts
-   with the Terelius--Wikstrom shuffle proof (:mod:`statledger.proofs.shuffle`).
+   with the Terelius--Wikstrom shuffle proof (:mod:`statledger.proofs.shuffle`).  Both
+   proofs are in commitment form (the PET entry's encoding version :data:`PET_VERSION`), so
+   :func:`verify_cells` checks every proof of every cell of a whole chain as one random
+   linear combination -- one multi-scalar multiplication -- and, when it fails, finds the
+   failing cell and ciphertext by halving.
 3. **decrypt** the last node's ``k`` outputs with threshold decryption shares (batched DLEQ,
    :mod:`statledger.protocol.flow`) and look for the identity (:func:`is_small`): output
    ``i`` decrypts to ``rho_i (n - j_i) * G`` with ``rho_i`` the product of ``T`` independent
@@ -41,15 +45,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from statledger.proofs import batch as lincomb
 from statledger.proofs import sigma
+from statledger.proofs.batch import Equation
 from statledger.proofs.elgamal import Ciphertext
 from statledger.proofs.errors import MalformedError, VerificationError
 from statledger.proofs.group import G, Point, Scalar, msm
-from statledger.proofs.shuffle import MAX_SHUFFLE_SIZE, ShuffleProof, shuffle, verify_shuffle
-from statledger.proofs.vector import LIMB_BITS
+from statledger.proofs.shuffle import (
+    MAX_SHUFFLE_SIZE,
+    ShuffleProof,
+    shuffle,
+    shuffle_equations,
+    verify_shuffle,
+)
+from statledger.proofs.vector import LIMB_BITS, find_failing
 
 __all__ = [
     "PET_CONTEXT",
+    "PET_VERSION",
+    "PetCheck",
+    "verify_cells",
     "MAX_PET_K",
     "PetBatch",
     "pet_context",
@@ -61,6 +76,9 @@ __all__ = [
 ]
 
 PET_CONTEXT = b"statledger/pet/v1\n"
+#: The PET entry's encoding version: 2 = commitment-form blinding and shuffle proofs (98-byte
+#: DLEQ-pair proofs, ``163k + 293``-byte shuffle proofs); 1 (challenge--response) is refused.
+PET_VERSION = 2
 #: The largest ``k`` (``min_cell_size``) tested: a denial-of-service bound (each node blinds
 #: and shuffles ``k`` ciphertexts per cell), far above any cell size an owner asks for, and
 #: within the shuffle's own bound.
@@ -136,30 +154,111 @@ def blind_and_shuffle(X: Point, inputs: Sequence[Ciphertext], context: bytes) ->
     return PetBatch(tuple(blinded), tuple(proofs), tuple(out), proof)
 
 
-def verify_batch(X: Point, inputs: Sequence[Ciphertext], batch: PetBatch, context: bytes,
-                 *, party: str | None, step: str) -> None:
-    """Raise :class:`VerificationError` (naming ``party`` and ``step``) unless ``batch`` is
-    a blinding of ``inputs`` by non-zero exponents (one per ciphertext, the same on both
-    components) followed by a proven re-encryption shuffle of exactly those ``k``
-    ciphertexts: a zero exponent, two exponents on one ciphertext, a dropped, added or
-    duplicated ciphertext all fail here."""
+@dataclass(frozen=True)
+class PetCheck:
+    """One cell of one node's step, to verify: its ``inputs`` (the candidates or the previous
+    step's outputs for that cell), the node's ``batch``, the proofs' ``context``
+    (:func:`pet_context`), the ``party`` blamed and ``where`` it is (e.g. ``"entry 12, cell
+    3"``; empty for a lone cell), named in every error."""
+
+    inputs: Sequence[Ciphertext]
+    batch: PetBatch
+    context: bytes
+    party: str | None
+    where: str = ""
+
+
+def _error(check: PetCheck, what: str, reason: str, step: str) -> VerificationError:
+    at = f" ({check.where})" if check.where else ""
+    return VerificationError(f"PET {what}{at}: {reason}", step=step, party=check.party)
+
+
+def _what(i: int | None) -> str:
+    return "shuffle" if i is None else f"blinding of ciphertext {i}"
+
+
+def _equations(X: Point, check: PetCheck,
+               step: str) -> list[tuple[int | None, list[Equation]]]:
+    """The cell's proofs as ``(ciphertext index, equations)``: one DLEQ pair per ciphertext,
+    then the shuffle (index None).  Raises at once for what needs no equation (sizes,
+    identity points)."""
+    inputs, b = check.inputs, check.batch
     k = len(inputs)
-    if not (len(batch.blinded) == len(batch.blind_proofs) == len(batch.shuffled) == k):
-        raise VerificationError(
-            f"PET batch of {len(batch.blinded)} blinded, {len(batch.blind_proofs)} proofs and "
-            f"{len(batch.shuffled)} shuffled ciphertexts for {k} inputs", step=step, party=party)
-    for i, (w, b, p) in enumerate(zip(inputs, batch.blinded, batch.blind_proofs, strict=True)):
+    if not (len(b.blinded) == len(b.blind_proofs) == len(b.shuffled) == k):
+        raise _error(check, "batch", f"{len(b.blinded)} blinded, {len(b.blind_proofs)} proofs "
+                     f"and {len(b.shuffled)} shuffled ciphertexts for {k} inputs", step)
+    out: list[tuple[int | None, list[Equation]]] = []
+    for i, (w, d, p) in enumerate(zip(inputs, b.blinded, b.blind_proofs, strict=True)):
         try:
-            sigma.verify_dleq_pair(w.C1, w.C2, b.C1, b.C2, p, context)
+            out.append((i, sigma.dleq_pair_equations(w.C1, w.C2, d.C1, d.C2, p,
+                                                     check.context)))
         except VerificationError as exc:
-            raise VerificationError(f"PET blinding of ciphertext {i}: {exc.reason}",
-                                    step=step, party=party) from None
+            raise _error(check, _what(i), exc.reason, step) from None
     try:
-        verify_shuffle(X, list(batch.blinded), list(batch.shuffled), batch.shuffle_proof,
-                       context, party=party)
+        out.append((None, shuffle_equations(X, list(b.blinded), list(b.shuffled),
+                                                 b.shuffle_proof, check.context,
+                                                 party=check.party)))
     except VerificationError as exc:
-        raise VerificationError(f"PET shuffle: {exc.reason}", step=step,
-                                party=party) from None
+        raise _error(check, "shuffle", exc.reason, step) from None
+    return out
+
+
+def _alone(X: Point, check: PetCheck, i: int | None, step: str) -> VerificationError | None:
+    """One proof of ``check`` (the DLEQ pair of ciphertext ``i``, or the shuffle for None)
+    verified by its own verifier (the one rule): its error, or None."""
+    b = check.batch
+    try:
+        if i is None:
+            verify_shuffle(X, list(b.blinded), list(b.shuffled), b.shuffle_proof,
+                           check.context, party=check.party)
+        else:
+            w, d = check.inputs[i], b.blinded[i]
+            sigma.verify_dleq_pair(w.C1, w.C2, d.C1, d.C2, b.blind_proofs[i], check.context)
+    except VerificationError as exc:
+        return _error(check, _what(i), exc.reason, step)
+    return None
+
+
+def verify_cells(X: Point, checks: Sequence[PetCheck], *, step: str) -> None:
+    """Raise :class:`VerificationError` (naming the party, ``step``, the cell's ``where``
+    and the ciphertext or the shuffle) unless every check's batch is a blinding of its
+    inputs by non-zero exponents (one per ciphertext, the same on both components) followed
+    by a proven re-encryption shuffle of exactly those ``k`` ciphertexts: a zero exponent,
+    two exponents on one ciphertext, a dropped, added or duplicated ciphertext all fail.
+
+    Every proof of every check is reduced to its equations (sizes and identity points are
+    refused on the way, after the proofs before them) and all are checked at once
+    (:func:`statledger.proofs.batch.holds`: fresh 128-bit weights, one msm; a false
+    equation passes with probability <= 2^-127).  If that fails,
+    :func:`statledger.proofs.vector.find_failing` halves the proofs (fresh weights at every
+    check) down to the failing ones, each confirmed by its own verifier, and the first of
+    them in order is named -- as if checked one by one."""
+    items: list[tuple[PetCheck, int | None, list[Equation]]] = []
+    try:
+        for check in checks:
+            items += [(check, i, eqs) for i, eqs in _equations(X, check, step)]
+    except VerificationError:
+        _check_items(X, items, step)  # a bad proof of an earlier cell is named first
+        raise
+    _check_items(X, items, step)
+
+
+def _check_items(X: Point, items: Sequence[tuple[PetCheck, int | None, list[Equation]]],
+                 step: str) -> None:
+    if lincomb.holds(eq for _, _, eqs in items for eq in eqs):
+        return
+    bad = find_failing(
+        range(len(items)),
+        lambda part: lincomb.holds(eq for i in part for eq in items[i][2]),
+        lambda i: _alone(X, items[i][0], items[i][1], step),
+        step=step)
+    raise min(bad, key=lambda pair: pair[0])[1]
+
+
+def verify_batch(X: Point, inputs: Sequence[Ciphertext], batch: PetBatch, context: bytes,
+                 *, party: str | None, step: str, where: str = "") -> None:
+    """:func:`verify_cells` of one cell."""
+    verify_cells(X, [PetCheck(inputs, batch, context, party, where)], step=step)
 
 
 def is_small(final: Sequence[Ciphertext], shares_by_node: Sequence[Sequence[Point]],

@@ -213,7 +213,10 @@ def test_entry_reject_twins() -> None:
         {"blinded": (e.blinded[0] + "00",) + e.blinded[1:]},  # trailing garbage
         {"blinded": ("02" + "00" * 32 + e.blinded[0][66:],) + e.blinded[1:]},  # not a point
         {"shuffle_proofs": (e.shuffle_proofs[0][:-2],) + e.shuffle_proofs[1:]},
-        {"blind_proofs": ("ff" * 64,) + e.blind_proofs[1:]},  # scalar >= order
+        {"blind_proofs": (e.blind_proofs[0][:132] + "ff" * 32,) + e.blind_proofs[1:]},  # s >= n
+        {"blind_proofs": ("00" * 33 + e.blind_proofs[0][66:],) + e.blind_proofs[1:]},  # A1 = O
+        {"proof_version": 1},
+        {"proof_version": True},
         {"blinded": (e.blinded[0].upper(),) + e.blinded[1:]},  # not canonical hex
         {"node": "bad node"},
         {"blinded": ()},
@@ -232,7 +235,7 @@ def test_entry_bit_flip_fails_the_chain() -> None:
     ctx = pet.pet_context(QID, "node-1", 0)
     pet.verify_batch(X, inputs[0], e.batches()[0], ctx, party="node-1", step="step 12")
     checked = 0
-    for field_name, pos in (("blind_proofs", 40), ("shuffle_proofs", 200),
+    for field_name, pos in (("blind_proofs", 80), ("shuffle_proofs", -10),
                             ("shuffled", 40), ("blinded", 60)):
         items = list(getattr(e, field_name))
         items[0] = _flip(items[0], pos)
@@ -282,7 +285,11 @@ def test_dleq_pair_accepts_and_its_twins_fail() -> None:
         (c.C1, c.C2, D2, D1, proof, b"ctx"),         # swapped images
         (c.C2, c.C1, D2, D1, proof, b"ctx"),         # swapped statement
         (c.C1, c.C2, D1, D2, proof, b"ctx2"),        # another context
-        (c.C1, c.C2, D1, D2, sigma.DLEQPairProof(proof.c, proof.s + Scalar(1)), b"ctx"),
+        (c.C1, c.C2, D1, D2, sigma.DLEQPairProof(proof.A1, proof.A2, proof.s + Scalar(1)),
+         b"ctx"),
+        (c.C1, c.C2, D1, D2, sigma.DLEQPairProof(proof.A2, proof.A1, proof.s), b"ctx"),
+        (c.C1, c.C2, D1, D2, sigma.DLEQPairProof(-proof.A1, proof.A2, proof.s), b"ctx"),
+        (c.C1, c.C2, D1, D2, sigma.DLEQPairProof(proof.A1, proof.A2 + G, proof.s), b"ctx"),
     ]
     for B1, B2, E1, E2, p, ctx in twins:
         with pytest.raises(VerificationError, match="dleq-pair"):
@@ -293,6 +300,15 @@ def test_dleq_pair_accepts_and_its_twins_fail() -> None:
         sigma.DLEQPairProof.from_bytes(proof.to_bytes()[:-1])
     with pytest.raises(MalformedError):
         sigma.DLEQPairProof.from_bytes(proof.to_bytes() + b"\x00")
+    raw = proof.to_bytes()
+    assert len(raw) == sigma.DLEQPairProof.SIZE == 98
+    for bad in (bytes(33) + raw[33:], raw[:33] + bytes(33) + raw[66:],  # identity commitment
+                raw[:66] + b"\xff" * 32):                                # s >= n
+        with pytest.raises(MalformedError):
+            sigma.DLEQPairProof.from_bytes(bad)
+    with pytest.raises(VerificationError, match="dleq-pair step 1.*commitment"):
+        sigma.verify_dleq_pair(c.C1, c.C2, D1, D2,
+                               sigma.DLEQPairProof(Point.identity(), proof.A2, proof.s), b"ctx")
     with pytest.raises(TypeError):
-        sigma.verify_dleq_pair(c.C1, c.C2, D1, D2, sigma.DLEQProof(proof.c, proof.s),  # type: ignore[arg-type]
+        sigma.verify_dleq_pair(c.C1, c.C2, D1, D2, sigma.DLEQProof(proof.s, proof.s),  # type: ignore[arg-type]
                                b"ctx")

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
+from statledger.proofs import batch as batch_mod
 from statledger.proofs import shuffle as shuffle_mod
 from statledger.proofs.dlog import DlogTable
 from statledger.proofs.elgamal import (
@@ -76,7 +77,7 @@ def test_accept(n: int) -> None:
     outs, proof = shuffle(X, ins, context=CTX)
     verify_shuffle(X, ins, outs, proof, CTX)
     data = proof.to_bytes()
-    assert len(data) == ShuffleProof.encoded_size(n) == 130 * n + 160
+    assert len(data) == ShuffleProof.encoded_size(n) == 163 * n + 293
     again = ShuffleProof.from_bytes(data, n)
     assert again == proof and again.n == n
     assert ShuffleProof.from_bytes(bytearray(data), n) == proof  # type: ignore[arg-type]
@@ -245,9 +246,15 @@ def test_proof_shape_checks(statement: Statement) -> None:
     with pytest.raises(MalformedError):
         dataclasses.replace(proof, B=proof.B + proof.B[:1])
     with pytest.raises(MalformedError):
-        dataclasses.replace(proof, U=(), B=(), k_B=(), k_E=())
+        dataclasses.replace(proof, B_p=proof.B_p[:-1])
+    with pytest.raises(MalformedError):
+        dataclasses.replace(proof, U=(), B=(), B_p=(), k_B=(), k_E=())
     with pytest.raises(TypeError):
-        dataclasses.replace(proof, v=int(proof.v))  # type: ignore[arg-type]
+        dataclasses.replace(proof, k_A=int(proof.k_A))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        dataclasses.replace(proof, F_p=proof.F_p[:1])
+    with pytest.raises(TypeError):
+        dataclasses.replace(proof, C_p=proof.C_p.to_bytes())  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         dataclasses.replace(proof, U=(proof.U[0].to_bytes(),) + proof.U[1:])  # type: ignore[arg-type]
     with pytest.raises(MalformedError):
@@ -286,18 +293,30 @@ def test_identity_key_and_outputs(statement: Statement) -> None:
         verify_shuffle(KEY[1], ins, bad, proof, CTX)
 
 
-@pytest.mark.parametrize("field", ["U", "B"])
-def test_identity_commitments(statement: Statement, field: str) -> None:
+@pytest.mark.parametrize("field,name", [("U", "U"), ("B", "B"), ("B_p", "B'"), ("F_p", "F'")])
+def test_identity_commitments(statement: Statement, field: str, name: str) -> None:
     ins, outs, proof, _perm, _rs = statement
-    n = proof.n
+    n = len(getattr(proof, field))
     for i in (0, n - 1):
         pts = list(getattr(proof, field))
         pts[i] = Point.identity()
         bad = dataclasses.replace(proof, **{field: tuple(pts)})  # type: ignore[arg-type]
-        with pytest.raises(VerificationError, match=f"shuffle step 2.*{field}_{i}"):
+        with pytest.raises(VerificationError, match=f"shuffle step 2.*{name}_{i}"):
             verify_shuffle(KEY[1], ins, outs, bad, CTX)
-        with pytest.raises(MalformedError, match=f"{field}_{i} is the identity"):
-            ShuffleProof.from_bytes(bad.to_bytes(), n)
+        wire = name if field != "F_p" else f"F'{i + 1}"
+        with pytest.raises(MalformedError, match=f"{wire}(_{i})? is the identity"):
+            ShuffleProof.from_bytes(bad.to_bytes(), proof.n)
+
+
+@pytest.mark.parametrize("field", ["A_p", "C_p", "D_p"])
+def test_identity_single_commitments(statement: Statement, field: str) -> None:
+    ins, outs, proof, _perm, _rs = statement
+    bad = dataclasses.replace(proof, **{field: Point.identity()})  # type: ignore[arg-type]
+    name = field[0] + "'"
+    with pytest.raises(VerificationError, match=f"shuffle step 2.*{name}_0"):
+        verify_shuffle(KEY[1], ins, outs, bad, CTX)
+    with pytest.raises(MalformedError, match=f"{name} is the identity"):
+        ShuffleProof.from_bytes(bad.to_bytes(), proof.n)
 
 
 # -- reject twins: the proof bytes ----------------------------------------------------------------
@@ -317,7 +336,11 @@ def _fields(n: int) -> list[tuple[str, int, int, str]]:
     for name in ("U", "B"):
         for i in range(n):
             add(f"{name}_{i}", "point")
-    add("v", "scalar")
+    add("A'", "point")
+    for i in range(n):
+        add(f"B'_{i}", "point")
+    for name in ("C'", "D'", "F'1", "F'2"):
+        add(name, "point")
     add("k_A", "scalar")
     for i in range(n):
         add(f"k_B_{i}", "scalar")
@@ -384,12 +407,12 @@ def test_length_and_layout_mutations_are_rejected() -> None:
         "truncated-1": data[:-1],
         "truncated-32": data[:-32],
         "truncated-33": data[:-33],
-        "truncated-130": data[:-130],
+        "truncated-163": data[:-163],
         "trailing-00": data + b"\x00",
         "trailing-scalar": data + bytes(32),
         "leading-00": b"\x00" + data,
         "doubled": data + data,
-        "extended-130": data + data[:130],
+        "extended-163": data + data[:163],
     }
     for name, bad in cases.items():
         with pytest.raises(MalformedError):
@@ -402,12 +425,17 @@ def test_length_and_layout_mutations_are_rejected() -> None:
         dataclasses.replace(p, k_B=p.k_E, k_E=p.k_B),
         dataclasses.replace(p, k_C=p.k_D, k_D=p.k_C),
         dataclasses.replace(p, k_A=p.k_F, k_F=p.k_A),
-        dataclasses.replace(p, v=p.k_A, k_A=p.v),
+        dataclasses.replace(p, B=p.B_p, B_p=p.B),
+        dataclasses.replace(p, A_p=p.C_p, C_p=p.A_p),
+        dataclasses.replace(p, C_p=p.D_p, D_p=p.C_p),
+        dataclasses.replace(p, F_p=p.F_p[::-1]),
+        dataclasses.replace(p, B_p=p.B_p[1:] + p.B_p[:1]),
         dataclasses.replace(p, U=p.U[1:] + p.U[:1]),
         dataclasses.replace(p, B=p.B[::-1]),
         dataclasses.replace(p, k_E=p.k_E[::-1]),
         dataclasses.replace(p, k_B=p.k_B[1:] + p.k_B[:1]),
-        dataclasses.replace(p, v=-p.v),
+        dataclasses.replace(p, A_p=-p.A_p),
+        dataclasses.replace(p, k_F=-p.k_F),
     ]
     for bad_proof in rearranged:
         with pytest.raises(VerificationError, match="shuffle step 3"):
@@ -460,7 +488,8 @@ def test_size_limit(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("n", [1, 7])
 def test_scalar_multiplication_counts(n: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The module multiplies only through base_mul and msm; the counts match shuffle_costs."""
+    """The module multiplies only through base_mul and msm; the counts match shuffle_costs
+    (the verifier: ONE msm, each distinct point once)."""
     counts = {"base": 0, "var": 0}
 
     def counting_base_mul(k: Scalar) -> Point:
@@ -480,6 +509,7 @@ def test_scalar_multiplication_counts(n: int, monkeypatch: pytest.MonkeyPatch) -
     shuffle_generators(n)
     monkeypatch.setattr(shuffle_mod, "base_mul", counting_base_mul)
     monkeypatch.setattr(shuffle_mod, "msm", counting_msm)
+    monkeypatch.setattr(batch_mod, "msm", counting_msm)  # the verifier's one msm
     proof = prove_shuffle(X, ins, outs, perm, rs, CTX)
     assert counts == shuffle_costs(n)["prove"]
     counts.update(base=0, var=0)

@@ -36,7 +36,7 @@ from statledger.proofs.group import FIELD, ORDER, Point, Scalar, base_mul
 from statledger.proofs.shuffle import ShuffleProof, _prove_shuffle, verify_shuffle
 
 PATH = Path(__file__).with_name("shuffle_kat.json")
-FORMAT = "statledger-shuffle-kat/v1"
+FORMAT = "statledger-shuffle-kat/v2"
 CONTEXT = b"statledger/kat/shuffle/context|query-0001|compute-1"
 
 
@@ -135,13 +135,19 @@ def build() -> dict[str, Any]:
            o=[outs[0], outs[1], _encrypt(X, 42, _scalar(b"u"))])
     reject("inputs reordered", step3, i=[ins[1], ins[2], ins[0]])
     reject("wrong key", step3, key=Y)
-    off_kE1 = 2 * 33 * n + 32 * (2 + n + 2) + 32 * 1
+    # layout (commitment form): U, B, A', B', C', D', F'1, F'2 (points), then k_A, k_B,
+    # k_C, k_D, k_E, k_F (scalars)
+    scalars_at = (3 * n + 5) * 33
+    off_kE1 = scalars_at + 32 * (1 + n + 2) + 32 * 1
     kE1 = int.from_bytes(good[off_kE1 : off_kE1 + 32], "big")
     reject("response k_E[1] + 1", step3,
            p=good[:off_kE1] + ((kE1 + 1) % ORDER).to_bytes(32, "big") + good[off_kE1 + 32 :])
-    off_v = 2 * 33 * n
-    reject("challenge v with its last bit flipped", step3,
-           p=good[: off_v + 31] + bytes((good[off_v + 31] ^ 1,)) + good[off_v + 32 :])
+    reject("response k_A with its last bit flipped", step3,
+           p=good[: scalars_at + 31] + bytes((good[scalars_at + 31] ^ 1,))
+           + good[scalars_at + 32 :])
+    off_A = 2 * 33 * n
+    reject("commitment A' negated", step3,
+           p=good[:off_A] + bytes((good[off_A] ^ 1,)) + good[off_A + 1 :])
     reject("one output dropped (N mismatch)", "shuffle step 1", o=outs[:2])
     reject("public key is the identity", "shuffle step 2", key=Point.identity())
     reject("output 0 has C1 = O", "shuffle step 2",

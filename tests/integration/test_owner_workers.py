@@ -1,0 +1,229 @@
+"""Issue 15: a pack of pull owners stepped by several threads at once
+(``run_owners(workers=)``, nodes/owner.py), against a real ledger and compute nodes.
+
+What it proves: with owners contributing and endorsing concurrently, the pack still checks
+a query's log once per process (steps 5-8 once, steps 5-14 and every submission's proofs
+once: counters, not timings), every owner acts exactly once, and the answers are the exact
+marginals.
+
+Adversary played: the ledger serves the threaded pack forged bytes for one submission.
+Every owner refuses the query, whichever thread stepped it; nothing forged is kept as
+proven and no check is cached as passed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from forge import ForgingLedger
+
+from statledger.nodes.follower import LogFollower
+from statledger.nodes.ledger_client import LedgerClient
+from statledger.protocol.entries import Entry, SubmissionEntry
+from statledger.protocol.query import QuerySpec
+from statledger.protocol.stats import get as get_statistic
+
+OWNERS = tuple(f"crew-{i}" for i in range(6))
+SIZES = (3, 2)
+COLUMNS = ["a", "b"]
+DATASET = "clinic"
+ROWS = [[0, 1], [2, 0], [1, 1], [2, 1], [0, 0], [1, 0]]
+WORKERS = 3
+RESULT: dict[str, Any] = {}
+
+
+def _table(row: list[int]) -> dict[str, np.ndarray]:
+    return {c: np.asarray([str(v)], dtype=object) for c, v in zip(COLUMNS, row, strict=True)}
+
+
+def _spec(deadline: float) -> QuerySpec:
+    return QuerySpec.parse({
+        "version": 1, "statistic": "workload", "columns": COLUMNS,
+        "categories": {c: [str(v) for v in range(k)]
+                       for c, k in zip(COLUMNS, SIZES, strict=True)},
+        "params": {"marginals": 2, "strategy": "marginals"}, "max_rows": 1,
+        "min_providers": len(OWNERS), "privacy": {"mechanism": "none"}, "min_cell_size": 1,
+        "pull": {"dataset": DATASET, "owners": "all", "deadline": int(deadline)}})
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from statledger.nodes.launcher import Cluster
+
+    work = tmp_path_factory.mktemp("workers")
+    data = work / "data"
+    data.mkdir()
+    providers = {}
+    for pid, row in zip(OWNERS, ROWS, strict=True):
+        path = data / f"{pid}.csv"
+        path.write_text(",".join(COLUMNS) + "\n" + ",".join(map(str, row)) + "\n")
+        providers[pid] = {DATASET: str(path)}
+    c = Cluster(work / "cluster", n_compute=2, providers=providers, pull=OWNERS,
+                startup_timeout=120)
+    # the owners are members by the genesis; they run in THIS process (not started)
+    c.start(only=["ledger"] + [p.party_id for p in c.layout.compute])
+    try:
+        c.register_queriers()
+        with c.client("ledger", as_party=c.layout.queriers[0].party_id) as cl:
+            cl.post("/v1/setup")
+        yield c
+    finally:
+        c.stop()
+
+
+def _owners(cluster: Any) -> list[Any]:
+    from statledger.nodes.owner import PullOwner
+
+    return [PullOwner(cluster.url("ledger"), pid, cluster.signing_key(pid),
+                      {DATASET: _table(row)}, None, cluster.genesis)
+            for pid, row in zip(OWNERS, ROWS, strict=True)]
+
+
+def _exact(spec: QuerySpec) -> list[Any]:
+    st = get_statistic("workload")
+    totals = np.zeros(len(st.layout(spec)), dtype=np.int64)
+    for row in ROWS:
+        totals += np.asarray(st.encode(spec, _table(row)))
+    return list(st.decode(spec, totals.tolist()).to_dict()["answers"])
+
+
+def test_workers_must_be_positive() -> None:
+    from statledger.nodes.owner import run_owners
+
+    with pytest.raises(ValueError, match="workers"):
+        run_owners([], rounds=1, workers=0)
+
+
+def test_a_threaded_pack_still_checks_each_submission_once(cluster: Any) -> None:
+    from statledger.nodes.owner import run_owners
+    from statledger.nodes.querier import Querier
+
+    owners = _owners(cluster)
+    stop = threading.Event()
+    runner = threading.Thread(target=run_owners, args=(owners,),
+                              kwargs={"stop": stop, "interval": 0.2, "workers": WORKERS})
+    runner.start()
+    spec = _spec(time.time() + 120)
+    try:
+        q = Querier("querier", cluster.signing_key("querier"), cluster.url("ledger"),
+                    {p.party_id: p.url for p in cluster.layout.compute}, {},
+                    trust=cluster.genesis, timeout=120.0)
+        q.pull_poll = 0.3
+        with q:
+            out = q.run(spec)
+            view = q.follower.query_view(out.query_id)
+    finally:
+        stop.set()
+        runner.join(60)
+    assert not runner.is_alive()
+    qid = out.query_id
+    RESULT["qid"] = qid
+    assert out.contributors == sorted(OWNERS)
+    assert out.result.to_dict()["answers"] == _exact(spec)
+    pack = owners[0].shared
+    assert {o.outcome[qid] for o in owners} == {"endorsed"}
+    assert pack.check_runs[(qid, 8)] == 1
+    assert pack.check_runs[(qid, 14)] == 1
+    subs = {i for i, _ in view.submissions}
+    assert len(subs) == len(OWNERS)
+    assert dict(pack.proof_checks) == dict.fromkeys(subs, 1)
+    # one submission and one endorsement per owner on the log
+    assert sorted(s.provider for _, s in view.submissions) == sorted(OWNERS)
+    assert sorted(e.provider for _, e in view.endorsements) == sorted(OWNERS)
+    for o in owners:
+        o.close()
+
+
+def test_a_threaded_pack_refuses_forged_submissions_for_every_owner(cluster: Any) -> None:
+    from statledger.nodes.owner import SharedLog, run_owners
+
+    qid = RESULT["qid"]
+    target = cluster.genesis.genesis.ledger.party_id
+    honest = LedgerClient(cluster.url("ledger"), OWNERS[0], cluster.signing_key(OWNERS[0]),
+                          target=target, timeout=60.0)
+    subs = [i for i, data in honest.entries(honest.query_indices(qid))
+            if isinstance(Entry.from_bytes(data), SubmissionEntry)]
+    forging = ForgingLedger(cluster.url("ledger"), OWNERS[0], cluster.signing_key(OWNERS[0]),
+                            target=target, timeout=60.0)
+    forging.forge = {subs[1]}
+    pack = SharedLog(LogFollower(forging, cluster.genesis, Path(":memory:")))
+    owners = _owners(cluster)
+    for o in owners:
+        o.shared = pack
+    run_owners(owners, rounds=1, interval=0.0, workers=WORKERS)
+    for o in owners:
+        assert o.outcome[qid].startswith("refused"), (o.party_id, o.outcome[qid])
+        assert f"entry {subs[1]} is not in the witnessed log" in o.outcome[qid]
+    assert pack.follower.proven is not None and subs[1] not in pack.follower.proven
+    assert pack.check_runs[(qid, 14)] == 0 and not pack.proof_checks
+    # the twin: honest bytes; the same pack, asked from every thread at once, checks once
+    pack.follower.ledger = pack.ledger = honest
+    pack.new_round()
+    views: list[Any] = []
+    threads = [threading.Thread(target=lambda: views.append(pack.checked(qid, through=14)))
+               for _ in range(WORKERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(views) == WORKERS and all(v is views[0] for v in views)
+    assert views[0].result is not None
+    assert pack.check_runs[(qid, 14)] == 1
+    assert dict(pack.proof_checks) == dict.fromkeys(subs, 1)
+    for o in owners:
+        o.close()
+    forging.close()
+    honest.close()
+
+
+class SilentIndex(LedgerClient):
+    """A ledger that under-reports a query's index to the querier (its hint of when to read
+    the log): it lists nothing until ``until`` (time.time())."""
+
+    until = 0.0
+
+    def query_indices(self, query_id: str) -> list[int]:
+        return [] if time.time() < self.until else super().query_indices(query_id)
+
+
+def test_a_querier_fooled_about_the_index_is_only_delayed(cluster: Any) -> None:
+    """The querier reads the witnessed log when the ledger's index lists enough entries, or
+    at the deadline: a ledger that hides the index delays the query to its deadline (a
+    denial of service it can commit anyway); the quorum is still found on the checked log
+    and the query completes, endorsements included."""
+    from statledger.nodes.owner import run_owners
+    from statledger.nodes.querier import Querier
+
+    owners = _owners(cluster)
+    stop = threading.Event()
+    runner = threading.Thread(target=run_owners, args=(owners,),
+                              kwargs={"stop": stop, "interval": 0.2})
+    runner.start()
+    wait = 20.0
+    spec = _spec(time.time() + wait)
+    try:
+        q = Querier("querier", cluster.signing_key("querier"), cluster.url("ledger"),
+                    {p.party_id: p.url for p in cluster.layout.compute}, {},
+                    trust=cluster.genesis, timeout=120.0)
+        q.pull_poll = 0.3
+        q.endorse_wait = 15.0
+        q.ledger.__class__ = SilentIndex  # the hint lies; the checked reads do not
+        q.ledger.until = spec.pull.deadline if spec.pull is not None else 0.0
+        t0 = time.time()
+        with q:
+            out = q.run(spec)
+        took = time.time() - t0
+    finally:
+        stop.set()
+        runner.join(60)
+    assert out.contributors == sorted(OWNERS)
+    assert out.result.to_dict()["answers"] == _exact(spec)
+    assert took >= wait - 2.0  # it waited for the deadline: the hint said nothing was there
+    for o in owners:
+        o.close()
