@@ -18,7 +18,7 @@ import base64
 import copy
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -338,6 +338,32 @@ class Forgery:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def serve_cluster(cluster: Any, malicious_ledger: str | None = None,
+                  **client: Any) -> Iterator[Any]:
+    """Start ``cluster`` (its ledger as the ``malicious_ledger`` script when given:
+    :func:`start_with_malicious_ledger`), register its queriers, run the setup as the
+    first querier (``client``: options of that client, e.g. a timeout); yield it, and
+    stop everything on exit.  For module fixtures."""
+    from statledger.nodes.demo import register_queriers
+
+    ledger_proc = None
+    try:
+        if malicious_ledger is not None:
+            ledger_proc = start_with_malicious_ledger(cluster, malicious_ledger)
+        else:
+            cluster.start()
+        register_queriers(cluster)
+        with cluster.client("ledger", as_party=cluster.layout.queriers[0].party_id,
+                            **client) as c:
+            c.post("/v1/setup")
+        yield cluster
+    finally:
+        cluster.stop()
+        if ledger_proc is not None:
+            ledger_proc.kill()
+            ledger_proc.wait(10)
 
 
 def start_with_malicious_ledger(cluster: Any, script: str) -> Any:

@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from forge import start_with_malicious_ledger
+from forge import serve_cluster
 
-from statledger.nodes.demo import register_queriers
 from statledger.nodes.http import RemoteError, SignedClient
 from statledger.nodes.launcher import Cluster
 from statledger.nodes.ledger_client import LedgerClient
@@ -59,21 +58,7 @@ def _providers() -> dict[str, dict[str, str]]:
 def _start(base: Path, *, malicious_ledger: bool) -> Iterator[Cluster]:
     cluster = Cluster(base, n_compute=3, providers=_providers(), queriers=["querier"],
                       startup_timeout=120)
-    ledger_proc = None
-    try:
-        if malicious_ledger:
-            ledger_proc = start_with_malicious_ledger(cluster, MALICIOUS_LEDGER)
-        else:
-            cluster.start()
-        register_queriers(cluster)
-        with cluster.client("ledger", as_party="querier") as c:
-            c.post("/v1/setup")
-        yield cluster
-    finally:
-        cluster.stop()
-        if ledger_proc is not None:
-            ledger_proc.kill()
-            ledger_proc.wait(10)
+    yield from serve_cluster(cluster, MALICIOUS_LEDGER if malicious_ledger else None)
 
 
 @pytest.fixture(scope="module")

@@ -43,9 +43,8 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from forge import start_with_malicious_ledger
+from forge import serve_cluster
 
-from statledger.nodes.demo import register_queriers
 from statledger.nodes.http import RemoteError, SignedClient
 from statledger.nodes.launcher import Cluster
 from statledger.nodes.ledger_client import LedgerClient
@@ -103,18 +102,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     policy.write_text('{"budget_rho": 100.0}', encoding="utf-8")
     c = Cluster(base, n_compute=3, threshold=2, providers=providers, queriers=["querier"],
                 policies={p: policy for p in providers}, startup_timeout=120)
-    ledger_proc = None
-    try:
-        ledger_proc = start_with_malicious_ledger(c, MALICIOUS_LEDGER)
-        register_queriers(c)
-        with c.client("ledger", as_party="querier", timeout=300) as cl:
-            cl.post("/v1/setup")
-        yield c
-    finally:
-        c.stop()
-        if ledger_proc is not None:
-            ledger_proc.kill()
-            ledger_proc.wait(10)
+    yield from serve_cluster(c, MALICIOUS_LEDGER, timeout=300)
 
 
 @contextmanager

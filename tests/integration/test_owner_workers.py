@@ -19,78 +19,26 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from forge import ForgingLedger
+from pack import Pack
 
 from statledger.nodes.follower import LogFollower
 from statledger.nodes.ledger_client import LedgerClient
 from statledger.protocol.entries import Entry, SubmissionEntry
-from statledger.protocol.query import QuerySpec
-from statledger.protocol.stats import get as get_statistic
 
-OWNERS = tuple(f"crew-{i}" for i in range(6))
-SIZES = (3, 2)
-COLUMNS = ["a", "b"]
-DATASET = "clinic"
-ROWS = [[0, 1], [2, 0], [1, 1], [2, 1], [0, 0], [1, 0]]
+PACK = Pack(owners=tuple(f"crew-{i}" for i in range(6)), sizes=(3, 2),
+            columns=("a", "b"),
+            rows=((0, 1), (2, 0), (1, 1), (2, 1), (0, 0), (1, 0)))
+OWNERS = PACK.owners
 WORKERS = 3
 RESULT: dict[str, Any] = {}
-
-
-def _table(row: list[int]) -> dict[str, np.ndarray]:
-    return {c: np.asarray([str(v)], dtype=object) for c, v in zip(COLUMNS, row, strict=True)}
-
-
-def _spec(deadline: float) -> QuerySpec:
-    return QuerySpec.parse({
-        "version": 1, "statistic": "workload", "columns": COLUMNS,
-        "categories": {c: [str(v) for v in range(k)]
-                       for c, k in zip(COLUMNS, SIZES, strict=True)},
-        "params": {"marginals": 2, "strategy": "marginals"}, "max_rows": 1,
-        "min_providers": len(OWNERS), "privacy": {"mechanism": "none"}, "min_cell_size": 1,
-        "pull": {"dataset": DATASET, "owners": "all", "deadline": int(deadline)}})
+_spec, _owners, _exact = PACK.spec, PACK.pull_owners, PACK.exact
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from statledger.nodes.launcher import Cluster
-
-    work = tmp_path_factory.mktemp("workers")
-    data = work / "data"
-    data.mkdir()
-    providers = {}
-    for pid, row in zip(OWNERS, ROWS, strict=True):
-        path = data / f"{pid}.csv"
-        path.write_text(",".join(COLUMNS) + "\n" + ",".join(map(str, row)) + "\n")
-        providers[pid] = {DATASET: str(path)}
-    c = Cluster(work / "cluster", n_compute=2, providers=providers, pull=OWNERS,
-                startup_timeout=120)
-    # the owners are members by the genesis; they run in THIS process (not started)
-    c.start(only=["ledger"] + [p.party_id for p in c.layout.compute])
-    try:
-        c.register_queriers()
-        with c.client("ledger", as_party=c.layout.queriers[0].party_id) as cl:
-            cl.post("/v1/setup")
-        yield c
-    finally:
-        c.stop()
-
-
-def _owners(cluster: Any) -> list[Any]:
-    from statledger.nodes.owner import PullOwner
-
-    return [PullOwner(cluster.url("ledger"), pid, cluster.signing_key(pid),
-                      {DATASET: _table(row)}, None, cluster.genesis)
-            for pid, row in zip(OWNERS, ROWS, strict=True)]
-
-
-def _exact(spec: QuerySpec) -> list[Any]:
-    st = get_statistic("workload")
-    totals = np.zeros(len(st.layout(spec)), dtype=np.int64)
-    for row in ROWS:
-        totals += np.asarray(st.encode(spec, _table(row)))
-    return list(st.decode(spec, totals.tolist()).to_dict()["answers"])
+    yield from PACK.cluster(tmp_path_factory.mktemp("workers"))
 
 
 def test_workers_must_be_positive() -> None:

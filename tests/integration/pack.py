@@ -1,0 +1,80 @@
+"""A pack of one-record pull owners against a real ledger and compute nodes: the data, the
+workload spec, the cluster and the exact answers, shared by the pack tests
+(test_owner_pack.py, test_owner_workers.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from statledger.protocol.query import QuerySpec
+from statledger.protocol.stats import get as get_statistic
+
+
+@dataclass(frozen=True)
+class Pack:
+    """``owners[i]`` holds the one record ``rows[i]`` over ``columns`` (category sizes
+    ``sizes``) in dataset ``dataset``."""
+
+    owners: tuple[str, ...]
+    sizes: tuple[int, ...]
+    columns: tuple[str, ...]
+    rows: tuple[tuple[int, ...], ...]
+    dataset: str = "clinic"
+
+    def table(self, row: tuple[int, ...]) -> dict[str, np.ndarray]:
+        return {c: np.asarray([str(v)], dtype=object)
+                for c, v in zip(self.columns, row, strict=True)}
+
+    def spec(self, deadline: float) -> QuerySpec:
+        """All 2-way marginals, exact, every admitted owner, by ``deadline``."""
+        return QuerySpec.parse({
+            "version": 1, "statistic": "workload", "columns": list(self.columns),
+            "categories": {c: [str(v) for v in range(k)]
+                           for c, k in zip(self.columns, self.sizes, strict=True)},
+            "params": {"marginals": 2, "strategy": "marginals"}, "max_rows": 1,
+            "min_providers": len(self.owners), "privacy": {"mechanism": "none"},
+            "min_cell_size": 1,
+            "pull": {"dataset": self.dataset, "owners": "all", "deadline": int(deadline)}})
+
+    def cluster(self, work: Path) -> Iterator[Any]:
+        """A ledger and 2 compute nodes (real processes); the owners are members by the
+        genesis and run in the test's process (not started).  Stopped on exit."""
+        from statledger.nodes.launcher import Cluster
+
+        data = work / "data"
+        data.mkdir()
+        providers = {}
+        for pid, row in zip(self.owners, self.rows, strict=True):
+            path = data / f"{pid}.csv"
+            path.write_text(",".join(self.columns) + "\n" + ",".join(map(str, row)) + "\n")
+            providers[pid] = {self.dataset: str(path)}
+        c = Cluster(work / "cluster", n_compute=2, providers=providers, pull=self.owners,
+                    startup_timeout=120)
+        c.start(only=["ledger"] + [p.party_id for p in c.layout.compute])
+        try:
+            c.register_queriers()
+            with c.client("ledger", as_party=c.layout.queriers[0].party_id) as cl:
+                cl.post("/v1/setup")
+            yield c
+        finally:
+            c.stop()
+
+    def pull_owners(self, cluster: Any) -> list[Any]:
+        from statledger.nodes.owner import PullOwner
+
+        return [PullOwner(cluster.url("ledger"), pid, cluster.signing_key(pid),
+                          {self.dataset: self.table(row)}, None, cluster.genesis)
+                for pid, row in zip(self.owners, self.rows, strict=True)]
+
+    def exact(self, spec: QuerySpec) -> list[Any]:
+        """The exact marginals, from the statistic's own encode and decode in process."""
+        st = get_statistic("workload")
+        totals = np.zeros(len(st.layout(spec)), dtype=np.int64)
+        for row in self.rows:
+            totals += np.asarray(st.encode(spec, self.table(row)))
+        return list(st.decode(spec, totals.tolist()).to_dict()["answers"])
