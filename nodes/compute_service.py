@@ -148,7 +148,7 @@ class ComputeNode:
         self._ceremony_thread: threading.Thread | None = None
         self._acked_at: float | None = None
         self._checked: set[tuple[int, str]] = set()  # ceremony entries whose signature held
-        #: PET steps (aggregate digest, log index, digest) whose proofs this node verified
+        #: PET steps (their inputs, log index, digest) whose proofs this node verified
         self._pets_checked: set[tuple[str, int, str]] = set()
         #: aggregates (log index, digest) whose submissions' range proofs this node verified
         self._proofs_checked: set[tuple[int, str]] = set()

@@ -670,10 +670,12 @@ def check_pet_chain(ctx: StepContext, *, complete: bool,
     bad proof is named before a later step's other fault, as when steps were checked in
     turn.
 
-    ``known`` (a compute node's memory): ``(aggregate digest, log index, entry digest)`` of
-    steps whose proofs this party already verified; their proofs are not re-verified (the
-    log is append-only and consistent, so the same entry at the same index after the same
-    aggregate has the same inputs), everything else is; newly verified steps are added."""
+    ``known`` (a compute node's memory): ``(inputs, log index, entry digest)`` of steps
+    whose proofs this party already verified, ``inputs`` naming what the step blinded: the
+    aggregate's digest for the first step, ``"{aggregate digest}:{index}:{digest}"`` of the
+    previous step otherwise (a ledger that hides an earlier step from the query's index
+    changes a step's inputs, and so its key); their proofs are not re-verified, everything
+    else is; newly verified steps are added."""
     view, setup, qid = ctx.view, ctx.setup(), ctx.query().query_id
     spec = ctx.spec()
     if not ctx.aggregate:
@@ -686,6 +688,7 @@ def check_pet_chain(ctx: StepContext, *, complete: bool,
     X = setup.collective_point()
     pending: list[pet.PetCheck] = []
     new_keys: list[tuple[str, int, str]] = []
+    inputs_of = agg_digest  # what the next step's inputs are (see ``known``)
 
     def verify_pending() -> None:
         pet.verify_cells(X, pending, step="step 12")
@@ -715,7 +718,9 @@ def check_pet_chain(ctx: StepContext, *, complete: bool,
                 batches = e.batches()
             except MalformedError as exc:
                 raise fail(12, f"PET entry {index}: {exc}", e.node) from None
-            key = (agg_digest, index, e.digest())
+            # the step's inputs are named in its key: the aggregate's candidates for the
+            # first, else the previous step's outputs (that entry's index and digest)
+            key = (inputs_of, index, e.digest())
             if known is None or key not in known:
                 pending.extend(
                     pet.PetCheck(inputs, batch, pet.pet_context(qid, e.node, cell), e.node,
@@ -723,6 +728,7 @@ def check_pet_chain(ctx: StepContext, *, complete: bool,
                     for cell, (inputs, batch) in enumerate(zip(current, batches, strict=True)))
                 new_keys.append(key)
             current = [list(b.shuffled) for b in batches]
+            inputs_of = f"{agg_digest}:{index}:{key[2]}"
     except VerificationError:
         verify_pending()  # an earlier step's bad proof is named first
         raise
