@@ -117,6 +117,17 @@ def query_view(follower: LogFollower, query_id: str) -> QueryView:
     return view
 
 
+def _proofs_key(view: QueryView) -> tuple[int, str, int | None, str | None] | None:
+    """What a node's memory of verified range proofs is keyed by: the aggregate (log index,
+    digest) and the setup or rekey entry in force for the query (index, digest).  ``None``
+    before the aggregate is logged."""
+    if view.aggregate is None:
+        return None
+    index, agg = view.aggregate
+    setup = None if view.setup is None else view.setup.digest()
+    return (index, agg.digest(), view.setup_index, setup)
+
+
 class ComputeNode:
     """The node's logic (no HTTP): noise commitments and coin shares, decryption shares,
     recorded in SQLite."""
@@ -150,8 +161,12 @@ class ComputeNode:
         self._checked: set[tuple[int, str]] = set()  # ceremony entries whose signature held
         #: PET steps (their inputs, log index, digest) whose proofs this node verified
         self._pets_checked: set[tuple[str, int, str]] = set()
-        #: aggregates (log index, digest) whose submissions' range proofs this node verified
-        self._proofs_checked: set[tuple[int, str]] = set()
+        #: aggregates whose submissions' range proofs this node verified, keyed by the
+        #: aggregate's (log index, digest) AND the setup or rekey entry in force (its index
+        #: and digest): the proofs are about ciphertexts under that entry's key, so a view
+        #: that puts another key in force (a ledger hiding or showing a rekey) is checked
+        #: afresh (:func:`_proofs_key`)
+        self._proofs_checked: set[tuple[int, str, int | None, str | None]] = set()
 
     def close(self) -> None:
         self._stop.set()
@@ -509,8 +524,8 @@ class ComputeNode:
         everything else is."""
         if view is None:
             view = query_view(self.follower, query_id)
-        agg = view.aggregate
-        seen = agg is not None and (agg[0], agg[1].digest()) in self._proofs_checked
+        key = _proofs_key(view)
+        seen = key is not None and key in self._proofs_checked
         ctx = StepContext(view, pinned=self.pinned, verify_range_proofs=not seen)
         try:
             run_steps(ctx, STEPS, through=11)
@@ -526,8 +541,8 @@ class ComputeNode:
             raise PolicyError(
                 f"{self.party_id}: its key does not match the key it registered "
                 "on the log; refusing to decrypt (see docs/deployment.md, key rotation)")
-        if agg is not None:
-            self._proofs_checked.add((agg[0], agg[1].digest()))
+        if key is not None:
+            self._proofs_checked.add(key)
         return ctx
 
     def check(self, query_id: str) -> None:
@@ -541,7 +556,7 @@ class ComputeNode:
             view = query_view(self.follower, query_id)
             if view.aggregate is None:
                 raise PolicyError(f"query {query_id} has no aggregate on the log yet")
-            if (view.aggregate[0], view.aggregate[1].digest()) not in self._proofs_checked:
+            if _proofs_key(view) not in self._proofs_checked:
                 self._checked_through_11(query_id, "to check", view)
 
     def _gated_context(self, query_id: str, what: str, view: QueryView) -> StepContext:

@@ -668,7 +668,8 @@ class Querier:
             # the witnessed log is read (every new entry proven included, a fresh
             # checkpoint) once the ledger's index lists enough entries for the quorum, and
             # at the deadline: the index only says when to look (_log_may_hold)
-            if left <= 0 or self._log_may_hold(qid, need):
+            # the query entry is listed too: ``need`` submissions are need + 1 entries
+            if left <= 0 or self._log_may_hold(qid, need + 1):
                 view = self.follower.query_view(qid)
                 got = {s.provider for _, s in view.submissions}
                 if view.aggregate is not None or len(got) >= need:

@@ -166,6 +166,7 @@ class AdmissionRule:
     roles: tuple[str, ...]
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "roles", tuple(self.roles))  # hashed into consortium_id
         _int(self.quorum, "admission.quorum", 1, MAX_MEMBERS)
         if not self.roles or len(set(self.roles)) != len(self.roles) or any(
                 r not in ROLES for r in self.roles) or list(self.roles) != sorted(self.roles):
@@ -205,6 +206,8 @@ class Genesis:
     decryption_threshold: int | None = None
 
     def __post_init__(self) -> None:
+        # frozen for good: consortium_id is computed once from these fields
+        object.__setattr__(self, "members", tuple(self.members))
         _str(self.name, "genesis.name")
         _str(self.origin, "genesis.origin")
         if not 1 <= len(self.members) <= MAX_MEMBERS:
