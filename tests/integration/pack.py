@@ -4,13 +4,16 @@ workload spec, the cluster and the exact answers, shared by the pack tests
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from statledger.protocol.entries import Entry, SubmissionEntry
 from statledger.protocol.query import QuerySpec
 from statledger.protocol.stats import get as get_statistic
 
@@ -78,3 +81,60 @@ class Pack:
         for row in self.rows:
             totals += np.asarray(st.encode(spec, self.table(row)))
         return list(st.decode(spec, totals.tolist()).to_dict()["answers"])
+
+    @contextmanager
+    def stepping(self, cluster: Any, **run: Any) -> Iterator[list[Any]]:
+        """The pack's owners stepped by ``run_owners(owners, stop=..., **run)`` in a
+        background thread while the block runs; stopped and joined after it (a runner
+        still alive fails the test)."""
+        from statledger.nodes.owner import run_owners
+
+        owners = self.pull_owners(cluster)
+        stop = threading.Event()
+        runner = threading.Thread(target=run_owners, args=(owners,),
+                                  kwargs={"stop": stop, **run})
+        runner.start()
+        try:
+            yield owners
+        finally:
+            stop.set()
+            runner.join(60)
+        if runner.is_alive():
+            raise RuntimeError("the owners' runner did not stop")
+
+    def querier(self, cluster: Any, **attrs: Any) -> Any:
+        """The cluster's querier for pull-mode queries (polling every 0.3 s; ``attrs``
+        set on it)."""
+        from statledger.nodes.querier import Querier
+
+        q = Querier("querier", cluster.signing_key("querier"), cluster.url("ledger"),
+                    {p.party_id: p.url for p in cluster.layout.compute}, {},
+                    trust=cluster.genesis, timeout=120.0)
+        q.pull_poll = 0.3
+        for name, value in attrs.items():
+            setattr(q, name, value)
+        return q
+
+    def forged_pack(self, cluster: Any, qid: str, forge: int) -> tuple[Any, Any, list[int],
+                                                                        Any]:
+        """A shared log for the pack read through a ledger that forges the bytes of the
+        query's ``forge``-th submission: ``(honest client, forging client, submission
+        indices, SharedLog)``; the caller closes both clients."""
+        from forge import ForgingLedger
+
+        from statledger.nodes.follower import LogFollower
+        from statledger.nodes.ledger_client import LedgerClient
+        from statledger.nodes.owner import SharedLog
+
+        owner = self.owners[0]
+        kw: dict[str, Any] = {"target": cluster.genesis.genesis.ledger.party_id,
+                              "timeout": 60.0}
+        honest = LedgerClient(cluster.url("ledger"), owner, cluster.signing_key(owner), **kw)
+        subs = [i for i, data in honest.entries(honest.query_indices(qid))
+                if isinstance(Entry.from_bytes(data), SubmissionEntry)]
+        if len(subs) != len(self.owners):
+            raise AssertionError(f"{len(subs)} submissions for {len(self.owners)} owners")
+        forging = ForgingLedger(cluster.url("ledger"), owner, cluster.signing_key(owner), **kw)
+        forging.forge = {subs[forge]}
+        pack = SharedLog(LogFollower(forging, cluster.genesis, Path(":memory:")))
+        return honest, forging, subs, pack

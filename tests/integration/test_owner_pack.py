@@ -14,18 +14,15 @@ cached as passed: once honest bytes are served, the check runs afresh and passes
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from forge import ForgingLedger
 from pack import Pack
 
 from statledger.nodes.follower import LogFollower
 from statledger.nodes.ledger_client import LedgerClient
-from statledger.protocol.entries import Entry, SubmissionEntry
 
 PACK = Pack(owners=tuple(f"pack-{i}" for i in range(5)), sizes=(3, 2, 2),
             columns=("a", "b", "c"),
@@ -45,26 +42,10 @@ RESULT: dict[str, Any] = {}
 def test_a_pack_checks_each_submission_once(cluster: Any) -> None:
     import time
 
-    from statledger.nodes.owner import run_owners
-    from statledger.nodes.querier import Querier
-
-    owners = _owners(cluster)
-    stop = threading.Event()
-    runner = threading.Thread(target=run_owners, args=(owners,),
-                              kwargs={"stop": stop, "interval": 0.3})
-    runner.start()
     spec = _spec(time.time() + 120)
-    try:
-        q = Querier("querier", cluster.signing_key("querier"), cluster.url("ledger"),
-                    {p.party_id: p.url for p in cluster.layout.compute}, {},
-                    trust=cluster.genesis, timeout=120.0)
-        q.pull_poll = 0.3
-        with q:
-            out = q.run(spec)
-            view = q.follower.query_view(out.query_id)
-    finally:
-        stop.set()
-        runner.join(60)
+    with PACK.stepping(cluster, interval=0.3) as owners, PACK.querier(cluster) as q:
+        out = q.run(spec)
+        view = q.follower.query_view(out.query_id)
     qid = out.query_id
     RESULT["qid"] = qid
     assert out.contributors == sorted(OWNERS)
@@ -87,19 +68,10 @@ def test_a_pack_checks_each_submission_once(cluster: Any) -> None:
 
 
 def test_forged_submissions_refused_for_every_owner_of_the_pack(cluster: Any) -> None:
-    from statledger.nodes.owner import SharedLog, run_owners
+    from statledger.nodes.owner import run_owners
 
     qid = RESULT["qid"]
-    target = cluster.genesis.genesis.ledger.party_id
-    honest = LedgerClient(cluster.url("ledger"), OWNERS[0], cluster.signing_key(OWNERS[0]),
-                          target=target, timeout=60.0)
-    subs = [i for i, data in honest.entries(honest.query_indices(qid))
-            if isinstance(Entry.from_bytes(data), SubmissionEntry)]
-    assert len(subs) == len(OWNERS)
-    forging = ForgingLedger(cluster.url("ledger"), OWNERS[0], cluster.signing_key(OWNERS[0]),
-                            target=target, timeout=60.0)
-    forging.forge = {subs[2]}
-    pack = SharedLog(LogFollower(forging, cluster.genesis, Path(":memory:")))
+    honest, forging, subs, pack = PACK.forged_pack(cluster, qid, 2)
     owners = _owners(cluster)
     for o in owners:
         o.shared = pack

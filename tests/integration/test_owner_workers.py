@@ -16,16 +16,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from forge import ForgingLedger
 from pack import Pack
 
-from statledger.nodes.follower import LogFollower
 from statledger.nodes.ledger_client import LedgerClient
-from statledger.protocol.entries import Entry, SubmissionEntry
 
 PACK = Pack(owners=tuple(f"crew-{i}" for i in range(6)), sizes=(3, 2),
             columns=("a", "b"),
@@ -49,27 +45,11 @@ def test_workers_must_be_positive() -> None:
 
 
 def test_a_threaded_pack_still_checks_each_submission_once(cluster: Any) -> None:
-    from statledger.nodes.owner import run_owners
-    from statledger.nodes.querier import Querier
-
-    owners = _owners(cluster)
-    stop = threading.Event()
-    runner = threading.Thread(target=run_owners, args=(owners,),
-                              kwargs={"stop": stop, "interval": 0.2, "workers": WORKERS})
-    runner.start()
     spec = _spec(time.time() + 120)
-    try:
-        q = Querier("querier", cluster.signing_key("querier"), cluster.url("ledger"),
-                    {p.party_id: p.url for p in cluster.layout.compute}, {},
-                    trust=cluster.genesis, timeout=120.0)
-        q.pull_poll = 0.3
-        with q:
-            out = q.run(spec)
-            view = q.follower.query_view(out.query_id)
-    finally:
-        stop.set()
-        runner.join(60)
-    assert not runner.is_alive()
+    with PACK.stepping(cluster, interval=0.2, workers=WORKERS) as owners, \
+            PACK.querier(cluster) as q:
+        out = q.run(spec)
+        view = q.follower.query_view(out.query_id)
     qid = out.query_id
     RESULT["qid"] = qid
     assert out.contributors == sorted(OWNERS)
@@ -89,18 +69,10 @@ def test_a_threaded_pack_still_checks_each_submission_once(cluster: Any) -> None
 
 
 def test_a_threaded_pack_refuses_forged_submissions_for_every_owner(cluster: Any) -> None:
-    from statledger.nodes.owner import SharedLog, run_owners
+    from statledger.nodes.owner import run_owners
 
     qid = RESULT["qid"]
-    target = cluster.genesis.genesis.ledger.party_id
-    honest = LedgerClient(cluster.url("ledger"), OWNERS[0], cluster.signing_key(OWNERS[0]),
-                          target=target, timeout=60.0)
-    subs = [i for i, data in honest.entries(honest.query_indices(qid))
-            if isinstance(Entry.from_bytes(data), SubmissionEntry)]
-    forging = ForgingLedger(cluster.url("ledger"), OWNERS[0], cluster.signing_key(OWNERS[0]),
-                            target=target, timeout=60.0)
-    forging.forge = {subs[1]}
-    pack = SharedLog(LogFollower(forging, cluster.genesis, Path(":memory:")))
+    honest, forging, subs, pack = PACK.forged_pack(cluster, qid, 1)
     owners = _owners(cluster)
     for o in owners:
         o.shared = pack
@@ -145,31 +117,15 @@ def test_a_querier_fooled_about_the_index_is_only_delayed(cluster: Any) -> None:
     at the deadline: a ledger that hides the index delays the query to its deadline (a
     denial of service it can commit anyway); the quorum is still found on the checked log
     and the query completes, endorsements included."""
-    from statledger.nodes.owner import run_owners
-    from statledger.nodes.querier import Querier
-
-    owners = _owners(cluster)
-    stop = threading.Event()
-    runner = threading.Thread(target=run_owners, args=(owners,),
-                              kwargs={"stop": stop, "interval": 0.2})
-    runner.start()
     wait = 20.0
     spec = _spec(time.time() + wait)
-    try:
-        q = Querier("querier", cluster.signing_key("querier"), cluster.url("ledger"),
-                    {p.party_id: p.url for p in cluster.layout.compute}, {},
-                    trust=cluster.genesis, timeout=120.0)
-        q.pull_poll = 0.3
-        q.endorse_wait = 15.0
+    with PACK.stepping(cluster, interval=0.2) as owners, \
+            PACK.querier(cluster, endorse_wait=15.0) as q:
         q.ledger.__class__ = SilentIndex  # the hint lies; the checked reads do not
         q.ledger.until = spec.pull.deadline if spec.pull is not None else 0.0
         t0 = time.time()
-        with q:
-            out = q.run(spec)
+        out = q.run(spec)
         took = time.time() - t0
-    finally:
-        stop.set()
-        runner.join(60)
     assert out.contributors == sorted(OWNERS)
     assert out.result.to_dict()["answers"] == _exact(spec)
     assert took >= wait - 2.0  # it waited for the deadline: the hint said nothing was there
