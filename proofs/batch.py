@@ -31,8 +31,9 @@ __all__ = ["WEIGHT_BITS", "Equation", "holds"]
 #: bits of each random weight (the low bit is set: 2^127 odd values, never zero)
 WEIGHT_BITS = 128
 
-#: one verification equation: ``sum k * P`` over its terms must be the identity
-Equation = Sequence[tuple[Scalar, Point]]
+#: one verification equation: ``sum k * P`` over its terms must be the identity (``k`` a
+#: Scalar or an int, reduced mod n)
+Equation = Sequence[tuple[Scalar | int, Point]]
 
 
 def holds(equations: Iterable[Equation]) -> bool:

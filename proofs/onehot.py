@@ -36,9 +36,10 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from statledger.proofs import batch
 from statledger.proofs.elgamal import Ciphertext
 from statledger.proofs.errors import MalformedError, VerificationError
-from statledger.proofs.group import G, Point, Scalar, base_mul, msm, sum_points
+from statledger.proofs.group import G, Point, Scalar, base_mul, sum_points
 from statledger.proofs.transcript import Transcript
 
 __all__ = [
@@ -229,10 +230,6 @@ def _terms(X: Point, blocks: Blocks, scales: Sequence[int], proof: OneHotProof,
     return ks, ps
 
 
-def _holds(ks: list[int], ps: list[Point]) -> bool:
-    return msm([Scalar.reduce(k) for k in ks], ps).is_identity()
-
-
 def verify_onehot(X: Point, blocks: Blocks, scales: Sequence[int], proof: OneHotProof,
                   context: bytes, *, party: str | None = None) -> None:
     """Check one proof; raises :class:`VerificationError` (step ``onehot``, ``party``)."""
@@ -278,16 +275,12 @@ def find_invalid_onehots(
                                              party=name)))
 
     def holds(group: Sequence[int]) -> bool:
-        ks: list[int] = []
-        ps: list[Point] = []
-        for i in group:
-            weight = secrets.randbits(128) | 1  # fresh for every check
-            ks += [weight * k for k in per[i][0]]
-            ps += per[i][1]
-        return _holds(ks, ps)
+        # each proof's terms are one equation (its six already weighted in _terms), weighted
+        # afresh at every check by the one batch rule (G and X merge across proofs)
+        return batch.holds(list(zip(*per[i], strict=True)) for i in group)
 
     def alone(i: int) -> VerificationError | None:
-        if _holds(*per[i]):
+        if batch.holds([list(zip(*per[i], strict=True))]):
             return None
         return VerificationError("a block's count is not the record's one-hot count "
                                  "(proof fails)", step="onehot", party=names[i])
