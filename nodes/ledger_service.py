@@ -620,6 +620,7 @@ class LedgerNode:
             self.catch_up()  # but failed to index it: every check below reads all of them
         kind = entry.KIND
         author = self._author(entry)
+        after: tuple[str, tuple[int, ...], Any] | None = None  # the query's state, if any
         if kind in ("genesis", "membership"):  # written by the log itself, checked before
             if author != self.config.party_id:  # pragma: no cover - _author says so
                 raise PolicyError(f"{kind} entries are written by the log")
@@ -661,8 +662,10 @@ class LedgerNode:
                     self._check_vector(entry)
                 elif kind in ("noise_commit", "noise_coin"):  # (5b)
                     self._check_noise(entry)
-                self._check_order(entry, qid)  # (5c)
+                after = self._check_order(entry, qid)  # (5c)
         idx = self.store.append(kind, data)  # (6)
+        if after is not None:  # the query's state with the entry, now that it is logged
+            self._states[after[0]] = ((*after[1], idx), after[2])
         self._db.execute("BEGIN IMMEDIATE")
         try:
             if self._indexed_size() == idx:
@@ -684,10 +687,13 @@ class LedgerNode:
         setup = self._key_for(qid)
         return Roster.of(self.roster, setup.compute, setup.threshold)
 
-    def _check_order(self, entry: Any, qid: str) -> None:
+    def _check_order(self, entry: Any, qid: str) -> tuple[str, tuple[int, ...], Any] | None:
         """(5c) The query's state machine (statledger.protocol.statemachine) accepts the new entry:
         no duplicate submission / noise / decryption / endorsement, no entry out of order
-        (e.g. decryption before the aggregate, a submission after it) -> 409."""
+        (e.g. decryption before the aggregate, a submission after it) -> 409.  Returns
+        ``(query id, logged indices, state with the entry)`` for the caller to remember
+        once the entry is logged (an append that fails after this check leaves nothing
+        remembered); None for a query entry."""
         from statledger.protocol.entries import Entry
         from statledger.protocol.statemachine import advance, replay, start
 
@@ -696,7 +702,7 @@ class LedgerNode:
             # yet); once the roster exists, the query must fit it (e.g. min_providers).
             if self.setup_index() is not None:
                 start(entry, self._roster())  # (the key in force now: the query's)
-            return
+            return None
         roster = self._roster(qid)
         indices = tuple(self.query_entries(qid))
         known, state = self._states.get(qid, ((), None))
@@ -711,7 +717,7 @@ class LedgerNode:
                 state = advance(state, Entry.from_bytes(self.store.entry(i).data), i)
         self._states[qid] = (indices, state)
         size = self.store.size()  # under the append lock: the index the entry will get
-        self._states[qid] = (indices + (size,), advance(state, entry, size))
+        return qid, indices, advance(state, entry, size)
 
     def _query_spec_and_setup(self, qid: str) -> tuple[Any, Any]:
         """The query's spec and the setup entry, as this log holds them."""
