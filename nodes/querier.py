@@ -693,8 +693,8 @@ class Querier:
         want = 0  # entries the ledger's index must list before the log is read again
         while True:
             late = time.monotonic() >= deadline
-            if late or self._log_may_hold(qid, want):
-                listed = self._listed(qid)
+            listed = self._listed(qid)
+            if late or listed is None or listed >= want:
                 view = self.follower.query_view(qid)
                 missing = sorted(set(contributors) - {e.provider for _, e in view.endorsements})
                 if not missing:
@@ -702,28 +702,27 @@ class Querier:
                 if late:
                     raise QueryFailed(f"endorsement: no endorsement from {', '.join(missing)} "
                                       f"within {self.endorse_wait:g} s")
-                want = listed + len(missing)  # read again once that many more are listed
+                # read again once that many more are listed
+                want = (listed or 0) + len(missing)
             time.sleep(self.pull_poll)
 
-    def _listed(self, qid: str) -> int:
-        """How many entries the ledger's index lists for the query (unchecked; 0 when the
-        ledger does not answer)."""
+    def _listed(self, qid: str) -> int | None:
+        """How many entries the ledger's index lists for the query: one request, unchecked,
+        None when the ledger does not answer.  A hint of *when* a pull-mode wait reads the
+        witnessed log, never of *what* is there: every decision rests on the checked read
+        (LogFollower).  A ledger that under-reports only delays the querier until the
+        deadline, where the log is read regardless (it can deny service anyway); one that
+        over-reports, or does not answer, only causes a read."""
         try:
             return len(self.ledger.query_indices(qid))
         except StatledgerError:
-            return 0
+            return None
 
     def _log_may_hold(self, qid: str, entries: int) -> bool:
-        """Whether reading the witnessed log may find what a pull-mode wait waits for: the
-        ledger's index of the query (one request, unchecked) lists at least ``entries``
-        entries, or does not answer.  A hint of *when* to read, never of *what* is there:
-        every decision rests on the checked read (LogFollower).  A ledger that under-reports
-        only delays the querier until the deadline, where the log is read regardless (it
-        can deny service anyway); one that over-reports only causes a read."""
-        try:
-            return len(self.ledger.query_indices(qid)) >= entries
-        except StatledgerError:
-            return True
+        """Whether the ledger's index (:meth:`_listed`) lists at least ``entries`` entries
+        of the query, or does not answer."""
+        listed = self._listed(qid)
+        return listed is None or listed >= entries
 
     def certificate(self, query_id: str, *, compact: bool = True) -> Certificate:
         """A fresh cosigned checkpoint + the consortium chain, the roster and the query's
