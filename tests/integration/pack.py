@@ -19,6 +19,17 @@ from statledger.protocol.stats import get as get_statistic
 
 
 @dataclass(frozen=True)
+class FirstRun:
+    """A query the pack answered: its spec, the querier's outcome, the querier's checked view
+    of it and the (closed) owners that answered."""
+
+    spec: QuerySpec
+    out: Any
+    view: Any
+    owners: list[Any]
+
+
+@dataclass(frozen=True)
 class Pack:
     """``owners[i]`` holds the one record ``rows[i]`` over ``columns`` (category sizes
     ``sizes``) in dataset ``dataset``."""
@@ -101,6 +112,20 @@ class Pack:
             runner.join(60)
         if runner.is_alive():
             raise RuntimeError("the owners' runner did not stop")
+
+    def first_run(self, cluster: Any, **run: Any) -> FirstRun:
+        """A query answered by the pack's owners stepped with ``run`` (see ``stepping``): a
+        module's fixture runs it once per cluster, so the later tests that attack it run it
+        themselves on whichever worker they land (nothing passes between tests)."""
+        import time
+
+        spec = self.spec(time.time() + 120)
+        with self.stepping(cluster, **run) as owners, self.querier(cluster) as q:
+            out = q.run(spec)
+            view = q.follower.query_view(out.query_id)
+        for o in owners:
+            o.close()
+        return FirstRun(spec, out, view, owners)
 
     def querier(self, cluster: Any, **attrs: Any) -> Any:
         """The cluster's querier for pull-mode queries (polling every 0.3 s; ``attrs``

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pack import Pack
+from pack import FirstRun, Pack
 
 from statledger.nodes.follower import LogFollower
 from statledger.nodes.ledger_client import LedgerClient
@@ -36,20 +36,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     yield from PACK.cluster(tmp_path_factory.mktemp("pack"))
 
 
-RESULT: dict[str, Any] = {}
+@pytest.fixture(scope="module")
+def first(cluster: Any) -> FirstRun:
+    return PACK.first_run(cluster, interval=0.3)
 
 
-def test_a_pack_checks_each_submission_once(cluster: Any) -> None:
-    import time
-
-    spec = _spec(time.time() + 120)
-    with PACK.stepping(cluster, interval=0.3) as owners, PACK.querier(cluster) as q:
-        out = q.run(spec)
-        view = q.follower.query_view(out.query_id)
+def test_a_pack_checks_each_submission_once(first: FirstRun) -> None:
+    out, view, owners = first.out, first.view, first.owners
     qid = out.query_id
-    RESULT["qid"] = qid
     assert out.contributors == sorted(OWNERS)
-    assert out.result.to_dict()["answers"] == _exact(spec)
+    assert out.result.to_dict()["answers"] == _exact(first.spec)
     pack = owners[0].shared
     assert all(o.shared is pack for o in owners)
     assert {o.outcome[qid] for o in owners} == {"endorsed"}
@@ -63,14 +59,13 @@ def test_a_pack_checks_each_submission_once(cluster: Any) -> None:
     # every entry the pack used was read and proven once, by the one follower
     follower = pack.follower
     assert follower.proven is not None and subs <= set(follower.proven)
-    for o in owners:
-        o.close()
 
 
-def test_forged_submissions_refused_for_every_owner_of_the_pack(cluster: Any) -> None:
+def test_forged_submissions_refused_for_every_owner_of_the_pack(cluster: Any,
+                                                                first: FirstRun) -> None:
     from statledger.nodes.owner import run_owners
 
-    qid = RESULT["qid"]
+    qid = first.out.query_id
     honest, forging, subs, pack = PACK.forged_pack(cluster, qid, 2)
     owners = _owners(cluster)
     for o in owners:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from pack import Pack
+from pack import FirstRun, Pack
 
 from statledger.nodes.ledger_client import LedgerClient
 
@@ -28,7 +28,6 @@ PACK = Pack(owners=tuple(f"crew-{i}" for i in range(6)), sizes=(3, 2),
             rows=((0, 1), (2, 0), (1, 1), (2, 1), (0, 0), (1, 0)))
 OWNERS = PACK.owners
 WORKERS = 3
-RESULT: dict[str, Any] = {}
 _spec, _owners, _exact = PACK.spec, PACK.pull_owners, PACK.exact
 
 
@@ -44,16 +43,16 @@ def test_workers_must_be_positive() -> None:
         run_owners([], rounds=1, workers=0)
 
 
-def test_a_threaded_pack_still_checks_each_submission_once(cluster: Any) -> None:
-    spec = _spec(time.time() + 120)
-    with PACK.stepping(cluster, interval=0.2, workers=WORKERS) as owners, \
-            PACK.querier(cluster) as q:
-        out = q.run(spec)
-        view = q.follower.query_view(out.query_id)
+@pytest.fixture(scope="module")
+def first(cluster: Any) -> FirstRun:
+    return PACK.first_run(cluster, interval=0.2, workers=WORKERS)
+
+
+def test_a_threaded_pack_still_checks_each_submission_once(first: FirstRun) -> None:
+    out, view, owners = first.out, first.view, first.owners
     qid = out.query_id
-    RESULT["qid"] = qid
     assert out.contributors == sorted(OWNERS)
-    assert out.result.to_dict()["answers"] == _exact(spec)
+    assert out.result.to_dict()["answers"] == _exact(first.spec)
     pack = owners[0].shared
     assert {o.outcome[qid] for o in owners} == {"endorsed"}
     assert pack.check_runs[(qid, 8)] == 1
@@ -64,14 +63,13 @@ def test_a_threaded_pack_still_checks_each_submission_once(cluster: Any) -> None
     # one submission and one endorsement per owner on the log
     assert sorted(s.provider for _, s in view.submissions) == sorted(OWNERS)
     assert sorted(e.provider for _, e in view.endorsements) == sorted(OWNERS)
-    for o in owners:
-        o.close()
 
 
-def test_a_threaded_pack_refuses_forged_submissions_for_every_owner(cluster: Any) -> None:
+def test_a_threaded_pack_refuses_forged_submissions_for_every_owner(cluster: Any,
+                                                                    first: FirstRun) -> None:
     from statledger.nodes.owner import run_owners
 
-    qid = RESULT["qid"]
+    qid = first.out.query_id
     honest, forging, subs, pack = PACK.forged_pack(cluster, qid, 1)
     owners = _owners(cluster)
     for o in owners:

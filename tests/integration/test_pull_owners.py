@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -34,10 +35,6 @@ from statledger.protocol.query import QuerySpec
 OWNERS = ("clinic-a", "clinic-b", "clinic-c", "clinic-d")
 MEAN: dict[str, Any] = {"version": 1, "statistic": "mean", "columns": ["bmi"],
                         "bounds": {"bmi": [15.0, 50.0]}, "max_rows": 1000}
-#: query ids of the queries below, for the later tests that attack them
-QIDS: dict[str, str] = {}
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from statledger.nodes.launcher import Cluster
@@ -85,13 +82,40 @@ def _port_closed(cluster: Any, pid: str) -> bool:
         return s.connect_ex((url.hostname, url.port)) != 0
 
 
-def test_pull_owners_complete_a_query_end_to_end(cluster: Any) -> None:
+@dataclasses.dataclass
+class Scenario:
+    """The three queries the later tests attack, run once per cluster (so a test that needs
+    them runs them, whichever worker it lands on): every owner; a quorum without the silent
+    clinic-d; a quorum missed because of it."""
+
+    all: Any
+    quorum: Any
+    missed: str
+    missed_error: str
+    missed_seconds: float
+
+
+@pytest.fixture(scope="module")
+def scenario(cluster: Any) -> Scenario:
+    from statledger.nodes.querier import QueryFailed
+
     for pid in OWNERS:
         assert cluster.alive(pid) and _port_closed(cluster, pid), pid
-    spec = _spec("all", 4, 120)
     with _querier(cluster) as q:
-        out = q.run(spec)
-    QIDS["all"] = out.query_id
+        everyone = q.run(_spec("all", 4, 120))
+    cluster.terminate("clinic-d")
+    with _querier(cluster) as q:
+        quorum = q.run(_spec(list(OWNERS), 3, 120, min_cell_size=4))
+    spec = _spec(["clinic-a", "clinic-b", "clinic-d"], 3, 12, min_cell_size=3)
+    t0 = time.monotonic()
+    with _querier(cluster) as q, pytest.raises(QueryFailed) as err:
+        q.run(spec)
+    return Scenario(everyone, quorum, spec.query_id_for("querier"), str(err.value),
+                    time.monotonic() - t0)
+
+
+def test_pull_owners_complete_a_query_end_to_end(cluster: Any, scenario: Scenario) -> None:
+    out = scenario.all
     assert out.contributors == list(OWNERS)
     bmi = np.clip(_bmi(OWNERS), 15, 50)
     res = out.result.to_dict()
@@ -106,28 +130,18 @@ def test_pull_owners_complete_a_query_end_to_end(cluster: Any) -> None:
     assert {e.provider for _, e in view.endorsements} == set(OWNERS)
 
 
-def test_silent_owner_does_not_block_a_query_with_its_quorum(cluster: Any) -> None:
-    cluster.terminate("clinic-d")
-    spec = _spec(list(OWNERS), 3, 120, min_cell_size=4)
-    with _querier(cluster) as q:
-        out = q.run(spec)
-    QIDS["quorum"] = out.query_id
+def test_silent_owner_does_not_block_a_query_with_its_quorum(scenario: Scenario) -> None:
+    out = scenario.quorum
     assert out.contributors == ["clinic-a", "clinic-b", "clinic-c"]
     assert out.result.to_dict()["n"] == len(_bmi(("clinic-a", "clinic-b", "clinic-c")))
 
 
-def test_missed_quorum_fails_at_the_deadline_naming_the_silent_owner(cluster: Any) -> None:
-    from statledger.nodes.querier import QueryFailed
-
-    assert not cluster.alive("clinic-d")
-    spec = _spec(["clinic-a", "clinic-b", "clinic-d"], 3, 12, min_cell_size=3)
-    QIDS["missed"] = spec.query_id_for("querier")
-    t0 = time.monotonic()
-    with _querier(cluster) as q, pytest.raises(
-            QueryFailed, match=r"2 owner\(s\) submitted by the deadline, the query needs 3; "
-                               r"no submission from: clinic-d$"):
-        q.run(spec)
-    assert time.monotonic() - t0 < 60
+def test_missed_quorum_fails_at_the_deadline_naming_the_silent_owner(scenario: Scenario
+                                                                     ) -> None:
+    assert re.search(r"2 owner\(s\) submitted by the deadline, the query needs 3; "
+                     r"no submission from: clinic-d$", scenario.missed_error), \
+        scenario.missed_error
+    assert scenario.missed_seconds < 60
 
 
 def _submission(cluster: Any, qid: str, owner: str, key: SigningKey | None = None
@@ -149,8 +163,8 @@ def _ledger(cluster: Any, as_party: str, key: SigningKey | None = None) -> Ledge
                         target="ledger", timeout=60.0)
 
 
-def test_duplicate_and_replayed_submissions_refused(cluster: Any) -> None:
-    qid = QIDS["missed"]  # clinic-a and clinic-b submitted, no aggregate
+def test_duplicate_and_replayed_submissions_refused(cluster: Any, scenario: Scenario) -> None:
+    qid = scenario.missed  # clinic-a and clinic-b submitted, no aggregate
     with _ledger(cluster, "clinic-a") as led:
         before = led.query_indices(qid)
         logged = [(i, e) for i, e in
@@ -165,7 +179,7 @@ def test_duplicate_and_replayed_submissions_refused(cluster: Any) -> None:
             led.append(_submission(cluster, qid, "clinic-a"))
         assert err.value.status == 409
         # its submission moved into another query: the signature covers the query id
-        moved = dataclasses.replace(mine, query_id=QIDS["quorum"])
+        moved = dataclasses.replace(mine, query_id=scenario.quorum.query_id)
         with pytest.raises(RemoteError) as err:
             led.append(moved)
         assert err.value.status in (403, 409, 422)
@@ -173,11 +187,11 @@ def test_duplicate_and_replayed_submissions_refused(cluster: Any) -> None:
     # a late one: the quorum query is aggregated, clinic-d's submission is refused
     with _ledger(cluster, "clinic-d") as led, pytest.raises(RemoteError,
                                                             match="after the aggregate"):
-        led.append(_submission(cluster, QIDS["quorum"], "clinic-d"))
+        led.append(_submission(cluster, scenario.quorum.query_id, "clinic-d"))
 
 
-def test_fake_and_unaddressed_owners_refused(cluster: Any) -> None:
-    qid = QIDS["missed"]
+def test_fake_and_unaddressed_owners_refused(cluster: Any, scenario: Scenario) -> None:
+    qid = scenario.missed
     # never admitted: its key is in no roster
     fake = SigningKey.generate()
     with _ledger(cluster, "clinic-z", fake) as led, pytest.raises(RemoteError) as err:
@@ -189,7 +203,7 @@ def test_fake_and_unaddressed_owners_refused(cluster: Any) -> None:
         led.append(_submission(cluster, qid, "clinic-c"))
 
 
-def test_late_owner_is_told_why_it_was_not_counted(cluster: Any) -> None:
+def test_late_owner_is_told_why_it_was_not_counted(cluster: Any, scenario: Scenario) -> None:
     """clinic-d comes back: the quorum query was aggregated without it; it logs why."""
     cluster._spawn("clinic-d")
     log_path = Path(cluster.layout.parties["clinic-d"].log_path)
@@ -199,19 +213,19 @@ def test_late_owner_is_told_why_it_was_not_counted(cluster: Any) -> None:
         lines = [json.loads(line.split("statledger.events: ", 1)[1])
                  for line in log_path.read_text(encoding="utf-8").splitlines()
                  if "statledger.events: " in line]
-        if {e["query"] for e in lines if e["event"] == "late"} >= {QIDS["quorum"],
-                                                                 QIDS["missed"]}:
+        if {e["query"] for e in lines if e["event"] == "late"} >= {
+                scenario.quorum.query_id, scenario.missed}:
             break
         time.sleep(0.5)
     late = {e["query"]: e["reason"] for e in lines if e["event"] == "late"}
-    assert late.get(QIDS["quorum"]) == "the query was aggregated before this owner submitted"
-    assert late.get(QIDS["missed"]) == "the submission deadline has passed"
-    assert not any(e["event"] == "contributed" and e["query"] in (QIDS["quorum"],
-                                                                   QIDS["missed"])
+    quorum, missed = scenario.quorum.query_id, scenario.missed
+    assert late.get(quorum) == "the query was aggregated before this owner submitted"
+    assert late.get(missed) == "the submission deadline has passed"
+    assert not any(e["event"] == "contributed" and e["query"] in (quorum, missed)
                    for e in lines)
 
 
-def test_lightweight_owner_in_process(cluster: Any) -> None:
+def test_lightweight_owner_in_process(cluster: Any, scenario: Scenario) -> None:
     """The API a benchmark packs many owners with: clinic-c's process stops and an
     in-process PullOwner (tables and state in memory) answers for it, stepped by run_owners;
     it resumes from the log what the process did (no second submission or endorsement)."""
@@ -239,5 +253,5 @@ def test_lightweight_owner_in_process(cluster: Any) -> None:
         runner.join(30)
         owner.close()
     assert owner.outcome[out.query_id] == "endorsed"
-    assert owner.outcome[QIDS["all"]] == "endorsed"  # found its process's endorsement
-    assert owner.outcome[QIDS["missed"]].startswith("not addressed")
+    assert owner.outcome[scenario.all.query_id] == "endorsed"  # found its process's endorsement
+    assert owner.outcome[scenario.missed].startswith("not addressed")
