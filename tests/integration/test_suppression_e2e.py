@@ -19,6 +19,7 @@ and its complement are suppressed.  Played here:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -32,6 +33,38 @@ from statledger.proofs.group import Scalar, base_mul
 from statledger.protocol import datasets, entries, flow, pet, suppression
 from statledger.protocol.query import QuerySpec
 from statledger.protocol.view import parse_entries
+
+
+# This module's own cluster (the same parties as conftest's session-wide ``e2e_cluster``):
+# its one-person cells and the session cluster's earlier exact answers on diabetes (the
+# presence test's histogram has the same one-person bin; its bin [30, 42) is this module's
+# `bmi >= 30` selection minus that person) are differencing pairs, which every owner's
+# history now refuses (protocol/history.py, per released cell).
+@pytest.fixture(scope="module")
+def e2e_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from statledger.nodes.demo import provider_datasets
+    from statledger.nodes.launcher import Cluster
+
+    work = tmp_path_factory.mktemp("suppression")
+    cluster = Cluster(work / "cluster", n_compute=3, providers=provider_datasets(),
+                      queriers=["querier", "querier-2"], startup_timeout=120)
+    cluster.start_and_set_up()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def e2e_querier(e2e_cluster: Any) -> Iterator[Any]:
+    from statledger.nodes.querier import Querier
+
+    layout = e2e_cluster.layout
+    with Querier("querier", e2e_cluster.signing_key("querier"), e2e_cluster.url("ledger"),
+                 {p.party_id: p.url for p in layout.compute},
+                 {p.party_id: p.url for p in layout.providers},
+                 trust=e2e_cluster.genesis, timeout=120.0) as q:
+        yield q
 
 
 def _spec(min_cell_size: int = 5) -> QuerySpec:
