@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
 from statledger.nodes.consortium_cli import app as consortium_app
 from statledger.proofs.errors import MalformedError, StatledgerError
+
+T = TypeVar("T")
 
 app = typer.Typer(help="statledger: a verifiable statistics ledger.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -26,9 +29,20 @@ def main() -> None:
     """statledger: a verifiable statistics ledger."""
 
 
-def _fail(msg: str, code: int = 1) -> None:
+def _fail(msg: str, code: int = 1) -> NoReturn:
     typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+def _read_or_fail(label: str, read: Callable[[], T]) -> T:
+    """``read()``, or exit 2 naming ``label`` and the fault (an unreadable file, or a
+    malformed one: the parsers' messages name the fault, never a cell's value)."""
+    try:
+        return read()
+    except OSError as exc:
+        _fail(f"{label}: {exc.strerror}", 2)
+    except StatledgerError as exc:
+        _fail(f"{label}: {exc}", 2)
 
 
 @app.command()
@@ -166,12 +180,7 @@ def run(
     from statledger.protocol.calibration import budget_split_line, is_dp
     from statledger.protocol.query import QuerySpec
 
-    try:
-        spec = QuerySpec.parse(query.read_bytes())
-    except OSError as exc:
-        _fail(f"{query}: {exc.strerror}", 2)
-    except MalformedError as exc:
-        _fail(f"{query}: {exc}", 2)
+    spec = _read_or_fail(str(query), lambda: QuerySpec.parse(query.read_bytes()))
     for d in data:
         if not d.is_file():
             _fail(f"{d}: no such file", 2)
@@ -325,24 +334,10 @@ def plan(
         _fail("--rows: at least one row", 2)
     if runs < 0:
         _fail("--runs: zero or more", 2)
-    try:
-        spec = QuerySpec.parse(query.read_bytes())
-    except OSError as exc:
-        _fail(f"{query}: {exc.strerror}", 2)
-        return
-    except StatledgerError as exc:
-        _fail(f"{query}: {exc}", 2)
-        return
+    spec = _read_or_fail(str(query), lambda: QuerySpec.parse(query.read_bytes()))
     table = None
-    if sample is not None:
-        try:  # load_table's messages name the file and the fault, never a cell
-            table = load_table(sample)
-        except OSError as exc:
-            _fail(f"--sample {sample}: {exc.strerror}", 2)
-            return
-        except StatledgerError as exc:
-            _fail(f"--sample: {exc}", 2)
-            return
+    if sample is not None:  # load_table's messages name the file and the fault, never a cell
+        table = _read_or_fail(f"--sample {sample}", lambda: load_table(sample))
     try:
         p = dp_plan(spec, compute, rows if rows is not None or table is not None else 1000,
                     sample=table, runs=runs)

@@ -22,6 +22,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import e2e
 import httpx
 import numpy as np
 import pytest
@@ -42,29 +43,12 @@ from statledger.protocol.view import parse_entries
 # history now refuses (protocol/history.py, per released cell).
 @pytest.fixture(scope="module")
 def e2e_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from statledger.nodes.demo import provider_datasets
-    from statledger.nodes.launcher import Cluster
-
-    work = tmp_path_factory.mktemp("suppression")
-    cluster = Cluster(work / "cluster", n_compute=3, providers=provider_datasets(),
-                      queriers=["querier", "querier-2"], startup_timeout=120)
-    cluster.start_and_set_up()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from e2e.cluster_in(tmp_path_factory.mktemp("suppression"))
 
 
 @pytest.fixture(scope="module")
 def e2e_querier(e2e_cluster: Any) -> Iterator[Any]:
-    from statledger.nodes.querier import Querier
-
-    layout = e2e_cluster.layout
-    with Querier("querier", e2e_cluster.signing_key("querier"), e2e_cluster.url("ledger"),
-                 {p.party_id: p.url for p in layout.compute},
-                 {p.party_id: p.url for p in layout.providers},
-                 trust=e2e_cluster.genesis, timeout=120.0) as q:
-        yield q
+    yield from e2e.querier_of(e2e_cluster)
 
 
 def _spec(min_cell_size: int = 5) -> QuerySpec:
