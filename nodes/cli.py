@@ -515,7 +515,7 @@ def verify(
     with --verbose).  Progress goes to stderr: with --verbose, or on a terminal once a file
     takes over a second.  Exit 0: all valid; 1: some invalid; 2: not a certificate."""
     from statledger.verifier.certificate import SUFFIX as CERT_SUFFIX
-    from statledger.verifier.show import inspect, render_text, verdict
+    from statledger.verifier.show import inspect, render_text, terminal_safe, verdict
     from statledger.verifier.verify import load_trust
 
     files: list[Path] = []
@@ -558,15 +558,15 @@ def verify(
         status = "VALID" if report.valid else "INVALID"
         color = typer.colors.GREEN if report.valid else typer.colors.RED
         typer.secho(f"{f}: {status}", fg=color, bold=True)
-        typer.echo(f"  {verdict(shown)}")
-        typer.echo(f"  trust: {report.trust}")
+        typer.echo(terminal_safe(f"  {verdict(shown)}"))
+        typer.echo(terminal_safe(f"  trust: {report.trust}"))
         if verbose:
             for s in report.steps:
                 mark = "ok " if s.ok else "FAIL"
-                typer.echo(f"  ({s.step:>2}) {mark} {s.title}: {s.detail}")
+                typer.echo(terminal_safe(f"  ({s.step:>2}) {mark} {s.title}: {s.detail}"))
         if not report.valid:
-            typer.echo(f"  -> step {report.step} failed: {report.reason}"
-                       + (f" (blamed: {report.party})" if report.party else ""))
+            typer.echo(terminal_safe(f"  -> step {report.step} failed: {report.reason}"
+                                     + (f" (blamed: {report.party})" if report.party else "")))
         if show:
             typer.echo("")
             typer.echo(render_text(shown, verbose=verbose))

@@ -83,8 +83,8 @@ def clip_reports(answers: Mapping[str, Any], spec: QuerySpec,
                  say: Progress) -> dict[str, dict[str, str]]:
     """Each contributing site's bucketed clip report, from its contribution answer, with a
     warning for every site that clipped values, and a line for the sites that withheld their
-    counts (:func:`calibration.clip_report`: one line for a DP query, one per site below
-    ``min_cell_size``).  A hostile site's report is checked
+    counts (:func:`calibration.clip_report`: one line for a DP or a vertical query, one per
+    site below ``min_cell_size``).  A hostile site's report is checked
     (:func:`calibration.check_clip_report`), never printed or kept as sent: a malformed one is
     dropped with a warning that says so."""
     clipped: dict[str, dict[str, str]] = {}
@@ -95,13 +95,14 @@ def clip_reports(answers: Mapping[str, Any], spec: QuerySpec,
             clipped[p] = calibration.check_clip_report(r.get("clipped"), spec, p)
         except MalformedError as exc:
             say(f"warning: {exc}; whether it clipped values is unknown")
-    dp_said = False
+    whole_said = False
+    whole = calibration.clip_withheld_for(spec)
     for p, cols in clipped.items():
         why = calibration.clip_withheld(cols)
-        if why is not None and calibration.is_dp(spec):
-            if not dp_said:
+        if why is not None and whole is not None:
+            if not whole_said:
                 say(f"clip counts withheld ({why})")
-                dp_said = True
+                whole_said = True
         elif why is not None:
             say(f"{p}: clip counts withheld ({why})")
         warn = calibration.clip_warning(p, cols)

@@ -52,6 +52,7 @@ from statledger.protocol.stats.base import (
     StatResult,
     Table,
 )
+from statledger.protocol.stats.vertical import is_vertical_statistic
 
 if TYPE_CHECKING:
     from statledger.protocol.noise import NoiseParams
@@ -75,6 +76,8 @@ __all__ = [
     "CLIP_BUCKETS",
     "CLIP_WITHHELD_DP",
     "CLIP_WITHHELD_SMALL",
+    "CLIP_WITHHELD_VERTICAL",
+    "clip_withheld_for",
     "check_clip_report",
     "clip_withheld",
     "clip_warning",
@@ -346,6 +349,23 @@ CLIP_WITHHELD_DP = "withheld (DP query)"
 #: rows than ``min_cell_size``: sweeping the bounds over such a selection would read off
 #: one person's value (the 0 -> 1-9 flip), suppressed or not
 CLIP_WITHHELD_SMALL = "withheld (fewer rows than min_cell_size)"
+#: the bucket of every column of a vertical query's clip report: an owner's counts would be
+#: over its OWN selected rows, which the differencing history does not record (it records
+#: the joined rows), so two queries whose owner-side selections differ by one row would read
+#: off that row's value by sweeping the bounds
+CLIP_WITHHELD_VERTICAL = "withheld (vertical query)"
+_CLIP_WITHHELD = (CLIP_WITHHELD_DP, CLIP_WITHHELD_SMALL, CLIP_WITHHELD_VERTICAL)
+
+
+def clip_withheld_for(spec: QuerySpec) -> str | None:
+    """The withheld form EVERY site sends for ``spec`` whatever its rows (a vertical or a DP
+    query: the querier says it once), or None when the buckets may leave a site with enough
+    selected rows (:func:`clip_report`)."""
+    if is_vertical_statistic(spec):
+        return CLIP_WITHHELD_VERTICAL
+    if is_dp(spec):
+        return CLIP_WITHHELD_DP
+    return None
 
 
 def clip_buckets(report: LocalReport) -> dict[str, str]:
@@ -363,7 +383,9 @@ def clip_report(spec: QuerySpec, report: LocalReport) -> dict[str, str]:
     decided locally before anything leaves the provider).  The querier chooses the filter
     and the bounds, and the buckets are counted before suppression and without noise, so:
 
-    * a DP query gets :data:`CLIP_WITHHELD_DP` for every column, never a count;
+    * a vertical query gets :data:`CLIP_WITHHELD_VERTICAL` for every column (an owner's own
+      selection is not in the differencing history), a DP query :data:`CLIP_WITHHELD_DP`:
+      never a count;
     * an exact query whose selection at this site (``report.n_selected``: its own rows,
       after missing values and filters) is smaller than ``spec.min_cell_size`` gets
       :data:`CLIP_WITHHELD_SMALL` for every column: this reveals one bit, "this site's
@@ -373,8 +395,9 @@ def clip_report(spec: QuerySpec, report: LocalReport) -> dict[str, str]:
       the same class of disclosure as the ``max`` statistic over n >= k rows
       (docs/privacy.md)."""
     buckets = clip_buckets(report)
-    if is_dp(spec):
-        return dict.fromkeys(buckets, CLIP_WITHHELD_DP)
+    whole = clip_withheld_for(spec)
+    if whole is not None:
+        return dict.fromkeys(buckets, whole)
     if report.n_selected < spec.min_cell_size:
         return dict.fromkeys(buckets, CLIP_WITHHELD_SMALL)
     return buckets
@@ -393,8 +416,9 @@ def check_clip_report(obj: Any, spec: QuerySpec, party: str) -> dict[str, str]:
         return {}
     if not isinstance(obj, dict):
         raise MalformedError(f"{party}: its clip report is not an object of column -> bucket")
-    withheld = CLIP_WITHHELD_DP if is_dp(spec) else CLIP_WITHHELD_SMALL
-    allowed = (withheld,) if is_dp(spec) else (*CLIP_BUCKETS, withheld)
+    whole = clip_withheld_for(spec)
+    withheld = whole if whole is not None else CLIP_WITHHELD_SMALL
+    allowed = (withheld,) if whole is not None else (*CLIP_BUCKETS, withheld)
     out: dict[str, str] = {}
     for col, bucket in sorted(obj.items(), key=lambda kv: str(kv[0])):
         if not isinstance(col, str) or col not in spec.bounds:
@@ -403,7 +427,7 @@ def check_clip_report(obj: Any, spec: QuerySpec, party: str) -> dict[str, str]:
         if not isinstance(bucket, str) or bucket not in allowed:
             raise MalformedError(f"{party}: its clip report for column {col!r} is not one of "
                                  + (f"the buckets {', '.join(CLIP_BUCKETS)} or "
-                                    if not is_dp(spec) else "")
+                                    if whole is None else "")
                                  + f"{withheld!r}")
         out[col] = bucket
     if withheld in out.values() and set(out.values()) != {withheld}:
@@ -413,10 +437,11 @@ def check_clip_report(obj: Any, spec: QuerySpec, party: str) -> dict[str, str]:
 
 
 def clip_withheld(buckets: Mapping[str, str]) -> str | None:
-    """Why a checked clip report (:func:`check_clip_report`) is withheld -- ``"DP query"`` or
-    ``"fewer rows than min_cell_size"`` -- or None when it carries buckets."""
+    """Why a checked clip report (:func:`check_clip_report`) is withheld -- ``"DP query"``,
+    ``"vertical query"`` or ``"fewer rows than min_cell_size"`` -- or None when it carries
+    buckets."""
     for b in buckets.values():
-        if b in (CLIP_WITHHELD_DP, CLIP_WITHHELD_SMALL):
+        if b in _CLIP_WITHHELD:
             return b[len("withheld ("):-1]
     return None
 

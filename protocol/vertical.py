@@ -71,8 +71,6 @@ from statledger.protocol.stats.base import LocalReport, Table, select_rows
 from statledger.protocol.stats.vertical import (
     PRODUCT_BITS,
     Partition,
-    VerticalCovariance,
-    VerticalRegression,
     b_limb_bits,
     block_columns,
     block_layout,
@@ -80,6 +78,7 @@ from statledger.protocol.stats.vertical import (
     pair_index,
     partition_of,
 )
+from statledger.protocol.stats.vertical import is_vertical_statistic as is_vertical
 
 __all__ = [
     "CHUNK_BITS",
@@ -128,12 +127,6 @@ def _context(query_id: str, party: str, part: str, index: int = 0, bound: bytes 
 
 def _rows_context(query_id: str, party: str, c: int, per: int, tags: Sequence[bytes]) -> bytes:
     return _context(query_id, party, "rows", c, b"".join(tags[c * per : (c + 1) * per]))
-
-
-def is_vertical(spec: QuerySpec) -> bool:
-    """Whether ``spec`` is a vertically partitioned query (its owners publish the three
-    ``vertical_*`` entries instead of submissions)."""
-    return spec.statistic in (VerticalRegression.name, VerticalCovariance.name)
 
 
 def row_tag(secret: bytes, query_id: str, pid: str) -> bytes:

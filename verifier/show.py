@@ -37,6 +37,7 @@ from statledger.verifier.verify import TrustPolicy, verify_certificate
 
 __all__ = ["Shown", "Table", "inspect", "shown_from_report", "describe_query", "verdict",
            "result_tables", "noise_table", "budget_table", "plot_svg", "render_text",
+           "terminal_safe",
            "render_html", "MAX_NOISE_ROWS"]
 
 #: at most this many released numbers are listed with their noise (the rest are counted;
@@ -196,8 +197,17 @@ def verdict(sh: Shown) -> str:
             f"{pinned}.")
 
 
+def terminal_safe(text: str) -> str:
+    """``text`` with every non-printable character but the newline written as its escape
+    (``\\x1b``): names in a certificate are anyone's strings, and a hostile one must not
+    drive the reader's terminal (clear it, retitle it, hide a line)."""
+    return "".join(ch if ch == "\n" or ch.isprintable() else repr(ch)[1:-1]
+                   for ch in text)
+
+
 def render_text(sh: Shown, *, verbose: bool = False) -> str:
-    """What ``statledger verify --show`` prints after the verdict: query, result table."""
+    """What ``statledger verify --show`` prints after the verdict: query, result table
+    (:func:`terminal_safe`)."""
     out: list[str] = []
     if sh.spec is not None:
         out.append("query" + ("" if sh.report.valid else " (claimed, not certified)") + ":")
@@ -214,7 +224,7 @@ def render_text(sh: Shown, *, verbose: bool = False) -> str:
         out.append("result: not shown (the certificate is invalid)")
     if verbose and sh.report.query_id:
         out.append(f"query id: {sh.report.query_id}")
-    return "\n".join(out)
+    return terminal_safe("\n".join(out))
 
 
 # ------------------------------------------------------------------------------ tables

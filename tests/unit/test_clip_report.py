@@ -339,22 +339,47 @@ def test_a_dp_query_reports_no_clip_count(privacy: dict[str, Any]) -> None:
     assert bisect(lambda x: provider_report(xspec(x, privacy=privacy), t)["salary"]) is None
 
 
-def test_vertical_owner_withholds_below_its_own_k() -> None:
-    ta, tb = tables()
-    assert calibration.clip_report(vspec(), V.local_report(vspec(), ta, A)) == \
-        {"x1": "10-99", "x2": "0"}
-    # vertical specs have no filters: an owner whose own table selects fewer than k rows
-    # (here the rows whose other value is missing are dropped listwise)
+def test_vertical_owner_withholds_its_counts() -> None:
+    """The adversary: a querier asking two vertical queries whose owner-side selections
+    differ by one row (owner A's columns with and without a column that row misses).  The
+    differencing history records the JOINED rows, not an owner's own selection, so the
+    buckets of the two would read off that row's value by sweeping the bounds.  A vertical
+    owner therefore withholds its counts, whatever its rows and k."""
+    ta, _ = tables()
+    assert calibration.clip_buckets(V.local_report(vspec(), ta, A)) == \
+        {"x1": "10-99", "x2": "0"}  # what the owner counted
+    for k in (1, 4, 5):
+        assert calibration.clip_report(vspec(min_cell_size=k), V.local_report(
+            vspec(min_cell_size=k), ta, A)) == dict.fromkeys(
+            ["x1", "x2"], calibration.CLIP_WITHHELD_VERTICAL)
+    # two owner-side selections one row apart: the raw buckets flip, the reports do not
     few = {c: a.copy() for c, a in ta.items()}
     over = int(np.flatnonzero(ta["x1"] > 10)[0])
     few["x2"][np.arange(len(few["x2"])) >= 4] = np.nan
     few["x1"][0], few["x2"][0] = few["x1"][over], 0.0
-    rep = V.local_report(vspec(), few, A)
-    assert rep.n_selected == 4
-    assert calibration.clip_buckets(rep)["x1"] == "1-9"  # the oracle
-    assert calibration.clip_report(vspec(), rep) == dict.fromkeys(
-        ["x1", "x2"], calibration.CLIP_WITHHELD_SMALL)
-    assert calibration.clip_report(vspec(min_cell_size=4), rep)["x1"] == "1-9"  # k = 4 twin
+    more = {c: a.copy() for c, a in few.items()}
+    more["x2"][0] = np.nan  # the one row with the clipped value drops out listwise
+    reps = [V.local_report(vspec(min_cell_size=1), t, A) for t in (few, more)]
+    assert [calibration.clip_buckets(r)["x1"] for r in reps] == ["1-9", "0"]  # the oracle
+    assert {calibration.clip_report(vspec(min_cell_size=1), r)["x1"] for r in reps} == \
+        {calibration.CLIP_WITHHELD_VERTICAL}
+
+
+def test_a_vertical_query_admits_only_its_withheld_form() -> None:
+    w = dict.fromkeys(["x1", "x2"], calibration.CLIP_WITHHELD_VERTICAL)
+    assert calibration.check_clip_report(w, vspec(), "owner-a") == w
+    assert calibration.clip_withheld(w) == "vertical query"
+    for sent in ({"x1": "10-99"}, {"x1": "0", "x2": "0"},
+                 {"x1": calibration.CLIP_WITHHELD_SMALL},
+                 {"x1": calibration.CLIP_WITHHELD_VERTICAL, "x2": "0"}):
+        with pytest.raises(MalformedError, match="^owner-a: its clip report"):
+            calibration.check_clip_report(sent, vspec(), "owner-a")
+    said: list[str] = []
+    from statledger.nodes.querier import clip_reports
+
+    assert clip_reports({"owner-a": {"clipped": w}, "owner-b": {"clipped": w}}, vspec(),
+                        said.append) == {"owner-a": w, "owner-b": w}
+    assert said == ["clip counts withheld (vertical query)"]
 
 
 def test_check_clip_report_accepts_exactly_the_withheld_form_of_the_spec() -> None:
@@ -380,6 +405,8 @@ def test_check_clip_report_accepts_exactly_the_withheld_form_of_the_spec() -> No
     (False, {"salary": "withheld (DP query)"}),  # a DP reason on an exact query
     (False, {"salary": "withheld (fewer rows than min_cell_size)", "age": "1-9"}),  # mixed
     (False, {"salary": "withheld"}),
+    (False, {"salary": "withheld (vertical query)"}),  # a vertical reason on a horizontal one
+    (True, {"salary": "withheld (vertical query)"}),
     (False, {"salary": "withheld (fewer rows than min_cell_size) 42"}),
     (False, {"salary": "WITHHELD (fewer rows than min_cell_size)"}),
     (False, {"salary": "withheld (fewer rows than min_cell_size"}),  # truncated
