@@ -23,12 +23,14 @@ import os
 import sqlite3
 import time
 import tomllib
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from fastapi import Body, Depends, FastAPI
 
-from statledger.nodes.app import NotFoundError
+from statledger.nodes.app import NotFoundError, UnavailableError
 from statledger.nodes.compute_service import query_view
 from statledger.nodes.config import ProviderConfig
 from statledger.nodes.data import AnyTable, load_dataset
@@ -64,6 +66,11 @@ _HISTORY = """CREATE TABLE IF NOT EXISTS exact_history(
   PRIMARY KEY (dataset, query_id));"""
 
 
+#: seconds a provider process waits for another one (serve and serve --pull over one
+#: DATA_DIR) to finish its read-check-record of the history or its budget charge
+_TXN_WAIT = 60.0
+
+
 def _open_history(path: Path) -> sqlite3.Connection:
     """The owner's history of answered exact queries (row sets: protocol/history.py): a
     local file only its owner can read (mode 0600, rollback journal beside it, same mode);
@@ -72,9 +79,28 @@ def _open_history(path: Path) -> sqlite3.Connection:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
         os.chmod(path, 0o600)
-    db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+    db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
+                         timeout=_TXN_WAIT)
     db.executescript(_HISTORY)
     return db
+
+
+@contextmanager
+def _write_txn(db: sqlite3.Connection, what: str) -> Iterator[None]:
+    """One SQLite write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back on any
+    error): a read-check-write over ``db`` is atomic across processes of one owner, the
+    second waiting (``_TXN_WAIT``) and then seeing the first's write."""
+    try:
+        db.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError:
+        raise UnavailableError(f"{what} is busy (another process of this owner holds it); "
+                               "retry") from None
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def load_policy(path: Any) -> ProviderPolicy:
@@ -151,37 +177,98 @@ class ProviderNode:
         total = self.policy.budget_rho if self.policy.budget_rho is not None else 0
         return BudgetLedger(dataset, total)
 
-    def _exact_history(self, name: str) -> list[tuple[str, float, bytes]]:
-        return [(str(q), float(t), bytes(b)) for q, t, b in self._history.execute(
-            "SELECT query_id, answered_at, rows FROM exact_history WHERE dataset=?",
-            (name,)).fetchall()]
+    def _charge(self, name: str, query_id: str, rho: Any) -> None:
+        """Charge ``rho`` to the dataset's budget (idempotently, per query id) and persist
+        it BEFORE anything leaves the node (a crash after this point can over-charge, never
+        under-charge), read-charge-write in one write transaction: two processes of this
+        owner on one state database never both spend the same remaining budget."""
+        with _write_txn(self._db, f"this owner's privacy budget for {name}"):
+            budget = self._budget(name)
+            budget.charge(query_id, rho)
+            self._db.execute("INSERT OR REPLACE INTO budgets VALUES (?, ?)",
+                             (name, json.dumps(budget.to_dict())))
+
+    def _answered_times(self, name: str, query_id: str) -> list[float] | None:
+        """The times of the dataset's recorded exact answers, or None if ``query_id`` is
+        among them (a resumed request: accounted once)."""
+        times: list[float] = []
+        for q, t in self._history.execute(
+                "SELECT query_id, answered_at FROM exact_history WHERE dataset=?", (name,)):
+            if q == query_id:
+                return None
+            if not isinstance(t, int | float):
+                raise MalformedError("exact history: a record without its time")
+            times.append(float(t))
+        return times
+
+    def _record_ids(self, name: str) -> list[tuple[int, str]]:
+        return [(int(r), str(q)) for r, q in self._history.execute(
+            "SELECT rowid, query_id FROM exact_history WHERE dataset=?", (name,))]
+
+    def _headers(self, name: str) -> list[bytes]:
+        """The first bytes of each record (its header), read through a blob handle (SQL
+        ``substr`` would load the whole record)."""
+        out: list[bytes] = []
+        for rowid, _ in self._record_ids(name):
+            with self._history.blobopen("exact_history", "rows", rowid, readonly=True) as b:
+                out.append(b.read(17))
+        return out
+
+    def _recorded_sets(self, name: str) -> Generator[tuple[str, history.RowSets], None, None]:
+        """Every recorded set of the dataset, streamed: each record read through an SQLite
+        blob handle a bounded piece at a time (``history.stream_sets``), never all at once."""
+        for rowid, q in self._record_ids(name):
+            with self._history.blobopen("exact_history", "rows", rowid, readonly=True) as b:
+                for piece in history.stream_sets(b.read):
+                    yield q, piece
+
+    def _unreadable(self, name: str, exc: Exception) -> PolicyError:
+        log.error("%s: exact-answer history for dataset %s is unreadable (%s); exact "
+                  "answers on it are refused", self.party_id, name, exc)
+        return PolicyError(
+            f"{self.party_id}: its exact-answer history for dataset {name} is unreadable (a "
+            "damaged record), so it refuses exact answers on it until its owner restores the "
+            "history file; ask with differential privacy")
 
     def _check_exact_quota(self, name: str, query_id: str) -> None:
         """The quota alone, recording nothing (owner A of a vertical query, before its
         rows: an early refusal; the answer is accounted before its block)."""
-        rows = self._exact_history(name)
-        if not any(q == query_id for q, _, _ in rows):
-            self.policy.check_exact_quota(name, [t for _, t, _ in rows], time.time())
+        try:
+            times = self._answered_times(name, query_id)
+        except (MalformedError, sqlite3.DatabaseError) as exc:
+            raise self._unreadable(name, exc) from None
+        if times is not None:
+            self.policy.check_exact_quota(name, times, time.time())
 
     def _account_exact(self, name: str, query_id: str, spec: Any,
                        sets: history.RowSets) -> None:
         """The exact-answer rules that need this owner's history: the quota of exact
-        answers per period and the differencing check on ``sets`` (the row sets behind
-        every released cell: ``history.released_sets``; a vertical query's joined rows);
-        then record this answer (before anything leaves the node)."""
-        rows = self._exact_history(name)
-        if any(q == query_id for q, _, _ in rows):
-            return  # already answered (a resumed request): accounted once
-        self.policy.check_exact_quota(name, [t for _, t, _ in rows], time.time())
-        if self.policy.differencing_check:
-            history.check_capacity(name, sum(history.set_count(b) for _, _, b in rows),
-                                   len(sets))
-            k = max(spec.min_cell_size, self.policy.min_cell_size)
-            history.check_differencing(name, query_id, sets,
-                                       ((q, history.RowSets.from_bytes(b)) for q, _, b in rows),
-                                       k)
-        self._history.execute("INSERT INTO exact_history VALUES (?, ?, ?, ?)",
-                              (name, query_id, time.time(), sets.to_bytes()))
+        answers per period, the per-query cell cap and the history's capacity, and the
+        differencing check on ``sets`` (the row sets behind every released cell:
+        ``history.released_sets``; a vertical query's joined rows); then record this answer
+        (before anything leaves the node).  Read, check and record are one write
+        transaction (``_write_txn``): a second process of this owner on the same history
+        waits, then sees this answer.  A damaged record refuses the query (fail closed),
+        blaming the owner's file, not the querier."""
+        with _write_txn(self._history, f"this owner's exact-answer history for {name}"):
+            try:
+                times = self._answered_times(name, query_id)
+                if times is None:
+                    return  # already answered (a resumed request): accounted once
+                self.policy.check_exact_quota(name, times, time.time())
+                if self.policy.differencing_check:
+                    stored = sum(history.set_count(h) for h in self._headers(name))
+                    history.check_capacity(name, stored, len(sets))
+                    k = max(spec.min_cell_size, self.policy.min_cell_size)
+                    earlier = self._recorded_sets(name)
+                    try:
+                        history.check_differencing(name, query_id, sets, earlier, k)
+                    finally:
+                        earlier.close()  # the open blob handle, before the transaction ends
+            except (MalformedError, sqlite3.DatabaseError) as exc:
+                raise self._unreadable(name, exc) from None
+            self._history.execute("INSERT INTO exact_history VALUES (?, ?, ?, ?)",
+                                  (name, query_id, time.time(), sets.to_bytes()))
 
     def checked_view(self, query_id: str, *, through: int,
                      contributor: str | None = None) -> QueryView:
@@ -235,12 +322,7 @@ class ProviderNode:
                 if self.policy.budget_rho is None:
                     raise PolicyError(f"{self.party_id} has no privacy budget configured for "
                                       f"{name} (policy budget_rho)")
-                # Charge (idempotently, per query id) and persist BEFORE anything leaves the
-                # node: a crash after this point can over-charge, never under-charge.
-                budget = self._budget(name)
-                budget.charge(query_id, rho)
-                self._db.execute("INSERT OR REPLACE INTO budgets VALUES (?, ?)",
-                                 (name, json.dumps(budget.to_dict())))
+                self._charge(name, query_id, rho)
             values, report = calibration.wire_encode(spec, table, self.party_id)
             if rho is None:  # every exact answer is accounted for (docs/deployment.md)
                 self._account_exact(name, query_id, spec, history.released_sets(report))

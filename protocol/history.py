@@ -14,30 +14,43 @@ bitmaps over its table's rows, zlib-compressed, kept on the owner's machine only
 recorded for an earlier query on that dataset by a non-empty symmetric difference of fewer
 than ``min_cell_size`` rows (:func:`check_differencing`) -- whatever the statistic (it is
 computed locally, before anything is encrypted).  The cells of one query are disjoint by
-design and not compared with each other; a set equal to a recorded one (a repeat: it
-releases this owner's rows again, nothing new -- its differences with the other recorded
-sets were checked when they were answered) is not compared further, so the same query may
-be asked twice however small its cells.  An empty set is a legal set: two empty sets differ
-by nothing; an empty set and a one-row set differ by one row (another site's rows may be the
-same in both cells, so the aggregate difference would be that one row).  The refusal names
-the dataset and the earlier query, never a count.
+design and not compared with each other.  There is no exemption for a set equal to a
+recorded one: a recorded set may never have been released (a query's selection under its
+group-by cells, a cell the gate withheld), so asking it again can be the second half of a
+difference (``sum(bmi) group_by g`` with a one-row cell B withheld and A released, then a
+plain ``sum(bmi)``: the plain sum minus cell A is B's row).  The cost: re-asking an exact
+query whose cells are small (another query id) is refused; the SAME query id (a resumed
+request) is not a new query and is not compared (the caller records each id once).  An empty
+set is a legal set: two empty sets differ by nothing; an empty set and a one-row set differ
+by one row (another site's rows may be the same in both cells, so the aggregate difference
+would be that one row).  The refusal names the dataset and the earlier query, never a count.
 
-Cost (bench/bench_history.py): packed bits, popcount of XOR, vectorised over the earlier
-sets in chunks of bounded memory.  The history is never pruned -- forgetting an old set would
-reopen the attack -- so it is capped instead: a dataset holds at most :data:`MAX_SETS` row
-sets; an exact query that would go past is refused ("history full": ask with differential
-privacy).  The cap counts ``1 + cells`` per query (a function of the public spec, not of the
-data), so the refusal tells nothing about the rows.
+Capacity.  The history is never pruned -- forgetting an old set would reopen the attack -- so
+it is capped instead: a dataset holds at most :data:`MAX_SETS` row sets, and one exact query
+releases at most :data:`MAX_CELLS_PER_QUERY` cells (:func:`check_capacity`; both counted from
+the public spec, ``1 + cells`` sets per query, never from the data, so a refusal tells nothing
+about the rows).  A querier can still fill the cap with about ``MAX_SETS /
+MAX_CELLS_PER_QUERY`` large exact queries, after which every exact answer on the dataset is
+refused (DP answers go on); the owner's exact quota (policy ``exact = {max, period_days}``)
+bounds how fast that can happen.
+
+Cost (bench/bench_history.py): packed bits, popcount of XOR.  The earlier records are
+streamed: :func:`stream_sets` inflates one stored record a bounded piece at a time, and
+:func:`check_differencing` compares the new sets with each piece as it arrives (blocks of at
+most :data:`_CHUNK_BYTES` bytes of XOR), so the working set stays bounded whatever the size of
+the history; it stops at the first near set.
 
 Pure (no I/O): :func:`pack_rows` / :func:`unpack_rows` and :meth:`RowSets.to_bytes` /
-:meth:`RowSets.from_bytes` are exact inverses; :func:`check_differencing` raises
-:class:`PolicyError`.
+:meth:`RowSets.from_bytes` are exact inverses; :func:`stream_sets` reads a record through a
+``read(size)`` callable; everything raises :class:`MalformedError` on a damaged record and
+:class:`PolicyError` for a refusal.
 """
 
 from __future__ import annotations
 
+import io
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,16 +59,23 @@ import numpy.typing as npt
 from statledger.proofs.errors import MalformedError, PolicyError
 from statledger.protocol.stats.base import LocalReport
 
-__all__ = ["MAX_SETS", "RowSets", "pack_rows", "unpack_rows", "symmetric_difference",
-           "check_differencing", "check_capacity", "released_sets", "set_count"]
+__all__ = ["MAX_SETS", "MAX_CELLS_PER_QUERY", "RowSets", "pack_rows", "unpack_rows",
+           "symmetric_difference", "check_differencing", "check_capacity", "released_sets",
+           "set_count", "stream_sets"]
 
 _MAGIC = b"SLRS1"  # one row set (the selection of a query; histories written before cells)
 _MAGIC2 = b"SLRS2"  # several row sets over one table
 _MAX_ROWS = 1 << 32
 #: row sets one dataset's history may hold (module docstring: refused, never pruned)
 MAX_SETS = 20_000
-#: bytes of XOR held at once while comparing (new sets x a chunk of earlier sets)
+#: cells one exact query may release (module docstring: the history's capacity)
+MAX_CELLS_PER_QUERY = 1024
+#: sets one stored record may hold when read back (anything larger is a damaged record)
+_MAX_RECORD_SETS = 1 << 16
+#: bytes of XOR held at once while comparing, and of packed sets per streamed piece
 _CHUNK_BYTES = 1 << 24
+#: compressed bytes read from a stored record at a time
+_READ_BYTES = 1 << 20
 
 Mask = npt.NDArray[np.bool_]
 Packed = npt.NDArray[np.uint8]
@@ -148,28 +168,102 @@ class RowSets:
     def from_bytes(cls, blob: bytes) -> RowSets:
         """Strict inverse of :meth:`to_bytes`; a one-set blob of :func:`pack_rows` (a
         history written before cells were recorded) reads as one set."""
-        if isinstance(blob, bytes) and blob.startswith(_MAGIC):
-            return cls.of_masks(unpack_rows(blob))
-        if not isinstance(blob, bytes) or len(blob) < len(_MAGIC2) + 12 or not blob.startswith(
-                _MAGIC2):
+        if not isinstance(blob, bytes):
             raise MalformedError("row sets: bad header")
-        h = len(_MAGIC2)
-        n = int.from_bytes(blob[h:h + 8], "big")
-        m = int.from_bytes(blob[h + 8:h + 12], "big")
-        if n >= _MAX_ROWS or m > MAX_SETS + (1 << 16):
-            raise MalformedError("row sets: length too large")
-        raw = _inflate(blob[h + 12:], m * _nbytes(n))
-        bits = np.frombuffer(raw, dtype=np.uint8).reshape(m, _nbytes(n)).copy()
-        return cls(bits, n)
+        pieces = list(stream_sets(io.BytesIO(blob).read))
+        n = pieces[0].n
+        return cls(np.concatenate([p.bits for p in pieces], axis=0), n)
+
+
+def _header(head: bytes) -> tuple[int, int, int]:
+    """``(rows, sets, header length)`` of a stored record (either format), strictly."""
+    if head.startswith(_MAGIC):
+        h, m = len(_MAGIC) + 8, 1
+    elif head.startswith(_MAGIC2):
+        h = len(_MAGIC2) + 12
+        m = int.from_bytes(head[h - 4:h], "big")
+    else:
+        raise MalformedError("row sets: bad header")
+    if len(head) < h:
+        raise MalformedError("row sets: bad header")
+    n = int.from_bytes(head[len(_MAGIC):len(_MAGIC) + 8], "big")
+    if n >= _MAX_ROWS or m > _MAX_RECORD_SETS:
+        raise MalformedError("row sets: length too large")
+    if m < 1:
+        raise MalformedError("row sets: a record without a set")
+    return n, m, h
 
 
 def set_count(blob: bytes) -> int:
-    """The number of sets in a stored blob, from its header alone."""
-    if blob.startswith(_MAGIC):
-        return 1
-    if len(blob) < len(_MAGIC2) + 12 or not blob.startswith(_MAGIC2):
+    """The number of sets in a stored record, from its header alone (its first 17 bytes
+    suffice); :class:`MalformedError` for a header no record of this module has."""
+    return _header(blob)[1]
+
+
+def _read_exactly(read: Callable[[int], bytes], size: int) -> bytes:
+    out = b""
+    while len(out) < size:
+        part = read(size - len(out))
+        if not part:
+            break
+        out += part
+    return out
+
+
+def stream_sets(read: Callable[[int], bytes],
+                piece_bytes: int = _CHUNK_BYTES // 2) -> Iterator[RowSets]:
+    """The sets of one stored record (:meth:`RowSets.to_bytes` or :func:`pack_rows`), read
+    through ``read(size)`` (a file's or an SQLite blob's ``read``) and inflated a piece of
+    at most ``piece_bytes`` packed bytes (at least one set) at a time: memory bounded by
+    the piece, not by the record.  As strict as :meth:`RowSets.from_bytes` (which calls it):
+    a bad header, a truncated or over-long stream, trailing bytes or non-zero padding raise
+    :class:`MalformedError` -- after the pieces before the damage were yielded, so a caller
+    that acts on the pieces must treat the error as failing the whole record."""
+    head = _read_exactly(read, len(_MAGIC))
+    if head not in (_MAGIC, _MAGIC2):
         raise MalformedError("row sets: bad header")
-    return int.from_bytes(blob[len(_MAGIC2) + 8:len(_MAGIC2) + 12], "big")
+    head += _read_exactly(read, 8 if head == _MAGIC else 12)
+    n, m, _ = _header(head)
+    width = _nbytes(n)
+    per = max(1, piece_bytes // max(1, width))
+    d = zlib.decompressobj()
+    pending = b""  # compressed input not yet given to the inflater
+
+    def inflate(out: Packed) -> int:
+        """Fill ``out`` (flat) from the stream, ``_READ_BYTES`` at most per step; the
+        number of bytes written.  An empty ``out`` probes for one more byte."""
+        nonlocal pending
+        pos, size = 0, int(out.size)
+        try:
+            while pos < size or size == 0:
+                if d.eof:
+                    break
+                if not pending:
+                    pending = d.unconsumed_tail or read(_READ_BYTES)
+                    if not pending:
+                        break
+                got = d.decompress(pending, max(1, min(size - pos, _READ_BYTES)))
+                pending = d.unconsumed_tail
+                if size == 0:
+                    if got:
+                        return 1
+                    continue
+                out[pos:pos + len(got)] = np.frombuffer(got, dtype=np.uint8)
+                pos += len(got)
+        except zlib.error:
+            raise MalformedError("row set: not zlib data") from None
+        return pos
+
+    done = 0
+    while done < m:
+        k = min(per, m - done)
+        buf = np.empty(k * width, dtype=np.uint8)
+        if width and inflate(buf) != k * width:
+            raise MalformedError("row set: wrong length")
+        yield RowSets(buf.reshape(k, width), n)
+        done += k
+    if inflate(np.empty(0, dtype=np.uint8)) or not d.eof or d.unused_data or pending or read(1):
+        raise MalformedError("row set: trailing or truncated data")
 
 
 def released_sets(report: LocalReport) -> RowSets:
@@ -226,59 +320,71 @@ def _widen(bits: Packed, width: int) -> Packed:
 
 
 def check_capacity(dataset: str, stored: int, new: int) -> None:
-    """Refuse a query whose ``new`` sets would take the dataset's history past
+    """Refuse a query of ``new`` sets (``1 + cells``: a function of the spec) with more than
+    :data:`MAX_CELLS_PER_QUERY` cells, or one that would take the dataset's history past
     :data:`MAX_SETS` (``stored`` already held): the history is never pruned."""
+    if new - 1 > MAX_CELLS_PER_QUERY:
+        raise PolicyError(
+            f"dataset {dataset}: too many released cells for an exact answer (at most "
+            f"{MAX_CELLS_PER_QUERY} per query); ask with differential privacy, or with fewer "
+            "cells")
     if stored + new > MAX_SETS:
         raise PolicyError(
-            f"dataset {dataset}: this owner's history of exact answers is full, or this query "
-            "releases more cells than it can hold (it is never pruned: forgetting would reopen "
-            "differencing attacks); ask with differential privacy")
+            f"dataset {dataset}: this owner's history of exact answers is full (it is never "
+            "pruned: forgetting would reopen differencing attacks); ask with differential "
+            "privacy")
+
+
+def _near(a: Packed, b: Packed, k: int) -> bool:
+    """Whether some ``|a_i xor b_j|`` lies in ``1 .. k - 1`` (packed sets of one width),
+    in blocks of at most :data:`_CHUNK_BYTES` bytes of XOR (rows of ``a``, rows of ``b``,
+    and byte columns when one set alone is wider)."""
+    width = int(a.shape[1])
+    cols = max(1, min(width, _CHUNK_BYTES))
+    ba = max(1, min(int(a.shape[0]), _CHUNK_BYTES // cols))
+    bb = max(1, _CHUNK_BYTES // (ba * cols))
+    for i in range(0, a.shape[0], ba):
+        ai = a[i:i + ba]
+        for j in range(0, b.shape[0], bb):
+            bj = b[j:j + bb]
+            d = np.zeros((ai.shape[0], bj.shape[0]), dtype=np.int64)
+            for c in range(0, width, cols):
+                x = ai[:, None, c:c + cols] ^ bj[None, :, c:c + cols]
+                np.bitwise_count(x, out=x)  # in place: one block of bytes at a time
+                d += x.sum(axis=2, dtype=np.int64)
+            if bool(((d > 0) & (d < k)).any()):
+                return True
+    return False
 
 
 def check_differencing(dataset: str, query_id: str, rows: Mask | RowSets,
                        earlier: Iterable[tuple[str, Mask | RowSets]],
                        min_cell_size: int) -> None:
     """Raise :class:`PolicyError` if any set of ``rows`` differs from any set recorded for
-    an earlier answered query by ``0 < |A xor B| < min_cell_size`` (the same query id is
-    not compared with itself; the new query's own sets are not compared with each other; a
-    set equal to a recorded one -- a repeat, which releases nothing new -- is not compared
-    further)."""
+    an earlier answered query by ``0 < |A xor B| < min_cell_size`` -- a set equal to a
+    recorded one included (module docstring: no repeat exemption).  ``earlier`` is consumed
+    lazily, one ``(query id, sets)`` piece at a time (a record may come in several pieces:
+    :func:`stream_sets`), and the check stops at the first near set: the working set is
+    the new sets plus one piece and one block of XOR, never the whole history.  Pieces of
+    ``query_id`` itself (a resumed request) are skipped; the new query's own sets are not
+    compared with each other."""
     new = _as_sets(rows)
     if len(new) == 0 or min_cell_size <= 1:
         return
-    ids: list[str] = []
-    owner: list[int] = []
-    parts: list[RowSets] = []
+    wide: dict[int, Packed] = {}
     for qid, prev in earlier:
         if qid == query_id:
             continue
         p = _as_sets(prev)
-        ids.append(qid)
-        owner.extend([len(ids) - 1] * len(p))
-        parts.append(p)
-    if not parts:
-        return
-    width = max(new.bits.shape[1], *(p.bits.shape[1] for p in parts))
-    a = _widen(new.bits, width)
-    old = np.concatenate([_widen(p.bits, width) for p in parts], axis=0)
-    step = max(1, _CHUNK_BYTES // max(1, len(new) * width))
-    repeat = np.zeros(len(new), dtype=bool)  # the set is already recorded (difference 0)
-    near = np.full(len(new), -1, dtype=np.int64)  # first earlier set 1..k-1 rows away
-    for lo in range(0, old.shape[0], step):
-        chunk = old[lo:lo + step]
-        d = np.bitwise_count(a[:, None, :] ^ chunk[None, :, :]).sum(axis=2, dtype=np.int64)
-        repeat |= (d == 0).any(axis=1)
-        close = (d > 0) & (d < min_cell_size)
-        first = np.where(close.any(axis=1), lo + close.argmax(axis=1), -1)
-        near = np.where(near < 0, first, near)
-    # A set equal to a recorded one releases this owner's rows again, nothing new: its
-    # differences with the other recorded sets were checked when they were answered (or
-    # are cells of one query), so only sets never released before are compared.
-    for i in np.flatnonzero((near >= 0) & ~repeat):
-        qid = ids[owner[int(near[i])]]
-        raise PolicyError(
-            f"dataset {dataset}: the rows this query selects (or one of its released "
-            f"cells) differ from those of the earlier exact query {qid[:16]}... (or one "
-            "of its cells) by fewer than min_cell_size rows (a differencing attack could "
-            "isolate them); widen the filter or the cells, or ask with differential "
-            "privacy")
+        if len(p) == 0:
+            continue
+        width = max(new.bits.shape[1], p.bits.shape[1])
+        if width not in wide:
+            wide[width] = _widen(new.bits, width)
+        if _near(wide[width], _widen(p.bits, width), min_cell_size):
+            raise PolicyError(
+                f"dataset {dataset}: the rows this query selects (or one of its released "
+                f"cells) differ from those of the earlier exact query {qid[:16]}... (or one "
+                "of its cells) by fewer than min_cell_size rows (a differencing attack could "
+                "isolate them); widen the filter or the cells, or ask with differential "
+                "privacy")

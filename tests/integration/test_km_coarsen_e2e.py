@@ -9,13 +9,19 @@ one owner per site, HTTP on loopback), a 20-point grid, ``min_cell_size = 3``.
   fine count of a merged interval, appear nowhere: the log carries only the group sums
   (decode every certificate entry: no total but the sums, no event count below k, no
   decryption share count beyond the sums' ciphertexts);
-* a querier (this process) whose release rule frees a small interval alone: every compute
-  node (separate processes, the honest rule) refuses to decrypt, naming step 12 and the
+* the same curve asked again with another ``min_cell_size`` (another query id) on the same
+  owners: refused by the owners' differencing history (its one-row cells differ from the
+  first query's other cells by fewer than k rows; there is no repeat exemption:
+  protocol/history.py), before anything is encrypted;
+* a querier (this process) whose release rule frees a small interval alone, on a cluster
+  of its own (fresh owner histories, so the query reaches the gate): every compute node
+  (separate processes, the honest rule) refuses to decrypt, naming step 12 and the
   querier; nothing is decrypted.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,6 +72,13 @@ def _kw(k: int) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def session() -> Iterator[statledger.Session]:
+    with statledger.local(_sites(_pooled()), compute=3, threshold=2) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def fresh() -> Iterator[statledger.Session]:
+    """A second cluster: owners whose histories hold no earlier answer."""
     with statledger.local(_sites(_pooled()), compute=3, threshold=2) as s:
         yield s
 
@@ -128,8 +141,24 @@ def test_the_coarsened_curve_verifies_and_no_fine_count_is_on_the_log(
             assert not set(grp["times"]) & (set(grp["merged"]) | set(grp["truncated"]))
 
 
+def test_the_same_curve_asked_again_is_refused_by_the_owners(
+        session: statledger.Session) -> None:
+    """Runs after the honest run on the same owners: asking its small cells again under
+    another query id is a differencing refusal (no repeat exemption), with no count."""
+    session.kaplan_meier("time", "event", **_kw(K))  # the honest run, or its resume
+    with pytest.raises(Exception) as ei:  # noqa: PT011 -- the API's error type is wrapped
+        session.kaplan_meier("time", "event", **_kw(K + 1))
+    msg = str(ei.value)
+    assert "differ from those of the earlier exact query" in msg, msg
+    assert "differential privacy" in msg
+    reasons = re.findall(r"contribute: ([^;]*)", msg)
+    assert len(reasons) == 3, msg  # every owner refuses, before anything is encrypted
+    for reason in reasons:  # no count: only the earlier query's id prefix
+        assert not re.search(r"\b\d+\b", re.sub(r"query [0-9a-f]{16}\.\.\.", "", reason)), reason
+
+
 def test_a_querier_that_frees_a_small_interval_is_refused_by_every_node(
-        session: statledger.Session, monkeypatch: pytest.MonkeyPatch) -> None:
+        fresh: statledger.Session, monkeypatch: pytest.MonkeyPatch) -> None:
     """The querier process is the adversary: its release splits a small interval off its
     merged group (decrypted alone).  The compute nodes re-derive the rule and refuse."""
     real = suppression.decide
@@ -145,10 +174,10 @@ def test_a_querier_that_frees_a_small_interval_is_refused_by_every_node(
 
     monkeypatch.setattr("statledger.nodes.querier.suppression.decide", split_one)
     with pytest.raises(Exception) as ei:  # noqa: PT011 -- the API's error type is wrapped
-        session.kaplan_meier("time", "event", **_kw(K + 1))  # another query id
+        fresh.kaplan_meier("time", "event", **_kw(K + 1))
     msg = str(ei.value)
     assert "step 12" in msg and "release" in msg, msg
-    querier = session._querier  # noqa: SLF001 -- the test reads the log the querier sees
+    querier = fresh._querier  # noqa: SLF001 -- the test reads the log the querier sees
     qid = seen["spec"].query_id_for(querier.party_id)
     view = parse_entries(querier.ledger.query_entries(qid))
     assert view.release is not None

@@ -51,6 +51,21 @@ def e2e_querier(e2e_cluster: Any) -> Iterator[Any]:
     yield from e2e.querier_of(e2e_cluster)
 
 
+# The mean over the one person needs owners that have answered nothing about that person:
+# after the crosstab over ``bmi >= 42`` (its selection {the person}, an empty cell), the
+# mean's selection is one row from that empty cell, and the owner holding the person refuses
+# it (no repeat exemption: protocol/history.py) -- the test would then pass without the
+# person's row ever being submitted.
+@pytest.fixture(scope="module")
+def mean_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    yield from e2e.cluster_in(tmp_path_factory.mktemp("suppression-mean"))
+
+
+@pytest.fixture(scope="module")
+def mean_querier(mean_cluster: Any) -> Iterator[Any]:
+    yield from e2e.querier_of(mean_cluster)
+
+
 def _spec(min_cell_size: int = 5) -> QuerySpec:
     return QuerySpec.parse({
         "version": 1, "statistic": "crosstab", "group_by": ["sex"],
@@ -231,7 +246,7 @@ def test_a_node_whose_pet_step_is_forged_is_named_by_the_next_node(
     assert [e.node for _, e in after.pets] == [node] and not after.gates
 
 
-def test_a_mean_over_the_one_person_releases_nothing_end_to_end(e2e_querier: Any) -> None:
+def test_a_mean_over_the_one_person_releases_nothing_end_to_end(mean_querier: Any) -> None:
     """mean/sum/variance are gated by their ``n`` too (protocol/stats/basic.py): the mean of
     ``target`` over the one person with ``bmi >= 42`` decrypts nothing -- neither the count
     nor the sum has a share on the log -- and a mean over ``bmi >= 30`` decrypts as before."""
@@ -240,11 +255,12 @@ def test_a_mean_over_the_one_person_releases_nothing_end_to_end(e2e_querier: Any
             "max_rows": 1000}
     spec = QuerySpec.parse({**base, "filters": [{"column": "bmi", "op": ">=", "value": 42}]})
     assert suppression.gate_entries(spec) == [0]
-    outcome = e2e_querier.run(spec, datasets="diabetes")
+    outcome = mean_querier.run(spec, datasets="diabetes")
     res = outcome.result.to_dict()
     assert res["n"] is None and res["value"] is None and res["cells"][0]["suppressed"]
-    rows = e2e_querier.ledger.query_entries(spec.query_id_for("querier"))
+    rows = mean_querier.ledger.query_entries(spec.query_id_for("querier"))
     view = parse_entries(rows)
+    assert len(view.submissions) == len(datasets.sites("diabetes"))  # the person's site too
     assert view.release is not None and view.release[1].small_bits() == [True]
     assert view.release[1].released == () and not view.decryptions
     assert view.result is not None and view.result[1].totals == ()
@@ -255,11 +271,11 @@ def test_a_mean_over_the_one_person_releases_nothing_end_to_end(e2e_querier: Any
     assert str(fixed).encode() not in outcome.certificate.to_bytes()
 
     large = QuerySpec.parse({**base, "filters": [{"column": "bmi", "op": ">=", "value": 30}]})
-    got = e2e_querier.run(large, datasets="diabetes").result.to_dict()
+    got = mean_querier.run(large, datasets="diabetes").result.to_dict()
     parts = [datasets.load("diabetes", s) for s in datasets.sites("diabetes")]
     picked = np.concatenate([r["target"][r["bmi"] >= 30] for r in parts])
     assert got["n"] == picked.size >= 5
     assert got["value"] == pytest.approx(float(picked.mean()), rel=1e-6)
-    view = parse_entries(e2e_querier.ledger.query_entries(large.query_id_for("querier")))
+    view = parse_entries(mean_querier.ledger.query_entries(large.query_id_for("querier")))
     assert view.release is not None and view.release[1].small_bits() == [False]
     assert view.decryptions

@@ -175,29 +175,48 @@ def test_kaplan_meier_grids_one_day_apart_are_refused() -> None:
                                [("q1", new1)], K)
 
 
-def test_a_repeat_is_answered_however_small_its_cells() -> None:
-    """The same Kaplan-Meier query twice (a different min_cell_size: another query id):
-    its one- and two-row cells differ from the earlier query's OTHER cells by fewer than k
-    rows, yet they release nothing new -- each equals a recorded set.  A new cell next to
-    the repeats is still compared."""
+def test_a_repeat_with_small_cells_is_refused() -> None:
+    """The same Kaplan-Meier query twice (a different min_cell_size: another query id): its
+    one- and two-row cells differ from the earlier query's OTHER cells by fewer than k rows.
+    There is no repeat exemption (a recorded set may never have been released: the next
+    test), so the second asking is refused; the same query id (a resumed request) is not."""
     t = _km_table()
     k2 = 2 * K
     s1 = _sets(_km([10.0, 20.0, 30.0]), t)[0]
     again = _sets(QuerySpec.parse({**_km([10.0, 20.0, 30.0]).to_json_obj(),
                                    "min_cell_size": k2}), t)[0]
     assert np.array_equal(again.bits, s1.bits)
-    # two different cells of the first are fewer than k2 rows apart: a rule without the
-    # repeat exemption would refuse the second asking
     d = np.bitwise_count(s1.bits[:, None, :] ^ s1.bits[None, :, :]).sum(axis=2)
     assert ((d > 0) & (d < k2)).any()
-    history.check_differencing("d", "q2", again, [("q1", s1)], k2)
-    # one repeat and one new set one row from an earlier set: refused for the new one
-    moved = np.unpackbits(s1.bits[0], count=s1.n).astype(bool)
-    moved[int(np.flatnonzero(moved)[0])] = False
-    both = history.RowSets(np.concatenate([s1.bits[:1], history.RowSets.of_masks(moved).bits]),
-                           s1.n)
-    with pytest.raises(PolicyError):
-        history.check_differencing("d", "q3", both, [("q1", s1)], K)
+    with pytest.raises(PolicyError, match="earlier exact query q1"):
+        history.check_differencing("d", "q2", again, [("q1", s1)], k2)
+    history.check_differencing("d", "q1", again, [("q1", s1)], k2)  # the same id: resumed
+
+
+def _one_row_cell() -> tuple[dict[str, Any], QuerySpec, QuerySpec]:
+    """diabetes with ``g`` = "A" for every row but row 17 ("B"); ``sum(bmi) group_by g``
+    and the plain ``sum(bmi)``."""
+    t = dict(load("diabetes"))
+    g = np.array(["A"] * len(t["bmi"]), dtype=object)
+    g[17] = "B"
+    t["g"] = g
+    return t, _spec(group_by=["g"], categories={"g": ["A", "B"]}), _spec()
+
+
+def test_a_set_equal_to_an_unreleased_recorded_set_is_compared() -> None:
+    """The repeat exemption's counterexample (adversary: a querier).  Q1 = ``sum(bmi)
+    group_by g`` with cell B one row: the gate withholds B, releases A.  Q2 = the plain
+    ``sum(bmi)``: its only set equals Q1's recorded SELECTION (never itself released), so
+    the old rule compared it with nothing and answered; Q2 - Q1.A is row 17's bmi.  Now Q2
+    is refused, in either order."""
+    t, q1, q2 = _one_row_cell()
+    s1, s2 = _sets(q1, t)[0], _sets(q2, t)[0]
+    assert np.array_equal(s2.bits[0], s1.bits[0])  # the premise: Q2's set is recorded
+    with pytest.raises(PolicyError, match="earlier exact query q1") as info:
+        history.check_differencing("diabetes", "q2", s2, [("q1", s1)], K)
+    _no_count(str(info.value), 1, len(t["bmi"]) - 1, len(t["bmi"]))
+    with pytest.raises(PolicyError, match="earlier exact query q2"):  # Q2 first, then Q1
+        history.check_differencing("diabetes", "q1", s1, [("q2", s2)], K)
 
 
 def test_cells_match_the_encoded_counts() -> None:
@@ -285,6 +304,7 @@ def _owner(path: Any) -> Any:
     from statledger.protocol.policy import ProviderPolicy
 
     node = ps.ProviderNode.__new__(ps.ProviderNode)
+    node.party_id = "provider-1"
     node.policy = ProviderPolicy()
     node._history = ps._open_history(path)  # noqa: SLF001 - the node's own history file
     return node
@@ -316,6 +336,18 @@ def test_the_provider_refuses_the_pair_and_remembers_after_a_restart(tmp_path: A
     node._history.close()  # noqa: SLF001
 
 
+def test_the_provider_refuses_the_repeat_exemption_pair(tmp_path: Any) -> None:
+    """/tmp/r2/repeat_exemption.py through the owner's own accounting: Q1 answered, Q2
+    refused (the old code answered both); a resumed Q1 is still accepted once."""
+    t, q1, q2 = _one_row_cell()
+    node = _owner(tmp_path / "history.sqlite")
+    node._account_exact("diabetes", "q1", q1, _sets(q1, t)[0])  # noqa: SLF001
+    with pytest.raises(PolicyError, match="earlier exact query q1"):
+        node._account_exact("diabetes", "q2", q2, _sets(q2, t)[0])  # noqa: SLF001
+    node._account_exact("diabetes", "q1", q1, _sets(q1, t)[0])  # noqa: SLF001 - resumed
+    node._history.close()  # noqa: SLF001
+
+
 def test_the_provider_refuses_when_its_history_is_full(tmp_path: Any,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(history, "MAX_SETS", 6)
@@ -328,3 +360,237 @@ def test_the_provider_refuses_when_its_history_is_full(tmp_path: Any,
         node._account_exact("diabetes", "q3", spec, _sets(spec, t)[0])  # noqa: SLF001
     node._account_exact("diabetes", "q2", spec, _sets(spec, t)[0])  # noqa: SLF001 - resumed
     node._history.close()  # noqa: SLF001
+
+
+def test_one_query_with_too_many_cells_is_refused(tmp_path: Any) -> None:
+    """/tmp/r2/history_fill.py's opening move (adversary: one querier who would fill the
+    never-pruned history with a 1024 x 16-cell histogram and lock every exact answer out):
+    more than MAX_CELLS_PER_QUERY cells is refused, from the spec's cell count alone (no
+    row count in the message); at the cap it is answered."""
+    cap = history.MAX_CELLS_PER_QUERY
+    with pytest.raises(PolicyError, match="dataset d: too many released cells for an exact "
+                       "answer.*differential privacy") as info:
+        history.check_capacity("d", 0, 1 + cap + 1)
+    assert str(cap) in str(info.value)
+    history.check_capacity("d", 0, 1 + cap)
+    t = dict(load("diabetes"))
+    n = len(t["age"])
+    t["g"] = np.array([f"c{i % 16}" for i in range(n)], dtype=object)
+    big = _spec(statistic="histogram", columns=["age"], group_by=["g"],
+                categories={"g": [f"c{i}" for i in range(16)]},
+                params={"bins": [float(x) for x in np.linspace(0.0, 121.0, 1025)]})
+    sets = _sets(big, t)[0]
+    assert len(sets) == 1 + 16 * 1024
+    node = _owner(tmp_path / "history.sqlite")
+    with pytest.raises(PolicyError, match="too many released cells") as info:
+        node._account_exact("diabetes", "h1", big, sets)  # noqa: SLF001
+    _no_count(str(info.value), n, len(sets))
+    # nothing recorded: a plain query after it is answered
+    plain = _spec()
+    node._account_exact("diabetes", "q1", plain, _sets(plain, t)[0])  # noqa: SLF001
+    assert node._history.execute("SELECT count(*) FROM exact_history").fetchone()[0] == 1  # noqa: SLF001
+    node._history.close()  # noqa: SLF001
+
+
+def _record(node: Any, blob: bytes, qid: str = "old") -> None:
+    node._history.execute(  # noqa: SLF001
+        "INSERT INTO exact_history VALUES ('diabetes', ?, 0, ?)", (qid, blob))
+
+
+@pytest.mark.parametrize("case", ["truncated", "count+1", "count 0", "rows 0, no set",
+                                  "garbage", "empty", "huge count", "trailing", "padding",
+                                  "time not a number"])
+def test_a_damaged_history_refuses_and_blames_the_owner(tmp_path: Any, case: str,
+                                                        caplog: pytest.LogCaptureFixture
+                                                        ) -> None:
+    """/tmp/r2/history_corrupt.py: a damaged or forged record in history.sqlite (adversary:
+    a fault or whoever wrote the file) never lets a query through unchecked and never
+    blames the querier: a PolicyError (HTTP 403) naming the owner and the dataset, logged;
+    the query is not recorded.  A sound record next to it: answered."""
+    import zlib
+    good = history.RowSets.of_masks(np.ones((3, 100), bool)).to_bytes()
+    blobs = {"truncated": good[:-3], "count+1": good[:13] + (4).to_bytes(4, "big") + good[17:],
+             "count 0": good[:13] + (0).to_bytes(4, "big") + good[17:],
+             "rows 0, no set": b"SLRS2" + bytes(12) + zlib.compress(b""),
+             "garbage": b"xx", "empty": b"",
+             "huge count": good[:13] + (2**32 - 1).to_bytes(4, "big") + good[17:],
+             "trailing": good + b"\0",
+             "padding": good[:17] + zlib.compress(b"\xff" * 13 * 3),
+             "time not a number": good}
+    spec = QuerySpec.parse({"version": 1, "statistic": "count", "columns": [],
+                            "max_rows": 1000, "min_cell_size": 5})
+    new = history.RowSets.of_masks(np.ones(100, bool))
+    node = _owner(tmp_path / "history.sqlite")
+    if case == "time not a number":
+        node._history.execute(  # noqa: SLF001
+            "INSERT INTO exact_history VALUES ('diabetes', 'old', 'soon', ?)", (good,))
+    else:
+        _record(node, blobs[case])
+    with caplog.at_level("ERROR", logger="statledger.provider"), pytest.raises(
+            PolicyError, match="provider-1: its exact-answer history for dataset diabetes "
+            "is unreadable.*differential privacy"):
+        node._account_exact("diabetes", "new", spec, new)  # noqa: SLF001
+    assert "unreadable" in caplog.text
+    rows = node._history.execute("SELECT query_id FROM exact_history").fetchall()  # noqa: SLF001
+    assert rows == [("old",)]
+    # the twin: the sound record (far from the new set) lets the query through
+    node._history.execute("DELETE FROM exact_history")  # noqa: SLF001
+    _record(node, history.RowSets.of_masks(np.zeros((3, 100), bool)).to_bytes())
+    node._account_exact("diabetes", "new", spec, new)  # noqa: SLF001
+    node._history.close()  # noqa: SLF001
+
+
+def test_stream_sets_pieces_equal_the_record_and_reject_twins() -> None:
+    """The streamed reader (bounded pieces) yields exactly the record, in either format,
+    for every piece size; damage raises MalformedError however it is cut."""
+    import io
+    import zlib
+    rng = np.random.default_rng(9)
+    for n, m in ((0, 3), (1, 1), (13, 7), (1000, 40)):
+        rs = history.RowSets.of_masks(rng.random((m, n)) < 0.5)
+        blob = rs.to_bytes()
+        for piece in (1, 5, 64, 1 << 20):
+            parts = list(history.stream_sets(io.BytesIO(blob).read, piece))
+            assert sum(len(p) for p in parts) == m
+            if n:
+                assert max(len(p) for p in parts) <= max(1, piece // ((n + 7) // 8))
+            assert np.array_equal(np.concatenate([p.bits for p in parts]), rs.bits)
+    legacy = history.pack_rows(np.array([True, False, True, True]))
+    (one,) = history.stream_sets(io.BytesIO(legacy).read)
+    assert np.array_equal(np.unpackbits(one.bits[0], count=4), [1, 0, 1, 1])
+    blob = history.RowSets.of_masks(rng.random((5, 30)) < 0.5).to_bytes()
+    bad = [blob[:-1], blob + b"\0", b"X" + blob[1:], blob[:16], b"", blob[:17],
+           blob[:13] + (6).to_bytes(4, "big") + blob[17:],
+           blob[:13] + (0).to_bytes(4, "big") + blob[17:],
+           blob[:17] + zlib.compress(bytes(19)), blob[:17] + b"not zlib at all",
+           blob[:17] + zlib.compress(b"\xff" * 20)]
+    for b in bad:
+        for piece in (4, 1 << 20):
+            with pytest.raises(MalformedError):
+                list(history.stream_sets(io.BytesIO(b).read, piece))
+        with pytest.raises(MalformedError):
+            history.RowSets.from_bytes(b)
+
+
+def test_the_check_is_streamed_and_stops_at_the_first_near_set() -> None:
+    """check_differencing consumes ``earlier`` lazily (a record in several pieces) and
+    stops at the first near piece: the pieces after it are never produced (the provider
+    never holds the whole history)."""
+    rng = np.random.default_rng(4)
+    n = 200
+    base = rng.random(n) < 0.5
+    near = base.copy()
+    near[3] ^= True
+    produced: list[int] = []
+
+    def earlier() -> Any:
+        for i in range(10):
+            produced.append(i)
+            yield f"q{i}", history.RowSets.of_masks(near if i == 4 else ~base)
+    with pytest.raises(PolicyError, match="earlier exact query q4"):
+        history.check_differencing("d", "new", history.RowSets.of_masks(base), earlier(), K)
+    assert produced == [0, 1, 2, 3, 4]
+
+
+def test_two_processes_on_one_history_cannot_both_answer(tmp_path: Any,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """/tmp/r2/history_race.py (adversary: a querier who sends two exact queries one row
+    apart at once to `serve` and `serve --pull` of one owner: two ProviderNode objects, two
+    connections to one history.sqlite, no shared in-process lock).  The first holds the
+    write transaction while it checks; the second waits, then sees the first's record and
+    is refused.  The old code (read, check, then INSERT in autocommit) answered both."""
+    import threading
+    import time as _time
+    path = tmp_path / "history.sqlite"
+    spec = QuerySpec.parse({"version": 1, "statistic": "count", "columns": [],
+                            "max_rows": 1000, "min_cell_size": K})
+    a = np.ones(100, dtype=bool)
+    b = a.copy()
+    b[7] = False
+    inside = threading.Event()
+    real = history.check_differencing
+    first = threading.Lock()
+
+    def slow(*args: Any, **kw: Any) -> None:
+        if first.acquire(blocking=False):  # the first caller: let the other one try now
+            inside.set()
+            _time.sleep(0.5)
+        real(*args, **kw)
+    monkeypatch.setattr(history, "check_differencing", slow)
+    out: dict[str, str] = {}
+
+    def ask(qid: str, mask: np.ndarray) -> None:
+        node = _owner(path)
+        try:
+            node._account_exact("d", qid, spec, history.RowSets.of_masks(mask))  # noqa: SLF001
+            out[qid] = "answered"
+        except PolicyError as exc:
+            out[qid] = f"refused: {exc}"
+        finally:
+            node._history.close()  # noqa: SLF001
+    ta = threading.Thread(target=ask, args=("qA", a))
+    ta.start()
+    assert inside.wait(10)
+    tb = threading.Thread(target=ask, args=("qB", b))
+    tb.start()
+    ta.join()
+    tb.join()
+    assert out["qA"] == "answered"
+    assert out["qB"].startswith("refused") and "earlier exact query qA" in out["qB"], out
+
+
+def test_two_processes_cannot_both_spend_one_budget(tmp_path: Any,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The budget charge is read-charge-write too (ProviderNode._charge): two nodes of one
+    owner on one state database, racing two DP queries that fit the budget only one at a
+    time; the second waits for the first's write and is refused (without the transaction
+    both read the unspent budget and both were charged, the last write losing the first)."""
+    import threading
+    import time as _time
+    from fractions import Fraction
+
+    from statledger.nodes import provider_service as ps
+    from statledger.nodes.peers import ActionLog
+    from statledger.protocol.dp import BudgetLedger
+    from statledger.protocol.policy import ProviderPolicy
+
+    state = tmp_path / "state.sqlite"
+    real = BudgetLedger.charge
+    first = threading.Lock()
+    inside = threading.Event()
+
+    def slow(self: Any, qid: str, rho: Any) -> Any:
+        if first.acquire(blocking=False):
+            inside.set()
+            _time.sleep(0.5)
+        return real(self, qid, rho)
+    monkeypatch.setattr(BudgetLedger, "charge", slow)
+    out: dict[str, str] = {}
+
+    def ask(qid: str) -> None:
+        node = ps.ProviderNode.__new__(ps.ProviderNode)
+        node.party_id = "provider-1"
+        node.policy = ProviderPolicy.parse({"budget_rho": 1.0})
+        node.actions = ActionLog(state, ps._BUDGETS)  # noqa: SLF001
+        node._db = node.actions.db  # noqa: SLF001
+        try:
+            node._charge("diabetes", qid, Fraction(3, 5))  # noqa: SLF001
+            out[qid] = "charged"
+        except PolicyError as exc:
+            out[qid] = f"refused: {exc}"
+        finally:
+            node.actions.close()
+    ta = threading.Thread(target=ask, args=("qA",))
+    ta.start()
+    assert inside.wait(10)
+    tb = threading.Thread(target=ask, args=("qB",))
+    tb.start()
+    ta.join()
+    tb.join()
+    assert out["qA"] == "charged" and out["qB"].startswith("refused"), out
+    db = ActionLog(state, ps._BUDGETS)  # noqa: SLF001
+    (row,) = db.db.execute("SELECT state FROM budgets").fetchall()
+    db.close()
+    import json
+    assert set(json.loads(row[0])["charges"]) == {"qA"}
