@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
 from statledger.nodes.consortium_cli import app as consortium_app
 from statledger.proofs.errors import MalformedError, StatledgerError
+
+T = TypeVar("T")
 
 app = typer.Typer(help="statledger: a verifiable statistics ledger.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -26,9 +29,20 @@ def main() -> None:
     """statledger: a verifiable statistics ledger."""
 
 
-def _fail(msg: str, code: int = 1) -> None:
+def _fail(msg: str, code: int = 1) -> NoReturn:
     typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+def _read_or_fail(label: str, read: Callable[[], T]) -> T:
+    """``read()``, or exit 2 naming ``label`` and the fault (an unreadable file, or a
+    malformed one: the parsers' messages name the fault, never a cell's value)."""
+    try:
+        return read()
+    except OSError as exc:
+        _fail(f"{label}: {exc.strerror}", 2)
+    except StatledgerError as exc:
+        _fail(f"{label}: {exc}", 2)
 
 
 @app.command()
@@ -163,14 +177,10 @@ def run(
     )
     from statledger.nodes.demo import querier_for, start_cluster
     from statledger.nodes.querier import QueryOutcome, run_rounds
+    from statledger.protocol.calibration import budget_split_line, is_dp
     from statledger.protocol.query import QuerySpec
 
-    try:
-        spec = QuerySpec.parse(query.read_bytes())
-    except OSError as exc:
-        _fail(f"{query}: {exc.strerror}", 2)
-    except MalformedError as exc:
-        _fail(f"{query}: {exc}", 2)
+    spec = _read_or_fail(str(query), lambda: QuerySpec.parse(query.read_bytes()))
     for d in data:
         if not d.is_file():
             _fail(f"{d}: no such file", 2)
@@ -274,11 +284,17 @@ def run(
             "statistic": spec.statistic, "rounds": len(outcomes),
             "query_ids": [o.query_id for o in outcomes], "result": final.result.to_dict(),
             "sites": sorted(site_of[p] for p in final.contributors if p in site_of),
-            "dropped": dropped, "certificates": certs}, indent=1))
+            "dropped": dropped, "certificates": certs,
+            # per site and column, the bucket each site reported (never a count), or
+            # its withheld form (DP query; fewer selected rows than min_cell_size)
+            "clipped": {site_of[p]: b for p, b in sorted(final.clipped.items())
+                        if p in site_of}}, indent=1))
         return
     if evaluate:
         typer.echo(outcomes[-2].result.summary() + "\n")
     typer.echo(final.result.summary())
+    if is_dp(final.spec):  # the split plan states, recomputed from the spec (never logged)
+        typer.echo(budget_split_line(final.spec))
     if dropped:
         typer.secho(f"WARNING: this result leaves out {', '.join(dropped)}",
                     fg=typer.colors.YELLOW, bold=True, err=True)
@@ -293,28 +309,43 @@ def run(
 def plan(
     query: Annotated[Path, typer.Argument(help="query spec (JSON) with privacy zcdp/approx")],
     compute: Annotated[int, typer.Option(help="number of compute nodes")] = 3,
-    rows: Annotated[int, typer.Option(help="rows the expected errors are computed for "
-                                           "(synthetic, spread over the bounds)")] = 1000,
+    rows: Annotated[int | None, typer.Option(
+        help="the owners' expected total rows the errors are computed for (default: the "
+             "sample's rows, or 1000 synthetic rows spread over the bounds)")] = None,
+    sample: Annotated[Path | None, typer.Option(
+        help="a table you hold with the query's columns (CSV or Parquet: public pilot data, "
+             "a synthetic copy, a site's public extract): plan on its design, reweighted to "
+             "--rows, instead of rows spread uniformly over the bounds")] = None,
+    runs: Annotated[int, typer.Option(
+        help="simulated releases (noise drawn from its exact law, seeded) for the measured "
+             "spread of every number; 0: first-order sd only")] = 200,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Print what a DP query would cost (rho, epsilon/delta) and the expected noise error of
-    each released number, without running or spending anything."""
-    from statledger.protocol.calibration import Z95
+    each released number, without running, spending or contacting anything."""
+    from statledger.nodes.data import load_table
+    from statledger.protocol.calibration import Z95, budget_split_line
     from statledger.protocol.calibration import plan as dp_plan
     from statledger.protocol.query import QuerySpec
 
     if compute < 1:
         _fail("--compute: at least one compute node", 2)
-    if rows < 1:
+    if rows is not None and rows < 1:
         _fail("--rows: at least one row", 2)
+    if runs < 0:
+        _fail("--runs: zero or more", 2)
+    spec = _read_or_fail(str(query), lambda: QuerySpec.parse(query.read_bytes()))
+    table = None
+    if sample is not None:  # load_table's messages name the file and the fault, never a cell
+        table = _read_or_fail(f"--sample {sample}", lambda: load_table(sample))
     try:
-        spec = QuerySpec.parse(query.read_bytes())
-        p = dp_plan(spec, compute, rows)
-    except OSError as exc:
-        _fail(f"{query}: {exc.strerror}", 2)
-        return
+        p = dp_plan(spec, compute, rows if rows is not None or table is not None else 1000,
+                    sample=table, runs=runs)
     except StatledgerError as exc:
-        _fail(f"{query}: {exc}", 2)
+        msg = str(exc)
+        if msg.startswith("sample: "):  # a fault of the sample (never one of its values)
+            _fail(f"--sample {sample}: {msg.removeprefix('sample: ')}", 2)
+        _fail(f"{query}: {msg}", 2)
         return
     if as_json:
         typer.echo(json.dumps(p, indent=1))
@@ -322,14 +353,38 @@ def plan(
     typer.echo(f"{p['statistic']}: costs rho = {p['rho']:g} of each owner's budget "
                f"(zCDP; = ({p['epsilon']:.3g}, {p['delta']:.2g})-DP), noise from "
                f"{p['compute_nodes']} compute nodes")
-    split = ", ".join(f"{lab} {100 * s:.3g}%" for lab, s in p["budget_share"].items())
-    typer.echo(f"budget split over the encoded entries: {split}")
-    typer.echo(f"expected noise on {p['rows']} synthetic rows spread over the bounds:")
-    typer.echo(f"  {'number':<24} {'synthetic':>14} {'noise sd':>12} {'95% ±':>12}")
+    typer.echo(budget_split_line(spec))
+    if p["design"] == "sample":
+        typer.echo(f"expected noise on the design of {sample}, reweighted to {p['rows']} rows:")
+        clipped = [f"{c} ({b})" for c, b in p["sample_clipped"].items() if b != "0"]
+        if clipped:
+            typer.echo(f"  (the sample has values outside the bounds, clipped as the owners' "
+                       f"would be: {', '.join(clipped)})")
+    else:
+        typer.echo(f"expected noise on {p['rows']} synthetic rows spread over the bounds:")
+    if p["design_caveat"]:
+        typer.secho(f"  CAUTION: these {p['statistic']} figures are {p['design_caveat']}",
+                    fg=typer.colors.YELLOW, bold=True)
+    head = "sample" if p["design"] == "sample" else "synthetic"
+    sim = p["simulated"]
+    typer.echo(f"  {'number':<24} {head:>14} {'noise sd':>12} {'95% ±':>12}"
+               + (f" {'sim. 95% err':>13}" if sim else ""))
+
+    def num(x: float | None) -> float:
+        return float("nan") if x is None else x
+
     for path, sd in p["value_sd"].items():
-        v = p["synthetic_values"].get(path)
-        typer.echo(f"  {path:<24} {v if v is not None else float('nan'):>14.6g} "
-                   f"{sd:>12.4g} {Z95 * sd:>12.4g}")
+        line = (f"  {path:<24} {num(p['values'].get(path)):>14.6g} {sd:>12.4g} "
+                f"{Z95 * sd:>12.4g}")
+        if sim:
+            s = sim.get(path, {})
+            line += f" {num(s.get('p95_abs_error')):>13.4g}"
+            if s.get("undefined"):
+                line += f"  (undefined in {100 * s['undefined']:.3g}% of runs)"
+        typer.echo(line)
+    typer.echo("noise sd: first order, as a release reports it; 95% ±: 1.96 sd" + (
+        f"; sim. 95% err: the error {p['simulated_runs']} simulated releases stay within "
+        "95% of the time (--json: their robust sd too)" if sim else ""))
 
 
 @app.command()
@@ -460,7 +515,7 @@ def verify(
     with --verbose).  Progress goes to stderr: with --verbose, or on a terminal once a file
     takes over a second.  Exit 0: all valid; 1: some invalid; 2: not a certificate."""
     from statledger.verifier.certificate import SUFFIX as CERT_SUFFIX
-    from statledger.verifier.show import inspect, render_text, verdict
+    from statledger.verifier.show import inspect, render_text, terminal_safe, verdict
     from statledger.verifier.verify import load_trust
 
     files: list[Path] = []
@@ -503,15 +558,15 @@ def verify(
         status = "VALID" if report.valid else "INVALID"
         color = typer.colors.GREEN if report.valid else typer.colors.RED
         typer.secho(f"{f}: {status}", fg=color, bold=True)
-        typer.echo(f"  {verdict(shown)}")
-        typer.echo(f"  trust: {report.trust}")
+        typer.echo(terminal_safe(f"  {verdict(shown)}"))
+        typer.echo(terminal_safe(f"  trust: {report.trust}"))
         if verbose:
             for s in report.steps:
                 mark = "ok " if s.ok else "FAIL"
-                typer.echo(f"  ({s.step:>2}) {mark} {s.title}: {s.detail}")
+                typer.echo(terminal_safe(f"  ({s.step:>2}) {mark} {s.title}: {s.detail}"))
         if not report.valid:
-            typer.echo(f"  -> step {report.step} failed: {report.reason}"
-                       + (f" (blamed: {report.party})" if report.party else ""))
+            typer.echo(terminal_safe(f"  -> step {report.step} failed: {report.reason}"
+                                     + (f" (blamed: {report.party})" if report.party else "")))
         if show:
             typer.echo("")
             typer.echo(render_text(shown, verbose=verbose))

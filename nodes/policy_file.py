@@ -3,7 +3,8 @@
 Strict means: only what the file lists is answered -- the statistics listed, the columns of
 the owner's datasets, the queriers of the deployment, cells of at least
 :data:`~statledger.protocol.query.DEFAULT_MIN_CELL_SIZE` rows, at least two owners per query,
-and a finite zCDP budget.  Every key is one field of
+a finite zCDP budget, and ``exact = "allow"`` written out with a comment saying that the
+budget does not limit exact answers.  Every key is one field of
 :class:`~statledger.protocol.policy.ProviderPolicy` (documented field by field in
 docs/deployment.md, "Policy file"); the model forbids unknown keys, so a misspelt rule is an
 error when the node starts, never a rule silently ignored.
@@ -93,6 +94,11 @@ def policy_template(party_id: str, queriers: Iterable[str],
             STRICT_BUDGET_RHO,
             "total zCDP budget (rho) per dataset; each DP query is charged once, and the "
             "node refuses once it is spent"),
+        "exact": (
+            "allow",
+            "exact (non-DP) answers spend no rho, so budget_rho does NOT limit them: \"allow\" "
+            "answers them without limit (min_cell_size and the differencing history still "
+            "apply); \"deny\" or { max = 20, period_days = 30 } (per dataset) limits them"),
     }
     lines = [
         f"# policy.toml -- what the provider node {party_id} answers.",

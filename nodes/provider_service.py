@@ -163,23 +163,25 @@ class ProviderNode:
         if not any(q == query_id for q, _, _ in rows):
             self.policy.check_exact_quota(name, [t for _, t, _ in rows], time.time())
 
-    def _account_exact(self, name: str, query_id: str, spec: Any, selected: Any) -> None:
+    def _account_exact(self, name: str, query_id: str, spec: Any,
+                       sets: history.RowSets) -> None:
         """The exact-answer rules that need this owner's history: the quota of exact
-        answers per period and the differencing check on ``selected`` (the mask of the
-        table rows the released aggregates cover); then record this answer (before
-        anything leaves the node)."""
+        answers per period and the differencing check on ``sets`` (the row sets behind
+        every released cell: ``history.released_sets``; a vertical query's joined rows);
+        then record this answer (before anything leaves the node)."""
         rows = self._exact_history(name)
         if any(q == query_id for q, _, _ in rows):
             return  # already answered (a resumed request): accounted once
         self.policy.check_exact_quota(name, [t for _, t, _ in rows], time.time())
-        if selected is None:  # pragma: no cover - select_rows always sets it
-            raise PolicyError("no row selection")
         if self.policy.differencing_check:
+            history.check_capacity(name, sum(history.set_count(b) for _, _, b in rows),
+                                   len(sets))
             k = max(spec.min_cell_size, self.policy.min_cell_size)
-            history.check_differencing(name, query_id, selected,
-                                       ((q, history.unpack_rows(b)) for q, _, b in rows), k)
+            history.check_differencing(name, query_id, sets,
+                                       ((q, history.RowSets.from_bytes(b)) for q, _, b in rows),
+                                       k)
         self._history.execute("INSERT INTO exact_history VALUES (?, ?, ?, ?)",
-                              (name, query_id, time.time(), history.pack_rows(selected)))
+                              (name, query_id, time.time(), sets.to_bytes()))
 
     def checked_view(self, query_id: str, *, through: int,
                      contributor: str | None = None) -> QueryView:
@@ -241,8 +243,9 @@ class ProviderNode:
                                  (name, json.dumps(budget.to_dict())))
             values, report = calibration.wire_encode(spec, table, self.party_id)
             if rho is None:  # every exact answer is accounted for (docs/deployment.md)
-                self._account_exact(name, query_id, spec, report.selected)
-            self.clipped[query_id] = calibration.clip_buckets(report)
+                self._account_exact(name, query_id, spec, history.released_sets(report))
+            # bucketed, or withheld for a DP query or a selection below min_cell_size
+            self.clipped[query_id] = calibration.clip_report(spec, report)
             # the range-proved vector, and a one-hot proof when the query asks for it
             raw = validity.encrypt_submission(
                 spec, view.setup.collective_point(),  # type: ignore[union-attr]
@@ -293,7 +296,10 @@ class ProviderNode:
         X = ctx.setup().collective_point()
         logged = ctx.view.vertical
         rows, prods, _ = ctx.vertical_entries
-        self.clipped[query_id] = {}
+        # the same clip report as a horizontal submission (the one rule, withheld below
+        # min_cell_size own selected rows or for DP), on this owner's columns
+        self.clipped[query_id] = calibration.clip_report(
+            spec, vertical.local_report(spec, table, self.party_id))
         # Exact answers (no DP for vertical queries yet) count against the owner's quota and
         # enter its history with the JOINED rows (vertical.joined_rows), checked and recorded
         # in the phase that gates the release (B: products, A: block; nothing is decrypted
@@ -314,8 +320,8 @@ class ProviderNode:
                 raise PolicyError("vertical entries not decoded")
             data = vertical.a_block(spec, query_id, table, cfg, X, rows, prods).to_bytes()
             if exact:
-                self._account_exact(name, query_id, spec, vertical.joined_rows(
-                    spec, query_id, table, cfg, rows, prods))
+                self._account_exact(name, query_id, spec, history.RowSets.of_masks(
+                    vertical.joined_rows(spec, query_id, table, cfg, rows, prods)))
             index = self._log_vertical(entries.VerticalBlockEntry, query_id, data)
             self.actions.record(query_id, "contribute", logged[0][0], name)
             return index
@@ -327,8 +333,8 @@ class ProviderNode:
             return logged[1][0]
         data = vertical.b_products(spec, query_id, table, cfg, X, rows).to_bytes()
         if exact:
-            self._account_exact(name, query_id, spec,
-                                vertical.joined_rows(spec, query_id, table, cfg, rows))
+            self._account_exact(name, query_id, spec, history.RowSets.of_masks(
+                vertical.joined_rows(spec, query_id, table, cfg, rows)))
         index = self._log_vertical(entries.VerticalProductsEntry, query_id, data)
         self.actions.record(query_id, "contribute", index, name)
         return index

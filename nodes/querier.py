@@ -79,6 +79,38 @@ class QueryOutcome:
     clipped: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
+def clip_reports(answers: Mapping[str, Any], spec: QuerySpec,
+                 say: Progress) -> dict[str, dict[str, str]]:
+    """Each contributing site's bucketed clip report, from its contribution answer, with a
+    warning for every site that clipped values, and a line for the sites that withheld their
+    counts (:func:`calibration.clip_report`: one line for a DP or a vertical query, one per
+    site below ``min_cell_size``).  A hostile site's report is checked
+    (:func:`calibration.check_clip_report`), never printed or kept as sent: a malformed one is
+    dropped with a warning that says so."""
+    clipped: dict[str, dict[str, str]] = {}
+    for p, r in sorted(answers.items()):
+        if not isinstance(r, dict):
+            continue
+        try:
+            clipped[p] = calibration.check_clip_report(r.get("clipped"), spec, p)
+        except MalformedError as exc:
+            say(f"warning: {exc}; whether it clipped values is unknown")
+    whole_said = False
+    whole = calibration.clip_withheld_for(spec)
+    for p, cols in clipped.items():
+        why = calibration.clip_withheld(cols)
+        if why is not None and whole is not None:
+            if not whole_said:
+                say(f"clip counts withheld ({why})")
+                whole_said = True
+        elif why is not None:
+            say(f"{p}: clip counts withheld ({why})")
+        warn = calibration.clip_warning(p, cols)
+        if warn is not None:
+            say("warning: " + warn)
+    return clipped
+
+
 def _collect(pending: dict[Future[Any], str], timeout: float | None,
              failed: dict[str, str]) -> None:
     """Wait (at most ``timeout`` s) for at least one of the ``pending`` calls to a party; drop
@@ -421,13 +453,7 @@ class Querier:
             why = "; ".join(f"{p}: {r}" for p, r in sorted(refusals.items()))
             raise QueryFailed(f"contributions: {len(ok)} provider(s) answered, the query needs "
                               f"{spec.min_providers} ({why})")
-        clipped = {p: dict(r.get("clipped") or {}) for p, r in sorted(ok.items())
-                   if isinstance(r, dict)}
-        for p, cols in clipped.items():
-            hit = {c: b for c, b in cols.items() if b != "0"}
-            if hit:
-                say("warning: " + p + " clipped values to the bounds: "
-                    + ", ".join(f"{c} ({b})" for c, b in hit.items()))
+        clipped = clip_reports(ok, spec, say)
         lap("encrypt+prove")
         # 3. DP noise: commitments, then coin shares (docs/noise.md)
         checked = StepContext(self.follower.query_view(qid),
@@ -443,7 +469,7 @@ class Querier:
         # 4. the aggregate
         say("aggregate")
         if vertical.is_vertical(spec):
-            return self._vertical_release(qid, spec, say, lap, timings, refusals)
+            return self._vertical_release(qid, spec, say, lap, timings, refusals, clipped)
         # steps 6, 8 and 10 (consortium and keys, the query, the noise round and its derived
         # shares) on entries proven in the witnessed log; the submissions' range proofs are
         # checked by every compute node before it decrypts (and by the certificate at the end)
@@ -562,7 +588,8 @@ class Querier:
 
     def _vertical_release(self, qid: str, spec: QuerySpec, say: Progress,
                           lap: Callable[[str], None], timings: dict[str, float],
-                          refusals: dict[str, str]) -> QueryOutcome:
+                          refusals: dict[str, str], clipped: dict[str, dict[str, str]]
+                          ) -> QueryOutcome:
         """Steps 4-9 of a vertical query: the aggregate is the release of the three owner
         entries (:func:`statledger.protocol.vertical.release_ciphertexts`, sums over the
         joined rows only); ``T`` nodes decrypt it (each re-checks every owner proof first);
@@ -604,7 +631,7 @@ class Querier:
             entries.ResultEntry.for_totals(qid, plain, result.to_dict(), decryptors),
             self.key))
         return self._endorse_and_certify(qid, spec, result, sorted(view.contributors()),
-                                         refusals, timings, {}, say, lap)
+                                         refusals, timings, clipped, say, lap)
 
     def _endorse_and_certify(self, qid: str, spec: QuerySpec, result: StatResult,
                              contributors: list[str], refusals: dict[str, str],

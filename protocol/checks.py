@@ -1005,7 +1005,8 @@ def step_14_result(ctx: StepContext) -> str:
         noise = (None if ctx.noise is None else
                  calibration.NoiseInfo(ctx.noise.params, len(ctx.noise.members)))
         small = None if view.release is None else view.release[1].small_bits()
-        decoded = calibration.decode(ctx.spec(), view.totals, noise, small).to_dict()
+        result = calibration.decode(ctx.spec(), view.totals, noise, small)
+        decoded = result.to_dict()
     except MalformedError as exc:
         # the querier published a result for totals that have none
         raise fail(14, f"the totals do not decode: {exc}", querier) from None
@@ -1013,6 +1014,7 @@ def step_14_result(ctx: StepContext) -> str:
     where = results_match(decoded, res.result)
     if where is not None:
         raise fail(14, f"the published result differs from decode(totals) at {where}", querier)
+    view.decoded_result = result  # the certified result, for display (verifier/show.py)
     return "every number of the result recomputed from the totals, exactly equal"
 
 

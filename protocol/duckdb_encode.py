@@ -463,7 +463,19 @@ def _encode(t: DuckDBTable, spec: QuerySpec) -> tuple[list[int], LocalReport]:
     report = LocalReport(n_rows=n_rows, n_selected=n_keep, n_missing=n_rows - n_nm,
                          n_undeclared_category=n_nm - n_decl, n_filtered_out=n_decl - n_keep,
                          clipped={c: n_clip[i] for i, c in enumerate(numeric)})
-    mask = t.run(f"SELECT COALESCE({s['keep']}, FALSE) AS k FROM {t.relation}",  # noqa: S608
-                 sql.params).fetchnumpy()["k"]
-    report.selected = np.asarray(mask, dtype=bool)
+    # the selected-rows mask and each row's released cell (group-by cell, histogram bin),
+    # in table order, for the owner's differencing history (protocol/history.py)
+    cell = "cell0"
+    n_cells = len(group_cells(spec))
+    if hist_edges is not None:
+        lo, hi = spec.bounds[numeric[0]]
+        xc = f"LEAST(GREATEST(x0, {_dbl(lo)}), {_dbl(hi)})"
+        cell = f"cell0 * {m} + LEAST({_bin_sql(xc, hist_edges, 0, m)}, {m - 1})"
+        n_cells *= m
+    scan = t.run(f"SELECT COALESCE(keep, FALSE) AS k, CASE WHEN keep THEN {cell} ELSE -1 END "  # noqa: S608
+                 f"AS c FROM (SELECT {', '.join(base)} FROM {t.relation})",
+                 sql.params).fetchnumpy()
+    report.selected = np.asarray(scan["k"], dtype=bool)
+    report.cells = np.asarray(scan["c"], dtype=np.int64)
+    report.n_cells = n_cells
     return out, report

@@ -63,8 +63,10 @@ class ProviderPolicy(BaseModel):
     require_dp_filtered: bool = Field(
         default=False, description="refuse an exact query that has filters")
     differencing_check: bool = Field(
-        default=True, description="refuse an exact query whose row set differs from an "
-                                  "earlier one's by fewer than min_cell_size rows")
+        default=True, description="refuse an exact query any of whose row sets (its "
+                                  "selection, each group-by cell, histogram bin or "
+                                  "Kaplan-Meier grid cell) differs from an earlier exact "
+                                  "query's by 1 to min_cell_size - 1 rows")
 
     @classmethod
     def parse(cls, obj: Any) -> ProviderPolicy:

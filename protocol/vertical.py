@@ -65,13 +65,12 @@ from statledger.proofs.vector import (
     verify_encrypted_vector,
     verify_encrypted_vectors_batch,
 )
+from statledger.protocol.calibration import too_many_rows
 from statledger.protocol.query import QuerySpec
-from statledger.protocol.stats.base import Table, select_rows
+from statledger.protocol.stats.base import LocalReport, Table, select_rows
 from statledger.protocol.stats.vertical import (
     PRODUCT_BITS,
     Partition,
-    VerticalCovariance,
-    VerticalRegression,
     b_limb_bits,
     block_columns,
     block_layout,
@@ -79,6 +78,7 @@ from statledger.protocol.stats.vertical import (
     pair_index,
     partition_of,
 )
+from statledger.protocol.stats.vertical import is_vertical_statistic as is_vertical
 
 __all__ = [
     "CHUNK_BITS",
@@ -98,6 +98,7 @@ __all__ = [
     "decrypt_release",
     "is_vertical",
     "joined_rows",
+    "local_report",
     "mask_rows",
     "release_ciphertexts",
     "row_tag",
@@ -126,12 +127,6 @@ def _context(query_id: str, party: str, part: str, index: int = 0, bound: bytes 
 
 def _rows_context(query_id: str, party: str, c: int, per: int, tags: Sequence[bytes]) -> bytes:
     return _context(query_id, party, "rows", c, b"".join(tags[c * per : (c + 1) * per]))
-
-
-def is_vertical(spec: QuerySpec) -> bool:
-    """Whether ``spec`` is a vertically partitioned query (its owners publish the three
-    ``vertical_*`` entries instead of submissions)."""
-    return spec.statistic in (VerticalRegression.name, VerticalCovariance.name)
 
 
 def row_tag(secret: bytes, query_id: str, pid: str) -> bytes:
@@ -353,6 +348,7 @@ class _Local:
     u: dict[str, np.ndarray]  # shifted fixed-point values, int64, >= 0
     at: np.ndarray  # the table row of each local row (the selected rows, in order)
     n_rows: int  # rows in the owner's table
+    report: LocalReport  # the selection's report (clip counts of the owner's columns)
 
 
 def _local(plan: VerticalPlan, table: Table, owner: str, cols: Sequence[str]) -> _Local:
@@ -379,9 +375,23 @@ def _local(plan: VerticalPlan, table: Table, owner: str, cols: Sequence[str]) ->
     if len(set(map(str, raw))) != len(raw):
         raise PolicyError(f"owner {owner}: the id column {idc!r} has duplicate ids")
     if len(ids) > spec.max_rows:
-        raise PolicyError(f"owner {owner}: more rows than the query's max_rows")
+        raise too_many_rows(owner)
     u = {c: sel.fixed[c].astype(np.int64) - gram_col(spec, c).lo for c in cols}
-    return _Local(ids, u, np.flatnonzero(selected), len(raw))
+    return _Local(ids, u, np.flatnonzero(selected), len(raw), sel.report)
+
+
+def local_report(spec: QuerySpec, table: Table, owner: str) -> LocalReport:
+    """This owner's local report on its own columns of ``spec`` (never published; the same
+    selection and checks as each of its phases): the provider buckets its clip counts, or
+    withholds them (:func:`statledger.protocol.calibration.clip_report`), for the querier.
+    The counts are over the owner's selected rows (what it encodes), not the joined ones: a
+    count over the join would tell the querier something about which of this owner's rows
+    the partner holds."""
+    plan = VerticalPlan.of(spec)
+    if owner not in plan.part.owners:
+        raise PolicyError(f"owner {owner}: not an owner of this vertical query")
+    return _local(plan, table, owner, plan.a_cols if owner == plan.part.a else plan.b_cols
+                  ).report
 
 
 def _support_check(spec: QuerySpec, owner: str, local: _Local, rows: Sequence[int],

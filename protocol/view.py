@@ -42,6 +42,7 @@ from statledger.protocol.entries import (
     VerticalRowsEntry,
 )
 from statledger.protocol.query import QuerySpec
+from statledger.protocol.stats.base import StatResult
 
 __all__ = ["PARSE_STEP", "QueryView", "fail", "key_in_force", "parse_entries"]
 
@@ -97,6 +98,9 @@ class QueryView:
     previous_endorsements: list[tuple[int, EndorsementEntry]] = field(default_factory=list)
     totals: list[int] | None = None
     decoded: dict[str, Any] | None = None
+    #: (14) the result object ``decoded`` is the dict of (summary table, notes, DP block):
+    #: what ``statledger verify --show`` prints, never decoded a second way
+    decoded_result: StatResult | None = None
 
     @property
     def consortium_id(self) -> str | None:

@@ -21,19 +21,27 @@ from typing import TYPE_CHECKING, Any
 from statledger.settings import Settings, get_settings
 
 if TYPE_CHECKING:  # pragma: no cover
-    from statledger.api import PartialResultWarning, Session, SiteError, connect, local
+    from statledger.api import (
+        ClippingWarning,
+        PartialResultWarning,
+        Session,
+        SiteError,
+        connect,
+        local,
+    )
     from statledger.results import KaplanMeierResult, RegressionResult, Result
     from statledger.verifier.verify import verify_certificate_file
 
 __version__ = "0.1.0"
 
-__all__ = ["KaplanMeierResult", "PartialResultWarning", "RegressionResult", "Result",
-           "Session", "Settings", "SiteError", "__version__", "connect", "get_settings",
+__all__ = ["ClippingWarning", "KaplanMeierResult", "PartialResultWarning", "RegressionResult",
+           "Result", "Session", "Settings", "SiteError", "__version__", "connect", "get_settings",
            "local", "verify_certificate_file"]
 
 #: the lazily imported public names and their modules
 _LAZY = {"connect": "api", "local": "api", "Session": "api", "SiteError": "api",
-         "PartialResultWarning": "api", "Result": "results", "RegressionResult": "results",
+         "PartialResultWarning": "api", "ClippingWarning": "api", "Result": "results",
+         "RegressionResult": "results",
          "KaplanMeierResult": "results", "verify_certificate_file": "verifier.verify"}
 
 

@@ -30,7 +30,8 @@ from typing import Any
 from statledger.proofs.errors import MalformedError, StatledgerError
 from statledger.results import Result, make_result, trust_policy
 
-__all__ = ["Session", "SiteError", "PartialResultWarning", "local", "connect"]
+__all__ = ["Session", "SiteError", "PartialResultWarning", "ClippingWarning", "local",
+           "connect"]
 
 #: Dataset name of every site of a local session.
 _DATASET = "data"
@@ -44,6 +45,13 @@ class SiteError(MalformedError):
 
 class PartialResultWarning(UserWarning):
     """A result that leaves sites out (``allow_partial=True``); the message names them."""
+
+
+class ClippingWarning(UserWarning):
+    """A site clipped values to the query's bounds; the message names the site and each
+    column with a bucketed count (``Result.clipped``), never the count.  A site that withheld
+    its counts (a DP query, or fewer selected rows than ``min_cell_size``) raises none:
+    ``Result.clipped`` shows it as withheld."""
 
 
 def _is_dataframe(obj: Any) -> bool:
@@ -174,7 +182,14 @@ class Session:
         # what the certificate says counts: a site is left out only if it did not contribute
         took_part = set(outcomes[-1].contributors)
         left_out = {p: r for p, r in left_out.items() if p not in took_part}
-        return make_result(outcomes, trust=self._trust, left_out=left_out)
+        result = make_result(outcomes, trust=self._trust, left_out=left_out)
+        from statledger.protocol.calibration import clip_warning
+
+        for site, buckets in result.clipped.items():  # never silent, progress or not
+            warn = clip_warning(f"site {site}", buckets)
+            if warn is not None:
+                warnings.warn(warn, ClippingWarning, stacklevel=2)
+        return result
 
     # -- one call per common statistic ---------------------------------------------------
     def _run(self, base: dict[str, Any], extra: Mapping[str, Any]) -> Result:

@@ -12,6 +12,11 @@ the numbers this object shows are the certified ones, exactly.
   ``median_survival_time_``, ``event_table()``, ``logrank``, ``.plot()``;
 * :class:`Result` for every other statistic: ``to_frame()``, ``summary()``.
 
+A differentially private result also states its noise: ``noise_sd`` and ``noise_conf_int()``
+(per released number; per coefficient on a :class:`RegressionResult`) read the ``dp`` block
+the certified decoder wrote, and ``budget_share`` is the split ``statledger plan`` states.
+An exact result has none of them (``None``).
+
 pandas is needed for the tables (``pip install "statledger[notebook]"``), matplotlib for
 ``.plot()``; a clear :class:`ImportError` says so when one is missing.
 """
@@ -81,7 +86,8 @@ class Result:
     def __init__(self, spec: QuerySpec, values: dict[str, Any], text: str,
                  certificates: Sequence[Certificate], query_ids: Sequence[str],
                  contributors: Sequence[str], trust: TrustPolicy | None = None,
-                 left_out: dict[str, str] | None = None) -> None:
+                 left_out: dict[str, str] | None = None,
+                 clipped: dict[str, dict[str, str]] | None = None) -> None:
         if not certificates or len(certificates) != len(query_ids):
             raise MalformedError("a result needs one certificate per round")
         self.spec = spec
@@ -93,6 +99,13 @@ class Result:
         self.contributors: list[str] = list(contributors)
         #: sites that did not contribute (``allow_partial=True``), with the reason
         self.left_out: dict[str, str] = dict(left_out or {})
+        #: per site and column, how many values were clipped to the bounds as a bucket
+        #: (``"0"``, ``"1-9"``, ``"10-99"``, ``"100+"``; never a count), or withheld
+        #: (``"withheld (DP query)"``; ``"withheld (fewer rows than min_cell_size)"`` when the
+        #: site selected fewer rows), as each site reported it for the (last) round; not
+        #: certified: a site vouches for its own
+        self.clipped: dict[str, dict[str, str]] = {
+            s: dict(c) for s, c in (clipped or {}).items()}
         self._trust = trust
 
     # -- what was released ----------------------------------------------------------------
@@ -112,6 +125,57 @@ class Result:
     def to_dict(self) -> dict[str, Any]:
         """The released result as plain JSON (what the certificate's result entry holds)."""
         return dict(self.values)
+
+    # -- the noise of a DP result ------------------------------------------------------------
+    @property
+    def is_dp(self) -> bool:
+        """Whether the numbers carry differential-privacy noise (the result has a ``dp``
+        block)."""
+        return isinstance(self.values.get("dp"), dict)
+
+    def _noise(self) -> list[tuple[str, float, float, float, float]]:
+        from statledger.protocol.calibration import noise_rows
+
+        return noise_rows(self.values)
+
+    @property
+    def noise_sd(self) -> Any:
+        """The noise standard deviation of every released number, ``{path: sd}`` (paths as
+        in ``values["dp"]["value_sd"]``: ``"n"``, ``"value"``, ``"cells[0].n"``...); None
+        for an exact result, which has no noise."""
+        if not self.is_dp:
+            return None
+        return {p: sd for p, _v, sd, _lo, _hi in self._noise()}
+
+    def noise_conf_int(self, alpha: float = 0.05) -> Any:
+        """The noise interval of every released number, ``{path: (low, high)}``: the
+        certified 95 % interval (``values["dp"]["ci95"]``) for ``alpha=0.05``, other levels
+        ``value -+ z sd`` with the normal quantile; None for an exact result.  It covers the
+        DP noise only, not the sampling error."""
+        if not 0.0 < alpha < 1.0:
+            raise ValueError("alpha: expected 0 < alpha < 1")
+        if not self.is_dp:
+            return None
+        return {p: self._noise_bounds(v, sd, lo, hi, alpha) for p, v, sd, lo, hi in self._noise()}
+
+    @staticmethod
+    def _noise_bounds(v: float, sd: float, lo: float, hi: float,
+                      alpha: float) -> tuple[float, float]:
+        if alpha == 0.05:
+            return lo, hi
+        from statistics import NormalDist
+
+        z = NormalDist().inv_cdf(1 - alpha / 2)
+        return v - z * sd, v + z * sd
+
+    @property
+    def budget_share(self) -> dict[str, float] | None:
+        """A DP query's budget split, each encoded entry's share of rho: recomputed from the
+        spec by the function ``statledger plan`` states it with (it is not logged); None
+        for an exact query."""
+        from statledger.protocol.calibration import budget_share, is_dp
+
+        return budget_share(self.spec) if is_dp(self.spec) else None
 
     def summary(self) -> Summary:
         """A text table in the style of statsmodels' ``summary()``."""
@@ -292,12 +356,42 @@ class RegressionResult(Result):
             hi = [b + q * s for b, s in zip(self.params, self.bse, strict=True)]
         return pd.DataFrame({0: lo, 1: hi}, index=terms)
 
+    @property
+    def noise_sd(self) -> Any:
+        """A DP fit's noise sd per coefficient (a Series by term, NaN for a coefficient not
+        released); None for an exact fit.  ``bse`` and ``conf_int()`` are sampling-only."""
+        if not self.is_dp:
+            return None
+        pd = _pandas()
+        sds = {p: sd for p, _v, sd, _lo, _hi in self._noise()}
+        terms = list(self.values["terms"])
+        return pd.Series([sds.get(f"coef[{i}]", math.nan) for i in range(len(terms))],
+                         index=terms, name="noise_sd")
+
+    def noise_conf_int(self, alpha: float = 0.05) -> Any:
+        """A DP fit's noise interval per coefficient (columns 0 and 1 like ``conf_int()``):
+        the certified 95 % one for ``alpha=0.05``, else ``coef -+ z noise_sd``; None for an
+        exact fit.  It covers the DP noise only; ``conf_int()`` the sampling error only."""
+        if not 0.0 < alpha < 1.0:
+            raise ValueError("alpha: expected 0 < alpha < 1")
+        if not self.is_dp:
+            return None
+        pd = _pandas()
+        rows = {p: self._noise_bounds(v, sd, lo, hi, alpha)
+                for p, v, sd, lo, hi in self._noise()}
+        terms = list(self.values["terms"])
+        got = [rows.get(f"coef[{i}]", (math.nan, math.nan)) for i in range(len(terms))]
+        return pd.DataFrame({0: [a for a, _ in got], 1: [b for _, b in got]}, index=terms)
+
     def to_frame(self) -> Any:
         pd = _pandas()
         ci = self.conf_int()
         stat = "t" if "t" in self.values else "z"
-        return pd.DataFrame({"coef": self.params, "std err": self.bse, stat: self.tvalues,
-                             f"P>|{stat}|": self.pvalues, "[0.025": ci[0], "0.975]": ci[1]})
+        frame = pd.DataFrame({"coef": self.params, "std err": self.bse, stat: self.tvalues,
+                              f"P>|{stat}|": self.pvalues, "[0.025": ci[0], "0.975]": ci[1]})
+        if self.is_dp:  # the noise next to the (sampling-only) interval
+            frame["noise sd"] = self.noise_sd
+        return frame
 
 
 class KaplanMeierResult(Result):
@@ -424,4 +518,4 @@ def make_result(outcomes: Sequence[Any], *, trust: TrustPolicy | None = None,
     cls = _KINDS.get(spec.statistic, Result)
     return cls(spec, final.result.to_dict(), final.result.summary(),
                [o.certificate for o in outcomes], [o.query_id for o in outcomes],
-               final.contributors, trust, left_out)
+               final.contributors, trust, left_out, getattr(final, "clipped", None))

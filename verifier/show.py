@@ -3,10 +3,14 @@ the parties, and a verdict in plain language (``statledger verify --show``, ``st
 CERT --html OUT.html``).
 
 Nothing here checks anything: :func:`inspect` runs :func:`~statledger.verifier.verify.
-verify_certificate` and only then reads what it verified.  The result is decoded from the
-certified totals by the statistic's own decoder (the one step 14 runs), and only for a valid
-certificate: an invalid one shows its failed step, never a table that looks certified.  The
-query and the parties of an invalid certificate are shown as *claimed*.
+verify_certificate` and only then reads what it verified.  The result shown is the one step
+14 decoded from the certified totals (:func:`statledger.protocol.calibration.decode`: for a
+DP query unscaled by its weights, with the logged noise parameters, and with the noise sd and
+95 % interval of every released number) and found equal to the published one; never decoded
+a second way.  It is shown only for a valid certificate: an invalid one shows its failed
+step, never a table that looks certified.  The query and the parties of an invalid
+certificate are shown as *claimed*.  A DP result also shows the budget split, recomputed from
+the spec by the function ``statledger plan`` uses (it is not logged).
 
 A certificate is hostile input: every string taken from it (party ids, column names,
 categories, terms, reasons, the origin) is HTML-escaped where it is written, the page loads
@@ -23,16 +27,22 @@ from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 from statledger.proofs.errors import StatledgerError
+from statledger.protocol.calibration import Z95, budget_share, is_dp, noise_rows
 from statledger.protocol.query import QuerySpec
-from statledger.protocol.stats import get as get_statistic
-from statledger.protocol.stats.base import StatResult, fmt
+from statledger.protocol.stats.base import StatResult, fmt, format_table
 from statledger.protocol.stats.survival import KaplanMeier
 from statledger.verifier.certificate import parse_certificate
 from statledger.verifier.report import STEPS, Report
 from statledger.verifier.verify import TrustPolicy, verify_certificate
 
 __all__ = ["Shown", "Table", "inspect", "shown_from_report", "describe_query", "verdict",
-           "result_tables", "plot_svg", "render_text", "render_html"]
+           "result_tables", "noise_table", "budget_table", "plot_svg", "render_text",
+           "terminal_safe",
+           "render_html", "MAX_NOISE_ROWS"]
+
+#: at most this many released numbers are listed with their noise (the rest are counted;
+#: every one is in the certificate's ``dp`` block)
+MAX_NOISE_ROWS = 120
 
 
 @dataclass(frozen=True)
@@ -95,12 +105,10 @@ def shown_from_report(report: Report, *, origin: str = "") -> Shown:
         sh.consortium_id = view.consortium_id
     except StatledgerError:
         sh.consortium_id = None
-    if report.valid and sh.spec is not None and view.totals is not None:
-        # the statistic's own decoder on the totals step 13 decrypted (step 14 ran it too and
-        # found the published result equal to it)
-        stat = get_statistic(sh.spec.statistic)
-        sh.result = (stat.decode(sh.spec, view.totals) if view.release is None else
-                     stat.decode_gated(sh.spec, view.totals, view.release[1].small_bits()))
+    if report.valid and sh.spec is not None:
+        # what step 14 decoded from the totals step 13 decrypted (calibration.decode, with a
+        # DP query's weights and logged noise) and found equal to the published result
+        sh.result = view.decoded_result
     return sh
 
 
@@ -189,8 +197,17 @@ def verdict(sh: Shown) -> str:
             f"{pinned}.")
 
 
+def terminal_safe(text: str) -> str:
+    """``text`` with every non-printable character but the newline written as its escape
+    (``\\x1b``): names in a certificate are anyone's strings, and a hostile one must not
+    drive the reader's terminal (clear it, retitle it, hide a line)."""
+    return "".join(ch if ch == "\n" or ch.isprintable() else repr(ch)[1:-1]
+                   for ch in text)
+
+
 def render_text(sh: Shown, *, verbose: bool = False) -> str:
-    """What ``statledger verify --show`` prints after the verdict: query, result table."""
+    """What ``statledger verify --show`` prints after the verdict: query, result table
+    (:func:`terminal_safe`)."""
     out: list[str] = []
     if sh.spec is not None:
         out.append("query" + ("" if sh.report.valid else " (claimed, not certified)") + ":")
@@ -199,11 +216,15 @@ def render_text(sh: Shown, *, verbose: bool = False) -> str:
             out.append(f"  asked by {sh.querier}")
     if sh.result is not None and sh.report.valid:
         out += ["", sh.result.summary()]
+        for t in (noise_table(sh.result),
+                  budget_table(sh.spec) if sh.spec is not None else None):
+            if t is not None:
+                out += ["", format_table(t.caption, t.header, t.rows)]
     elif not sh.report.valid:
         out.append("result: not shown (the certificate is invalid)")
     if verbose and sh.report.query_id:
         out.append(f"query id: {sh.report.query_id}")
-    return "\n".join(out)
+    return terminal_safe("\n".join(out))
 
 
 # ------------------------------------------------------------------------------ tables
@@ -249,6 +270,33 @@ def result_tables(result: StatResult) -> list[Table]:
                       [list(r) for r in result.rows])]
     scalars = [[k, val] for k, val in v.items() if _is_num(val) or isinstance(val, str)]
     return [Table(result.title or result.statistic, ["", "value"], scalars)]
+
+
+def noise_table(result: StatResult) -> Table | None:
+    """A DP result's released numbers with their noise (``values["dp"]``, as step 14 decoded
+    it): value, noise sd, 95 % interval; None for an exact result (it has no noise).  At
+    most :data:`MAX_NOISE_ROWS` rows, then one row counting the rest."""
+    rows = noise_rows(result.values)
+    if not rows:
+        return None
+    mech = result.values["dp"].get("privacy", {}).get("mechanism", "dp")
+    out: list[list[Any]] = [[p, v, sd, lo, hi] for p, v, sd, lo, hi in rows[:MAX_NOISE_ROWS]]
+    if len(rows) > MAX_NOISE_ROWS:
+        out.append([f"... and {len(rows) - MAX_NOISE_ROWS} more (the result's dp block)",
+                    "", "", "", ""])
+    return Table(f"DP noise ({mech}) of every released number, 95% = value +- {Z95:.2f} sd",
+                 ["number", "released", "noise sd", "95% low", "95% high"], out)
+
+
+def budget_table(spec: QuerySpec) -> Table | None:
+    """The budget split of a DP query, share of rho per encoded entry (or one-hot block):
+    :func:`statledger.protocol.calibration.budget_share`, the function ``statledger plan``
+    states it with, recomputed from the spec (it is not logged).  None without DP."""
+    if not is_dp(spec):
+        return None
+    return Table("budget split over the encoded entries (share of the query's rho)",
+                 ["entry", "share %"],
+                 [[lab, 100 * sh] for lab, sh in budget_share(spec).items()])
 
 
 # ------------------------------------------------------------------------------ plots
@@ -504,6 +552,10 @@ def render_html(sh: Shown) -> str:
         parts.append(svg if svg is not None else "<p>nothing to plot for this result</p>")
         for i, t in enumerate(result_tables(sh.result)):
             parts.append(_table_html(t, "result" if i == 0 else "result-more"))
+        for extra, cls in ((noise_table(sh.result), "noise"),
+                           (budget_table(sh.spec) if sh.spec is not None else None, "budget")):
+            if extra is not None:
+                parts.append(_table_html(extra, cls))
         if sh.result.notes:
             parts.append("<ul class='notes'>" + "".join(f"<li>{_e(n)}</li>"
                                                         for n in sh.result.notes) + "</ul>")

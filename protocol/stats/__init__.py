@@ -30,6 +30,7 @@ _MODULES: tuple[str, ...] = (
     "ols",
     "survival",
     "logistic",
+    "evaluation",
     "cox",
     "classical",
     "workload",

@@ -560,6 +560,25 @@ class LocalReport:
     clipped: dict[str, int] = field(default_factory=dict)
     #: which rows of the local table were selected (for the owner's differencing history)
     selected: npt.NDArray[np.bool_] | None = field(default=None, repr=False, compare=False)
+    #: per local table row, the released cell its values enter (group-by cell, crosstab
+    #: cell, histogram bin...; ``-1``: none), for the owner's differencing history
+    #: (protocol/history.py); the cells of one query are disjoint
+    cells: npt.NDArray[np.int64] | None = field(default=None, repr=False, compare=False)
+    #: the number of released cells (``cells`` takes values in ``range(n_cells)``)
+    n_cells: int = field(default=0, repr=False, compare=False)
+
+    def refine_cells(self, within: npt.NDArray[np.int64], width: int) -> None:
+        """Split every cell into ``width`` sub-cells: ``within`` gives, per selected row
+        (in table order), its sub-cell (``-1``: it enters none), e.g. a histogram bin."""
+        if self.cells is None or self.selected is None:
+            raise MalformedError("local report: no cells to refine")
+        sub = np.asarray(within, dtype=np.int64)
+        if sub.shape != (int(np.count_nonzero(self.selected)),) or width < 1 or (
+                sub.size and int(sub.max()) >= width):
+            raise MalformedError("local report: sub-cells do not match the selection")
+        old = self.cells[self.selected]
+        self.cells[self.selected] = np.where((old < 0) | (sub < 0), -1, old * width + sub)
+        self.n_cells *= width
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON."""
@@ -728,6 +747,9 @@ def select_rows(
         )
         cell = cell * len(levels) + idx
         n_cells *= len(levels)
+    report.cells = np.full(n_rows, -1, dtype=np.int64)
+    report.cells[keep] = cell
+    report.n_cells = n_cells
 
     fixed: dict[str, IntArray] = {}
     values: dict[str, FloatArray] = {}

@@ -15,11 +15,18 @@ Encoding (no group_by), every entry 0 or 1 except ``n``:
 The crypto adds, so a summed threshold entry counts the providers with a value beyond ``t``;
 a count > 0 is the OR.  Decoding: ``max`` = the largest ``t`` with ``ge(t) > 0`` (``a`` if none
 but some provider is non-empty); ``min`` = the smallest ``t`` with ``le(t) > 0`` (``b`` if
-none).  The result is suppressed (None) when ``0 < n < min_cell_size``: ``n`` is the *gate*
-(decrypted first, :mod:`statledger.protocol.suppression`) and, when it is small, the threshold
-entries are never decrypted -- nothing but ``n`` and the number of providers is on the log.
-Note that an extreme is by nature one individual's value: use it on non-sensitive columns or
-with DP.
+none).
+
+Suppression before decryption (:mod:`statledger.protocol.suppression`): an exact query's
+*gate* is ``n``, tested by the blinded shuffled PET, which reveals only the bit ``n <
+min_cell_size`` -- never ``n``.  An empty selection counts as small (also at ``min_cell_size
+= 1``, where the PET tests ``n == 0``).  When the bit is set, :meth:`_Extreme.release`
+releases ``providers`` alone (the aggregate entry lists the contributions anyway): ``n``,
+``nonempty`` and every threshold are never decrypted, and the result shows the value and
+``n`` as None ("suppressed").  A DP query has no gate: every entry is decrypted noised and
+the result is suppressed when the noisy ``n`` is in ``(0, min_cell_size)``; the extreme read
+off noisy threshold counts is rarely useful (docs/queries.md, "What a DP query releases").
+An extreme is by nature one individual's value: use it on non-sensitive columns.
 """
 
 from __future__ import annotations

@@ -132,6 +132,7 @@ class Histogram(Statistic):
         x = sel.values[col]
         idx = np.searchsorted(e, x, side="right") - 1
         idx = np.where(x == e[-1], m - 1, idx)
+        sel.report.refine_cells(idx, m)  # each bin is a released cell (differencing history)
         out: list[int] = []
         for k in range(sel.n_cells):
             counts = np.bincount(idx[sel.cell_mask(k)], minlength=m)

@@ -465,12 +465,35 @@ class _RegressionResult(StatResult):
         self.summary_lines = lines
 
     def summary(self) -> str:
-        width = max(len(x) for x in self.summary_lines)
-        out = [self.summary_lines[0].center(width).rstrip(), "=" * width]
-        out.extend(self.summary_lines[1:])
+        lines = self.summary_lines + self._noise_lines()
+        width = max(len(x) for x in lines)
+        out = [lines[0].center(width).rstrip(), "=" * width]
+        out.extend(lines[1:])
         out.append("=" * width)
         out.extend(self.notes)
         return "\n".join(out)
+
+    def _noise_lines(self) -> list[str]:
+        """A DP fit's coefficient noise (the ``dp`` block :func:`statledger.protocol.
+        calibration.decode` added): per term its noise sd and 95 % noise interval, and what
+        the ``[0.025 0.975]`` columns above do not include.  Nothing for an exact fit."""
+        from statledger.protocol.calibration import noise_of
+
+        terms = self.values.get("terms")
+        if not isinstance(terms, list) or not isinstance(self.values.get("dp"), dict):
+            return []
+        rows = [(str(t), noise_of(self.values, f"coef[{i}]")) for i, t in enumerate(terms)]
+        w0 = max([len(t) for t, _ in rows] + [10])
+        head = f"{'':<{w0}} {'noise sd':>10} {'noise [0.025':>13} {'0.975]':>10}"
+        out = ["", "DP noise per coefficient: the [0.025 0.975] columns above are "
+               "sampling-only;", "the noise's 95% interval is coef +- 1.96 noise sd:", head,
+               "-" * len(head)]
+        for t, nz in rows:
+            if nz is None:  # not released (suppressed or singular): no noise to state
+                out.append(f"{t:<{w0}} {'.':>10} {'.':>13} {'.':>10}")
+            else:
+                out.append(f"{t:<{w0}} {fmt(nz[0]):>10} {fmt(nz[1]):>13} {fmt(nz[2]):>10}")
+        return out
 
 
 # ---------------------------------------------------------------------------- statistic

@@ -454,6 +454,10 @@ class KaplanMeier(Statistic):
             raise MalformedError(f"table.{event}: event values must be 0 or 1")
         k = np.searchsorted(grid, tv, side="left")
         ties = self._max_ties(spec)
+        # the released cells (differencing history): per group, the rows after the grid,
+        # then per grid point its events and its censorings, in the layout's order
+        sel.report.refine_cells(
+            np.where(k < m, 1 + 2 * k + (ev == 0.0), 0).astype(np.int64), 2 * m + 1)
         out: list[int] = []
         for cell in range(sel.n_cells):
             mask = sel.cell_mask(cell)

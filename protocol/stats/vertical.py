@@ -66,6 +66,7 @@ __all__ = [
     "PRODUCT_BITS",
     "b_limb_bits",
     "block_columns",
+    "is_vertical_statistic",
     "pair_index",
     "partition_of",
 ]
@@ -326,3 +327,10 @@ class VerticalCovariance(_Vertical):
 
 register(VerticalRegression())
 register(VerticalCovariance())
+
+
+def is_vertical_statistic(spec: QuerySpec) -> bool:
+    """Whether ``spec`` is a vertically partitioned query (its owners publish the three
+    ``vertical_*`` entries instead of submissions): the one test, which
+    :func:`statledger.protocol.vertical.is_vertical` re-exports."""
+    return spec.statistic in (VerticalRegression.name, VerticalCovariance.name)

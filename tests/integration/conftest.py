@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import e2e
 import pytest
 
 # ---------------------------------------------------------------------------------------
@@ -109,44 +110,18 @@ def verifier_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VerifierR
 # end-to-end and failure suite (tests/integration/test_e2e_*.py)
 # ---------------------------------------------------------------------------------------
 
-#: Every hospital of :func:`e2e_cluster` has this zCDP budget per dataset.
-E2E_BUDGET_RHO = 1.0
-
-
 @pytest.fixture(scope="session")
 def e2e_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """ONE running cluster (1 ledger, 3 compute, 4 hospitals with the bundled sites, policy
-    ``budget_rho = E2E_BUDGET_RHO``, 1 querier), set up, for the whole session.  Tests that
-    kill or restart a party must leave it running again.
+    """ONE running cluster (``e2e.cluster_in``) for the whole session.  Tests that kill
+    or restart a party must leave it running again.
 
     Used by tests/integration/test_e2e_*.py.
     """
-    from statledger.nodes.demo import provider_datasets
-    from statledger.nodes.launcher import Cluster
-
-    work = tmp_path_factory.mktemp("e2e")
-    policy = work / "policy.json"
-    policy.write_text(json.dumps({"budget_rho": E2E_BUDGET_RHO}), encoding="utf-8")
-    providers = provider_datasets()
-    cluster = Cluster(work / "cluster", n_compute=3, providers=providers,
-                      queriers=["querier", "querier-2"], policies={p: policy for p in providers},
-                      startup_timeout=120)
-    cluster.start_and_set_up()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from e2e.cluster_in(tmp_path_factory.mktemp("e2e"))
 
 
 @pytest.fixture(scope="session")
 def e2e_querier(e2e_cluster: Any) -> Iterator[Any]:
-    """The querier of :func:`e2e_cluster` with a bounded HTTP timeout (a hung party fails the
-    test instead of stalling the session).  Used by tests/integration/test_e2e_*.py."""
-    from statledger.nodes.querier import Querier
-
-    layout = e2e_cluster.layout
-    with Querier("querier", e2e_cluster.signing_key("querier"), e2e_cluster.url("ledger"),
-                 {p.party_id: p.url for p in layout.compute},
-                 {p.party_id: p.url for p in layout.providers},
-                 trust=e2e_cluster.genesis, timeout=120.0) as q:
-        yield q
+    """The querier of :func:`e2e_cluster` (``e2e.querier_of``).  Used by
+    tests/integration/test_e2e_*.py."""
+    yield from e2e.querier_of(e2e_cluster)

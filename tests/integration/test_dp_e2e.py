@@ -115,6 +115,19 @@ def test_differencing_pair_is_refused(cluster: Any) -> None:
     msg = str(info.value)
     for n in {int(np.count_nonzero(rows["age"] == 30)), int(np.count_nonzero(rows["age"] > 30))}:
         assert not re.search(rf"\b{n}\b", msg.split("(")[-1])  # no count in the refusal
+    # the same selection (every row), released cells one row set apart: histogram bins
+    # [0, 30) then [0, 31) -- the second bin of the first is the `age >= 30` rows answered
+    # above, so the first is answered; the second is refused; as a DP query it is answered
+    hist = {"version": 1, "statistic": "histogram", "columns": ["age"],
+            "bounds": {"age": [0.0, 120.0]}, "max_rows": 1000}
+    with _querier(cluster, "querier-2") as q:  # colluders: the history is per dataset
+        q.run(QuerySpec.parse({**hist, "params": {"bins": [0, 30, 120]}}), datasets="diabetes")
+        with pytest.raises(QueryFailed, match="dataset diabetes: .*earlier exact query"):
+            q.run(QuerySpec.parse({**hist, "params": {"bins": [0, 31, 120]}}),
+                  datasets="diabetes")
+        q.run(QuerySpec.parse({**hist, "params": {"bins": [0, 31, 120]},
+                               "privacy": {"mechanism": "zcdp", "rho": 0.05}}),
+              datasets="diabetes")
 
 
 def test_over_max_rows_says_so_without_the_count(cluster: Any) -> None:

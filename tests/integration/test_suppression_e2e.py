@@ -19,8 +19,10 @@ and its complement are suppressed.  Played here:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
+import e2e
 import httpx
 import numpy as np
 import pytest
@@ -32,6 +34,21 @@ from statledger.proofs.group import Scalar, base_mul
 from statledger.protocol import datasets, entries, flow, pet, suppression
 from statledger.protocol.query import QuerySpec
 from statledger.protocol.view import parse_entries
+
+
+# This module's own cluster (the same parties as conftest's session-wide ``e2e_cluster``):
+# its one-person cells and the session cluster's earlier exact answers on diabetes (the
+# presence test's histogram has the same one-person bin; its bin [30, 42) is this module's
+# `bmi >= 30` selection minus that person) are differencing pairs, which every owner's
+# history now refuses (protocol/history.py, per released cell).
+@pytest.fixture(scope="module")
+def e2e_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    yield from e2e.cluster_in(tmp_path_factory.mktemp("suppression"))
+
+
+@pytest.fixture(scope="module")
+def e2e_querier(e2e_cluster: Any) -> Iterator[Any]:
+    yield from e2e.querier_of(e2e_cluster)
 
 
 def _spec(min_cell_size: int = 5) -> QuerySpec:

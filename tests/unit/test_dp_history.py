@@ -126,3 +126,32 @@ def test_exact_quota() -> None:
 def test_policy_rejects_malformed_privacy_fields(bad: dict[str, object]) -> None:
     with pytest.raises(MalformedError, match="policy"):
         ProviderPolicy.parse(bad)
+
+
+def test_vectorised_check_agrees_with_the_naive_difference() -> None:
+    """The packed popcount-of-XOR check (several sets, tables of different lengths)
+    refuses exactly when some new set that repeats no earlier one has a naive
+    ``|A xor B|`` in ``1 .. k - 1`` with an earlier set."""
+    rng = np.random.default_rng(11)
+    for trial in range(200):
+        n_new, n_old = int(rng.integers(1, 40)), int(rng.integers(1, 40))
+        new = rng.random((int(rng.integers(1, 4)), n_new)) < 0.5
+        olds = [rng.random((int(rng.integers(1, 4)), n_old + int(rng.integers(0, 3)))) < 0.5
+                for _ in range(3)]
+        if trial % 2:  # plant a near copy: a few flipped rows of an earlier set
+            near = np.zeros(n_new, dtype=bool)
+            src = olds[1][0][:n_new]
+            near[:src.size] = src
+            near[rng.integers(0, n_new, int(rng.integers(1, 3)))] ^= True
+            new[0] = near
+        k = int(rng.integers(2, 6))
+        # a new set equal to an earlier one is a repeat, not compared further
+        naive = [[history.symmetric_difference(a, b) for o in olds for b in o] for a in new]
+        want = any(0 < d < k for row in naive if 0 not in row for d in row)
+        earlier = [(f"q{i}", history.RowSets.of_masks(o)) for i, o in enumerate(olds)]
+        if want:
+            with pytest.raises(PolicyError):
+                history.check_differencing("d", "new", history.RowSets.of_masks(new),
+                                           earlier, k)
+        else:
+            history.check_differencing("d", "new", history.RowSets.of_masks(new), earlier, k)

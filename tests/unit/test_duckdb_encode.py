@@ -116,6 +116,9 @@ def test_equal_to_in_memory(files: dict[str, Path], kind: str, name: str) -> Non
     assert r2.to_dict() == r1.to_dict()
     assert r1.selected is not None and r2.selected is not None
     assert np.array_equal(r2.selected, r1.selected)
+    # the released cells of the differencing history (protocol/history.py) too
+    assert r1.cells is not None and r2.cells is not None and r2.n_cells == r1.n_cells
+    assert np.array_equal(r2.cells, r1.cells)
     assert r1.n_selected > 0 and any(v != 0 for v in v1)  # the comparison is not vacuous
 
 

@@ -194,7 +194,8 @@ def test_binary_fields_strict(name):
         for bad in (v.hex(), list(v), b""):
             with pytest.raises(MalformedError, match=key):
                 E.Entry.from_bytes(_enc({**obj, key: [bad] if is_list else bad}))
-        if key not in ("vector", "commitment", "message"):  # the others have a fixed length
+        # the others have a fixed length (a vertical phase's ``data`` is decoded by step 9)
+        if key not in ("vector", "commitment", "message", "data"):
             for bad in (v[:-1], v + b"\x00"):
                 with pytest.raises(MalformedError, match=key):
                     E.Entry.from_bytes(_enc({**obj, key: [bad] if is_list else bad}))
@@ -222,12 +223,17 @@ def test_party_ids(bad_id):
                       ("noise_commit", "node"), ("noise_coin", "node"),
                       ("query", "querier"), ("endorsement", "provider"),
                       ("decryption", "node"), ("dkg_deal", "node"), ("dkg_ack", "node"),
-                      ("dkg_key", "node"), ("dkg_disclosure", "node")):
+                      ("dkg_key", "node"), ("dkg_disclosure", "node"), ("pet", "node"),
+                      ("gate", "node"), ("vertical_rows", "provider"),
+                      ("vertical_products", "provider"), ("vertical_block", "provider")):
         with pytest.raises(MalformedError):
             E.Entry.from_bytes(_enc({**_obj(name), key: bad_id}))
     # the nodes a result names as its decryptors
     with pytest.raises(MalformedError, match=r"decryptors\[0\]"):
         E.Entry.from_bytes(_enc({**_obj("result"), "decryptors": [bad_id]}))
+    # the nodes whose gate shares a release decision combined
+    with pytest.raises(MalformedError, match=r"decryptors\[0\]"):
+        E.Entry.from_bytes(_enc({**_obj("release"), "decryptors": [bad_id]}))
     # the setup's compute node ids (the setup names no cluster any more: its consortium is
     # a 32-byte id, see test_setup_rules)
     with pytest.raises(MalformedError, match=r"compute\[0\]"):
@@ -521,3 +527,114 @@ def test_entries_are_immutable_and_construction_validates():
     # lists given to the constructor become tuples (deep immutability of sequences)
     agg = E.AggregateEntry(QID, [1], [], [point_hex(2) + point_hex(3)])  # type: ignore[arg-type]
     assert agg.submissions == (1,) and agg.ciphertexts == (point_hex(2) + point_hex(3),)
+
+
+def test_every_registered_kind_has_a_signed_entry():
+    """The generic suite above runs for every entry of ``signed_entries``: a kind registered
+    in ``entries.KINDS`` without one there would skip every reject twin.  This fails first."""
+    covered = {e.KIND for e in SIGNED.values()}
+    missing = set(E.KINDS) - covered
+    assert not missing, f"add a signed entry of {sorted(missing)} to test_entries_helpers"
+    assert covered <= set(E.KINDS)
+    for name, e in SIGNED.items():
+        assert type(e) is E.KINDS[e.KIND], name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_kind_confusion(name):
+    """The same fields under every other kind: refused by the codec (another shape), or, when
+    two kinds share a shape (decryption / gate, setup / rekey, the ceremony's and the
+    vertical phases' kinds), decoded as that kind but never verifying: the kind is signed."""
+    obj = _obj(name)
+    vk = KEYS[AUTHOR[name]].public_key()
+    same_shape = 0
+    for other in sorted(E.KINDS):
+        if other == obj["kind"]:
+            continue
+        try:
+            moved = E.Entry.from_bytes(_enc({**obj, "kind": other}))
+        except MalformedError:
+            continue
+        same_shape += 1
+        assert type(moved) is E.KINDS[other]
+        with pytest.raises(VerificationError):
+            E.verify_signature(moved, vk, AUTHOR[name])
+    if obj["kind"] in ("gate", "decryption", *E.VERTICAL_KINDS):
+        assert same_shape >= 1  # the twin above really ran for these kinds
+
+
+def test_gate_and_decryption_shares_are_not_interchangeable():
+    """A gate entry carries decryption shares of the PET's last ciphertexts only; presented as
+    a decryption entry (or back) it must not verify, whoever signed it."""
+    gate = SIGNED["gate"]
+    as_dec = E.DecryptionEntry(gate.query_id, gate.node, gate.shares,  # type: ignore[attr-defined]
+                               gate.proof, sig=gate.sig)  # type: ignore[attr-defined]
+    with pytest.raises(VerificationError):
+        E.verify_signature(as_dec, KEYS["node-a"].public_key(), "node-a")
+    E.verify_signature(gate, KEYS["node-a"].public_key(), "node-a")
+
+
+def test_pet_entry_rules():
+    obj = _obj("pet")
+    e = SIGNED["pet"]
+    assert isinstance(e, E.PetEntry) and e.cells == 1 and e.claimed_author() == "node-a"
+    assert len(e.batches()[0].blinded) == 2
+    # a version 1 entry (no proof_version) and another version are refused by name
+    with pytest.raises(MalformedError, match="proof_version|version 1"):
+        E.Entry.from_bytes(_enc({k: v for k, v in obj.items() if k != "proof_version"}))
+    for bad in (1, 3, True, "2"):
+        with pytest.raises(MalformedError, match="proof_version"):
+            E.Entry.from_bytes(_enc({**obj, "proof_version": bad}))
+    # lists of unequal length; an empty list; a ciphertext that is the identity
+    for key in ("blinded", "blind_proofs", "shuffled"):
+        with pytest.raises(MalformedError, match="pet"):
+            E.Entry.from_bytes(_enc({**obj, key: obj[key][:1]}))
+        with pytest.raises(MalformedError, match=key):
+            E.Entry.from_bytes(_enc({**obj, key: []}))
+    with pytest.raises(MalformedError, match="blinded"):
+        E.Entry.from_bytes(_enc({**obj, "blinded": [bytes(66)] + obj["blinded"][1:]}))
+    # the two halves of a blinded ciphertext swapped still decode, but the chain's proofs
+    # (step 12) are not the codec's business: the signature still binds the bytes
+    swapped = [c[33:] + c[:33] for c in obj["blinded"]]
+    moved = E.Entry.from_bytes(_enc({**obj, "blinded": swapped}))
+    with pytest.raises(VerificationError):
+        E.verify_signature(moved, KEYS["node-a"].public_key(), "node-a")
+
+
+def test_release_rules():
+    obj = _obj("release")
+    e = SIGNED["release"]
+    assert isinstance(e, E.ReleaseEntry)
+    assert e.decryptors == ("node-a", "node-b") and e.small_bits() == [True, False]
+    assert e.released == (1, 2) and e.merged == ((1, 0),) and e.ciphertexts == 3
+    # the twins that decode: nothing released, no merged group
+    for ok in ({"released": [], "merged": []}, {"merged": []}):
+        E.Entry.from_bytes(_enc({**obj, **ok}))
+    for key, bad in (("decryptors", ["node-b", "node-a"]), ("decryptors", ["node-a"] * 2),
+                     ("decryptors", []), ("small", []), ("small", [2]), ("small", [True]),
+                     ("small", [-1]), ("released", [2, 1]), ("released", [1, 1]),
+                     ("released", [-1]), ("released", [True]), ("ciphertexts", 1),
+                     ("ciphertexts", -1), ("ciphertexts", True),
+                     ("merged", [[0, 1]]),           # the target is not released
+                     ("merged", [[1]]),              # no other member
+                     ("merged", [[1, 2]]),           # a member that is itself released
+                     ("merged", [[1, 0], [2, 0]]),   # a member in two groups
+                     ("merged", [[2, 0], [1, 3]]),   # groups out of order
+                     ("merged", [[1, 3, 0]])):       # members not increasing
+        with pytest.raises(MalformedError, match=f"release.{key}"):
+            E.Entry.from_bytes(_enc({**obj, key: bad}))
+
+
+@pytest.mark.parametrize("kind", E.VERTICAL_KINDS)
+def test_vertical_entry_rules(kind):
+    """An owner's phase: a query id, a provider id and non-empty bytes (decoded by step 9
+    against the query's plan, not by the codec)."""
+    obj = _obj(kind)
+    e = SIGNED[kind]
+    assert e.claimed_author() == obj["provider"]
+    assert E.Entry.from_bytes(_enc({**obj, "data": b"\x00"})).data == "00"  # type: ignore
+    for bad in (b"", obj["data"].hex(), 5, None, [obj["data"]]):
+        with pytest.raises(MalformedError, match=f"{kind}.data"):
+            E.Entry.from_bytes(_enc({**obj, "data": bad}))
+    with pytest.raises(MalformedError, match="query_id"):
+        E.Entry.from_bytes(_enc({**obj, "query_id": obj["query_id"][:-1]}))

@@ -11,9 +11,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from statledger.proofs.elgamal import encrypt
 from statledger.proofs.group import Point, Scalar, base_mul
 from statledger.proofs.signatures import SigningKey
-from statledger.protocol import ceremony, dkg, flow
+from statledger.protocol import ceremony, dkg, flow, pet
 from statledger.protocol import entries as E
 from statledger.protocol.consortium import (
     AdmissionRule,
@@ -188,6 +189,19 @@ def _transport_message(cer: Ceremony) -> bytes:
 CEREMONY_MESSAGES = ceremony_messages()
 
 
+def pet_entry() -> E.PetEntry:
+    """node-a's step of the blinded shuffled PET (docs/privacy.md, "Suppression before
+    decryption"): one gate cell, ``k = 2`` candidates ``Enc(3 - j)`` under the collective key
+    of the setup below, blinded and shuffled with their proofs (real, strictly decodable)."""
+    X = base_mul(Scalar(23))
+    batch = pet.blind_and_shuffle(X, pet.candidates(encrypt(X, 3), 2),
+                                  pet.pet_context(QID, "node-a", 0))
+    return E.PetEntry.of(QID, "node-a", [batch])
+
+
+PET_ENTRY = pet_entry()
+
+
 def unsigned_entries() -> dict[str, E.Entry]:
     vk = {n: k.public_key().to_bytes().hex() for n, k in KEYS.items()}
     return {
@@ -211,6 +225,18 @@ def unsigned_entries() -> dict[str, E.Entry]:
                                            {"statistic": "mean", "mean": 41.5, "n": 3},
                                            ("node-b", "node-a")),
         "endorsement": E.EndorsementEntry(QID, "prov-1", "ee" * 32),
+        # suppression before decryption (protocol/suppression.py): the PET step, a node's
+        # gate shares (the shape of a decryption entry, another kind), the release decision
+        # (two gates; position 0 merged into the released position 1)
+        "pet": PET_ENTRY,
+        "gate": E.GateEntry(QID, "node-a", (point_hex(8), point_hex(9)), "cd" * 64),
+        "release": E.ReleaseEntry.of(QID, ("node-b", "node-a"), [True, False], [1, 2], 3,
+                                     [[1, 0]]),
+        # a vertical query's three owner phases (protocol/vertical.py): opaque bytes to the
+        # codec, decoded against the query's plan by step 9
+        "vertical_rows": E.VerticalRowsEntry(QID, "prov-1", "0a0b0c"),
+        "vertical_products": E.VerticalProductsEntry(QID, "prov-2", "0d0e0f"),
+        "vertical_block": E.VerticalBlockEntry(QID, "prov-1", "1a1b1c"),
         # the key ceremony's messages (docs/dkg.md): opaque bytes to the codec, decoded
         # against the ceremony's parameters by step 6
         **{kind: E.KINDS[kind](node, message.hex())  # type: ignore[call-arg]
@@ -224,7 +250,9 @@ AUTHOR = {"party": "prov-1", "party_compute": "node-a", "setup": "ledger", "gene
           "aggregate": "researcher",
           "decryption": "node-a", "result": "researcher", "endorsement": "prov-1",
           "dkg_deal": "node-a", "dkg_ack": "node-b", "dkg_key": "node-a",
-          "dkg_disclosure": "node-b", "dkg_transport": "node-a", "rekey": "ledger"}
+          "dkg_disclosure": "node-b", "dkg_transport": "node-a", "rekey": "ledger",
+          "pet": "node-a", "gate": "node-a", "release": "researcher",
+          "vertical_rows": "prov-1", "vertical_products": "prov-2", "vertical_block": "prov-1"}
 
 
 def signed_entries() -> dict[str, E.Entry]:

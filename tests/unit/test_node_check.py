@@ -91,6 +91,9 @@ def test_strict_commented_policy(dep: Path) -> None:
     assert policy.min_cell_size == DEFAULT_MIN_CELL_SIZE
     assert policy.budget_rho == STRICT_BUDGET_RHO and policy.require_dp is False
     assert policy.allowed_statistics is not None and "mean" in policy.allowed_statistics
+    assert "model_evaluation" in policy.allowed_statistics  # registered without chain.py
+    # exact answers are written out: a budget does not limit them (docs/deployment.md)
+    assert policy.exact == "allow" and '\nexact = "allow"\n' in text
     # every field of the model is in the file: set, or commented out under the marker
     below = text.split(PRIVACY_MARKER, 1)[1]
     for name in ProviderPolicy.model_fields:

@@ -239,3 +239,26 @@ def test_invalid_certificate_shows_no_result() -> None:
     assert page.count(": not run<") == len(STEPS) - 2  # only steps 1 and 4 ran
     text = render_text(sh)
     assert "claimed, not certified" in text and "not shown" in text
+
+
+ESC = "\x1b[2J\x1b]0;pwned\x07"  # clear the screen, retitle the terminal
+
+
+def test_terminal_control_text_is_escaped_in_text_output() -> None:
+    """A certificate's names reach the reader's terminal: control characters in a column
+    name (the query, the result table, the DP budget table) are printed as their escapes."""
+    from statledger.verifier.show import terminal_safe
+
+    x = "bmi" + ESC
+    spec = {"version": 1, "statistic": "mean", "columns": [x], "bounds": {x: [15.0, 50.0]},
+            "max_rows": 1000, "min_cell_size": 1}
+    qs, result = _result(spec, {x: np.linspace(20, 40, 50)})
+    text = render_text(_valid(qs, result), verbose=True)
+    assert "\x1b" not in text and "\x07" not in text
+    assert "bmi\\x1b[2J\\x1b]0;pwned\\x07" in text
+    dp = QuerySpec.parse({**spec, "privacy": {"mechanism": "zcdp", "rho": 1.0}})
+    budget = render_text(_valid(dp, result))
+    assert "\x1b" not in budget and "budget" in budget.lower()
+    # the twin: ordinary text, newlines included, passes unchanged
+    assert terminal_safe("a b\nc é") == "a b\nc é"
+    assert terminal_safe("\t\r") == "\\t\\r"

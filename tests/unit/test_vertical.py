@@ -322,7 +322,8 @@ def test_indicator_column_refused_by_support_rule(key: tuple[Scalar, Any]) -> No
 def test_too_many_rows_refused_without_count(key: tuple[Scalar, Any]) -> None:
     spec = make_spec(max_rows=100)
     ta, _ = make_tables()
-    with pytest.raises(PolicyError, match="more rows than the query's max_rows") as exc:
+    with pytest.raises(PolicyError, match=f"^site {A} has more rows than max_rows; "
+                       "raise max_rows$") as exc:
         V.a_rows(spec, QID, ta, CFG_A, key[1])
     assert "220" not in str(exc.value)
 
