@@ -99,6 +99,7 @@ def bench_one(name: str, dataset: str, obj: dict[str, Any], runs: int) -> dict[s
                                         if rep is not None else None)}
     out: dict[str, Any] = {"dataset": dataset, "rows": int(len(next(iter(table.values())))),
                            "weights": calibration.weights(spec),
+                           "quanta": calibration.quanta(spec),
                            "calibrate_cpu_s": round(calib_s, 3),
                            "decode_cpu_s_per_run": round(decode_s, 4),
                            "noise_bits_per_entry": params.bits_per_entry,

@@ -78,7 +78,7 @@ def main() -> None:
     decide_s, decision = _cpu(lambda: suppression.decide(spec, small), args.repeat)
     groups = decision.groups()
     sum_s, sums = _cpu(lambda: suppression.select(agg, groups), args.repeat)
-    flat, flat_all = flow.flatten(sums), flow.flatten(agg)
+    flat, flat_all = flow.decryption_targets(spec, sums), flow.decryption_targets(spec, agg)
     ys = [base_mul(s) for s in shares]
     share_s, _ = _cpu(lambda: flow.make_decryption(
         shares[0], ys[0], flat, flow.decryption_context(QID, "node-0")), args.repeat)
@@ -86,7 +86,8 @@ def main() -> None:
         shares[0], ys[0], flat_all, flow.decryption_context(QID, "node-0")), args.repeat)
     node_shares = [[s * ct.C1 for ct in flat] for s in shares]
     dec_s, totals = _cpu(lambda: flow.decrypt_totals(
-        sums, node_shares, suppression.sub_ranges(ranges, groups), weights), args.repeat)
+        spec, sums, node_shares, suppression.sub_ranges(ranges, groups), weights),
+        args.repeat)
     if totals != [sum(clear[j] for j in g) for g in groups]:
         raise SystemExit("bench: the group sums do not decrypt to the clear sums")
     out = {

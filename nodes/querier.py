@@ -373,7 +373,7 @@ class Querier:
         small = [pet.is_small(cell, [s[c * k:(c + 1) * k] for s in shares], weights)
                  for c, cell in enumerate(final)]
         decision = suppression.decide(spec, small)
-        n_cts = len(flow.flatten(suppression.select(agg, decision.groups())))
+        n_cts = flow.decryption_count(spec, suppression.select(agg, decision.groups()))
         self.ledger.append(entries.sign(entries.ReleaseEntry.of(
             qid, names, small, decision.released, n_cts, decision.merged), self.key))
         return decision
@@ -541,8 +541,9 @@ class Querier:
             say("decryption")
             sub = suppression.select(agg, groups)
             self._witnessed()
-            decryptors, shares_by_node = self._threshold_shares(qid, setup, flow.flatten(sub))
-            totals = flow.decrypt_totals(sub, shares_by_node,
+            decryptors, shares_by_node = self._threshold_shares(
+                qid, setup, flow.decryption_targets(spec, sub))
+            totals = flow.decrypt_totals(spec, sub, shares_by_node,
                                          suppression.sub_ranges(all_ranges, groups),
                                          flow.combination_weights(setup, decryptors))
         lap("decrypt")

@@ -61,7 +61,11 @@ if TYPE_CHECKING:
 __all__ = [
     "is_dp",
     "weights",
+    "quanta",
+    "quantize",
     "wire_layout",
+    "dlog_bound",
+    "check_dlog_bound",
     "wire_sensitivity",
     "privacy_profile",
     "wire_encode",
@@ -99,6 +103,12 @@ __all__ = [
 Z95 = 1.959963984540054
 #: above this many entries the per-value error (one decode per entry) is not computed
 MAX_SD_ENTRIES = 256
+#: a DP entry's quantum is the largest power of two <= its weighted sensitivity / this
+_QUANTUM_DIVISOR = 256
+#: a DP spec is refused when one decrypted total of this many owners could exceed
+#: ``2^MAX_DP_DLOG_BITS`` wire units (docs/privacy.md, "Limb sums")
+DLOG_CHECK_OWNERS = 1000
+MAX_DP_DLOG_BITS = 42
 
 
 def is_dp(spec: QuerySpec) -> bool:
@@ -118,18 +128,78 @@ def weights(spec: QuerySpec) -> list[int]:
     return [max(1, t_max // t) if t > 0 else 1 for t in sens]
 
 
+def quanta(spec: QuerySpec) -> list[int]:
+    """The public quantum ``q_j`` of every entry: 1 without DP; with DP the largest power of
+    two ``<= max_k(c_k t_k) / 256`` (at least 1), ``c_k`` the weights and ``t_k`` the
+    sensitivities -- one quantum for every entry of the query.
+
+    A DP entry is decrypted as ONE number (:func:`statledger.protocol.flow.decryption_targets`:
+    its limb sums would not be covered by the DP theorem), so its total must stay a cheap
+    discrete log: the owner sends its weighted value in units of ``q`` (:func:`quantize`),
+    the largest weighted sensitivity becoming ``256 .. 511`` units, whatever the scale.
+    One quantum for all entries (not a power of two per entry) keeps the weights' budget
+    split exactly (e.g. linear regression's, :func:`weights`); the rounding costs at most
+    ``q/2`` per owner and entry, against noise of sd above ``256 q`` (docs/privacy.md,
+    "Limb sums")."""
+    stat = get_statistic(spec.statistic)
+    sens = list(stat.sensitivity(spec))
+    if not is_dp(spec) or not sens:
+        return [1] * len(sens)
+    x = max(c * t for c, t in zip(weights(spec), sens, strict=True)) // _QUANTUM_DIVISOR
+    return [1 << (x.bit_length() - 1) if x >= 1 else 1] * len(sens)
+
+
+def quantize(spec: QuerySpec, values: Sequence[int]) -> list[int]:
+    """The wire value of local values ``v_j``: ``round_half_up(c_j v_j / q_j)``, i.e.
+    ``floor((2 c_j v_j + q_j) / (2 q_j))`` (exact integers).  ``c_j v_j`` without DP."""
+    return [(2 * c * v + q) // (2 * q)
+            for c, q, v in zip(weights(spec), quanta(spec), values, strict=True)]
+
+
 def wire_layout(spec: QuerySpec) -> Layout:
-    """The layout of what is encrypted and range-proved: every range times its weight."""
+    """The layout of what is encrypted and range-proved: every range times its weight, in
+    units of its quantum, ``[floor(c lo / q), ceil(c hi / q)]`` (holds every
+    :func:`quantize` of a value in ``[lo, hi]``: ``floor(x) <= floor(x + 1/2) <= ceil(x)``)."""
     layout = get_statistic(spec.statistic).layout(spec)
-    w = weights(spec)
+    w, qs = weights(spec), quanta(spec)
     return Layout(list(layout.labels),
-                  [(c * lo, c * hi) for c, (lo, hi) in zip(w, layout.ranges, strict=True)])
+                  [((c * lo) // q, -((-c * hi) // q))
+                   for c, q, (lo, hi) in zip(w, qs, layout.ranges, strict=True)])
 
 
 def wire_sensitivity(spec: QuerySpec) -> list[int]:
-    """Sensitivities of the weighted entries, ``c_i * t_i`` (what the noise is calibrated for)."""
+    """Sensitivities of the wire entries, ``ceil(c_j t_j / q_j)`` (what the noise is
+    calibrated for; ``c_j t_j`` when ``q_j = 1``).
+
+    Proof: one row moves the local value ``v_j`` by at most ``t_j``, so ``a = c_j v_j / q_j``
+    moves by ``d <= c_j t_j / q_j``; the wire value is ``floor(a + 1/2)``, and for any reals
+    ``floor(x) - floor(y) < x - y + 1``, an integer, hence ``<= ceil(x - y) <= ceil(d)``
+    (both directions).  So the rounding never adds more than the ceiling's fraction."""
     sens = get_statistic(spec.statistic).sensitivity(spec)
-    return [c * t for c, t in zip(weights(spec), sens, strict=True)]
+    return [-((-c * t) // q)
+            for c, q, t in zip(weights(spec), quanta(spec), sens, strict=True)]
+
+
+def dlog_bound(spec: QuerySpec, owners: int = DLOG_CHECK_OWNERS) -> int:
+    """The largest per-entry plaintext a DP decryption searches for ``owners`` owners, noise
+    left out: ``owners * max_j (hi_j - lo_j)`` of the :func:`wire_layout` (the noise adds a few
+    sensitivities, ``< 2^20`` wire units)."""
+    ranges = wire_layout(spec).ranges
+    return owners * max((hi - lo for lo, hi in ranges), default=0)
+
+
+def check_dlog_bound(spec: QuerySpec) -> None:
+    """Refuse (MalformedError, actionable) a DP spec whose one-number-per-entry decryption
+    would need a discrete log beyond ``2^MAX_DP_DLOG_BITS`` for
+    :data:`DLOG_CHECK_OWNERS` owners.  Called by ``QuerySpec`` at parse."""
+    if not is_dp(spec):
+        return
+    bound = dlog_bound(spec)
+    if bound.bit_length() > MAX_DP_DLOG_BITS:
+        raise MalformedError(
+            f"statistic: a DP total of {DLOG_CHECK_OWNERS} owners would reach "
+            f"2^{bound.bit_length()} wire units (> 2^{MAX_DP_DLOG_BITS}: its discrete log is "
+            "too slow); lower max_rows or narrow the bounds")
 
 
 def privacy_profile(spec: QuerySpec) -> list[int]:
@@ -156,16 +226,17 @@ def privacy_profile(spec: QuerySpec) -> list[int]:
 
 def wire_encode(spec: QuerySpec, table: Table, party: str = "this site"
                 ) -> tuple[list[int], LocalReport]:
-    """The owner's vector as encrypted: ``c_i * v_i``, plus its (unpublished) local report.
-    A vector outside the layout is refused with an actionable message that carries no count
-    (PolicyError: "site P has more rows than max_rows; raise max_rows")."""
+    """The owner's vector as encrypted: :func:`quantize` of its values, plus its
+    (unpublished) local report.  A vector outside the layout is refused with an actionable
+    message that carries no count (PolicyError: "site P has more rows than max_rows; raise
+    max_rows")."""
     sql_encode = getattr(table, "encode_with_report", None)  # protocol/duckdb_encode.py
     try:
         values, report = (sql_encode(spec) if callable(sql_encode)
                           else get_statistic(spec.statistic).encode_with_report(spec, table))
     except RangeExceededError:
         raise too_many_rows(party) from None
-    return [c * v for c, v in zip(weights(spec), values, strict=True)], report
+    return quantize(spec, values), report
 
 
 def too_many_rows(party: str) -> PolicyError:
@@ -176,40 +247,47 @@ def too_many_rows(party: str) -> PolicyError:
 
 
 def unscale(spec: QuerySpec, totals: Sequence[int]) -> list[int]:
-    """Totals in the statistic's own units: ``round(T_i / c_i)`` (half to even), clamped at 0
-    for entries whose declared range is non-negative (post-processing).  The identity when
-    the query asks for no DP."""
+    """Totals in the statistic's own units: ``round(T_i q_i / c_i)`` (half to even), clamped
+    at 0 for entries whose declared range is non-negative (post-processing).  A statistic that
+    decodes wire totals itself gets ``T_i q_i`` (its weighted units, unrounded).  The
+    identity when the query asks for no DP."""
     w = weights(spec)
     if len(totals) != len(w):
         raise MalformedError(f"totals: {len(totals)} entries, the query's layout has {len(w)}")
-    if not is_dp(spec) or get_statistic(spec.statistic).decodes_wire_totals:
+    if not is_dp(spec):
         return list(totals)
-    ranges = get_statistic(spec.statistic).layout(spec).ranges
+    qs = quanta(spec)
+    stat = get_statistic(spec.statistic)
+    ranges = stat.layout(spec).ranges
     out: list[int] = []
-    for i, (c, t, (lo, _hi)) in enumerate(zip(w, totals, ranges, strict=True)):
+    for i, (c, q, t, (lo, _hi)) in enumerate(zip(w, qs, totals, ranges, strict=True)):
         if t is None:  # withheld: never decrypted (protocol/suppression.py)
             out.append(t)
             continue
         if isinstance(t, bool) or not isinstance(t, numbers.Integral):
             raise MalformedError(f"totals[{i}]: not an int")
-        v = round(Fraction(t, c))
+        if stat.decodes_wire_totals:
+            out.append(int(t) * q)
+            continue
+        v = round(Fraction(int(t) * q, c))
         out.append(max(v, 0) if lo >= 0 else v)
     return out
 
 
 def entry_var(spec: QuerySpec, params: NoiseParams, shares: int) -> list[Fraction]:
     """Exact noise variance of every entry in the statistic's units: ``shares *
-    share_variance / c_i^2``."""
+    share_variance * q_i^2 / c_i^2``."""
     var = shares * params.share_variance
-    return [var / (c * c) for c in weights(spec)]
+    return [var * q * q / (c * c) for c, q in zip(weights(spec), quanta(spec), strict=True)]
 
 
 def entry_sd(spec: QuerySpec, params: NoiseParams, shares: int) -> list[float]:
     """Standard deviation of the noise on every entry, in the statistic's units: the released
     noise is the sum of ``shares`` independent shares of variance ``share_variance`` each
-    (docs/noise.md), divided by the weight."""
+    (docs/noise.md), times the quantum, divided by the weight."""
     var = shares * params.share_variance
-    return [math.sqrt(float(var)) / c for c in weights(spec)]
+    return [math.sqrt(float(var)) * q / c
+            for c, q in zip(weights(spec), quanta(spec), strict=True)]
 
 
 @dataclass(frozen=True)
@@ -281,13 +359,16 @@ def decode(spec: QuerySpec, totals: Sequence[int], noise: NoiseInfo | None = Non
     base: dict[str, float] = {}
     _leaves(result.to_dict(), "", base)
     base.pop("statistic", None)
-    own_sd = stat.value_sd(spec, math.sqrt(float(noise.shares * noise.params.share_variance)))
+    qs = set(quanta(spec))  # a statistic's own value_sd takes one sd in its weighted units
+    own_sd = (stat.value_sd(spec, math.sqrt(float(noise.shares * noise.params.share_variance))
+                            * qs.pop()) if len(qs) == 1 else None)
     value_sd = (own_sd if own_sd is not None else
                 _value_sd(spec, plain, base, sds) if len(sds) <= MAX_SD_ENTRIES else {})
     result.values["dp"] = {
         "privacy": spec.privacy.model_dump(),
         "noise_shares": noise.shares,
         "weights": weights(spec),
+        "quanta": quanta(spec),
         "entry_sd": dict(zip(labels, sds, strict=True)),
         "value_sd": value_sd,
         "ci95": {p: [base[p] - Z95 * s, base[p] + Z95 * s] for p, s in value_sd.items()},
@@ -529,17 +610,17 @@ def _sample_columns(spec: QuerySpec, sample: Any) -> tuple[dict[str, Any], int]:
 
 def _pooled_totals(spec: QuerySpec, cols: Mapping[str, Any], rows: int, where: str
                    ) -> tuple[list[int], LocalReport]:
-    """The statistic's totals (its own units, weights divided out) over ``rows`` rows, encoded
-    as owners of at most ``max_rows`` rows each would (the aggregate is a sum over owners),
-    with their reports summed."""
-    w = weights(spec)
-    total = [0] * len(w)
+    """The statistic's totals (its own units, before weights and quantum) over ``rows`` rows,
+    encoded as owners of at most ``max_rows`` rows each would (the aggregate is a sum over
+    owners), with their reports summed."""
+    stat = get_statistic(spec.statistic)
+    total = [0] * len(stat.layout(spec))
     rep = LocalReport()
     step = spec.max_rows
     for start in range(0, rows, step):
         chunk = {c: a[start:start + step] for c, a in cols.items()}
         try:
-            vals, r = wire_encode(spec, chunk, where)
+            vals, r = stat.encode_with_report(spec, chunk)
         except MalformedError as exc:
             msg = str(exc)
             if msg.startswith("entry "):  # a layout check names the value: say why instead
@@ -553,7 +634,7 @@ def _pooled_totals(spec: QuerySpec, cols: Mapping[str, Any], rows: int, where: s
         rep.n_filtered_out += r.n_filtered_out
         for c, k in r.clipped.items():
             rep.clipped[c] = rep.clipped.get(c, 0) + k
-    return [t // c for t, c in zip(total, w, strict=True)], rep
+    return total, rep
 
 
 def _postprocessed(spec: QuerySpec, totals: Sequence[int], noise: NoiseInfo | None
@@ -675,7 +756,7 @@ def plan(spec: QuerySpec, n_compute: int, rows: int | None = None, delta: float 
     if bound.rho > rho:
         raise MalformedError("plan: the noise parameters do not meet the query's rho")
     eps, dlt = bound.epsilon(delta)
-    vals = [c * t for c, t in zip(weights(spec), plain, strict=True)]
+    vals = quantize(spec, plain)  # the wire, as one owner would send the pooled totals
     info = NoiseInfo(params, n_compute)
     result = decode(spec, vals, info).to_dict()
     dp_block = result["dp"]

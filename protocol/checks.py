@@ -749,7 +749,9 @@ def check_release(ctx: StepContext, *,
     by the querier and names ``T`` nodes whose gate entries prove (batched DLEQ, gate
     context) their shares of the chain's last ciphertexts; its small bits are "a plaintext
     of the cell is zero"; the released positions are ``Statistic.release`` of those bits; no
-    ``decryption`` entry precedes the release entry.  Sets ``ctx.released`` and
+    ``decryption`` entry precedes the release entry.  What is decrypted is
+    :func:`flow.decryption_targets` (a DP query: one ciphertext per entry; every decryption
+    entry of a DP query has exactly that many shares).  Sets ``ctx.released`` and
     ``ctx.released_cts``.  The one rule: step 12 of every verification and a compute node
     before it decrypts."""
     view, setup, qid = ctx.view, ctx.setup(), ctx.query().query_id
@@ -768,8 +770,17 @@ def check_release(ctx: StepContext, *,
             raise fail(12, "a release decision for a query without gates", querier)
         everything = suppression.everything(len(ctx.aggregate))
         ctx.released, ctx.release_groups = list(everything.released), everything.groups()
-        ctx.released_cts = ctx.recomputed
-        return "no gates: every entry decrypted"
+        ctx.released_cts = flow.decryption_targets(spec, ctx.aggregate)
+        if not flow.decrypts_whole_entries(spec):
+            return "no gates: every entry decrypted"
+        for index, d in view.decryptions:
+            # limb shares (or any other count) for a DP query: with T of them its limb sums,
+            # which the noise does not cover, would be public (docs/privacy.md, "Limb sums")
+            if len(d.shares) != len(ctx.released_cts):
+                raise fail(12, f"decryption entry {index} has {len(d.shares)} shares for the "
+                               f"{len(ctx.released_cts)} entries of this DP query: a DP query "
+                               "decrypts one ciphertext per entry, never its limbs", d.node)
+        return "no gates: every entry decrypted (DP: one ciphertext per entry)"
     if view.pets or view.gates or view.release is not None:
         final = check_pet_chain(ctx, complete=True, known=known_pets)
     else:
@@ -831,7 +842,8 @@ def check_release(ctx: StepContext, *,
         raise fail(12, "the release decision groups (sums) other entries than the "
                        "statistic's rule gives for these small-cell bits", querier)
     ctx.released, ctx.release_groups = list(decision.released), decision.groups()
-    ctx.released_cts = flow.flatten(suppression.select(ctx.aggregate, ctx.release_groups))
+    ctx.released_cts = flow.decryption_targets(
+        spec, suppression.select(ctx.aggregate, ctx.release_groups))
     if rel.ciphertexts != len(ctx.released_cts):
         raise fail(12, f"the release decision counts {rel.ciphertexts} released ciphertexts; "
                        f"its entries have {len(ctx.released_cts)}", querier)
@@ -937,7 +949,7 @@ def step_13_totals(ctx: StepContext) -> str:
         return _vertical_totals(ctx)
     try:
         totals = [] if not released else flow.decrypt_totals(
-            suppression.select(ctx.aggregate, groups), ctx.shares_by_node,
+            ctx.spec(), suppression.select(ctx.aggregate, groups), ctx.shares_by_node,
             suppression.sub_ranges(ctx.aggregate_ranges, groups),
             flow.combination_weights(ctx.setup(), ctx.decryptors))
     except DecryptionError as exc:

@@ -45,6 +45,10 @@ __all__ = [
     "limb_bounds",
     "flatten",
     "unflatten",
+    "decrypts_whole_entries",
+    "recombine",
+    "decryption_targets",
+    "decryption_count",
     "make_decryption",
     "verify_decryption",
     "decrypt_totals",
@@ -178,6 +182,42 @@ def flatten(agg: Sequence[Sequence[Ciphertext]]) -> list[Ciphertext]:
     return [ct for limbs in agg for ct in limbs]
 
 
+def decrypts_whole_entries(spec: QuerySpec) -> bool:
+    """Whether a query's decryption covers ONE ciphertext per entry (a DP query) or every
+    limb ciphertext (an exact query).  The noise's guarantee covers an entry's total only;
+    its limb sums -- which per-limb shares would let anyone recombine -- carry
+    data-dependent carries and limbs no noise reaches (docs/privacy.md, "Limb sums")."""
+    return calibration.is_dp(spec)
+
+
+def recombine(limbs: Sequence[Ciphertext]) -> Ciphertext:
+    """``C = sum_i 2^(16 i) * C_i``: one ciphertext of an entry's (shifted) total from its
+    limb ciphertexts.  Public and deterministic: everyone recomputes the same ``C``."""
+    if not limbs:
+        raise MalformedError("recombine: an entry without limbs")
+    acc = limbs[0]
+    for i, ct in enumerate(limbs[1:], start=1):
+        acc = acc + ct * (1 << (LIMB_BITS * i))
+    return acc
+
+
+def decryption_targets(spec: QuerySpec, agg: Sequence[Sequence[Ciphertext]]
+                       ) -> list[Ciphertext]:
+    """THE list of ciphertexts a query's decryption covers, for an aggregate (or a released
+    sub-aggregate, :func:`statledger.protocol.suppression.select`): a DP query's
+    :func:`recombine` of every entry (one share per entry), an exact query's
+    :func:`flatten` (one share per limb).  Compute nodes share exactly these, the querier
+    and the verifier check the shares against them."""
+    if decrypts_whole_entries(spec):
+        return [recombine(limbs) for limbs in agg]
+    return flatten(agg)
+
+
+def decryption_count(spec: QuerySpec, agg: Sequence[Sequence[Ciphertext]]) -> int:
+    """``len(decryption_targets(spec, agg))`` without the scalar multiplications."""
+    return len(agg) if decrypts_whole_entries(spec) else sum(len(limbs) for limbs in agg)
+
+
 def unflatten(flat: Sequence[Point], shape: Sequence[int]) -> list[list[Point]]:
     """Inverse of :func:`flatten` for per-limb values, given the limb count of every entry."""
     if sum(shape) != len(flat):
@@ -247,36 +287,54 @@ def verify_decryption(
 
 
 def decrypt_totals(
+    spec: QuerySpec,
     agg: Sequence[Sequence[Ciphertext]],
     shares_by_node: Sequence[Sequence[Point]],
     contributions_ranges: Sequence[Sequence[tuple[int, int]]],
     weights: Sequence[Scalar],
 ) -> list[int]:
-    """Combine ``T`` nodes' shares, take exact discrete logs, recombine limbs, undo shifts.
+    """Combine ``T`` nodes' shares of :func:`decryption_targets`, take exact discrete logs,
+    recombine limbs (exact queries), undo shifts.
 
-    ``total_j = sum_c lo_{c,j} + sum_i 2^(16 i) * dlog(C2_{j,i} - sum_n w_n D_{n,j,i})`` with
-    ``w_n`` the nodes' :func:`combination_weights` (Lagrange coefficients at 0: ``sum_n w_n
-    x_n = x``, so ``sum_n w_n D_n = x*C1``).  Raises :class:`DecryptionError` if a limb is
-    outside its honest bound.
+    Exact query: ``total_j = sum_c lo_{c,j} + sum_i 2^(16 i) * dlog(C2_{j,i} - sum_n w_n
+    D_{n,j,i})`` with ``w_n`` the nodes' :func:`combination_weights` (Lagrange coefficients
+    at 0: ``sum_n w_n x_n = x``, so ``sum_n w_n D_n = x*C1``); each limb searched within its
+    honest :func:`limb_bounds`.  DP query: one share per entry, of :func:`recombine` of its
+    limbs; ``total_j = sum_c lo_{c,j} + dlog(C2_j - sum_n w_n D_{n,j})``, searched within
+    ``sum_c (hi_{c,j} - lo_{c,j})`` (every contribution's range is proved exactly; a noise
+    share's plaintext lies in ``[0, share_max]``).  Raises :class:`DecryptionError` if a
+    plaintext is outside its honest bound.
     """
     if len(weights) != len(shares_by_node):
         raise MalformedError(f"{len(weights)} weights for {len(shares_by_node)} nodes' shares")
-    flat = flatten(agg)
+    targets = decryption_targets(spec, agg)
     for shares in shares_by_node:
-        if len(shares) != len(flat):
+        if len(shares) != len(targets):
             raise MalformedError("decryption shares do not match the aggregate's size")
-    bounds = limb_bounds(contributions_ranges)
-    points: list[Point] = []
+    if decrypts_whole_entries(spec):
+        bounds = [sum(int(r[j][1]) - int(r[j][0]) for r in contributions_ranges)
+                  for j in range(len(agg))]
+        points = [ct.C2 - msm(weights, [shares[k] for shares in shares_by_node])
+                  for k, ct in enumerate(targets)]
+        values = elgamal.discrete_log_many(points, max(bounds) if bounds else 0)
+        out: list[int] = []
+        for j, v in enumerate(values):
+            if not 0 <= v <= bounds[j]:
+                raise DecryptionError(f"entry {j}: plaintext outside its bound {bounds[j]}")
+            out.append(v + sum(int(r[j][0]) for r in contributions_ranges))
+        return out
+    bounds_l = limb_bounds(contributions_ranges)
+    points = []
     flat_bounds: list[int] = []
     pos = 0
     for j, limbs in enumerate(agg):
-        if len(limbs) != len(bounds[j]):
+        if len(limbs) != len(bounds_l[j]):
             raise MalformedError(f"aggregate entry {j} has {len(limbs)} limbs, expected "
-                                 f"{len(bounds[j])}")
+                                 f"{len(bounds_l[j])}")
         for i, ct in enumerate(limbs):
             node_shares = [shares[pos] for shares in shares_by_node]
             points.append(ct.C2 - msm(weights, node_shares))
-            flat_bounds.append(bounds[j][i])
+            flat_bounds.append(bounds_l[j][i])
             pos += 1
     values = elgamal.discrete_log_many(points, max(flat_bounds) if flat_bounds else 0)
     totals: list[int] = []

@@ -244,7 +244,7 @@ class QuerySpec(BaseModel):
         from statledger.protocol.stats import get
 
         get(self.statistic).validate(self)
-        from statledger.protocol.calibration import wire_layout
+        from statledger.protocol.calibration import check_dlog_bound, wire_layout
 
         layout = wire_layout(self)  # DP weights widen the ranges (docs/privacy.md)
         if len(layout.ranges) > MAX_ENTRIES:
@@ -258,6 +258,7 @@ class QuerySpec(BaseModel):
                     f"statistic: entry {label!r} would be wider than {MAX_ENTRY_BITS} bits; "
                     "lower scale, bounds or max_rows"
                 )
+        check_dlog_bound(self)  # a DP entry is decrypted as one number (docs/privacy.md)
 
     # ------------------------------------------------------------------ helpers
     def is_declared(self, column: str) -> bool:

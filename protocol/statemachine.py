@@ -44,7 +44,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from statledger.proofs.errors import MalformedError, ProtocolError, VerificationError
-from statledger.protocol import suppression, vertical
+from statledger.protocol import calibration, flow, suppression, vertical
 from statledger.protocol.consortium import Roster as ConsortiumRoster
 from statledger.protocol.consortium import RosterTimeline
 from statledger.protocol.entries import (
@@ -207,6 +207,9 @@ class QueryState:
     #: order (rows, products, block: owners A, B, A), and the entries logged so far
     vertical_authors: tuple[str, ...] | None = None
     vertical: tuple[tuple[str, int | None], ...] = ()
+    #: a DP query's entry count: its decryptions carry one share per entry, never per limb
+    #: (:func:`statledger.protocol.flow.decryption_targets`); None for an exact query
+    n_entries: int | None = None
 
     @property
     def gated(self) -> tuple[str, ...]:
@@ -271,8 +274,11 @@ def start(query: QueryEntry, roster: Roster, *, min_providers: int | None = None
             f"query {query.query_id}: needs {min_providers} providers, roster has "
             f"{len(roster.providers)}"
         )
+    n_entries = (len(calibration.wire_layout(spec))
+                 if authors is None and flow.decrypts_whole_entries(spec) else None)
     return QueryState(query.query_id, query.querier, roster, min_providers, noise_required,
-                      gates_required=gates_required, vertical_authors=authors)
+                      gates_required=gates_required, vertical_authors=authors,
+                      n_entries=n_entries)
 
 
 def _kind(entry: object) -> str:
@@ -464,6 +470,11 @@ def _decryption(state: QueryState, e: DecryptionEntry, index: int | None) -> Que
             raise ProtocolError(f"decryption from node {n} has {len(e.shares)} shares for "
                                 f"the {state.n_released} released ciphertexts (a share of a "
                                 "withheld ciphertext is refused)")
+    elif state.n_entries is not None:
+        if len(e.shares) != state.n_entries:
+            raise ProtocolError(f"decryption from node {n} has {len(e.shares)} shares; a DP "
+                                f"query decrypts one ciphertext per entry ({state.n_entries}), "
+                                "never its limbs")
     elif len(e.shares) != state.n_ciphertexts:
         raise ProtocolError(f"decryption from node {n} has {len(e.shares)} shares for "
                             f"{state.n_ciphertexts} aggregate ciphertexts")

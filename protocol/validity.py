@@ -54,7 +54,8 @@ def onehot_layout(spec: QuerySpec) -> tuple[list[int], list[int]] | None:
     sizes = get_statistic(spec.statistic).onehot_blocks(spec)
     if sizes is None or spec.max_rows != 1:
         return None
-    weights = calibration.weights(spec)
+    # the wire value of a one-row cell (DP weight and quantum included); an empty cell is 0
+    weights = calibration.quantize(spec, [1] * len(calibration.weights(spec)))
     scales: list[int] = []
     pos = 0
     for n in sizes:

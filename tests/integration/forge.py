@@ -262,7 +262,7 @@ class Forgery:
         honest_shares: dict[str, list[Point]] = {}
         for didx, d in self.all("decryption"):
             x, Y = key_shares[d.node]
-            shares, proof = flow.make_decryption(x, Y, flat,
+            shares, proof = flow.make_decryption(x, Y, flow.decryption_targets(spec, agg),
                                                  flow.decryption_context(qid, d.node))
             honest_shares[d.node] = list(shares)
             published = tamper_shares(d.node, list(shares)) if tamper_shares else shares
@@ -271,7 +271,7 @@ class Forgery:
                 proof.to_bytes().hex()), d.node)
         named = sorted(self.find("result")[1].decryptors if decryptors is None
                        else decryptors)
-        totals = flow.decrypt_totals(agg, [honest_shares[n] for n in named],
+        totals = flow.decrypt_totals(spec, agg, [honest_shares[n] for n in named],
                                      [c.ranges for c in contributions],
                                      flow.combination_weights(setup, named))
         if tamper_totals is not None:

@@ -228,7 +228,7 @@ class Log:
         decs, totals, named = threshold_decryption(
             self.ceremony_of_setup, self.setup_entry, self.qid, agg,
             [c.ranges for c in self.contributions], self.keys,
-            self.compute if decrypting is None else decrypting, decryptors)
+            self.compute if decrypting is None else decrypting, decryptors, spec=self.spec)
         self.entries += decs
         self.add(E.ResultEntry.for_totals(self.qid, totals,
                                           self.stat.decode(self.spec, totals).to_dict(), named),

@@ -5,6 +5,7 @@ noise (every noise bit uniform: committed bit XOR a uniform coin)."""
 from __future__ import annotations
 
 import json
+import math
 from fractions import Fraction
 from pathlib import Path
 
@@ -68,9 +69,21 @@ def test_weights_equalise_sensitivities() -> None:
     sens = get("mean").sensitivity(spec)
     w = calibration.weights(spec)
     assert w == [sens[1], 1]  # the count travels scaled by the sum's sensitivity
-    assert calibration.wire_sensitivity(spec) == [sens[1], sens[1]]
+    # one public quantum for every entry: the largest power of two <= max(c t) / 256
+    q = calibration.quanta(spec)
+    assert len(set(q)) == 1 and q[0] & (q[0] - 1) == 0
+    assert 256 * q[0] <= sens[1] < 512 * q[0]
+    assert calibration.wire_sensitivity(spec) == [-(-sens[1] // q[0])] * 2
     lay = calibration.wire_layout(spec)
-    assert lay.ranges[0] == (0, spec.max_rows * sens[1])
+    assert lay.ranges[0] == (0, -(-spec.max_rows * sens[1] // q[0]))
+    # the owner's value, rounded half up in units of q (an independent Fraction oracle)
+    table = load("diabetes")
+    vals, _ = calibration.wire_encode(spec, table)
+    raw = get("mean").encode(spec, table)
+    assert vals == [math.floor(Fraction(2 * c * v + q[0], 2 * q[0]))
+                    for c, v in zip(w, raw, strict=True)]
+    assert all(abs(Fraction(c * v, q[0]) - x) <= Fraction(1, 2)
+               for c, v, x in zip(w, raw, vals, strict=True))
     # the default rule (a crosstab's counts and sums): every scaled sensitivity within
     # [t_max / 2, t_max]; linear regression splits its own way (tests/unit/test_dp_ols.py)
     tab = QuerySpec.parse({**json.loads((EXAMPLES / "crosstab.json").read_text()),
@@ -82,12 +95,16 @@ def test_weights_equalise_sensitivities() -> None:
 
 def test_unscale_rounds_and_clamps_counts() -> None:
     spec = _spec()
-    c = calibration.weights(spec)[0]
-    assert calibration.unscale(spec, [10 * c + c // 2 + 1, 5]) == [11, 5]
-    assert calibration.unscale(spec, [-3 * c, 7]) == [0, 7]  # a count is never negative
-    assert calibration.unscale(spec, [3 * c, -7]) == [3, 0]  # nor a sum of values in [15, 50]
+    c, q = calibration.weights(spec)[0], calibration.quanta(spec)[0]
+    unit = Fraction(c, q)  # one row of the count, in wire units (q units of c)
+    assert unit > 100
+    assert calibration.unscale(spec, [round(unit * Fraction(106, 10)), 5]) == [11, 5 * q]
+    assert calibration.unscale(spec, [round(-3 * unit), 7]) == [0, 7 * q]  # never negative
+    # nor a sum of values in [15, 50]
+    assert calibration.unscale(spec, [round(3 * unit), -7]) == [3, 0]
     signed = _spec(bounds={"bmi": [-15.0, 50.0]})
-    assert calibration.unscale(signed, [3 * c, -7]) == [3, -7]  # a signed sum may be negative
+    cs, qs = calibration.weights(signed)[0], calibration.quanta(signed)[0]
+    assert calibration.unscale(signed, [round(3 * Fraction(cs, qs)), -7]) == [3, -7 * qs]
     with pytest.raises(MalformedError, match="totals"):
         calibration.unscale(spec, [1])
     with pytest.raises(MalformedError, match="totals"):
@@ -105,10 +122,10 @@ def test_reported_sd_matches_the_noise(mean_params: NoiseParams) -> None:
     a false failure below 1e-4)."""
     spec = _spec()
     sd = calibration.entry_sd(spec, mean_params, N_COMPUTE)
-    c = calibration.weights(spec)
+    c, q = calibration.weights(spec), calibration.quanta(spec)
     draws = np.array([_noise(mean_params, N_COMPUTE) for _ in range(300)], dtype=float)
     for j in range(2):
-        got = float(np.std(draws[:, j] / c[j], ddof=1))
+        got = float(np.std(draws[:, j] * q[j] / c[j], ddof=1))
         assert abs(got / sd[j] - 1) < 0.15, (j, got, sd[j])
     # the count's noise sd is a few units, not millions
     assert sd[0] < 3

@@ -85,7 +85,11 @@ def test_allocation_is_a_pure_function_of_the_public_spec() -> None:
     for table in (diabetes, half):
         wire, _ = calibration.wire_encode(a, table)
         raw = STAT.encode(a, table)
-        assert wire == [c * v for c, v in zip(w, raw, strict=True)]
+        # c * v in units of the one public quantum, rounded half up (Fraction oracle)
+        q = calibration.quanta(a)
+        assert len(set(q)) == 1 and q[0] & (q[0] - 1) == 0
+        assert wire == [math.floor(Fraction(2 * c * v + q[0], 2 * q[0]))
+                        for c, v in zip(w, raw, strict=True)]
     # within the calibration's limits: every wire range provable, the shares bounded below
     lay = calibration.wire_layout(a)
     assert all((hi - lo).bit_length() <= MAX_ENTRY_BITS for lo, hi in lay.ranges)
@@ -197,7 +201,7 @@ def test_ridge_rescues_a_variance_the_noise_pushed_below_zero(params: NoiseParam
     n = totals[0]
     totals[i] = totals[j] * totals[j] // n - lam // 2  # n P - S^2 < 0 by ~ n lam / 2
     assert STAT.decode(spec, totals).to_dict()["coef"][0] is None  # singular as it is
-    wire = [c * v for c, v in zip(calibration.weights(spec), totals, strict=True)]
+    wire = calibration.quantize(spec, totals)  # c * v in units of the quantum
     res = calibration.decode(spec, wire, info)
     assert all(isinstance(c, float) for c in res.to_dict()["coef"])
     assert any("ridge" in note for note in res.notes)

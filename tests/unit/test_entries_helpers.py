@@ -89,14 +89,16 @@ def key_ceremony(consortium: str, transport: Mapping[str, Scalar], threshold: in
 def threshold_decryption(cer: Ceremony, setup: E.SetupEntry, qid: str,
                          agg: list[list[Any]], ranges: Sequence[Sequence[tuple[int, int]]],
                          keys: Mapping[str, SigningKey], decrypting: Sequence[str],
-                         decryptors: Sequence[str] | None = None,
+                         decryptors: Sequence[str] | None = None, *,
+                         spec: QuerySpec,
                          ) -> tuple[list[E.Entry], list[int], tuple[str, ...]]:
     """Every node of ``decrypting`` decrypts the aggregate ``agg`` (``D = x_j * C1`` with a
     batched DLEQ proof against ``Y_j``): its signed decryption entry.  The totals combine the
     shares of ``decryptors`` (default: the first ``T`` of ``decrypting``) with their Lagrange
     weights.  Returns the entries (in ``decrypting`` order), the totals and the decryptors
-    (sorted, as the result names them)."""
-    flat = flow.flatten(agg)
+    (sorted, as the result names them).  The shares cover the query's decryption targets
+    (``flow.decryption_targets``: one per entry for a DP ``spec``, one per limb otherwise)."""
+    flat = flow.decryption_targets(spec, agg)
     shares_of: dict[str, list[Point]] = {}
     out: list[E.Entry] = []
     for n in decrypting:
@@ -107,7 +109,7 @@ def threshold_decryption(cer: Ceremony, setup: E.SetupEntry, qid: str,
                                             proof.to_bytes().hex()), keys[n]))
     named = tuple(sorted(decryptors if decryptors is not None
                          else list(decrypting)[:setup.threshold]))
-    totals = flow.decrypt_totals(agg, [shares_of[n] for n in named], ranges,
+    totals = flow.decrypt_totals(spec, agg, [shares_of[n] for n in named], ranges,
                                  flow.combination_weights(setup, named))
     return out, totals, named
 

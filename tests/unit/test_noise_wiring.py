@@ -243,10 +243,11 @@ def test_honest_round_passes_steps_10_and_11_and_decrypts(honest: dict[str, Any]
     decryptors = ["node-a", "node-c"]
     by_node = []
     for n in decryptors:
-        s, _ = flow.make_decryption(SHARES[n], VKEYS[n], ctx.recomputed,
+        s, _ = flow.make_decryption(SHARES[n], VKEYS[n],
+                                    flow.decryption_targets(ctx.spec(), ctx.aggregate),
                                     flow.decryption_context(QID, n))
         by_node.append(s)
-    totals = flow.decrypt_totals(ctx.aggregate, by_node, ctx.aggregate_ranges,
+    totals = flow.decrypt_totals(ctx.spec(), ctx.aggregate, by_node, ctx.aggregate_ranges,
                                  flow.combination_weights(SETUP, decryptors))
     noise_total = 0
     for position, (index, _) in enumerate(rnd.members):
@@ -698,16 +699,17 @@ def test_noise_params_from_json_obj_accepts_its_inverse() -> None:
 
 
 def test_check_noise_params_bounds_its_own_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A DP mean over ``age in [0, 120]`` has an entry of sensitivity 7,864,320 integer units.
-    The querier's calibration picks ``Delta = 2^m`` with at most 64 shifts; a hostile querier
-    (or compute node, or log) sending ``uniform_bits = 0`` must be refused within bounded
-    work, not after evaluating one Renyi bound per shift up to 7,864,320 (tens of seconds
-    and gigabytes of per-shift tables on every party: ledger, nodes, verifier)."""
+    """A DP mean over ``age in [0, 120]`` has wire sensitivities of a few hundred quanta
+    (calibration.quanta; 7,864,320 integer units before quantization).  The querier's
+    calibration picks ``Delta = 2^m`` with at most 64 shifts; a hostile querier (or compute
+    node, or log) sending ``uniform_bits = 0`` must be refused within bounded work, not after
+    evaluating one Renyi bound per shift up to the sensitivity (on every party: ledger,
+    nodes, verifier)."""
     spec = QuerySpec.parse({"version": 1, "statistic": "mean", "columns": ["age"],
                             "bounds": {"age": [0, 120]},
                             "privacy": {"mechanism": "zcdp", "rho": 0.5}})
     sens = flow.noise_sensitivities(spec)
-    assert max(sens) > 10**6
+    assert max(sens) > flow.MAX_NOISE_SHIFT  # uniform_bits = 0 is beyond the shift limit
     hostile = noise.NoiseParams(3, 3, len(sens), 34, 1, 0)
     calls = 0
     real = noise.rho_for_shift

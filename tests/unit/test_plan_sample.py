@@ -110,10 +110,11 @@ def test_sample_plan_predicts_the_measured_coefficient_sd(ols_params: NoiseParam
     p95 = np.array([with_sample["simulated"][f"coef[{i}]"]["p95_abs_error"] for i in range(4)])
     assert np.all(p95 > 1.96 * sim)
     # the old plan: uniform rows spread over the bounds; the truth is 3.5-8x larger, and
-    # simulating on the wrong design does not help (2.5: margin for 50 runs)
+    # simulating on the wrong design does not help (2: margin for 50 runs, whose robust sd
+    # is itself off by up to ~20 %; the intercept's ratio is the smallest, ~2.5)
     uniform = calibration.plan(spec, N_COMPUTE, 442, params=ols_params, runs=50)
     assert np.all(_coef_sd(uniform) < measured / 3), (_coef_sd(uniform), measured)
-    assert np.all(_sim_sd(uniform) < measured / 2.5), (_sim_sd(uniform), measured)
+    assert np.all(_sim_sd(uniform) < measured / 2), (_sim_sd(uniform), measured)
     # the sample plan states the sample's own fit (the exact OLS of the diabetes rows)
     exact = get(spec.statistic).decode(spec, get(spec.statistic).encode(spec, table))
     assert [with_sample["values"][f"coef[{i}]"] for i in range(4)] == exact.values["coef"]

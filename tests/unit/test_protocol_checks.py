@@ -141,7 +141,7 @@ def _run(providers: tuple[str, ...], min_providers: int = 2,
     cut["aggregate"] = len(log)
     decs, totals, named = threshold_decryption(
         cer, setup, qid, agg, [c.ranges for c in contributions], KEYS,
-        nodes if decrypting is None else decrypting, decryptors)
+        nodes if decrypting is None else decrypting, decryptors, spec=spec)
     for d in decs:
         log.append(d)
         cut[f"decryption:{d.claimed_author()}"] = len(log)
@@ -543,13 +543,14 @@ def test_totals_combined_with_the_wrong_weights_fail_step_13() -> None:
     setup = ctx.setup()
     ranges = ctx.aggregate_ranges
     right = flow.combination_weights(setup, ctx.decryptors)
-    honest_totals = flow.decrypt_totals(ctx.aggregate, ctx.shares_by_node, ranges, right)
+    honest_totals = flow.decrypt_totals(ctx.spec(), ctx.aggregate, ctx.shares_by_node, ranges,
+                                        right)
     wrong = [[Scalar(1), Scalar(1)], flow.combination_weights(setup, ["node-a", "node-b"]),
              list(reversed(right))]
     for weights in wrong:
         assert weights != right
         with pytest.raises(DecryptionError):
-            flow.decrypt_totals(ctx.aggregate, ctx.shares_by_node, ranges, weights)
+            flow.decrypt_totals(ctx.spec(), ctx.aggregate, ctx.shares_by_node, ranges, weights)
     # through the step: the shares of node-a and node-c under the weights of node-a and
     # node-b (the decryptors the step combines do not match the shares it holds)
     ctx.decryptors = ["node-a", "node-b"]

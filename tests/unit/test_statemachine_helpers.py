@@ -5,6 +5,7 @@ from __future__ import annotations
 from statledger.proofs.group import Scalar, base_mul
 from statledger.proofs.signatures import SigningKey
 from statledger.protocol import entries as E
+from statledger.protocol.calibration import wire_layout
 from statledger.protocol.consortium import AdmissionRule, Genesis, Member, SignedGenesis
 from statledger.protocol.query import QuerySpec
 from statledger.protocol.statemachine import Roster
@@ -79,8 +80,11 @@ def events(dp: bool = True, providers: tuple[str, ...] = PROVIDERS,
     ev["aggregate"] = sign(E.AggregateEntry(
         q, tuple(range(1, 1 + n_sub)), tuple(range(1 + n_sub, 1 + n_sub + n_noise)),
         (_pt(2) + _pt(3),)), "researcher")
+    # a DP query's decryption has one share per entry (flow.decryption_targets), an exact
+    # one a share per aggregate ciphertext (here: 1)
+    n_shares = len(wire_layout(spec)) if dp else 1
     for i, n in enumerate(COMPUTE):
-        ev[f"dec:{n}"] = sign(E.DecryptionEntry(q, n, (_pt(10 + i),), "cd" * 64), n)
+        ev[f"dec:{n}"] = sign(E.DecryptionEntry(q, n, (_pt(10 + i),) * n_shares, "cd" * 64), n)
     res = sign(E.ResultEntry.for_totals(q, [1, 2], {"mean": 0.5}, COMPUTE), "researcher")
     ev["result"] = res
     assert isinstance(res, E.ResultEntry)

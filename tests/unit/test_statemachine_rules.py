@@ -343,12 +343,25 @@ def test_min_providers_override_and_roster_from_entries():
 
 
 def test_decryption_share_count_must_match_aggregate():
-    s = _run(EV, PREFIX_AGG)
-    assert s.n_ciphertexts == 1
-    d = EV["dec:node-a"]
+    """An exact query: one share per aggregate ciphertext.  A DP query: one share per entry
+    of its layout (never per limb: docs/privacy.md, "Limb sums"), whatever the aggregate's
+    ciphertext count."""
+    plain = ["query", "sub:prov-1", "sub:prov-2", "sub:prov-3", "aggregate"]
+    s = _run(EV_PLAIN, plain)
+    assert s.n_ciphertexts == 1 and s.n_entries is None
+    d = EV_PLAIN["dec:node-a"]
     assert isinstance(d, E.DecryptionEntry)
     with pytest.raises(ProtocolError, match="decryption from node node-a has 2 shares for 1"):
         advance(s, replace(d, shares=d.shares * 2))
+    advance(s, d)
+    s = _run(EV, PREFIX_AGG)
+    assert s.n_ciphertexts == 1 and s.n_entries == 2  # a DP mean: n and the sum
+    d = EV["dec:node-a"]
+    assert isinstance(d, E.DecryptionEntry) and len(d.shares) == 2
+    for shares in (d.shares[:1], d.shares * 2):
+        with pytest.raises(ProtocolError, match=f"node node-a has {len(shares)} shares; a DP "
+                                                "query decrypts one ciphertext per entry"):
+            advance(s, replace(d, shares=shares))
     advance(s, d)
 
 

@@ -124,7 +124,7 @@ def _build(spec: QuerySpec, tables: list[dict[str, np.ndarray]], *,
         small = [pet.is_small(cell, [g[c * k:(c + 1) * k] for g in gate_shares], weights)
                  for c, cell in enumerate(current)]
         decision = suppression.decide(spec, small)
-        n_cts = len(flow.flatten(suppression.select(agg, decision.groups())))
+        n_cts = flow.decryption_count(spec, suppression.select(agg, decision.groups()))
         log.append(E.sign(E.ReleaseEntry.of(qid, NODES, small, decision.released, n_cts,
                                             decision.merged), KEYS[QUERIER]))
     released, groups = list(decision.released), decision.groups()
@@ -134,11 +134,12 @@ def _build(spec: QuerySpec, tables: list[dict[str, np.ndarray]], *,
     if released:  # every entry withheld: nothing is decrypted, the result says "suppressed"
         for n in NODES:
             sh, proof = flow.make_decryption(cer.shares[n], cer.verification[n],
-                                             flow.flatten(sub), flow.decryption_context(qid, n))
+                                             flow.decryption_targets(spec, sub),
+                                             flow.decryption_context(qid, n))
             shares_by_node.append(sh)
             log.append(E.sign(E.DecryptionEntry(qid, n, tuple(s.to_bytes().hex() for s in sh),
                                                 proof.to_bytes().hex()), KEYS[n]))
-        totals = flow.decrypt_totals(sub, shares_by_node,
+        totals = flow.decrypt_totals(spec, sub, shares_by_node,
                                      suppression.sub_ranges(all_ranges, groups), weights)
     full = suppression.expand(len(agg), released, totals, groups)
     value = (stat.decode_gated(spec, full, decision.small) if gated
