@@ -132,31 +132,39 @@ def test_reported_sd_matches_the_noise(mean_params: NoiseParams) -> None:
 
 
 def test_dp_mean_accuracy_targets(mean_params: NoiseParams) -> None:
-    """Issue 12 targets, 200 in-process runs of a DP mean at rho = 1 over 200 rows: |n error|
-    <= 5 and relative error of the mean <= 5 % in at least 95 % of runs.
+    """Issue 12 targets, in-process runs of a DP mean at rho = 1 over 200 rows: |n error|
+    <= 5 in at least 95 % of 200 runs, and the mean within 5 % of the exact mean in at least
+    95 % of runs.
 
-    False-failure rate: the count's noise sd is s = entry_sd (about 2.1), so one run misses
-    with p <= P(|N(0, s^2)| > 5.5) ~ 0.008 (after rounding); the test fails only with more
-    than 10 misses of 200, probability binom.sf(10, 200, p) < 1e-4 (asserted below).  The
-    mean's sd is about 0.5 on a mean of about 26: p < 1e-6 per run."""
+    False-failure rates (asserted below, each < 1e-4), from the reported noise sds:
+    * n: sd s = entry_sd (about 2.1), one run misses with p ~ P(|N(0, s^2)| > 5.5) ~ 0.008
+      (after rounding; 0.0095 measured over 2,000 runs); the test fails with more than 10
+      misses of 200: binom.sf(10, 200, p) < 1e-4.
+    * the mean: sd about 0.59 on a mean of about 26 over 200 rows, so 5 % is only ~2.2 sd and
+      one run misses with p ~ 0.03: 200 runs cannot tell 97 % from 95 % reliably (a 10-miss
+      threshold fails ~3 % of the time: it did, once, in CI).  So the mean is judged on 1,000
+      runs: more than 50 misses has probability binom.sf(50, 1000, p) < 1e-4."""
+    from scipy.stats import norm
+
     spec = _spec()
     table = {k: v[:200] for k, v in load("diabetes").items()}
     vals, _ = calibration.wire_encode(spec, table)
     exact = get("mean").decode(spec, calibration.unscale(spec, vals)).to_dict()
-    sd_n = calibration.entry_sd(spec, mean_params, N_COMPUTE)[0]
-    from scipy.stats import norm
-
-    p_miss = 2 * norm.sf(5.5 / sd_n)
-    assert binom.sf(10, 200, p_miss) < 1e-4
-    n_ok = mean_ok = 0
     info = calibration.NoiseInfo(mean_params, N_COMPUTE)
-    for _ in range(200):
+    sd_n = calibration.entry_sd(spec, mean_params, N_COMPUTE)[0]
+    sd_mean = calibration.decode(spec, vals, info).to_dict()["dp"]["value_sd"]["value"]
+    p_n = 2 * norm.sf(5.5 / sd_n)
+    p_mean = 2 * norm.sf(0.05 * abs(exact["value"]) / sd_mean)
+    assert binom.sf(10, 200, p_n) < 1e-4
+    assert binom.sf(50, 1000, p_mean) < 1e-4
+    n_ok = mean_ok = 0
+    for run in range(1000):
         noisy = [v + z for v, z in zip(vals, _noise(mean_params, N_COMPUTE), strict=True)]
         got = calibration.decode(spec, noisy, info).to_dict()
-        n_ok += abs(got["n"] - exact["n"]) <= 5
+        n_ok += run < 200 and abs(got["n"] - exact["n"]) <= 5
         mean_ok += abs(got["value"] - exact["value"]) <= 0.05 * abs(exact["value"])
     assert n_ok >= 190, n_ok
-    assert mean_ok >= 190, mean_ok
+    assert mean_ok >= 950, mean_ok
 
 
 def test_result_reports_sd_and_interval(mean_params: NoiseParams) -> None:
