@@ -98,9 +98,18 @@ def _write_txn(db: sqlite3.Connection, what: str) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:  # SQLite may have rolled back on its own (an I/O error)
+            db.execute("ROLLBACK")
         raise
-    db.execute("COMMIT")
+    try:
+        db.execute("COMMIT")
+    except sqlite3.OperationalError:
+        # never leave the connection inside the transaction (every later request would
+        # be refused as busy, and the write lock would hold up the other process)
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise UnavailableError(f"{what} is busy (another process of this owner holds it); "
+                               "retry") from None
 
 
 def load_policy(path: Any) -> ProviderPolicy:
@@ -141,6 +150,8 @@ class ProviderNode:
         self._tables: dict[str, AnyTable] = {}
         self.actions = ActionLog(state_db, _BUDGETS)
         self._db = self.actions.db
+        # the budget charge's write transaction waits as long as the history's does
+        self._db.execute(f"PRAGMA busy_timeout = {int(_TXN_WAIT * 1000)}")
         self._history = _open_history(Path(history))
         #: bucketed clip counts per query, returned to the querier with the submission index
         self.clipped: dict[str, dict[str, str]] = {}

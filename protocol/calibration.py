@@ -139,8 +139,8 @@ def quanta(spec: QuerySpec) -> list[int]:
     the largest weighted sensitivity becoming ``256 .. 511`` units, whatever the scale.
     One quantum for all entries (not a power of two per entry) keeps the weights' budget
     split exactly (e.g. linear regression's, :func:`weights`); the rounding costs at most
-    ``q/2`` per owner and entry, against noise of sd above ``256 q`` (docs/privacy.md,
-    "Limb sums")."""
+    ``q/2`` per owner and entry, against noise whose sd is a few hundred ``q`` at rho <= 1
+    and shrinks like 1/sqrt(rho) (docs/privacy.md, "The quantum")."""
     stat = get_statistic(spec.statistic)
     sens = list(stat.sensitivity(spec))
     if not is_dp(spec) or not sens:
@@ -182,8 +182,10 @@ def wire_sensitivity(spec: QuerySpec) -> list[int]:
 
 def dlog_bound(spec: QuerySpec, owners: int = DLOG_CHECK_OWNERS) -> int:
     """The largest per-entry plaintext a DP decryption searches for ``owners`` owners, noise
-    left out: ``owners * max_j (hi_j - lo_j)`` of the :func:`wire_layout` (the noise adds a few
-    sensitivities, ``< 2^20`` wire units)."""
+    left out: ``owners * max_j (hi_j - lo_j)`` of the :func:`wire_layout`.  Calibrated noise
+    adds a few sensitivities (``< 2^22`` wire units down to the smallest rho calibration
+    accepts); :func:`statledger.protocol.flow.check_noise_params` refuses noise parameters
+    whose shares would take the total past ``2^MAX_DP_DLOG_BITS``."""
     ranges = wire_layout(spec).ranges
     return owners * max((hi - lo for lo, hi in ranges), default=0)
 

@@ -460,6 +460,14 @@ def check_noise_params(spec: QuerySpec, setup: SetupEntry, params: NoiseParams) 
             or shift > MAX_NOISE_SHIFT):
         raise MalformedError("noise parameters beyond the work limits (bits per entry, "
                              "support of the summands, shift of the largest sensitivity)")
+    # a DP entry is decrypted as one number (decryption_targets): the noise shares add to
+    # its discrete log, so noise far larger than calibration gives (a querier's choice: the
+    # privacy bound only asks for enough) would make every decryption slow or impossible
+    top = (n * params.share_max + calibration.dlog_bound(spec)).bit_length()
+    if top > calibration.MAX_DP_DLOG_BITS:
+        raise MalformedError(f"noise parameters: the noise shares would take a DP total to "
+                             f"2^{top} wire units (> 2^{calibration.MAX_DP_DLOG_BITS}: its "
+                             "discrete log is too slow); calibrate for the query's rho")
     why = _bound_ok(params, tuple(privacy_profile(spec)), rho)
     if why is not None:
         raise PolicyError(f"the noise parameters are not private enough: {why}")

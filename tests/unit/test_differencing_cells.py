@@ -594,3 +594,31 @@ def test_two_processes_cannot_both_spend_one_budget(tmp_path: Any,
     db.close()
     import json
     assert set(json.loads(row[0])["charges"]) == {"qA"}
+
+
+def test_a_failed_commit_leaves_no_transaction_open(tmp_path: Any) -> None:
+    """A reader of the owner's other process holds the history when the record commits: the
+    write is refused as busy (retry) and the connection is not left inside the transaction
+    (before, every later request was refused until restart, and the write lock held up the
+    other process).  The twin: once the reader is gone, the next write commits."""
+    import sqlite3
+
+    from statledger.nodes import provider_service as P
+    from statledger.nodes.app import UnavailableError
+
+    path = tmp_path / "history.sqlite"
+    h = P._open_history(path)
+    h.execute("PRAGMA busy_timeout = 200")  # 60 s in production
+    reader = sqlite3.connect(str(path), isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT * FROM exact_history").fetchall()  # holds a shared lock
+    row = ("ds", "q1", 1.0, b"x")
+    with pytest.raises(UnavailableError, match="busy"), P._write_txn(h, "the history"):
+        h.execute("INSERT INTO exact_history VALUES (?, ?, ?, ?)", row)
+    assert not h.in_transaction
+    reader.execute("COMMIT")
+    with P._write_txn(h, "the history"):
+        h.execute("INSERT INTO exact_history VALUES (?, ?, ?, ?)", row)
+    assert h.execute("SELECT COUNT(*) FROM exact_history").fetchone()[0] == 1
+    reader.close()
+    h.close()

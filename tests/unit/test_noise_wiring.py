@@ -28,8 +28,8 @@ from statledger.proofs.errors import (
 from statledger.proofs.group import Point, Scalar, base_mul
 from statledger.proofs.signatures import SigningKey
 from statledger.proofs.vector import EncryptedVector, encrypt_vector_with_proof
+from statledger.protocol import calibration, flow, noise
 from statledger.protocol import entries as E
-from statledger.protocol import flow, noise
 from statledger.protocol.cbor import cbor_bytes, parse_cbor
 from statledger.protocol.checks import (
     NOISE_STEPS,
@@ -724,3 +724,23 @@ def test_check_noise_params_bounds_its_own_work(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(noise, "rho_for_shift", counted)
     with pytest.raises((MalformedError, PolicyError)):
         flow.check_noise_params(spec, SETUP, hostile)
+
+
+def test_noise_too_large_for_the_one_number_decryption_is_refused() -> None:
+    """A DP entry is decrypted as one number, so the noise shares add to its discrete log.
+    The adversary: a querier choosing noise far larger than calibration gives -- private
+    enough (the bound only asks for enough), but every decryption would take seconds to
+    minutes per entry (2^42 and up) or fail.  Refused at the one rule (compute nodes, the
+    ledger, step 10); the calibrated parameters and a large but bounded choice pass."""
+    spec = QuerySpec.parse({"version": 1, "statistic": "mean", "columns": ["bmi"],
+                            "bounds": {"bmi": [0, 50]},
+                            "privacy": {"mechanism": "zcdp", "rho": 1}})
+    huge = noise.NoiseParams(n_nodes=len(NODES), threshold=len(NODES), entries=2,
+                             summands=152, summand_bits=1, uniform_bits=34)
+    assert (len(NODES) * huge.share_max + calibration.dlog_bound(spec)).bit_length() \
+        > calibration.MAX_DP_DLOG_BITS
+    with pytest.raises(MalformedError, match="discrete log is too slow"):
+        flow.check_noise_params(spec, SETUP, huge)
+    flow.check_noise_params(spec, SETUP, flow.noise_plan(spec, SETUP))  # the calibration
+    bounded = replace(huge, uniform_bits=24)  # much more noise than needed, still decryptable
+    flow.check_noise_params(spec, SETUP, bounded)
