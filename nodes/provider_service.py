@@ -389,8 +389,9 @@ class ProviderNode:
         X = ctx.setup().collective_point()
         logged = ctx.view.vertical
         rows, prods, _ = ctx.vertical_entries
-        # the same clip report as a horizontal submission (the one rule, withheld below
-        # min_cell_size own selected rows or for DP), on this owner's columns
+        # the one clip rule (calibration.clip_report): a vertical query's report is withheld
+        # (an owner's own selection is not in the differencing history); its columns are
+        # this owner's
         self.clipped[query_id] = calibration.clip_report(
             spec, vertical.local_report(spec, table, self.party_id))
         # Exact answers (no DP for vertical queries yet) count against the owner's quota and

@@ -541,11 +541,12 @@ class Querier:
             say("decryption")
             sub = suppression.select(agg, groups)
             self._witnessed()
-            decryptors, shares_by_node = self._threshold_shares(
-                qid, setup, flow.decryption_targets(spec, sub))
+            cts = flow.decryption_targets(spec, sub)
+            decryptors, shares_by_node = self._threshold_shares(qid, setup, cts)
             totals = flow.decrypt_totals(spec, sub, shares_by_node,
                                          suppression.sub_ranges(all_ranges, groups),
-                                         flow.combination_weights(setup, decryptors))
+                                         flow.combination_weights(setup, decryptors),
+                                         targets=cts)
         lap("decrypt")
         # 6. decode and publish (a withheld entry decodes as None: never decrypted)
         noise = (None if ctx.noise is None else

@@ -951,7 +951,7 @@ def step_13_totals(ctx: StepContext) -> str:
         totals = [] if not released else flow.decrypt_totals(
             ctx.spec(), suppression.select(ctx.aggregate, groups), ctx.shares_by_node,
             suppression.sub_ranges(ctx.aggregate_ranges, groups),
-            flow.combination_weights(ctx.setup(), ctx.decryptors))
+            flow.combination_weights(ctx.setup(), ctx.decryptors), targets=ctx.released_cts)
     except DecryptionError as exc:
         raise fail(13, f"the aggregate does not decrypt within its bounds: {exc}") from None
     querier = ctx.query().querier

@@ -292,9 +292,14 @@ def decrypt_totals(
     shares_by_node: Sequence[Sequence[Point]],
     contributions_ranges: Sequence[Sequence[tuple[int, int]]],
     weights: Sequence[Scalar],
+    *,
+    targets: Sequence[Ciphertext] | None = None,
 ) -> list[int]:
     """Combine ``T`` nodes' shares of :func:`decryption_targets`, take exact discrete logs,
-    recombine limbs (exact queries), undo shifts.
+    recombine limbs (exact queries), undo shifts.  ``targets``: the caller's
+    ``decryption_targets(spec, agg)`` when it already has them (step 12 and the querier
+    checked the shares against them; recombining a DP entry again would cost two scalar
+    multiplications per extra limb).
 
     Exact query: ``total_j = sum_c lo_{c,j} + sum_i 2^(16 i) * dlog(C2_{j,i} - sum_n w_n
     D_{n,j,i})`` with ``w_n`` the nodes' :func:`combination_weights` (Lagrange coefficients
@@ -307,7 +312,8 @@ def decrypt_totals(
     """
     if len(weights) != len(shares_by_node):
         raise MalformedError(f"{len(weights)} weights for {len(shares_by_node)} nodes' shares")
-    targets = decryption_targets(spec, agg)
+    if targets is None:
+        targets = decryption_targets(spec, agg)
     for shares in shares_by_node:
         if len(shares) != len(targets):
             raise MalformedError("decryption shares do not match the aggregate's size")
